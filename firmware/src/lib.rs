@@ -1,0 +1,2 @@
+//! Device logic for TEC pendants and home sensors. `no_std`, no allocator.
+#![no_std]

@@ -1,0 +1,1 @@
+//! Host simulator: the real firmware device core over TCP with simulated inputs.

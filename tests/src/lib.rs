@@ -1,0 +1,1 @@
+//! Helpers for end-to-end tests: a private Mosquitto per test, device publishers.
