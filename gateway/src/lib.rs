@@ -1,1 +1,4 @@
-//! The TEC gateway.
+//! The TEC gateway: MQTT ingest with durable group commit, the redb event store, the
+//! alert engine, and the command line that inspects them.
+
+pub mod domain;

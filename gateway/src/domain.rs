@@ -1,0 +1,527 @@
+//! The gateway's vocabulary, shared by ingest, the store, the alert engine and the
+//! command line. Validated types; no IO here.
+
+use std::fmt;
+
+use protocol::{AlarmKind, DeviceId, UplinkBody};
+use serde::{Deserialize, Serialize};
+
+/// Milliseconds since the Unix epoch (UTC). One type for every instant in the gateway,
+/// so device time, receive time and rule timers compare directly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    pub const fn from_millis(ms: i64) -> Self {
+        Self(ms)
+    }
+
+    pub const fn as_millis(self) -> i64 {
+        self.0
+    }
+
+    pub const fn plus_ms(self, ms: i64) -> Self {
+        Self(self.0.saturating_add(ms))
+    }
+
+    /// Milliseconds from `earlier` to `self` (negative if `earlier` is later).
+    pub const fn millis_since(self, earlier: Timestamp) -> i64 {
+        self.0.saturating_sub(earlier.0)
+    }
+
+    pub fn to_jiff(self) -> Option<jiff::Timestamp> {
+        jiff::Timestamp::from_millisecond(self.0).ok()
+    }
+
+    pub fn from_jiff(ts: jiff::Timestamp) -> Self {
+        Self(ts.as_millisecond())
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.to_jiff() {
+            Some(ts) => write!(f, "{ts}"),
+            None => write!(f, "{}ms", self.0),
+        }
+    }
+}
+
+/// The source of "now". Production reads the system clock; tests drive a manual clock.
+pub trait Clock: Send + Sync + fmt::Debug {
+    fn now(&self) -> Timestamp;
+}
+
+/// Wall-clock time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::from_jiff(jiff::Timestamp::now())
+    }
+}
+
+/// A resident (care user) id from the council's case system. 1-64 printable ASCII
+/// characters without spaces or `/`; never a name, so it is safe to log.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ResidentId(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("resident id must be 1-64 ASCII graphic characters other than '/'")]
+pub struct InvalidResidentId;
+
+impl ResidentId {
+    pub fn new(id: impl Into<String>) -> Result<Self, InvalidResidentId> {
+        let id = id.into();
+        let valid = !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_graphic() && b != b'/');
+        if valid { Ok(Self(id)) } else { Err(InvalidResidentId) }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for ResidentId {
+    type Error = InvalidResidentId;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::new(value)
+    }
+}
+
+impl From<ResidentId> for String {
+    fn from(value: ResidentId) -> Self {
+        value.0
+    }
+}
+
+impl fmt::Display for ResidentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Identity of one uplink: stored once however often it arrives (contract 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct EventKey {
+    #[serde(with = "device_id_serde")]
+    pub device: DeviceId,
+    pub boot: u32,
+    pub seq: u32,
+}
+
+impl fmt::Display for EventKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}/{}", self.device, self.boot, self.seq)
+    }
+}
+
+/// What an uplink said. Bodies from a newer protocol revision are kept raw so they are
+/// still stored, receipted and (if they are alarms) answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventBody {
+    Uplink(UplinkBody),
+    /// The body tag was unknown to this gateway; `raw` is the whole payload.
+    Unrecognised { body_tag: u32, raw: Vec<u8> },
+}
+
+impl EventBody {
+    /// True if a human must look at this event (including alarms we cannot decode).
+    pub fn is_alarm(&self) -> bool {
+        match self {
+            EventBody::Uplink(body) => matches!(body, UplinkBody::Alarm(_)),
+            EventBody::Unrecognised { body_tag, .. } => *body_tag == protocol::UPLINK_ALARM_TAG,
+        }
+    }
+}
+
+/// One event as committed to the store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredEvent {
+    pub key: EventKey,
+    /// The resident the device was assigned to when the event was received, if any.
+    pub resident: Option<ResidentId>,
+    /// Gateway time when the payload arrived.
+    pub received_at: Timestamp,
+    /// Device clock at the event, if the device has one.
+    pub device_time: Option<Timestamp>,
+    /// Protocol revision byte the device sent.
+    pub protocol_version: u8,
+    pub body: EventBody,
+}
+
+impl StoredEvent {
+    /// How long the event took to arrive, if the device knew the time (outbox backlog,
+    /// outage). Negative values (clock skew) are reported as zero.
+    pub fn delivery_delay_ms(&self) -> Option<i64> {
+        self.device_time.map(|sent| self.received_at.millis_since(sent).max(0))
+    }
+}
+
+/// What kind of hardware a device is; drives which alerts make sense for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceKind {
+    Pendant,
+    FallDetector,
+    SmokeDetector,
+    HeatDetector,
+    CoDetector,
+    FloodDetector,
+    DoorSensor,
+    BedSensor,
+    ChairSensor,
+    MotionSensor,
+    TemperatureSensor,
+    Hub,
+    Other,
+}
+
+/// Liveness as the gateway believes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnlineState {
+    Unknown,
+    Online,
+    Offline,
+}
+
+/// A device the gateway knows of: registered by an administrator, or first seen on the
+/// broker (then `registered` is false and its alarms are flagged).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceRecord {
+    #[serde(with = "device_id_serde")]
+    pub id: DeviceId,
+    pub kind: DeviceKind,
+    pub registered: bool,
+    pub firmware: Option<protocol::FirmwareVersion>,
+    pub protocol_version: Option<u8>,
+    pub last_seen: Option<Timestamp>,
+    pub battery_mv: Option<u16>,
+    pub battery_percent: Option<u8>,
+    pub heartbeat_interval_s: Option<u32>,
+    pub online: OnlineState,
+}
+
+impl DeviceRecord {
+    pub fn new(id: DeviceId, kind: DeviceKind, registered: bool) -> Self {
+        Self {
+            id,
+            kind,
+            registered,
+            firmware: None,
+            protocol_version: None,
+            last_seen: None,
+            battery_mv: None,
+            battery_percent: None,
+            heartbeat_interval_s: None,
+            online: OnlineState::Unknown,
+        }
+    }
+}
+
+/// A person a device is assigned to. Kept minimal: the monitoring centre needs enough to
+/// send help, nothing more. Personal data: never logged (log the id only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resident {
+    pub id: ResidentId,
+    pub display_name: String,
+    pub address: String,
+    pub access_notes: String,
+    /// Who to call, in order (name and phone as free text).
+    pub responders: Vec<Responder>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Responder {
+    pub name: String,
+    pub phone: String,
+}
+
+/// A device lent to a resident from `from` until `until` (open-ended if `None`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assignment {
+    #[serde(with = "device_id_serde")]
+    pub device: DeviceId,
+    pub resident: ResidentId,
+    pub from: Timestamp,
+    pub until: Option<Timestamp>,
+}
+
+impl Assignment {
+    pub fn covers(&self, at: Timestamp) -> bool {
+        self.from <= at && self.until.is_none_or(|until| at < until)
+    }
+}
+
+/// Monotonic alert number, allocated by the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct AlertId(pub u64);
+
+impl fmt::Display for AlertId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "A{}", self.0)
+    }
+}
+
+/// What an alert is about. Device alarms map one to one; the rest come from gateway rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertKind {
+    PendantPress,
+    Fall,
+    Smoke,
+    Heat,
+    CarbonMonoxide,
+    Seizure,
+    Flood,
+    TemperatureExtreme,
+    DoorOpenedAtNight,
+    LeavingHome,
+    BedNotReturned,
+    ChairNotReturned,
+    Inactivity,
+    /// Gateway rule: no movement seen by the resident's configured time of day.
+    NoMovementByTime,
+    MedicationMissed,
+    Tamper,
+    MainsPowerLost,
+    LowBattery,
+    DeviceOffline,
+    /// An alarm from a newer device whose kind this gateway cannot decode. Treated as
+    /// life-safety: a human must look.
+    UnrecognisedAlarm,
+}
+
+impl AlertKind {
+    /// The alert kind a device alarm raises. `None` for messages that clear rather than
+    /// raise (mains power restored).
+    pub fn for_alarm(kind: &AlarmKind) -> Option<Self> {
+        Some(match kind {
+            AlarmKind::PendantPress => Self::PendantPress,
+            AlarmKind::Fall => Self::Fall,
+            AlarmKind::Smoke => Self::Smoke,
+            AlarmKind::Heat => Self::Heat,
+            AlarmKind::CarbonMonoxide => Self::CarbonMonoxide,
+            AlarmKind::Flood => Self::Flood,
+            AlarmKind::TemperatureExtreme { .. } => Self::TemperatureExtreme,
+            AlarmKind::BedNotReturned => Self::BedNotReturned,
+            AlarmKind::ChairNotReturned => Self::ChairNotReturned,
+            AlarmKind::DoorOpenedAtNight => Self::DoorOpenedAtNight,
+            AlarmKind::LeavingHome => Self::LeavingHome,
+            AlarmKind::Inactivity => Self::Inactivity,
+            AlarmKind::Seizure => Self::Seizure,
+            AlarmKind::MedicationMissed => Self::MedicationMissed,
+            AlarmKind::Tamper => Self::Tamper,
+            AlarmKind::MainsPowerLost => Self::MainsPowerLost,
+            AlarmKind::MainsPowerRestored => return None,
+            AlarmKind::LowBattery { .. } => Self::LowBattery,
+        })
+    }
+
+    /// Life-safety first, technical last (ARCHITECTURE.md, "Alarms first").
+    pub fn priority(self) -> Priority {
+        match self {
+            Self::PendantPress
+            | Self::Fall
+            | Self::Smoke
+            | Self::Heat
+            | Self::CarbonMonoxide
+            | Self::Seizure
+            | Self::UnrecognisedAlarm => Priority::LifeSafety,
+            Self::Flood
+            | Self::TemperatureExtreme
+            | Self::DoorOpenedAtNight
+            | Self::LeavingHome
+            | Self::BedNotReturned
+            | Self::ChairNotReturned
+            | Self::Inactivity
+            | Self::NoMovementByTime
+            | Self::MedicationMissed => Priority::Wellbeing,
+            Self::Tamper | Self::MainsPowerLost | Self::LowBattery | Self::DeviceOffline => Priority::Technical,
+        }
+    }
+}
+
+/// Order in the operators' queue. Lower sorts first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    LifeSafety = 0,
+    Wellbeing = 1,
+    Technical = 2,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertState {
+    Raised,
+    Acknowledged,
+    Resolved,
+}
+
+/// How an alert ended. Codes are stable: they feed the KPI reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The resident cancelled from the device within the grace window.
+    CancelledByResident,
+    /// Operator spoke to the resident; no help needed.
+    FalseAlarm,
+    /// Advice or reassurance given by the operator.
+    AdviceGiven,
+    /// A responder (family, warden, mobile response team) attended.
+    ResponderAttended,
+    /// Ambulance, fire or police called.
+    EmergencyServices,
+    /// A technical fault passed to maintenance.
+    MaintenanceRequested,
+    /// The condition cleared by itself (device back online, battery recovered).
+    AutoCleared,
+    /// A resident's test call.
+    TestCall,
+}
+
+/// One step in an alert's life. Alerts keep every transition for the audit trail and KPIs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transition {
+    pub at: Timestamp,
+    pub change: Change,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum Change {
+    Raised { event: Option<EventKey> },
+    /// A repeat of the same kind from the same resident joined the open alert.
+    Joined { event: EventKey },
+    /// Not acknowledged within its priority's target: moved up a step.
+    Escalated { level: u8 },
+    Acknowledged { operator: String },
+    Note { operator: String, text: String },
+    Resolved { operator: Option<String>, outcome: Outcome, note: Option<String> },
+}
+
+/// An alert with its whole history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alert {
+    pub id: AlertId,
+    pub kind: AlertKind,
+    pub priority: Priority,
+    pub state: AlertState,
+    pub resident: Option<ResidentId>,
+    /// The device whose event raised it (rules may raise alerts without one).
+    #[serde(with = "option_device_id_serde")]
+    pub device: Option<DeviceId>,
+    /// Raised by a device the register does not know: a human must still answer it.
+    pub unregistered_device: bool,
+    pub raised_at: Timestamp,
+    /// Delivery delay of the raising event when it arrived late (backlog, outage).
+    pub late_by_ms: Option<i64>,
+    pub escalation_level: u8,
+    pub transitions: Vec<Transition>,
+}
+
+impl Alert {
+    pub fn acknowledged_at(&self) -> Option<Timestamp> {
+        self.transitions.iter().find_map(|t| matches!(t.change, Change::Acknowledged { .. }).then_some(t.at))
+    }
+
+    /// Answer time for the KPI report: acknowledged minus raised.
+    pub fn answer_time_ms(&self) -> Option<i64> {
+        self.acknowledged_at().map(|at| at.millis_since(self.raised_at))
+    }
+
+    pub fn outcome(&self) -> Option<Outcome> {
+        self.transitions.iter().rev().find_map(|t| match t.change {
+            Change::Resolved { outcome, .. } => Some(outcome),
+            _ => None,
+        })
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.state != AlertState::Resolved
+    }
+}
+
+/// Why a payload was quarantined instead of stored as an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectReason {
+    /// Topic outside `tec/v1/dev/{id}/{up|status}`.
+    ForeignTopic,
+    /// Payload longer than the protocol's limit.
+    Oversize,
+    /// Empty, truncated, or not a message.
+    Malformed,
+    /// Revision byte 0.
+    BadVersion,
+    /// The payload claims to be from another device than its topic says.
+    IdentityMismatch,
+}
+
+impl RejectReason {
+    pub const ALL: [RejectReason; 5] =
+        [Self::ForeignTopic, Self::Oversize, Self::Malformed, Self::BadVersion, Self::IdentityMismatch];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ForeignTopic => "foreign_topic",
+            Self::Oversize => "oversize",
+            Self::Malformed => "malformed",
+            Self::BadVersion => "bad_version",
+            Self::IdentityMismatch => "identity_mismatch",
+        }
+    }
+}
+
+/// A rejected payload, kept (bounded, oldest evicted first) for inspection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuarantineRecord {
+    pub received_at: Timestamp,
+    pub topic: String,
+    /// At most the protocol's uplink limit plus a little; longer payloads are truncated
+    /// here (with `original_len` kept) so an attacker cannot fill the disk.
+    pub payload: Vec<u8>,
+    pub original_len: usize,
+    pub reason: RejectReason,
+    pub detail: String,
+}
+
+/// Serde for `DeviceId` as its string form, validated on the way in.
+pub mod device_id_serde {
+    use protocol::DeviceId;
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(id: &DeviceId, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(id.as_str())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DeviceId, D::Error> {
+        let text = String::deserialize(d)?;
+        DeviceId::new(&text).map_err(D::Error::custom)
+    }
+}
+
+/// Serde for `Option<DeviceId>`.
+pub mod option_device_id_serde {
+    use protocol::DeviceId;
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(id: &Option<DeviceId>, s: S) -> Result<S::Ok, S::Error> {
+        match id {
+            Some(id) => s.serialize_some(id.as_str()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DeviceId>, D::Error> {
+        let text = Option::<String>::deserialize(d)?;
+        text.map(|t| DeviceId::new(&t).map_err(D::Error::custom)).transpose()
+    }
+}
