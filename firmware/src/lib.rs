@@ -4,6 +4,7 @@
 #[cfg(test)]
 extern crate std;
 
+pub mod hw;
 pub mod input;
 pub mod outbox;
 
