@@ -5,7 +5,12 @@
 extern crate std;
 
 pub mod hw;
+pub mod boot;
+pub mod device;
+pub mod indication;
 pub mod input;
 pub mod outbox;
 
+pub use device::{Device, DeviceSetup};
+pub use indication::Indication;
 pub use input::Input;
