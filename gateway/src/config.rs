@@ -1,0 +1,540 @@
+//! Gateway configuration: a TOML file (every field optional), then environment variables,
+//! then command-line flags, each overriding the one before. Validated once at start so a
+//! bad value is a clear message at startup rather than a surprise at 3 a.m.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Default broker: a Mosquitto on the same machine.
+pub const DEFAULT_BROKER: &str = "mqtt://127.0.0.1:1883";
+/// Default data directory, relative to the working directory.
+pub const DEFAULT_DATA_DIR: &str = "./data";
+/// Default HTTP listen address (health and metrics).
+pub const DEFAULT_HTTP: &str = "127.0.0.1:8080";
+
+/// Every environment variable the gateway reads, with what it overrides (for `--help` and
+/// the README).
+pub const ENV_VARS: &[(&str, &str)] = &[
+    ("TEC_GATEWAY_CONFIG", "path of the TOML config file (same as --config)"),
+    ("TEC_GATEWAY_BROKER", "mqtt.broker"),
+    ("TEC_GATEWAY_DATA", "data_dir"),
+    ("TEC_GATEWAY_HTTP", "http"),
+    ("TEC_GATEWAY_MQTT_CLIENT_ID", "mqtt.client_id"),
+    ("TEC_GATEWAY_MQTT_USERNAME", "mqtt.username"),
+    ("TEC_GATEWAY_MQTT_PASSWORD", "mqtt.password"),
+    ("TEC_GATEWAY_MQTT_CA_FILE", "mqtt.ca_file"),
+    ("TEC_GATEWAY_MAX_BATCH", "ingest.max_batch"),
+    ("TEC_GATEWAY_LOG_LEVEL", "log.level (RUST_LOG, if set, wins)"),
+    ("TEC_GATEWAY_LOG_FORMAT", "log.format (text or json)"),
+];
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("environment variable {var}: {message}")]
+    Env { var: &'static str, message: String },
+    #[error("invalid {field}: {message}")]
+    Invalid { field: &'static str, message: String },
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field,
+        message: message.into(),
+    }
+}
+
+/// A validated broker address: `mqtt://host[:port]` or `mqtts://host[:port]`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BrokerUrl {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+}
+
+/// Why a broker URL was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BrokerUrlError {
+    #[error("broker URL must start with mqtt:// or mqtts://")]
+    Scheme,
+    #[error("broker URL has no host")]
+    MissingHost,
+    #[error("broker URL port is not a number from 1 to 65535")]
+    BadPort,
+    #[error("broker URL must be scheme://host[:port], without user, path or query")]
+    Extra,
+}
+
+impl BrokerUrl {
+    pub fn parse(text: &str) -> Result<Self, BrokerUrlError> {
+        let text = text.trim();
+        let (tls, rest) = if let Some(rest) = text.strip_prefix("mqtts://") {
+            (true, rest)
+        } else if let Some(rest) = text.strip_prefix("mqtt://") {
+            (false, rest)
+        } else {
+            return Err(BrokerUrlError::Scheme);
+        };
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        if rest.contains(['/', '?', '#', '@']) || rest.contains(char::is_whitespace) {
+            return Err(BrokerUrlError::Extra);
+        }
+        let default_port = if tls { 8883 } else { 1883 };
+        let (host, port) = if let Some(bracketed) = rest.strip_prefix('[') {
+            // IPv6 literal: [::1] or [::1]:1883
+            let (host, after) = bracketed.split_once(']').ok_or(BrokerUrlError::MissingHost)?;
+            let port = match after {
+                "" => None,
+                _ => Some(after.strip_prefix(':').ok_or(BrokerUrlError::Extra)?),
+            };
+            (host, port)
+        } else {
+            match rest.rsplit_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (rest, None),
+            }
+        };
+        if host.is_empty() || host.contains(['[', ']']) || (host.contains(':') && !rest.starts_with('[')) {
+            return Err(if host.is_empty() {
+                BrokerUrlError::MissingHost
+            } else {
+                BrokerUrlError::Extra
+            });
+        }
+        let port = match port {
+            None => default_port,
+            Some(port) => match port.parse::<u16>() {
+                Ok(port) if port != 0 => port,
+                _ => return Err(BrokerUrlError::BadPort),
+            },
+        };
+        Ok(Self {
+            tls,
+            host: host.to_owned(),
+            port,
+        })
+    }
+}
+
+impl fmt::Display for BrokerUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = if self.tls { "mqtts" } else { "mqtt" };
+        if self.host.contains(':') {
+            write!(f, "{scheme}://[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{scheme}://{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl fmt::Debug for BrokerUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BrokerUrl({self})")
+    }
+}
+
+impl Default for BrokerUrl {
+    fn default() -> Self {
+        Self {
+            tls: false,
+            host: "127.0.0.1".into(),
+            port: 1883,
+        }
+    }
+}
+
+impl TryFrom<String> for BrokerUrl {
+    type Error = BrokerUrlError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+
+impl<'de> Deserialize<'de> for BrokerUrl {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Self::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The whole configuration. `Default` is a working setup against a local broker.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the redb store lives (created if missing).
+    pub data_dir: PathBuf,
+    /// HTTP listen address for /healthz and /metrics; port 0 picks a free port.
+    pub http: SocketAddr,
+    pub mqtt: MqttConfig,
+    pub ingest: IngestConfig,
+    pub log: LogConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            http: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            mqtt: MqttConfig::default(),
+            ingest: IngestConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttConfig {
+    pub broker: BrokerUrl,
+    /// Stable across restarts: the broker keeps our session (and unacked messages) under it.
+    pub client_id: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// PEM file with the CA certificate(s) that signed the broker's certificate (mqtts);
+    /// without it the system roots are used.
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate and key for mutual TLS (both or neither).
+    pub client_cert_file: Option<PathBuf>,
+    pub client_key_file: Option<PathBuf>,
+    pub keep_alive_s: u64,
+    /// How long the broker keeps our session while we are away (messages queue for us).
+    pub session_expiry_s: u32,
+    /// Largest packet we accept. Far above the protocol's limit so an oversize payload is
+    /// quarantined rather than dropping the connection.
+    pub max_packet_bytes: u32,
+    /// How many unacknowledged publishes the broker may have in flight to us; group commit
+    /// needs many.
+    pub receive_maximum: u16,
+    /// Capacity of rumqttc's request channel (acks and receipts queue here).
+    pub request_channel_capacity: usize,
+    /// Seconds to wait for the TCP/TLS connection and CONNACK.
+    pub connect_timeout_s: u64,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        Self {
+            broker: BrokerUrl::default(),
+            client_id: "tec-gateway".into(),
+            username: None,
+            password: None,
+            ca_file: None,
+            client_cert_file: None,
+            client_key_file: None,
+            keep_alive_s: 30,
+            session_expiry_s: 86_400,
+            max_packet_bytes: 256 * 1024,
+            receive_maximum: 4096,
+            request_channel_capacity: 8192,
+            connect_timeout_s: 5,
+        }
+    }
+}
+
+impl fmt::Debug for MqttConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print the password.
+        f.debug_struct("MqttConfig")
+            .field("broker", &self.broker)
+            .field("client_id", &self.client_id)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("ca_file", &self.ca_file)
+            .field("client_cert_file", &self.client_cert_file)
+            .field("client_key_file", &self.client_key_file)
+            .field("keep_alive_s", &self.keep_alive_s)
+            .field("session_expiry_s", &self.session_expiry_s)
+            .field("max_packet_bytes", &self.max_packet_bytes)
+            .field("receive_maximum", &self.receive_maximum)
+            .field("request_channel_capacity", &self.request_channel_capacity)
+            .field("connect_timeout_s", &self.connect_timeout_s)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Most publishes committed in one transaction.
+    pub max_batch: usize,
+    /// Publishes buffered between the MQTT task and the committer.
+    pub queue_capacity: usize,
+    /// Rejected payloads kept for inspection (oldest evicted first).
+    pub quarantine_capacity: usize,
+    /// Wait before retrying after a failed commit.
+    pub commit_retry_ms: u64,
+    /// Longest a graceful shutdown may take before giving up on a clean disconnect.
+    pub shutdown_timeout_s: u64,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            max_batch: 1024,
+            queue_capacity: 16_384,
+            quarantine_capacity: 10_000,
+            commit_retry_ms: 500,
+            shutdown_timeout_s: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "text" => Ok(Self::Text),
+            "json" => Ok(Self::Json),
+            other => Err(format!("log format must be text or json, not {other:?}")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A tracing filter (`info`, `tec_gateway=debug,info`); RUST_LOG wins if set.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// Values given on the command line; they win over the file and the environment.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub broker: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub http: Option<String>,
+}
+
+impl Config {
+    /// Parses TOML text (no environment, no flags) and validates it.
+    pub fn from_toml(text: &str, origin: &Path) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// File (if any), then environment (read through `env`), then flags.
+    pub fn load(
+        file: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+        overrides: &Overrides,
+    ) -> Result<Self, ConfigError> {
+        let mut config = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                let config: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                    path: path.to_owned(),
+                    message: e.to_string().trim_end().to_owned(),
+                })?;
+                config
+            }
+            None => Config::default(),
+        };
+        config.apply_env(env)?;
+        config.apply_overrides(overrides)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        let get = |var: &str| env(var).filter(|v| !v.is_empty());
+        if let Some(v) = get("TEC_GATEWAY_BROKER") {
+            self.mqtt.broker = BrokerUrl::parse(&v).map_err(|e| ConfigError::Env {
+                var: "TEC_GATEWAY_BROKER",
+                message: e.to_string(),
+            })?;
+        }
+        if let Some(v) = get("TEC_GATEWAY_DATA") {
+            self.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = get("TEC_GATEWAY_HTTP") {
+            self.http = v.parse().map_err(|e| ConfigError::Env {
+                var: "TEC_GATEWAY_HTTP",
+                message: format!("not a socket address (host:port): {e}"),
+            })?;
+        }
+        if let Some(v) = get("TEC_GATEWAY_MQTT_CLIENT_ID") {
+            self.mqtt.client_id = v;
+        }
+        if let Some(v) = get("TEC_GATEWAY_MQTT_USERNAME") {
+            self.mqtt.username = Some(v);
+        }
+        if let Some(v) = get("TEC_GATEWAY_MQTT_PASSWORD") {
+            self.mqtt.password = Some(v);
+        }
+        if let Some(v) = get("TEC_GATEWAY_MQTT_CA_FILE") {
+            self.mqtt.ca_file = Some(PathBuf::from(v));
+        }
+        if let Some(v) = get("TEC_GATEWAY_MAX_BATCH") {
+            self.ingest.max_batch = v.parse().map_err(|e| ConfigError::Env {
+                var: "TEC_GATEWAY_MAX_BATCH",
+                message: format!("not a number: {e}"),
+            })?;
+        }
+        if let Some(v) = get("TEC_GATEWAY_LOG_LEVEL") {
+            self.log.level = v;
+        }
+        if let Some(v) = get("TEC_GATEWAY_LOG_FORMAT") {
+            self.log.format = v.parse().map_err(|message| ConfigError::Env {
+                var: "TEC_GATEWAY_LOG_FORMAT",
+                message,
+            })?;
+        }
+        Ok(())
+    }
+
+    fn apply_overrides(&mut self, overrides: &Overrides) -> Result<(), ConfigError> {
+        if let Some(broker) = &overrides.broker {
+            self.mqtt.broker = BrokerUrl::parse(broker).map_err(|e| invalid("--broker", e.to_string()))?;
+        }
+        if let Some(dir) = &overrides.data_dir {
+            self.data_dir.clone_from(dir);
+        }
+        if let Some(http) = &overrides.http {
+            self.http = http
+                .parse()
+                .map_err(|e| invalid("--http", format!("not a socket address (host:port): {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// Checks the values that serde cannot (ranges, combinations).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mqtt = &self.mqtt;
+        if mqtt.client_id.is_empty() || mqtt.client_id.starts_with(' ') || mqtt.client_id.len() > 128 {
+            return Err(invalid(
+                "mqtt.client_id",
+                "must be 1-128 characters and not start with a space",
+            ));
+        }
+        if mqtt.keep_alive_s < 5 || mqtt.keep_alive_s > 65_535 {
+            return Err(invalid("mqtt.keep_alive_s", "must be from 5 to 65535 seconds"));
+        }
+        if mqtt.max_packet_bytes < 4096 {
+            return Err(invalid("mqtt.max_packet_bytes", "must be at least 4096"));
+        }
+        if mqtt.receive_maximum == 0 {
+            return Err(invalid("mqtt.receive_maximum", "must be at least 1"));
+        }
+        if mqtt.request_channel_capacity == 0 {
+            return Err(invalid("mqtt.request_channel_capacity", "must be at least 1"));
+        }
+        if mqtt.connect_timeout_s == 0 {
+            return Err(invalid("mqtt.connect_timeout_s", "must be at least 1"));
+        }
+        if mqtt.password.is_some() && mqtt.username.is_none() {
+            return Err(invalid("mqtt.password", "a password needs a username"));
+        }
+        if mqtt.client_cert_file.is_some() != mqtt.client_key_file.is_some() {
+            return Err(invalid(
+                "mqtt.client_cert_file",
+                "client_cert_file and client_key_file go together",
+            ));
+        }
+        if !mqtt.broker.tls && (mqtt.ca_file.is_some() || mqtt.client_cert_file.is_some()) {
+            return Err(invalid(
+                "mqtt.ca_file",
+                "TLS files are set but the broker URL is mqtt://; use mqtts://",
+            ));
+        }
+        let ingest = &self.ingest;
+        if ingest.max_batch == 0 || ingest.max_batch > 65_536 {
+            return Err(invalid("ingest.max_batch", "must be from 1 to 65536"));
+        }
+        if ingest.queue_capacity == 0 {
+            return Err(invalid("ingest.queue_capacity", "must be at least 1"));
+        }
+        if ingest.quarantine_capacity == 0 {
+            return Err(invalid("ingest.quarantine_capacity", "must be at least 1"));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return Err(invalid("log.level", format!("not a log filter: {:?}", self.log.level)));
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(invalid("data_dir", "must not be empty"));
+        }
+        Ok(())
+    }
+
+    pub fn commit_retry(&self) -> Duration {
+        Duration::from_millis(self.ingest.commit_retry_ms)
+    }
+
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_secs(self.ingest.shutdown_timeout_s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_urls() {
+        let ok = |s: &str| BrokerUrl::parse(s).unwrap();
+        assert_eq!(ok("mqtt://127.0.0.1").port, 1883);
+        assert_eq!(ok("mqtts://broker.example").port, 8883);
+        assert!(ok("mqtts://broker.example").tls);
+        assert_eq!(ok("mqtt://localhost:1999/").port, 1999);
+        let v6 = ok("mqtt://[::1]:1884");
+        assert_eq!((v6.host.as_str(), v6.port), ("::1", 1884));
+        assert_eq!(ok("mqtt://[::1]").port, 1883);
+        assert_eq!(v6.to_string(), "mqtt://[::1]:1884");
+        assert_eq!(BrokerUrl::parse("tcp://x"), Err(BrokerUrlError::Scheme));
+        assert_eq!(BrokerUrl::parse("127.0.0.1:1883"), Err(BrokerUrlError::Scheme));
+        assert_eq!(BrokerUrl::parse("mqtt://"), Err(BrokerUrlError::MissingHost));
+        assert_eq!(BrokerUrl::parse("mqtt://:1883"), Err(BrokerUrlError::MissingHost));
+        assert_eq!(BrokerUrl::parse("mqtt://h:0"), Err(BrokerUrlError::BadPort));
+        assert_eq!(BrokerUrl::parse("mqtt://h:99999"), Err(BrokerUrlError::BadPort));
+        assert_eq!(BrokerUrl::parse("mqtt://h:x"), Err(BrokerUrlError::BadPort));
+        assert_eq!(BrokerUrl::parse("mqtt://u@h"), Err(BrokerUrlError::Extra));
+        assert_eq!(BrokerUrl::parse("mqtt://h/path"), Err(BrokerUrlError::Extra));
+        assert_eq!(BrokerUrl::parse("mqtt://::1"), Err(BrokerUrlError::Extra));
+        assert_eq!(BrokerUrl::parse(""), Err(BrokerUrlError::Scheme));
+    }
+
+    #[test]
+    fn default_is_valid_and_password_is_redacted() {
+        let mut config = Config::default();
+        assert!(config.validate().is_ok());
+        config.mqtt.username = Some("gw".into());
+        config.mqtt.password = Some("hunter2".into());
+        assert!(!format!("{config:?}").contains("hunter2"));
+    }
+}

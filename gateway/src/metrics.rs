@@ -1,0 +1,366 @@
+//! Counters the gateway keeps about itself: exported as Prometheus text on /metrics, and as
+//! [`IngestStats`] for tests and the operator UI.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::domain::{AlertKind, RejectReason};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: String,
+}
+
+/// A snapshot of ingest counters since start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IngestStats {
+    /// Publishes taken from the broker (all topics, good and bad).
+    pub received: u64,
+    /// Events newly stored.
+    pub stored: u64,
+    /// Events that were already stored (redelivery or device retransmission).
+    pub duplicates: u64,
+    /// Publishes quarantined, by reason (every reason listed, zeros included).
+    pub rejected: Vec<(RejectReason, u64)>,
+    /// Events stored from devices the register does not know.
+    pub unregistered: u64,
+    /// Receipt downlinks published.
+    pub receipts_sent: u64,
+    /// Successful write transactions.
+    pub commits: u64,
+    pub commit_failures: u64,
+    /// Publishes per successful ingest commit.
+    pub mean_batch_size: f64,
+    /// From a publish leaving the MQTT task to its commit returning.
+    pub receive_to_commit_p50: Option<Duration>,
+    pub receive_to_commit_p99: Option<Duration>,
+    pub mqtt_connected: bool,
+}
+
+impl IngestStats {
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.iter().map(|(_, n)| n).sum()
+    }
+
+    pub fn rejected_for(&self, reason: RejectReason) -> u64 {
+        self.rejected.iter().find(|(r, _)| *r == reason).map_or(0, |(_, n)| *n)
+    }
+}
+
+/// All of the gateway's metrics. Cheap to update from any task.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    received: Counter,
+    stored: Counter,
+    duplicates: Counter,
+    rejected: Family<ReasonLabel, Counter>,
+    unregistered: Counter,
+    receipts_sent: Counter,
+    commits: Counter,
+    commit_failures: Counter,
+    alerts_changed: Family<KindLabel, Counter>,
+    batch_size: Histogram,
+    receive_to_commit: Histogram,
+    mqtt_connected: Gauge,
+    open_alerts: Gauge,
+    connected: AtomicBool,
+    ingest_commits: AtomicU64,
+    ingest_publishes: AtomicU64,
+    /// Exact quantiles for [`IngestStats`], in microseconds.
+    latency_us: Mutex<Option<hdrhistogram::Histogram<u64>>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let received = Counter::default();
+        let stored = Counter::default();
+        let duplicates = Counter::default();
+        let rejected = Family::<ReasonLabel, Counter>::default();
+        let unregistered = Counter::default();
+        let receipts_sent = Counter::default();
+        let commits = Counter::default();
+        let commit_failures = Counter::default();
+        let alerts_changed = Family::<KindLabel, Counter>::default();
+        let batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 17));
+        let receive_to_commit = Histogram::new(exponential_buckets(0.000_25, 2.0, 18));
+        let mqtt_connected = Gauge::default();
+        let open_alerts = Gauge::default();
+        // prometheus-client appends `_total` to counter names.
+        registry.register(
+            "tec_ingest_received",
+            "Publishes taken from the broker",
+            received.clone(),
+        );
+        registry.register("tec_events_stored", "Events newly stored", stored.clone());
+        registry.register(
+            "tec_events_duplicate",
+            "Events received again after they were stored",
+            duplicates.clone(),
+        );
+        registry.register(
+            "tec_ingest_rejected",
+            "Publishes quarantined, by reason",
+            rejected.clone(),
+        );
+        registry.register(
+            "tec_unregistered_device_events",
+            "Events stored from devices not in the register",
+            unregistered.clone(),
+        );
+        registry.register(
+            "tec_receipts_sent",
+            "Receipt downlinks published",
+            receipts_sent.clone(),
+        );
+        registry.register("tec_commits", "Successful store commits", commits.clone());
+        registry.register(
+            "tec_commit_failures",
+            "Store commits that failed (nothing acked)",
+            commit_failures.clone(),
+        );
+        registry.register(
+            "tec_alerts_changed",
+            "Alert changes committed, by alert kind",
+            alerts_changed.clone(),
+        );
+        registry.register(
+            "tec_commit_batch_size",
+            "Publishes per ingest commit",
+            batch_size.clone(),
+        );
+        registry.register(
+            "tec_receive_to_commit_seconds",
+            "Time from receiving a publish to its durable commit",
+            receive_to_commit.clone(),
+        );
+        registry.register(
+            "tec_mqtt_connected",
+            "1 while connected and subscribed to the broker",
+            mqtt_connected.clone(),
+        );
+        registry.register("tec_open_alerts", "Alerts not yet resolved", open_alerts.clone());
+        for reason in RejectReason::ALL {
+            rejected
+                .get_or_create(&ReasonLabel {
+                    reason: reason.as_str(),
+                })
+                .inc_by(0);
+        }
+        Self {
+            registry,
+            received,
+            stored,
+            duplicates,
+            rejected,
+            unregistered,
+            receipts_sent,
+            commits,
+            commit_failures,
+            alerts_changed,
+            batch_size,
+            receive_to_commit,
+            mqtt_connected,
+            open_alerts,
+            connected: AtomicBool::new(false),
+            ingest_commits: AtomicU64::new(0),
+            ingest_publishes: AtomicU64::new(0),
+            latency_us: Mutex::new(hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3).ok()),
+        }
+    }
+
+    pub fn received(&self, n: u64) {
+        self.received.inc_by(n);
+    }
+
+    pub fn stored(&self, n: u64) {
+        self.stored.inc_by(n);
+    }
+
+    pub fn duplicates(&self, n: u64) {
+        self.duplicates.inc_by(n);
+    }
+
+    pub fn rejected(&self, reason: RejectReason) {
+        self.rejected
+            .get_or_create(&ReasonLabel {
+                reason: reason.as_str(),
+            })
+            .inc();
+    }
+
+    pub fn unregistered(&self, n: u64) {
+        self.unregistered.inc_by(n);
+    }
+
+    pub fn receipts_sent(&self, n: u64) {
+        self.receipts_sent.inc_by(n);
+    }
+
+    pub fn commit_failed(&self) {
+        self.commit_failures.inc();
+    }
+
+    /// A successful commit; `publishes` and `latencies` are empty for timer and operator commits.
+    pub fn committed(&self, publishes: usize, latencies: impl IntoIterator<Item = Duration>) {
+        self.commits.inc();
+        if publishes == 0 {
+            return;
+        }
+        self.ingest_commits.fetch_add(1, Ordering::Relaxed);
+        self.ingest_publishes.fetch_add(publishes as u64, Ordering::Relaxed);
+        self.batch_size.observe(publishes as f64);
+        let mut guard = self
+            .latency_us
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for latency in latencies {
+            self.receive_to_commit.observe(latency.as_secs_f64());
+            if let Some(hist) = guard.as_mut() {
+                let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX).max(1);
+                hist.saturating_record(micros);
+            }
+        }
+    }
+
+    pub fn alert_changed(&self, kind: AlertKind) {
+        let kind = serde_json::to_value(kind)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_else(|| format!("{kind:?}"));
+        self.alerts_changed.get_or_create(&KindLabel { kind }).inc();
+    }
+
+    pub fn set_open_alerts(&self, n: usize) {
+        self.open_alerts.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    pub fn set_mqtt_connected(&self, connected: bool) {
+        self.connected.store(connected, Ordering::Relaxed);
+        self.mqtt_connected.set(i64::from(connected));
+    }
+
+    pub fn mqtt_connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    /// Prometheus text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+
+    pub fn snapshot(&self) -> IngestStats {
+        let commits = self.ingest_commits.load(Ordering::Relaxed);
+        let publishes = self.ingest_publishes.load(Ordering::Relaxed);
+        let (p50, p99) = {
+            let guard = self
+                .latency_us
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match guard.as_ref() {
+                Some(hist) if !hist.is_empty() => (
+                    Some(Duration::from_micros(hist.value_at_quantile(0.5))),
+                    Some(Duration::from_micros(hist.value_at_quantile(0.99))),
+                ),
+                _ => (None, None),
+            }
+        };
+        IngestStats {
+            received: self.received.get(),
+            stored: self.stored.get(),
+            duplicates: self.duplicates.get(),
+            rejected: RejectReason::ALL
+                .iter()
+                .map(|reason| {
+                    let count = self
+                        .rejected
+                        .get_or_create(&ReasonLabel {
+                            reason: reason.as_str(),
+                        })
+                        .get();
+                    (*reason, count)
+                })
+                .collect(),
+            unregistered: self.unregistered.get(),
+            receipts_sent: self.receipts_sent.get(),
+            commits: self.commits.get(),
+            commit_failures: self.commit_failures.get(),
+            mean_batch_size: if commits == 0 {
+                0.0
+            } else {
+                publishes as f64 / commits as f64
+            },
+            receive_to_commit_p50: p50,
+            receive_to_commit_p99: p99,
+            mqtt_connected: self.mqtt_connected(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exports_every_metric_name() {
+        let metrics = Metrics::new();
+        metrics.received(3);
+        metrics.rejected(RejectReason::Oversize);
+        metrics.alert_changed(AlertKind::PendantPress);
+        metrics.committed(2, [Duration::from_millis(2), Duration::from_millis(4)]);
+        metrics.set_mqtt_connected(true);
+        let text = metrics.encode();
+        for name in [
+            "tec_ingest_received_total 3",
+            "tec_events_stored_total",
+            "tec_events_duplicate_total",
+            "tec_ingest_rejected_total{reason=\"oversize\"} 1",
+            "tec_ingest_rejected_total{reason=\"malformed\"} 0",
+            "tec_unregistered_device_events_total",
+            "tec_receipts_sent_total",
+            "tec_commit_failures_total",
+            "tec_alerts_changed_total{kind=\"pendant_press\"} 1",
+            "tec_commit_batch_size_bucket",
+            "tec_receive_to_commit_seconds_bucket",
+            "tec_mqtt_connected 1",
+            "tec_open_alerts 0",
+        ] {
+            assert!(text.contains(name), "{name} missing from\n{text}");
+        }
+        let stats = metrics.snapshot();
+        assert_eq!(stats.received, 3);
+        assert_eq!(stats.rejected_for(RejectReason::Oversize), 1);
+        assert_eq!(stats.rejected_total(), 1);
+        assert!((stats.mean_batch_size - 2.0).abs() < f64::EPSILON);
+        let p99 = stats.receive_to_commit_p99.unwrap();
+        assert!(
+            p99 >= Duration::from_millis(3) && p99 <= Duration::from_millis(5),
+            "{p99:?}"
+        );
+        assert!(stats.mqtt_connected);
+    }
+}
