@@ -2,3 +2,8 @@
 //! alert engine, and the command line that inspects them.
 
 pub mod domain;
+pub mod store;
+pub mod config;
+pub mod ingest;
+pub mod metrics;
+pub mod alerts;

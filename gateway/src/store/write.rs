@@ -1,0 +1,200 @@
+//! One write transaction. Ingest groups many events into one batch and commits once, so the
+//! fsync cost is shared (group commit).
+
+use std::marker::PhantomData;
+
+use protocol::DeviceId;
+use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
+
+use super::schema::*;
+use super::{QUARANTINE_PAYLOAD_LIMIT, StoreError, queries};
+use crate::domain::{Alert, Assignment, DeviceRecord, QuarantineRecord, Resident, ResidentId, StoredEvent, Timestamp};
+
+/// Whether [`WriteBatch::insert_event`] stored the event or had it already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InsertOutcome {
+    Inserted,
+    Duplicate,
+}
+
+/// A write transaction on the store. Dropping it without [`WriteBatch::commit`] discards it.
+pub struct WriteBatch<'s> {
+    txn: WriteTransaction,
+    quarantine_capacity: usize,
+    _store: PhantomData<&'s super::Store>,
+}
+
+impl std::fmt::Debug for WriteBatch<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteBatch")
+            .field("quarantine_capacity", &self.quarantine_capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WriteBatch<'_> {
+    pub(crate) fn new(txn: WriteTransaction, quarantine_capacity: usize) -> Result<Self, StoreError> {
+        Ok(Self {
+            txn,
+            quarantine_capacity,
+            _store: PhantomData,
+        })
+    }
+
+    /// Stores the event once per (device, boot, seq): a repeat changes nothing and says so.
+    pub fn insert_event(&mut self, event: &StoredEvent) -> Result<InsertOutcome, StoreError> {
+        let device = event.key.device.as_str();
+        let key = (device, event.key.boot, event.key.seq);
+        let mut events = self.txn.open_table(EVENTS)?;
+        if events.get(key)?.is_some() {
+            return Ok(InsertOutcome::Duplicate);
+        }
+        let bytes = to_postcard("events", event)?;
+        events.insert(key, bytes.as_slice())?;
+        let received = event.received_at.as_millis();
+        self.txn
+            .open_table(EVENTS_BY_TIME)?
+            .insert((received, device, event.key.boot, event.key.seq), ())?;
+        if let Some(resident) = &event.resident {
+            self.txn
+                .open_table(EVENTS_BY_RESIDENT)?
+                .insert((resident.as_str(), received, device, event.key.boot, event.key.seq), ())?;
+        }
+        Ok(InsertOutcome::Inserted)
+    }
+
+    /// Inserts or replaces the alert by id, keeping the open-alert and resident indexes true.
+    pub fn put_alert(&mut self, alert: &Alert) -> Result<(), StoreError> {
+        let id = alert.id.0;
+        let bytes = to_json("alerts", alert)?;
+        let previous_resident = {
+            let mut alerts = self.txn.open_table(ALERTS)?;
+            let previous = alerts.insert(id, bytes.as_slice())?;
+            match previous {
+                Some(old) => match from_json::<Alert>("alerts", id, old.value()) {
+                    Ok(old) => old.resident,
+                    Err(err) => {
+                        // Overwriting a corrupt value repairs it; its stale index entry may linger.
+                        tracing::warn!(alert = %alert.id, error = %err, "replaced an undecodable alert");
+                        None
+                    }
+                },
+                None => None,
+            }
+        };
+        let mut open = self.txn.open_table(OPEN_ALERTS)?;
+        if alert.is_open() {
+            open.insert(id, ())?;
+        } else {
+            open.remove(id)?;
+        }
+        let mut by_resident = self.txn.open_table(ALERTS_BY_RESIDENT)?;
+        if let Some(old) = previous_resident.filter(|old| Some(old) != alert.resident.as_ref()) {
+            by_resident.remove((old.as_str(), id))?;
+        }
+        if let Some(resident) = &alert.resident {
+            by_resident.insert((resident.as_str(), id), ())?;
+        }
+        Ok(())
+    }
+
+    /// Keeps the payload (cut to 1 KiB) for inspection; evicts the oldest beyond capacity.
+    pub fn quarantine(&mut self, record: &QuarantineRecord) -> Result<(), StoreError> {
+        let mut stored = record.clone();
+        stored.original_len = record.original_len.max(record.payload.len());
+        stored.payload.truncate(QUARANTINE_PAYLOAD_LIMIT);
+        let bytes = to_postcard("quarantine", &stored)?;
+        let mut meta = self.txn.open_table(META)?;
+        let seq = meta.get(QUARANTINE_NEXT_SEQ_KEY)?.map_or(0, |next| next.value());
+        meta.insert(QUARANTINE_NEXT_SEQ_KEY, seq.saturating_add(1))?;
+        let mut quarantine = self.txn.open_table(QUARANTINE)?;
+        quarantine.insert(seq, bytes.as_slice())?;
+        let capacity = u64::try_from(self.quarantine_capacity).unwrap_or(u64::MAX);
+        while quarantine.len()? > capacity {
+            if quarantine.pop_first()?.is_none() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the device as this batch would leave it.
+    pub fn device(&self, id: &DeviceId) -> Result<Option<DeviceRecord>, StoreError> {
+        queries::device_in(&self.txn.open_table(DEVICES)?, id)
+    }
+
+    pub fn put_device(&mut self, record: &DeviceRecord) -> Result<(), StoreError> {
+        let bytes = to_postcard("devices", record)?;
+        self.txn
+            .open_table(DEVICES)?
+            .insert(record.id.as_str(), bytes.as_slice())?;
+        Ok(())
+    }
+
+    pub fn put_resident(&mut self, resident: &Resident) -> Result<(), StoreError> {
+        let bytes = to_postcard("residents", resident)?;
+        self.txn
+            .open_table(RESIDENTS)?
+            .insert(resident.id.as_str(), bytes.as_slice())?;
+        Ok(())
+    }
+
+    /// Records a loan of a device. One starting at the same instant as an existing one replaces
+    /// it; any other overlap with the device's assignments is refused.
+    pub fn assign(&mut self, assignment: &Assignment) -> Result<(), StoreError> {
+        let mut assignments = self.txn.open_table(ASSIGNMENTS)?;
+        let overlapping = queries::assignments_in(&assignments, &assignment.device)?
+            .into_iter()
+            .find(|existing| {
+                existing.from != assignment.from
+                    && existing.until.is_none_or(|until| assignment.from < until)
+                    && assignment.until.is_none_or(|until| existing.from < until)
+            });
+        if let Some(existing) = overlapping {
+            return Err(StoreError::OverlappingAssignment {
+                device: assignment.device,
+                existing_resident: existing.resident,
+                existing_from: existing.from,
+                existing_until: existing.until,
+            });
+        }
+        let bytes = to_postcard("assignments", assignment)?;
+        assignments.insert(
+            (assignment.device.as_str(), assignment.from.as_millis()),
+            bytes.as_slice(),
+        )?;
+        Ok(())
+    }
+
+    /// Ends the device's assignment that covers `at`, at `at`.
+    pub fn end_assignment(&mut self, device: &DeviceId, at: Timestamp) -> Result<(), StoreError> {
+        let mut assignments = self.txn.open_table(ASSIGNMENTS)?;
+        let Some(mut current) = queries::assignment_at(&assignments, device, at)? else {
+            return Err(StoreError::NoActiveAssignment { device: *device, at });
+        };
+        current.until = Some(at);
+        let bytes = to_postcard("assignments", &current)?;
+        assignments.insert((device.as_str(), current.from.as_millis()), bytes.as_slice())?;
+        Ok(())
+    }
+
+    pub fn resident_for(&self, device: &DeviceId, at: Timestamp) -> Result<Option<ResidentId>, StoreError> {
+        queries::resident_for_in(&self.txn.open_table(ASSIGNMENTS)?, device, at)
+    }
+
+    /// Sets (or, with `None`, deletes) one opaque alert-engine state entry.
+    pub fn put_engine_state(&mut self, key: &str, value: Option<&[u8]>) -> Result<(), StoreError> {
+        let mut state = self.txn.open_table(ENGINE_STATE)?;
+        match value {
+            Some(value) => state.insert(key, value)?,
+            None => state.remove(key)?,
+        };
+        Ok(())
+    }
+
+    /// Commits durably (fsync): only after `Ok` may anything be acknowledged to a device.
+    pub fn commit(self) -> Result<(), StoreError> {
+        self.txn.commit()?;
+        Ok(())
+    }
+}
