@@ -79,7 +79,9 @@ impl Button {
             }
             None => {}
         }
-        if self.debouncer.level()
+        // The raw sample must still read pressed: a release being debounced is not a hold.
+        if pressed
+            && self.debouncer.level()
             && !self.held_sent
             && now_ms.saturating_sub(self.debouncer.since_ms()) >= u64::from(self.hold_ms)
         {
