@@ -1,0 +1,29 @@
+use crate::domain::{AlertId, AlertState};
+
+/// Why an operator action or a restore was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    /// No alert with this id was ever allocated.
+    #[error("no alert {0}")]
+    UnknownAlert(AlertId),
+    /// The alert exists but is closed; the engine only holds open alerts.
+    #[error("alert {0} is already resolved")]
+    AlreadyResolved(AlertId),
+    #[error("alert {alert} is {from:?}: cannot {action}")]
+    InvalidTransition {
+        alert: AlertId,
+        from: AlertState,
+        action: &'static str,
+    },
+    #[error("operator name is empty")]
+    MissingOperator,
+    /// `resident` and `gateway` mark automatic entries in the audit trail.
+    #[error("operator name {0:?} is reserved for automatic entries")]
+    ReservedOperator(String),
+    #[error("note text is empty")]
+    EmptyNote,
+    #[error("note is longer than {max} characters")]
+    NoteTooLong { max: usize },
+    #[error("alert engine state entry {key:?} is unreadable: {reason}")]
+    CorruptState { key: String, reason: String },
+}
