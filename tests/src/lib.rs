@@ -1,1 +1,19 @@
-//! Helpers for end-to-end tests: a private Mosquitto per test, device publishers.
+//! Helpers for end-to-end tests: a private Mosquitto per test, the gateway as a real process,
+//! and simulated devices that behave as the firmware does (outbox, receipts, retransmission).
+//!
+//! Reused by the firmware end-to-end tests, the load and fault campaign, and the demo.
+
+pub mod broker;
+pub mod devices;
+pub mod error;
+pub mod gateway_process;
+pub mod http;
+pub mod metrics;
+pub mod net;
+pub mod plain;
+
+pub use broker::{Broker, BrokerAuth, BrokerOptions, Credentials};
+pub use devices::{DeviceSim, Fleet, FleetOptions, FleetProgress, SentKey};
+pub use error::HarnessError;
+pub use gateway_process::GatewayProcess;
+pub use metrics::Metrics;
