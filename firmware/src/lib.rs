@@ -10,6 +10,8 @@ pub mod device;
 pub mod indication;
 pub mod input;
 pub mod outbox;
+pub mod rng;
+pub mod session;
 
 pub use device::{Device, DeviceSetup};
 pub use indication::Indication;
