@@ -4,7 +4,6 @@
 //! buffer and every other buffer the connection needs.
 
 use core::convert::Infallible;
-use std::future::Future;
 
 use firmware::device::{Device, DeviceSetup};
 use firmware::session::{self, Backoff, Connector, Event, MqttClient, Platform, SessionConfig, SessionState};
@@ -43,8 +42,8 @@ struct Net;
 impl Connector for Net {
     type Connection = Socket;
     type Error = Infallible;
-    fn connect(&mut self) -> impl Future<Output = Result<Socket, Infallible>> {
-        async { Ok(Socket { _handle: [0; 2] }) }
+    async fn connect(&mut self) -> Result<Socket, Infallible> {
+        Ok(Socket { _handle: [0; 2] })
     }
 }
 
@@ -54,8 +53,8 @@ impl Platform for Board {
     fn now_ms(&self) -> u64 {
         0
     }
-    fn wait(&mut self, _deadline_ms: u64) -> impl Future<Output = Option<Event>> {
-        async { Some(Event::Stop) }
+    async fn wait(&mut self, _deadline_ms: u64) -> Option<Event> {
+        Some(Event::Stop)
     }
     fn show(&mut self, _device: &Device, _session: &SessionState, _now_ms: u64) {}
 }
