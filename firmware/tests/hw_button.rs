@@ -69,9 +69,11 @@ fn hold_reports_press_then_held_once() {
     let mut ev = Vec::new();
     run(&mut b, 1_000, 5_000, 10, true, &mut ev);
     assert_eq!(ev, vec![(1_030, Input::ButtonPressed), (3_000, Input::ButtonHeld)]);
+    assert_eq!(b.pressed_since_ms(), Some(1_000));
     run(&mut b, 5_000, 5_100, 10, false, &mut ev);
     run(&mut b, 5_100, 5_200, 10, true, &mut ev);
     assert_eq!(ev.len(), 3);
+    assert_eq!(b.pressed_since_ms(), Some(5_100));
     assert_eq!(ev[2], (5_130, Input::ButtonPressed));
 }
 
@@ -82,6 +84,7 @@ fn short_press_does_not_count_as_hold() {
     run(&mut b, 0, 1_990, 10, true, &mut ev);
     run(&mut b, 1_990, 4_000, 10, false, &mut ev);
     assert_eq!(ev, vec![(30, Input::ButtonPressed)]);
+    assert_eq!(b.pressed_since_ms(), None);
 }
 
 #[test]

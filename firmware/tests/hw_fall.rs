@@ -157,6 +157,7 @@ fn bus_for(samples: &[(u64, [f64; 3])]) -> Vec<T> {
 struct Run {
     alarms: Vec<u64>,
     outcome: Option<Outcome>,
+    rest_variance: Option<u32>,
 }
 
 /// Reads every sample through the driver into the detector.
@@ -178,6 +179,7 @@ fn run_with(config: FallConfig, trace: &Trace) -> Run {
     Run {
         alarms,
         outcome: det.last_outcome(),
+        rest_variance: det.last_rest_variance_mg2(),
     }
 }
 
@@ -355,5 +357,33 @@ proptest::proptest! {
             t = if dt == 0 { t.saturating_sub(back % 1_000) } else { t.saturating_add(dt) };
             let _ = det.update(t, x, y, z);
         }
+    }
+}
+
+#[test]
+fn a_noisy_sample_inside_the_free_fall_does_not_break_it() {
+    let mut tr = Trace::new(30);
+    tr.standing(2_000)
+        .ramp(200, [0.0, 1000.0, 0.0], [150.0, 250.0, 100.0], 20.0)
+        .hold(60, [120.0, 150.0, 80.0], 30.0)
+        .points(&[[300.0, 250.0, 150.0]]) // |a| ~ 420 mg for one sample
+        .hold(60, [120.0, 150.0, 80.0], 30.0)
+        .points(&[[3000.0, 1500.0, 600.0], [1500.0, 500.0, 200.0]])
+        .lying_on_side_breathing(6_000);
+    let r = run(&tr);
+    assert_eq!(r.alarms.len(), 1, "{:?}", r.outcome);
+}
+
+#[test]
+fn the_alive_rule_has_margin_on_both_sides() {
+    // Threshold 25 mg²: breathing on a body is well above it, a pendant on a table well below.
+    for seed in 40..45 {
+        let mut tr = Trace::new(seed);
+        tr.real_fall().lying_on_side_breathing(6_000);
+        let fall = run(&tr).rest_variance.unwrap();
+        let drop = run(&dropped_pendant(seed)).rest_variance.unwrap();
+        println!("seed {seed}: lying {fall} mg², dropped {drop} mg²");
+        assert!(fall >= 100, "lying {fall}");
+        assert!(drop <= 12, "dropped {drop}");
     }
 }

@@ -152,8 +152,10 @@ fn motion_is_reported_and_counted_per_window() {
             state: SensorState::Motion
         }));
     // The counter's clock started at the first update (t = 1 s); tick past the third window.
-    s.activity().tick(181_000);
-    assert_eq!(s.activity().drain().as_slice(), &[3, 0, 1]);
+    assert_eq!(s.activity().tick(181_000), 1);
+    let summary = s.activity().drain_summary();
+    assert_eq!(summary.window_s, 60);
+    assert_eq!(summary.motion_counts.as_slice(), &[3, 0, 1]);
     assert_eq!(s.activity().pending(), 0);
 }
 
@@ -180,7 +182,7 @@ fn poll_reads_the_pin() {
 #[test]
 fn activity_counter_keeps_the_newest_windows_and_survives_gaps() {
     let mut a = ActivityCounter::new(10);
-    a.tick(0);
+    assert_eq!(a.tick(0), 0);
     for w in 0..20u64 {
         for k in 0..w {
             a.record_motion(w * 10_000 + k * 100);
@@ -192,7 +194,7 @@ fn activity_counter_keeps_the_newest_windows_and_survives_gaps() {
     assert_eq!(got.as_slice(), &[8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19]);
     // A day without ticks: only empty windows, no loop over 8 640 windows.
     a.record_motion(200_500);
-    a.tick(200_000 + 86_400_000);
+    assert_eq!(a.tick(200_000 + 86_400_000), MAX_ACTIVITY_WINDOWS);
     assert_eq!(a.drain().as_slice(), &[0; MAX_ACTIVITY_WINDOWS]);
     // Zero-length windows are taken as one second.
     assert_eq!(ActivityCounter::new(0).window_s(), 1);

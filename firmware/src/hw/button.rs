@@ -109,6 +109,16 @@ impl Button {
     pub const fn is_pressed(&self) -> bool {
         self.debouncer.level()
     }
+
+    /// When the current press began (its first pressed sample), while pressed. Lets the caller
+    /// tell, on `ButtonHeld`, alarms raised before this press from the one the press raised.
+    pub const fn pressed_since_ms(&self) -> Option<u64> {
+        if self.debouncer.level() {
+            Some(self.debouncer.since_ms())
+        } else {
+            None
+        }
+    }
 }
 
 impl Default for Button {

@@ -5,7 +5,8 @@
 //! # The rule
 //!
 //! A fall is, in order:
-//! 1. **free fall**: |a| below `free_fall_mg` continuously for at least `min_free_fall_ms`;
+//! 1. **free fall**: |a| below `free_fall_mg` for at least `min_free_fall_ms` (a rise above it
+//!    for less than 20 ms, e.g. one noisy sample of a tumbling body, does not break it);
 //! 2. **impact**: |a| above `impact_mg` within `impact_window_ms` of the free fall ending;
 //! 3. **lying still**: after `settle_ms` (bounces, rolling), the first window of `still_ms` in
 //!    which every sample's |a| is within `still_band_mg` of 1 g and the summed per-axis variance
@@ -158,12 +159,21 @@ impl Window {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Idle,
-    FreeFall { start_ms: u64 },
-    AwaitImpact { free_fall_end_ms: u64 },
-    AfterImpact { impact_ms: u64, window: Option<Window> },
+    /// `ended_ms`: the first sample above the threshold after the latest one below, if any.
+    FreeFall {
+        start_ms: u64,
+        ended_ms: Option<u64>,
+    },
+    AwaitImpact {
+        free_fall_end_ms: u64,
+    },
+    AfterImpact {
+        impact_ms: u64,
+        window: Option<Window>,
+    },
 }
 
-/// The fall detector. About 100 bytes.
+/// The fall detector. About 150 bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FallDetector {
     config: FallConfig,
@@ -171,7 +181,13 @@ pub struct FallDetector {
     /// Smoothed gravity direction from quasi-static samples while idle: "before the fall".
     reference: Option<[i32; 3]>,
     last_outcome: Option<Outcome>,
+    /// Summed per-axis variance of the window that decided the last candidate, for tuning.
+    last_rest_variance_mg2: Option<u32>,
 }
+
+/// A rise above the free-fall threshold shorter than this (two samples at 100 Hz) does not end
+/// the free fall.
+const FREE_FALL_GAP_MS: u64 = 20;
 
 /// Samples with |a| within 1 g ± this while idle update the orientation reference.
 const QUASI_STATIC_BAND_MG: i64 = 150;
@@ -183,6 +199,7 @@ impl FallDetector {
             state: State::Idle,
             reference: None,
             last_outcome: None,
+            last_rest_variance_mg2: None,
         }
     }
 
@@ -201,6 +218,12 @@ impl FallDetector {
         self.last_outcome
     }
 
+    /// The summed per-axis variance (mg²) of the rest window that decided the last candidate
+    /// (`None` if it ended before one), to log when tuning `min_alive_variance_mg2` in the field.
+    pub const fn last_rest_variance_mg2(&self) -> Option<u32> {
+        self.last_rest_variance_mg2
+    }
+
     /// True while a candidate (free fall, impact, or rest after it) is being followed.
     pub const fn is_busy(&self) -> bool {
         !matches!(self.state, State::Idle)
@@ -216,28 +239,45 @@ impl FallDetector {
         match self.state {
             State::Idle => {
                 if mag2 < free_fall2 {
-                    self.state = State::FreeFall { start_ms: now_ms };
+                    self.state = State::FreeFall {
+                        start_ms: now_ms,
+                        ended_ms: None,
+                    };
+                    self.last_rest_variance_mg2 = None;
                 } else {
                     self.track_reference(a, mag2);
                 }
                 None
             }
-            State::FreeFall { start_ms } => {
+            State::FreeFall { start_ms, ended_ms } => {
                 if mag2 < free_fall2 {
+                    self.state = State::FreeFall {
+                        start_ms,
+                        ended_ms: None,
+                    };
                     return None;
                 }
-                if now_ms.saturating_sub(start_ms) < u64::from(c.min_free_fall_ms) {
+                let end = ended_ms.unwrap_or(now_ms);
+                let is_impact = mag2 > impact2;
+                // A body tumbling at 0.2-0.4 g can poke above the threshold for a sample: only
+                // a rise lasting FREE_FALL_GAP_MS (or an impact) ends the free fall.
+                if !is_impact && now_ms.saturating_sub(end) < FREE_FALL_GAP_MS {
+                    self.state = State::FreeFall {
+                        start_ms,
+                        ended_ms: Some(end),
+                    };
+                    return None;
+                }
+                if end.saturating_sub(start_ms) < u64::from(c.min_free_fall_ms) {
                     return self.finish(Outcome::ShortFreeFall);
                 }
-                self.state = if mag2 > impact2 {
+                self.state = if is_impact {
                     State::AfterImpact {
                         impact_ms: now_ms,
                         window: None,
                     }
                 } else {
-                    State::AwaitImpact {
-                        free_fall_end_ms: now_ms,
-                    }
+                    State::AwaitImpact { free_fall_end_ms: end }
                 };
                 None
             }
@@ -307,6 +347,7 @@ impl FallDetector {
             };
             return None;
         }
+        self.last_rest_variance_mg2 = Some(u32::try_from(var_n2 / n2.max(1)).unwrap_or(u32::MAX));
         let mean = w.mean();
         if !self.rotated(mean) {
             return self.finish(Outcome::Upright);

@@ -4,6 +4,15 @@
 //! Every detector is a pure state machine fed `(now_ms, sample)`: time is injected, so the same
 //! code runs on the device and in host tests. The thin `poll`/driver helpers over `embedded-hal`
 //! traits only read or write pins and buses; they never panic and report bus/pin errors typed.
+//!
+//! | module | reads | produces |
+//! |---|---|---|
+//! | [`button`] | button pin samples | `ButtonPressed` at once when debounced, `ButtonHeld` after the hold time |
+//! | [`lis3dh`] + [`fall`] | accelerometer over I2C, ~100 Hz | `FallDetected` |
+//! | [`tmp102`] | thermometer over I2C | `Alarm(TemperatureExtreme)` once per excursion, `Sensor{Temperature}` per 0.5 °C |
+//! | [`sensors`] | home sensor pins | `Alarm(Smoke/CO/Flood/Heat/Tamper/MainsPowerLost/Restored)`, `Sensor{Door/Bed/Chair/Motion}`, motion counts |
+//! | [`battery`] | a [`battery::BatteryGauge`] | `Battery` per reading, `Alarm(LowBattery)` once per crossing |
+//! | [`feedback`] | a [`feedback::Pattern`] and the time | LED and buzzer pin levels |
 
 pub mod battery;
 pub mod button;

@@ -7,7 +7,7 @@
 //! polls each of its pins by channel.
 
 use embedded_hal::digital::InputPin;
-use protocol::{AlarmKind, MAX_ACTIVITY_WINDOWS, SensorState};
+use protocol::{ActivitySummary, AlarmKind, MAX_ACTIVITY_WINDOWS, SensorState};
 
 use super::Debouncer;
 use crate::Input;
@@ -138,7 +138,7 @@ impl<const N: usize> SensorInputs<N> {
 
     /// Feeds the raw pin level of `channel`. Unknown channels are ignored.
     pub fn update(&mut self, now_ms: u64, channel: u8, pin_high: bool) -> Option<Input> {
-        self.activity.tick(now_ms);
+        let _ = self.activity.tick(now_ms);
         let ch = self.channels.iter_mut().find(|c| c.spec.channel == channel)?;
         let active = pin_high == ch.spec.active_high;
         let changed = ch.debouncer.update(now_ms, active)?;
@@ -195,13 +195,14 @@ impl ActivityCounter {
         self.window_s
     }
 
-    /// Closes every window that has ended by `now_ms` (empty ones count 0).
-    pub fn tick(&mut self, now_ms: u64) {
+    /// Closes every window that has ended by `now_ms` (empty ones count 0); returns how many
+    /// (at most `MAX_ACTIVITY_WINDOWS`), so the core knows when a summary is due.
+    pub fn tick(&mut self, now_ms: u64) -> usize {
         let len = u64::from(self.window_s) * 1_000;
         let start = *self.window_start_ms.get_or_insert(now_ms);
         let elapsed = now_ms.saturating_sub(start) / len;
         if elapsed == 0 {
-            return;
+            return 0;
         }
         // After a long gap only the last MAX windows matter; skip the rest without looping.
         let cap = MAX_ACTIVITY_WINDOWS as u64;
@@ -215,11 +216,12 @@ impl ActivityCounter {
         }
         self.current = 0;
         self.window_start_ms = Some(start.saturating_add(elapsed.saturating_mul(len)));
+        usize::try_from(elapsed.min(cap)).unwrap_or(MAX_ACTIVITY_WINDOWS)
     }
 
     /// Counts one motion activation.
     pub fn record_motion(&mut self, now_ms: u64) {
-        self.tick(now_ms);
+        let _ = self.tick(now_ms);
         self.current = self.current.saturating_add(1);
     }
 
@@ -231,5 +233,14 @@ impl ActivityCounter {
     /// Takes the finished windows, oldest first (the open window keeps counting).
     pub fn drain(&mut self) -> heapless::Vec<u16, MAX_ACTIVITY_WINDOWS> {
         core::mem::take(&mut self.finished)
+    }
+
+    /// Takes the finished windows as the uplink body's summary (its last window ends at the
+    /// last window boundary `tick` passed).
+    pub fn drain_summary(&mut self) -> ActivitySummary {
+        ActivitySummary {
+            window_s: self.window_s,
+            motion_counts: self.drain(),
+        }
     }
 }
