@@ -1,0 +1,515 @@
+//! The committer's synchronous core: applies a batch of publishes, a timer tick or an
+//! operator action to the store and the alert engine in ONE write transaction, so a
+//! committed alarm never lacks its alert. Blocking (redb fsync): run it off the async
+//! threads. On any store error the caller rebuilds the engine with [`Core::restore`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use protocol::{DeviceId, DownlinkBody, MAX_RECEIPT_SEQS, Presence, UplinkBody};
+
+use super::classify::{Classified, classify};
+use super::mqtt::Incoming;
+use crate::alerts::{AlertEngine, Effect, EngineConfig, EngineError, EngineInput, ResidentRules};
+use crate::domain::{
+    Alert, AlertId, Assignment, DeviceKind, DeviceRecord, EventBody, EventKey, OnlineState, RejectReason, Resident,
+    ResidentId, StoredEvent, Timestamp,
+};
+use crate::store::{InsertOutcome, Store, StoreError, WriteBatch};
+
+/// Why an operator action (or a register change) did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum OperatorError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("the action changed nothing on alert {0}")]
+    NoChange(AlertId),
+    #[error("the gateway is shutting down")]
+    Stopped,
+}
+
+/// What a committed transaction asks the shell to do, in this order: ack, receipt,
+/// downlink, broadcast.
+#[derive(Debug, Default)]
+pub struct Committed {
+    pub receipts: Vec<(DeviceId, DownlinkBody)>,
+    pub downlinks: Vec<(DeviceId, DownlinkBody)>,
+    pub alerts: Vec<Alert>,
+    pub stored: u64,
+    pub duplicates: u64,
+    pub rejected: Vec<RejectReason>,
+    pub unregistered: u64,
+}
+
+/// The store plus the engine it feeds. The engine has exactly one owner: this.
+#[derive(Debug)]
+pub struct Core {
+    store: Arc<Store>,
+    engine: AlertEngine,
+    engine_config: EngineConfig,
+}
+
+impl Core {
+    /// Rebuilds the engine from what the store holds.
+    pub fn open(store: Arc<Store>, engine_config: EngineConfig, now: Timestamp) -> Result<Self, OperatorError> {
+        let engine = restore_engine(&store, &engine_config, now)?;
+        Ok(Self {
+            store,
+            engine,
+            engine_config,
+        })
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    pub fn engine(&self) -> &AlertEngine {
+        &self.engine
+    }
+
+    /// Throws away in-memory engine state that a failed commit left ahead of the store.
+    pub fn restore(&mut self, now: Timestamp) -> Result<(), OperatorError> {
+        self.engine = restore_engine(&self.store, &self.engine_config, now)?;
+        Ok(())
+    }
+
+    pub fn open_alert_count(&self) -> usize {
+        self.engine.open_alerts().count()
+    }
+
+    /// Classifies, stores and evaluates a batch of publishes, then commits durably.
+    pub fn ingest(&mut self, batch: &[Incoming], now: Timestamp) -> Result<Committed, StoreError> {
+        let mut txn = self.store.begin_write()?;
+        let mut out = Committed::default();
+        let mut effects = Vec::new();
+        let mut devices: HashMap<DeviceId, (DeviceRecord, bool)> = HashMap::new();
+        let mut receipts = Receipts::default();
+        for incoming in batch {
+            let publish = &incoming.publish;
+            match classify(&publish.topic, &publish.payload) {
+                Classified::Event {
+                    device,
+                    version,
+                    header,
+                    body,
+                } => {
+                    let (record, created) = device_entry(&mut devices, &txn, device)?;
+                    let registered = record.registered;
+                    let kind = record.kind;
+                    if std::mem::take(created) {
+                        tracing::info!(%device, "first event from a device not in the register");
+                    }
+                    touch(record, incoming.received_at, version);
+                    let event = StoredEvent {
+                        key: EventKey {
+                            device,
+                            boot: header.boot,
+                            seq: header.seq,
+                        },
+                        resident: txn.resident_for(&device, incoming.received_at)?,
+                        received_at: incoming.received_at,
+                        device_time: header
+                            .device_time_ms
+                            .and_then(|ms| i64::try_from(ms).ok())
+                            .map(Timestamp::from_millis),
+                        protocol_version: version,
+                        body,
+                    };
+                    receipts.add(device, header.boot, header.seq);
+                    match txn.insert_event(&event)? {
+                        InsertOutcome::Duplicate => out.duplicates += 1,
+                        InsertOutcome::Inserted => {
+                            out.stored += 1;
+                            if !registered {
+                                out.unregistered += 1;
+                            }
+                            if let EventBody::Uplink(UplinkBody::Heartbeat(status)) = &event.body {
+                                record.battery_mv = Some(status.battery_mv);
+                                record.battery_percent = Some(status.battery_percent);
+                                record.firmware = Some(status.firmware);
+                                record.heartbeat_interval_s = Some(status.heartbeat_interval_s);
+                            }
+                            let input = EngineInput::Event {
+                                event,
+                                device_registered: registered,
+                                device_kind: kind,
+                            };
+                            effects.extend(self.engine.handle(input, now));
+                        }
+                    }
+                }
+                Classified::Presence { device, presence } => {
+                    let (record, _) = device_entry(&mut devices, &txn, device)?;
+                    let (online, boot) = match presence {
+                        Presence::Online { boot } => (true, Some(boot)),
+                        Presence::Offline => (false, None),
+                    };
+                    record.online = if online {
+                        OnlineState::Online
+                    } else {
+                        OnlineState::Offline
+                    };
+                    if online {
+                        record.last_seen = Some(
+                            record
+                                .last_seen
+                                .map_or(incoming.received_at, |seen| seen.max(incoming.received_at)),
+                        );
+                    }
+                    tracing::debug!(%device, online, "presence");
+                    let input = EngineInput::Presence {
+                        device,
+                        resident: txn.resident_for(&device, incoming.received_at)?,
+                        online,
+                        boot,
+                        at: incoming.received_at,
+                    };
+                    effects.extend(self.engine.handle(input, now));
+                }
+                Classified::Reject(reject) => {
+                    let topic = String::from_utf8_lossy(publish.topic.get(..128).unwrap_or(&publish.topic));
+                    tracing::warn!(%topic, reason = reject.reason.as_str(), detail = %reject.detail, "publish quarantined");
+                    txn.quarantine(&reject.to_record(&publish.topic, &publish.payload, incoming.received_at))?;
+                    out.rejected.push(reject.reason);
+                }
+            }
+        }
+        for (record, _) in devices.values() {
+            txn.put_device(record)?;
+        }
+        out.receipts = receipts.into_downlinks();
+        persist_effects(&mut self.engine, &mut txn, effects, &mut out)?;
+        txn.commit()?;
+        Ok(out)
+    }
+
+    /// Fires due engine timers (no-comms, bed, movement, escalation).
+    pub fn tick(&mut self, now: Timestamp) -> Result<Committed, StoreError> {
+        let effects = self.engine.tick(now);
+        self.commit_effects(effects)
+    }
+
+    /// Runs an operator action on the engine and commits what it changed.
+    pub fn operator(
+        &mut self,
+        action: impl FnOnce(&mut AlertEngine) -> Result<Vec<Effect>, EngineError>,
+    ) -> Result<Committed, OperatorError> {
+        let effects = action(&mut self.engine)?;
+        Ok(self.commit_effects(effects)?)
+    }
+
+    pub fn set_resident_rules(
+        &mut self,
+        resident: ResidentId,
+        rules: ResidentRules,
+        now: Timestamp,
+    ) -> Result<Committed, StoreError> {
+        let effects = self.engine.set_resident_rules(resident, rules, now);
+        self.commit_effects(effects)
+    }
+
+    /// Registers (or re-registers) a device, keeping what ingest learnt about it, and
+    /// optionally records its assignment to a resident.
+    pub fn register_device(&mut self, record: DeviceRecord, assignment: Option<Assignment>) -> Result<(), StoreError> {
+        let mut txn = self.store.begin_write()?;
+        let mut merged = record;
+        if let Some(known) = txn.device(&merged.id)? {
+            merged.firmware = merged.firmware.or(known.firmware);
+            merged.protocol_version = merged.protocol_version.or(known.protocol_version);
+            merged.last_seen = merged.last_seen.or(known.last_seen);
+            merged.battery_mv = merged.battery_mv.or(known.battery_mv);
+            merged.battery_percent = merged.battery_percent.or(known.battery_percent);
+            merged.heartbeat_interval_s = merged.heartbeat_interval_s.or(known.heartbeat_interval_s);
+            if merged.online == OnlineState::Unknown {
+                merged.online = known.online;
+            }
+        }
+        txn.put_device(&merged)?;
+        if let Some(assignment) = assignment {
+            txn.assign(&assignment)?;
+        }
+        txn.commit()
+    }
+
+    pub fn put_resident(&mut self, resident: &Resident) -> Result<(), StoreError> {
+        let mut txn = self.store.begin_write()?;
+        txn.put_resident(resident)?;
+        txn.commit()
+    }
+
+    fn commit_effects(&mut self, effects: Vec<Effect>) -> Result<Committed, StoreError> {
+        let mut out = Committed::default();
+        let mut txn = self.store.begin_write()?;
+        let wrote = persist_effects(&mut self.engine, &mut txn, effects, &mut out)?;
+        if wrote {
+            txn.commit()?;
+        }
+        Ok(out)
+    }
+}
+
+/// Writes alerts and engine state into `txn`; true if anything was written.
+fn persist_effects(
+    engine: &mut AlertEngine,
+    txn: &mut WriteBatch<'_>,
+    effects: Vec<Effect>,
+    out: &mut Committed,
+) -> Result<bool, StoreError> {
+    let mut wrote = false;
+    for effect in effects {
+        match effect {
+            Effect::AlertChanged(alert) => {
+                txn.put_alert(&alert)?;
+                wrote = true;
+                out.alerts.push(alert);
+            }
+            Effect::Downlink { device, body } => out.downlinks.push((device, body)),
+        }
+    }
+    for (key, value) in engine.take_state_changes() {
+        txn.put_engine_state(&key, value.as_deref())?;
+        wrote = true;
+    }
+    Ok(wrote)
+}
+
+fn restore_engine(store: &Store, config: &EngineConfig, now: Timestamp) -> Result<AlertEngine, OperatorError> {
+    let next = store
+        .max_alert_id()?
+        .map_or(AlertId(1), |id| AlertId(id.0.saturating_add(1)));
+    let engine = AlertEngine::restore(config.clone(), next, store.open_alerts()?, store.engine_state()?, now)?;
+    Ok(engine)
+}
+
+/// The batch's view of a device: from the batch cache, the store, or new and unregistered.
+fn device_entry<'m>(
+    devices: &'m mut HashMap<DeviceId, (DeviceRecord, bool)>,
+    txn: &WriteBatch<'_>,
+    device: DeviceId,
+) -> Result<(&'m mut DeviceRecord, &'m mut bool), StoreError> {
+    let entry = match devices.entry(device) {
+        std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+        std::collections::hash_map::Entry::Vacant(slot) => {
+            let value = match txn.device(&device)? {
+                Some(record) => (record, false),
+                None => (DeviceRecord::new(device, DeviceKind::Other, false), true),
+            };
+            slot.insert(value)
+        }
+    };
+    Ok((&mut entry.0, &mut entry.1))
+}
+
+fn touch(record: &mut DeviceRecord, at: Timestamp, version: u8) {
+    record.last_seen = Some(record.last_seen.map_or(at, |seen| seen.max(at)));
+    record.protocol_version = Some(version);
+    record.online = OnlineState::Online;
+}
+
+/// Sequence numbers to receipt, per device and boot, in first-seen order.
+#[derive(Debug, Default)]
+struct Receipts {
+    order: Vec<(DeviceId, u32)>,
+    seqs: HashMap<(DeviceId, u32), Vec<u32>>,
+}
+
+impl Receipts {
+    fn add(&mut self, device: DeviceId, boot: u32, seq: u32) {
+        let seqs = self.seqs.entry((device, boot)).or_insert_with(|| {
+            self.order.push((device, boot));
+            Vec::new()
+        });
+        if !seqs.contains(&seq) {
+            seqs.push(seq);
+        }
+    }
+
+    fn into_downlinks(mut self) -> Vec<(DeviceId, DownlinkBody)> {
+        let mut out = Vec::new();
+        for key in self.order {
+            let (device, boot) = key;
+            let Some(seqs) = self.seqs.remove(&key) else { continue };
+            for chunk in seqs.chunks(MAX_RECEIPT_SEQS) {
+                let mut list = heapless::Vec::new();
+                for seq in chunk {
+                    // A chunk is at most MAX_RECEIPT_SEQS long, so this always fits.
+                    let _ = list.push(*seq);
+                }
+                out.push((device, DownlinkBody::Receipt { boot, seqs: list }));
+            }
+        }
+        out
+    }
+}
+
+/// Backoff after the n-th consecutive failed commit: doubles from `base`, at most 5 s.
+pub fn retry_backoff(base: Duration, failures: u32) -> Duration {
+    let factor = 1u32.checked_shl(failures.saturating_sub(1).min(6)).unwrap_or(64);
+    (base * factor).min(Duration::from_secs(5).max(base))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use protocol::{AlarmKind, DeviceStatus, FirmwareVersion, MAX_UPLINK_LEN, Uplink, UplinkHeader, encode_uplink};
+    use rumqttc::v5::mqttbytes::QoS;
+    use rumqttc::v5::mqttbytes::v5::Publish;
+
+    use super::*;
+
+    fn dev(s: &str) -> DeviceId {
+        DeviceId::new(s).unwrap()
+    }
+
+    fn incoming(topic: &str, payload: Vec<u8>, at: i64) -> Incoming {
+        Incoming {
+            publish: Publish::new(topic, QoS::AtLeastOnce, payload, None),
+            received_at: Timestamp(at),
+            arrived: Instant::now(),
+            connection: 1,
+        }
+    }
+
+    fn uplink(device: &str, boot: u32, seq: u32, body: UplinkBody, at: i64) -> Incoming {
+        let mut buf = [0u8; MAX_UPLINK_LEN];
+        let message = Uplink::new(
+            UplinkHeader {
+                boot,
+                seq,
+                device_time_ms: None,
+            },
+            body,
+        );
+        let bytes = encode_uplink(&message, &mut buf).unwrap().to_vec();
+        incoming(&format!("tec/v1/dev/{device}/up"), bytes, at)
+    }
+
+    fn heartbeat() -> UplinkBody {
+        UplinkBody::Heartbeat(DeviceStatus {
+            battery_mv: 2900,
+            battery_percent: 80,
+            rssi_dbm: -60,
+            uptime_s: 10,
+            firmware: FirmwareVersion {
+                major: 1,
+                minor: 2,
+                patch: 3,
+            },
+            heartbeat_interval_s: 300,
+            outbox_depth: 0,
+            events_dropped: 0,
+        })
+    }
+
+    fn core() -> (tempfile::TempDir, Core) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open_in_dir(dir.path()).unwrap());
+        let core = Core::open(store, EngineConfig::default(), Timestamp(1_000)).unwrap();
+        (dir, core)
+    }
+
+    #[test]
+    fn batch_stores_once_receipts_all_and_raises_alerts() {
+        let (_dir, mut core) = core();
+        let batch = vec![
+            uplink("pnd-1", 1, 1, heartbeat(), 1_000),
+            uplink("pnd-1", 1, 2, UplinkBody::Alarm(AlarmKind::PendantPress), 1_001),
+            uplink("pnd-1", 1, 2, UplinkBody::Alarm(AlarmKind::PendantPress), 1_002),
+            incoming("tec/v1/dev/pnd-1/up", b"junk".to_vec(), 1_003),
+            incoming("tec/v1/dev/pnd-1/down", vec![1, 2], 1_004),
+        ];
+        let out = core.ingest(&batch, Timestamp(1_010)).unwrap();
+        assert_eq!((out.stored, out.duplicates, out.unregistered), (2, 1, 2));
+        assert_eq!(out.rejected, vec![RejectReason::Malformed, RejectReason::ForeignTopic]);
+        assert_eq!(out.receipts.len(), 1);
+        match &out.receipts[0] {
+            (device, DownlinkBody::Receipt { boot, seqs }) => {
+                assert_eq!(*device, dev("pnd-1"));
+                assert_eq!(*boot, 1);
+                assert_eq!(seqs.as_slice(), &[1, 2]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(out.alerts.len(), 1);
+        assert!(out.alerts[0].unregistered_device);
+        let store = core.store().clone();
+        assert_eq!(store.event_count().unwrap(), 2);
+        assert_eq!(store.quarantine_len().unwrap(), 2);
+        assert_eq!(store.open_alerts().unwrap().len(), 1);
+        let record = store.device(&dev("pnd-1")).unwrap().unwrap();
+        assert!(!record.registered);
+        assert_eq!(record.battery_percent, Some(80));
+        assert_eq!(record.last_seen, Some(Timestamp(1_002)));
+        // Redelivery of the whole batch: nothing new, receipts again.
+        let again = core.ingest(&batch, Timestamp(1_020)).unwrap();
+        assert_eq!((again.stored, again.duplicates), (0, 3));
+        assert_eq!(again.receipts.len(), 1);
+        assert!(again.alerts.is_empty());
+        assert_eq!(store.event_count().unwrap(), 2);
+    }
+
+    #[test]
+    fn acknowledge_sends_help_on_the_way_and_survives_restore() {
+        let (_dir, mut core) = core();
+        let batch = vec![uplink("pnd-2", 1, 1, UplinkBody::Alarm(AlarmKind::Fall), 1_000)];
+        let out = core.ingest(&batch, Timestamp(1_000)).unwrap();
+        let id = out.alerts[0].id;
+        let acked = core
+            .operator(|engine| engine.acknowledge(id, "op-1", Timestamp(2_000)))
+            .unwrap();
+        assert!(
+            acked
+                .downlinks
+                .iter()
+                .any(|(d, body)| *d == dev("pnd-2") && matches!(body, DownlinkBody::HelpOnTheWay { .. }))
+        );
+        core.restore(Timestamp(3_000)).unwrap();
+        assert_eq!(core.open_alert_count(), 1);
+        let again = core.operator(|engine| engine.acknowledge(id, "op-1", Timestamp(3_000)));
+        assert!(matches!(again, Err(OperatorError::Engine(_))));
+    }
+
+    #[test]
+    fn receipts_are_chunked() {
+        let mut receipts = Receipts::default();
+        for seq in 0..70 {
+            receipts.add(dev("abc"), 3, seq);
+        }
+        receipts.add(dev("abc"), 4, 1);
+        let out = receipts.into_downlinks();
+        let sizes: Vec<usize> = out
+            .iter()
+            .map(|(_, body)| match body {
+                DownlinkBody::Receipt { seqs, .. } => seqs.len(),
+                _ => 0,
+            })
+            .collect();
+        assert_eq!(sizes, vec![32, 32, 6, 1]);
+    }
+
+    #[test]
+    fn registration_keeps_learnt_fields() {
+        let (_dir, mut core) = core();
+        core.ingest(&[uplink("hub-1", 1, 1, heartbeat(), 5)], Timestamp(5))
+            .unwrap();
+        core.register_device(DeviceRecord::new(dev("hub-1"), DeviceKind::Hub, true), None)
+            .unwrap();
+        let record = core.store().device(&dev("hub-1")).unwrap().unwrap();
+        assert!(record.registered);
+        assert_eq!(record.kind, DeviceKind::Hub);
+        assert_eq!(record.battery_percent, Some(80));
+    }
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        let base = Duration::from_millis(100);
+        assert_eq!(retry_backoff(base, 1), base);
+        assert_eq!(retry_backoff(base, 2), base * 2);
+        assert_eq!(retry_backoff(base, 50), Duration::from_secs(5));
+    }
+}
