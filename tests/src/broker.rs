@@ -62,8 +62,9 @@ impl BrokerAuth {
 pub struct BrokerOptions {
     /// `None`: anonymous access to everything.
     pub auth: Option<BrokerAuth>,
-    /// Outgoing QoS 1 messages in flight per client (0 = no limit). Mosquitto's default of 20
-    /// would cap the gateway's commit batches, since it acknowledges only after commit.
+    /// Outgoing QoS 1 messages in flight per client (0 = no limit: each client's MQTT 5 receive
+    /// maximum decides). Mosquitto's default of 20 would cap the gateway's commit batches, since it
+    /// acknowledges only after commit.
     pub max_inflight_messages: u32,
     /// Seconds between saves of the in-memory database (0: only at shutdown).
     pub autosave_interval_s: u32,
@@ -73,7 +74,7 @@ impl Default for BrokerOptions {
     fn default() -> Self {
         Self {
             auth: None,
-            max_inflight_messages: 1000,
+            max_inflight_messages: 0,
             autosave_interval_s: 60,
         }
     }

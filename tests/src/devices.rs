@@ -433,10 +433,15 @@ pub struct FleetOptions {
 impl FleetOptions {
     /// `count` devices named `{prefix}-0000`, ...
     pub fn new(host: impl Into<String>, port: u16, prefix: &str, count: usize) -> Result<Self> {
-        let device_ids = (0..count)
-            .map(|i| DeviceId::new(&format!("{prefix}-{i:04}")).map_err(|e| HarnessError::Other(e.to_string())))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Self {
+        Ok(Self::for_devices(
+            host,
+            port,
+            crate::scenario::device_ids(prefix, count)?,
+        ))
+    }
+
+    pub fn for_devices(host: impl Into<String>, port: u16, device_ids: Vec<DeviceId>) -> Self {
+        Self {
             host: host.into(),
             port,
             device_ids,
@@ -447,7 +452,7 @@ impl FleetOptions {
             resend_after: Duration::from_secs(3),
             alarm_every: None,
             presence: true,
-        })
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 //! Reused by the firmware end-to-end tests, the load and fault campaign, and the demo.
 
 pub mod broker;
+pub mod check;
 pub mod devices;
 pub mod error;
 pub mod gateway_process;
@@ -11,9 +12,11 @@ pub mod http;
 pub mod metrics;
 pub mod net;
 pub mod plain;
+pub mod scenario;
 
 pub use broker::{Broker, BrokerAuth, BrokerOptions, Credentials};
 pub use devices::{DeviceSim, Fleet, FleetOptions, FleetProgress, SentKey};
 pub use error::HarnessError;
-pub use gateway_process::GatewayProcess;
+pub use gateway_process::{GatewayOptions, GatewayProcess};
 pub use metrics::Metrics;
+pub use scenario::{Scenario, ScenarioSetup, device_ids};

@@ -1,0 +1,113 @@
+//! The usual end-to-end setup in one call: a broker with per-device credentials and ACLs, a data
+//! dir with the devices registered, and the gateway process connected to both.
+
+use gateway::domain::DeviceKind;
+use protocol::DeviceId;
+use std::path::{Path, PathBuf};
+
+use crate::broker::{Broker, BrokerAuth, BrokerOptions};
+use crate::check;
+use crate::devices::FleetOptions;
+use crate::error::{HarnessError, Result};
+use crate::gateway_process::{GatewayOptions, GatewayProcess};
+
+/// A running broker and gateway on a private data dir. On a panicking drop it prints both logs.
+#[derive(Debug)]
+pub struct Scenario {
+    pub broker: Broker,
+    pub gateway: GatewayProcess,
+    pub binary: PathBuf,
+    /// Owns the data dir and the gateway's log.
+    pub dir: tempfile::TempDir,
+}
+
+/// Who the broker knows and the gateway has registered.
+#[derive(Debug, Clone, Default)]
+pub struct ScenarioSetup {
+    /// Registered as pendants before the gateway starts; they get broker credentials.
+    pub registered: Vec<DeviceId>,
+    /// Broker credentials only: devices the gateway's register does not know.
+    pub unregistered: Vec<DeviceId>,
+    /// Extra arguments for `run`.
+    pub gateway_args: Vec<String>,
+}
+
+impl Scenario {
+    pub fn start(binary: impl Into<PathBuf>, setup: ScenarioSetup) -> Result<Self> {
+        let binary = binary.into();
+        let ids = setup.registered.iter().chain(&setup.unregistered);
+        let auth = BrokerAuth::for_devices(ids.map(DeviceId::as_str));
+        let gateway_user = auth.gateway.clone();
+        let broker = Broker::start_with(BrokerOptions {
+            auth: Some(auth),
+            ..BrokerOptions::default()
+        })?;
+        let dir = tempfile::Builder::new()
+            .prefix("tec-e2e-")
+            .tempdir()
+            .map_err(HarnessError::io("creating the scenario's temp dir"))?;
+        let data_dir = dir.path().join("data");
+        check::register_devices(&data_dir, &setup.registered, DeviceKind::Pendant)?;
+        let mut options = GatewayOptions::new(binary.clone(), broker.url(), data_dir);
+        options.extra_args = setup.gateway_args;
+        options.env = vec![
+            ("TEC_GATEWAY_MQTT_USERNAME".into(), gateway_user.username),
+            ("TEC_GATEWAY_MQTT_PASSWORD".into(), gateway_user.password),
+        ];
+        let gateway = GatewayProcess::start(options)?;
+        Ok(Self {
+            broker,
+            gateway,
+            binary,
+            dir,
+        })
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.gateway.data_dir()
+    }
+
+    /// Fleet options for these devices on this broker, authenticated.
+    pub fn fleet_options(&self, ids: &[DeviceId]) -> FleetOptions {
+        let mut options = FleetOptions::for_devices(self.broker.host(), self.broker.port(), ids.to_vec());
+        options.authenticate = true;
+        options
+    }
+
+    /// Both logs, for a failure message.
+    pub fn logs(&self) -> String {
+        format!(
+            "--- gateway log (tail) ---\n{}\n--- mosquitto log (tail) ---\n{}",
+            self.gateway.log_tail(60),
+            self.broker.log_tail(30)
+        )
+    }
+
+    /// SIGTERM the gateway and require a clean exit.
+    pub fn stop_gateway(&mut self) -> Result<()> {
+        let status = self.gateway.terminate()?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(HarnessError::Other(format!(
+                "gateway exited with {status} on SIGTERM\n{}",
+                self.logs()
+            )))
+        }
+    }
+}
+
+impl Drop for Scenario {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("{}", self.logs());
+        }
+    }
+}
+
+/// `count` device ids `{prefix}-0000`...
+pub fn device_ids(prefix: &str, count: usize) -> Result<Vec<DeviceId>> {
+    (0..count)
+        .map(|i| DeviceId::new(&format!("{prefix}-{i:04}")).map_err(|e| HarnessError::Other(e.to_string())))
+        .collect()
+}
