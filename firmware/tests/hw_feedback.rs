@@ -141,3 +141,43 @@ fn pin_errors_are_typed_and_retried() {
     led.done();
     buzzer.done();
 }
+
+#[test]
+fn follow_does_not_restart_a_showing_pattern() {
+    use firmware::indication::Indication;
+    // Sending: beep+light at 0, off at 100, light at 200. Following it every 50 ms must not
+    // restart it (a restart at 150 would beep again).
+    let mut led = PinMock::new(&[
+        T::set(State::High),
+        T::set(State::Low),
+        T::set(State::High),
+        T::set(State::Low),
+    ]);
+    let mut buzzer = PinMock::new(&[T::set(State::High), T::set(State::Low), T::set(State::High)]);
+    let mut fb = Feedback::new(led.clone(), buzzer.clone());
+    for t in [0u64, 50, 100, 150, 200] {
+        fb.follow(Indication::Sending.into(), t).unwrap();
+    }
+    // A different indication starts its own pattern: Resolved beeps, light off.
+    fb.follow(Indication::Resolved.into(), 250).unwrap();
+    assert_eq!(fb.pattern(), Pattern::Resolved);
+    led.done();
+    buzzer.done();
+}
+
+#[test]
+fn every_indication_has_its_pattern() {
+    use firmware::indication::Indication;
+    let pairs = [
+        (Indication::Idle, Pattern::Idle),
+        (Indication::Sending, Pattern::Sending),
+        (Indication::ReceivedByCentre, Pattern::ReceivedByCentre),
+        (Indication::HelpOnTheWay, Pattern::HelpOnTheWay),
+        (Indication::Resolved, Pattern::Resolved),
+        (Indication::LowBattery, Pattern::LowBattery),
+        (Indication::NoConnection, Pattern::NoConnection),
+    ];
+    for (i, p) in pairs {
+        assert_eq!(Pattern::from(i), p);
+    }
+}

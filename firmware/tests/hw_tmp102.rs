@@ -181,3 +181,32 @@ fn poll_reads_the_sensor() {
     assert_eq!(alarms(&ev), vec![-1_250]);
     i2c.done();
 }
+
+/// Polls a future that never waits (the mock answers at once) without an executor.
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    loop {
+        if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+    }
+}
+
+#[test]
+fn async_driver_reads_and_configures() {
+    use firmware::hw::tmp102::Tmp102Async;
+    let mut i2c = I2cMock::new(&[
+        T::write_read(0x49, vec![0x00], (0xE70u16 << 4).to_be_bytes().to_vec()),
+        T::write_read(0x49, vec![0x01], vec![0x61, 0xA0]),
+        T::write(0x49, vec![0x01, 0x60, 0xA0]),
+        T::write_read(0x49, vec![0x00], vec![0, 0]).with_error(ErrorKind::Other),
+    ]);
+    let mut t = Tmp102Async::new(i2c.clone(), SlaveAddr::Vplus);
+    block_on(async {
+        assert_eq!(t.read_centi_celsius().await.unwrap(), -2500);
+        t.set_shutdown(false).await.unwrap();
+        assert_eq!(t.read_centi_celsius().await, Err(Error::Bus(ErrorKind::Other)));
+    });
+    i2c.done();
+}

@@ -7,6 +7,8 @@
 
 use embedded_hal::digital::OutputPin;
 
+use crate::indication::Indication;
+
 /// One segment of a pattern: both outputs held for `ms`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Step {
@@ -127,6 +129,21 @@ impl Pattern {
     }
 }
 
+/// The core decides what to show ([`Indication`]); this is how it looks and sounds.
+impl From<Indication> for Pattern {
+    fn from(indication: Indication) -> Self {
+        match indication {
+            Indication::Idle => Pattern::Idle,
+            Indication::Sending => Pattern::Sending,
+            Indication::ReceivedByCentre => Pattern::ReceivedByCentre,
+            Indication::HelpOnTheWay => Pattern::HelpOnTheWay,
+            Indication::Resolved => Pattern::Resolved,
+            Indication::LowBattery => Pattern::LowBattery,
+            Indication::NoConnection => Pattern::NoConnection,
+        }
+    }
+}
+
 /// A pattern and when it started: `level_at(now_ms)` is all a driver needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PatternPlayer {
@@ -188,6 +205,15 @@ impl<Led: OutputPin, Buzzer: OutputPin> Feedback<Led, Buzzer> {
     /// Starts `pattern` now (restarting it if it is already showing) and sets the pins.
     pub fn show(&mut self, pattern: Pattern, now_ms: u64) -> Result<(), FeedbackError<Led::Error, Buzzer::Error>> {
         self.player = PatternPlayer::new(pattern, now_ms);
+        self.update(now_ms)
+    }
+
+    /// Shows `pattern` unless it is already showing (then it just updates), so a main loop can
+    /// pass the core's current indication every tick without restarting the pattern.
+    pub fn follow(&mut self, pattern: Pattern, now_ms: u64) -> Result<(), FeedbackError<Led::Error, Buzzer::Error>> {
+        if pattern != self.player.pattern() {
+            self.player = PatternPlayer::new(pattern, now_ms);
+        }
         self.update(now_ms)
     }
 

@@ -1,4 +1,5 @@
-//! TI TMP102 temperature sensor over I2C, and a threshold monitor for room temperature alarms.
+//! TI TMP102 temperature sensor over I2C ([`Tmp102`] blocking, [`Tmp102Async`] async), and a
+//! threshold monitor for room temperature alarms.
 
 pub mod registers;
 
@@ -97,6 +98,66 @@ impl<I2C: I2c> Tmp102<I2C> {
     }
 
     /// Gives the bus back.
+    pub fn release(self) -> I2C {
+        self.i2c
+    }
+}
+
+/// TMP102 driver on an async bus: the same operations as [`Tmp102`].
+#[derive(Debug)]
+pub struct Tmp102Async<I2C> {
+    i2c: I2C,
+    address: u8,
+}
+
+impl<I2C: embedded_hal_async::i2c::I2c> Tmp102Async<I2C> {
+    pub fn new(i2c: I2C, address: SlaveAddr) -> Self {
+        Self {
+            i2c,
+            address: address.addr(),
+        }
+    }
+
+    /// See [`Tmp102::read_centi_celsius`].
+    pub async fn read_centi_celsius(&mut self) -> Result<i16, Error<I2C::Error>> {
+        let mut buf = [0u8; 2];
+        self.i2c
+            .write_read(self.address, &[Register::Temperature.addr()], &mut buf)
+            .await
+            .map_err(Error::Bus)?;
+        Ok(raw_to_centi_celsius(buf))
+    }
+
+    pub async fn read_config(&mut self) -> Result<u16, Error<I2C::Error>> {
+        let mut buf = [0u8; 2];
+        self.i2c
+            .write_read(self.address, &[Register::Config.addr()], &mut buf)
+            .await
+            .map_err(Error::Bus)?;
+        Ok(u16::from_be_bytes(buf))
+    }
+
+    pub async fn write_config(&mut self, value: u16) -> Result<(), Error<I2C::Error>> {
+        let [hi, lo] = value.to_be_bytes();
+        self.i2c
+            .write(self.address, &[Register::Config.addr(), hi, lo])
+            .await
+            .map_err(Error::Bus)
+    }
+
+    /// See [`Tmp102::set_shutdown`].
+    pub async fn set_shutdown(&mut self, shutdown: bool) -> Result<(), Error<I2C::Error>> {
+        let c = self.read_config().await?;
+        let c = if shutdown { c | config::SD } else { c & !config::SD };
+        self.write_config(c).await
+    }
+
+    /// See [`Tmp102::one_shot`].
+    pub async fn one_shot(&mut self) -> Result<(), Error<I2C::Error>> {
+        let c = self.read_config().await?;
+        self.write_config(c | config::OS).await
+    }
+
     pub fn release(self) -> I2C {
         self.i2c
     }
