@@ -491,7 +491,7 @@ fn strategies_cover_every_variant() {
     }
     let mut runner = TestRunner::deterministic();
     let mut seen: [BTreeSet<u32>; 6] = Default::default();
-    for _ in 0..5_000 {
+    for _ in 0..2_000 {
         let up = uplink().new_tree(&mut runner).unwrap().current();
         let bytes = encode_up(&up);
         let (_, _, body) = peek_uplink_header(&bytes).unwrap();

@@ -462,6 +462,34 @@ fn decode_expectations() -> Vec<(&'static str, Outcome)> {
             },
         ),
         (
+            "uplink-boot-varint-overflows-u32",
+            Outcome::Up {
+                decoded: Err(E::MalformedHeader),
+                header: Err(E::MalformedHeader),
+            },
+        ),
+        (
+            "uplink-seq-varint-too-long",
+            Outcome::Up {
+                decoded: Err(E::MalformedHeader),
+                header: Err(E::MalformedHeader),
+            },
+        ),
+        (
+            "uplink-time-varint-overflows-u64",
+            Outcome::Up {
+                decoded: Err(E::MalformedHeader),
+                header: Err(E::MalformedHeader),
+            },
+        ),
+        (
+            "uplink-millivolts-overflows-u16",
+            Outcome::Up {
+                decoded: Err(E::MalformedBody),
+                header: Ok((1, header(3, 25, None))),
+            },
+        ),
+        (
             "uplink-truncated-body",
             Outcome::Up {
                 decoded: Err(E::MalformedBody),
@@ -1265,6 +1293,44 @@ fn encoding_refuses_revision_0_and_short_buffers_without_panicking() {
             Msg::Status(m) => encode_status(m, &mut big).map(<[u8]>::len),
         };
         assert_eq!(result, Err(EncodeError::ReservedVersion), "{name} as revision 0");
+    }
+}
+
+#[test]
+fn varint_limits_are_as_the_spec_says() {
+    // Largest values in their longest valid form decode; one more bit does not.
+    assert_eq!(
+        decode_uplink(&[1, 0xff, 0xff, 0xff, 0xff, 0x0f, 0, 0, 0, 0]).map(|m| m.header.boot),
+        Ok(u32::MAX)
+    );
+    assert_eq!(
+        decode_uplink(&[1, 0xff, 0xff, 0xff, 0xff, 0x10, 0, 0, 0, 0]),
+        Err(DecodeError::MalformedHeader)
+    );
+    let low_battery = |mv: &[u8]| {
+        let mut bytes = vec![1, 3, 25, 0, 0, 17];
+        bytes.extend_from_slice(mv);
+        bytes.push(15);
+        decode_uplink(&bytes)
+    };
+    assert!(matches!(
+        low_battery(&[0xff, 0xff, 0x03]).map(|m| m.body),
+        Ok(UplinkBody::Alarm(AlarmKind::LowBattery {
+            millivolts: u16::MAX,
+            ..
+        }))
+    ));
+    assert_eq!(low_battery(&[0xff, 0xff, 0x04]), Err(DecodeError::MalformedBody));
+    assert_eq!(low_battery(&[0x80, 0x80, 0x80, 0x00]), Err(DecodeError::MalformedBody));
+    // Over-long (non-minimal) forms within the maximum length are accepted by the reference
+    // decoder (SPEC.md 4.1 says so, and that encoders must not send them).
+    assert_eq!(
+        decode_uplink(&[1, 0x83, 0x00, 0x87, 0x80, 0x80, 0x80, 0x00, 0, 0, 0]).map(|m| m.header),
+        Ok(header(3, 7, None))
+    );
+    // Option bytes other than 00 and 01 are invalid.
+    for bad in 2..=u8::MAX {
+        assert_eq!(decode_uplink(&[1, 3, 7, bad, 0, 0]), Err(DecodeError::MalformedHeader));
     }
 }
 
