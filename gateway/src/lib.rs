@@ -7,3 +7,6 @@ pub mod config;
 pub mod ingest;
 pub mod metrics;
 pub mod alerts;
+pub mod app;
+pub mod cli;
+pub mod http;

@@ -1,0 +1,341 @@
+//! The gateway as a library: [`spawn`] starts the MQTT, committer and HTTP tasks and gives
+//! a [`GatewayHandle`] for operator actions, the live alert stream, stats and a graceful
+//! shutdown. The binary, the end-to-end tests, the simulator demo and the web UI all use it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use rumqttc::v5::AsyncClient;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::alerts::{EngineConfig, ResidentRules};
+use crate::config::{Config, ConfigError};
+use crate::domain::{Alert, AlertId, Assignment, Clock, DeviceRecord, Outcome, Resident, ResidentId};
+use crate::http::{HttpState, router};
+use crate::ingest::committer::{Command, Committer};
+use crate::ingest::core::{Core, OperatorError};
+use crate::ingest::mqtt::{MqttState, mqtt_options, run_poller, spawn_outbound};
+use crate::metrics::{IngestStats, Metrics};
+use crate::store::{Store, StoreError};
+
+/// Alerts buffered for slow live-stream subscribers before they see `Lagged`.
+pub const ALERT_STREAM_CAPACITY: usize = 4096;
+
+/// Why the gateway did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot open the store in {dir}: {source}")]
+    Store {
+        dir: std::path::PathBuf,
+        #[source]
+        source: StoreError,
+    },
+    #[error("cannot rebuild the alert engine from the store: {0}")]
+    Engine(OperatorError),
+    #[error("cannot listen for HTTP on {addr}: {source}")]
+    Http {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("startup task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+/// Why the shutdown was not clean. Everything committed stays committed either way.
+#[derive(Debug, thiserror::Error)]
+pub enum ShutdownError {
+    #[error("shutdown took longer than {0:?}; tasks were aborted (unacked messages are redelivered)")]
+    Timeout(std::time::Duration),
+    #[error("a gateway task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// A running gateway.
+#[derive(Debug)]
+pub struct GatewayHandle {
+    http_addr: SocketAddr,
+    store: Arc<Store>,
+    metrics: Arc<Metrics>,
+    mqtt: Arc<MqttState>,
+    commands: mpsc::Sender<Command>,
+    alerts: broadcast::Sender<Alert>,
+    stop_intake: watch::Sender<bool>,
+    stop_http: Option<oneshot::Sender<()>>,
+    poller: JoinHandle<()>,
+    committer: JoinHandle<()>,
+    outbound: JoinHandle<()>,
+    http: JoinHandle<()>,
+    shutdown_timeout: std::time::Duration,
+}
+
+/// Starts the gateway: opens the store, rebuilds the alert engine, connects to the
+/// broker (in the background: an unreachable broker is retried, /healthz says so) and
+/// binds HTTP on `config.http` (port 0 picks one: see [`GatewayHandle::http_addr`]).
+pub async fn spawn(config: Config, clock: Arc<dyn Clock>) -> Result<GatewayHandle, StartError> {
+    spawn_with_engine(config, EngineConfig::default(), clock).await
+}
+
+/// [`spawn`] with explicit alert-engine settings.
+pub async fn spawn_with_engine(
+    config: Config,
+    engine_config: EngineConfig,
+    clock: Arc<dyn Clock>,
+) -> Result<GatewayHandle, StartError> {
+    config.validate()?;
+    let options = mqtt_options(&config.mqtt)?;
+    let data_dir = config.data_dir.clone();
+    let quarantine_capacity = config.ingest.quarantine_capacity;
+    let now = clock.now();
+    let core = tokio::task::spawn_blocking(move || {
+        let store = Store::open_in_dir(&data_dir)
+            .map(|store| Arc::new(store.with_quarantine_capacity(quarantine_capacity)))
+            .map_err(|source| StartError::Store { dir: data_dir, source })?;
+        Core::open(store, engine_config, now).map_err(StartError::Engine)
+    })
+    .await??;
+    let store = core.store().clone();
+
+    let listener = tokio::net::TcpListener::bind(config.http)
+        .await
+        .map_err(|source| StartError::Http {
+            addr: config.http,
+            source,
+        })?;
+    let http_addr = listener.local_addr().map_err(|source| StartError::Http {
+        addr: config.http,
+        source,
+    })?;
+
+    let metrics = Arc::new(Metrics::new());
+    let mqtt = Arc::new(MqttState::default());
+    let committer_alive = Arc::new(AtomicBool::new(true));
+    let (client, eventloop) = AsyncClient::new(options, config.mqtt.request_channel_capacity);
+    let (intake_tx, intake_rx) = mpsc::channel(config.ingest.queue_capacity);
+    let (commands_tx, commands_rx) = mpsc::channel(256);
+    let (alerts_tx, _) = broadcast::channel(ALERT_STREAM_CAPACITY);
+    let (stop_intake, stop_rx) = watch::channel(false);
+    let (outbound, outbound_task) = spawn_outbound(client.clone(), mqtt.clone(), metrics.clone());
+
+    let committer = Committer {
+        core,
+        intake: intake_rx,
+        commands: commands_rx,
+        outbound,
+        alerts: alerts_tx.clone(),
+        metrics: metrics.clone(),
+        clock: clock.clone(),
+        max_batch: config.ingest.max_batch,
+        retry_base: config.commit_retry(),
+        alive: committer_alive.clone(),
+    };
+    let committer_task = tokio::spawn(committer.run());
+    let poller_task = tokio::spawn(run_poller(
+        eventloop,
+        client,
+        intake_tx,
+        stop_rx,
+        mqtt.clone(),
+        metrics.clone(),
+        clock,
+    ));
+
+    let (stop_http, http_stop_rx) = oneshot::channel::<()>();
+    let app = router(HttpState {
+        metrics: metrics.clone(),
+        mqtt: mqtt.clone(),
+        committer_alive,
+    });
+    let http_task = tokio::spawn(async move {
+        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+            let _ = http_stop_rx.await;
+        });
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    });
+    tracing::info!(%http_addr, broker = %config.mqtt.broker, data_dir = %config.data_dir.display(), "gateway started");
+
+    Ok(GatewayHandle {
+        http_addr,
+        store,
+        metrics,
+        mqtt,
+        commands: commands_tx,
+        alerts: alerts_tx,
+        stop_intake,
+        stop_http: Some(stop_http),
+        poller: poller_task,
+        committer: committer_task,
+        outbound: outbound_task,
+        http: http_task,
+        shutdown_timeout: config.shutdown_timeout(),
+    })
+}
+
+impl GatewayHandle {
+    /// The address HTTP is listening on (the real port when the config said 0).
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// The store, for reads (history, register, quarantine). Writes go through the handle.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    pub fn stats(&self) -> IngestStats {
+        self.metrics.snapshot()
+    }
+
+    /// Connected to the broker and subscribed.
+    pub fn mqtt_ready(&self) -> bool {
+        self.mqtt.ready()
+    }
+
+    /// Prometheus text, as served on /metrics.
+    pub fn metrics_text(&self) -> String {
+        self.metrics.encode()
+    }
+
+    /// The live stream: every alert change, sent right after it is committed.
+    pub fn subscribe_alerts(&self) -> broadcast::Receiver<Alert> {
+        self.alerts.subscribe()
+    }
+
+    async fn request<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, OperatorError>>) -> Command,
+    ) -> Result<T, OperatorError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(make(reply))
+            .await
+            .map_err(|_| OperatorError::Stopped)?;
+        answer.await.map_err(|_| OperatorError::Stopped)?
+    }
+
+    /// An operator takes the alert; the device hears "help is on the way".
+    pub async fn acknowledge(&self, alert: AlertId, operator: &str) -> Result<Alert, OperatorError> {
+        let operator = operator.to_owned();
+        self.request(|reply| Command::Acknowledge { alert, operator, reply })
+            .await
+    }
+
+    pub async fn add_note(&self, alert: AlertId, operator: &str, text: &str) -> Result<Alert, OperatorError> {
+        let (operator, text) = (operator.to_owned(), text.to_owned());
+        self.request(|reply| Command::AddNote {
+            alert,
+            operator,
+            text,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn resolve(
+        &self,
+        alert: AlertId,
+        operator: &str,
+        outcome: Outcome,
+        note: Option<String>,
+    ) -> Result<Alert, OperatorError> {
+        let operator = operator.to_owned();
+        self.request(|reply| Command::Resolve {
+            alert,
+            operator,
+            outcome,
+            note,
+            reply,
+        })
+        .await
+    }
+
+    /// Adds or updates a device in the register (keeping what ingest learnt about it),
+    /// optionally assigning it to a resident.
+    pub async fn register_device(
+        &self,
+        record: DeviceRecord,
+        assignment: Option<Assignment>,
+    ) -> Result<(), OperatorError> {
+        self.request(|reply| Command::RegisterDevice {
+            record: Box::new(record),
+            assignment,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn put_resident(&self, resident: Resident) -> Result<(), OperatorError> {
+        self.request(|reply| Command::PutResident {
+            resident: Box::new(resident),
+            reply,
+        })
+        .await
+    }
+
+    pub async fn set_resident_rules(&self, resident: ResidentId, rules: ResidentRules) -> Result<(), OperatorError> {
+        self.request(|reply| Command::SetResidentRules { resident, rules, reply })
+            .await
+    }
+
+    /// Open alerts as the engine holds them, most urgent first, then oldest.
+    pub async fn open_alerts(&self) -> Vec<Alert> {
+        let (reply, answer) = oneshot::channel();
+        if self.commands.send(Command::OpenAlerts { reply }).await.is_err() {
+            return Vec::new();
+        }
+        answer.await.unwrap_or_default()
+    }
+
+    /// Runs due engine timers now instead of at the next wake-up (tests with a manual clock).
+    pub async fn run_timers(&self) -> Result<(), OperatorError> {
+        self.request(|reply| Command::RunTimers { reply }).await
+    }
+
+    /// Graceful: stop taking publishes, commit and ack what was received, disconnect
+    /// cleanly, stop HTTP. Unacked publishes stay with the broker for the next run.
+    pub async fn shutdown(mut self) -> Result<(), ShutdownError> {
+        tracing::info!("shutting down");
+        let _ = self.stop_intake.send(true);
+        let timeout = self.shutdown_timeout;
+        let mut committer = self.committer;
+        let mut outbound = self.outbound;
+        let mut poller = self.poller;
+        // The committer ends once intake is closed and drained; the outbound task then
+        // drains its acks and downlinks and sends DISCONNECT; the poller ends on it.
+        drop(self.commands);
+        let drained = tokio::time::timeout(timeout, async {
+            let committed = (&mut committer).await;
+            let sent = (&mut outbound).await;
+            let polled = (&mut poller).await;
+            committed.and(sent).and(polled)
+        })
+        .await;
+        if let Some(stop_http) = self.stop_http.take() {
+            let _ = stop_http.send(());
+        }
+        let http = tokio::time::timeout(std::time::Duration::from_secs(5), &mut self.http).await;
+        match drained {
+            Ok(result) => {
+                result?;
+                if http.is_err() {
+                    self.http.abort();
+                }
+                tracing::info!("gateway stopped cleanly");
+                Ok(())
+            }
+            Err(_) => {
+                committer.abort();
+                outbound.abort();
+                poller.abort();
+                self.http.abort();
+                Err(ShutdownError::Timeout(timeout))
+            }
+        }
+    }
+}

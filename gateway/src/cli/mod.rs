@@ -1,0 +1,176 @@
+//! The `tec-gateway` command line, in the library so the end-to-end tests can build the
+//! very same binary (`fn main() -> ExitCode { gateway::cli::main_entry() }`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::app;
+use crate::config::{Config, ENV_VARS, LogConfig, LogFormat, Overrides};
+use crate::domain::SystemClock;
+
+/// Exit code for a configuration or usage error (bad file, bad value, bad flag).
+pub const EXIT_CONFIG: u8 = 2;
+/// Exit code for a failure at run time (store, HTTP bind, unclean shutdown).
+pub const EXIT_RUNTIME: u8 = 1;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tec-gateway",
+    version,
+    about = "TEC gateway: durable MQTT ingest, event store, alert engine",
+    after_help = env_help()
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: CliCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum CliCommand {
+    /// Run the gateway until SIGTERM or Ctrl-C, then shut down gracefully.
+    Run(RunArgs),
+    /// Load and validate the configuration (file, environment, flags), print the result
+    /// (password redacted) and exit.
+    CheckConfig(RunArgs),
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// TOML configuration file; every field is optional.
+    #[arg(long, value_name = "FILE", env = "TEC_GATEWAY_CONFIG")]
+    config: Option<PathBuf>,
+    /// Broker URL, mqtt://host[:port] or mqtts://host[:port] (overrides mqtt.broker).
+    #[arg(long, value_name = "URL")]
+    broker: Option<String>,
+    /// Data directory holding the store (overrides data_dir).
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// HTTP listen address for /healthz and /metrics (overrides http).
+    #[arg(long, value_name = "ADDR")]
+    http: Option<String>,
+}
+
+fn env_help() -> String {
+    let mut text = String::from("Environment (overrides the config file; flags override both):\n");
+    for (var, what) in ENV_VARS {
+        text.push_str(&format!("  {var:<28} {what}\n"));
+    }
+    text.push_str("  RUST_LOG                     log filter (wins over log.level)\n");
+    text.push_str("\nExit codes: 0 ok, 1 runtime failure, 2 configuration or usage error.");
+    text
+}
+
+/// The whole command line: parses arguments, runs, and maps failures to exit codes
+/// (never a panic on bad input).
+pub fn main_entry() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(EXIT_CONFIG)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match cli.command {
+        CliCommand::Run(args) => run(args),
+        CliCommand::CheckConfig(args) => match load_config(&args) {
+            Ok(config) => {
+                println!("{config:#?}");
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+    }
+}
+
+fn load_config(args: &RunArgs) -> Result<Config, ExitCode> {
+    let overrides = Overrides {
+        broker: args.broker.clone(),
+        data_dir: args.data.clone(),
+        http: args.http.clone(),
+    };
+    let env = |var: &str| std::env::var(var).ok();
+    Config::load(args.config.as_deref(), &env, &overrides).map_err(|e| {
+        eprintln!("tec-gateway: configuration error: {e}");
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    let config = match load_config(&args) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    init_logging(&config.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("tec-gateway: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
+    runtime.block_on(async move {
+        let handle = match app::spawn(config, Arc::new(SystemClock)).await {
+            Ok(handle) => handle,
+            Err(e) => {
+                tracing::error!(error = %e, "gateway did not start");
+                eprintln!("tec-gateway: {e}");
+                return ExitCode::from(EXIT_RUNTIME);
+            }
+        };
+        wait_for_signal().await;
+        match handle.shutdown().await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!(error = %e, "unclean shutdown");
+                eprintln!("tec-gateway: {e}");
+                ExitCode::from(EXIT_RUNTIME)
+            }
+        }
+    })
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => tracing::info!("SIGTERM received"),
+                    _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+                }
+                return;
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the gateway"),
+        }
+    }
+    if let Err(e) = tokio::signal::ctrl_c().await {
+        tracing::error!(error = %e, "cannot listen for Ctrl-C; stopping");
+    }
+}
+
+/// Logs to stderr; RUST_LOG wins over the configured level. A second call is a no-op.
+pub fn init_logging(log: &LogConfig) {
+    use tracing_subscriber::EnvFilter;
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|value| EnvFilter::try_new(value).ok())
+        .or_else(|| EnvFilter::try_new(&log.level).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let result = match log.format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+    // Already initialised (tests, or an embedding program): keep theirs.
+    drop(result);
+}
