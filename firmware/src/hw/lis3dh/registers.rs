@@ -37,7 +37,7 @@ pub const AUTO_INCREMENT: u8 = 0x80;
 
 /// CTRL_REG1 bits.
 pub mod ctrl_reg1 {
-    /// Shift of the 4-bit output data rate field ODR[3:0].
+    /// Shift of the 4-bit output data rate field `ODR[3:0]`.
     pub const ODR_SHIFT: u8 = 4;
     /// Low-power mode enable.
     pub const LPEN: u8 = 1 << 3;
@@ -53,7 +53,7 @@ pub mod ctrl_reg4 {
     /// Block data update: output registers hold until both bytes of an axis are read, so a
     /// reading never mixes the high byte of one sample with the low byte of the next.
     pub const BDU: u8 = 1 << 7;
-    /// Shift of the 2-bit full-scale field FS[1:0].
+    /// Shift of the 2-bit full-scale field `FS[1:0]`.
     pub const FS_SHIFT: u8 = 4;
     /// High-resolution (12-bit) output.
     pub const HR: u8 = 1 << 3;

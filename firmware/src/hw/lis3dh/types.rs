@@ -36,7 +36,7 @@ pub enum Odr {
 }
 
 impl Odr {
-    /// The ODR[3:0] field value.
+    /// The `ODR[3:0]` field value.
     pub const fn bits(self) -> u8 {
         match self {
             Odr::PowerDown => 0,
@@ -63,7 +63,7 @@ pub enum FullScale {
 }
 
 impl FullScale {
-    /// The FS[1:0] field value.
+    /// The `FS[1:0]` field value.
     pub const fn bits(self) -> u8 {
         match self {
             FullScale::G2 => 0,
