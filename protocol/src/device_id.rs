@@ -27,7 +27,7 @@ pub enum DeviceIdError {
 /// The rules keep ids safe inside MQTT topic levels (no `/`, `+`, `#`, no NUL), safe
 /// as broker usernames and file names, and unambiguous (lower case only, so `PND-1`
 /// and `pnd-1` cannot be two devices). Stored inline so it is `Copy` and heap-free.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct DeviceId {
     len: u8,
     bytes: [u8; MAX_DEVICE_ID_LEN],
@@ -70,6 +70,19 @@ impl DeviceId {
     }
 }
 
+/// Ordered as text (not by length first), so sorted lists and range scans read naturally.
+impl Ord for DeviceId {
+    fn cmp(&self, other: &Self) -> core::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl PartialOrd for DeviceId {
+    fn partial_cmp(&self, other: &Self) -> Option<core::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
 impl fmt::Debug for DeviceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "DeviceId({})", self.as_str())
@@ -98,6 +111,13 @@ mod tests {
         for ok in ["pnd-000123", "hub_7", "abc", "a1234567890123456789012345678901"] {
             assert_eq!(DeviceId::new(ok).map(|d| d.to_string()), Ok(ok.into()), "{ok}");
         }
+    }
+
+    #[test]
+    fn orders_as_text() {
+        let short = DeviceId::new("zzz").unwrap();
+        let long = DeviceId::new("aaaa").unwrap();
+        assert!(long < short);
     }
 
     #[test]
