@@ -1,0 +1,238 @@
+//! Alert engine: a restart. An engine rebuilt from what the store kept (open alerts and the
+//! engine's state entries) behaves exactly like one that never stopped, whatever the
+//! moment of the restart.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+mod alerts_support;
+
+use alerts_support::*;
+use gateway::alerts::{AlertEngine, Effect, EngineConfig, EngineError, ResidentRules};
+use gateway::domain::{AlertId, AlertKind, DeviceKind, Outcome, Timestamp};
+use jiff::civil::time;
+use protocol::{AlarmKind, SensorState};
+
+#[derive(Debug, Clone)]
+enum Step {
+    At(&'static str),
+    Advance(i64),
+    Send(Ev),
+    Presence(&'static str, bool),
+    Tick,
+    Rules(&'static str, ResidentRules),
+    Ack(u64),
+    Note(u64, &'static str),
+    Resolve(u64, Outcome),
+}
+
+fn scenario() -> Vec<Step> {
+    use Step::*;
+    let rules = ResidentRules {
+        bed_return_within_min: Some(20),
+        movement_expected_by: Some(time(10, 0, 0, 0)),
+    };
+    let pendant = |body| Ev::new("pnd-1", body).of("r1");
+    vec![
+        At("2026-01-15T21:00:00Z"),
+        Rules("r1", rules),
+        Send(pendant(heartbeat(90, 60))),
+        Send(Ev::new("hub-1", heartbeat(15, 3_600)).of("r1").kind(DeviceKind::Hub)),
+        Advance(30 * SECOND),
+        Send(
+            Ev::new("fall-1", alarm(AlarmKind::Fall))
+                .of("r1")
+                .kind(DeviceKind::FallDetector),
+        ),
+        Send(pendant(alarm(AlarmKind::PendantPress)).seq(100)),
+        Advance(20 * SECOND),
+        Tick,
+        Send(pendant(cancel(100))),
+        Advance(45 * SECOND),
+        Tick,
+        Presence("pnd-1", false),
+        Advance(60 * SECOND),
+        Send(pendant(heartbeat(90, 60))),
+        Ack(2),
+        Note(2, "warden called"),
+        At("2026-01-15T23:00:00Z"),
+        Send(
+            Ev::new("bed-1", sensor(SensorState::BedEmpty))
+                .of("r1")
+                .kind(DeviceKind::BedSensor),
+        ),
+        Tick,
+        Advance(10 * MINUTE),
+        Tick,
+        Advance(10 * MINUTE),
+        Tick,
+        Send(Ev::new("hub-1", heartbeat(50, 3_600)).of("r1").kind(DeviceKind::Hub)),
+        Resolve(2, Outcome::ResponderAttended),
+        At("2026-01-16T08:00:00Z"),
+        Send(
+            Ev::new("pir-1", sensor(SensorState::Motion))
+                .of("r1")
+                .kind(DeviceKind::MotionSensor),
+        ),
+        At("2026-01-16T10:00:00Z"),
+        Tick,
+        At("2026-01-17T10:00:00Z"),
+        Tick,
+        Send(
+            Ev::new("fall-1", heartbeat(70, 300))
+                .of("r1")
+                .kind(DeviceKind::FallDetector),
+        ),
+        Advance(HOUR),
+        Tick,
+    ]
+}
+
+type Outcomes = Result<Vec<Effect>, EngineError>;
+
+fn run(sim: &mut Sim, step: &Step) -> Outcomes {
+    let now = sim.now;
+    let result = match step {
+        Step::At(text) => {
+            sim.set_time(text);
+            Ok(Vec::new())
+        }
+        Step::Advance(ms) => {
+            sim.advance(*ms);
+            Ok(Vec::new())
+        }
+        Step::Send(ev) => {
+            let (input, _) = sim.input(ev.clone());
+            Ok(sim.engine.handle(input, now))
+        }
+        Step::Presence(device, online) => {
+            let input = gateway::alerts::EngineInput::Presence {
+                device: dev(device),
+                resident: None,
+                online: *online,
+                boot: None,
+                at: now,
+            };
+            Ok(sim.engine.handle(input, now))
+        }
+        Step::Tick => Ok(sim.engine.tick(now)),
+        Step::Rules(resident, rules) => Ok(sim.engine.set_resident_rules(res(resident), rules.clone(), now)),
+        Step::Ack(id) => sim.engine.acknowledge(AlertId(*id), "op-1", now),
+        Step::Note(id, text) => sim.engine.add_note(AlertId(*id), "op-1", text, now),
+        Step::Resolve(id, outcome) => sim.engine.resolve(AlertId(*id), "op-1", *outcome, None, now),
+    };
+    result.map(|effects| sim.absorb(effects))
+}
+
+/// What an observer sees after each step: the effects, and when the engine wants to wake.
+fn observe(sim: &mut Sim, steps: &[Step]) -> Vec<(Outcomes, Option<Timestamp>)> {
+    steps
+        .iter()
+        .map(|step| {
+            let outcome = run(sim, step);
+            (outcome, sim.engine.next_deadline())
+        })
+        .collect()
+}
+
+fn start() -> Sim {
+    Sim::new(EngineConfig::default(), utc("2026-01-15T20:00:00Z"))
+}
+
+#[test]
+fn the_scenario_exercises_every_rule() {
+    let mut sim = start();
+    observe(&mut sim, &scenario());
+    let kinds: Vec<AlertKind> = sim.alerts.values().map(|a| a.kind).collect();
+    for kind in [
+        AlertKind::LowBattery,
+        AlertKind::Fall,
+        AlertKind::PendantPress,
+        AlertKind::DeviceOffline,
+        AlertKind::BedNotReturned,
+        AlertKind::NoMovementByTime,
+    ] {
+        assert!(kinds.contains(&kind), "{kind:?} missing from {kinds:?}");
+    }
+    let outcomes: Vec<Option<Outcome>> = sim.alerts.values().map(|a| a.outcome()).collect();
+    for outcome in [
+        Outcome::CancelledByResident,
+        Outcome::AutoCleared,
+        Outcome::ResponderAttended,
+    ] {
+        assert!(
+            outcomes.contains(&Some(outcome)),
+            "{outcome:?} missing from {outcomes:?}"
+        );
+    }
+    assert!(sim.alerts.values().any(|a| a.escalation_level > 0));
+}
+
+#[test]
+fn a_restored_engine_behaves_exactly_like_one_that_never_stopped() {
+    let steps = scenario();
+    let mut uninterrupted = start();
+    let expected = observe(&mut uninterrupted, &steps);
+    for split in 0..=steps.len() {
+        let mut sim = start();
+        observe(&mut sim, &steps[..split]);
+        // The restart: only what the store holds survives.
+        sim.engine = sim.restored(sim.now);
+        sim.absorb(Vec::new());
+        let rest = observe(&mut sim, &steps[split..]);
+        for (offset, (got, want)) in rest.iter().zip(&expected[split..]).enumerate() {
+            assert_eq!(
+                got,
+                want,
+                "restart before step {split}, step {} ({:?})",
+                split + offset,
+                steps[split + offset]
+            );
+        }
+        assert_eq!(sim.open(), uninterrupted.open(), "restart before step {split}");
+        assert_eq!(sim.alerts, uninterrupted.alerts, "restart before step {split}");
+        assert_eq!(
+            sim.state, uninterrupted.state,
+            "restart before step {split}: persisted state differs"
+        );
+        assert_eq!(sim.engine.next_alert_id(), uninterrupted.engine.next_alert_id());
+    }
+}
+
+#[test]
+fn restore_takes_the_highest_next_alert_id_it_can_see() {
+    let mut sim = start();
+    sim.send(Ev::new("pnd-1", alarm(AlarmKind::PendantPress)).of("r1"));
+    sim.send(Ev::new("smk-1", alarm(AlarmKind::Smoke)).of("r1"));
+    sim.resolve(AlertId(2), Outcome::FalseAlarm);
+    let open: Vec<_> = sim.open();
+    let state: Vec<(String, Vec<u8>)> = sim.state.clone().into_iter().collect();
+    // The store's own counter lags: the engine's persisted counter wins.
+    let engine = AlertEngine::restore(EngineConfig::default(), AlertId(1), open.clone(), state, sim.now).unwrap();
+    assert_eq!(engine.next_alert_id(), AlertId(3));
+    // Without engine state, the open alerts still keep ids unique.
+    let engine = AlertEngine::restore(EngineConfig::default(), AlertId(1), open, Vec::new(), sim.now).unwrap();
+    assert_eq!(engine.next_alert_id(), AlertId(2));
+}
+
+#[test]
+fn restore_refuses_unreadable_state_and_skips_unknown_keys() {
+    let now = utc("2026-01-15T20:00:00Z");
+    let bad = vec![("dev/pnd-1".to_owned(), b"{not json".to_vec())];
+    match AlertEngine::restore(EngineConfig::default(), AlertId(1), Vec::new(), bad, now) {
+        Err(EngineError::CorruptState { key, .. }) => assert_eq!(key, "dev/pnd-1"),
+        other => panic!("expected CorruptState, got {other:?}"),
+    }
+    let unknown = vec![("from-the-future/x".to_owned(), b"1".to_vec())];
+    let engine = AlertEngine::restore(EngineConfig::default(), AlertId(1), Vec::new(), unknown, now).unwrap();
+    assert_eq!(engine.next_deadline(), None);
+}
+
+#[test]
+fn restore_drops_alarm_records_of_alerts_that_are_no_longer_open() {
+    let mut sim = start();
+    sim.send(Ev::new("pnd-1", alarm(AlarmKind::PendantPress)).of("r1"));
+    assert!(sim.state.contains_key("alarms/1"));
+    // The alert was resolved elsewhere (e.g. by a crash between commits): not open any more.
+    let state: Vec<(String, Vec<u8>)> = sim.state.clone().into_iter().collect();
+    let mut engine = AlertEngine::restore(EngineConfig::default(), AlertId(2), Vec::new(), state, sim.now).unwrap();
+    assert!(engine.take_state_changes().contains(&("alarms/1".to_owned(), None)));
+}
