@@ -188,10 +188,13 @@ pub async fn run_poller(
     let mut forward = Some(forward);
     let mut backoff = Duration::from_millis(100);
     loop {
+        if forward.is_some() && *stop.borrow() {
+            tracing::info!("MQTT intake stopped; finishing acks before disconnect");
+            forward = None;
+        }
         let event = tokio::select! {
             changed = stop.changed(), if forward.is_some() => {
-                if changed.is_err() || *stop.borrow() {
-                    tracing::info!("MQTT intake stopped; finishing acks before disconnect");
+                if changed.is_err() {
                     forward = None;
                 }
                 continue;
