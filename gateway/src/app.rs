@@ -77,10 +77,11 @@ pub struct GatewayHandle {
 /// broker (in the background: an unreachable broker is retried, /healthz says so) and
 /// binds HTTP on `config.http` (port 0 picks one: see [`GatewayHandle::http_addr`]).
 pub async fn spawn(config: Config, clock: Arc<dyn Clock>) -> Result<GatewayHandle, StartError> {
-    spawn_with_engine(config, EngineConfig::default(), clock).await
+    let engine_config = config.alerts.engine_config()?;
+    spawn_with_engine(config, engine_config, clock).await
 }
 
-/// [`spawn`] with explicit alert-engine settings.
+/// [`spawn`] with alert-engine settings given directly (ignoring `config.alerts`).
 pub async fn spawn_with_engine(
     config: Config,
     engine_config: EngineConfig,

@@ -180,6 +180,7 @@ pub struct Config {
     pub mqtt: MqttConfig,
     pub ingest: IngestConfig,
     pub log: LogConfig,
+    pub alerts: AlertsConfig,
 }
 
 impl Default for Config {
@@ -190,6 +191,7 @@ impl Default for Config {
             mqtt: MqttConfig::default(),
             ingest: IngestConfig::default(),
             log: LogConfig::default(),
+            alerts: AlertsConfig::default(),
         }
     }
 }
@@ -324,6 +326,117 @@ impl Default for LogConfig {
             level: "info".into(),
             format: LogFormat::Text,
         }
+    }
+}
+
+/// Alert-engine settings; anything left out keeps the engine's default
+/// ([`crate::alerts::EngineConfig::default`]).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    pub offline_missed_heartbeats: Option<u32>,
+    pub default_heartbeat_interval_s: Option<u32>,
+    pub last_will_grace_s: Option<u32>,
+    pub cancel_grace_s: Option<u32>,
+    pub low_battery_percent: Option<u8>,
+    pub battery_recovered_percent: Option<u8>,
+    pub late_threshold_ms: Option<i64>,
+    /// IANA name, e.g. "Europe/London": the residents' local time for night and daily rules.
+    pub time_zone: Option<String>,
+    /// Local times "HH:MM".
+    pub night_start: Option<String>,
+    pub night_end: Option<String>,
+    pub day_start: Option<String>,
+    pub escalation: Option<EscalationConfig>,
+}
+
+/// Acknowledgement targets in seconds after raising, ascending, per priority.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EscalationConfig {
+    pub life_safety_s: Vec<u32>,
+    pub wellbeing_s: Vec<u32>,
+    pub technical_s: Vec<u32>,
+}
+
+impl AlertsConfig {
+    /// The engine configuration these settings describe.
+    pub fn engine_config(&self) -> Result<crate::alerts::EngineConfig, ConfigError> {
+        let mut engine = crate::alerts::EngineConfig::default();
+        if let Some(v) = self.offline_missed_heartbeats {
+            if v == 0 {
+                return Err(invalid("alerts.offline_missed_heartbeats", "must be at least 1"));
+            }
+            engine.offline_missed_heartbeats = v;
+        }
+        if let Some(v) = self.default_heartbeat_interval_s {
+            if v == 0 {
+                return Err(invalid("alerts.default_heartbeat_interval_s", "must be at least 1"));
+            }
+            engine.default_heartbeat_interval_s = v;
+        }
+        if let Some(v) = self.last_will_grace_s {
+            engine.last_will_grace_s = v;
+        }
+        if let Some(v) = self.cancel_grace_s {
+            engine.cancel_grace_s = v;
+        }
+        if let Some(v) = self.low_battery_percent {
+            engine.low_battery_percent = v;
+        }
+        if let Some(v) = self.battery_recovered_percent {
+            engine.battery_recovered_percent = v;
+        }
+        if engine.low_battery_percent > 100 || engine.battery_recovered_percent > 100 {
+            return Err(invalid("alerts.low_battery_percent", "percentages must be 0-100"));
+        }
+        if engine.battery_recovered_percent < engine.low_battery_percent {
+            return Err(invalid(
+                "alerts.battery_recovered_percent",
+                "must not be below low_battery_percent",
+            ));
+        }
+        if let Some(v) = self.late_threshold_ms {
+            if v < 0 {
+                return Err(invalid("alerts.late_threshold_ms", "must not be negative"));
+            }
+            engine.late_threshold_ms = v;
+        }
+        if let Some(name) = &self.time_zone {
+            engine.time_zone = jiff::tz::TimeZone::get(name)
+                .map_err(|e| invalid("alerts.time_zone", format!("unknown time zone {name:?}: {e}")))?;
+        }
+        let time = |field: &'static str, text: &Option<String>| -> Result<Option<jiff::civil::Time>, ConfigError> {
+            text.as_deref()
+                .map(|t| {
+                    t.parse::<jiff::civil::Time>()
+                        .map_err(|e| invalid(field, format!("not a time of day (HH:MM): {t:?}: {e}")))
+                })
+                .transpose()
+        };
+        let start = time("alerts.night_start", &self.night_start)?;
+        let end = time("alerts.night_end", &self.night_end)?;
+        engine.night = (start.unwrap_or(engine.night.0), end.unwrap_or(engine.night.1));
+        if let Some(day_start) = time("alerts.day_start", &self.day_start)? {
+            engine.day_start = day_start;
+        }
+        if let Some(escalation) = &self.escalation {
+            for (field, targets) in [
+                ("alerts.escalation.life_safety_s", &escalation.life_safety_s),
+                ("alerts.escalation.wellbeing_s", &escalation.wellbeing_s),
+                ("alerts.escalation.technical_s", &escalation.technical_s),
+            ] {
+                if targets.windows(2).any(|pair| pair.first() >= pair.get(1)) {
+                    return Err(invalid(field, "targets must be strictly ascending"));
+                }
+            }
+            engine.escalation = crate::alerts::EscalationPolicy {
+                life_safety_s: escalation.life_safety_s.clone(),
+                wellbeing_s: escalation.wellbeing_s.clone(),
+                technical_s: escalation.technical_s.clone(),
+            };
+        }
+        Ok(engine)
     }
 }
 
@@ -489,6 +602,7 @@ impl Config {
         if self.data_dir.as_os_str().is_empty() {
             return Err(invalid("data_dir", "must not be empty"));
         }
+        self.alerts.engine_config()?;
         Ok(())
     }
 
