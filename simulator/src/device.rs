@@ -204,6 +204,12 @@ impl DeviceHandle {
         self.send(Event::LinkLost);
     }
 
+    /// [`DeviceHandle::go_offline`] for a real-time duration (converted to the device's clock).
+    pub fn go_offline_real(&self, duration: Duration) {
+        let device_ms = duration.as_secs_f64() * 1_000.0 * self.clock.speed();
+        self.go_offline(device_ms as u64);
+    }
+
     /// The latest snapshot.
     pub fn view(&self) -> DeviceView {
         *self.view.borrow()

@@ -341,7 +341,8 @@ pub async fn drive_home(
             match action.kind {
                 ActionKind::Input(input) => handle.input(input),
                 ActionKind::Motion(count) => handle.motion(count),
-                ActionKind::Offline { for_ms } => handle.go_offline(for_ms),
+                // The outage is in the home's simulated time; the device's clock may run slower.
+                ActionKind::Offline { for_ms } => handle.go_offline_real(clock.real(for_ms)),
             }
         }
         index += 1;
