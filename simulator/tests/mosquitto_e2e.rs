@@ -7,9 +7,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Broker, Seen, next_matching, stand_in_receipter};
+use common::{Broker, Seen, next_matching, stand_in, stand_in_receipter};
 use firmware::Indication;
-use protocol::{AlarmKind, DeviceId, Presence, UplinkBody};
+use protocol::{AlarmKind, CommandResult, DeviceConfig, DeviceId, DownlinkBody, Presence, UplinkBody};
 use simulator::{DeviceSpec, spawn_device};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -92,4 +92,129 @@ async fn pendant_press_is_receipted_through_mosquitto_and_survives_an_outage() {
         |s| matches!(s, Seen::Status(d, Presence::Offline) if *d == id),
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn downlinks_drive_the_pendant_feedback_and_configuration() {
+    let broker = Broker::start();
+    let (mut seen, downlinks) = stand_in(broker.port, None).await;
+    let id = DeviceId::new("sim-h00002-pendant").unwrap();
+    let mut device = spawn_device(DeviceSpec::new(id, "unused", "127.0.0.1", broker.port)).unwrap();
+    device
+        .wait_for(Duration::from_secs(10), |v| v.connected && v.outbox_depth == 0)
+        .await
+        .unwrap();
+
+    // The clock: events carry device time from now on.
+    downlinks.send(
+        id,
+        DownlinkBody::TimeSync {
+            unix_ms: 1_800_000_000_000,
+        },
+    );
+    // Configuration: applied and acknowledged.
+    let config = DeviceConfig {
+        heartbeat_interval_s: 120,
+        ..DeviceConfig::default()
+    };
+    downlinks.send(id, DownlinkBody::Configure { command_id: 42, config });
+    next_matching(&mut seen, "the config ack", |s| {
+        matches!(s, Seen::Up(_, u) if u.body == UplinkBody::CommandAck { command_id: 42, result: CommandResult::Applied })
+    })
+    .await;
+
+    device.press();
+    let Seen::Up(_, press) = next_matching(
+        &mut seen,
+        "the press",
+        |s| matches!(s, Seen::Up(_, u) if u.body == UplinkBody::Alarm(AlarmKind::PendantPress)),
+    )
+    .await
+    else {
+        unreachable!()
+    };
+    let stamped = press.header.device_time_ms.expect("device time after TimeSync");
+    assert!((1_800_000_000_000..1_800_000_060_000).contains(&stamped), "{stamped}");
+    device
+        .wait_for(Duration::from_secs(10), |v| {
+            v.indication == Indication::ReceivedByCentre
+        })
+        .await
+        .unwrap();
+
+    downlinks.send(id, DownlinkBody::HelpOnTheWay { alert_ref: 1 });
+    device
+        .wait_for(Duration::from_secs(10), |v| v.indication == Indication::HelpOnTheWay)
+        .await
+        .unwrap();
+    downlinks.send(id, DownlinkBody::AlertResolved { alert_ref: 1 });
+    device
+        .wait_for(Duration::from_secs(10), |v| v.indication == Indication::Resolved)
+        .await
+        .unwrap();
+
+    // Press, then hold within the grace window: the cancel names the press.
+    device.press();
+    device.hold();
+    let Seen::Up(_, cancel) = next_matching(
+        &mut seen,
+        "the cancel",
+        |s| matches!(s, Seen::Up(_, u) if matches!(u.body, UplinkBody::AlarmCancelled { .. })),
+    )
+    .await
+    else {
+        unreachable!()
+    };
+    assert_eq!(
+        cancel.body,
+        UplinkBody::AlarmCancelled {
+            alarm_seq: cancel.header.seq - 1
+        }
+    );
+    device
+        .wait_for(Duration::from_secs(10), |v| {
+            v.outbox_depth == 0 && v.indication == Indication::Resolved
+        })
+        .await
+        .unwrap();
+    device.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_device_credentials_and_the_broker_acl() {
+    let broker = Broker::start_with_users(&[
+        ("stand-in", "centre-secret"),
+        ("sim-h00003-pendant", "pendant-secret"),
+        ("sim-h00004-pendant", "other-secret"),
+    ]);
+    let (mut seen, _downlinks) = stand_in(broker.port, Some("centre-secret")).await;
+
+    let good_id = DeviceId::new("sim-h00003-pendant").unwrap();
+    let mut good = spawn_device(DeviceSpec::new(good_id, "pendant-secret", "127.0.0.1", broker.port)).unwrap();
+    let bad_id = DeviceId::new("sim-h00004-pendant").unwrap();
+    let bad = spawn_device(DeviceSpec::new(bad_id, "wrong", "127.0.0.1", broker.port)).unwrap();
+
+    good.wait_for(Duration::from_secs(10), |v| v.connected).await.unwrap();
+    good.press();
+    next_matching(
+        &mut seen,
+        "the press",
+        |s| matches!(s, Seen::Up(d, u) if *d == good_id && u.body == UplinkBody::Alarm(AlarmKind::PendantPress)),
+    )
+    .await;
+    good.wait_for(Duration::from_secs(10), |v| {
+        v.outbox_depth == 0 && v.indication == Indication::ReceivedByCentre
+    })
+    .await
+    .unwrap();
+
+    // A device with the wrong password is refused and keeps its events.
+    bad.press();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let view = bad.view();
+    assert_eq!(view.connects, 0);
+    assert!(!view.connected);
+    assert!(view.outbox_depth >= 2, "{view:?}");
+    good.stop().await.unwrap();
+    bad.stop().await.unwrap();
 }

@@ -29,7 +29,47 @@ pub struct Broker {
 }
 
 impl Broker {
+    /// Anonymous access, no ACL.
     pub fn start() -> Self {
+        Self::start_with("allow_anonymous true\n", |_| {})
+    }
+
+    /// Per-user passwords and the production-style ACL: each device may only publish to
+    /// its own up and status topics and read its own down topic; `stand-in` may do all.
+    pub fn start_with_users(users: &[(&str, &str)]) -> Self {
+        let users: Vec<(String, String)> = users.iter().map(|(u, p)| (u.to_string(), p.to_string())).collect();
+        Self::start_with("", move |dir| {
+            let passwords = dir.join("passwd");
+            std::fs::write(&passwords, "").unwrap();
+            for (user, password) in &users {
+                let status = Command::new("mosquitto_passwd")
+                    .arg("-b")
+                    .arg(&passwords)
+                    .arg(user)
+                    .arg(password)
+                    .status()
+                    .expect("mosquitto_passwd runs");
+                assert!(status.success(), "mosquitto_passwd failed for {user}");
+            }
+            let acl = dir.join("acl");
+            std::fs::write(
+                &acl,
+                "user stand-in\ntopic readwrite tec/#\n\n\
+                 pattern write tec/v1/dev/%u/up\npattern write tec/v1/dev/%u/status\npattern read tec/v1/dev/%u/down\n",
+            )
+            .unwrap();
+            let conf = dir.join("mosquitto.conf");
+            let mut text = std::fs::read_to_string(&conf).unwrap();
+            text.push_str(&format!(
+                "allow_anonymous false\npassword_file {}\nacl_file {}\n",
+                passwords.display(),
+                acl.display()
+            ));
+            std::fs::write(&conf, text).unwrap();
+        })
+    }
+
+    fn start_with(extra: &str, prepare: impl FnOnce(&std::path::Path)) -> Self {
         assert!(
             std::path::Path::new(MOSQUITTO).exists(),
             "{MOSQUITTO} is missing: install the Debian package `mosquitto`"
@@ -38,7 +78,8 @@ impl Broker {
         let dir = std::env::temp_dir().join(format!("tec-sim-mosquitto-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let conf = dir.join("mosquitto.conf");
-        std::fs::write(&conf, format!("listener {port} 127.0.0.1\nallow_anonymous true\n")).unwrap();
+        std::fs::write(&conf, format!("listener {port} 127.0.0.1\n{extra}")).unwrap();
+        prepare(&dir);
         let child = Command::new(MOSQUITTO)
             .arg("-c")
             .arg(&conf)
@@ -71,8 +112,29 @@ pub enum Seen {
 
 /// Subscribes to every device's up and status topics; receipts every uplink at once.
 pub async fn stand_in_receipter(port: u16) -> mpsc::UnboundedReceiver<Seen> {
+    stand_in(port, None).await.0
+}
+
+/// Sends downlinks to devices through the stand-in's connection.
+#[derive(Debug, Clone)]
+pub struct Downlinks(mpsc::UnboundedSender<(String, Vec<u8>)>);
+
+impl Downlinks {
+    pub fn send(&self, device: DeviceId, body: DownlinkBody) {
+        let mut buf = [0u8; MAX_DOWNLINK_LEN];
+        let bytes = encode_downlink(&Downlink::new(body), &mut buf).unwrap().to_vec();
+        self.0.send((Topic::down(device).to_string(), bytes)).unwrap();
+    }
+}
+
+/// The receipter, logging in as `stand-in` with `password` if given, plus a way to send
+/// other downlinks.
+pub async fn stand_in(port: u16, password: Option<&str>) -> (mpsc::UnboundedReceiver<Seen>, Downlinks) {
     let mut options = MqttOptions::new("stand-in-receipter", "127.0.0.1", port);
     options.set_keep_alive(Duration::from_secs(5));
+    if let Some(password) = password {
+        options.set_credentials("stand-in", password);
+    }
     let (client, mut eventloop) = AsyncClient::new(options, 1_000);
     client.subscribe(ALL_UPLINKS_FILTER, QoS::AtLeastOnce).await.unwrap();
     client.subscribe(ALL_STATUS_FILTER, QoS::AtLeastOnce).await.unwrap();
@@ -80,6 +142,7 @@ pub async fn stand_in_receipter(port: u16) -> mpsc::UnboundedReceiver<Seen> {
     // Publish from a task of its own: awaiting `publish` in the polling task deadlocks
     // once rumqttc's request channel is full.
     let (receipts_tx, mut receipts_rx) = mpsc::unbounded_channel::<(String, Vec<u8>)>();
+    let downlinks = receipts_tx.clone();
     let publisher = client.clone();
     tokio::spawn(async move {
         while let Some((topic, bytes)) = receipts_rx.recv().await {
@@ -131,7 +194,7 @@ pub async fn stand_in_receipter(port: u16) -> mpsc::UnboundedReceiver<Seen> {
             .await
             .expect("stand-in subscribed");
     }
-    seen_rx
+    (seen_rx, Downlinks(downlinks))
 }
 
 pub async fn next_matching(
