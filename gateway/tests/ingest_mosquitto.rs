@@ -283,3 +283,43 @@ async fn without_a_broker_health_is_503_and_shutdown_is_clean() {
         .expect("shutdown finishes")
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_is_group_committed_and_fully_receipted() {
+    let broker = Mosquitto::start();
+    let data = tempfile::tempdir().unwrap();
+    let gateway = start(&broker, data.path()).await;
+    const PER_DEVICE: u32 = 1000;
+    let ids = ["hub-1", "hub-2", "hub-3"];
+    let mut devices = Vec::new();
+    for id in ids {
+        devices.push(Device::connect(broker.port, id).await);
+    }
+    let started = std::time::Instant::now();
+    for seq in 0..PER_DEVICE {
+        for device in &devices {
+            device.send(1, seq, heartbeat()).await;
+        }
+    }
+    let total = u64::from(PER_DEVICE) * ids.len() as u64;
+    for device in &mut devices {
+        let mut receipted = std::collections::BTreeSet::new();
+        while receipted.len() < PER_DEVICE as usize {
+            let downlink = device.expect("receipts", |_| true).await;
+            if let DownlinkBody::Receipt { boot: 1, seqs } = downlink.body {
+                receipted.extend(seqs);
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    eventually("all stored", || gateway.stats().stored == total).await;
+    let stats = gateway.stats();
+    assert_eq!(gateway.store().event_count().unwrap(), total);
+    assert_eq!(stats.duplicates, 0);
+    eprintln!(
+        "burst of {total}: {elapsed:?}, {:.1} publishes per commit, p50 {:?}, p99 {:?}",
+        stats.mean_batch_size, stats.receive_to_commit_p50, stats.receive_to_commit_p99
+    );
+    assert!(stats.mean_batch_size > 1.5, "no group commit: {stats:?}");
+    gateway.shutdown().await.unwrap();
+}
