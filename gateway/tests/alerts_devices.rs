@@ -323,3 +323,28 @@ fn battery_thresholds_are_configurable() {
     sim.send(Ev::new("pnd-1", heartbeat(61, 300)));
     assert!(sim.open().is_empty());
 }
+
+#[test]
+fn the_offline_alert_says_why() {
+    let mut sim = Sim::default_at(NOON);
+    sim.send(Ev::new("pnd-1", heartbeat(90, 60)));
+    sim.send(Ev::new("pnd-2", heartbeat(90, 300)));
+    sim.advance(180 * SECOND);
+    sim.tick();
+    sim.presence("pnd-2", false);
+    let texts: Vec<String> = sim
+        .open_of(AlertKind::DeviceOffline)
+        .iter()
+        .map(|a| match &a.transitions[1].change {
+            Change::Note { text, .. } => text.clone(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        texts,
+        vec![
+            "nothing heard for 180 s".to_owned(),
+            "the broker reported the connection lost (last will)".to_owned()
+        ]
+    );
+}

@@ -318,3 +318,49 @@ fn door_at_night_follows_summer_time() {
     winter.send(door_open());
     assert!(winter.open().is_empty(), "21:30 GMT is not");
 }
+
+#[test]
+fn after_days_without_ticks_only_today_is_checked_at_its_own_time() {
+    let mut sim = quiet("2026-01-15T05:00:00Z");
+    sim.rules("r1", movement_by(10));
+    // The gateway was stopped for days; the first tick comes on the 18th before 10:00.
+    sim.set_time("2026-01-18T08:00:00Z");
+    assert!(sim.tick().is_empty(), "missed days are not raised after the fact");
+    assert_eq!(sim.engine.next_deadline(), Some(utc("2026-01-18T10:00:00Z")));
+    sim.set_time("2026-01-18T10:00:00Z");
+    assert_eq!(changed_alerts(&sim.tick()).len(), 1);
+    assert_eq!(
+        sim.engine.next_deadline(),
+        Some(utc("2026-01-18T10:02:00Z")),
+        "then only its escalation"
+    );
+}
+
+#[test]
+fn operators_hear_when_the_resident_is_back_or_moving() {
+    let mut sim = quiet("2026-01-15T20:00:00Z");
+    sim.rules(
+        "r1",
+        ResidentRules {
+            bed_return_within_min: Some(20),
+            movement_expected_by: Some(time(10, 0, 0, 0)),
+        },
+    );
+    sim.set_time("2026-01-15T23:00:00Z");
+    sim.send(bed(SensorState::BedEmpty));
+    sim.set_time("2026-01-15T23:20:00Z");
+    let alert = changed_alerts(&sim.tick()).pop().unwrap();
+    assert!(matches!(&alert.transitions[1].change, Change::Note { operator, text }
+        if operator == "gateway" && text.contains("20 min")));
+    sim.advance(5 * MINUTE);
+    sim.send(bed(SensorState::BedOccupied));
+    assert!(matches!(last_change(&sim.only_open()), Change::Note { text, .. } if text == "bed occupied again"));
+    sim.resolve(alert.id, Outcome::AdviceGiven);
+    sim.set_time("2026-01-16T10:00:00Z");
+    sim.tick();
+    sim.set_time("2026-01-16T10:30:00Z");
+    sim.send(motion());
+    let open = sim.only_open();
+    assert_eq!(open.kind, AlertKind::NoMovementByTime);
+    assert!(matches!(last_change(&open), Change::Note { text, .. } if text == "movement seen"));
+}

@@ -32,6 +32,14 @@
 //!   is ignored. An interval of 0 in a heartbeat means "use the default".
 //! - **Escalation.** Each passed target is one `Escalated{level}` transition, stamped with
 //!   the instant the target passed. Only `Raised` alerts escalate.
+//! - **Rule alerts explain themselves.** Offline, heartbeat battery, bed and movement alerts
+//!   carry a note from `gateway` saying why (ids and numbers only); later news about them
+//!   ("bed occupied again", "movement seen") is added as notes, never as auto-resolution:
+//!   wellbeing alerts are closed by a human.
+//! - **Movement by a time.** A resident's day starts at `EngineConfig::day_start` (04:00
+//!   local); the check runs once per resident day at the rule's local time, DST-correct
+//!   (a time in the spring gap means the time after it). Days missed while the gateway was
+//!   down are not raised afterwards; today is checked at its own time.
 //! - **Time.** Transitions carry the `now` of the call; rules that ask when something
 //!   happened (night period, cancel window, bed timer, movement) use the event's own time
 //!   when the device has a clock, never later than its arrival.
@@ -43,9 +51,10 @@
 mod calendar;
 mod config;
 mod error;
+mod schedule;
 mod state;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use protocol::{AlarmKind, DeviceId, DownlinkBody, SensorState, UPLINK_ALARM_TAG, UplinkBody};
 use serde::Serialize;
@@ -59,6 +68,7 @@ use crate::domain::{
     Alert, AlertId, AlertKind, AlertState, Change, DeviceKind, EventBody, EventKey, Outcome, ResidentId, StoredEvent,
     Timestamp, Transition,
 };
+use schedule::Schedule;
 use state::{AlarmRef, BedTimer, DeviceWatch, ResidentState, StateKey};
 
 /// Operator name on notes the engine writes about a resident's cancel.
@@ -109,10 +119,12 @@ struct Trigger {
     late_by_ms: Option<i64>,
     /// False when only an open alert may be joined (low-battery latch already set).
     may_raise: bool,
+    /// Why a rule fired, for the operator (a note from `gateway`); ids and numbers only.
+    detail: Option<String>,
 }
 
 impl Trigger {
-    fn rule(kind: AlertKind, resident: Option<ResidentId>, device: Option<DeviceId>) -> Self {
+    fn rule(kind: AlertKind, resident: Option<ResidentId>, device: Option<DeviceId>, detail: String) -> Self {
         Self {
             kind,
             resident,
@@ -122,8 +134,37 @@ impl Trigger {
             unregistered: false,
             late_by_ms: None,
             may_raise: true,
+            detail: Some(detail),
         }
     }
+
+    fn subject(&self) -> Option<Subject> {
+        subject(self.kind, self.resident.as_ref(), self.device)
+    }
+}
+
+/// Who an open alert is about, for merging (see "Merging" above).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Subject {
+    Resident(ResidentId),
+    Device(DeviceId),
+}
+
+fn subject(kind: AlertKind, resident: Option<&ResidentId>, device: Option<DeviceId>) -> Option<Subject> {
+    let per_device = matches!(
+        kind,
+        AlertKind::Tamper | AlertKind::MainsPowerLost | AlertKind::LowBattery | AlertKind::DeviceOffline
+    );
+    match (resident, device) {
+        (Some(resident), _) if !per_device => Some(Subject::Resident(resident.clone())),
+        (_, Some(device)) => Some(Subject::Device(device)),
+        (Some(resident), None) => Some(Subject::Resident(resident.clone())),
+        (None, None) => None,
+    }
+}
+
+fn alert_subject(alert: &Alert) -> Option<(AlertKind, Subject)> {
+    subject(alert.kind, alert.resident.as_ref(), alert.device).map(|subject| (alert.kind, subject))
 }
 
 /// The alert engine. See the module documentation for the rules' decisions.
@@ -132,12 +173,17 @@ pub struct AlertEngine {
     config: EngineConfig,
     next_alert_id: AlertId,
     open: BTreeMap<AlertId, Alert>,
+    /// Open alerts by what they are about: one per (kind, subject).
+    open_by_subject: HashMap<(AlertKind, Subject), AlertId>,
     alarms: BTreeMap<AlertId, Vec<AlarmRef>>,
+    alert_by_alarm: HashMap<EventKey, AlertId>,
     devices: BTreeMap<DeviceId, DeviceWatch>,
     rules: BTreeMap<ResidentId, ResidentRules>,
     residents: BTreeMap<ResidentId, ResidentState>,
-    /// Latest `now` seen, so `next_deadline` knows which resident day it is.
-    latest_now: Option<Timestamp>,
+    offline_due: Schedule<DeviceId>,
+    escalation_due: Schedule<AlertId>,
+    bed_due: Schedule<ResidentId>,
+    movement_due: Schedule<ResidentId>,
     dirty: BTreeSet<StateKey>,
 }
 
@@ -147,19 +193,26 @@ impl AlertEngine {
             config,
             next_alert_id,
             open: BTreeMap::new(),
+            open_by_subject: HashMap::new(),
             alarms: BTreeMap::new(),
+            alert_by_alarm: HashMap::new(),
             devices: BTreeMap::new(),
             rules: BTreeMap::new(),
             residents: BTreeMap::new(),
-            latest_now: None,
+            offline_due: Schedule::default(),
+            escalation_due: Schedule::default(),
+            bed_due: Schedule::default(),
+            movement_due: Schedule::default(),
             dirty: BTreeSet::new(),
         }
     }
 
     /// Rebuild after a restart from what the store holds: the open alerts and the state
     /// entries from [`Self::take_state_changes`]. Timers that fell due while the gateway
-    /// was down fire on the next `tick`, as they would have without the restart. Unknown
+    /// was down fire on the next `tick`, as they would have without the restart (so the
+    /// shell should let the broker's queued messages in before its first tick). Unknown
     /// keys (from a newer gateway) are skipped with a warning; unreadable values fail.
+    /// `now` is only used for logging; everything else comes from the stored state.
     pub fn restore(
         config: EngineConfig,
         next_alert_id: AlertId,
@@ -192,6 +245,9 @@ impl AlertEngine {
         for alert in open_alerts.into_iter().filter(Alert::is_open) {
             let after = AlertId(alert.id.0.saturating_add(1));
             engine.next_alert_id = engine.next_alert_id.max(after);
+            if let Some(subject) = alert_subject(&alert) {
+                engine.open_by_subject.insert(subject, alert.id);
+            }
             engine.open.insert(alert.id, alert);
         }
         let stale: Vec<AlertId> = engine
@@ -204,12 +260,29 @@ impl AlertEngine {
             engine.alarms.remove(&id);
             engine.dirty.insert(StateKey::Alarms(id));
         }
-        engine.latest_now = Some(now);
+        for (id, refs) in &engine.alarms {
+            for alarm in refs {
+                engine.alert_by_alarm.insert(alarm.event, *id);
+            }
+        }
+        let devices: Vec<DeviceId> = engine.devices.keys().copied().collect();
+        for device in devices {
+            engine.reschedule_device(device);
+        }
+        let alerts: Vec<AlertId> = engine.open.keys().copied().collect();
+        for alert in alerts {
+            engine.reschedule_escalation(alert);
+        }
+        let residents: Vec<ResidentId> = engine.residents.keys().chain(engine.rules.keys()).cloned().collect();
+        for resident in residents {
+            engine.reschedule_resident(&resident);
+        }
         tracing::info!(
             open_alerts = engine.open.len(),
             devices = engine.devices.len(),
             residents_with_rules = engine.rules.len(),
             next_alert_id = engine.next_alert_id.0,
+            %now,
             "alert engine restored"
         );
         Ok(engine)
@@ -225,7 +298,6 @@ impl AlertEngine {
     }
 
     pub fn handle(&mut self, input: EngineInput, now: Timestamp) -> Vec<Effect> {
-        self.saw(now);
         let mut effects = Vec::new();
         match input {
             EngineInput::Event {
@@ -256,49 +328,58 @@ impl AlertEngine {
 
     /// Fire due timers: no-comms, bed return, no movement by, escalation.
     pub fn tick(&mut self, now: Timestamp) -> Vec<Effect> {
-        self.saw(now);
         let mut effects = Vec::new();
-        self.fire_offline(now, &mut effects);
-        self.fire_bed_timers(now, &mut effects);
-        self.fire_movement_checks(now, &mut effects);
-        self.fire_escalations(now, &mut effects);
+        for device in self.offline_due.due(now) {
+            self.mark_offline(device, now, &mut effects);
+        }
+        for resident in self.bed_due.due(now) {
+            self.fire_bed_timer(resident, now, &mut effects);
+        }
+        for resident in self.movement_due.due(now) {
+            self.check_movement(resident, now, &mut effects);
+        }
+        for alert in self.escalation_due.due(now) {
+            self.escalate(alert, now, &mut effects);
+        }
         effects
     }
 
     /// Earliest instant at which `tick` would do something (possibly already past).
     pub fn next_deadline(&self) -> Option<Timestamp> {
-        let offline = self.devices.values().filter_map(|watch| self.offline_deadline(watch));
-        let bed = self
-            .residents
-            .values()
-            .filter_map(|state| state.bed_timer.as_ref().map(|timer| timer.due));
-        let movement = self
-            .rules
-            .keys()
-            .filter_map(|resident| self.movement_deadline(resident));
-        let escalation = self.open.values().filter_map(|alert| self.escalation_deadline(alert));
-        offline.chain(bed).chain(movement).chain(escalation).min()
+        [
+            self.offline_due.earliest(),
+            self.bed_due.earliest(),
+            self.movement_due.earliest(),
+            self.escalation_due.earliest(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Replace a resident's rules. Switching the bed rule off drops a pending timer. A
     /// movement rule set after today's check time starts tomorrow (no alert for a day the
     /// rule did not cover from its start).
     pub fn set_resident_rules(&mut self, resident: ResidentId, rules: ResidentRules, now: Timestamp) -> Vec<Effect> {
-        self.saw(now);
         let _span = tracing::info_span!("resident_rules", %resident).entered();
+        let config = &self.config;
         let state = self.residents.entry(resident.clone()).or_default();
         if rules.bed_return_within_min.is_none() && state.bed_timer.take().is_some() {
             self.dirty.insert(StateKey::Resident(resident.clone()));
         }
-        if let Some(by) = rules.movement_expected_by {
-            let config = &self.config;
-            let today = calendar::resident_day(now, &config.time_zone, config.day_start);
-            let check = today.and_then(|day| calendar::movement_deadline(day, by, &config.time_zone, config.day_start));
-            if let (Some(today), Some(check)) = (today, check)
-                && check <= now
-                && state.movement_checked_day.is_none_or(|done| done < today)
-            {
-                state.movement_checked_day = Some(today);
+        if let Some(by) = rules.movement_expected_by
+            && let Some(today) = calendar::resident_day(now, &config.time_zone, config.day_start)
+        {
+            let check = calendar::movement_deadline(today, by, &config.time_zone, config.day_start);
+            let covered = if check.is_some_and(|check| check <= now) {
+                Some(today)
+            } else {
+                today.yesterday().ok()
+            };
+            // The day before the first day this rule covers counts as checked.
+            let checked = state.movement_checked_day.max(covered);
+            if checked != state.movement_checked_day {
+                state.movement_checked_day = checked;
                 self.dirty.insert(StateKey::Resident(resident.clone()));
             }
         }
@@ -307,7 +388,8 @@ impl AlertEngine {
         } else {
             self.rules.insert(resident.clone(), rules);
         }
-        self.dirty.insert(StateKey::Rules(resident));
+        self.dirty.insert(StateKey::Rules(resident.clone()));
+        self.reschedule_resident(&resident);
         Vec::new()
     }
 
@@ -320,12 +402,12 @@ impl AlertEngine {
         if self.devices.remove(&device).is_some() {
             tracing::info!(%device, "device no longer watched");
             self.dirty.insert(StateKey::Device(device));
+            self.offline_due.set(device, None);
         }
     }
 
     /// An operator takes the alert: the device(s) that raised it hear "help is on the way".
     pub fn acknowledge(&mut self, alert: AlertId, operator: &str, now: Timestamp) -> Result<Vec<Effect>, EngineError> {
-        self.saw(now);
         check_operator(operator)?;
         let open = self.open_alert_mut(alert)?;
         if open.state != AlertState::Raised {
@@ -344,6 +426,7 @@ impl AlertEngine {
         });
         tracing::info!(%alert, answer_ms = now.millis_since(open.raised_at), "alert acknowledged");
         let mut effects = vec![Effect::AlertChanged(open.clone())];
+        self.escalation_due.set(alert, None);
         self.feedback(alert, DownlinkBody::HelpOnTheWay { alert_ref: alert.0 }, &mut effects);
         Ok(effects)
     }
@@ -355,7 +438,6 @@ impl AlertEngine {
         text: &str,
         now: Timestamp,
     ) -> Result<Vec<Effect>, EngineError> {
-        self.saw(now);
         check_operator(operator)?;
         check_note(text)?;
         let open = self.open_alert_mut(alert)?;
@@ -378,7 +460,6 @@ impl AlertEngine {
         note: Option<&str>,
         now: Timestamp,
     ) -> Result<Vec<Effect>, EngineError> {
-        self.saw(now);
         check_operator(operator)?;
         let note = note.filter(|text| !text.trim().is_empty());
         if let Some(text) = note {
@@ -490,7 +571,7 @@ impl AlertEngine {
                     if summary.motion_counts.iter().any(|count| *count > 0)
                         && let Some(resident) = &event.resident
                     {
-                        self.saw_movement(resident, occurred_at(event));
+                        self.saw_movement(resident, occurred_at(event), now, effects);
                     }
                 }
                 UplinkBody::CommandAck { .. } => {}
@@ -519,6 +600,7 @@ impl AlertEngine {
                 .delivery_delay_ms()
                 .filter(|delay| *delay > self.config.late_threshold_ms),
             may_raise: true,
+            detail: None,
         }
     }
 
@@ -537,15 +619,14 @@ impl AlertEngine {
             if watch.heartbeat_interval_s != interval {
                 watch.heartbeat_interval_s = interval;
                 self.dirty.insert(StateKey::Device(device));
+                self.reschedule_device(device);
             }
         }
         if battery_percent < self.config.low_battery_percent {
             if self.latch_battery(device) {
-                self.raise_or_join(
-                    self.event_trigger(AlertKind::LowBattery, event, registered),
-                    now,
-                    effects,
-                );
+                let mut trigger = self.event_trigger(AlertKind::LowBattery, event, registered);
+                trigger.detail = Some(format!("battery at {battery_percent}%"));
+                self.raise_or_join(trigger, now, effects);
             }
         } else if battery_percent > self.config.battery_recovered_percent {
             let was_low = self
@@ -554,7 +635,8 @@ impl AlertEngine {
                 .is_some_and(|watch| std::mem::replace(&mut watch.battery_low, false));
             if was_low {
                 self.dirty.insert(StateKey::Device(device));
-                self.clear_condition(AlertKind::LowBattery, device, "battery recovered", now, effects);
+                let what = format!("battery recovered to {battery_percent}%");
+                self.clear_condition(AlertKind::LowBattery, device, &what, now, effects);
             }
         }
     }
@@ -600,36 +682,42 @@ impl AlertEngine {
                 if state.bed_timer.is_none() {
                     let due = at.plus_ms(i64::from(minutes).saturating_mul(60_000));
                     state.bed_timer = Some(BedTimer { event: event.key, due });
-                    self.dirty.insert(StateKey::Resident(resident));
+                    self.dirty.insert(StateKey::Resident(resident.clone()));
+                    self.reschedule_resident(&resident);
                 }
             }
             SensorState::BedOccupied => {
                 if let Some(state) = self.residents.get_mut(&resident)
                     && state.bed_timer.take().is_some()
                 {
-                    self.dirty.insert(StateKey::Resident(resident));
+                    self.dirty.insert(StateKey::Resident(resident.clone()));
+                    self.reschedule_resident(&resident);
                 }
+                let subject = (AlertKind::BedNotReturned, Subject::Resident(resident));
+                self.note_subject(&subject, "bed occupied again", now, effects);
             }
-            SensorState::Motion => self.saw_movement(&resident, at),
+            SensorState::Motion => self.saw_movement(&resident, at, now, effects),
             _ => {}
         }
     }
 
-    fn saw_movement(&mut self, resident: &ResidentId, at: Timestamp) {
+    fn saw_movement(&mut self, resident: &ResidentId, at: Timestamp, now: Timestamp, effects: &mut Vec<Effect>) {
         let config = &self.config;
         let day_start = calendar::resident_day(at, &config.time_zone, config.day_start)
             .and_then(|day| calendar::day_start_instant(day, &config.time_zone, config.day_start));
         let state = self.residents.entry(resident.clone()).or_default();
         // Only "was there movement this resident day" matters, so record the first
         // movement of each day and skip the rest (fewer state writes).
-        let record = match (state.last_movement, day_start) {
+        let first_today = match (state.last_movement, day_start) {
             (None, _) => true,
             (Some(previous), Some(start)) => previous < start && previous < at,
             (Some(previous), None) => previous < at,
         };
-        if record {
+        if first_today {
             state.last_movement = Some(at);
             self.dirty.insert(StateKey::Resident(resident.clone()));
+            let subject = (AlertKind::NoMovementByTime, Subject::Resident(resident.clone()));
+            self.note_subject(&subject, "movement seen", now, effects);
         }
     }
 
@@ -639,16 +727,16 @@ impl AlertEngine {
             boot: event.key.boot,
             seq: alarm_seq,
         };
-        let found = self.alarms.iter().find_map(|(id, refs)| {
-            refs.iter()
-                .find(|r| r.event == target)
-                .map(|r| (*id, r.occurred_at, refs.clone()))
-        });
-        let Some((id, alarm_at, refs)) = found else {
+        let Some(id) = self.alert_by_alarm.get(&target).copied() else {
             tracing::debug!(alarm = %target, "cancel for an alarm with no open alert");
             return;
         };
-        let Some(alert) = self.open.get(&id) else { return };
+        let (Some(alert), Some(refs)) = (self.open.get(&id), self.alarms.get(&id)) else {
+            return;
+        };
+        let Some(alarm_at) = refs.iter().find(|r| r.event == target).map(|r| r.occurred_at) else {
+            return;
+        };
         let after_ms = occurred_at(event).millis_since(alarm_at);
         let in_grace = after_ms <= self.config.cancel_grace_ms();
         let only_this_device = refs
@@ -700,6 +788,7 @@ impl AlertEngine {
         }
         let was_offline = std::mem::replace(&mut watch.offline, false);
         self.dirty.insert(StateKey::Device(device));
+        self.reschedule_device(device);
         if was_offline {
             tracing::info!(%device, "device back online");
             self.clear_condition(
@@ -744,6 +833,7 @@ impl AlertEngine {
             watch.resident = resident;
         }
         self.dirty.insert(StateKey::Device(device));
+        self.reschedule_device(device);
         if self
             .devices
             .get(&device)
@@ -767,16 +857,9 @@ impl AlertEngine {
         Some(will.map_or(silent, |will| will.min(silent)))
     }
 
-    fn fire_offline(&mut self, now: Timestamp, effects: &mut Vec<Effect>) {
-        let due: Vec<DeviceId> = self
-            .devices
-            .iter()
-            .filter(|(_, watch)| self.offline_deadline(watch).is_some_and(|deadline| deadline <= now))
-            .map(|(device, _)| *device)
-            .collect();
-        for device in due {
-            self.mark_offline(device, now, effects);
-        }
+    fn reschedule_device(&mut self, device: DeviceId) {
+        let due = self.devices.get(&device).and_then(|watch| self.offline_deadline(watch));
+        self.offline_due.set(device, due);
     }
 
     fn mark_offline(&mut self, device: DeviceId, now: Timestamp, effects: &mut Vec<Effect>) {
@@ -784,87 +867,105 @@ impl AlertEngine {
             return;
         };
         watch.offline = true;
-        let by_last_will = watch.last_will_at.take().is_some();
-        let mut trigger = Trigger::rule(AlertKind::DeviceOffline, watch.resident.clone(), Some(device));
+        let detail = match watch.last_will_at.take() {
+            Some(_) => "the broker reported the connection lost (last will)".to_owned(),
+            None => format!("nothing heard for {} s", now.millis_since(watch.last_heard) / 1_000),
+        };
+        let mut trigger = Trigger::rule(AlertKind::DeviceOffline, watch.resident.clone(), Some(device), detail);
         trigger.unregistered = watch.unregistered;
         self.dirty.insert(StateKey::Device(device));
-        tracing::info!(%device, by_last_will, "device offline");
+        self.reschedule_device(device);
+        tracing::info!(%device, "device offline");
         self.raise_or_join(trigger, now, effects);
     }
 
     // ----- resident rules -----
 
-    fn fire_bed_timers(&mut self, now: Timestamp, effects: &mut Vec<Effect>) {
-        let due: Vec<(ResidentId, BedTimer)> = self
-            .residents
-            .iter_mut()
-            .filter_map(|(resident, state)| {
-                let fired = state.bed_timer.as_ref().is_some_and(|timer| timer.due <= now);
-                fired
-                    .then(|| state.bed_timer.take().map(|timer| (resident.clone(), timer)))
-                    .flatten()
-            })
-            .collect();
-        for (resident, timer) in due {
-            self.dirty.insert(StateKey::Resident(resident.clone()));
-            let unregistered = self
-                .devices
-                .get(&timer.event.device)
-                .is_some_and(|watch| watch.unregistered);
-            let mut trigger = Trigger::rule(AlertKind::BedNotReturned, Some(resident), Some(timer.event.device));
-            trigger.event = Some(timer.event);
-            trigger.unregistered = unregistered;
-            self.raise_or_join(trigger, now, effects);
-        }
-    }
-
-    fn movement_deadline(&self, resident: &ResidentId) -> Option<Timestamp> {
-        let by = self.rules.get(resident)?.movement_expected_by?;
-        let config = &self.config;
-        let today = calendar::resident_day(self.latest_now?, &config.time_zone, config.day_start)?;
-        let checked = self
-            .residents
+    /// Reset a resident's bed and movement timers from their state and rules.
+    fn reschedule_resident(&mut self, resident: &ResidentId) {
+        let state = self.residents.get(resident);
+        let bed = state.and_then(|state| state.bed_timer.as_ref()).map(|timer| timer.due);
+        self.bed_due.set(resident.clone(), bed);
+        let movement = self
+            .rules
             .get(resident)
-            .and_then(|state| state.movement_checked_day);
-        let day = if checked.is_some_and(|done| done >= today) {
-            today.tomorrow().ok()?
-        } else {
-            today
-        };
-        calendar::movement_deadline(day, by, &config.time_zone, config.day_start)
+            .and_then(|rules| rules.movement_expected_by)
+            .and_then(|by| {
+                let next_day = state?.movement_checked_day?.tomorrow().ok()?;
+                calendar::movement_deadline(next_day, by, &self.config.time_zone, self.config.day_start)
+            });
+        self.movement_due.set(resident.clone(), movement);
     }
 
-    fn fire_movement_checks(&mut self, now: Timestamp, effects: &mut Vec<Effect>) {
+    fn fire_bed_timer(&mut self, resident: ResidentId, now: Timestamp, effects: &mut Vec<Effect>) {
+        let Some(timer) = self
+            .residents
+            .get_mut(&resident)
+            .and_then(|state| state.bed_timer.take())
+        else {
+            return;
+        };
+        self.dirty.insert(StateKey::Resident(resident.clone()));
+        self.reschedule_resident(&resident);
+        let minutes = self
+            .rules
+            .get(&resident)
+            .and_then(|rules| rules.bed_return_within_min)
+            .unwrap_or_default();
+        let detail = format!("not back in bed within {minutes} min");
+        let mut trigger = Trigger::rule(
+            AlertKind::BedNotReturned,
+            Some(resident),
+            Some(timer.event.device),
+            detail,
+        );
+        trigger.event = Some(timer.event);
+        trigger.unregistered = self
+            .devices
+            .get(&timer.event.device)
+            .is_some_and(|watch| watch.unregistered);
+        self.raise_or_join(trigger, now, effects);
+    }
+
+    /// The movement timer fired: check today if today's time has come, else wait for it.
+    fn check_movement(&mut self, resident: ResidentId, now: Timestamp, effects: &mut Vec<Effect>) {
         let config = &self.config;
-        let Some(today) = calendar::resident_day(now, &config.time_zone, config.day_start) else {
+        let Some(by) = self.rules.get(&resident).and_then(|rules| rules.movement_expected_by) else {
+            self.movement_due.set(resident, None);
             return;
         };
-        let Some(day_start) = calendar::day_start_instant(today, &config.time_zone, config.day_start) else {
+        let tz = &config.time_zone;
+        let Some(today) = calendar::resident_day(now, tz, config.day_start) else {
+            // Out of the calendar's range: nothing sensible to wait for.
+            self.movement_due.set(resident, None);
             return;
         };
-        let mut no_movement = Vec::new();
-        for (resident, rules) in &self.rules {
-            let Some(by) = rules.movement_expected_by else { continue };
-            let Some(deadline) = calendar::movement_deadline(today, by, &config.time_zone, config.day_start) else {
-                continue;
-            };
-            let state = self.residents.entry(resident.clone()).or_default();
-            if now < deadline || state.movement_checked_day.is_some_and(|done| done >= today) {
-                continue;
-            }
-            state.movement_checked_day = Some(today);
-            self.dirty.insert(StateKey::Resident(resident.clone()));
-            if state.last_movement.is_none_or(|moved| moved < day_start) {
-                no_movement.push(resident.clone());
-            }
+        let day_start = calendar::day_start_instant(today, tz, config.day_start);
+        let state = self.residents.entry(resident.clone()).or_default();
+        let checked_today = state.movement_checked_day.is_some_and(|done| done >= today);
+        let next_day = if checked_today {
+            today.tomorrow().ok()
+        } else {
+            Some(today)
+        };
+        let next = next_day.and_then(|day| calendar::movement_deadline(day, by, tz, config.day_start));
+        if checked_today || next.is_none_or(|next| next > now) {
+            // Woken for a day already past (the gateway was down): wait for the next check.
+            self.movement_due.set(resident, next.filter(|next| *next > now));
+            return;
         }
-        for resident in no_movement {
+        state.movement_checked_day = Some(today);
+        let moved = state
+            .last_movement
+            .zip(day_start)
+            .is_some_and(|(moved, start)| moved >= start);
+        self.dirty.insert(StateKey::Resident(resident.clone()));
+        self.reschedule_resident(&resident);
+        if !moved {
             tracing::info!(%resident, day = %today, "no movement by the expected time");
-            self.raise_or_join(
-                Trigger::rule(AlertKind::NoMovementByTime, Some(resident), None),
-                now,
-                effects,
-            );
+            let detail = format!("no movement seen between {} and {by} local time", self.config.day_start);
+            let trigger = Trigger::rule(AlertKind::NoMovementByTime, Some(resident), None, detail);
+            self.raise_or_join(trigger, now, effects);
         }
     }
 
@@ -882,47 +983,49 @@ impl AlertEngine {
         Some(alert.raised_at.plus_ms(i64::from(*target).saturating_mul(1_000)))
     }
 
-    fn fire_escalations(&mut self, now: Timestamp, effects: &mut Vec<Effect>) {
-        let policy = &self.config.escalation;
-        for alert in self.open.values_mut().filter(|alert| alert.state == AlertState::Raised) {
-            let targets = policy.targets(alert.priority);
-            let mut escalated = false;
-            while let Some(target) = targets.get(usize::from(alert.escalation_level)) {
-                let due = alert.raised_at.plus_ms(i64::from(*target).saturating_mul(1_000));
-                if due > now || alert.escalation_level == u8::MAX {
-                    break;
-                }
-                alert.escalation_level += 1;
-                alert.transitions.push(Transition {
-                    at: due,
-                    change: Change::Escalated {
-                        level: alert.escalation_level,
-                    },
-                });
-                tracing::warn!(alert = %alert.id, level = alert.escalation_level, "alert escalated: not acknowledged in time");
-                escalated = true;
-            }
-            if escalated {
-                effects.push(Effect::AlertChanged(alert.clone()));
-            }
+    fn reschedule_escalation(&mut self, id: AlertId) {
+        let due = self.open.get(&id).and_then(|alert| self.escalation_deadline(alert));
+        self.escalation_due.set(id, due);
+    }
+
+    /// Take every step whose target has passed, each stamped when it passed.
+    fn escalate(&mut self, id: AlertId, now: Timestamp, effects: &mut Vec<Effect>) {
+        let mut escalated = false;
+        while let Some(due) = self.open.get(&id).and_then(|alert| self.escalation_deadline(alert))
+            && due <= now
+            && let Some(alert) = self.open.get_mut(&id)
+            && alert.escalation_level < u8::MAX
+        {
+            alert.escalation_level += 1;
+            alert.transitions.push(Transition {
+                at: due,
+                change: Change::Escalated {
+                    level: alert.escalation_level,
+                },
+            });
+            tracing::warn!(alert = %id, level = alert.escalation_level, "alert escalated: not acknowledged in time");
+            escalated = true;
         }
+        if escalated && let Some(alert) = self.open.get(&id) {
+            effects.push(Effect::AlertChanged(alert.clone()));
+        }
+        self.reschedule_escalation(id);
     }
 
     // ----- alert bookkeeping -----
 
     fn raise_or_join(&mut self, trigger: Trigger, now: Timestamp, effects: &mut Vec<Effect>) {
-        let existing = self
-            .open
-            .values()
-            .find(|alert| same_subject(alert, &trigger))
-            .map(|alert| alert.id);
-        let id = if let Some(id) = existing {
+        let subject = trigger.subject();
+        let existing = subject
+            .as_ref()
+            .and_then(|subject| self.open_by_subject.get(&(trigger.kind, subject.clone())));
+        let id = if let Some(id) = existing.copied() {
             let Some(alert) = self.open.get_mut(&id) else { return };
-            let change = match trigger.event {
-                Some(event) => Change::Joined { event },
-                None => Change::Note {
+            let change = match (trigger.event, &trigger.detail) {
+                (Some(event), _) => Change::Joined { event },
+                (None, detail) => Change::Note {
                     operator: GATEWAY_OPERATOR.to_owned(),
-                    text: "condition seen again".to_owned(),
+                    text: format!("seen again: {}", detail.as_deref().unwrap_or("same condition")),
                 },
             };
             alert.transitions.push(Transition { at: now, change });
@@ -934,6 +1037,19 @@ impl AlertEngine {
             let id = self.next_alert_id;
             self.next_alert_id = AlertId(id.0.saturating_add(1));
             self.dirty.insert(StateKey::NextAlertId);
+            let mut transitions = vec![Transition {
+                at: now,
+                change: Change::Raised { event: trigger.event },
+            }];
+            if let Some(text) = trigger.detail {
+                transitions.push(Transition {
+                    at: now,
+                    change: Change::Note {
+                        operator: GATEWAY_OPERATOR.to_owned(),
+                        text,
+                    },
+                });
+            }
             let alert = Alert {
                 id,
                 kind: trigger.kind,
@@ -945,10 +1061,7 @@ impl AlertEngine {
                 raised_at: now,
                 late_by_ms: trigger.late_by_ms,
                 escalation_level: 0,
-                transitions: vec![Transition {
-                    at: now,
-                    change: Change::Raised { event: trigger.event },
-                }],
+                transitions,
             };
             tracing::info!(
                 alert = %id,
@@ -959,13 +1072,18 @@ impl AlertEngine {
                 "alert raised"
             );
             effects.push(Effect::AlertChanged(alert.clone()));
+            if let Some(subject) = subject {
+                self.open_by_subject.insert((alert.kind, subject), id);
+            }
             self.open.insert(id, alert);
+            self.reschedule_escalation(id);
             id
         } else {
             return;
         };
         if let Some(alarm) = trigger.alarm {
             self.alarms.entry(id).or_default().push(alarm);
+            self.alert_by_alarm.insert(alarm.event, id);
             self.dirty.insert(StateKey::Alarms(id));
         }
     }
@@ -979,25 +1097,25 @@ impl AlertEngine {
         now: Timestamp,
         effects: &mut Vec<Effect>,
     ) {
-        let Some(alert) = self
-            .open
-            .values()
-            .find(|alert| alert.kind == kind && alert.device == Some(device))
-        else {
+        let Some(id) = self.open_by_subject.get(&(kind, Subject::Device(device))).copied() else {
             return;
         };
-        let (id, state) = (alert.id, alert.state);
+        let Some(state) = self.open.get(&id).map(|alert| alert.state) else {
+            return;
+        };
         if state == AlertState::Raised {
             tracing::info!(alert = %id, what, "alert cleared by itself");
             self.close(id, None, Outcome::AutoCleared, Some(what.to_owned()), now, effects);
         } else {
-            self.note(
-                id,
-                GATEWAY_OPERATOR,
-                format!("{what}; acknowledged alerts are left for the operator to resolve"),
-                now,
-                effects,
-            );
+            let text = format!("{what}; acknowledged alerts are left for the operator to resolve");
+            self.note(id, GATEWAY_OPERATOR, text, now, effects);
+        }
+    }
+
+    /// Tell the open alert about (kind, subject), if there is one, what just happened.
+    fn note_subject(&mut self, subject: &(AlertKind, Subject), text: &str, now: Timestamp, effects: &mut Vec<Effect>) {
+        if let Some(id) = self.open_by_subject.get(subject).copied() {
+            self.note(id, GATEWAY_OPERATOR, text.to_owned(), now, effects);
         }
     }
 
@@ -1034,9 +1152,18 @@ impl AlertEngine {
             },
         });
         tracing::info!(alert = %id, ?outcome, "alert resolved");
+        if let Some(subject) = alert_subject(&alert)
+            && self.open_by_subject.get(&subject) == Some(&id)
+        {
+            self.open_by_subject.remove(&subject);
+        }
+        self.escalation_due.set(id, None);
         effects.push(Effect::AlertChanged(alert));
         self.feedback(id, DownlinkBody::AlertResolved { alert_ref: id.0 }, effects);
-        if self.alarms.remove(&id).is_some() {
+        if let Some(refs) = self.alarms.remove(&id) {
+            for alarm in refs {
+                self.alert_by_alarm.remove(&alarm.event);
+            }
             self.dirty.insert(StateKey::Alarms(id));
         }
     }
@@ -1062,25 +1189,6 @@ impl AlertEngine {
         } else {
             EngineError::UnknownAlert(id)
         })
-    }
-
-    fn saw(&mut self, now: Timestamp) {
-        self.latest_now = Some(self.latest_now.map_or(now, |latest| latest.max(now)));
-    }
-}
-
-/// Whether an open alert is the one a trigger would raise again (see "Merging").
-fn same_subject(alert: &Alert, trigger: &Trigger) -> bool {
-    if alert.kind != trigger.kind {
-        return false;
-    }
-    let per_device = matches!(
-        trigger.kind,
-        AlertKind::Tamper | AlertKind::MainsPowerLost | AlertKind::LowBattery | AlertKind::DeviceOffline
-    );
-    match (&trigger.resident, per_device) {
-        (Some(resident), false) => alert.resident.as_ref() == Some(resident),
-        _ => trigger.device.is_some() && alert.device == trigger.device && (per_device || alert.resident.is_none()),
     }
 }
 
