@@ -119,7 +119,7 @@ impl Store {
     }
 
     pub fn begin_write(&self) -> Result<WriteBatch<'_>, StoreError> {
-        WriteBatch::new(self.db.begin_write()?, self.quarantine_capacity)
+        WriteBatch::new(&self.db, self.quarantine_capacity)
     }
 
     pub fn event(&self, key: &EventKey) -> Result<Option<StoredEvent>, StoreError> {

@@ -1,14 +1,16 @@
 //! One write transaction. Ingest groups many events into one batch and commits once, so the
 //! fsync cost is shared (group commit).
 
-use std::marker::PhantomData;
+use std::collections::HashSet;
 
 use protocol::DeviceId;
-use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
+use redb::{Database, ReadOnlyTable, ReadableDatabase, ReadableTable, ReadableTableMetadata, WriteTransaction};
 
 use super::schema::*;
 use super::{QUARANTINE_PAYLOAD_LIMIT, StoreError, queries};
-use crate::domain::{Alert, Assignment, DeviceRecord, QuarantineRecord, Resident, ResidentId, StoredEvent, Timestamp};
+use crate::domain::{
+    Alert, Assignment, DeviceRecord, EventKey, QuarantineRecord, Resident, ResidentId, StoredEvent, Timestamp,
+};
 
 /// Whether [`WriteBatch::insert_event`] stored the event or had it already.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,49 +20,91 @@ pub enum InsertOutcome {
 }
 
 /// A write transaction on the store. Dropping it without [`WriteBatch::commit`] discards it.
+///
+/// Events are checked for duplicates as they come (against a snapshot of the committed store
+/// plus this batch) but written to the tables once, at commit: redb tables borrow their
+/// transaction, and reopening three tables per event costs far more than the insert itself.
 pub struct WriteBatch<'s> {
     txn: WriteTransaction,
+    db: &'s Database,
     quarantine_capacity: usize,
-    _store: PhantomData<&'s super::Store>,
+    /// The committed events, as of this batch's start (no other writer can commit meanwhile).
+    committed_events: Option<ReadOnlyTable<(&'static str, u32, u32), &'static [u8]>>,
+    pending_keys: HashSet<EventKey>,
+    pending_events: Vec<PendingEvent>,
+}
+
+struct PendingEvent {
+    key: EventKey,
+    received_ms: i64,
+    resident: Option<ResidentId>,
+    bytes: Vec<u8>,
 }
 
 impl std::fmt::Debug for WriteBatch<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WriteBatch")
             .field("quarantine_capacity", &self.quarantine_capacity)
+            .field("pending_events", &self.pending_events.len())
             .finish_non_exhaustive()
     }
 }
 
-impl WriteBatch<'_> {
-    pub(crate) fn new(txn: WriteTransaction, quarantine_capacity: usize) -> Result<Self, StoreError> {
+impl<'s> WriteBatch<'s> {
+    pub(crate) fn new(db: &'s Database, quarantine_capacity: usize) -> Result<Self, StoreError> {
         Ok(Self {
-            txn,
+            txn: db.begin_write()?,
+            db,
             quarantine_capacity,
-            _store: PhantomData,
+            committed_events: None,
+            pending_keys: HashSet::new(),
+            pending_events: Vec::new(),
         })
     }
 
     /// Stores the event once per (device, boot, seq): a repeat changes nothing and says so.
     pub fn insert_event(&mut self, event: &StoredEvent) -> Result<InsertOutcome, StoreError> {
-        let device = event.key.device.as_str();
-        let key = (device, event.key.boot, event.key.seq);
-        let mut events = self.txn.open_table(EVENTS)?;
-        if events.get(key)?.is_some() {
+        if self.pending_keys.contains(&event.key) {
+            return Ok(InsertOutcome::Duplicate);
+        }
+        let committed = match &mut self.committed_events {
+            Some(table) => table,
+            None => self.committed_events.insert(self.db.begin_read()?.open_table(EVENTS)?),
+        };
+        if committed
+            .get((event.key.device.as_str(), event.key.boot, event.key.seq))?
+            .is_some()
+        {
             return Ok(InsertOutcome::Duplicate);
         }
         let bytes = to_postcard("events", event)?;
-        events.insert(key, bytes.as_slice())?;
-        let received = event.received_at.as_millis();
-        self.txn
-            .open_table(EVENTS_BY_TIME)?
-            .insert((received, device, event.key.boot, event.key.seq), ())?;
-        if let Some(resident) = &event.resident {
-            self.txn
-                .open_table(EVENTS_BY_RESIDENT)?
-                .insert((resident.as_str(), received, device, event.key.boot, event.key.seq), ())?;
-        }
+        self.pending_keys.insert(event.key);
+        self.pending_events.push(PendingEvent {
+            key: event.key,
+            received_ms: event.received_at.as_millis(),
+            resident: event.resident.clone(),
+            bytes,
+        });
         Ok(InsertOutcome::Inserted)
+    }
+
+    fn write_pending_events(&mut self) -> Result<(), StoreError> {
+        if self.pending_events.is_empty() {
+            return Ok(());
+        }
+        let mut events = self.txn.open_table(EVENTS)?;
+        let mut by_time = self.txn.open_table(EVENTS_BY_TIME)?;
+        let mut by_resident = self.txn.open_table(EVENTS_BY_RESIDENT)?;
+        for pending in self.pending_events.drain(..) {
+            let EventKey { device, boot, seq } = pending.key;
+            let device = device.as_str();
+            events.insert((device, boot, seq), pending.bytes.as_slice())?;
+            by_time.insert((pending.received_ms, device, boot, seq), ())?;
+            if let Some(resident) = &pending.resident {
+                by_resident.insert((resident.as_str(), pending.received_ms, device, boot, seq), ())?;
+            }
+        }
+        Ok(())
     }
 
     /// Inserts or replaces the alert by id, keeping the open-alert and resident indexes true.
@@ -193,7 +237,9 @@ impl WriteBatch<'_> {
     }
 
     /// Commits durably (fsync): only after `Ok` may anything be acknowledged to a device.
-    pub fn commit(self) -> Result<(), StoreError> {
+    pub fn commit(mut self) -> Result<(), StoreError> {
+        self.write_pending_events()?;
+        self.committed_events = None;
         self.txn.commit()?;
         Ok(())
     }

@@ -1,0 +1,78 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+//! Ingest-shaped write throughput: 100k events in durable batches of 1,000.
+//! `cargo test -p tec-gateway --release --test store_perf -- --nocapture` prints events/s.
+
+use std::time::Instant;
+
+use gateway::domain::*;
+use gateway::store::*;
+use protocol::{DeviceId, DeviceStatus, FirmwareVersion, UplinkBody};
+
+#[test]
+fn hundred_thousand_events_in_batches_of_a_thousand() {
+    const EVENTS: u32 = 100_000;
+    const BATCH: u32 = 1_000;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_in_dir(dir.path()).unwrap();
+    let devices: Vec<DeviceId> = (0..500)
+        .map(|n| DeviceId::new(&format!("pnd-{n:06}")).unwrap())
+        .collect();
+    let residents: Vec<ResidentId> = (0..500).map(|n| ResidentId::new(format!("R{n:06}")).unwrap()).collect();
+    let body = EventBody::Uplink(UplinkBody::Heartbeat(DeviceStatus {
+        battery_mv: 3_000,
+        battery_percent: 90,
+        rssi_dbm: -60,
+        uptime_s: 1_000,
+        firmware: FirmwareVersion {
+            major: 1,
+            minor: 0,
+            patch: 0,
+        },
+        heartbeat_interval_s: 300,
+        outbox_depth: 0,
+        events_dropped: 0,
+    }));
+
+    let started = Instant::now();
+    for batch_start in (0..EVENTS).step_by(BATCH as usize) {
+        let mut batch = store.begin_write().unwrap();
+        for n in batch_start..batch_start + BATCH {
+            let which = (n % 500) as usize;
+            let event = StoredEvent {
+                key: EventKey {
+                    device: devices[which],
+                    boot: 1,
+                    seq: n / 500,
+                },
+                resident: Some(residents[which].clone()),
+                received_at: Timestamp(1_800_000_000_000 + i64::from(n)),
+                device_time: Some(Timestamp(1_800_000_000_000 + i64::from(n) - 20)),
+                protocol_version: 1,
+                body: body.clone(),
+            };
+            assert_eq!(batch.insert_event(&event).unwrap(), InsertOutcome::Inserted);
+        }
+        batch.commit().unwrap();
+    }
+    let elapsed = started.elapsed();
+    let rate = f64::from(EVENTS) / elapsed.as_secs_f64();
+    println!("store_perf: {EVENTS} events in batches of {BATCH}: {elapsed:.2?}, {rate:.0} events/s");
+    assert_eq!(store.event_count().unwrap(), u64::from(EVENTS));
+
+    let started = Instant::now();
+    let one_resident = EventFilter {
+        resident: Some(residents[7].clone()),
+        ..EventFilter::default()
+    };
+    assert_eq!(store.events(&one_resident).unwrap().len(), 200);
+    let window = EventFilter {
+        since: Some(Timestamp(1_800_000_050_000)),
+        until: Some(Timestamp(1_800_000_051_000)),
+        ..EventFilter::default()
+    };
+    assert_eq!(store.events(&window).unwrap().len(), 1_000);
+    println!(
+        "store_perf: resident history + 1,000-event window: {:.2?}",
+        started.elapsed()
+    );
+}
