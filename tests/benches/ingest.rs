@@ -1,1 +1,232 @@
-fn main() {}
+//! Ingest benchmark: how fast the gateway drains a backlog queued by Mosquitto while it was away,
+//! compared with a plain MQTT subscriber draining the same backlog (the ceiling: the broker and
+//! the network path with no storage at all).
+//!
+//! `cargo bench -p tec-tests --bench ingest` (BENCH_N uplinks, default 200000, from
+//! BENCH_DEVICES publishers, default 100). Figures go into BENCHMARKS.md.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use e2e::devices::{RawClient, body_for, encode};
+use e2e::plain::{PlainOptions, PlainSubscriber};
+use e2e::{Broker, BrokerOptions, device_ids};
+use gateway::config::{BrokerUrl, Config};
+use gateway::domain::SystemClock;
+use gateway::metrics::IngestStats;
+use protocol::Topic;
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.replace('_', "").parse().ok())
+        .unwrap_or(default)
+}
+
+/// Publishes `n` distinct uplinks spread over `devices` publishers and waits for every PUBACK,
+/// so the whole backlog sits in the broker's queue for the absent subscriber.
+async fn publish_backlog(broker: &Broker, n: usize, devices: usize, boot: u32) -> Duration {
+    let started = Instant::now();
+    let ids = device_ids("bench", devices).unwrap();
+    let mut tasks = Vec::new();
+    for (index, id) in ids.into_iter().enumerate() {
+        let count = n / devices + usize::from(index < n % devices);
+        let (host, port) = (broker.host().to_string(), broker.port());
+        tasks.push(tokio::spawn(async move {
+            let client = RawClient::connect(&format!("pub-{id}"), &host, port, None, 1_000)
+                .await
+                .unwrap();
+            let topic = Topic::up(id).to_string();
+            for seq in 0..count as u32 {
+                client
+                    .publish(&topic, encode(boot, seq, body_for(seq, None)).unwrap())
+                    .await
+                    .unwrap();
+            }
+            client
+                .wait_pubacks(count as u64, Duration::from_secs(300))
+                .await
+                .unwrap();
+            client.disconnect().await;
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    started.elapsed()
+}
+
+fn plain_options(broker: &Broker) -> PlainOptions {
+    PlainOptions {
+        host: broker.host().into(),
+        port: broker.port(),
+        client_id: "bench-plain".into(),
+        credentials: None,
+        session_expiry_s: 3_600,
+        send_receipts: false,
+    }
+}
+
+struct Run {
+    seconds: f64,
+    rate: f64,
+}
+
+async fn plain_drain(broker: &Broker, n: usize, devices: usize) -> Run {
+    // Create the persistent session and its subscription, then go away.
+    PlainSubscriber::connect(plain_options(broker))
+        .await
+        .unwrap()
+        .disconnect()
+        .await;
+    let published = publish_backlog(broker, n, devices, 1).await;
+    eprintln!("plain: {n} uplinks queued in {published:.2?}");
+    let started = Instant::now();
+    let subscriber = PlainSubscriber::connect(plain_options(broker)).await.unwrap();
+    subscriber
+        .wait_received(n as u64, Duration::from_secs(600))
+        .await
+        .unwrap();
+    let elapsed = started.elapsed();
+    subscriber.disconnect().await;
+    Run {
+        seconds: elapsed.as_secs_f64(),
+        rate: n as f64 / elapsed.as_secs_f64(),
+    }
+}
+
+fn gateway_config(broker: &Broker, data_dir: &std::path::Path) -> Config {
+    let mut config = Config {
+        data_dir: data_dir.to_path_buf(),
+        http: "127.0.0.1:0".parse().unwrap(),
+        ..Config::default()
+    };
+    config.mqtt.broker = BrokerUrl::parse(&broker.url()).unwrap();
+    config.mqtt.client_id = "bench-gateway".into();
+    config
+}
+
+async fn wait_ready(handle: &gateway::app::GatewayHandle) {
+    let started = Instant::now();
+    while !handle.mqtt_ready() {
+        assert!(started.elapsed() < Duration::from_secs(30), "gateway did not connect");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// The same backlog drained by the gateway, in process: group commit to redb with a durable
+/// (fsync) commit per batch, then PUBACKs and receipts.
+async fn gateway_drain(broker: &Broker, n: usize, devices: usize) -> (Run, IngestStats) {
+    let data = tempfile::tempdir().unwrap();
+    let clock = Arc::new(SystemClock);
+    // First run: creates the store and the persistent session with its subscriptions.
+    let handle = gateway::app::spawn(gateway_config(broker, data.path()), clock.clone())
+        .await
+        .unwrap();
+    wait_ready(&handle).await;
+    handle.shutdown().await.unwrap();
+    let published = publish_backlog(broker, n, devices, 1).await;
+    eprintln!("gateway: {n} uplinks queued in {published:.2?}");
+
+    let started = Instant::now();
+    let handle = gateway::app::spawn(gateway_config(broker, data.path()), clock)
+        .await
+        .unwrap();
+    loop {
+        if handle.stats().stored >= n as u64 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "gateway did not drain: {:?}",
+            handle.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let elapsed = started.elapsed();
+    let stats = handle.stats();
+    handle.shutdown().await.unwrap();
+    (
+        Run {
+            seconds: elapsed.as_secs_f64(),
+            rate: n as f64 / elapsed.as_secs_f64(),
+        },
+        stats,
+    )
+}
+
+fn machine_info() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|m| m.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem = meminfo
+        .lines()
+        .find(|l| l.starts_with("MemTotal"))
+        .unwrap_or("MemTotal: ?")
+        .to_string();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mosquitto = std::process::Command::new(e2e::broker::MOSQUITTO)
+        .arg("-h")
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .unwrap_or_default();
+    format!(
+        "{model}, {cores} cores, {}, kernel {}, {mosquitto}",
+        mem.split_whitespace().skip(1).collect::<Vec<_>>().join(" "),
+        kernel.trim()
+    )
+}
+
+fn main() {
+    let n = env_or("BENCH_N", 200_000);
+    let devices = env_or("BENCH_DEVICES", 100).max(1);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        println!("machine: {}", machine_info());
+        println!("backlog: {n} QoS 1 uplinks from {devices} publishers, queued by Mosquitto for a persistent session");
+
+        let broker = Broker::start_with(BrokerOptions {
+            autosave_interval_s: 0,
+            ..BrokerOptions::default()
+        })
+        .unwrap();
+        let plain = plain_drain(&broker, n, devices).await;
+        println!(
+            "(a) plain rumqttc subscriber: drained {n} in {:.2} s = {:.0} msg/s",
+            plain.seconds, plain.rate
+        );
+        drop(broker);
+
+        let broker = Broker::start_with(BrokerOptions { autosave_interval_s: 0, ..BrokerOptions::default() }).unwrap();
+        let (gateway, stats) = gateway_drain(&broker, n, devices).await;
+        println!("(b) gateway (durable commits, receipts): drained {n} in {:.2} s = {:.0} msg/s", gateway.seconds, gateway.rate);
+        println!(
+            "    stored {}, duplicates {}, commits {}, mean batch {:.1}, receipts sent {}, receive-to-commit p50 {:?} p99 {:?}",
+            stats.stored,
+            stats.duplicates,
+            stats.commits,
+            stats.mean_batch_size,
+            stats.receipts_sent,
+            stats.receive_to_commit_p50,
+            stats.receive_to_commit_p99
+        );
+        println!("ratio gateway/plain = {:.2} (target >= 0.90)", gateway.rate / plain.rate);
+    });
+}

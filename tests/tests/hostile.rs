@@ -36,25 +36,23 @@ async fn admin(scenario: &Scenario) -> RawClient {
     .unwrap()
 }
 
-/// Parses CLI output as JSON: one document, or one document per line.
-fn parse_json_output(text: &str) -> Vec<Value> {
-    match serde_json::from_str::<Value>(text) {
+/// Runs an inspection subcommand with `--format json`: one JSON array (docs/cli-json.md).
+fn cli_json(binary: &std::path::Path, args: &[&str]) -> Vec<Value> {
+    let mut args = args.to_vec();
+    args.extend(["--format", "json"]);
+    let text = run_cli(binary, &args).unwrap();
+    match serde_json::from_str::<Value>(&text) {
         Ok(Value::Array(items)) => items,
-        Ok(Value::Object(map)) => {
-            // An envelope such as {"events": [...]}: take its only array.
-            let arrays: Vec<&Vec<Value>> = map.values().filter_map(Value::as_array).collect();
-            match arrays.as_slice() {
-                [only] => (*only).clone(),
-                _ => vec![Value::Object(map)],
-            }
-        }
-        Ok(other) => vec![other],
-        Err(_) => text
-            .lines()
-            .filter(|line| !line.trim().is_empty())
-            .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
-            .collect(),
+        other => panic!("{args:?} did not print a JSON array: {other:?}\n{text}"),
     }
+}
+
+fn event_key_of(json: &Value) -> (String, u64, u64) {
+    (
+        json["device"].as_str().unwrap().to_string(),
+        json["boot"].as_u64().unwrap(),
+        json["seq"].as_u64().unwrap(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -170,30 +168,42 @@ async fn unregistered_device_is_stored_and_its_alarm_flagged() {
     // The inspection CLI on the stopped gateway's data dir agrees with the store.
     let data = scenario.data_dir().to_str().unwrap().to_string();
     let binary = scenario.binary.clone();
-    let events = parse_json_output(&run_cli(&binary, &["events", "--data", &data, "--format", "json"]).unwrap());
-    assert_eq!(events.len(), sent.len(), "events --format json lists every event");
-    let strangers = parse_json_output(
-        &run_cli(
-            &binary,
-            &[
-                "events",
-                "--data",
-                &data,
-                "--device",
-                stranger.as_str(),
-                "--format",
-                "json",
-            ],
-        )
-        .unwrap(),
+    let events = cli_json(&binary, &["events", "--data", &data]);
+    let listed: BTreeSet<_> = events.iter().map(event_key_of).collect();
+    let expected: BTreeSet<_> = sent
+        .iter()
+        .map(|k| (k.device.to_string(), u64::from(k.boot), u64::from(k.seq)))
+        .collect();
+    assert_eq!(events.len(), sent.len(), "events lists each event once");
+    assert_eq!(listed, expected);
+    let strangers = cli_json(&binary, &["events", "--data", &data, "--device", stranger.as_str()]);
+    let mut stranger_keys: Vec<_> = strangers.iter().map(event_key_of).collect();
+    stranger_keys.sort();
+    assert_eq!(
+        stranger_keys,
+        vec![(stranger.to_string(), 3, 0), (stranger.to_string(), 3, 1)]
     );
-    assert_eq!(strangers.len(), 2, "{strangers:?}");
-    assert!(strangers.iter().all(|e| e.to_string().contains(stranger.as_str())));
-    let cli_alerts = parse_json_output(&run_cli(&binary, &["alerts", "--data", &data, "--format", "json"]).unwrap());
+    let alarm_json = strangers.iter().find(|e| e["seq"] == 1).unwrap();
+    assert_eq!(alarm_json["alarm"], Value::Bool(true), "{alarm_json}");
+
+    let cli_alerts = cli_json(&binary, &["alerts", "--data", &data]);
     assert_eq!(cli_alerts.len(), alerts.len());
-    let text = serde_json::to_string(&cli_alerts).unwrap();
-    assert!(text.contains("\"unregistered_device\":true"), "{text}");
-    assert!(text.contains(stranger.as_str()), "{text}");
+    for (json, alert) in cli_alerts.iter().zip(&alerts) {
+        assert_eq!(json["id"].as_u64(), Some(alert.id.0), "{json}");
+        assert_eq!(
+            json["device"].as_str(),
+            alert.device.as_ref().map(DeviceId::as_str),
+            "{json}"
+        );
+        assert_eq!(
+            json["unregistered_device"].as_bool(),
+            Some(alert.unregistered_device),
+            "{json}"
+        );
+    }
+    let flagged_json = cli_alerts.iter().find(|a| a["device"] == stranger.as_str()).unwrap();
+    assert_eq!(flagged_json["kind"], "pendant_press", "{flagged_json}");
+    assert_eq!(flagged_json["unregistered_device"], Value::Bool(true), "{flagged_json}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -309,15 +319,28 @@ async fn junk_is_counted_and_quarantined_while_good_traffic_flows() {
         "oversize payloads are cut in the quarantine"
     );
     assert!(quarantined.iter().any(|q| q.topic == "tec/v1/dev/Bad_Id/up"));
-    let quarantine_len = quarantined.len();
     drop(store);
 
     let data = scenario.data_dir().to_str().unwrap().to_string();
-    let listed =
-        parse_json_output(&run_cli(&scenario.binary, &["quarantine", "--data", &data, "--format", "json"]).unwrap());
-    assert_eq!(listed.len(), quarantine_len);
-    let text = serde_json::to_string(&listed).unwrap();
-    for reason in ["malformed", "bad_version", "oversize", "foreign_topic"] {
-        assert!(text.contains(reason), "quarantine CLI shows {reason}: {text}");
-    }
+    let listed = cli_json(&scenario.binary, &["quarantine", "--data", &data]);
+    let summarise = |topic: &str, reason: &str, len: u64| format!("{reason} {len} {topic}");
+    let mut from_cli: Vec<String> = listed
+        .iter()
+        .map(|q| {
+            summarise(
+                q["topic"].as_str().unwrap(),
+                q["reason"].as_str().unwrap(),
+                q["original_len"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let mut from_store: Vec<String> = quarantined
+        .iter()
+        .map(|q| summarise(&q.topic, q.reason.as_str(), q.original_len as u64))
+        .collect();
+    from_cli.sort();
+    from_store.sort();
+    assert_eq!(from_cli, from_store);
+    let oversize_json = listed.iter().find(|q| q["reason"] == "oversize").unwrap();
+    assert_eq!(oversize_json["truncated"], Value::Bool(true), "{oversize_json}");
 }
