@@ -63,6 +63,8 @@ pub const DEFAULT_KEEP_ALIVE_S: u16 = 60;
 /// from the beginning. Shorter ones keep backing off, so a broker that accepts and then
 /// drops connections is not hammered.
 pub const STABLE_CONNECTION_MS: u64 = 60_000;
+/// A connection attempt (TCP and MQTT handshake) that takes longer is abandoned.
+pub const CONNECT_TIMEOUT_MS: u64 = 10_000;
 /// While flow control blocks publishing, look again at least this often.
 const QUOTA_RECHECK_MS: u64 = 1_000;
 
@@ -500,25 +502,62 @@ async fn serve<C: Connector, P: Platform>(
     connector: &mut C,
     platform: &mut P,
 ) -> Ended {
-    let Ok(connection) = connector.connect().await else {
-        return Ended::Lost { needs_abort: None };
-    };
-    let connected = match client
-        .connect(connection, options, Some(names.client_id.as_borrowed()))
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(error) => Err(lost(&error)),
+    // The handshake (TCP, then CONNECT/CONNACK) runs alongside the device: a press during
+    // a slow or silent broker's handshake is queued at once, and the attempt gives up after
+    // CONNECT_TIMEOUT_MS instead of hanging.
+    let connect_deadline = platform.now_ms().saturating_add(CONNECT_TIMEOUT_MS);
+    let client_id = names.client_id.as_borrowed();
+    // Whether `client.connect` has taken the transport: an abandoned handshake must then be
+    // closed (`disconnect`) before the next `connect` may install a new one.
+    let mqtt_started = core::cell::Cell::new(false);
+    let handshake_result = {
+        let mut handshake = pin!(async {
+            let Ok(connection) = connector.connect().await else {
+                return Err(Ended::Lost { needs_abort: None });
+            };
+            mqtt_started.set(true);
+            match client.connect(connection, options, Some(client_id)).await {
+                Ok(_) => Ok(()),
+                // A failed or refused CONNECT leaves the client needing `abort` whatever the error.
+                Err(_) => Err(Ended::Lost {
+                    needs_abort: Some(true),
+                }),
+            }
+        });
+        loop {
+            let now = platform.now_ms();
+            if now >= connect_deadline {
+                break Err(Ended::Lost {
+                    needs_abort: mqtt_started.get().then_some(false),
+                });
+            }
+            if let Err(error) = device.tick(now) {
+                platform.device_error(error);
+            }
+            platform.show(device, state, now);
+            let deadline = connect_deadline.min(device.next_wakeup_ms(now));
+            let step = {
+                let waited = pin!(platform.wait(deadline));
+                match select(handshake.as_mut(), waited).await {
+                    Either::Left((result, _)) => Either::Left(result),
+                    Either::Right((event, _)) => Either::Right(event),
+                }
+            };
+            match step {
+                Either::Left(result) => break result,
+                Either::Right(Some(Event::Stop)) => break Err(Ended::Stopped),
+                Either::Right(Some(event)) => {
+                    if let Err(error) = apply(device, event, platform.now_ms()) {
+                        platform.device_error(error);
+                    }
+                }
+                Either::Right(None) => {}
+            }
+        }
     };
     reset_rx(client);
-    if let Err(ended) = connected {
-        // A refused CONNECT leaves the client needing `abort` whatever the error says.
-        return match ended {
-            Ended::Lost { .. } => Ended::Lost {
-                needs_abort: Some(true),
-            },
-            other => other,
-        };
+    if let Err(ended) = handshake_result {
+        return ended;
     }
 
     let online = PublicationOptions::new(TopicReference::Name(names.status.as_borrowed()))
