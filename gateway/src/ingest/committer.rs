@@ -426,3 +426,143 @@ impl Shell {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use protocol::{AlarmKind, DownlinkBody, MAX_UPLINK_LEN, Uplink, UplinkBody, UplinkHeader, encode_uplink};
+    use rumqttc::v5::mqttbytes::QoS;
+    use rumqttc::v5::mqttbytes::v5::Publish;
+
+    use super::*;
+    use crate::alerts::EngineConfig;
+    use crate::domain::SystemClock;
+    use crate::store::Store;
+
+    fn incoming(pkid: u16, topic: &str, payload: Vec<u8>) -> Incoming {
+        let mut publish = Publish::new(topic, QoS::AtLeastOnce, payload, None);
+        publish.pkid = pkid;
+        Incoming {
+            publish,
+            received_at: SystemClock.now(),
+            arrived: Instant::now(),
+            connection: 1,
+        }
+    }
+
+    fn uplink(pkid: u16, seq: u32, body: UplinkBody) -> Incoming {
+        let mut buf = [0u8; MAX_UPLINK_LEN];
+        let message = Uplink::new(
+            UplinkHeader {
+                boot: 1,
+                seq,
+                device_time_ms: None,
+            },
+            body,
+        );
+        incoming(
+            pkid,
+            "tec/v1/dev/pnd-1/up",
+            encode_uplink(&message, &mut buf).unwrap().to_vec(),
+        )
+    }
+
+    #[tokio::test]
+    async fn acks_only_after_commit_in_arrival_order_and_retries_failures() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open_in_dir(dir.path()).unwrap());
+        let mut core = Core::open(store.clone(), EngineConfig::default(), SystemClock.now()).unwrap();
+        core.fail_next_commits = 2;
+        let (intake_tx, intake) = mpsc::channel(16);
+        let (commands_tx, commands) = mpsc::channel(4);
+        let (outbound, mut sent) = Outbound::detached();
+        let (alerts, mut alert_rx) = broadcast::channel(16);
+        let metrics = Arc::new(Metrics::new());
+        let committer = Committer {
+            core,
+            intake,
+            commands,
+            outbound,
+            alerts,
+            metrics: metrics.clone(),
+            clock: Arc::new(SystemClock),
+            max_batch: 64,
+            retry_base: Duration::from_millis(5),
+            alive: Arc::new(AtomicBool::new(false)),
+        };
+        // Queue the whole batch before the committer starts so it is one transaction.
+        intake_tx
+            .send(uplink(11, 1, UplinkBody::Alarm(AlarmKind::PendantPress)))
+            .await
+            .unwrap();
+        intake_tx
+            .send(incoming(12, "tec/v1/dev/pnd-1/up", b"junk".to_vec()))
+            .await
+            .unwrap();
+        intake_tx
+            .send(uplink(13, 1, UplinkBody::Alarm(AlarmKind::PendantPress)))
+            .await
+            .unwrap();
+        let task = tokio::spawn(committer.run());
+
+        let first = sent.recv().await.unwrap();
+        // Nothing went out until the third attempt committed.
+        assert_eq!(metrics.snapshot().commit_failures, 2);
+        assert_eq!(store.event_count().unwrap(), 1);
+        let mut items = vec![first];
+        while items.len() < 4 {
+            items.push(sent.recv().await.unwrap());
+        }
+        let pkids: Vec<u16> = items
+            .iter()
+            .filter_map(|item| match item {
+                OutboundItem::Ack { publish, .. } => Some(publish.pkid),
+                OutboundItem::Downlink { .. } => None,
+            })
+            .collect();
+        assert_eq!(
+            pkids,
+            vec![11, 12, 13],
+            "acks in arrival order, duplicates and rejects too"
+        );
+        match items.get(3) {
+            Some(OutboundItem::Downlink {
+                body: DownlinkBody::Receipt { boot: 1, seqs },
+                ..
+            }) => {
+                assert_eq!(seqs.as_slice(), &[1]);
+            }
+            other => panic!("expected the receipt after the acks, got {other:?}"),
+        }
+        // The engine was rebuilt after each failure, so the alarm raised exactly one alert.
+        let alert = alert_rx.recv().await.unwrap();
+        assert!(alert_rx.try_recv().is_err());
+        assert_eq!(store.open_alerts().unwrap(), vec![alert.clone()]);
+        let stats = metrics.snapshot();
+        assert_eq!((stats.stored, stats.duplicates, stats.rejected_total()), (1, 1, 1));
+
+        // Operator actions run in the committer too.
+        let (reply, answer) = oneshot::channel();
+        commands_tx
+            .send(Command::Acknowledge {
+                alert: alert.id,
+                operator: "op".into(),
+                reply,
+            })
+            .await
+            .unwrap();
+        let acked = answer.await.unwrap().unwrap();
+        assert_eq!(acked.state, crate::domain::AlertState::Acknowledged);
+        assert!(matches!(
+            sent.recv().await.unwrap(),
+            OutboundItem::Downlink {
+                body: DownlinkBody::HelpOnTheWay { .. },
+                ..
+            }
+        ));
+
+        drop(intake_tx);
+        task.await.unwrap();
+    }
+}

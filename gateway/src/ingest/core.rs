@@ -50,6 +50,9 @@ pub struct Core {
     store: Arc<Store>,
     engine: AlertEngine,
     engine_config: EngineConfig,
+    /// Test hook: fail this many ingest commits (after doing all the work) before succeeding.
+    #[cfg(test)]
+    pub(crate) fail_next_commits: u32,
 }
 
 impl Core {
@@ -60,6 +63,8 @@ impl Core {
             store,
             engine,
             engine_config,
+            #[cfg(test)]
+            fail_next_commits: 0,
         })
     }
 
@@ -183,6 +188,12 @@ impl Core {
         }
         out.receipts = receipts.into_downlinks();
         persist_effects(&mut self.engine, &mut txn, effects, &mut out)?;
+        #[cfg(test)]
+        if self.fail_next_commits > 0 {
+            self.fail_next_commits -= 1;
+            drop(txn);
+            return Err(StoreError::Io(std::io::Error::other("injected commit failure")));
+        }
         txn.commit()?;
         Ok(out)
     }

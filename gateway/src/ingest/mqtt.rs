@@ -120,6 +120,12 @@ pub struct Outbound {
 }
 
 impl Outbound {
+    /// An outbound queue read by the caller instead of an MQTT client (tests, tools).
+    pub fn detached() -> (Self, mpsc::UnboundedReceiver<OutboundItem>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Self { tx }, rx)
+    }
+
     pub fn send(&self, item: OutboundItem) {
         if self.tx.send(item).is_err() {
             tracing::warn!("outbound MQTT task has stopped; ack or downlink not sent");
