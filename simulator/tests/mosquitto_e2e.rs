@@ -218,3 +218,60 @@ async fn per_device_credentials_and_the_broker_acl() {
     good.stop().await.unwrap();
     bad.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_crash_and_restart_loses_nothing() {
+    let mut broker = Broker::start();
+    let mut seen = stand_in_receipter(broker.port).await;
+    let id = DeviceId::new("sim-h00005-pendant").unwrap();
+    let mut device = spawn_device(DeviceSpec::new(id, "unused", "127.0.0.1", broker.port)).unwrap();
+    device
+        .wait_for(Duration::from_secs(10), |v| v.connected && v.outbox_depth == 0)
+        .await
+        .unwrap();
+
+    broker.kill();
+    device
+        .wait_for(Duration::from_secs(10), |v| !v.connected)
+        .await
+        .unwrap();
+    device.press();
+    device.fall();
+    device
+        .wait_for(Duration::from_secs(5), |v| {
+            v.outbox_depth == 2 && v.indication == Indication::Sending
+        })
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    broker.start_again();
+    // The old stand-in died with the broker; a new one receipts what the device resends.
+    seen = {
+        drop(seen);
+        stand_in_receipter(broker.port).await
+    };
+    let view = device
+        .wait_for(Duration::from_secs(30), |v| {
+            v.connected && v.outbox_depth == 0 && v.indication == Indication::ReceivedByCentre
+        })
+        .await
+        .unwrap();
+    assert!(view.connects >= 2);
+    let mut alarms = Vec::new();
+    while let Ok(item) = seen.try_recv() {
+        if let Seen::Up(_, uplink) = item
+            && uplink.body.is_alarm()
+        {
+            alarms.push(uplink.body);
+        }
+    }
+    assert_eq!(
+        alarms,
+        [
+            UplinkBody::Alarm(AlarmKind::PendantPress),
+            UplinkBody::Alarm(AlarmKind::Fall)
+        ],
+        "alarms first, in order, each once"
+    );
+    device.stop().await.unwrap();
+}

@@ -80,20 +80,42 @@ impl Broker {
         let conf = dir.join("mosquitto.conf");
         std::fs::write(&conf, format!("listener {port} 127.0.0.1\n{extra}")).unwrap();
         prepare(&dir);
-        let child = Command::new(MOSQUITTO)
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {MOSQUITTO}: {e}"));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "mosquitto did not listen on {port}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let child = spawn_listening(&conf, port);
         Self { child, port, _dir: dir }
     }
+
+    /// Kills the broker (as a crash would) and starts it again on the same port.
+    pub fn restart_after(&mut self, down: Duration) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::thread::sleep(down);
+        self.child = spawn_listening(&self._dir.join("mosquitto.conf"), self.port);
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn start_again(&mut self) {
+        self.child = spawn_listening(&self._dir.join("mosquitto.conf"), self.port);
+    }
+}
+
+fn spawn_listening(conf: &std::path::Path, port: u16) -> Child {
+    let child = Command::new(MOSQUITTO)
+        .arg("-c")
+        .arg(conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {MOSQUITTO}: {e}"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "mosquitto did not listen on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
 }
 
 impl Drop for Broker {
