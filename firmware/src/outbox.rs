@@ -14,11 +14,14 @@
 //! * New telemetry when the outbox is full of alarms only: the new event is dropped (counted).
 //! * New alarm when the outbox is full: the oldest telemetry entry makes room (counted).
 //! * New alarm when the outbox holds `CAP` unreceipted alarms and nothing else:
-//!   [`OutboxError::FullOfAlarms`]. The device core surfaces it and keeps the press in its
-//!   own overflow counter (see `device.rs`). Reaching it needs 48 alarms with not one receipt
-//!   in between, i.e. a long outage plus a resident pressing every few seconds; the
-//!   gateway joins repeats of an open alert anyway, so the alert is already raised by the
-//!   first of them. Presses are never coalesced: each one is its own `(boot, seq)`.
+//!   [`OutboxError::FullOfAlarms`]. The device core then keeps the alarm, numbered, in a
+//!   small backlog (`device::ALARM_BACKLOG` = 8) that moves into the outbox, in order, as
+//!   receipts free slots; only beyond that (56 unreceipted alarms) does it report
+//!   `DeviceError::AlarmNotQueued` and count the loss (reported in heartbeats as dropped).
+//!   Reaching it needs 56 alarms with not one receipt in between, i.e. a long outage and
+//!   a resident pressing again and again; the gateway joins repeats into the open alert,
+//!   which the first of them already raised. Presses are never coalesced: each one is its
+//!   own `(boot, seq)`.
 //!
 //! # Sending order and retransmission
 //!

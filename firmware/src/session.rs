@@ -20,6 +20,21 @@
 //! (retransmission); state-like downlinks (help on the way, resolved, configuration, time)
 //! must be re-sent by the gateway when it sees `Online{boot}` on the status topic, which the
 //! device publishes (retained) on every connect.
+//!
+//! # Liveness
+//!
+//! The TCP connect and MQTT handshake run alongside the device core (inputs keep being
+//! queued) and are abandoned after [`CONNECT_TIMEOUT_MS`]. Once connected, a PINGREQ goes
+//! out every half keep-alive and an unanswered one for a whole keep-alive drops the
+//! connection (with the will published). Known limit: a publish or ping `write` that blocks
+//! because the peer stopped reading (full TCP send window) is not bounded; uplinks are far
+//! below any send window, so in practice only a dead link does this, and then the
+//! transport's own error ends it.
+//!
+//! # Receive buffer
+//!
+//! rust-mqtt keeps received packet contents in a [`BumpBuffer`] of [`MQTT_RX_BUFFER_LEN`]
+//! bytes, emptied after every packet (`reset_rx`, the one `unsafe` call: see its comment).
 
 use core::fmt::Debug;
 use core::future::Future;
