@@ -26,6 +26,8 @@ impl HttpState {
     pub fn unhealthy_reason(&self) -> Option<&'static str> {
         if !self.committer_alive.load(Ordering::Acquire) {
             Some("committer is not running")
+        } else if self.metrics.commit_failing() {
+            Some("store commits are failing; nothing is being acknowledged")
         } else if !self.mqtt.connected.load(Ordering::Acquire) {
             Some("not connected to the MQTT broker")
         } else if !self.mqtt.subscribed.load(Ordering::Acquire) {
@@ -100,6 +102,12 @@ mod tests {
             call(state.clone(), Method::GET, "/healthz").await,
             (StatusCode::OK, "ok\n".into())
         );
+        state.metrics.commit_failed();
+        let (status, body) = call(state.clone(), Method::GET, "/healthz").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body.contains("commits are failing"), "{body}");
+        state.metrics.committed(1, [std::time::Duration::from_millis(1)]);
+        assert_eq!(call(state.clone(), Method::GET, "/healthz").await.0, StatusCode::OK);
         state.committer_alive.store(false, Ordering::Release);
         let (status, body) = call(state, Method::GET, "/healthz").await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);

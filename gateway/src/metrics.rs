@@ -78,6 +78,8 @@ pub struct Metrics {
     mqtt_connected: Gauge,
     open_alerts: Gauge,
     connected: AtomicBool,
+    /// The latest commit attempt failed (cleared by the next success).
+    failing: AtomicBool,
     ingest_commits: AtomicU64,
     ingest_publishes: AtomicU64,
     /// Exact quantiles for [`IngestStats`], in microseconds.
@@ -183,6 +185,7 @@ impl Metrics {
             mqtt_connected,
             open_alerts,
             connected: AtomicBool::new(false),
+            failing: AtomicBool::new(false),
             ingest_commits: AtomicU64::new(0),
             ingest_publishes: AtomicU64::new(0),
             latency_us: Mutex::new(hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3).ok()),
@@ -219,11 +222,18 @@ impl Metrics {
 
     pub fn commit_failed(&self) {
         self.commit_failures.inc();
+        self.failing.store(true, Ordering::Relaxed);
+    }
+
+    /// True while the store refuses commits (nothing is being acked).
+    pub fn commit_failing(&self) -> bool {
+        self.failing.load(Ordering::Relaxed)
     }
 
     /// A successful commit; `publishes` and `latencies` are empty for timer and operator commits.
     pub fn committed(&self, publishes: usize, latencies: impl IntoIterator<Item = Duration>) {
         self.commits.inc();
+        self.failing.store(false, Ordering::Relaxed);
         if publishes == 0 {
             return;
         }
