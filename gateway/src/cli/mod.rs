@@ -1,6 +1,7 @@
 //! The `tec-gateway` command line, in the library so the end-to-end tests can build the
 //! very same binary (`fn main() -> ExitCode { gateway::cli::main_entry() }`).
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -10,6 +11,8 @@ use clap::{Args, Parser, Subcommand};
 use crate::app;
 use crate::config::{Config, ENV_VARS, LogConfig, LogFormat, Overrides};
 use crate::domain::SystemClock;
+
+pub mod inspect;
 
 /// Exit code for a configuration or usage error (bad file, bad value, bad flag).
 pub const EXIT_CONFIG: u8 = 2;
@@ -35,6 +38,12 @@ enum CliCommand {
     /// Load and validate the configuration (file, environment, flags), print the result
     /// (password redacted) and exit.
     CheckConfig(RunArgs),
+    /// List stored events (offline: stop the gateway first).
+    Events(inspect::EventsArgs),
+    /// List alerts with their history (offline).
+    Alerts(inspect::AlertsArgs),
+    /// List quarantined payloads, newest first (offline).
+    Quarantine(inspect::QuarantineArgs),
 }
 
 #[derive(Debug, Args)]
@@ -86,6 +95,23 @@ pub fn main_entry() -> ExitCode {
             }
             Err(code) => code,
         },
+        CliCommand::Events(args) => inspection(|out| inspect::run_events(&args, out)),
+        CliCommand::Alerts(args) => inspection(|out| inspect::run_alerts(&args, out)),
+        CliCommand::Quarantine(args) => inspection(|out| inspect::run_quarantine(&args, out)),
+    }
+}
+
+/// Runs an inspection command with stdout; failures go to stderr with exit code 1.
+fn inspection(run: impl FnOnce(&mut dyn std::io::Write) -> anyhow::Result<()>) -> ExitCode {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let result = run(&mut out).and_then(|()| out.flush().map_err(anyhow::Error::from));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tec-gateway: {e:#}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
     }
 }
 
