@@ -28,6 +28,9 @@ use tokio::sync::{oneshot, watch};
 
 pub use clock::SimClock;
 pub use device::{DeviceHandle, DeviceSpec, DeviceView, spawn_device, spawn_local_device};
+
+/// One simulated device, as end-to-end tests drive it.
+pub type SimulatedDevice = DeviceHandle;
 pub use firmware::session::Event;
 pub use home::{DeviceKind, HomeModel, HomeRates, device_id};
 
@@ -153,6 +156,32 @@ pub struct SimReport {
     pub alarms_lost: u64,
     /// How many devices showed each indication at the end.
     pub indications_at_end: Vec<(Indication, usize)>,
+}
+
+impl fmt::Display for SimReport {
+    /// A few lines for a command-line summary.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{} homes, {} devices on {} threads; {:.1?} real, {:.1?} simulated",
+            self.homes, self.devices, self.threads, self.real_elapsed, self.simulated
+        )?;
+        writeln!(
+            f,
+            "residents: {} presses ({} cancelled), {} falls, {} smoke alarms, {} sensor changes, {} motion reports",
+            self.presses, self.cancels, self.falls, self.smoke_alarms, self.sensor_events, self.motion_reports
+        )?;
+        writeln!(
+            f,
+            "devices: {} events, {} connects, {} outages, {} unreceipted at end, {} dropped, {} alarms lost",
+            self.events, self.connects, self.outages, self.outbox_depth_at_end, self.events_dropped, self.alarms_lost
+        )?;
+        write!(f, "feedback at end:")?;
+        for (indication, count) in &self.indications_at_end {
+            write!(f, " {indication:?}={count}")?;
+        }
+        Ok(())
+    }
 }
 
 /// Runs the simulation until `config.duration` passes or `shutdown` resolves, then stops

@@ -33,7 +33,7 @@ async fn fleet(homes: usize, speed: f64, device_speed: f64, seconds: u64) -> (si
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_homes_run_a_compressed_hour_through_mosquitto() {
     let (report, seen) = fleet(20, 600.0, 10.0, 6).await;
-    println!("{report:#?}");
+    println!("{report}");
     assert_eq!(report.devices, 100, "every device ran and stopped cleanly");
     assert!(report.connects >= 100);
     assert_eq!(report.alarms_lost, 0);
@@ -62,7 +62,7 @@ async fn twenty_homes_run_a_compressed_hour_through_mosquitto() {
 #[ignore = "takes about a minute; run on demand"]
 async fn five_thousand_devices() {
     let (report, seen) = fleet(1_000, 60.0, 1.0, 30).await;
-    println!("{report:#?}");
+    println!("{report}");
     println!("stand-in saw {} messages", seen.len());
     assert_eq!(report.devices, 5_000);
     assert!(report.connects >= 5_000);
