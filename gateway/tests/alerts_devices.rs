@@ -348,3 +348,33 @@ fn the_offline_alert_says_why() {
         ]
     );
 }
+
+#[test]
+fn after_a_gateway_outage_silence_is_counted_from_when_it_could_listen_again() {
+    let mut sim = Sim::default_at(NOON);
+    sim.send(Ev::new("pnd-1", heartbeat(90, 60)));
+    sim.send(Ev::new("pnd-2", heartbeat(90, 60)));
+    sim.advance(200 * SECOND);
+    sim.tick();
+    assert_eq!(offline_alerts(&sim).len(), 2);
+    sim.send(Ev::new("pnd-2", heartbeat(90, 60)));
+    // The gateway is down for an hour, then restored.
+    sim.advance(HOUR);
+    let back = sim.now;
+    sim.engine = sim.restored(back);
+    sim.engine.restart_silence_timers(back);
+    sim.absorb(Vec::new());
+    let changed = changed_alerts(&sim.tick());
+    assert!(
+        changed.iter().all(|a| a.device != Some(dev("pnd-2"))),
+        "no offline alert for a device the gateway could not hear: {changed:#?}"
+    );
+    assert_eq!(sim.engine.next_deadline(), Some(back.plus_ms(180 * SECOND)));
+    // It survives another restart, and a device that stays silent still goes offline.
+    sim.engine = sim.restored(back);
+    sim.advance(180 * SECOND);
+    let raised = changed_alerts(&sim.tick());
+    assert_eq!(raised.len(), 1);
+    assert_eq!(raised[0].device, Some(dev("pnd-2")));
+    assert_eq!(offline_alerts(&sim).len(), 2, "pnd-1 stayed offline throughout");
+}

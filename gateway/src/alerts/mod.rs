@@ -172,6 +172,8 @@ fn alert_subject(alert: &Alert) -> Option<(AlertKind, Subject)> {
 pub struct AlertEngine {
     config: EngineConfig,
     next_alert_id: AlertId,
+    /// No-comms silence is counted from no earlier than this (set after a gateway outage).
+    silence_counted_from: Option<Timestamp>,
     open: BTreeMap<AlertId, Alert>,
     /// Open alerts by what they are about: one per (kind, subject).
     open_by_subject: HashMap<(AlertKind, Subject), AlertId>,
@@ -192,6 +194,7 @@ impl AlertEngine {
         Self {
             config,
             next_alert_id,
+            silence_counted_from: None,
             open: BTreeMap::new(),
             open_by_subject: HashMap::new(),
             alarms: BTreeMap::new(),
@@ -226,6 +229,9 @@ impl AlertEngine {
                 Some(StateKey::NextAlertId) => {
                     let stored: u64 = decode(&key, &value)?;
                     engine.next_alert_id = engine.next_alert_id.max(AlertId(stored));
+                }
+                Some(StateKey::SilenceCountedFrom) => {
+                    engine.silence_counted_from = Some(decode(&key, &value)?);
                 }
                 Some(StateKey::Device(device)) => {
                     engine.devices.insert(device, decode(&key, &value)?);
@@ -397,6 +403,25 @@ impl AlertEngine {
         self.rules.get(resident)
     }
 
+    /// The gateway could not hear anyone until `from` (it was stopped, or lost the broker):
+    /// count no-comms silence from `from` for every watched device, so an outage of the
+    /// gateway itself does not raise an offline alert for every device before their queued
+    /// messages arrive. Devices already offline stay so; pending last wills are kept.
+    /// Persisted as one entry, so a restored engine keeps it. Not called by the engine
+    /// itself: `restore` alone keeps behaving exactly as if there had been no restart.
+    pub fn restart_silence_timers(&mut self, from: Timestamp) {
+        if self.silence_counted_from.is_some_and(|counted| counted >= from) {
+            return;
+        }
+        tracing::info!(%from, devices = self.devices.len(), "no-comms timers restarted after a gateway outage");
+        self.silence_counted_from = Some(from);
+        self.dirty.insert(StateKey::SilenceCountedFrom);
+        let devices: Vec<DeviceId> = self.devices.keys().copied().collect();
+        for device in devices {
+            self.reschedule_device(device);
+        }
+    }
+
     /// Stop watching a device (retired or taken back). Its open alerts stay open.
     pub fn forget_device(&mut self, device: DeviceId) {
         if self.devices.remove(&device).is_some() {
@@ -494,6 +519,7 @@ impl AlertEngine {
         for key in dirty {
             let value = match &key {
                 StateKey::NextAlertId => Some(encode(&self.next_alert_id.0)),
+                StateKey::SilenceCountedFrom => self.silence_counted_from.as_ref().map(encode),
                 StateKey::Device(device) => self.devices.get(device).map(encode),
                 StateKey::Resident(resident) => self.residents.get(resident).filter(|s| !s.is_empty()).map(encode),
                 StateKey::Rules(resident) => self.rules.get(resident).map(encode),
@@ -848,9 +874,10 @@ impl AlertEngine {
         if watch.offline {
             return None;
         }
-        let silent = watch
-            .last_heard
-            .plus_ms(self.config.silence_limit_ms(watch.heartbeat_interval_s));
+        let counted_from = self
+            .silence_counted_from
+            .map_or(watch.last_heard, |from| from.max(watch.last_heard));
+        let silent = counted_from.plus_ms(self.config.silence_limit_ms(watch.heartbeat_interval_s));
         let will = watch
             .last_will_at
             .map(|at| at.plus_ms(self.config.last_will_grace_ms()));

@@ -107,6 +107,7 @@ pub(crate) struct AlarmRef {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum StateKey {
     NextAlertId,
+    SilenceCountedFrom,
     Device(DeviceId),
     Resident(ResidentId),
     Rules(ResidentId),
@@ -114,11 +115,13 @@ pub(crate) enum StateKey {
 }
 
 const NEXT_ALERT_ID: &str = "meta/next_alert_id";
+const SILENCE_COUNTED_FROM: &str = "meta/silence_counted_from";
 
 impl StateKey {
     pub fn encode(&self) -> String {
         match self {
             Self::NextAlertId => NEXT_ALERT_ID.to_owned(),
+            Self::SilenceCountedFrom => SILENCE_COUNTED_FROM.to_owned(),
             Self::Device(id) => format!("dev/{id}"),
             Self::Resident(id) => format!("res/{id}"),
             Self::Rules(id) => format!("rules/{id}"),
@@ -130,6 +133,9 @@ impl StateKey {
     pub fn parse(key: &str) -> Option<Self> {
         if key == NEXT_ALERT_ID {
             return Some(Self::NextAlertId);
+        }
+        if key == SILENCE_COUNTED_FROM {
+            return Some(Self::SilenceCountedFrom);
         }
         let (prefix, rest) = key.split_once('/')?;
         match prefix {
@@ -150,6 +156,7 @@ mod tests {
     fn keys_round_trip() {
         let keys = [
             StateKey::NextAlertId,
+            StateKey::SilenceCountedFrom,
             StateKey::Device(DeviceId::new("pnd-1").unwrap()),
             StateKey::Resident(ResidentId::new("R-17").unwrap()),
             StateKey::Rules(ResidentId::new("R-17").unwrap()),
