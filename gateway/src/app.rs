@@ -55,15 +55,10 @@ pub enum ShutdownError {
     Task(#[from] tokio::task::JoinError),
 }
 
-/// A running gateway.
+/// A running gateway. Derefs to [`GatewayClient`] for everything but the shutdown.
 #[derive(Debug)]
 pub struct GatewayHandle {
-    http_addr: SocketAddr,
-    store: Arc<Store>,
-    metrics: Arc<Metrics>,
-    mqtt: Arc<MqttState>,
-    commands: mpsc::Sender<Command>,
-    alerts: broadcast::Sender<Alert>,
+    client: GatewayClient,
     stop_intake: watch::Sender<bool>,
     stop_http: Option<oneshot::Sender<()>>,
     poller: JoinHandle<()>,
@@ -162,12 +157,14 @@ pub async fn spawn_with_engine(
     tracing::info!(%http_addr, broker = %config.mqtt.broker, data_dir = %config.data_dir.display(), "gateway started");
 
     Ok(GatewayHandle {
-        http_addr,
-        store,
-        metrics,
-        mqtt,
-        commands: commands_tx,
-        alerts: alerts_tx,
+        client: GatewayClient {
+            http_addr,
+            store,
+            metrics,
+            mqtt,
+            commands: commands_tx,
+            alerts: alerts_tx,
+        },
         stop_intake,
         stop_http: Some(stop_http),
         poller: poller_task,
@@ -178,7 +175,27 @@ pub async fn spawn_with_engine(
     })
 }
 
-impl GatewayHandle {
+/// A cloneable way in to a running gateway: operator actions, the live alert stream,
+/// store reads and stats. For the web UI and other tasks that outlive a borrow of the
+/// handle. After shutdown its actions fail with [`OperatorError::Stopped`].
+#[derive(Debug, Clone)]
+pub struct GatewayClient {
+    http_addr: SocketAddr,
+    store: Arc<Store>,
+    metrics: Arc<Metrics>,
+    mqtt: Arc<MqttState>,
+    commands: mpsc::Sender<Command>,
+    alerts: broadcast::Sender<Alert>,
+}
+
+impl std::ops::Deref for GatewayHandle {
+    type Target = GatewayClient;
+    fn deref(&self) -> &GatewayClient {
+        &self.client
+    }
+}
+
+impl GatewayClient {
     /// The address HTTP is listening on (the real port when the config said 0).
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
@@ -297,6 +314,13 @@ impl GatewayHandle {
     pub async fn run_timers(&self) -> Result<(), OperatorError> {
         self.request(|reply| Command::RunTimers { reply }).await
     }
+}
+
+impl GatewayHandle {
+    /// A cloneable client of this gateway.
+    pub fn client(&self) -> GatewayClient {
+        self.client.clone()
+    }
 
     /// Graceful: stop taking publishes, commit and ack what was received, disconnect
     /// cleanly, stop HTTP. Unacked publishes stay with the broker for the next run.
@@ -309,7 +333,7 @@ impl GatewayHandle {
         let mut poller = self.poller;
         // The committer ends once intake is closed and drained; the outbound task then
         // drains its acks and downlinks and sends DISCONNECT; the poller ends on it.
-        drop(self.commands);
+        drop(self.client);
         let drained = tokio::time::timeout(timeout, async {
             let committed = (&mut committer).await;
             let sent = (&mut outbound).await;

@@ -216,7 +216,14 @@ async fn stores_receipts_quarantines_and_raises_alerts() {
     assert!(stats.receive_to_commit_p99.is_some());
     assert_eq!(stats.commit_failures, 0);
 
+    // A client clone (what a web UI keeps) works until shutdown and says Stopped after.
+    let client = gateway.client();
+    assert_eq!(client.open_alerts().await, Vec::new());
     gateway.shutdown().await.unwrap();
+    assert!(matches!(
+        client.acknowledge(alert.id, "op-7").await,
+        Err(gateway::ingest::OperatorError::Stopped)
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
