@@ -304,6 +304,21 @@ async fn without_a_broker_health_is_503_and_shutdown_is_clean() {
     assert_eq!(status, 503);
     assert!(body.contains("not connected"), "{body}");
     assert!(!gateway.stats().mqtt_connected);
+
+    // A second gateway on the same data directory is refused with a clear reason.
+    let mut same_data = Config::default();
+    same_data.data_dir = data.path().to_owned();
+    same_data.http = "127.0.0.1:0".parse().unwrap();
+    let error = app::spawn(same_data, Arc::new(SystemClock)).await.unwrap_err();
+    assert!(matches!(error, app::StartError::Store { .. }), "{error}");
+    assert!(error.to_string().contains("in use"), "{error}");
+    // So is an HTTP address already taken.
+    let other_data = tempfile::tempdir().unwrap();
+    let mut same_http = Config::default();
+    same_http.data_dir = other_data.path().to_owned();
+    same_http.http = gateway.http_addr();
+    let error = app::spawn(same_http, Arc::new(SystemClock)).await.unwrap_err();
+    assert!(matches!(error, app::StartError::Http { .. }), "{error}");
     tokio::time::timeout(Duration::from_secs(15), gateway.shutdown())
         .await
         .expect("shutdown finishes")
