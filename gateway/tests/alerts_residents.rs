@@ -364,3 +364,18 @@ fn operators_hear_when_the_resident_is_back_or_moving() {
     assert_eq!(open.kind, AlertKind::NoMovementByTime);
     assert!(matches!(last_change(&open), Change::Note { text, .. } if text == "movement seen"));
 }
+
+#[test]
+fn activity_counts_as_movement_when_its_window_was_not_before_the_day_started() {
+    let mut sim = quiet("2026-01-15T05:00:00Z");
+    sim.rules("r1", movement_by(10));
+    sim.set_time("2026-01-16T04:05:00Z");
+    // Windows of 10 minutes ending 03:45, 03:55, 04:05: motion only in the first, before 04:00.
+    sim.send(Ev::new("pir-1", activity(&[4, 0, 0])).of("r1"));
+    sim.set_time("2026-01-16T10:00:00Z");
+    let raised = changed_alerts(&sim.tick());
+    assert_eq!(
+        raised.iter().filter(|a| a.kind == AlertKind::NoMovementByTime).count(),
+        1
+    );
+}

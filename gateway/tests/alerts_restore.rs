@@ -236,3 +236,91 @@ fn restore_drops_alarm_records_of_alerts_that_are_no_longer_open() {
     let mut engine = AlertEngine::restore(EngineConfig::default(), AlertId(2), Vec::new(), state, sim.now).unwrap();
     assert!(engine.take_state_changes().contains(&("alarms/1".to_owned(), None)));
 }
+
+mod random {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn device() -> impl Strategy<Value = (&'static str, Option<&'static str>, DeviceKind)> {
+        prop_oneof![
+            Just(("pnd-1", Some("r1"), DeviceKind::Pendant)),
+            Just(("pnd-2", Some("r1"), DeviceKind::Pendant)),
+            Just(("door-1", Some("r2"), DeviceKind::DoorSensor)),
+            Just(("bed-1", Some("r2"), DeviceKind::BedSensor)),
+            Just(("hub-1", None, DeviceKind::Hub)),
+        ]
+    }
+
+    fn body() -> impl Strategy<Value = gateway::domain::EventBody> {
+        prop_oneof![
+            Just(alarm(AlarmKind::PendantPress)),
+            Just(alarm(AlarmKind::Fall)),
+            Just(alarm(AlarmKind::MainsPowerLost)),
+            Just(alarm(AlarmKind::MainsPowerRestored)),
+            Just(alarm(AlarmKind::LowBattery {
+                millivolts: 2_000,
+                percent: 5
+            })),
+            (0u32..6).prop_map(cancel),
+            (
+                prop_oneof![Just(10u8), Just(25), Just(60)],
+                prop_oneof![Just(0u32), Just(60)]
+            )
+                .prop_map(|(percent, interval)| heartbeat(percent, interval)),
+            Just(sensor(SensorState::BedEmpty)),
+            Just(sensor(SensorState::BedOccupied)),
+            Just(sensor(SensorState::DoorOpen)),
+            Just(sensor(SensorState::Motion)),
+        ]
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            4 => (device(), body(), 0i64..120_000).prop_map(|((id, resident, kind), body, delay)| {
+                let mut ev = Ev::new(id, body).kind(kind).delayed(delay);
+                ev.resident = resident.map(res);
+                Step::Send(ev)
+            }),
+            1 => (device(), any::<bool>()).prop_map(|((id, _, _), online)| Step::Presence(id, online)),
+            3 => (0i64..3 * HOUR).prop_map(Step::Advance),
+            3 => Just(Step::Tick),
+            1 => (1u64..8).prop_map(Step::Ack),
+            1 => (1u64..8).prop_map(|id| Step::Note(id, "called")),
+            1 => (1u64..8).prop_map(|id| Step::Resolve(id, Outcome::FalseAlarm)),
+            1 => (prop::option::of(1u32..40), prop::option::of(6i8..12)).prop_map(|(bed, by)| Step::Rules(
+                "r2",
+                ResidentRules { bed_return_within_min: bed, movement_expected_by: by.map(|h| time(h, 0, 0, 0)) }
+            )),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+        /// Any history, restarted anywhere, continues exactly as if it had not stopped.
+        #[test]
+        fn restart_anywhere_is_invisible(steps in prop::collection::vec(step(), 1..60), split in any::<prop::sample::Index>()) {
+            let split = split.index(steps.len() + 1);
+            // Around the spring DST change, so night and day arithmetic crosses it.
+            let start = || Sim::new(EngineConfig::default(), utc("2026-03-28T20:00:00Z"));
+            let mut uninterrupted = start();
+            let expected = observe(&mut uninterrupted, &steps);
+            let mut sim = start();
+            observe(&mut sim, &steps[..split]);
+            sim.engine = sim.restored(sim.now);
+            sim.absorb(Vec::new());
+            let rest = observe(&mut sim, &steps[split..]);
+            prop_assert_eq!(&rest[..], &expected[split..]);
+            prop_assert_eq!(&sim.alerts, &uninterrupted.alerts);
+            prop_assert_eq!(&sim.state, &uninterrupted.state);
+            // And the invariant merging promises: one open alert per kind and subject.
+            let mut seen = std::collections::HashSet::new();
+            for alert in uninterrupted.open() {
+                let subject = (alert.kind, alert.resident.clone(), if alert.resident.is_some() { None } else { alert.device });
+                let per_device = matches!(alert.kind, AlertKind::MainsPowerLost | AlertKind::LowBattery | AlertKind::DeviceOffline | AlertKind::Tamper);
+                let subject = if per_device { (alert.kind, None, alert.device) } else { subject };
+                prop_assert!(seen.insert(subject), "two open alerts for one subject: {:?}", uninterrupted.open());
+            }
+        }
+    }
+}

@@ -594,10 +594,10 @@ impl AlertEngine {
                     self.on_sensor(event, registered, *state, device_kind, now, effects)
                 }
                 UplinkBody::Activity(summary) => {
-                    if summary.motion_counts.iter().any(|count| *count > 0)
-                        && let Some(resident) = &event.resident
+                    if let Some(resident) = &event.resident
+                        && let Some(at) = last_motion(summary, occurred_at(event))
                     {
-                        self.saw_movement(resident, occurred_at(event), now, effects);
+                        self.saw_movement(resident, at, now, effects);
                     }
                 }
                 UplinkBody::CommandAck { .. } => {}
@@ -1222,6 +1222,20 @@ impl AlertEngine {
 /// When the event happened: the device's clock if it had one, never later than arrival.
 fn occurred_at(event: &StoredEvent) -> Timestamp {
     event.received_at.plus_ms(-event.delivery_delay_ms().unwrap_or(0))
+}
+
+/// End of the last window with motion in an activity summary (windows run oldest first and
+/// the last one ends at the message's time), or `None` if nothing moved.
+fn last_motion(summary: &protocol::ActivitySummary, ends_at: Timestamp) -> Option<Timestamp> {
+    let windows_after = summary.motion_counts.iter().rev().position(|count| *count > 0)?;
+    let window_ms = i64::from(summary.window_s).saturating_mul(1_000);
+    Some(
+        ends_at.plus_ms(
+            -(i64::try_from(windows_after)
+                .unwrap_or(i64::MAX)
+                .saturating_mul(window_ms)),
+        ),
+    )
 }
 
 fn check_operator(operator: &str) -> Result<(), EngineError> {
