@@ -19,6 +19,9 @@ use crate::store::StoreError;
 /// Longest the committer sleeps between deadline checks, so a test's manual clock (or a
 /// wall-clock jump) is noticed promptly.
 const MAX_TIMER_SLEEP: Duration = Duration::from_secs(1);
+/// Shortest sleep between timer checks, so a deadline that `tick` does not clear cannot
+/// turn the committer into a busy loop.
+const MIN_TIMER_SLEEP: Duration = Duration::from_millis(20);
 
 type Reply<T> = oneshot::Sender<Result<T, OperatorError>>;
 
@@ -131,14 +134,25 @@ impl Committer {
         };
         let mut commands_open = true;
         let mut buf: Vec<Incoming> = Vec::with_capacity(max_batch);
+        // One timer across iterations: recreating it each time would never let it fire
+        // while batches keep arriving, and escalations would starve under load.
+        let timer = tokio::time::sleep(shell.timer_sleep());
+        tokio::pin!(timer);
         loop {
-            let sleep_for = shell.timer_sleep();
+            let wanted = tokio::time::Instant::now() + shell.timer_sleep();
+            if wanted < timer.deadline() {
+                timer.as_mut().reset(wanted);
+            }
             tokio::select! {
                 biased;
                 command = commands.recv(), if commands_open => match command {
                     Some(command) => shell.command(command).await,
                     None => commands_open = false,
                 },
+                () = &mut timer => {
+                    shell.timers(false).await;
+                    timer.as_mut().reset(tokio::time::Instant::now() + shell.timer_sleep());
+                }
                 received = intake.recv_many(&mut buf, max_batch) => {
                     if received == 0 {
                         break;
@@ -146,7 +160,6 @@ impl Committer {
                     let batch = std::mem::replace(&mut buf, Vec::with_capacity(max_batch));
                     shell.ingest(batch).await;
                 }
-                () = tokio::time::sleep(sleep_for) => shell.timers(false).await,
             }
         }
         // Intake closed: answer what is still queued rather than leave callers hanging.
@@ -174,7 +187,7 @@ impl Shell {
         match deadline {
             Some(deadline) => {
                 let ms = deadline.millis_since(self.clock.now()).max(0);
-                Duration::from_millis(u64::try_from(ms).unwrap_or(0)).min(MAX_TIMER_SLEEP)
+                Duration::from_millis(u64::try_from(ms).unwrap_or(0)).clamp(MIN_TIMER_SLEEP, MAX_TIMER_SLEEP)
             }
             None => MAX_TIMER_SLEEP,
         }
@@ -562,6 +575,71 @@ mod tests {
             }
         ));
 
+        drop(intake_tx);
+        task.await.unwrap();
+    }
+
+    #[derive(Debug)]
+    struct ManualClock(std::sync::atomic::AtomicI64);
+
+    impl Clock for ManualClock {
+        fn now(&self) -> Timestamp {
+            Timestamp(self.0.load(Ordering::SeqCst))
+        }
+    }
+
+    #[tokio::test]
+    async fn timers_fire_even_under_continuous_ingest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open_in_dir(dir.path()).unwrap());
+        let clock = Arc::new(ManualClock(std::sync::atomic::AtomicI64::new(1_700_000_000_000)));
+        let mut engine_config = EngineConfig::default();
+        engine_config.escalation.life_safety_s = vec![5];
+        let core = Core::open(store, engine_config, clock.now()).unwrap();
+        let (intake_tx, intake) = mpsc::channel(16);
+        let (_commands_tx, commands) = mpsc::channel(4);
+        let (outbound, _sent) = Outbound::detached();
+        let (alerts, mut alert_rx) = broadcast::channel(16);
+        let committer = Committer {
+            core,
+            intake,
+            commands,
+            outbound,
+            alerts,
+            metrics: Arc::new(Metrics::new()),
+            clock: clock.clone(),
+            max_batch: 64,
+            retry_base: Duration::from_millis(5),
+            alive: Arc::new(AtomicBool::new(false)),
+        };
+        let task = tokio::spawn(committer.run());
+        intake_tx
+            .send(uplink(1, 1, UplinkBody::Alarm(AlarmKind::Fall)))
+            .await
+            .unwrap();
+        let raised = alert_rx.recv().await.unwrap();
+        assert_eq!(raised.escalation_level, 0);
+        clock.0.fetch_add(6_000, Ordering::SeqCst);
+        // Keep a batch arriving every 20 ms while waiting for the escalation.
+        let load = {
+            let intake_tx = intake_tx.clone();
+            tokio::spawn(async move {
+                for pkid in 100..400u16 {
+                    let junk = incoming(pkid, "tec/v1/dev/pnd-1/up", vec![1, 2]);
+                    if intake_tx.send(junk).await.is_err() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+        };
+        let escalated = tokio::time::timeout(Duration::from_secs(3), alert_rx.recv())
+            .await
+            .expect("escalation fired within the timer cap despite the load")
+            .unwrap();
+        assert_eq!(escalated.id, raised.id);
+        assert_eq!(escalated.escalation_level, 1);
+        load.abort();
         drop(intake_tx);
         task.await.unwrap();
     }
