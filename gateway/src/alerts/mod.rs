@@ -43,6 +43,18 @@
 //! - **Time.** Transitions carry the `now` of the call; rules that ask when something
 //!   happened (night period, cancel window, bed timer, movement) use the event's own time
 //!   when the device has a clock, never later than its arrival.
+//! - **Alarms nobody can place.** An alarm from a device the register does not know raises
+//!   its alert with `unregistered_device` (and a repeat from one flags the joined alert); an
+//!   alarm body this gateway cannot decode raises `UnrecognisedAlarm` (life-safety). Both
+//!   still need a human.
+//! - **Night rules.** A BedEmpty (any device of a resident with a bed rule) or a DoorOpen
+//!   (door sensors of a resident) counts when it happened inside the night period. The bed
+//!   timer runs from the first BedEmpty; repeats do not push it back; BedOccupied stops it.
+//! - **State.** `meta/next_alert_id`, `meta/silence_counted_from`, `dev/<device>` (watch and
+//!   battery latch), `res/<resident>` (bed timer, first movement of the day, last checked
+//!   day), `rules/<resident>`, `alarms/<alert>` (the alarm events of an open alert, for
+//!   feedback and cancels), all serde_json. Timers are derived from these on restore and
+//!   indexed by due time, so a tick costs O(log n) plus what fires.
 //! - **Operator actions.** Acknowledge only from Raised; notes and resolve while open
 //!   (notes on resolved alerts are not the engine's business: it forgets closed alerts).
 //!   Resolving straight from Raised records no acknowledgement, so such an alert has no
