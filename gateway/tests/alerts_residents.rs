@@ -379,3 +379,25 @@ fn activity_counts_as_movement_when_its_window_was_not_before_the_day_started() 
         1
     );
 }
+
+#[test]
+fn bed_timers_run_in_real_minutes_across_the_clock_changes() {
+    for (left_bed, due) in [
+        // Spring: 00:55 GMT, then clocks jump 01:00 -> 02:00; due at 02:15 BST.
+        ("2026-03-29T00:55:00Z", "2026-03-29T01:15:00Z"),
+        // Autumn: 01:50 BST, then clocks fall back 02:00 -> 01:00; due at 01:10 GMT.
+        ("2026-10-25T00:50:00Z", "2026-10-25T01:10:00Z"),
+    ] {
+        let mut sim = quiet("2026-03-01T12:00:00Z");
+        sim.rules("r1", bed_rule(20));
+        sim.set_time(left_bed);
+        sim.send(bed(SensorState::BedEmpty));
+        assert_eq!(sim.engine.next_deadline(), Some(utc(due)), "{left_bed}");
+        sim.set_time(due);
+        assert_eq!(
+            changed_alerts(&sim.tick())[0].kind,
+            AlertKind::BedNotReturned,
+            "{left_bed}"
+        );
+    }
+}
