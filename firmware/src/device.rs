@@ -167,7 +167,19 @@ pub struct Device {
     activity: Option<Activity>,
     /// The last alarm the resident may still cancel: (seq, raised at).
     cancellable: Option<(u32, u64)>,
+    /// The button press in progress, until its hold (if any) is seen.
+    press: Option<PressInProgress>,
     news: AlertNews,
+}
+
+/// A pendant press whose hold, if it comes, may be a cancel gesture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PressInProgress {
+    /// The alarm this press raised.
+    own_seq: u32,
+    started_ms: u64,
+    /// The cancellable alarm before this press: (seq, raised at).
+    earlier: Option<(u32, u64)>,
 }
 
 impl Device {
@@ -202,6 +214,7 @@ impl Device {
                 counts: Vec::new(),
             }),
             cancellable: None,
+            press: None,
             news: AlertNews::None,
         }
     }
@@ -211,18 +224,19 @@ impl Device {
     /// Handles one input from the hardware layer.
     pub fn handle_input(&mut self, input: Input, now_ms: u64) -> Result<(), DeviceError> {
         match input {
-            Input::ButtonPressed => self.raise_cancellable(AlarmKind::PendantPress, now_ms),
-            Input::ButtonHeld => match self.cancellable {
-                Some((alarm_seq, at_ms))
-                    if now_ms.saturating_sub(at_ms) <= u64::from(self.config.cancel_grace_s) * 1_000 =>
-                {
-                    self.cancellable = None;
-                    self.news = AlertNews::None;
-                    self.queue(UplinkBody::AlarmCancelled { alarm_seq }, now_ms).map(|_| ())
+            Input::ButtonPressed => {
+                let earlier = self.cancellable;
+                self.raise_cancellable(AlarmKind::PendantPress, now_ms)?;
+                if let Some((own_seq, _)) = self.cancellable {
+                    self.press = Some(PressInProgress {
+                        own_seq,
+                        started_ms: now_ms,
+                        earlier,
+                    });
                 }
-                // Outside the window a hold is a press: never swallow a call for help.
-                _ => self.raise_cancellable(AlarmKind::PendantPress, now_ms),
-            },
+                Ok(())
+            }
+            Input::ButtonHeld => self.button_held(now_ms),
             Input::FallDetected => self.raise_cancellable(AlarmKind::Fall, now_ms),
             Input::Alarm(kind) => self.raise_cancellable(kind, now_ms),
             Input::Sensor {
@@ -257,6 +271,33 @@ impl Device {
     /// The radio's latest signal strength, reported in heartbeats.
     pub fn set_rssi(&mut self, rssi_dbm: i8) {
         self.rssi_dbm = rssi_dbm;
+    }
+
+    /// The button reports a hold after the press that began it, and that press has already
+    /// raised its own alarm (an alarm is never delayed to see whether a hold follows). So a
+    /// hold cancels only if the press began within the grace window of an EARLIER alarm: then
+    /// both that alarm and the press's own are cancelled. Otherwise the hold is just a long
+    /// press, already sent. A hold with no press seen (another input driver) is a press.
+    fn button_held(&mut self, now_ms: u64) -> Result<(), DeviceError> {
+        let Some(press) = self.press.take() else {
+            return self.raise_cancellable(AlarmKind::PendantPress, now_ms);
+        };
+        let grace_ms = u64::from(self.config.cancel_grace_s) * 1_000;
+        match press.earlier {
+            Some((earlier_seq, raised_ms)) if press.started_ms.saturating_sub(raised_ms) <= grace_ms => {
+                self.cancellable = None;
+                self.news = AlertNews::None;
+                self.queue(UplinkBody::AlarmCancelled { alarm_seq: earlier_seq }, now_ms)?;
+                self.queue(
+                    UplinkBody::AlarmCancelled {
+                        alarm_seq: press.own_seq,
+                    },
+                    now_ms,
+                )?;
+                Ok(())
+            }
+            _ => Ok(()),
+        }
     }
 
     fn raise_cancellable(&mut self, kind: AlarmKind, now_ms: u64) -> Result<(), DeviceError> {
@@ -319,6 +360,7 @@ impl Device {
             DownlinkBody::AlertResolved { .. } => {
                 self.news = AlertNews::Resolved { at_ms: now_ms };
                 self.cancellable = None;
+                self.press = None;
                 Ok(())
             }
             DownlinkBody::Configure { command_id, config } => {

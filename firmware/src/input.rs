@@ -7,10 +7,12 @@ use protocol::{AlarmKind, SensorState};
 /// One thing that happened on the device, already debounced and interpreted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Input {
-    /// The pendant button was pressed (debounced, released before the hold time).
+    /// The pendant button was pressed (debounced). Reported as soon as the press is
+    /// confirmed, so an alarm is never delayed to see whether a hold follows.
     ButtonPressed,
-    /// The pendant button was held for the hold time: cancels the last alarm if still
-    /// within the grace window, otherwise counts as a press.
+    /// The same press is still held after the hold time. If that press began within the
+    /// grace window of an earlier alarm, it is the resident's cancel gesture; otherwise it
+    /// is just a long press, already reported.
     ButtonHeld,
     /// The fall detector saw free fall, impact, then lying still.
     FallDetected,

@@ -4,9 +4,9 @@
 #[cfg(test)]
 extern crate std;
 
-pub mod hw;
 pub mod boot;
 pub mod device;
+pub mod hw;
 pub mod indication;
 pub mod input;
 pub mod outbox;

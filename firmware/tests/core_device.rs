@@ -132,20 +132,29 @@ fn time_sync_stamps_device_time() {
 }
 
 #[test]
-fn hold_within_grace_cancels_and_outside_counts_as_press() {
+fn press_and_hold_within_grace_cancels_and_a_long_press_is_one_call() {
     let mut device = connected(setup());
     device.handle_input(Input::ButtonPressed, 1_000).unwrap();
-    device.handle_input(Input::ButtonHeld, 1_000 + 30_000).unwrap();
-    // A second hold: nothing left to cancel, so it is a press.
-    device.handle_input(Input::ButtonHeld, 32_000).unwrap();
-    // Outside the window: a press too.
-    device.handle_input(Input::ButtonHeld, 32_000 + 30_001).unwrap();
-    let sent = drain(&mut device, 70_000);
+    // The cancel gesture: a second press, held, within the grace window of the first.
+    device.handle_input(Input::ButtonPressed, 20_000).unwrap();
+    device.handle_input(Input::ButtonHeld, 22_000).unwrap();
+    // A resident in distress holding the button: one call for help, never a cancel.
+    device.handle_input(Input::ButtonPressed, 40_000).unwrap();
+    device.handle_input(Input::ButtonHeld, 42_000).unwrap();
+    // Press-and-hold outside the grace window of the previous alarm: also just a call.
+    device.handle_input(Input::ButtonPressed, 100_000).unwrap();
+    device.handle_input(Input::ButtonHeld, 102_000).unwrap();
+    // A hold reported without a press (another input driver) is a press.
+    device.handle_input(Input::ButtonHeld, 200_000).unwrap();
+    let sent = drain(&mut device, 200_000);
     assert_eq!(
         bodies(&sent),
         [
             UplinkBody::Alarm(AlarmKind::PendantPress),
+            UplinkBody::Alarm(AlarmKind::PendantPress),
             UplinkBody::AlarmCancelled { alarm_seq: 1 },
+            UplinkBody::AlarmCancelled { alarm_seq: 2 },
+            UplinkBody::Alarm(AlarmKind::PendantPress),
             UplinkBody::Alarm(AlarmKind::PendantPress),
             UplinkBody::Alarm(AlarmKind::PendantPress),
         ]
@@ -156,13 +165,16 @@ fn hold_within_grace_cancels_and_outside_counts_as_press() {
 fn cancel_receipt_shows_resolved_and_fall_can_be_cancelled() {
     let mut device = connected(setup());
     device.handle_input(Input::FallDetected, 1_000).unwrap();
+    device.handle_input(Input::ButtonPressed, 1_500).unwrap();
     device.handle_input(Input::ButtonHeld, 2_000).unwrap();
     let sent = drain(&mut device, 2_000);
     assert_eq!(
         bodies(&sent),
         [
             UplinkBody::Alarm(AlarmKind::Fall),
-            UplinkBody::AlarmCancelled { alarm_seq: 1 }
+            UplinkBody::Alarm(AlarmKind::PendantPress),
+            UplinkBody::AlarmCancelled { alarm_seq: 1 },
+            UplinkBody::AlarmCancelled { alarm_seq: 2 },
         ]
     );
     assert_eq!(device.indication(2_000), Indication::Sending);
@@ -188,10 +200,11 @@ fn help_on_the_way_then_resolved() {
     assert_eq!(device.indication(20_000 + HELP_SHOW_MS), Indication::Idle);
     down(&mut device, 60_000, DownlinkBody::AlertResolved { alert_ref: 9 });
     assert_eq!(device.indication(60_000), Indication::Resolved);
-    // After resolution a hold is a new press, not a cancel.
-    device.handle_input(Input::ButtonHeld, 61_000).unwrap();
+    // After resolution a press-and-hold is a new call, not a cancel.
+    device.handle_input(Input::ButtonPressed, 61_000).unwrap();
+    device.handle_input(Input::ButtonHeld, 63_000).unwrap();
     assert_eq!(
-        bodies(&drain(&mut device, 61_000)),
+        bodies(&drain(&mut device, 63_000)),
         [UplinkBody::Alarm(AlarmKind::PendantPress)]
     );
 }
@@ -397,11 +410,12 @@ fn configure_validates_applies_and_acks() {
     let sent = drain(&mut device, 61_000);
     assert!(matches!(sent[0].body, UplinkBody::Heartbeat(s) if s.heartbeat_interval_s == 60));
     receipt(&mut device, 61_000, &sent);
-    // And the new grace window: 11 s after a press, a hold is a press.
+    // And the new grace window: a press-and-hold 11 s after a press is a second call.
     device.handle_input(Input::ButtonPressed, 100_000).unwrap();
-    device.handle_input(Input::ButtonHeld, 111_000).unwrap();
+    device.handle_input(Input::ButtonPressed, 111_000).unwrap();
+    device.handle_input(Input::ButtonHeld, 113_000).unwrap();
     assert_eq!(
-        bodies(&drain(&mut device, 111_000)),
+        bodies(&drain(&mut device, 113_000)),
         [
             UplinkBody::Alarm(AlarmKind::PendantPress),
             UplinkBody::Alarm(AlarmKind::PendantPress)

@@ -171,8 +171,10 @@ impl DeviceHandle {
         self.input(Input::ButtonPressed);
     }
 
-    /// Press-and-hold: cancels the last alarm within the grace window, else a press.
+    /// Press-and-hold, reported as the button driver does (press, then hold): cancels an
+    /// earlier alarm still within the grace window; otherwise it is one call for help.
     pub fn hold(&self) {
+        self.input(Input::ButtonPressed);
         self.input(Input::ButtonHeld);
     }
 

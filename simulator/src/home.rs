@@ -237,8 +237,10 @@ impl HomeModel {
             let pressed = self.rng.random_range(0..40_000);
             out.push(input(pressed, DeviceKind::Pendant, Input::ButtonPressed));
             if self.rng.random_bool(self.rates.cancel_fraction.clamp(0.0, 1.0)) {
-                let held = pressed + self.rng.random_range(4_000..20_000);
-                out.push(input(held, DeviceKind::Pendant, Input::ButtonHeld));
+                // The cancel gesture: a second press, held, as the button reports it.
+                let pressed_again = pressed + self.rng.random_range(4_000..20_000);
+                out.push(input(pressed_again, DeviceKind::Pendant, Input::ButtonPressed));
+                out.push(input(pressed_again + 2_000, DeviceKind::Pendant, Input::ButtonHeld));
             }
         }
         if self.chance_per_day(self.rates.falls_per_day) {
@@ -423,10 +425,16 @@ mod tests {
             for index in 0..1_440u64 {
                 model.minute(index, (index % 1_440) as u16, &mut out);
             }
-            presses += out
+            // A cancel gesture is a second press with a hold: count calls for help only.
+            let pressed = out
                 .iter()
                 .filter(|a| a.kind == ActionKind::Input(Input::ButtonPressed))
                 .count();
+            let held = out
+                .iter()
+                .filter(|a| a.kind == ActionKind::Input(Input::ButtonHeld))
+                .count();
+            presses += pressed - held;
         }
         assert!(
             (140..=260).contains(&presses),

@@ -153,7 +153,8 @@ async fn downlinks_drive_the_pendant_feedback_and_configuration() {
         .await
         .unwrap();
 
-    // Press, then hold within the grace window: the cancel names the press.
+    // Press, then press-and-hold within the grace window: the first cancel names the first
+    // press (the second press's own alarm and its cancel follow).
     device.press();
     device.hold();
     let Seen::Up(_, cancel) = next_matching(
@@ -168,7 +169,7 @@ async fn downlinks_drive_the_pendant_feedback_and_configuration() {
     assert_eq!(
         cancel.body,
         UplinkBody::AlarmCancelled {
-            alarm_seq: cancel.header.seq - 1
+            alarm_seq: cancel.header.seq - 2
         }
     );
     device
