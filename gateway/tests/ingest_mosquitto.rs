@@ -306,17 +306,21 @@ async fn without_a_broker_health_is_503_and_shutdown_is_clean() {
     assert!(!gateway.stats().mqtt_connected);
 
     // A second gateway on the same data directory is refused with a clear reason.
-    let mut same_data = Config::default();
-    same_data.data_dir = data.path().to_owned();
-    same_data.http = "127.0.0.1:0".parse().unwrap();
+    let same_data = Config {
+        data_dir: data.path().to_owned(),
+        http: "127.0.0.1:0".parse().unwrap(),
+        ..Config::default()
+    };
     let error = app::spawn(same_data, Arc::new(SystemClock)).await.unwrap_err();
     assert!(matches!(error, app::StartError::Store { .. }), "{error}");
     assert!(error.to_string().contains("in use"), "{error}");
     // So is an HTTP address already taken.
     let other_data = tempfile::tempdir().unwrap();
-    let mut same_http = Config::default();
-    same_http.data_dir = other_data.path().to_owned();
-    same_http.http = gateway.http_addr();
+    let same_http = Config {
+        data_dir: other_data.path().to_owned(),
+        http: gateway.http_addr(),
+        ..Config::default()
+    };
     let error = app::spawn(same_http, Arc::new(SystemClock)).await.unwrap_err();
     assert!(matches!(error, app::StartError::Http { .. }), "{error}");
     tokio::time::timeout(Duration::from_secs(15), gateway.shutdown())
@@ -330,7 +334,7 @@ async fn a_burst_is_group_committed_and_fully_receipted() {
     let broker = Mosquitto::start();
     let data = tempfile::tempdir().unwrap();
     let gateway = start(&broker, data.path()).await;
-    const PER_DEVICE: u32 = 1000;
+    const PER_DEVICE: u32 = if cfg!(debug_assertions) { 1000 } else { 10_000 };
     let ids = ["hub-1", "hub-2", "hub-3"];
     let mut devices = Vec::new();
     for id in ids {
