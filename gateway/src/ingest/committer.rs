@@ -231,7 +231,8 @@ impl Shell {
         loop {
             let now = self.clock.now();
             let job = batch.clone();
-            let result = self.run(move |core| core.ingest(&job, now)).await;
+            let span = tracing::debug_span!("ingest_batch", size, attempt = failures + 1);
+            let result = self.run(move |core| span.in_scope(|| core.ingest(&job, now))).await;
             match result {
                 Some(Ok(committed)) => {
                     let latencies: Vec<Duration> = batch.iter().map(|i| i.arrived.elapsed()).collect();
@@ -249,8 +250,13 @@ impl Shell {
                             connection: incoming.connection,
                         });
                     }
+                    tracing::debug!(
+                        size,
+                        stored = committed.stored,
+                        duplicates = committed.duplicates,
+                        "batch committed"
+                    );
                     self.after_commit(committed);
-                    tracing::debug!(size, "batch committed");
                     return;
                 }
                 Some(Err(e)) => {
