@@ -22,6 +22,11 @@ use tokio::sync::mpsc;
 
 pub const MOSQUITTO: &str = "/usr/sbin/mosquitto";
 
+fn current_user() -> String {
+    let output = Command::new("id").arg("-un").output().expect("running id -un");
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -35,6 +40,11 @@ pub struct Mosquitto {
 
 impl Mosquitto {
     pub fn start() -> Self {
+        Self::start_with(|_| String::new())
+    }
+
+    /// With extra config lines, given the broker's own temp dir (for certificate files).
+    pub fn start_with(extra: impl FnOnce(&Path) -> String) -> Self {
         assert!(
             Path::new(MOSQUITTO).exists(),
             "{MOSQUITTO} is missing: install the Debian package mosquitto"
@@ -42,9 +52,15 @@ impl Mosquitto {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let conf = dir.path().join("mosquitto.conf");
+        let extra = extra(dir.path());
+        // Running as root, Mosquitto would drop to user `mosquitto`, who cannot read our temp dir.
+        let user = current_user();
         std::fs::write(
             &conf,
-            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\n"),
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\n\
+                 user {user}\n{extra}"
+            ),
         )
         .unwrap();
         let child = Command::new(MOSQUITTO)

@@ -1,0 +1,110 @@
+//! mqtts: the gateway connects to a TLS-only Mosquitto using the CA file from its config,
+//! and refuses (stays unhealthy) with the wrong CA.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+mod ingest_support;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use gateway::app;
+use gateway::config::{BrokerUrl, Config};
+use gateway::domain::SystemClock;
+use ingest_support::{Mosquitto, eventually};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
+
+struct Pki {
+    ca_pem: String,
+    server_pem: String,
+    server_key_pem: String,
+}
+
+fn pki() -> Pki {
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(DnType::CommonName, "tec test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let server_key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    params
+        .subject_alt_names
+        .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+    params.distinguished_name.push(DnType::CommonName, "127.0.0.1");
+    let server = params.signed_by(&server_key, &ca, &ca_key).unwrap();
+    Pki {
+        ca_pem: ca.pem(),
+        server_pem: server.pem(),
+        server_key_pem: server_key.serialize_pem(),
+    }
+}
+
+fn tls_broker(pki: &Pki) -> Mosquitto {
+    Mosquitto::start_with(|dir: &Path| {
+        let write = |name: &str, text: &str| -> PathBuf {
+            let path = dir.join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        let ca = write("ca.pem", &pki.ca_pem);
+        let cert = write("server.pem", &pki.server_pem);
+        let key = write("server.key", &pki.server_key_pem);
+        format!(
+            "cafile {}\ncertfile {}\nkeyfile {}\n",
+            ca.display(),
+            cert.display(),
+            key.display()
+        )
+    })
+}
+
+fn tls_config(broker: &Mosquitto, ca_file: PathBuf, data: &Path) -> Config {
+    let mut config = Config {
+        data_dir: data.to_owned(),
+        http: "127.0.0.1:0".parse().unwrap(),
+        ..Config::default()
+    };
+    config.mqtt.broker = BrokerUrl::parse(&format!("mqtts://127.0.0.1:{}", broker.port)).unwrap();
+    config.mqtt.ca_file = Some(ca_file);
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connects_over_tls_with_the_configured_ca() {
+    let pki = pki();
+    let broker = tls_broker(&pki);
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &pki.ca_pem).unwrap();
+    let gateway = app::spawn(
+        tls_config(&broker, ca_file, &dir.path().join("data")),
+        Arc::new(SystemClock),
+    )
+    .await
+    .unwrap();
+    eventually("connected over TLS", || gateway.mqtt_ready()).await;
+    gateway.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_signed_by_another_ca_is_refused() {
+    let broker = tls_broker(&pki());
+    let other = pki();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("other-ca.pem");
+    std::fs::write(&ca_file, &other.ca_pem).unwrap();
+    let gateway = app::spawn(
+        tls_config(&broker, ca_file, &dir.path().join("data")),
+        Arc::new(SystemClock),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        !gateway.mqtt_ready(),
+        "connected to a broker whose certificate we cannot verify"
+    );
+    gateway.shutdown().await.unwrap();
+}
