@@ -11,7 +11,7 @@ use e2e::check::{open_store, reconcile, reconcile_store, stored_events};
 use e2e::devices::{DeviceOptions, DeviceSim, RawClient, body_for, encode};
 use e2e::gateway_process::run_cli;
 use e2e::{Fleet, Scenario, ScenarioSetup, device_ids};
-use gateway::domain::{EventBody, RejectReason};
+use gateway::domain::{AlertKind, EventBody, RejectReason};
 use gateway::store::AlertFilter;
 use protocol::{AlarmKind, DeviceId, Topic, UplinkBody};
 use serde_json::Value;
@@ -150,7 +150,10 @@ async fn unregistered_device_is_stored_and_its_alarm_flagged() {
 
     let store = open_store(scenario.data_dir()).unwrap();
     let alerts = store.alerts(&AlertFilter::default()).unwrap();
-    let flagged: Vec<_> = alerts.iter().filter(|a| a.device == Some(stranger)).collect();
+    let flagged: Vec<_> = alerts
+        .iter()
+        .filter(|a| a.device == Some(stranger) && a.kind == AlertKind::PendantPress)
+        .collect();
     assert_eq!(
         flagged.len(),
         1,
@@ -201,7 +204,10 @@ async fn unregistered_device_is_stored_and_its_alarm_flagged() {
             "{json}"
         );
     }
-    let flagged_json = cli_alerts.iter().find(|a| a["device"] == stranger.as_str()).unwrap();
+    let flagged_json = cli_alerts
+        .iter()
+        .find(|a| a["device"] == stranger.as_str() && a["kind"] == "pendant_press")
+        .unwrap();
     assert_eq!(flagged_json["kind"], "pendant_press", "{flagged_json}");
     assert_eq!(flagged_json["unregistered_device"], Value::Bool(true), "{flagged_json}");
 }
