@@ -12,6 +12,8 @@ use crate::domain::{
     Alert, Assignment, DeviceRecord, EventKey, QuarantineRecord, Resident, ResidentId, StoredEvent, Timestamp,
 };
 
+type CommittedEvents = ReadOnlyTable<(&'static str, u32, u32), &'static [u8]>;
+
 /// Whether [`WriteBatch::insert_event`] stored the event or had it already.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InsertOutcome {
@@ -29,7 +31,7 @@ pub struct WriteBatch<'s> {
     db: &'s Database,
     quarantine_capacity: usize,
     /// The committed events, as of this batch's start (no other writer can commit meanwhile).
-    committed_events: Option<ReadOnlyTable<(&'static str, u32, u32), &'static [u8]>>,
+    committed_events: Option<CommittedEvents>,
     pending_keys: HashSet<EventKey>,
     pending_events: Vec<PendingEvent>,
 }
@@ -88,21 +90,49 @@ impl<'s> WriteBatch<'s> {
         Ok(InsertOutcome::Inserted)
     }
 
+    /// Writes the batch's events, each table in its own key order: consecutive inserts then land
+    /// on the same leaf pages, which roughly halves the cost of a batch from many devices.
     fn write_pending_events(&mut self) -> Result<(), StoreError> {
         if self.pending_events.is_empty() {
             return Ok(());
         }
+        let mut pending = std::mem::take(&mut self.pending_events);
+        pending.sort_unstable_by(|a, b| {
+            (a.key.device.as_str(), a.key.boot, a.key.seq).cmp(&(b.key.device.as_str(), b.key.boot, b.key.seq))
+        });
         let mut events = self.txn.open_table(EVENTS)?;
-        let mut by_time = self.txn.open_table(EVENTS_BY_TIME)?;
-        let mut by_resident = self.txn.open_table(EVENTS_BY_RESIDENT)?;
-        for pending in self.pending_events.drain(..) {
-            let EventKey { device, boot, seq } = pending.key;
-            let device = device.as_str();
-            events.insert((device, boot, seq), pending.bytes.as_slice())?;
-            by_time.insert((pending.received_ms, device, boot, seq), ())?;
-            if let Some(resident) = &pending.resident {
-                by_resident.insert((resident.as_str(), pending.received_ms, device, boot, seq), ())?;
-            }
+        for event in &pending {
+            events.insert(
+                (event.key.device.as_str(), event.key.boot, event.key.seq),
+                event.bytes.as_slice(),
+            )?;
+        }
+        let mut by_time: Vec<(i64, &str, u32, u32)> = pending
+            .iter()
+            .map(|e| (e.received_ms, e.key.device.as_str(), e.key.boot, e.key.seq))
+            .collect();
+        by_time.sort_unstable();
+        let mut time_index = self.txn.open_table(EVENTS_BY_TIME)?;
+        for key in by_time {
+            time_index.insert(key, ())?;
+        }
+        let mut by_resident: Vec<(&str, i64, &str, u32, u32)> = pending
+            .iter()
+            .filter_map(|e| {
+                let resident = e.resident.as_ref()?;
+                Some((
+                    resident.as_str(),
+                    e.received_ms,
+                    e.key.device.as_str(),
+                    e.key.boot,
+                    e.key.seq,
+                ))
+            })
+            .collect();
+        by_resident.sort_unstable();
+        let mut resident_index = self.txn.open_table(EVENTS_BY_RESIDENT)?;
+        for key in by_resident {
+            resident_index.insert(key, ())?;
         }
         Ok(())
     }
