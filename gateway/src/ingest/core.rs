@@ -93,6 +93,7 @@ impl Core {
         let mut effects = Vec::new();
         let mut devices: HashMap<DeviceId, (DeviceRecord, bool)> = HashMap::new();
         let mut receipts = Receipts::default();
+        let mut residents = ResidentCache::default();
         for incoming in batch {
             let publish = &incoming.publish;
             match classify(&publish.topic, &publish.payload) {
@@ -115,7 +116,7 @@ impl Core {
                             boot: header.boot,
                             seq: header.seq,
                         },
-                        resident: txn.resident_for(&device, incoming.received_at)?,
+                        resident: residents.lookup(&txn, device, incoming.received_at)?,
                         received_at: incoming.received_at,
                         device_time: header
                             .device_time_ms
@@ -168,7 +169,7 @@ impl Core {
                     tracing::debug!(%device, online, "presence");
                     let input = EngineInput::Presence {
                         device,
-                        resident: txn.resident_for(&device, incoming.received_at)?,
+                        resident: residents.lookup(&txn, device, incoming.received_at)?,
                         online,
                         boot,
                         at: incoming.received_at,
@@ -319,6 +320,27 @@ fn touch(record: &mut DeviceRecord, at: Timestamp, version: u8) {
     record.last_seen = Some(record.last_seen.map_or(at, |seen| seen.max(at)));
     record.protocol_version = Some(version);
     record.online = OnlineState::Online;
+}
+
+/// Each device's resident, looked up once per batch: a batch spans milliseconds, and an
+/// assignment lookup per event (a table open and a range scan) would dominate the batch.
+#[derive(Debug, Default)]
+struct ResidentCache(HashMap<DeviceId, Option<ResidentId>>);
+
+impl ResidentCache {
+    fn lookup(
+        &mut self,
+        txn: &WriteBatch<'_>,
+        device: DeviceId,
+        at: Timestamp,
+    ) -> Result<Option<ResidentId>, StoreError> {
+        if let Some(resident) = self.0.get(&device) {
+            return Ok(resident.clone());
+        }
+        let resident = txn.resident_for(&device, at)?;
+        self.0.insert(device, resident.clone());
+        Ok(resident)
+    }
 }
 
 /// Sequence numbers to receipt, per device and boot, in first-seen order.
