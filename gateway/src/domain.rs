@@ -126,7 +126,10 @@ impl fmt::Display for EventKey {
 pub enum EventBody {
     Uplink(UplinkBody),
     /// The body tag was unknown to this gateway; `raw` is the whole payload.
-    Unrecognised { body_tag: u32, raw: Vec<u8> },
+    Unrecognised {
+        body_tag: u32,
+        raw: Vec<u8>,
+    },
 }
 
 impl EventBody {
@@ -397,14 +400,29 @@ pub struct Transition {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "type")]
 pub enum Change {
-    Raised { event: Option<EventKey> },
+    Raised {
+        event: Option<EventKey>,
+    },
     /// A repeat of the same kind from the same resident joined the open alert.
-    Joined { event: EventKey },
+    Joined {
+        event: EventKey,
+    },
     /// Not acknowledged within its priority's target: moved up a step.
-    Escalated { level: u8 },
-    Acknowledged { operator: String },
-    Note { operator: String, text: String },
-    Resolved { operator: Option<String>, outcome: Outcome, note: Option<String> },
+    Escalated {
+        level: u8,
+    },
+    Acknowledged {
+        operator: String,
+    },
+    Note {
+        operator: String,
+        text: String,
+    },
+    Resolved {
+        operator: Option<String>,
+        outcome: Outcome,
+        note: Option<String>,
+    },
 }
 
 /// An alert with its whole history.
@@ -429,7 +447,9 @@ pub struct Alert {
 
 impl Alert {
     pub fn acknowledged_at(&self) -> Option<Timestamp> {
-        self.transitions.iter().find_map(|t| matches!(t.change, Change::Acknowledged { .. }).then_some(t.at))
+        self.transitions
+            .iter()
+            .find_map(|t| matches!(t.change, Change::Acknowledged { .. }).then_some(t.at))
     }
 
     /// Answer time for the KPI report: acknowledged minus raised.
@@ -466,8 +486,13 @@ pub enum RejectReason {
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 5] =
-        [Self::ForeignTopic, Self::Oversize, Self::Malformed, Self::BadVersion, Self::IdentityMismatch];
+    pub const ALL: [RejectReason; 5] = [
+        Self::ForeignTopic,
+        Self::Oversize,
+        Self::Malformed,
+        Self::BadVersion,
+        Self::IdentityMismatch,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {

@@ -1,12 +1,12 @@
 //! The TEC gateway: MQTT ingest with durable group commit, the redb event store, the
 //! alert engine, and the command line that inspects them.
 
-pub mod domain;
-pub mod store;
-pub mod config;
-pub mod ingest;
-pub mod metrics;
 pub mod alerts;
 pub mod app;
 pub mod cli;
+pub mod config;
+pub mod domain;
 pub mod http;
+pub mod ingest;
+pub mod metrics;
+pub mod store;

@@ -64,16 +64,21 @@ impl DeviceId {
 
     /// The id as text.
     pub fn as_str(&self) -> &str {
-        let used = self.bytes.get(..usize::from(self.len)).unwrap_or(&[]);
         // Only ASCII was ever stored, so this cannot fail; fall back to "" rather than panic.
-        core::str::from_utf8(used).unwrap_or("")
+        core::str::from_utf8(self.used()).unwrap_or("")
+    }
+
+    fn used(&self) -> &[u8] {
+        self.bytes.get(..usize::from(self.len)).unwrap_or(&[])
     }
 }
 
 /// Ordered as text (not by length first), so sorted lists and range scans read naturally.
 impl Ord for DeviceId {
     fn cmp(&self, other: &Self) -> core::cmp::Ordering {
-        self.as_str().cmp(other.as_str())
+        // Byte order of ASCII is text order; skipping the UTF-8 check keeps this cheap
+        // (ids are map keys on the gateway's hot path).
+        self.used().cmp(other.used())
     }
 }
 
