@@ -125,7 +125,8 @@ impl fmt::Display for EventKey {
 #[serde(rename_all = "snake_case")]
 pub enum EventBody {
     Uplink(UplinkBody),
-    /// The body tag was unknown to this gateway; `raw` is the whole payload.
+    /// The body was of a newer revision, or malformed (a device bug); `raw` is the whole
+    /// payload. `body_tag` is `u32::MAX` when not even the tag could be read.
     Unrecognised {
         body_tag: u32,
         raw: Vec<u8>,

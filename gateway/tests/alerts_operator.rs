@@ -38,6 +38,25 @@ fn acknowledge_records_operator_and_answer_time_and_tells_the_device() {
 }
 
 #[test]
+fn help_on_the_way_is_repeated_when_the_device_comes_back_online() {
+    let mut sim = pressed();
+    sim.advance(10 * SECOND);
+    // Before acknowledgement there is nothing to repeat.
+    assert!(downlinks(&sim.presence("pnd-1", true)).is_empty());
+    sim.ack(AlertId(1));
+    sim.presence("pnd-1", false);
+    sim.advance(30 * SECOND);
+    assert_eq!(
+        downlinks(&sim.presence("pnd-1", true)),
+        vec![(dev("pnd-1"), DownlinkBody::HelpOnTheWay { alert_ref: 1 })]
+    );
+    // Another device of the same resident raised nothing: it hears nothing.
+    assert!(downlinks(&sim.presence("pnd-2", true)).is_empty());
+    sim.resolve(AlertId(1), Outcome::ResponderAttended);
+    assert!(downlinks(&sim.presence("pnd-1", true)).is_empty());
+}
+
+#[test]
 fn every_device_whose_alarm_joined_hears_once() {
     let mut sim = pressed();
     sim.send(Ev::new("cord-1", alarm(AlarmKind::PendantPress)).of("r1"));

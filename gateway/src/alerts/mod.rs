@@ -849,6 +849,25 @@ impl AlertEngine {
     ) {
         let resident = resident.or_else(|| self.devices.get(&device).and_then(|watch| watch.resident.clone()));
         self.heard_from(device, resident, None, at, now, effects);
+        self.repeat_help_on_the_way(device, effects);
+    }
+
+    /// Devices connect with a clean session (their outbox, not the broker, keeps their
+    /// uplinks), so a "help is on the way" sent while one was offline never reached it.
+    /// Say it again when it comes back, for every acknowledged alert its alarms raised.
+    fn repeat_help_on_the_way(&self, device: DeviceId, effects: &mut Vec<Effect>) {
+        for (id, refs) in &self.alarms {
+            let acknowledged = self
+                .open
+                .get(id)
+                .is_some_and(|alert| alert.state == AlertState::Acknowledged);
+            if acknowledged && refs.iter().any(|alarm| alarm.event.device == device) {
+                effects.push(Effect::Downlink {
+                    device,
+                    body: DownlinkBody::HelpOnTheWay { alert_ref: id.0 },
+                });
+            }
+        }
     }
 
     fn on_last_will(

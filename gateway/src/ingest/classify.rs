@@ -94,6 +94,26 @@ fn classify_uplink(device: DeviceId, payload: &[u8]) -> Classified {
             header: uplink.header,
             body: EventBody::Uplink(uplink.body),
         },
+        Err(DecodeError::MalformedBody) => match peek_uplink_header(payload) {
+            // A device bug, not a newer revision: retransmission cannot repair it (the bytes
+            // are identical each time), so store it raw and receipt it rather than have the
+            // device retry forever; if its body tag says alarm, the engine raises it for a
+            // human (SPEC.md 10.3).
+            Ok((version, header, body)) => {
+                let body_tag = postcard::take_from_bytes::<u32>(body).map_or(u32::MAX, |(tag, _)| tag);
+                tracing::warn!(%device, boot = header.boot, seq = header.seq, body_tag, "uplink body malformed; stored raw");
+                Classified::Event {
+                    device,
+                    version,
+                    header,
+                    body: EventBody::Unrecognised {
+                        body_tag,
+                        raw: payload.to_vec(),
+                    },
+                }
+            }
+            Err(e) => Classified::Reject(decode_reject(e)),
+        },
         Err(DecodeError::UnknownVariant { body_tag }) => match peek_uplink_header(payload) {
             // Newer revision: store it raw, receipt it, and let the engine see it (an
             // unknown alarm still needs a human).
@@ -217,8 +237,19 @@ mod tests {
         assert_eq!(reason(classify(UP, b"garbage!")), RejectReason::Malformed);
         assert_eq!(reason(classify(UP, &[1, 3])), RejectReason::Malformed);
         let good = encode(UplinkBody::Alarm(AlarmKind::Fall));
+        // Header intact, body cut: stored raw (so it is receipted) and, with body tag 0,
+        // still an alarm for a human.
         let truncated = good.get(..good.len() - 1).unwrap();
-        assert_eq!(reason(classify(UP, truncated)), RejectReason::Malformed);
+        match classify(UP, truncated) {
+            Classified::Event { body, .. } => {
+                assert!(body.is_alarm(), "{body:?}");
+                assert!(matches!(body, EventBody::Unrecognised { body_tag: 0, .. }));
+            }
+            other => panic!("{other:?}"),
+        }
+        // Header cut: nothing to receipt, quarantined.
+        let header_cut = good.get(..2).unwrap();
+        assert_eq!(reason(classify(UP, header_cut)), RejectReason::Malformed);
         assert_eq!(reason(classify(UP, &[0, 3, 7, 0, 0, 0])), RejectReason::BadVersion);
         let oversize = vec![1u8; MAX_UPLINK_LEN + 1];
         assert_eq!(reason(classify(UP, &oversize)), RejectReason::Oversize);

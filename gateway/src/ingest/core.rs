@@ -167,6 +167,14 @@ impl Core {
                         );
                     }
                     tracing::debug!(%device, online, "presence");
+                    if online {
+                        // Devices start without a clock and reconnect with a clean session:
+                        // give them the time on every connect (after the commit, like all
+                        // downlinks, so a crash cannot send it twice for one presence).
+                        if let Ok(unix_ms) = u64::try_from(now.as_millis()) {
+                            out.downlinks.push((device, DownlinkBody::TimeSync { unix_ms }));
+                        }
+                    }
                     let input = EngineInput::Presence {
                         device,
                         resident: residents.lookup(&txn, device, incoming.received_at)?,
@@ -293,7 +301,10 @@ fn restore_engine(store: &Store, config: &EngineConfig, now: Timestamp) -> Resul
     let next = store
         .max_alert_id()?
         .map_or(AlertId(1), |id| AlertId(id.0.saturating_add(1)));
-    let engine = AlertEngine::restore(config.clone(), next, store.open_alerts()?, store.engine_state()?, now)?;
+    let mut engine = AlertEngine::restore(config.clone(), next, store.open_alerts()?, store.engine_state()?, now)?;
+    // While the gateway was down nobody heard the devices: count their silence from now,
+    // so the whole fleet does not go "offline" before its queued messages are drained.
+    engine.restart_silence_timers(now);
     Ok(engine)
 }
 
@@ -505,6 +516,39 @@ mod tests {
         assert_eq!(core.open_alert_count(), 1);
         let again = core.operator(|engine| engine.acknowledge(id, "op-1", Timestamp(3_000)));
         assert!(matches!(again, Err(OperatorError::Engine(_))));
+    }
+
+    #[test]
+    fn online_presence_gets_the_time_and_any_help_on_the_way_again() {
+        let (_dir, mut core) = core();
+        let status = |presence: Presence, at: i64| {
+            let mut buf = [0u8; protocol::MAX_STATUS_LEN];
+            let bytes = protocol::encode_status(&protocol::StatusMessage::new(presence), &mut buf)
+                .unwrap()
+                .to_vec();
+            incoming("tec/v1/dev/pnd-3/status", bytes, at)
+        };
+        let out = core
+            .ingest(
+                &[uplink("pnd-3", 1, 1, UplinkBody::Alarm(AlarmKind::PendantPress), 1_000)],
+                Timestamp(1_000),
+            )
+            .unwrap();
+        let id = out.alerts[0].id;
+        core.operator(|engine| engine.acknowledge(id, "op-1", Timestamp(2_000)))
+            .unwrap();
+        core.ingest(&[status(Presence::Offline, 3_000)], Timestamp(3_000))
+            .unwrap();
+        let back = core
+            .ingest(&[status(Presence::Online { boot: 1 }, 9_000)], Timestamp(9_000))
+            .unwrap();
+        assert_eq!(
+            back.downlinks,
+            vec![
+                (dev("pnd-3"), DownlinkBody::TimeSync { unix_ms: 9_000 }),
+                (dev("pnd-3"), DownlinkBody::HelpOnTheWay { alert_ref: id.0 }),
+            ]
+        );
     }
 
     #[test]
