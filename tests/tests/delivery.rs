@@ -200,3 +200,39 @@ async fn broker_restart_keeps_the_gateways_queue() {
     tokio::task::block_in_place(|| scenario.stop_gateway()).unwrap();
     reconcile_store(scenario.data_dir(), &sent).unwrap().assert_exact();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_killed_hard_devices_outboxes_cover_the_loss() {
+    // SIGKILL: Mosquitto's unsaved state (queued messages, maybe the gateway's session) is gone.
+    // Only the devices' outboxes and retransmissions stand between that and data loss.
+    let ids = device_ids("bkh", 40).unwrap();
+    let mut scenario = Scenario::start(
+        GATEWAY,
+        ScenarioSetup {
+            registered: ids.clone(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut options = scenario.fleet_options(&ids);
+    options.events_per_device = 60;
+    options.interval = Duration::from_millis(50);
+    options.resend_after = Duration::from_secs(2);
+    let mut fleet = Fleet::connect(options).await.unwrap();
+    fleet.start_load();
+    for round in 0..2 {
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
+        tokio::task::block_in_place(|| scenario.broker.kill()).unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::task::block_in_place(|| scenario.broker.start_again()).unwrap();
+        eprintln!("broker SIGKILL {round}: {:?}", fleet.progress());
+    }
+    let progress = fleet.wait_all_receipted(Duration::from_secs(120)).await.unwrap();
+    assert_eq!(progress.published, 2_400);
+    tokio::task::block_in_place(|| scenario.gateway.wait_healthy(Duration::from_secs(10))).unwrap();
+
+    let sent = fleet.sent();
+    fleet.stop().await;
+    tokio::task::block_in_place(|| scenario.stop_gateway()).unwrap();
+    reconcile_store(scenario.data_dir(), &sent).unwrap().assert_exact();
+}
