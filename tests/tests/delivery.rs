@@ -51,6 +51,15 @@ async fn many_devices_every_event_stored_once_and_receipted() {
     assert_eq!(metrics.sum("tec_ingest_rejected_total"), 0.0);
     assert!(metrics.get("tec_receipts_sent_total") > 0.0);
     assert_eq!(metrics.get("tec_mqtt_connected"), 1.0);
+    assert_eq!(metrics.get("tec_unregistered_device_events_total"), 0.0);
+    let mean_batch = metrics
+        .histogram_mean("tec_commit_batch_size")
+        .expect("commit batch histogram");
+    let p99 = metrics
+        .histogram_quantile("tec_receive_to_commit_seconds", 0.99)
+        .expect("latency histogram");
+    eprintln!("mean commit batch {mean_batch:.1}, receive-to-commit p99 <= {p99} s");
+    assert!(mean_batch >= 1.0);
 
     let sent = fleet.sent();
     fleet.stop().await;
