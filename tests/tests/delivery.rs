@@ -245,3 +245,54 @@ async fn broker_killed_hard_devices_outboxes_cover_the_loss() {
     tokio::task::block_in_place(|| scenario.stop_gateway()).unwrap();
     reconcile_store(scenario.data_dir(), &sent).unwrap().assert_exact();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_stopped_gracefully_under_load_loses_nothing() {
+    let ids = device_ids("trm", 40).unwrap();
+    let mut scenario = Scenario::start(
+        GATEWAY,
+        ScenarioSetup {
+            registered: ids.clone(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut options = scenario.fleet_options(&ids);
+    options.events_per_device = 60;
+    options.interval = Duration::from_millis(50);
+    let mut fleet = Fleet::connect(options).await.unwrap();
+    fleet.start_load();
+    for round in 0..3 {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        // SIGTERM while uplinks are arriving: a clean exit, then a clean start on the same data.
+        tokio::task::block_in_place(|| scenario.stop_gateway()).unwrap_or_else(|e| panic!("SIGTERM {round}: {e}"));
+        tokio::task::block_in_place(|| scenario.gateway.restart()).unwrap();
+    }
+    let progress = fleet.wait_all_receipted(Duration::from_secs(120)).await.unwrap();
+    assert_eq!(progress.published, 2_400);
+
+    let sent = fleet.sent();
+    fleet.stop().await;
+    tokio::task::block_in_place(|| scenario.stop_gateway()).unwrap();
+    reconcile_store(scenario.data_dir(), &sent).unwrap().assert_exact();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_follows_the_broker_connection() {
+    let mut scenario = Scenario::start(GATEWAY, ScenarioSetup::default()).unwrap();
+    assert_eq!(scenario.gateway.health().unwrap(), 200);
+    tokio::task::block_in_place(|| scenario.broker.stop()).unwrap();
+    let started = Instant::now();
+    while scenario.gateway.health().unwrap() != 503 {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "/healthz still 200 with the broker gone"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(scenario.gateway.metrics().unwrap().get("tec_mqtt_connected"), 0.0);
+    tokio::task::block_in_place(|| scenario.broker.start_again()).unwrap();
+    tokio::task::block_in_place(|| scenario.gateway.wait_healthy(Duration::from_secs(20))).unwrap();
+    assert_eq!(scenario.gateway.metrics().unwrap().get("tec_mqtt_connected"), 1.0);
+    tokio::task::block_in_place(|| scenario.stop_gateway()).unwrap();
+}
