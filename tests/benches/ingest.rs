@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use e2e::devices::{RawClient, body_for, encode};
 use e2e::plain::{PlainOptions, PlainSubscriber};
 use e2e::{Broker, BrokerOptions, device_ids};
-use gateway::config::{BrokerUrl, Config};
+use gateway::config::Config;
 use gateway::domain::SystemClock;
 use gateway::metrics::IngestStats;
 use protocol::Topic;
@@ -97,13 +97,7 @@ async fn plain_drain(broker: &Broker, n: usize, devices: usize) -> Run {
 }
 
 fn gateway_config(broker: &Broker, data_dir: &std::path::Path) -> Config {
-    let mut config = Config {
-        data_dir: data_dir.to_path_buf(),
-        http: "127.0.0.1:0".parse().unwrap(),
-        ..Config::default()
-    };
-    config.mqtt.broker = BrokerUrl::parse(&broker.url()).unwrap();
-    config.mqtt.client_id = "bench-gateway".into();
+    let mut config = e2e::scenario::in_process_config(broker, data_dir, "bench-gateway").unwrap();
     // Experiment knob; the reported figures use the gateway's defaults.
     if let Some(max_batch) = std::env::var("BENCH_MAX_BATCH").ok().and_then(|v| v.parse().ok()) {
         config.ingest.max_batch = max_batch;

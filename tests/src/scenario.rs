@@ -105,6 +105,24 @@ impl Drop for Scenario {
     }
 }
 
+/// A gateway [`Config`](gateway::config::Config) for running it in process against `broker` (for
+/// `gateway::app::spawn`): data in `data_dir`, HTTP on a free port, the broker's gateway user.
+pub fn in_process_config(broker: &Broker, data_dir: &Path, client_id: &str) -> Result<gateway::config::Config> {
+    let mut config = gateway::config::Config {
+        data_dir: data_dir.to_path_buf(),
+        http: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        ..gateway::config::Config::default()
+    };
+    config.mqtt.broker = gateway::config::BrokerUrl::parse(&broker.url())
+        .map_err(|e| HarnessError::Other(format!("broker URL {}: {e}", broker.url())))?;
+    config.mqtt.client_id = client_id.to_string();
+    if let Some(auth) = broker.auth() {
+        config.mqtt.username = Some(auth.gateway.username.clone());
+        config.mqtt.password = Some(auth.gateway.password.clone());
+    }
+    Ok(config)
+}
+
 /// `count` device ids `{prefix}-0000`...
 pub fn device_ids(prefix: &str, count: usize) -> Result<Vec<DeviceId>> {
     (0..count)
