@@ -13,6 +13,7 @@ use crate::config::{Config, ENV_VARS, LogConfig, LogFormat, Overrides};
 use crate::domain::SystemClock;
 
 pub mod inspect;
+pub mod simulate;
 
 /// Exit code for a configuration or usage error (bad file, bad value, bad flag).
 pub const EXIT_CONFIG: u8 = 2;
@@ -44,6 +45,8 @@ enum CliCommand {
     Alerts(inspect::AlertsArgs),
     /// List quarantined payloads, newest first (offline).
     Quarantine(inspect::QuarantineArgs),
+    /// Simulate homes of devices (the real firmware core) against a broker.
+    Simulate(simulate::SimulateArgs),
 }
 
 #[derive(Debug, Args)]
@@ -98,6 +101,7 @@ pub fn main_entry() -> ExitCode {
         CliCommand::Events(args) => inspection(|out| inspect::run_events(&args, out)),
         CliCommand::Alerts(args) => inspection(|out| inspect::run_alerts(&args, out)),
         CliCommand::Quarantine(args) => inspection(|out| inspect::run_quarantine(&args, out)),
+        CliCommand::Simulate(args) => simulate::run(&args),
     }
 }
 
