@@ -84,7 +84,15 @@ async fn broker_acl_refuses_a_device_publishing_as_another() {
     for seq in 0..5 {
         device_a.send(body_for(seq, None)).await.unwrap();
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while device_a.progress().outstanding > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("A's own uplinks were receipted");
+    // The spoofed ones went first, on another connection: give them time to arrive, if they could.
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let seen = receipter.distinct();
     assert!(seen.iter().all(|key| key.device == a), "{seen:?}");
     assert_eq!(seen.len(), 5);

@@ -1,0 +1,164 @@
+//! Shared by the simulator end-to-end tests and the simulator benchmark: the real gateway in
+//! process against a private Mosquitto, homes registered with a resident, simulated devices
+//! (the real firmware core) with the broker's credentials.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    dead_code
+)]
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use e2e::Broker;
+use gateway::app::GatewayHandle;
+use gateway::config::{BrokerUrl, Config};
+use gateway::domain::{
+    Alert, Assignment, DeviceKind as GatewayKind, DeviceRecord, Resident, ResidentId, SystemClock, Timestamp,
+};
+use gateway::store::EventFilter;
+use protocol::DeviceId;
+use simulator::{DeviceKind as SimKind, DeviceSpec};
+use tokio::sync::broadcast;
+
+pub fn gateway_config(broker: &Broker, data_dir: &Path) -> Config {
+    let mut config = Config {
+        data_dir: data_dir.to_path_buf(),
+        http: "127.0.0.1:0".parse().unwrap(),
+        ..Config::default()
+    };
+    config.mqtt.broker = BrokerUrl::parse(&broker.url()).unwrap();
+    config.mqtt.client_id = "e2e-gateway".into();
+    if let Some(auth) = broker.auth() {
+        config.mqtt.username = Some(auth.gateway.username.clone());
+        config.mqtt.password = Some(auth.gateway.password.clone());
+    }
+    config
+}
+
+/// The real gateway, in process, connected and subscribed.
+pub async fn start_gateway(broker: &Broker, data_dir: &Path) -> GatewayHandle {
+    let handle = gateway::app::spawn(gateway_config(broker, data_dir), Arc::new(SystemClock))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    while !handle.mqtt_ready() {
+        assert!(started.elapsed() < Duration::from_secs(20), "gateway did not connect to the broker");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    handle
+}
+
+pub fn gateway_kind(kind: SimKind) -> GatewayKind {
+    match kind {
+        SimKind::Pendant => GatewayKind::Pendant,
+        SimKind::Door => GatewayKind::DoorSensor,
+        SimKind::Bed => GatewayKind::BedSensor,
+        SimKind::Pir => GatewayKind::MotionSensor,
+        SimKind::Smoke => GatewayKind::SmokeDetector,
+    }
+}
+
+/// A resident with these devices assigned (open-ended, from the epoch).
+pub async fn register_home(gateway: &GatewayHandle, resident: &str, devices: &[(DeviceId, SimKind)]) -> ResidentId {
+    let resident_id = ResidentId::new(resident).unwrap();
+    gateway
+        .put_resident(Resident {
+            id: resident_id.clone(),
+            display_name: format!("Resident {resident}"),
+            address: "1 Test Street".into(),
+            access_notes: String::new(),
+            responders: Vec::new(),
+        })
+        .await
+        .unwrap();
+    for (id, kind) in devices {
+        let assignment = Assignment {
+            device: *id,
+            resident: resident_id.clone(),
+            from: Timestamp::from_millis(0),
+            until: None,
+        };
+        gateway
+            .register_device(DeviceRecord::new(*id, gateway_kind(*kind), true), Some(assignment))
+            .await
+            .unwrap();
+    }
+    resident_id
+}
+
+/// A device spec with the broker's credentials for `id` (if it authenticates).
+pub fn device_spec(broker: &Broker, id: DeviceId) -> DeviceSpec {
+    let password = broker
+        .device_credentials(id.as_str())
+        .map(|c| c.password)
+        .unwrap_or_default();
+    DeviceSpec::new(id, password, broker.host(), broker.port())
+}
+
+/// The next alert change on the live stream that satisfies `predicate`.
+pub async fn next_alert(
+    alerts: &mut broadcast::Receiver<Alert>,
+    what: &str,
+    timeout: Duration,
+    mut predicate: impl FnMut(&Alert) -> bool,
+) -> Alert {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match tokio::time::timeout_at(deadline, alerts.recv()).await {
+            Ok(Ok(alert)) if predicate(&alert) => return alert,
+            Ok(Ok(_)) => {}
+            Ok(Err(broadcast::error::RecvError::Lagged(n))) => eprintln!("alert stream lagged by {n}"),
+            Ok(Err(e)) => panic!("alert stream ended waiting for {what}: {e}"),
+            Err(_) => panic!("timed out waiting for {what}"),
+        }
+    }
+}
+
+/// Every stored event of one device, in receive order.
+pub fn device_events(gateway: &GatewayHandle, id: DeviceId) -> Vec<gateway::domain::StoredEvent> {
+    gateway
+        .store()
+        .events(&EventFilter {
+            device: Some(id),
+            ..EventFilter::default()
+        })
+        .unwrap()
+}
+
+/// Logs to the test's output when RUST_LOG is set (e.g. `RUST_LOG=simulator=debug,tec_firmware=debug`).
+pub fn init_tracing() {
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    }
+}
+
+/// A broker that prints its log when dropped during a panic (a failing test).
+pub struct LoggedBroker(pub Broker);
+
+impl std::ops::Deref for LoggedBroker {
+    type Target = Broker;
+    fn deref(&self) -> &Broker {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for LoggedBroker {
+    fn deref_mut(&mut self) -> &mut Broker {
+        &mut self.0
+    }
+}
+
+impl Drop for LoggedBroker {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- mosquitto log (tail) ---\n{}", self.0.log_tail(80));
+        }
+    }
+}
