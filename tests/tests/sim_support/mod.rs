@@ -46,7 +46,10 @@ pub async fn start_gateway(broker: &Broker, data_dir: &Path) -> GatewayHandle {
         .unwrap();
     let started = Instant::now();
     while !handle.mqtt_ready() {
-        assert!(started.elapsed() < Duration::from_secs(20), "gateway did not connect to the broker");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "gateway did not connect to the broker"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     handle
