@@ -165,3 +165,98 @@ impl Drop for LoggedBroker {
         }
     }
 }
+
+/// One uplink as a passive subscriber saw it on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeenUplink {
+    pub device: DeviceId,
+    pub boot: u32,
+    pub seq: u32,
+    pub alarm: bool,
+}
+
+/// A passive subscriber to every uplink with a persistent session (it survives a broker
+/// restart), recording the order in which the broker delivered them.
+pub struct WireObserver {
+    seen: Arc<std::sync::Mutex<Vec<SeenUplink>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl WireObserver {
+    pub async fn start(broker: &Broker, client_id: &str) -> Self {
+        use rumqttc::v5::mqttbytes::QoS;
+        use rumqttc::v5::mqttbytes::v5::Packet;
+        use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+
+        let mut options = MqttOptions::new(client_id, broker.host(), broker.port());
+        options.set_clean_start(false);
+        options.set_session_expiry_interval(Some(3_600));
+        options.set_keep_alive(Duration::from_secs(5));
+        if let Some(auth) = broker.auth()
+            && let Some(admin) = &auth.admin
+        {
+            options.set_credentials(admin.username.clone(), admin.password.clone());
+        }
+        let (client, mut eventloop) = AsyncClient::new(options, 1_000);
+        client.subscribe("tec/v1/dev/+/up", QoS::AtLeastOnce).await.unwrap();
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (subscribed_tx, subscribed_rx) = tokio::sync::oneshot::channel();
+        let mut subscribed_tx = Some(subscribed_tx);
+        let task = {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let _client = client;
+                loop {
+                    match eventloop.poll().await {
+                        Ok(Event::Incoming(Packet::SubAck(_))) => {
+                            if let Some(tx) = subscribed_tx.take() {
+                                let _ = tx.send(());
+                            }
+                        }
+                        Ok(Event::Incoming(Packet::Publish(publish))) => {
+                            let topic = String::from_utf8_lossy(&publish.topic).into_owned();
+                            let device = topic
+                                .strip_prefix("tec/v1/dev/")
+                                .and_then(|rest| rest.strip_suffix("/up"))
+                                .and_then(|id| DeviceId::new(id).ok());
+                            if let (Some(device), Ok(uplink)) = (device, protocol::decode_uplink(&publish.payload)) {
+                                seen.lock().unwrap().push(SeenUplink {
+                                    device,
+                                    boot: uplink.header.boot,
+                                    seq: uplink.header.seq,
+                                    alarm: uplink.body.is_alarm(),
+                                });
+                            }
+                        }
+                        Ok(_) => {}
+                        // Broker gone: rumqttc reconnects on the next poll.
+                        Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                    }
+                }
+            })
+        };
+        tokio::time::timeout(Duration::from_secs(10), subscribed_rx)
+            .await
+            .expect("observer subscription timed out")
+            .unwrap();
+        Self { seen, task }
+    }
+
+    /// First deliveries of one device's uplinks, in delivery order (redeliveries dropped).
+    pub fn first_deliveries(&self, device: DeviceId) -> Vec<SeenUplink> {
+        let seen = self.seen.lock().unwrap();
+        let mut firsts: Vec<SeenUplink> = Vec::new();
+        for uplink in seen.iter().filter(|u| u.device == device) {
+            if !firsts.iter().any(|f| f.boot == uplink.boot && f.seq == uplink.seq) {
+                firsts.push(*uplink);
+            }
+        }
+        firsts
+    }
+}
+
+impl Drop for WireObserver {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
