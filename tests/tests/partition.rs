@@ -34,13 +34,17 @@ fn temperature(centi_celsius: i16) -> SensorState {
 /// One round of inputs per device: telemetry first, then (in some rounds) an alarm, so a
 /// receive order that merely followed generation order would put telemetry first.
 fn round(kind: SimKind, round: usize) -> Vec<Generated> {
-    let even = round % 2 == 0;
+    let even = round.is_multiple_of(2);
     let mut inputs = Vec::new();
     match kind {
         SimKind::Pendant => {
             inputs.push(Generated::Telemetry(temperature(2_000 + round as i16)));
             if round < 3 {
-                let alarm = if round == 1 { AlarmKind::Fall } else { AlarmKind::PendantPress };
+                let alarm = if round == 1 {
+                    AlarmKind::Fall
+                } else {
+                    AlarmKind::PendantPress
+                };
                 inputs.push(Generated::Alarm(alarm));
             }
         }
@@ -73,7 +77,11 @@ fn round(kind: SimKind, round: usize) -> Vec<Generated> {
         SimKind::Smoke => {
             inputs.push(Generated::Telemetry(temperature(2_200 + round as i16)));
             if round == 0 || round == 4 {
-                let alarm = if round == 0 { AlarmKind::Smoke } else { AlarmKind::CarbonMonoxide };
+                let alarm = if round == 0 {
+                    AlarmKind::Smoke
+                } else {
+                    AlarmKind::CarbonMonoxide
+                };
                 inputs.push(Generated::Alarm(alarm));
             }
         }
@@ -150,7 +158,12 @@ async fn alarms_raised_while_the_broker_is_down_all_arrive_first_and_once() {
         let expected = first + inputs.len() as u32;
         let view = device.wait_for(WAIT, |v| v.next_seq == expected).await.unwrap();
         assert!(!view.connected);
-        assert_eq!(view.outbox_depth, inputs.len(), "{}: everything waits in the outbox", device.device_id());
+        assert_eq!(
+            view.outbox_depth,
+            inputs.len(),
+            "{}: everything waits in the outbox",
+            device.device_id()
+        );
         assert_eq!(view.events_dropped, 0);
         assert_eq!(view.alarms_lost, 0);
     }
@@ -196,11 +209,7 @@ async fn alarms_raised_while_the_broker_is_down_all_arrive_first_and_once() {
         assert_eq!(stored, wanted, "{id} ({kind:?})");
 
         // Alarms were received before telemetry (ties within one commit batch allowed).
-        let last_alarm = during
-            .iter()
-            .filter(|e| e.body.is_alarm())
-            .map(|e| e.received_at)
-            .max();
+        let last_alarm = during.iter().filter(|e| e.body.is_alarm()).map(|e| e.received_at).max();
         let first_telemetry = during
             .iter()
             .filter(|e| !e.body.is_alarm())
@@ -224,12 +233,19 @@ async fn alarms_raised_while_the_broker_is_down_all_arrive_first_and_once() {
             let alarms = during.iter().filter(|e| e.body.is_alarm()).map(|e| e.key.seq);
             let mut alarms: Vec<u32> = alarms.collect();
             alarms.sort_unstable();
-            let mut telemetry: Vec<u32> = during.iter().filter(|e| !e.body.is_alarm()).map(|e| e.key.seq).collect();
+            let mut telemetry: Vec<u32> = during
+                .iter()
+                .filter(|e| !e.body.is_alarm())
+                .map(|e| e.key.seq)
+                .collect();
             telemetry.sort_unstable();
             alarms.into_iter().chain(telemetry).collect()
         };
         let wire_order: Vec<u32> = wire.iter().map(|u| u.seq).collect();
-        assert_eq!(wire_order, alarms_then_telemetry, "{id}: publish order after the outage");
+        assert_eq!(
+            wire_order, alarms_then_telemetry,
+            "{id}: publish order after the outage"
+        );
     }
 
     for (_, device) in devices {
