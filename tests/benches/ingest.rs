@@ -65,6 +65,10 @@ fn plain_options(broker: &Broker) -> PlainOptions {
         credentials: None,
         session_expiry_s: 3_600,
         send_receipts: false,
+        // BENCH_PLAIN_RECEIVE_MAX=4096 gives it the gateway's in-flight window (experiment).
+        receive_maximum: std::env::var("BENCH_PLAIN_RECEIVE_MAX")
+            .ok()
+            .and_then(|v| v.parse().ok()),
     }
 }
 

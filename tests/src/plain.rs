@@ -29,6 +29,9 @@ pub struct PlainOptions {
     pub session_expiry_s: u32,
     /// Publish a receipt for each uplink after acknowledging it.
     pub send_receipts: bool,
+    /// MQTT 5 receive maximum (unacked publishes the broker may have in flight to us); `None`
+    /// leaves rumqttc's default (no limit announced).
+    pub receive_maximum: Option<u16>,
 }
 
 /// A persistent-session subscriber to `tec/v1/dev/+/up` with manual acks.
@@ -49,6 +52,7 @@ impl PlainSubscriber {
         mqtt.set_clean_start(false);
         mqtt.set_session_expiry_interval(Some(options.session_expiry_s));
         mqtt.set_manual_acks(true);
+        mqtt.set_receive_maximum(options.receive_maximum);
         if let Some(credentials) = &options.credentials {
             mqtt.set_credentials(credentials.username.clone(), credentials.password.clone());
         }

@@ -16,6 +16,7 @@ fn stand_in_gateway(broker: &Broker) -> PlainOptions {
         credentials: broker.auth().map(|auth| auth.gateway.clone()),
         session_expiry_s: 3600,
         send_receipts: true,
+        receive_maximum: None,
     }
 }
 
