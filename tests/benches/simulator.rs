@@ -226,7 +226,7 @@ fn main() {
     println!(
         "carried? devices {} of {}, connects {}, alarms raised {} (presses {}, falls {}, smoke {}), \
          alarms lost {}, devices still Sending an alarm at stop {}, unreceipted at stop {}, \
-         receipted {} vs stored by the gateway {:.0}",
+         receipted {}, sent {}, stored by the gateway {:.0}",
         r.devices,
         homes * 5,
         r.connects,
@@ -238,14 +238,16 @@ fn main() {
         sending,
         r.outbox_depth_at_end,
         receipted,
+        r.events,
         phase_two.stored_after
     );
     let carried = r.devices == homes * 5
         && r.connects >= r.devices as u64
         && r.alarms_lost == 0
         && r.events_dropped == 0
-        && sending == 0
-        && phase_two.stored_after >= receipted as f64;
+        // Alarms still showing Sending at the stop were sent within the last moments; they
+        // count as carried only if the gateway stored them (it stored everything numbered).
+        && phase_two.stored_after >= r.events as f64;
     println!("two-thread fleet carried: {}", if carried { "YES" } else { "NO" });
 
     let _ = gateway.terminate();
