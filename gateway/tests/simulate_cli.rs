@@ -105,3 +105,27 @@ fn short_run_against_mosquitto_connects_every_device_and_sends_events() {
     // Every device sends at least its boot heartbeat.
     assert!(number_before(" events,") >= 25, "{stdout}");
 }
+
+#[test]
+fn sigterm_stops_an_open_ended_run_and_prints_the_report() {
+    let broker = Mosquitto::start();
+    let child = Command::new(env!("CARGO_BIN_EXE_tec-gateway"))
+        .args(["simulate", "--broker", &broker.url(), "--homes", "2"])
+        .env_remove("TEC_SIM_PASSWORD")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Ramp-up is 5 s for an open-ended run; give the devices time to connect.
+    std::thread::sleep(std::time::Duration::from_secs(7));
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let output = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stdout.contains("2 homes, 10 devices"), "{stdout}");
+}
