@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use e2e::Broker;
 use firmware::session::Backoff;
-use gateway::domain::{EventBody, StoredEvent};
+use gateway::domain::{Change, EventBody, EventKey, StoredEvent};
 use protocol::{AlarmKind, DeviceId, SensorState, UplinkBody};
 use sim_support::{LoggedBroker, WireObserver, device_events, device_spec, register_home, start_gateway};
 use simulator::{DeviceHandle, DeviceKind as SimKind, device_id, spawn_device};
@@ -246,6 +246,27 @@ async fn alarms_raised_while_the_broker_is_down_all_arrive_first_and_once() {
             wire_order, alarms_then_telemetry,
             "{id}: publish order after the outage"
         );
+    }
+
+    // Every alarm raised during the outage reached an operator's queue: it raised an alert
+    // or joined the resident's open alert of that kind.
+    let alerts = gateway.store().alerts(&gateway::store::AlertFilter::default()).unwrap();
+    let in_an_alert = |key: &EventKey| {
+        alerts.iter().any(|alert| {
+            alert.transitions.iter().any(|t| match &t.change {
+                Change::Raised { event } => event.as_ref() == Some(key),
+                Change::Joined { event } => event == key,
+                _ => false,
+            })
+        })
+    };
+    for (index, (_, device)) in devices.iter().enumerate() {
+        let view = device.view();
+        for event in device_events(&gateway, device.device_id()) {
+            if event.key.boot == view.boot && event.key.seq >= first_outage_seq[index] && event.body.is_alarm() {
+                assert!(in_an_alert(&event.key), "{}: no alert for {event:?}", event.key);
+            }
+        }
     }
 
     for (_, device) in devices {
