@@ -238,8 +238,10 @@ impl Default for MqttConfig {
             keep_alive_s: 30,
             session_expiry_s: 86_400,
             max_packet_bytes: 256 * 1024,
-            receive_maximum: 4096,
-            request_channel_capacity: 8192,
+            // The MQTT 5 maximum: the broker keeps sending while a commit is in flight, so the
+            // next batch is ready when the commit ends.
+            receive_maximum: u16::MAX,
+            request_channel_capacity: 65_536,
             connect_timeout_s: 5,
         }
     }
@@ -284,8 +286,11 @@ pub struct IngestConfig {
 impl Default for IngestConfig {
     fn default() -> Self {
         Self {
-            max_batch: 1024,
-            queue_capacity: 16_384,
+            // Group commit: a batch is whatever arrived during the previous commit, so it only
+            // grows this large when the committer is behind; big batches share the fixed
+            // per-commit cost (fsync, rewritten B-tree pages) among many events.
+            max_batch: 16_384,
+            queue_capacity: 65_536,
             quarantine_capacity: 10_000,
             commit_retry_ms: 500,
             shutdown_timeout_s: 10,

@@ -38,7 +38,7 @@ fn empty_file_and_no_file_give_working_defaults() {
     assert_eq!(config.data_dir, PathBuf::from("./data"));
     assert_eq!(config.http.to_string(), "127.0.0.1:8080");
     assert_eq!(config.mqtt.client_id, "tec-gateway");
-    assert_eq!(config.ingest.max_batch, 1024);
+    assert_eq!(config.ingest.max_batch, 16_384);
     let config = Config::load(None, &no_env, &Overrides::default()).unwrap();
     assert_eq!(config.mqtt.broker.port, 1883);
 }

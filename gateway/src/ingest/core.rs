@@ -87,6 +87,10 @@ impl Core {
     }
 
     /// Classifies, stores and evaluates a batch of publishes, then commits durably.
+    ///
+    /// Three passes: classify everything (and look up each device once), store the batch's
+    /// events in one go (which tells new from duplicate), then let the device records and the
+    /// engine see the publishes in arrival order.
     pub fn ingest(&mut self, batch: &[Incoming], now: Timestamp) -> Result<Committed, StoreError> {
         let mut txn = self.store.begin_write()?;
         let mut out = Committed::default();
@@ -94,6 +98,8 @@ impl Core {
         let mut devices: HashMap<DeviceId, (DeviceRecord, bool)> = HashMap::new();
         let mut receipts = Receipts::default();
         let mut residents = ResidentCache::default();
+        let mut events: Vec<StoredEvent> = Vec::with_capacity(batch.len());
+        let mut steps: Vec<Step> = Vec::with_capacity(batch.len());
         for incoming in batch {
             let publish = &incoming.publish;
             match classify(&publish.topic, &publish.payload) {
@@ -103,14 +109,13 @@ impl Core {
                     header,
                     body,
                 } => {
-                    let (record, created) = device_entry(&mut devices, &txn, device)?;
-                    let registered = record.registered;
-                    let kind = record.kind;
+                    let (_, created) = device_entry(&mut devices, &txn, device)?;
                     if std::mem::take(created) {
                         tracing::info!(%device, "first event from a device not in the register");
                     }
-                    touch(record, incoming.received_at, version);
-                    let event = StoredEvent {
+                    receipts.add(device, header.boot, header.seq);
+                    steps.push(Step::Event { version });
+                    events.push(StoredEvent {
                         key: EventKey {
                             device,
                             boot: header.boot,
@@ -124,32 +129,68 @@ impl Core {
                             .map(Timestamp::from_millis),
                         protocol_version: version,
                         body,
-                    };
-                    receipts.add(device, header.boot, header.seq);
-                    match txn.insert_event(&event)? {
-                        InsertOutcome::Duplicate => out.duplicates += 1,
-                        InsertOutcome::Inserted => {
-                            out.stored += 1;
-                            if !registered {
-                                out.unregistered += 1;
-                            }
-                            if let EventBody::Uplink(UplinkBody::Heartbeat(status)) = &event.body {
-                                record.battery_mv = Some(status.battery_mv);
-                                record.battery_percent = Some(status.battery_percent);
-                                record.firmware = Some(status.firmware);
-                                record.heartbeat_interval_s = Some(status.heartbeat_interval_s);
-                            }
-                            let input = EngineInput::Event {
-                                event,
-                                device_registered: registered,
-                                device_kind: kind,
-                            };
-                            effects.extend(self.engine.handle(input, now));
-                        }
-                    }
+                    });
                 }
                 Classified::Presence { device, presence } => {
-                    let (record, _) = device_entry(&mut devices, &txn, device)?;
+                    device_entry(&mut devices, &txn, device)?;
+                    let resident = residents.lookup(&txn, device, incoming.received_at)?;
+                    steps.push(Step::Presence {
+                        device,
+                        presence,
+                        resident,
+                        at: incoming.received_at,
+                    });
+                }
+                Classified::Reject(reject) => {
+                    let topic = String::from_utf8_lossy(publish.topic.get(..128).unwrap_or(&publish.topic));
+                    tracing::warn!(%topic, reason = reject.reason.as_str(), detail = %reject.detail, "publish quarantined");
+                    txn.quarantine(&reject.to_record(&publish.topic, &publish.payload, incoming.received_at))?;
+                    out.rejected.push(reject.reason);
+                }
+            }
+        }
+        let outcomes = txn.insert_events(&events)?;
+        let mut events = events.into_iter().zip(outcomes);
+        for step in steps {
+            match step {
+                Step::Event { version } => {
+                    let Some((event, outcome)) = events.next() else { break };
+                    let device = event.key.device;
+                    let Some((record, _)) = devices.get_mut(&device) else {
+                        continue;
+                    };
+                    touch(record, event.received_at, version);
+                    if outcome == InsertOutcome::Duplicate {
+                        out.duplicates += 1;
+                        continue;
+                    }
+                    out.stored += 1;
+                    let registered = record.registered;
+                    if !registered {
+                        out.unregistered += 1;
+                    }
+                    if let EventBody::Uplink(UplinkBody::Heartbeat(status)) = &event.body {
+                        record.battery_mv = Some(status.battery_mv);
+                        record.battery_percent = Some(status.battery_percent);
+                        record.firmware = Some(status.firmware);
+                        record.heartbeat_interval_s = Some(status.heartbeat_interval_s);
+                    }
+                    let input = EngineInput::Event {
+                        event,
+                        device_registered: registered,
+                        device_kind: record.kind,
+                    };
+                    effects.extend(self.engine.handle(input, now));
+                }
+                Step::Presence {
+                    device,
+                    presence,
+                    resident,
+                    at,
+                } => {
+                    let Some((record, _)) = devices.get_mut(&device) else {
+                        continue;
+                    };
                     let (online, boot) = match presence {
                         Presence::Online { boot } => (true, Some(boot)),
                         Presence::Offline => (false, None),
@@ -160,11 +201,7 @@ impl Core {
                         OnlineState::Offline
                     };
                     if online {
-                        record.last_seen = Some(
-                            record
-                                .last_seen
-                                .map_or(incoming.received_at, |seen| seen.max(incoming.received_at)),
-                        );
+                        record.last_seen = Some(record.last_seen.map_or(at, |seen| seen.max(at)));
                     }
                     tracing::debug!(%device, online, "presence");
                     if online {
@@ -177,18 +214,12 @@ impl Core {
                     }
                     let input = EngineInput::Presence {
                         device,
-                        resident: residents.lookup(&txn, device, incoming.received_at)?,
+                        resident,
                         online,
                         boot,
-                        at: incoming.received_at,
+                        at,
                     };
                     effects.extend(self.engine.handle(input, now));
-                }
-                Classified::Reject(reject) => {
-                    let topic = String::from_utf8_lossy(publish.topic.get(..128).unwrap_or(&publish.topic));
-                    tracing::warn!(%topic, reason = reject.reason.as_str(), detail = %reject.detail, "publish quarantined");
-                    txn.quarantine(&reject.to_record(&publish.topic, &publish.payload, incoming.received_at))?;
-                    out.rejected.push(reject.reason);
                 }
             }
         }
@@ -306,6 +337,19 @@ fn restore_engine(store: &Store, config: &EngineConfig, now: Timestamp) -> Resul
     // so the whole fleet does not go "offline" before its queued messages are drained.
     engine.restart_silence_timers(now);
     Ok(engine)
+}
+
+/// One storable publish of a batch, in arrival order (events' bodies are stored apart).
+enum Step {
+    Event {
+        version: u8,
+    },
+    Presence {
+        device: DeviceId,
+        presence: Presence,
+        resident: Option<ResidentId>,
+        at: Timestamp,
+    },
 }
 
 /// The batch's view of a device: from the batch cache, the store, or new and unregistered.
@@ -588,5 +632,62 @@ mod tests {
         assert_eq!(retry_backoff(base, 1), base);
         assert_eq!(retry_backoff(base, 2), base * 2);
         assert_eq!(retry_backoff(base, 50), Duration::from_secs(5));
+    }
+
+    /// The committer's own cost per event, without MQTT: `cargo test -p tec-gateway --release --lib
+    /// ingest::core::tests::ingest_throughput -- --ignored --nocapture` (CORE_BATCH sets the batch size).
+    #[test]
+    #[ignore = "throughput measurement; run in release with --ignored"]
+    fn ingest_throughput() {
+        let batch_size: usize = std::env::var("CORE_BATCH")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1024);
+        let total = 200_000u32;
+        let devices: Vec<String> = (0..100).map(|n| format!("bench-{n:04}")).collect();
+        let mut all = Vec::with_capacity(total as usize);
+        for n in 0..total {
+            let which = (n % 100) as usize;
+            let seq = n / 100;
+            let body = match seq % 5 {
+                0 => heartbeat(),
+                1 => UplinkBody::SensorChange {
+                    input: 0,
+                    state: protocol::SensorState::DoorOpen,
+                },
+                2 => UplinkBody::SensorChange {
+                    input: 0,
+                    state: protocol::SensorState::DoorClosed,
+                },
+                3 => UplinkBody::SensorChange {
+                    input: 1,
+                    state: protocol::SensorState::Motion,
+                },
+                _ => UplinkBody::SensorChange {
+                    input: 2,
+                    state: protocol::SensorState::Temperature { centi_celsius: 2_050 },
+                },
+            };
+            all.push(uplink(
+                &devices[which],
+                1,
+                seq,
+                body,
+                1_800_000_000_000 + i64::from(n / 10),
+            ));
+        }
+        let (_dir, mut core) = core();
+        let started = Instant::now();
+        let mut commits = 0;
+        for batch in all.chunks(batch_size) {
+            core.ingest(batch, Timestamp(1_800_000_000_000)).unwrap();
+            commits += 1;
+        }
+        let elapsed = started.elapsed();
+        println!(
+            "core ingest: {total} events in {commits} batches of {batch_size}: {elapsed:.2?}, {:.0} events/s, {:.1} us/event",
+            f64::from(total) / elapsed.as_secs_f64(),
+            elapsed.as_secs_f64() * 1e6 / f64::from(total)
+        );
     }
 }

@@ -186,17 +186,37 @@ impl Store {
             found.truncate(limit);
         } else {
             let index = txn.open_table(EVENTS_BY_TIME)?;
-            for entry in index.range((since, "", 0u32, 0u32)..)? {
-                let (key, _) = entry?;
-                let (received, device, boot, seq) = key.value();
+            // One millisecond may span several groups: gather it whole, then sort it.
+            let mut millisecond: Option<i64> = None;
+            let mut keys: Vec<EventKey> = Vec::new();
+            let emit = |keys: &mut Vec<EventKey>, found: &mut Vec<StoredEvent>| -> Result<bool, StoreError> {
+                keys.sort_unstable();
+                for key in keys.drain(..) {
+                    if found.len() >= limit {
+                        return Ok(false);
+                    }
+                    let (device, boot, seq) = (key.device.as_str(), key.boot, key.seq);
+                    found.push(queries::indexed_event(&events, "events_by_time", device, boot, seq)?);
+                }
+                Ok(found.len() < limit)
+            };
+            for entry in index.range((since, 0u64)..)? {
+                let (key, value) = entry?;
+                let (received, group) = key.value();
                 if !before_until(received) {
                     break;
                 }
-                found.push(queries::indexed_event(&events, "events_by_time", device, boot, seq)?);
-                if found.len() >= limit {
-                    break;
+                if millisecond != Some(received) {
+                    if !emit(&mut keys, &mut found)? {
+                        return Ok(found);
+                    }
+                    millisecond = Some(received);
                 }
+                let group_keys: Vec<EventKey> =
+                    from_postcard("events_by_time", format_args!("{received}/{group}"), value.value())?;
+                keys.extend(group_keys);
             }
+            emit(&mut keys, &mut found)?;
         }
         Ok(found)
     }

@@ -13,12 +13,16 @@ pub const SCHEMA_VERSION: u32 = 1;
 
 pub(crate) const SCHEMA_VERSION_KEY: &str = "schema_version";
 pub(crate) const QUARANTINE_NEXT_SEQ_KEY: &str = "quarantine_next_seq";
+pub(crate) const TIME_GROUP_NEXT_KEY: &str = "time_group_next";
 
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// (device, boot, seq) -> postcard StoredEvent.
 pub(crate) const EVENTS: TableDefinition<(&str, u32, u32), &[u8]> = TableDefinition::new("events");
-/// (received_ms, device, boot, seq): the time order of all events.
-pub(crate) const EVENTS_BY_TIME: TableDefinition<(i64, &str, u32, u32), ()> = TableDefinition::new("events_by_time");
+/// (received_ms, group) -> postcard `Vec<EventKey>`: the time order of all events. One entry
+/// holds every event a commit received in that millisecond (a drain receives dozens per ms),
+/// so the index costs an insert per millisecond rather than per event. `group` is unique per
+/// entry; readers sort the keys of one millisecond across its groups.
+pub(crate) const EVENTS_BY_TIME: TableDefinition<(i64, u64), &[u8]> = TableDefinition::new("events_by_time");
 /// (resident, received_ms, device, boot, seq): one resident's history in time order.
 pub(crate) const EVENTS_BY_RESIDENT: TableDefinition<(&str, i64, &str, u32, u32), ()> =
     TableDefinition::new("events_by_resident");

@@ -90,6 +90,69 @@ impl<'s> WriteBatch<'s> {
         Ok(InsertOutcome::Inserted)
     }
 
+    /// Stores a whole batch of events at once, each once per (device, boot, seq), and says
+    /// which were new (the first arrival of a key within the batch wins). The events table is
+    /// written in key order and learns about duplicates from the insert itself, so a batch
+    /// costs one B-tree descent per event instead of a lookup plus an insert.
+    pub fn insert_events(&mut self, events: &[StoredEvent]) -> Result<Vec<InsertOutcome>, StoreError> {
+        let mut outcomes = vec![InsertOutcome::Duplicate; events.len()];
+        // Stable: among equal keys the earliest arrival comes first.
+        let mut order: Vec<(EventKey, usize)> = events.iter().enumerate().map(|(n, e)| (e.key, n)).collect();
+        order.sort_by_key(|(key, _)| *key);
+        let mut inserted: Vec<&StoredEvent> = Vec::with_capacity(events.len());
+        {
+            let mut table = self.txn.open_table(EVENTS)?;
+            let mut previous: Option<EventKey> = None;
+            let mut bytes = Vec::new();
+            for (key, index) in order {
+                if previous == Some(key) || self.pending_keys.contains(&key) {
+                    continue;
+                }
+                previous = Some(key);
+                let Some(event) = events.get(index) else { continue };
+                bytes.clear();
+                bytes = postcard::to_extend(event, bytes).map_err(|err| StoreError::Encode {
+                    table: "events",
+                    detail: err.to_string(),
+                })?;
+                let db_key = (key.device.as_str(), key.boot, key.seq);
+                let earlier = table.insert(db_key, bytes.as_slice())?.map(|old| old.value().to_vec());
+                if let Some(earlier) = earlier {
+                    // Already stored by an earlier batch: put the first copy back.
+                    table.insert(db_key, earlier.as_slice())?;
+                    continue;
+                }
+                if let Some(outcome) = outcomes.get_mut(index) {
+                    *outcome = InsertOutcome::Inserted;
+                }
+                inserted.push(event);
+            }
+        }
+        let mut by_time: Vec<(i64, EventKey)> = inserted.iter().map(|e| (e.received_at.as_millis(), e.key)).collect();
+        self.write_time_index(&mut by_time)?;
+        let mut by_resident: Vec<(&str, i64, DeviceId, u32, u32)> = inserted
+            .iter()
+            .filter_map(|e| {
+                let resident = e.resident.as_ref()?;
+                Some((
+                    resident.as_str(),
+                    e.received_at.as_millis(),
+                    e.key.device,
+                    e.key.boot,
+                    e.key.seq,
+                ))
+            })
+            .collect();
+        if !by_resident.is_empty() {
+            by_resident.sort_unstable();
+            let mut resident_index = self.txn.open_table(EVENTS_BY_RESIDENT)?;
+            for (resident, received, device, boot, seq) in &by_resident {
+                resident_index.insert((*resident, *received, device.as_str(), *boot, *seq), ())?;
+            }
+        }
+        Ok(outcomes)
+    }
+
     /// Writes the batch's events, each table in its own key order: consecutive inserts then land
     /// on the same leaf pages, which roughly halves the cost of a batch from many devices.
     fn write_pending_events(&mut self) -> Result<(), StoreError> {
@@ -97,9 +160,8 @@ impl<'s> WriteBatch<'s> {
             return Ok(());
         }
         let mut pending = std::mem::take(&mut self.pending_events);
-        pending.sort_unstable_by(|a, b| {
-            (a.key.device.as_str(), a.key.boot, a.key.seq).cmp(&(b.key.device.as_str(), b.key.boot, b.key.seq))
-        });
+        // EventKey orders as the table does (device bytes, boot, seq), without UTF-8 checks.
+        pending.sort_unstable_by_key(|e| e.key);
         let mut events = self.txn.open_table(EVENTS)?;
         for event in &pending {
             events.insert(
@@ -107,15 +169,9 @@ impl<'s> WriteBatch<'s> {
                 event.bytes.as_slice(),
             )?;
         }
-        let mut by_time: Vec<(i64, &str, u32, u32)> = pending
-            .iter()
-            .map(|e| (e.received_ms, e.key.device.as_str(), e.key.boot, e.key.seq))
-            .collect();
-        by_time.sort_unstable();
-        let mut time_index = self.txn.open_table(EVENTS_BY_TIME)?;
-        for key in by_time {
-            time_index.insert(key, ())?;
-        }
+        drop(events);
+        let mut by_time: Vec<(i64, EventKey)> = pending.iter().map(|e| (e.received_ms, e.key)).collect();
+        self.write_time_index(&mut by_time)?;
         let mut by_resident: Vec<(&str, i64, &str, u32, u32)> = pending
             .iter()
             .filter_map(|e| {
@@ -134,6 +190,28 @@ impl<'s> WriteBatch<'s> {
         for key in by_resident {
             resident_index.insert(key, ())?;
         }
+        Ok(())
+    }
+
+    /// Adds one time-index entry per millisecond of `events` (received_ms, key).
+    fn write_time_index(&mut self, events: &mut [(i64, EventKey)]) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        events.sort_unstable();
+        let mut meta = self.txn.open_table(META)?;
+        let mut group = meta.get(TIME_GROUP_NEXT_KEY)?.map_or(0, |next| next.value());
+        let mut time_index = self.txn.open_table(EVENTS_BY_TIME)?;
+        let mut keys: Vec<EventKey> = Vec::new();
+        for same_ms in events.chunk_by(|a, b| a.0 == b.0) {
+            let Some((received, _)) = same_ms.first() else { continue };
+            keys.clear();
+            keys.extend(same_ms.iter().map(|(_, key)| *key));
+            let bytes = to_postcard("events_by_time", &keys)?;
+            time_index.insert((*received, group), bytes.as_slice())?;
+            group = group.saturating_add(1);
+        }
+        meta.insert(TIME_GROUP_NEXT_KEY, group)?;
         Ok(())
     }
 
