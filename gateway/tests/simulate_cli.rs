@@ -129,3 +129,46 @@ fn sigterm_stops_an_open_ended_run_and_prints_the_report() {
     assert!(output.status.success(), "stdout: {stdout}\nstderr: {stderr}");
     assert!(stdout.contains("2 homes, 10 devices"), "{stdout}");
 }
+
+#[test]
+fn per_device_passwords_from_a_template_and_refused_credentials() {
+    let broker = Mosquitto::start_with(|dir| {
+        let passwd = dir.join("passwd");
+        let users: String = ["pendant", "door", "bed", "pir", "smoke"]
+            .iter()
+            .map(|kind| format!("sim-h00001-{kind}:pw-sim-h00001-{kind}\n"))
+            .collect();
+        std::fs::write(&passwd, users).unwrap();
+        let hashed = Command::new("/usr/bin/mosquitto_passwd")
+            .arg("-U")
+            .arg(&passwd)
+            .status()
+            .unwrap();
+        assert!(hashed.success());
+        format!("allow_anonymous false\npassword_file {}\n", passwd.display())
+    });
+    let url = broker.url();
+    let run = |password: &[&str]| {
+        let mut args = vec!["--broker", url.as_str(), "--homes", "1", "--duration", "3"];
+        args.extend_from_slice(password);
+        simulate(&args)
+    };
+
+    let output = run(&["--password-template", "pw-{id}"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "stdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("1 homes, 5 devices"), "{stdout}");
+    assert!(stdout.contains(" 5 connects"), "{stdout}");
+
+    assert_refused(&run(&["--password", "wrong"]), 1, "no device managed to connect");
+    assert_refused(&run(&["--password-template", "no-placeholder"]), 2, "{id}");
+    assert_refused(
+        &run(&["--password", "x", "--password-template", "pw-{id}"]),
+        2,
+        "cannot be used with",
+    );
+}

@@ -33,6 +33,9 @@ pub struct SimulateArgs {
         hide_env_values = true
     )]
     pub password: String,
+    /// Per-device passwords instead: `{id}` is replaced by each device's id (e.g. `pw-{id}`).
+    #[arg(long, value_name = "TEMPLATE", conflicts_with = "password")]
+    pub password_template: Option<String>,
     /// Real seconds to run; without it, runs until Ctrl-C or SIGTERM.
     #[arg(long, value_name = "SECS")]
     pub duration: Option<f64>,
@@ -51,6 +54,8 @@ pub enum SimulateError {
     BadUrl { url: String, reason: String },
     #[error("--homes must be at least 1")]
     NoHomes,
+    #[error("--password-template must contain {{id}}")]
+    BadTemplate,
     #[error("--speed must be a positive number, not {0}")]
     BadSpeed(f64),
     #[error("--duration must be a positive number of seconds, not {0}")]
@@ -70,6 +75,7 @@ impl SimulateError {
         match self {
             SimulateError::BadUrl { .. }
             | SimulateError::NoHomes
+            | SimulateError::BadTemplate
             | SimulateError::BadSpeed(_)
             | SimulateError::BadDuration(_) => ExitCode::from(EXIT_CONFIG),
             _ => ExitCode::from(EXIT_RUNTIME),
@@ -99,7 +105,16 @@ pub fn sim_config(args: &SimulateArgs) -> Result<simulator::SimConfig, SimulateE
         Some(secs) => return Err(SimulateError::BadDuration(secs)),
     };
     let mut config = simulator::SimConfig::new(url.host, url.port, args.homes, args.seed);
-    config.password = simulator::Password::Shared(args.password.clone());
+    config.password = match &args.password_template {
+        Some(template) if template.contains("{id}") => {
+            let template = template.clone();
+            simulator::Password::PerDevice(std::sync::Arc::new(move |id: &protocol::DeviceId| {
+                template.replace("{id}", id.as_str())
+            }))
+        }
+        Some(_) => return Err(SimulateError::BadTemplate),
+        None => simulator::Password::Shared(args.password.clone()),
+    };
     config.speed = args.speed;
     config.duration = duration;
     if let Some(duration) = duration {
