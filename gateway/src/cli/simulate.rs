@@ -1,7 +1,6 @@
 //! `tec-gateway simulate`: runs the device simulator (the real firmware core, five devices
 //! per home) against a broker, for demos and load tests, and prints what happened.
 
-use std::net::ToSocketAddrs;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -132,8 +131,8 @@ async fn probe_broker(host: &str, port: u16) -> Result<(), SimulateError> {
         port,
         reason,
     };
-    let addrs: Vec<_> = (host, port)
-        .to_socket_addrs()
+    let addrs: Vec<_> = tokio::net::lookup_host((host, port))
+        .await
         .map_err(|e| unreachable(e.to_string()))?
         .collect();
     let mut last_error = String::from("the name resolves to no address");
