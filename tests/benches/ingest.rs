@@ -64,6 +64,7 @@ fn plain_options(broker: &Broker) -> PlainOptions {
         client_id: "bench-plain".into(),
         credentials: None,
         session_expiry_s: 3_600,
+        track_keys: false,
         send_receipts: false,
         // BENCH_PLAIN_RECEIVE_MAX=4096 gives it the gateway's in-flight window (experiment).
         receive_maximum: std::env::var("BENCH_PLAIN_RECEIVE_MAX")

@@ -32,6 +32,9 @@ pub struct PlainOptions {
     /// MQTT 5 receive maximum (unacked publishes the broker may have in flight to us); `None`
     /// leaves rumqttc's default (no limit announced).
     pub receive_maximum: Option<u16>,
+    /// Remember each distinct (device, boot, seq) for [`PlainSubscriber::distinct`]. Off in the
+    /// benchmark, so the baseline does nothing but receive and acknowledge.
+    pub track_keys: bool,
 }
 
 /// A persistent-session subscriber to `tec/v1/dev/+/up` with manual acks.
@@ -92,9 +95,14 @@ impl PlainSubscriber {
         let ack_client = client.clone();
         let ack_keys = keys.clone();
         let send_receipts = options.send_receipts;
+        let track_keys = options.track_keys;
         let acker = tokio::spawn(async move {
             while let Some(publish) = from_poller.recv().await {
-                let key = uplink_key(&publish);
+                let key = if track_keys || send_receipts {
+                    uplink_key(&publish)
+                } else {
+                    None
+                };
                 if let Some(key) = key
                     && let Ok(mut keys) = ack_keys.lock()
                 {

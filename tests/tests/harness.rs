@@ -15,6 +15,7 @@ fn stand_in_gateway(broker: &Broker) -> PlainOptions {
         client_id: "stand-in-gateway".into(),
         credentials: broker.auth().map(|auth| auth.gateway.clone()),
         session_expiry_s: 3600,
+        track_keys: true,
         send_receipts: true,
         receive_maximum: None,
     }
