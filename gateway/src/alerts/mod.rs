@@ -199,6 +199,9 @@ pub struct AlertEngine {
     bed_due: Schedule<ResidentId>,
     movement_due: Schedule<ResidentId>,
     dirty: BTreeSet<StateKey>,
+    /// While [`Self::handle_batch`] runs: devices whose no-comms timer is recomputed once at
+    /// the end of the batch rather than after every event (nothing reads the timers mid-batch).
+    deferred_reschedules: Option<BTreeSet<DeviceId>>,
 }
 
 impl AlertEngine {
@@ -219,6 +222,7 @@ impl AlertEngine {
             bed_due: Schedule::default(),
             movement_due: Schedule::default(),
             dirty: BTreeSet::new(),
+            deferred_reschedules: None,
         }
     }
 
@@ -340,6 +344,20 @@ impl AlertEngine {
                     self.on_last_will(device, resident, at, now, &mut effects);
                 }
             }
+        }
+        effects
+    }
+
+    /// Handles many inputs in order, with the same outcome as calling [`Self::handle`] on each,
+    /// but recomputes each device's no-comms timer once rather than per event.
+    pub fn handle_batch(&mut self, inputs: impl IntoIterator<Item = EngineInput>, now: Timestamp) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        self.deferred_reschedules = Some(BTreeSet::new());
+        for input in inputs {
+            effects.extend(self.handle(input, now));
+        }
+        for device in self.deferred_reschedules.take().unwrap_or_default() {
+            self.reschedule_device(device);
         }
         effects
     }
@@ -598,7 +616,8 @@ impl AlertEngine {
                     event,
                     registered,
                     status.heartbeat_interval_s,
-                    status.battery_percent,
+                    // 0 mV means "no reading yet" (SPEC.md): not an empty battery.
+                    (status.battery_mv > 0).then_some(status.battery_percent),
                     now,
                     effects,
                 ),
@@ -647,7 +666,7 @@ impl AlertEngine {
         event: &StoredEvent,
         registered: bool,
         interval_s: u32,
-        battery_percent: u8,
+        battery_percent: Option<u8>,
         now: Timestamp,
         effects: &mut Vec<Effect>,
     ) {
@@ -660,6 +679,9 @@ impl AlertEngine {
                 self.reschedule_device(device);
             }
         }
+        let Some(battery_percent) = battery_percent else {
+            return;
+        };
         if battery_percent < self.config.low_battery_percent {
             if self.latch_battery(device) {
                 let mut trigger = self.event_trigger(AlertKind::LowBattery, event, registered);
@@ -916,6 +938,10 @@ impl AlertEngine {
     }
 
     fn reschedule_device(&mut self, device: DeviceId) {
+        if let Some(deferred) = &mut self.deferred_reschedules {
+            deferred.insert(device);
+            return;
+        }
         let due = self.devices.get(&device).and_then(|watch| self.offline_deadline(watch));
         self.offline_due.set(device, due);
     }

@@ -232,6 +232,7 @@ impl Shell {
             let now = self.clock.now();
             let job = batch.clone();
             let span = tracing::debug_span!("ingest_batch", size, attempt = failures + 1);
+            let started = std::time::Instant::now();
             let result = self.run(move |core| span.in_scope(|| core.ingest(&job, now))).await;
             match result {
                 Some(Ok(committed)) => {
@@ -252,6 +253,7 @@ impl Shell {
                     }
                     tracing::debug!(
                         size,
+                        elapsed_ms = started.elapsed().as_millis() as u64,
                         stored = committed.stored,
                         duplicates = committed.duplicates,
                         "batch committed"

@@ -94,7 +94,6 @@ impl Core {
     pub fn ingest(&mut self, batch: &[Incoming], now: Timestamp) -> Result<Committed, StoreError> {
         let mut txn = self.store.begin_write()?;
         let mut out = Committed::default();
-        let mut effects = Vec::new();
         let mut devices: HashMap<DeviceId, (DeviceRecord, bool)> = HashMap::new();
         let mut receipts = Receipts::default();
         let mut residents = ResidentCache::default();
@@ -151,6 +150,8 @@ impl Core {
         }
         let outcomes = txn.insert_events(&events)?;
         let mut events = events.into_iter().zip(outcomes);
+        // The engine sees the inputs in arrival order; the records do not depend on it.
+        let mut inputs = Vec::with_capacity(steps.len());
         for step in steps {
             match step {
                 Step::Event { version } => {
@@ -170,17 +171,19 @@ impl Core {
                         out.unregistered += 1;
                     }
                     if let EventBody::Uplink(UplinkBody::Heartbeat(status)) = &event.body {
-                        record.battery_mv = Some(status.battery_mv);
-                        record.battery_percent = Some(status.battery_percent);
+                        // 0 mV: the device has no reading yet (SPEC.md).
+                        if status.battery_mv > 0 {
+                            record.battery_mv = Some(status.battery_mv);
+                            record.battery_percent = Some(status.battery_percent);
+                        }
                         record.firmware = Some(status.firmware);
                         record.heartbeat_interval_s = Some(status.heartbeat_interval_s);
                     }
-                    let input = EngineInput::Event {
+                    inputs.push(EngineInput::Event {
                         event,
                         device_registered: registered,
                         device_kind: record.kind,
-                    };
-                    effects.extend(self.engine.handle(input, now));
+                    });
                 }
                 Step::Presence {
                     device,
@@ -212,17 +215,17 @@ impl Core {
                             out.downlinks.push((device, DownlinkBody::TimeSync { unix_ms }));
                         }
                     }
-                    let input = EngineInput::Presence {
+                    inputs.push(EngineInput::Presence {
                         device,
                         resident,
                         online,
                         boot,
                         at,
-                    };
-                    effects.extend(self.engine.handle(input, now));
+                    });
                 }
             }
         }
+        let effects = self.engine.handle_batch(inputs, now);
         for (record, _) in devices.values() {
             txn.put_device(record)?;
         }
@@ -632,6 +635,67 @@ mod tests {
         assert_eq!(retry_backoff(base, 1), base);
         assert_eq!(retry_backoff(base, 2), base * 2);
         assert_eq!(retry_backoff(base, 50), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn engine_batch_matches_one_input_at_a_time() {
+        let status = |interval_s: u32| match heartbeat() {
+            UplinkBody::Heartbeat(mut status) => {
+                status.heartbeat_interval_s = interval_s;
+                UplinkBody::Heartbeat(status)
+            }
+            other => other,
+        };
+        let event = |device: &str, seq: u32, body: UplinkBody, at: i64| EngineInput::Event {
+            event: StoredEvent {
+                key: EventKey {
+                    device: dev(device),
+                    boot: 1,
+                    seq,
+                },
+                resident: None,
+                received_at: Timestamp(at),
+                device_time: None,
+                protocol_version: 1,
+                body: EventBody::Uplink(body),
+            },
+            device_registered: true,
+            device_kind: DeviceKind::Pendant,
+        };
+        let inputs = || {
+            vec![
+                event("pnd-a", 1, status(60), 1_000),
+                event("pnd-b", 1, status(300), 1_001),
+                event("pnd-a", 2, status(30), 1_002),
+                EngineInput::Presence {
+                    device: dev("pnd-b"),
+                    resident: None,
+                    online: false,
+                    boot: None,
+                    at: Timestamp(1_003),
+                },
+                event("pnd-c", 1, UplinkBody::Alarm(AlarmKind::PendantPress), 1_004),
+                event("pnd-a", 3, status(30), 1_005),
+            ]
+        };
+        let now = Timestamp(2_000);
+        let mut one_by_one = AlertEngine::new(EngineConfig::default(), AlertId(1));
+        let mut effects = Vec::new();
+        for input in inputs() {
+            effects.extend(one_by_one.handle(input, now));
+        }
+        let mut batched = AlertEngine::new(EngineConfig::default(), AlertId(1));
+        assert_eq!(batched.handle_batch(inputs(), now), effects);
+        assert_eq!(batched.next_deadline(), one_by_one.next_deadline());
+        assert_eq!(batched.take_state_changes(), one_by_one.take_state_changes());
+        for at in [60_000, 100_000, 200_000, 400_000, 1_000_000] {
+            assert_eq!(
+                batched.tick(Timestamp(at)),
+                one_by_one.tick(Timestamp(at)),
+                "tick at {at}"
+            );
+            assert_eq!(batched.next_deadline(), one_by_one.next_deadline());
+        }
     }
 
     /// The committer's own cost per event, without MQTT: `cargo test -p tec-gateway --release --lib
