@@ -1,5 +1,5 @@
 //! Ingest benchmark: how fast the gateway drains a backlog queued by Mosquitto while it was away,
-//! compared with a plain MQTT subscriber draining the same backlog (the ceiling: the broker and
+//! compared with a plain MQTT subscriber draining the same backlog (the reference: the broker and
 //! the network path with no storage at all).
 //!
 //! `cargo bench -p tec-tests --bench ingest` (BENCH_N uplinks, default 200000, from
