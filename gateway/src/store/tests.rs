@@ -47,3 +47,86 @@ fn redb_lock_and_corruption_errors_map_to_typed_variants() {
         StoreError::InUse
     ));
 }
+
+fn stored_event(device: &str, seq: u32, at: i64) -> crate::domain::StoredEvent {
+    crate::domain::StoredEvent {
+        key: crate::domain::EventKey {
+            device: protocol::DeviceId::new(device).unwrap(),
+            boot: 1,
+            seq,
+        },
+        resident: None,
+        received_at: Timestamp(at),
+        device_time: None,
+        protocol_version: 1,
+        body: crate::domain::EventBody::Unrecognised {
+            body_tag: 99,
+            raw: vec![seq as u8],
+        },
+    }
+}
+
+#[test]
+fn batch_insert_keeps_the_first_copy_and_reports_duplicates() {
+    use super::{InsertOutcome, Store};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_in_dir(dir.path()).unwrap();
+    let mut batch = store.begin_write().unwrap();
+    let outcomes = batch
+        .insert_events(&[stored_event("pnd-1", 1, 10), stored_event("pnd-1", 1, 11)])
+        .unwrap();
+    assert_eq!(outcomes, vec![InsertOutcome::Inserted, InsertOutcome::Duplicate]);
+    batch.commit().unwrap();
+    let mut batch = store.begin_write().unwrap();
+    let outcomes = batch
+        .insert_events(&[stored_event("pnd-2", 1, 20), stored_event("pnd-1", 1, 21)])
+        .unwrap();
+    assert_eq!(outcomes, vec![InsertOutcome::Inserted, InsertOutcome::Duplicate]);
+    batch.commit().unwrap();
+    let kept = store.event(&stored_event("pnd-1", 1, 0).key).unwrap().unwrap();
+    assert_eq!(kept.received_at, Timestamp(10), "the first copy stays");
+    assert_eq!(store.event_count().unwrap(), 2);
+    assert_eq!(store.events(&super::EventFilter::default()).unwrap().len(), 2);
+}
+
+#[test]
+fn one_millisecond_split_over_commits_reads_in_key_order_and_honours_the_limit() {
+    use super::{EventFilter, Store};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_in_dir(dir.path()).unwrap();
+    for events in [
+        vec![
+            stored_event("pnd-c", 1, 5),
+            stored_event("pnd-a", 1, 5),
+            stored_event("pnd-z", 1, 4),
+        ],
+        vec![stored_event("pnd-b", 1, 5), stored_event("pnd-d", 1, 6)],
+    ] {
+        let mut batch = store.begin_write().unwrap();
+        batch.insert_events(&events).unwrap();
+        batch.commit().unwrap();
+    }
+    let order = |filter: &EventFilter| -> Vec<String> {
+        store
+            .events(filter)
+            .unwrap()
+            .iter()
+            .map(|e| format!("{}@{}", e.key.device, e.received_at.as_millis()))
+            .collect()
+    };
+    assert_eq!(
+        order(&EventFilter::default()),
+        vec!["pnd-z@4", "pnd-a@5", "pnd-b@5", "pnd-c@5", "pnd-d@6"]
+    );
+    let window = EventFilter {
+        since: Some(Timestamp(5)),
+        limit: Some(2),
+        ..EventFilter::default()
+    };
+    assert_eq!(order(&window), vec!["pnd-a@5", "pnd-b@5"]);
+    let until = EventFilter {
+        until: Some(Timestamp(6)),
+        ..EventFilter::default()
+    };
+    assert_eq!(order(&until).len(), 4);
+}
