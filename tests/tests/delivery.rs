@@ -163,10 +163,8 @@ async fn broker_restart_keeps_the_gateways_queue() {
         },
     )
     .unwrap();
-    // The gateway serves /healthz before it installs its SIGTERM handler (cli::run waits for the
-    // signal only after app::spawn returns), so a SIGTERM right at "healthy" can kill it outright.
-    // Give it a moment; reported to the gateway's owners.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // SIGTERM right at "healthy": the gateway listens for it before it starts, so this is a
+    // graceful stop (it once was not).
     tokio::task::block_in_place(|| scenario.stop_gateway()).unwrap();
     let admin = scenario.broker.auth().unwrap().admin.clone().unwrap();
     let publisher = e2e::devices::RawClient::connect(

@@ -146,6 +146,9 @@ fn run(args: RunArgs) -> ExitCode {
         }
     };
     runtime.block_on(async move {
+        // Listen before starting: a SIGTERM that arrives as soon as /healthz says ok must
+        // still mean a graceful shutdown, not the default (immediate) death.
+        let stop = ShutdownSignals::install();
         let handle = match app::spawn(config, Arc::new(SystemClock)).await {
             Ok(handle) => handle,
             Err(e) => {
@@ -154,7 +157,7 @@ fn run(args: RunArgs) -> ExitCode {
                 return ExitCode::from(EXIT_RUNTIME);
             }
         };
-        wait_for_signal().await;
+        stop.wait().await;
         match handle.shutdown().await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -166,23 +169,56 @@ fn run(args: RunArgs) -> ExitCode {
     })
 }
 
-async fn wait_for_signal() {
+/// SIGTERM and SIGINT listeners, registered as soon as this is created (a signal that
+/// arrives before [`ShutdownSignals::wait`] is kept, not lost).
+struct ShutdownSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => tracing::info!("SIGTERM received"),
-                    _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    terminate: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    interrupt: Option<tokio::signal::unix::Signal>,
+}
+
+impl ShutdownSignals {
+    fn install() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let listen = |kind: SignalKind, name: &str| match signal(kind) {
+                Ok(listener) => Some(listener),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for {name}");
+                    None
                 }
-                return;
+            };
+            Self {
+                terminate: listen(SignalKind::terminate(), "SIGTERM"),
+                interrupt: listen(SignalKind::interrupt(), "SIGINT"),
             }
-            Err(e) => tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the gateway"),
         }
+        #[cfg(not(unix))]
+        Self {}
     }
-    if let Err(e) = tokio::signal::ctrl_c().await {
-        tracing::error!(error = %e, "cannot listen for Ctrl-C; stopping");
+
+    async fn wait(self) {
+        #[cfg(unix)]
+        {
+            async fn next(listener: Option<tokio::signal::unix::Signal>) {
+                match listener {
+                    Some(mut listener) => {
+                        listener.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            }
+            tokio::select! {
+                _ = next(self.terminate) => tracing::info!("SIGTERM received"),
+                _ = next(self.interrupt) => tracing::info!("SIGINT received"),
+            }
+        }
+        #[cfg(not(unix))]
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C; stopping");
+        }
     }
 }
 
