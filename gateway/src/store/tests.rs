@@ -130,3 +130,65 @@ fn one_millisecond_split_over_commits_reads_in_key_order_and_honours_the_limit()
     };
     assert_eq!(order(&until).len(), 4);
 }
+
+#[test]
+fn resident_history_across_commits_filters_devices_and_honours_the_limit() {
+    use super::{EventFilter, Store};
+    use crate::domain::ResidentId;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_in_dir(dir.path()).unwrap();
+    let of = |device: &str, seq: u32, at: i64, resident: &str| {
+        let mut event = stored_event(device, seq, at);
+        event.resident = Some(ResidentId::new(resident.to_string()).unwrap());
+        event
+    };
+    for events in [
+        vec![
+            of("pnd-b", 1, 5, "r1"),
+            of("pnd-a", 1, 5, "r1"),
+            of("pnd-x", 1, 5, "r2"),
+        ],
+        vec![
+            of("pnd-a", 2, 5, "r1"),
+            of("pnd-b", 2, 7, "r1"),
+            of("pnd-x", 2, 3, "r2"),
+        ],
+    ] {
+        let mut batch = store.begin_write().unwrap();
+        batch.insert_events(&events).unwrap();
+        batch.commit().unwrap();
+    }
+    let order = |filter: EventFilter| -> Vec<String> {
+        store
+            .events(&filter)
+            .unwrap()
+            .iter()
+            .map(|e| format!("{}/{}@{}", e.key.device, e.key.seq, e.received_at.as_millis()))
+            .collect()
+    };
+    let r1 = Some(ResidentId::new("r1".to_string()).unwrap());
+    let all = EventFilter {
+        resident: r1.clone(),
+        ..EventFilter::default()
+    };
+    assert_eq!(order(all), vec!["pnd-a/1@5", "pnd-a/2@5", "pnd-b/1@5", "pnd-b/2@7"]);
+    let limited = EventFilter {
+        resident: r1.clone(),
+        limit: Some(3),
+        ..EventFilter::default()
+    };
+    assert_eq!(order(limited), vec!["pnd-a/1@5", "pnd-a/2@5", "pnd-b/1@5"]);
+    let one_device = EventFilter {
+        resident: r1.clone(),
+        device: Some(protocol::DeviceId::new("pnd-b").unwrap()),
+        since: Some(Timestamp(6)),
+        ..EventFilter::default()
+    };
+    assert_eq!(order(one_device), vec!["pnd-b/2@7"]);
+    let other = EventFilter {
+        resident: Some(ResidentId::new("r2".to_string()).unwrap()),
+        until: Some(Timestamp(5)),
+        ..EventFilter::default()
+    };
+    assert_eq!(order(other), vec!["pnd-x/2@3"]);
+}
