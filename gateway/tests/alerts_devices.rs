@@ -6,8 +6,8 @@ mod alerts_support;
 
 use alerts_support::*;
 use gateway::alerts::EngineConfig;
-use gateway::domain::{AlertId, AlertKind, AlertState, Change, Outcome, Priority};
-use protocol::{AlarmKind, DownlinkBody};
+use gateway::domain::{AlertId, AlertKind, AlertState, Change, EventBody, Outcome, Priority};
+use protocol::{AlarmKind, DownlinkBody, UplinkBody};
 
 const NOON: &str = "2026-01-15T12:00:00Z";
 
@@ -236,6 +236,18 @@ fn low_battery_raises_one_alert_until_the_battery_recovers_past_the_hysteresis()
     sim.advance(5 * MINUTE);
     sim.send(Ev::new("pnd-1", heartbeat(15, 300)).of("r1"));
     assert_eq!(sim.only_open().id, AlertId(2));
+}
+
+#[test]
+fn a_heartbeat_without_a_battery_reading_is_not_a_flat_battery() {
+    let mut sim = Sim::default_at(NOON);
+    let mut unknown = heartbeat(0, 300);
+    if let EventBody::Uplink(UplinkBody::Heartbeat(status)) = &mut unknown {
+        status.battery_mv = 0;
+    }
+    let (_, effects) = sim.send(Ev::new("pnd-1", unknown).of("r1"));
+    assert!(changed_alerts(&effects).is_empty(), "{effects:?}");
+    assert!(sim.open().is_empty());
 }
 
 #[test]
