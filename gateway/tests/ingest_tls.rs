@@ -42,21 +42,14 @@ fn pki() -> Pki {
 }
 
 fn tls_broker(pki: &Pki) -> Mosquitto {
-    Mosquitto::start_with(|dir: &Path| {
-        let write = |name: &str, text: &str| -> PathBuf {
-            let path = dir.join(name);
-            std::fs::write(&path, text).unwrap();
-            path
-        };
-        let ca = write("ca.pem", &pki.ca_pem);
-        let cert = write("server.pem", &pki.server_pem);
-        let key = write("server.key", &pki.server_key_pem);
-        format!(
-            "cafile {}\ncertfile {}\nkeyfile {}\n",
-            ca.display(),
-            cert.display(),
-            key.display()
-        )
+    Mosquitto::start_with(testkit::BrokerOptions {
+        extra_files: vec![
+            ("ca.pem".into(), pki.ca_pem.clone()),
+            ("server.pem".into(), pki.server_pem.clone()),
+            ("server.key".into(), pki.server_key_pem.clone()),
+        ],
+        extra_config: "cafile {dir}/ca.pem\ncertfile {dir}/server.pem\nkeyfile {dir}/server.key\n".into(),
+        ..testkit::BrokerOptions::default()
     })
 }
 

@@ -132,20 +132,16 @@ fn sigterm_stops_an_open_ended_run_and_prints_the_report() {
 
 #[test]
 fn per_device_passwords_from_a_template_and_refused_credentials() {
-    let broker = Mosquitto::start_with(|dir| {
-        let passwd = dir.join("passwd");
-        let users: String = ["pendant", "door", "bed", "pir", "smoke"]
-            .iter()
-            .map(|kind| format!("sim-h00001-{kind}:pw-sim-h00001-{kind}\n"))
-            .collect();
-        std::fs::write(&passwd, users).unwrap();
-        let hashed = Command::new("/usr/bin/mosquitto_passwd")
-            .arg("-U")
-            .arg(&passwd)
-            .status()
-            .unwrap();
-        assert!(hashed.success());
-        format!("allow_anonymous false\npassword_file {}\n", passwd.display())
+    let devices = ["pendant", "door", "bed", "pir", "smoke"]
+        .iter()
+        .map(|kind| testkit::Credentials::for_device(&format!("sim-h00001-{kind}")))
+        .collect();
+    let broker = Mosquitto::start_with(testkit::BrokerOptions {
+        auth: Some(testkit::BrokerAuth {
+            devices,
+            ..testkit::BrokerAuth::for_devices([])
+        }),
+        ..testkit::BrokerOptions::default()
     });
     let url = broker.url();
     let run = |password: &[&str]| {

@@ -3,14 +3,14 @@
 //!
 //! Reused by the firmware end-to-end tests, the load and fault campaign, and the demo.
 
-pub mod broker;
+/// The broker, error and port helpers live in `testkit`, shared with the other crates' tests.
+pub use testkit::{broker, error, net};
+
 pub mod check;
 pub mod devices;
-pub mod error;
 pub mod gateway_process;
 pub mod http;
 pub mod metrics;
-pub mod net;
 pub mod plain;
 pub mod scenario;
 

@@ -8,9 +8,7 @@
     dead_code
 )]
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::net::{SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
 use protocol::{Downlink, MAX_UPLINK_LEN, Uplink, UplinkBody, UplinkHeader, decode_downlink, encode_uplink};
@@ -20,74 +18,30 @@ use rumqttc::v5::{AsyncClient, Event, MqttOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-pub const MOSQUITTO: &str = "/usr/sbin/mosquitto";
-
-fn current_user() -> String {
-    let output = Command::new("id").arg("-un").output().expect("running id -un");
-    String::from_utf8(output.stdout).unwrap().trim().to_owned()
-}
-
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// A Mosquitto process of our own; killed on drop. Fails (never skips) if not installed.
+/// A private Mosquitto (the shared `testkit` broker), killed on drop. Fails, never skips,
+/// when Mosquitto is not installed.
 pub struct Mosquitto {
-    child: Child,
+    _broker: testkit::Broker,
     pub port: u16,
-    _dir: tempfile::TempDir,
 }
 
 impl Mosquitto {
     pub fn start() -> Self {
-        Self::start_with(|_| String::new())
+        Self::start_with(testkit::BrokerOptions::default())
     }
 
-    /// With extra config lines, given the broker's own temp dir (for certificate files).
-    pub fn start_with(extra: impl FnOnce(&Path) -> String) -> Self {
-        assert!(
-            Path::new(MOSQUITTO).exists(),
-            "{MOSQUITTO} is missing: install the Debian package mosquitto"
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let conf = dir.path().join("mosquitto.conf");
-        let extra = extra(dir.path());
-        // Running as root, Mosquitto would drop to user `mosquitto`, who cannot read our temp dir.
-        let user = current_user();
-        std::fs::write(
-            &conf,
-            format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\n\
-                 user {user}\n{extra}"
-            ),
-        )
-        .unwrap();
-        let child = Command::new(MOSQUITTO)
-            .arg("-c")
-            .arg(&conf)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting mosquitto");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "mosquitto did not listen on {port}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Self { child, port, _dir: dir }
+    pub fn start_with(options: testkit::BrokerOptions) -> Self {
+        let broker = testkit::Broker::start_with(options).unwrap_or_else(|e| panic!("{e}"));
+        let port = broker.port();
+        Self { _broker: broker, port }
     }
 
     pub fn url(&self) -> String {
         format!("mqtt://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

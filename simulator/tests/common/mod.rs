@@ -7,10 +7,7 @@
     dead_code
 )]
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use protocol::{
     ALL_STATUS_FILTER, ALL_UPLINKS_FILTER, DeviceId, Downlink, DownlinkBody, MAX_DOWNLINK_LEN, Presence, Topic,
@@ -19,110 +16,58 @@ use protocol::{
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio::sync::mpsc;
 
-const MOSQUITTO: &str = "/usr/sbin/mosquitto";
-
-/// A Mosquitto process on a free port, killed on drop.
+/// A private Mosquitto (the shared `testkit` broker) on a free port, killed on drop. Fails,
+/// never skips, when Mosquitto is not installed.
 pub struct Broker {
-    child: Child,
+    inner: testkit::Broker,
     pub port: u16,
-    _dir: PathBuf,
 }
 
 impl Broker {
     /// Anonymous access, no ACL.
     pub fn start() -> Self {
-        Self::start_with("allow_anonymous true\n", |_| {})
+        Self::start_with(testkit::BrokerOptions::default())
     }
 
-    /// Per-user passwords and the production-style ACL: each device may only publish to
-    /// its own up and status topics and read its own down topic; `stand-in` may do all.
+    /// Per-user passwords and the production ACL: each device may only publish to its own up
+    /// and status topics and read its own down topic; `stand-in` may do everything.
     pub fn start_with_users(users: &[(&str, &str)]) -> Self {
-        let users: Vec<(String, String)> = users.iter().map(|(u, p)| (u.to_string(), p.to_string())).collect();
-        Self::start_with("", move |dir| {
-            let passwords = dir.join("passwd");
-            std::fs::write(&passwords, "").unwrap();
-            for (user, password) in &users {
-                let status = Command::new("mosquitto_passwd")
-                    .arg("-b")
-                    .arg(&passwords)
-                    .arg(user)
-                    .arg(password)
-                    .status()
-                    .expect("mosquitto_passwd runs");
-                assert!(status.success(), "mosquitto_passwd failed for {user}");
-            }
-            let acl = dir.join("acl");
-            std::fs::write(
-                &acl,
-                "user stand-in\ntopic readwrite tec/#\n\n\
-                 pattern write tec/v1/dev/%u/up\npattern write tec/v1/dev/%u/status\npattern read tec/v1/dev/%u/down\n",
-            )
-            .unwrap();
-            let conf = dir.join("mosquitto.conf");
-            let mut text = std::fs::read_to_string(&conf).unwrap();
-            text.push_str(&format!(
-                "allow_anonymous false\npassword_file {}\nacl_file {}\n",
-                passwords.display(),
-                acl.display()
-            ));
-            std::fs::write(&conf, text).unwrap();
+        let credentials = |(user, password): &(&str, &str)| testkit::Credentials::new(*user, *password);
+        let admin = users.iter().find(|(user, _)| *user == "stand-in").map(credentials);
+        let devices = users
+            .iter()
+            .filter(|(user, _)| *user != "stand-in")
+            .map(credentials)
+            .collect();
+        Self::start_with(testkit::BrokerOptions {
+            auth: Some(testkit::BrokerAuth {
+                devices,
+                admin,
+                ..testkit::BrokerAuth::for_devices([])
+            }),
+            ..testkit::BrokerOptions::default()
         })
     }
 
-    fn start_with(extra: &str, prepare: impl FnOnce(&std::path::Path)) -> Self {
-        assert!(
-            std::path::Path::new(MOSQUITTO).exists(),
-            "{MOSQUITTO} is missing: install the Debian package `mosquitto`"
-        );
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let dir = std::env::temp_dir().join(format!("tec-sim-mosquitto-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let conf = dir.join("mosquitto.conf");
-        std::fs::write(&conf, format!("listener {port} 127.0.0.1\n{extra}")).unwrap();
-        prepare(&dir);
-        let child = spawn_listening(&conf, port);
-        Self { child, port, _dir: dir }
+    fn start_with(options: testkit::BrokerOptions) -> Self {
+        let inner = testkit::Broker::start_with(options).unwrap_or_else(|e| panic!("{e}"));
+        let port = inner.port();
+        Self { inner, port }
     }
 
     /// Kills the broker (as a crash would) and starts it again on the same port.
     pub fn restart_after(&mut self, down: Duration) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
         std::thread::sleep(down);
-        self.child = spawn_listening(&self._dir.join("mosquitto.conf"), self.port);
+        self.start_again();
     }
 
     pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.inner.kill().unwrap_or_else(|e| panic!("{e}"));
     }
 
     pub fn start_again(&mut self) {
-        self.child = spawn_listening(&self._dir.join("mosquitto.conf"), self.port);
-    }
-}
-
-fn spawn_listening(conf: &std::path::Path, port: u16) -> Child {
-    let child = Command::new(MOSQUITTO)
-        .arg("-c")
-        .arg(conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {MOSQUITTO}: {e}"));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "mosquitto did not listen on {port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self._dir);
+        self.inner.start_again().unwrap_or_else(|e| panic!("{e}"));
     }
 }
 

@@ -68,6 +68,12 @@ pub struct BrokerOptions {
     pub max_inflight_messages: u32,
     /// Seconds between saves of the in-memory database (0: only at shutdown).
     pub autosave_interval_s: u32,
+    /// Files written into the broker's own directory before it starts (e.g. TLS certificates),
+    /// as (file name, contents).
+    pub extra_files: Vec<(String, String)>,
+    /// Lines appended to the listener's config; `{dir}` stands for the broker's directory
+    /// (e.g. `cafile {dir}/ca.pem` for a TLS listener).
+    pub extra_config: String,
 }
 
 impl Default for BrokerOptions {
@@ -76,6 +82,8 @@ impl Default for BrokerOptions {
             auth: None,
             max_inflight_messages: 0,
             autosave_interval_s: 60,
+            extra_files: Vec::new(),
+            extra_config: String::new(),
         }
     }
 }
@@ -227,6 +235,10 @@ impl Broker {
                 let _ = writeln!(conf, "acl_file {}", acl.display());
             }
         }
+        for (name, contents) in &o.extra_files {
+            fs::write(dir.join(name), contents).map_err(HarnessError::io(format!("writing {name}")))?;
+        }
+        let _ = writeln!(conf, "{}", o.extra_config.replace("{dir}", &dir.display().to_string()));
         fs::write(self.config_path(), conf).map_err(HarnessError::io("writing mosquitto.conf"))
     }
 

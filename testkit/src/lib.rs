@@ -1,0 +1,10 @@
+//! Test support shared by the gateway's, the simulator's and the end-to-end tests: a private
+//! Mosquitto per test (its own port, config, persistence, optional passwords, ACLs and TLS),
+//! local port helpers, and one error type that says what went wrong and where.
+
+pub mod broker;
+pub mod error;
+pub mod net;
+
+pub use broker::{Broker, BrokerAuth, BrokerOptions, Credentials};
+pub use error::{HarnessError, Result};
