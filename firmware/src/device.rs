@@ -11,6 +11,8 @@ use protocol::{
     encode_uplink,
 };
 
+use crate::hw::battery::{BatteryMonitor, BatteryReading};
+use crate::hw::tmp102::TemperatureMonitor;
 use crate::indication::Indication;
 use crate::input::Input;
 use crate::outbox::{Outbox, OutboxError, Queued};
@@ -23,11 +25,6 @@ pub const RECEIVED_SHOW_MS: u64 = 10 * 60_000;
 pub const HELP_SHOW_MS: u64 = 60 * 60_000;
 /// How long "resolved" is shown.
 pub const RESOLVED_SHOW_MS: u64 = 10_000;
-/// The battery must climb this far above the threshold before a new low-battery alarm, so
-/// a reading hovering at the threshold does not raise one per reading.
-pub const LOW_BATTERY_HYSTERESIS_PERCENT: u8 = 5;
-/// Same for the temperature band, hundredths of a °C.
-pub const TEMPERATURE_HYSTERESIS_CENTI: i16 = 50;
 /// Alarms held in the core while the outbox is full of unreceipted alarms (see
 /// [`DeviceError::AlarmNotQueued`]).
 pub const ALARM_BACKLOG: usize = 8;
@@ -160,9 +157,11 @@ pub struct Device {
     alarms_lost: u32,
     link: Link,
     battery: Option<(u16, u8)>,
-    battery_low: bool,
+    /// Low-battery and temperature-band decisions, with their hysteresis: the hardware
+    /// layer's monitors, so the rule exists once.
+    battery_monitor: BatteryMonitor,
     rssi_dbm: i8,
-    temperature_alarm: bool,
+    temperature_monitor: TemperatureMonitor,
     next_heartbeat_ms: u64,
     activity: Option<Activity>,
     /// The last alarm the resident may still cancel: (seq, raised at).
@@ -203,9 +202,9 @@ impl Device {
             alarms_lost: 0,
             link: Link::Disconnected { since_ms: now_ms },
             battery: None,
-            battery_low: false,
+            battery_monitor: BatteryMonitor::from_device_config(&config),
             rssi_dbm: 0,
-            temperature_alarm: false,
+            temperature_monitor: TemperatureMonitor::new(0, &config),
             next_heartbeat_ms: now_ms,
             activity: setup.activity.map(|setup| Activity {
                 setup,
@@ -308,31 +307,25 @@ impl Device {
 
     fn battery_reading(&mut self, millivolts: u16, percent: u8, now_ms: u64) -> Result<(), DeviceError> {
         self.battery = Some((millivolts, percent));
-        let threshold = self.config.low_battery_percent;
-        if !self.battery_low && percent < threshold {
-            self.battery_low = true;
-            self.queue(UplinkBody::Alarm(AlarmKind::LowBattery { millivolts, percent }), now_ms)?;
-        } else if self.battery_low && percent >= threshold.saturating_add(LOW_BATTERY_HYSTERESIS_PERCENT) {
-            self.battery_low = false;
-        }
-        Ok(())
+        let events = self.battery_monitor.update(BatteryReading { millivolts, percent });
+        self.queue_monitor_alarms(events, now_ms)
     }
 
     fn check_temperature(&mut self, centi_celsius: i16, now_ms: u64) -> Result<(), DeviceError> {
-        let low = self.config.temperature_low_centi;
-        let high = self.config.temperature_high_centi;
-        let outside = centi_celsius < low || centi_celsius > high;
-        if outside && !self.temperature_alarm {
-            self.temperature_alarm = true;
-            self.queue(
-                UplinkBody::Alarm(AlarmKind::TemperatureExtreme { centi_celsius }),
-                now_ms,
-            )?;
-        } else if self.temperature_alarm
-            && centi_celsius >= low.saturating_add(TEMPERATURE_HYSTERESIS_CENTI)
-            && centi_celsius <= high.saturating_sub(TEMPERATURE_HYSTERESIS_CENTI)
-        {
-            self.temperature_alarm = false;
+        let events = self.temperature_monitor.update(centi_celsius);
+        self.queue_monitor_alarms(events, now_ms)
+    }
+
+    /// Queues the alarms a monitor decided on; its readings and reports are already handled.
+    fn queue_monitor_alarms(
+        &mut self,
+        events: impl IntoIterator<Item = Input>,
+        now_ms: u64,
+    ) -> Result<(), DeviceError> {
+        for event in events {
+            if let Input::Alarm(kind) = event {
+                self.queue(UplinkBody::Alarm(kind), now_ms)?;
+            }
         }
         Ok(())
     }
@@ -390,6 +383,8 @@ impl Device {
         if config.heartbeat_interval_s != self.config.heartbeat_interval_s {
             self.next_heartbeat_ms = now_ms.saturating_add(u64::from(config.heartbeat_interval_s) * 1_000);
         }
+        self.battery_monitor.apply_device_config(&config);
+        self.temperature_monitor.apply_device_config(&config);
         self.config = config;
     }
 
@@ -528,7 +523,7 @@ impl Device {
         }
         if no_connection {
             Indication::NoConnection
-        } else if self.battery_low {
+        } else if self.battery_monitor.is_low() {
             Indication::LowBattery
         } else {
             Indication::Idle

@@ -13,6 +13,10 @@
 //! | [`sensors`] | home sensor pins | `Alarm(Smoke/CO/Flood/Heat/Tamper/MainsPowerLost/Restored)`, `Sensor{Door/Bed/Chair/Motion}`, motion counts |
 //! | [`battery`] | a [`battery::BatteryGauge`] | `Battery` per reading, `Alarm(LowBattery)` once per crossing |
 //! | [`feedback`] | a [`feedback::Pattern`] and the time | LED and buzzer pin levels |
+//!
+//! The device core runs its own [`battery::BatteryMonitor`] and [`tmp102::TemperatureMonitor`]
+//! on the readings it is given, so a device feeds it only `Battery` and `Sensor{Temperature}`
+//! readings, never these monitors' `Alarm` outputs (that would raise each alarm twice).
 
 pub mod battery;
 pub mod button;
