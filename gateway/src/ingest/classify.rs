@@ -94,40 +94,34 @@ fn classify_uplink(device: DeviceId, payload: &[u8]) -> Classified {
             header: uplink.header,
             body: EventBody::Uplink(uplink.body),
         },
-        Err(DecodeError::MalformedBody) => match peek_uplink_header(payload) {
-            // A device bug, not a newer revision: retransmission cannot repair it (the bytes
-            // are identical each time), so store it raw and receipt it rather than have the
-            // device retry forever; if its body tag says alarm, the engine raises it for a
-            // human (SPEC.md 10.3).
-            Ok((version, header, body)) => {
-                let body_tag = postcard::take_from_bytes::<u32>(body).map_or(u32::MAX, |(tag, _)| tag);
-                tracing::warn!(%device, boot = header.boot, seq = header.seq, body_tag, "uplink body malformed; stored raw");
-                Classified::Event {
-                    device,
-                    version,
-                    header,
-                    body: EventBody::Unrecognised {
-                        body_tag,
-                        raw: payload.to_vec(),
-                    },
+        // A body from a newer revision, or a malformed one behind a good header (a device bug
+        // that retransmission cannot repair: the bytes are identical each time). Either way
+        // store it raw and receipt it rather than have the device retry forever; if its body
+        // tag says alarm, the engine raises it for a human (SPEC.md 10.3).
+        Err(error @ (DecodeError::UnknownVariant { .. } | DecodeError::MalformedBody)) => {
+            match peek_uplink_header(payload) {
+                Ok((version, header, body)) => {
+                    let body_tag = match error {
+                        DecodeError::UnknownVariant { body_tag } => body_tag,
+                        _ => {
+                            let tag = postcard::take_from_bytes::<u32>(body).map_or(u32::MAX, |(tag, _)| tag);
+                            tracing::warn!(%device, boot = header.boot, seq = header.seq, body_tag = tag, "uplink body malformed; stored raw");
+                            tag
+                        }
+                    };
+                    Classified::Event {
+                        device,
+                        version,
+                        header,
+                        body: EventBody::Unrecognised {
+                            body_tag,
+                            raw: payload.to_vec(),
+                        },
+                    }
                 }
+                Err(e) => Classified::Reject(decode_reject(e)),
             }
-            Err(e) => Classified::Reject(decode_reject(e)),
-        },
-        Err(DecodeError::UnknownVariant { body_tag }) => match peek_uplink_header(payload) {
-            // Newer revision: store it raw, receipt it, and let the engine see it (an
-            // unknown alarm still needs a human).
-            Ok((version, header, _body)) => Classified::Event {
-                device,
-                version,
-                header,
-                body: EventBody::Unrecognised {
-                    body_tag,
-                    raw: payload.to_vec(),
-                },
-            },
-            Err(e) => Classified::Reject(decode_reject(e)),
-        },
+        }
         Err(e) => Classified::Reject(decode_reject(e)),
     }
 }
