@@ -371,6 +371,8 @@ impl Device {
                 self.clock_offset_ms = i64::try_from(offset).ok();
                 Ok(())
             }
+            // Handled in the boot-floor work (issue 7, item 1); ignored until then.
+            DownlinkBody::BootFloor { .. } => Ok(()),
         }
     }
 

@@ -14,11 +14,11 @@ use crate::alerts::{EngineConfig, ResidentRules};
 use crate::config::{Config, ConfigError};
 use crate::domain::{Alert, AlertId, Assignment, Clock, DeviceRecord, Outcome, Resident, ResidentId};
 use crate::http::{HttpState, router};
-use crate::ingest::committer::{Command, Committer};
-use crate::ingest::core::{Core, OperatorError};
 use crate::ingest::mqtt::{MqttState, mqtt_options, run_poller, spawn_outbound};
 use crate::metrics::{IngestStats, Metrics};
 use crate::store::{Store, StoreError};
+use crate::writer::committer::{Command, Committer};
+use crate::writer::core::{Core, OperatorError};
 
 /// Alerts buffered for slow live-stream subscribers before they see `Lagged`.
 pub const ALERT_STREAM_CAPACITY: usize = 4096;

@@ -300,6 +300,11 @@ pub enum AlertKind {
     /// An alarm from a newer device whose kind this gateway cannot decode. Treated as
     /// life-safety: a human must look.
     UnrecognisedAlarm,
+    /// The device reused keys (its boot counter went back): an event arrived under a key
+    /// already stored with different content, or it came online with a lower boot number
+    /// than one already seen. Nothing was lost (the copy is stored), but the device needs a
+    /// technician's look.
+    KeyConflict,
 }
 
 impl AlertKind {
@@ -347,7 +352,9 @@ impl AlertKind {
             | Self::Inactivity
             | Self::NoMovementByTime
             | Self::MedicationMissed => Priority::Wellbeing,
-            Self::Tamper | Self::MainsPowerLost | Self::LowBattery | Self::DeviceOffline => Priority::Technical,
+            Self::Tamper | Self::MainsPowerLost | Self::LowBattery | Self::DeviceOffline | Self::KeyConflict => {
+                Priority::Technical
+            }
         }
     }
 }

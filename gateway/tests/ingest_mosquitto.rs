@@ -222,7 +222,7 @@ async fn stores_receipts_quarantines_and_raises_alerts() {
     gateway.shutdown().await.unwrap();
     assert!(matches!(
         client.acknowledge(alert.id, "op-7").await,
-        Err(gateway::ingest::OperatorError::Stopped)
+        Err(gateway::writer::OperatorError::Stopped)
     ));
 }
 

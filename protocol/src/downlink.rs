@@ -45,10 +45,14 @@ pub enum DownlinkBody {
     SelfTest { command_id: u32 },
     /// Tag 5. The gateway's clock, Unix time in milliseconds.
     TimeSync { unix_ms: u64 },
+    /// Tag 6. The gateway has seen this device's keys reused (its boot counter went back):
+    /// from now on the device must use boot numbers of at least `min_boot` (SPEC.md, "When a
+    /// boot counter goes back").
+    BootFloor { min_boot: u32 },
 }
 
 /// Number of [`DownlinkBody`] variants this revision knows.
-pub const DOWNLINK_BODY_VARIANTS: u32 = 6;
+pub const DOWNLINK_BODY_VARIANTS: u32 = 7;
 
 /// Device settings the gateway controls. Always sent whole.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

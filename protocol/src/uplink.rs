@@ -41,8 +41,16 @@ pub struct UplinkHeader {
     /// (retransmissions reuse it).
     pub seq: u32,
     /// The device's own clock at the event, Unix time in milliseconds, if it has one.
+    /// Values outside [`DEVICE_TIME_MIN_MS`]..=[`DEVICE_TIME_MAX_MS`] are a clock that was
+    /// never set or is broken: the gateway stores the event, flags the time as unusable and
+    /// counts it (SPEC.md, "Device time").
     pub device_time_ms: Option<u64>,
 }
+
+/// Earliest device time the gateway accepts: 2020-01-01T00:00:00Z.
+pub const DEVICE_TIME_MIN_MS: u64 = 1_577_836_800_000;
+/// Latest device time the gateway accepts: 2099-12-31T23:59:59.999Z.
+pub const DEVICE_TIME_MAX_MS: u64 = 4_102_444_799_999;
 
 /// What happened.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,6 +119,16 @@ pub enum AlarmKind {
 
 /// Number of [`AlarmKind`] variants this revision knows.
 pub const ALARM_KIND_VARIANTS: u32 = 18;
+
+impl AlarmKind {
+    /// Whether the resident may cancel this alarm from the device within the grace window.
+    /// Only calls a resident raises about themself: a pendant press and a detected fall. An
+    /// environmental hazard (smoke, heat, carbon monoxide, flood) endangers others and is
+    /// never cancelled from the device; nor is anything the resident did not raise.
+    pub const fn resident_cancellable(&self) -> bool {
+        matches!(self, AlarmKind::PendantPress | AlarmKind::Fall)
+    }
+}
 
 /// A home sensor's new state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

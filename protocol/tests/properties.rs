@@ -427,6 +427,10 @@ fn spec_encode_downlink(m: &Downlink) -> Vec<u8> {
             w.tag(5);
             w.varint(*unix_ms);
         }
+        DownlinkBody::BootFloor { min_boot } => {
+            w.tag(6);
+            w.varint(u64::from(*min_boot));
+        }
     }
     w.0
 }

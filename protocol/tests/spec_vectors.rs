@@ -584,6 +584,7 @@ fn downlink_tag(body: &DownlinkBody) -> (u32, &'static str) {
         DownlinkBody::Configure { .. } => (3, "Configure"),
         DownlinkBody::SelfTest { .. } => (4, "SelfTest"),
         DownlinkBody::TimeSync { .. } => (5, "TimeSync"),
+        DownlinkBody::BootFloor { .. } => (6, "BootFloor"),
     }
 }
 

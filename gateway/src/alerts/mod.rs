@@ -108,6 +108,14 @@ pub enum EngineInput {
         boot: Option<u32>,
         at: Timestamp,
     },
+    /// The device reused a key: `detail` says how (ids and numbers only). Raises (or joins)
+    /// the device's `KeyConflict` technical alert. The conflicting event itself, if any,
+    /// comes as its own `Event` input and alerts like any other.
+    KeyConflict {
+        device: DeviceId,
+        resident: Option<ResidentId>,
+        detail: String,
+    },
 }
 
 /// What the shell must do.
@@ -165,7 +173,11 @@ enum Subject {
 fn subject(kind: AlertKind, resident: Option<&ResidentId>, device: Option<DeviceId>) -> Option<Subject> {
     let per_device = matches!(
         kind,
-        AlertKind::Tamper | AlertKind::MainsPowerLost | AlertKind::LowBattery | AlertKind::DeviceOffline
+        AlertKind::Tamper
+            | AlertKind::MainsPowerLost
+            | AlertKind::LowBattery
+            | AlertKind::DeviceOffline
+            | AlertKind::KeyConflict
     );
     match (resident, device) {
         (Some(resident), _) if !per_device => Some(Subject::Resident(resident.clone())),
@@ -343,6 +355,15 @@ impl AlertEngine {
                 } else {
                     self.on_last_will(device, resident, at, now, &mut effects);
                 }
+            }
+            EngineInput::KeyConflict {
+                device,
+                resident,
+                detail,
+            } => {
+                let _span = tracing::debug_span!("alert_key_conflict", %device).entered();
+                let trigger = Trigger::rule(AlertKind::KeyConflict, resident, Some(device), detail);
+                self.raise_or_join(trigger, now, &mut effects);
             }
         }
         effects

@@ -1,10 +1,8 @@
-//! Durable MQTT ingest: the MQTT task forwards publishes, the committer group-commits them
-//! to the store, then acks and receipts them (ARCHITECTURE.md, contracts 1 and 2).
+//! The MQTT edge of ingest: the connection and its poller (`mqtt`), and the pure check that
+//! turns one publish into an event, a presence or a quarantine record (`classify`). What
+//! happens next (the durable commit, then acks and receipts) is the writer's job.
 
 pub mod classify;
-pub mod committer;
-pub mod core;
 pub mod mqtt;
 
-pub use self::core::{Committed, Core, OperatorError};
 pub use classify::{Classified, Reject, classify};

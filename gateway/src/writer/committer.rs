@@ -10,9 +10,9 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::core::{Committed, Core, OperatorError, retry_backoff};
-use super::mqtt::{Incoming, Outbound, OutboundItem};
 use crate::alerts::{AlertEngine, Effect, EngineError, ResidentRules};
 use crate::domain::{Alert, AlertId, Assignment, Clock, DeviceRecord, Outcome, Resident, ResidentId, Timestamp};
+use crate::ingest::mqtt::{Incoming, Outbound, OutboundItem};
 use crate::metrics::Metrics;
 use crate::store::StoreError;
 

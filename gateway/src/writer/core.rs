@@ -9,13 +9,13 @@ use std::time::Duration;
 
 use protocol::{DeviceId, DownlinkBody, MAX_RECEIPT_SEQS, Presence, UplinkBody};
 
-use super::classify::{Classified, classify};
-use super::mqtt::Incoming;
 use crate::alerts::{AlertEngine, Effect, EngineConfig, EngineError, EngineInput, ResidentRules};
 use crate::domain::{
     Alert, AlertId, Assignment, DeviceKind, DeviceRecord, EventBody, EventKey, OnlineState, RejectReason, Resident,
     ResidentId, StoredEvent, Timestamp,
 };
+use crate::ingest::classify::{Classified, classify};
+use crate::ingest::mqtt::Incoming;
 use crate::store::{InsertOutcome, Store, StoreError, WriteBatch};
 
 /// Why an operator action (or a register change) did not happen.
@@ -699,7 +699,7 @@ mod tests {
     }
 
     /// The committer's own cost per event, without MQTT: `cargo test -p tec-gateway --release --lib
-    /// ingest::core::tests::ingest_throughput -- --ignored --nocapture` (CORE_BATCH sets the batch size).
+    /// writer::core::tests::ingest_throughput -- --ignored --nocapture` (CORE_BATCH sets the batch size).
     #[test]
     #[ignore = "throughput measurement; run in release with --ignored"]
     fn ingest_throughput() {

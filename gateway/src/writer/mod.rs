@@ -1,0 +1,14 @@
+//! The gateway's single writer. Everything that changes the store goes through it, one
+//! transaction at a time, so the alert engine has exactly one owner and a committed alarm
+//! never lacks its alert (ARCHITECTURE, contracts 1 and 2):
+//!
+//! - [`core`]: the synchronous core. A batch of publishes, a timer tick or an operator action
+//!   becomes one store write transaction plus the engine's reaction to it.
+//! - [`committer`]: the async shell around it. Group commit of what the MQTT edge forwards,
+//!   engine timers, operator commands; acks, receipts, downlinks and the live stream only
+//!   after the commit.
+
+pub mod committer;
+pub mod core;
+
+pub use self::core::{Committed, Core, OperatorError};
