@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Default broker: a Mosquitto on the same machine.
 pub const DEFAULT_BROKER: &str = "mqtt://127.0.0.1:1883";
@@ -170,7 +170,7 @@ impl<'de> Deserialize<'de> for BrokerUrl {
 }
 
 /// The whole configuration. `Default` is a working setup against a local broker.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Where the redb store lives (created if missing).
@@ -196,13 +196,14 @@ impl Default for Config {
     }
 }
 
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MqttConfig {
     pub broker: BrokerUrl,
     /// Stable across restarts: the broker keeps our session (and unacked messages) under it.
     pub client_id: String,
     pub username: Option<String>,
+    #[serde(serialize_with = "serialize_redacted")]
     pub password: Option<String>,
     /// PEM file with the CA certificate(s) that signed the broker's certificate (mqtts);
     /// without it the system roots are used.
@@ -268,7 +269,7 @@ impl fmt::Debug for MqttConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IngestConfig {
     /// Most publishes committed in one transaction.
@@ -298,7 +299,7 @@ impl Default for IngestConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum LogFormat {
     #[default]
@@ -317,7 +318,7 @@ impl std::str::FromStr for LogFormat {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// A tracing filter (`info`, `tec_gateway=debug,info`); RUST_LOG wins if set.
@@ -336,7 +337,7 @@ impl Default for LogConfig {
 
 /// Alert-engine settings; anything left out keeps the engine's default
 /// ([`crate::alerts::EngineConfig::default`]).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AlertsConfig {
     pub offline_missed_heartbeats: Option<u32>,
@@ -356,7 +357,7 @@ pub struct AlertsConfig {
 }
 
 /// Acknowledgement targets in seconds after raising, ascending, per priority.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct EscalationConfig {
     pub life_safety_s: Vec<u32>,
@@ -617,6 +618,218 @@ impl Config {
 
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_secs(self.ingest.shutdown_timeout_s)
+    }
+}
+
+/// One row of the configuration reference in `gateway/README.md`: a field's TOML path and
+/// what it means, in one line. The table's other columns (environment variable, default)
+/// come from [`ENV_VARS`] and [`Config::documented_defaults`], and
+/// `gateway/tests/config_docs.rs` fails when a field has no entry here or the README differs
+/// from the code, so the reference cannot drift from what the gateway does.
+#[derive(Debug, Clone, Copy)]
+pub struct FieldDoc {
+    /// Dotted TOML path, e.g. `ingest.max_batch`.
+    pub path: &'static str,
+    pub meaning: &'static str,
+}
+
+/// Every configuration field, in one line each. A new field needs an entry here (the
+/// `config_docs` test names the missing ones).
+pub const FIELD_DOCS: &[FieldDoc] = &[
+    FieldDoc {
+        path: "data_dir",
+        meaning: "directory of the redb store (created if missing)",
+    },
+    FieldDoc {
+        path: "http",
+        meaning: "listen address for /healthz and /metrics; port 0 picks a free port",
+    },
+    FieldDoc {
+        path: "mqtt.broker",
+        meaning: "`mqtt://host[:port]` (port 1883) or `mqtts://host[:port]` (TLS, port 8883)",
+    },
+    FieldDoc {
+        path: "mqtt.client_id",
+        meaning: "keep it stable: the broker keeps our session and unacknowledged messages under it",
+    },
+    FieldDoc {
+        path: "mqtt.username",
+        meaning: "broker user name",
+    },
+    FieldDoc {
+        path: "mqtt.password",
+        meaning: "broker password (needs a username; never printed)",
+    },
+    FieldDoc {
+        path: "mqtt.ca_file",
+        meaning: "mqtts: PEM CA that signed the broker's certificate (without it: the system roots)",
+    },
+    FieldDoc {
+        path: "mqtt.client_cert_file",
+        meaning: "mqtts: PEM client certificate for mutual TLS (together with the key)",
+    },
+    FieldDoc {
+        path: "mqtt.client_key_file",
+        meaning: "mqtts: PEM client key for mutual TLS (together with the certificate)",
+    },
+    FieldDoc {
+        path: "mqtt.keep_alive_s",
+        meaning: "MQTT keep-alive, 5 to 65535 seconds",
+    },
+    FieldDoc {
+        path: "mqtt.session_expiry_s",
+        meaning: "how long the broker keeps our session (and queues for us) while we are away",
+    },
+    FieldDoc {
+        path: "mqtt.max_packet_bytes",
+        meaning: "largest packet accepted; oversize payloads are quarantined, not fatal (at least 4096)",
+    },
+    FieldDoc {
+        path: "mqtt.receive_maximum",
+        meaning: "unacknowledged publishes the broker may have in flight to us (group commit needs many)",
+    },
+    FieldDoc {
+        path: "mqtt.request_channel_capacity",
+        meaning: "capacity of rumqttc's request channel (acks and downlinks queue here)",
+    },
+    FieldDoc {
+        path: "mqtt.connect_timeout_s",
+        meaning: "TCP/TLS connect and CONNACK timeout",
+    },
+    FieldDoc {
+        path: "ingest.max_batch",
+        meaning: "most publishes per commit, 1 to 65536 (a batch is what arrived during the previous commit)",
+    },
+    FieldDoc {
+        path: "ingest.queue_capacity",
+        meaning: "publishes buffered between the MQTT task and the committer",
+    },
+    FieldDoc {
+        path: "ingest.quarantine_capacity",
+        meaning: "rejected payloads kept for inspection (oldest evicted first)",
+    },
+    FieldDoc {
+        path: "ingest.commit_retry_ms",
+        meaning: "first wait before retrying a failed commit (doubles, at most 5 s)",
+    },
+    FieldDoc {
+        path: "ingest.shutdown_timeout_s",
+        meaning: "longest a graceful shutdown may take",
+    },
+    FieldDoc {
+        path: "log.level",
+        meaning: "tracing filter (`info`, `tec_gateway=debug,info`); `RUST_LOG` wins if set",
+    },
+    FieldDoc {
+        path: "log.format",
+        meaning: "`text` or `json`, to stderr",
+    },
+    FieldDoc {
+        path: "alerts.offline_missed_heartbeats",
+        meaning: "heartbeat intervals of silence before \"device offline\"",
+    },
+    FieldDoc {
+        path: "alerts.default_heartbeat_interval_s",
+        meaning: "heartbeat interval assumed until a device's heartbeat announces its own",
+    },
+    FieldDoc {
+        path: "alerts.last_will_grace_s",
+        meaning: "delay from the broker's last will for a device to its offline alert",
+    },
+    FieldDoc {
+        path: "alerts.cancel_grace_s",
+        meaning: "a resident's cancel this soon after the alarm resolves it (not for environmental hazards)",
+    },
+    FieldDoc {
+        path: "alerts.low_battery_percent",
+        meaning: "heartbeat battery below this raises the low-battery alert",
+    },
+    FieldDoc {
+        path: "alerts.battery_recovered_percent",
+        meaning: "the low-battery latch clears only above this",
+    },
+    FieldDoc {
+        path: "alerts.late_threshold_ms",
+        meaning: "events delivered later than this mark their alert as late",
+    },
+    FieldDoc {
+        path: "alerts.time_zone",
+        meaning: "the residents' local time (IANA name) for night and daily rules",
+    },
+    FieldDoc {
+        path: "alerts.night_start",
+        meaning: "local start of the night period (HH:MM)",
+    },
+    FieldDoc {
+        path: "alerts.night_end",
+        meaning: "local end of the night period (HH:MM); equal to the start means no night",
+    },
+    FieldDoc {
+        path: "alerts.day_start",
+        meaning: "local start of a resident's day for \"no movement by\" rules (HH:MM)",
+    },
+    FieldDoc {
+        path: "alerts.escalation.life_safety_s",
+        meaning: "acknowledgement targets for life-safety alerts, seconds after raising, ascending",
+    },
+    FieldDoc {
+        path: "alerts.escalation.wellbeing_s",
+        meaning: "acknowledgement targets for wellbeing alerts, seconds after raising, ascending",
+    },
+    FieldDoc {
+        path: "alerts.escalation.technical_s",
+        meaning: "acknowledgement targets for technical alerts, seconds after raising, ascending",
+    },
+];
+
+impl Config {
+    /// The defaults as an operator meets them: [`Config::default`] with the alert settings
+    /// filled in from the engine's defaults (left out, they mean exactly these values).
+    pub fn documented_defaults() -> Self {
+        Self {
+            alerts: AlertsConfig::from_engine(&crate::alerts::EngineConfig::default()),
+            ..Self::default()
+        }
+    }
+}
+
+impl AlertsConfig {
+    /// Settings that describe `engine` (the inverse of [`AlertsConfig::engine_config`]).
+    pub fn from_engine(engine: &crate::alerts::EngineConfig) -> Self {
+        let time = |t: jiff::civil::Time| t.strftime("%H:%M").to_string();
+        let mut alerts = Self::default();
+        alerts.offline_missed_heartbeats = Some(engine.offline_missed_heartbeats);
+        alerts.default_heartbeat_interval_s = Some(engine.default_heartbeat_interval_s);
+        alerts.last_will_grace_s = Some(engine.last_will_grace_s);
+        alerts.cancel_grace_s = Some(engine.cancel_grace_s);
+        alerts.low_battery_percent = Some(engine.low_battery_percent);
+        alerts.battery_recovered_percent = Some(engine.battery_recovered_percent);
+        alerts.late_threshold_ms = Some(engine.late_threshold_ms);
+        alerts.time_zone = engine.time_zone.iana_name().map(str::to_owned);
+        alerts.night_start = Some(time(engine.night.0));
+        alerts.night_end = Some(time(engine.night.1));
+        alerts.day_start = Some(time(engine.day_start));
+        alerts.escalation = Some(EscalationConfig {
+            life_safety_s: engine.escalation.life_safety_s.clone(),
+            wellbeing_s: engine.escalation.wellbeing_s.clone(),
+            technical_s: engine.escalation.technical_s.clone(),
+        });
+        alerts
+    }
+}
+
+/// A broker URL serialises as the text it parses from.
+impl Serialize for BrokerUrl {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// Secrets never leave the process in a serialised configuration.
+fn serialize_redacted<S: serde::Serializer>(secret: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match secret {
+        Some(_) => s.serialize_some("<redacted>"),
+        None => s.serialize_none(),
     }
 }
 
