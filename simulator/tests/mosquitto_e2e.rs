@@ -211,7 +211,14 @@ async fn per_device_credentials_and_the_broker_acl() {
 
     // A device with the wrong password is refused and keeps its events.
     bad.press();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Refused, and refused again when it retries (the broker's log says so).
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while broker.refused_connections() < 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the broker did not refuse the wrong password twice; {:?}", bad.view()));
     let view = bad.view();
     assert_eq!(view.connects, 0);
     assert!(!view.connected);

@@ -625,6 +625,31 @@ impl Fleet {
         }
     }
 
+    /// Waits until the fleet's progress satisfies `predicate`: e.g. a third of the stream is
+    /// out, so a disruption lands mid-stream however fast or slow the machine is.
+    pub async fn wait_progress(
+        &self,
+        what: &str,
+        timeout: Duration,
+        predicate: impl Fn(&FleetProgress) -> bool,
+    ) -> Result<FleetProgress> {
+        let started = Instant::now();
+        loop {
+            let progress = self.progress();
+            if predicate(&progress) {
+                return Ok(progress);
+            }
+            if started.elapsed() > timeout {
+                return Err(HarnessError::Timeout {
+                    what: what.to_owned(),
+                    waited: timeout,
+                    detail: Some(format!("{progress:?}")),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     pub fn elapsed_since_load(&self) -> Duration {
         self.started.elapsed()
     }

@@ -131,8 +131,14 @@ async fn broker_restarted_mid_stream_loses_nothing() {
     options.resend_after = Duration::from_secs(2);
     let mut fleet = Fleet::connect(options).await.unwrap();
     fleet.start_load();
-    for restart in 0..2 {
-        tokio::time::sleep(Duration::from_millis(1_200)).await;
+    for restart in 0..2u64 {
+        // Mid-stream: after the first and the second third of the 3,000 uplinks.
+        fleet
+            .wait_progress("the stream to go on", Duration::from_secs(60), |p| {
+                p.published >= (restart + 1) * 1_000
+            })
+            .await
+            .unwrap();
         tokio::task::block_in_place(|| scenario.broker.restart()).unwrap();
         eprintln!("broker restart {restart}: {:?}", fleet.progress());
     }
@@ -231,9 +237,16 @@ async fn broker_killed_hard_devices_outboxes_cover_the_loss() {
     options.resend_after = Duration::from_secs(2);
     let mut fleet = Fleet::connect(options).await.unwrap();
     fleet.start_load();
-    for round in 0..2 {
-        tokio::time::sleep(Duration::from_millis(1_000)).await;
+    for round in 0..2u64 {
+        // Mid-stream: after the first and the second third of the 2,400 uplinks.
+        fleet
+            .wait_progress("the stream to go on", Duration::from_secs(60), |p| {
+                p.published >= (round + 1) * 800
+            })
+            .await
+            .unwrap();
         tokio::task::block_in_place(|| scenario.broker.kill()).unwrap();
+        // The outage itself.
         tokio::time::sleep(Duration::from_millis(300)).await;
         tokio::task::block_in_place(|| scenario.broker.start_again()).unwrap();
         eprintln!("broker SIGKILL {round}: {:?}", fleet.progress());
@@ -264,8 +277,14 @@ async fn gateway_stopped_gracefully_under_load_loses_nothing() {
     options.interval = Duration::from_millis(50);
     let mut fleet = Fleet::connect(options).await.unwrap();
     fleet.start_load();
-    for round in 0..3 {
-        tokio::time::sleep(Duration::from_millis(700)).await;
+    for round in 0..3u64 {
+        // While uplinks are arriving: after each further quarter of the 2,400.
+        fleet
+            .wait_progress("the stream to go on", Duration::from_secs(60), |p| {
+                p.published >= (round + 1) * 600
+            })
+            .await
+            .unwrap();
         // SIGTERM while uplinks are arriving: a clean exit, then a clean start on the same data.
         tokio::task::block_in_place(|| scenario.stop_gateway()).unwrap_or_else(|e| panic!("SIGTERM {round}: {e}"));
         tokio::task::block_in_place(|| scenario.gateway.restart()).unwrap();

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use e2e::devices::{DeviceOptions, DeviceSim, body_for};
 use e2e::plain::{PlainOptions, PlainSubscriber, device_id};
-use e2e::{Broker, BrokerAuth, BrokerOptions, Fleet, FleetOptions};
+use e2e::{Broker, BrokerAuth, BrokerOptions, Fleet, FleetOptions, SentKey};
 
 fn stand_in_gateway(broker: &Broker) -> PlainOptions {
     PlainOptions {
@@ -39,7 +39,11 @@ async fn fleet_is_receipted_across_a_broker_restart() {
     let receipter = PlainSubscriber::connect(stand_in_gateway(&broker)).await.unwrap();
     let mut fleet = Fleet::connect(options).await.unwrap();
     fleet.start_load();
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // Mid-stream: a third of the uplinks are out.
+    fleet
+        .wait_progress("a third of the stream", Duration::from_secs(30), |p| p.published >= 400)
+        .await
+        .unwrap();
     tokio::task::block_in_place(|| broker.restart()).unwrap();
     let progress = fleet.wait_all_receipted(Duration::from_secs(60)).await.unwrap();
     assert_eq!(progress.published, 30 * 40);
@@ -83,21 +87,34 @@ async fn broker_acl_refuses_a_device_publishing_as_another() {
             .await
             .unwrap();
     }
+    // A barrier: after the spoofed uplinks the same connection publishes one on its own
+    // topic. Mosquitto forwards one connection's publishes in the order it took them, so once
+    // the marker is in, any spoofed uplink the broker let through would be in too.
+    let marker = SentKey {
+        device: a,
+        boot: 998,
+        seq: 0,
+    };
+    spoofer
+        .publish(
+            &protocol::Topic::up(a).to_string(),
+            e2e::devices::encode(marker.boot, marker.seq, body_for(0, None)).unwrap(),
+        )
+        .await
+        .unwrap();
     for seq in 0..5 {
         device_a.send(body_for(seq, None)).await.unwrap();
     }
     tokio::time::timeout(Duration::from_secs(30), async {
-        while device_a.progress().outstanding > 0 {
+        while device_a.progress().outstanding > 0 || !receipter.distinct().contains(&marker) {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })
     .await
-    .expect("A's own uplinks were receipted");
-    // The spoofed ones went first, on another connection: give them time to arrive, if they could.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    .expect("A's own uplinks and the spoofer's marker arrived");
     let seen = receipter.distinct();
     assert!(seen.iter().all(|key| key.device == a), "{seen:?}");
-    assert_eq!(seen.len(), 5);
+    assert_eq!(seen.len(), 5 + 1, "{seen:?}");
 }
 
 #[test]

@@ -10,7 +10,7 @@ use std::time::Duration;
 use e2e::check::{open_store, reconcile, reconcile_store, stored_events};
 use e2e::devices::{DeviceOptions, DeviceSim, RawClient, body_for, encode};
 use e2e::gateway_process::run_cli;
-use e2e::{Fleet, Scenario, ScenarioSetup, device_ids};
+use e2e::{Fleet, Scenario, ScenarioSetup, SentKey, device_ids};
 use gateway::domain::{AlertKind, EventBody, RejectReason};
 use gateway::store::AlertFilter;
 use protocol::{AlarmKind, DeviceId, Topic, UplinkBody};
@@ -91,18 +91,36 @@ async fn spoofed_identity_is_refused_and_real_traffic_flows() {
             .await
             .unwrap();
     }
+    // A barrier: the spoofer's connection ends with one uplink on its own topic. Mosquitto
+    // forwards one connection's publishes in the order it took them and the gateway commits in
+    // arrival order, so once that one is stored, a spoofed uplink let through would be too.
+    let marker = SentKey {
+        device: a,
+        boot: 667,
+        seq: 0,
+    };
+    // (Sent after A's own stream, so A's boot number never seems to go back.)
     let progress = fleet.wait_all_receipted(Duration::from_secs(60)).await.unwrap();
     assert_eq!(progress.published, 60);
-    // Had the broker let the spoofed uplinks through, they would have arrived by now.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let metrics = scenario.gateway.metrics().unwrap();
-    assert_eq!(
-        metrics.get("tec_events_stored_total"),
-        60.0,
-        "only the real traffic was stored"
-    );
+    spoofer
+        .publish(
+            &Topic::up(a).to_string(),
+            encode(marker.boot, marker.seq, body_for(0, None)).unwrap(),
+        )
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let stored = loop {
+        let stored = scenario.gateway.metrics().unwrap().get("tec_events_stored_total");
+        if stored >= 61.0 || started.elapsed() > Duration::from_secs(30) {
+            break stored;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(stored, 61.0, "only the real traffic and the marker were stored");
 
-    let sent = fleet.sent();
+    let mut sent = fleet.sent();
+    sent.insert(marker);
     fleet.stop().await;
     spoofer.disconnect().await;
     tokio::task::block_in_place(|| scenario.stop_gateway()).unwrap();

@@ -62,6 +62,14 @@ impl Broker {
         self.start_again();
     }
 
+    /// How many connections the broker has refused as not authorised so far (its log).
+    pub fn refused_connections(&self) -> usize {
+        std::fs::read_to_string(self.inner.log_path())
+            .unwrap_or_default()
+            .matches("disconnected, not authorised")
+            .count()
+    }
+
     pub fn kill(&mut self) {
         self.inner.kill().unwrap_or_else(|e| panic!("{e}"));
     }
