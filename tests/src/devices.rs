@@ -674,6 +674,7 @@ pub struct RawClient {
     client: AsyncClient,
     pubacks: Arc<AtomicU64>,
     connected: Arc<AtomicU64>,
+    connection_losses: Arc<AtomicU64>,
     task: JoinHandle<()>,
 }
 
@@ -695,7 +696,8 @@ impl RawClient {
         let (client, mut eventloop) = AsyncClient::new(mqtt, 10_000);
         let pubacks = Arc::new(AtomicU64::new(0));
         let connected = Arc::new(AtomicU64::new(0));
-        let (acks, connects) = (pubacks.clone(), connected.clone());
+        let connection_losses = Arc::new(AtomicU64::new(0));
+        let (acks, connects, losses) = (pubacks.clone(), connected.clone(), connection_losses.clone());
         let task = tokio::spawn(async move {
             loop {
                 match eventloop.poll().await {
@@ -706,7 +708,10 @@ impl RawClient {
                         acks.fetch_add(1, Ordering::Relaxed);
                     }
                     Ok(_) => {}
-                    Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                    Err(_) => {
+                        losses.fetch_add(1, Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
                 }
             }
         });
@@ -714,6 +719,7 @@ impl RawClient {
             client,
             pubacks,
             connected,
+            connection_losses,
             task,
         };
         let started = Instant::now();
@@ -735,8 +741,36 @@ impl RawClient {
         Ok(())
     }
 
+    /// PUBACKs received, whatever their reason code (a refused publish is acknowledged too).
     pub fn pubacks(&self) -> u64 {
         self.pubacks.load(Ordering::Relaxed)
+    }
+
+    /// Times the connection failed (dropped, or a reconnect attempt failed).
+    pub fn connection_losses(&self) -> u64 {
+        self.connection_losses.load(Ordering::Relaxed)
+    }
+
+    /// Publishes and waits for the broker's PUBACK, whatever its reason code: after it, the
+    /// broker has done whatever it does with the publish (forwarded it to subscribers, or
+    /// refused it). Mosquitto drops an MQTT 5 client whose QoS 1 publish its ACL refused, and
+    /// publishes in flight at that moment can be lost when rumqttc reconnects with a clean
+    /// session, so refused publishes go one at a time through this.
+    pub async fn publish_answered(&self, topic: &str, payload: Vec<u8>, timeout: Duration) -> Result<()> {
+        let before = self.pubacks();
+        self.publish(topic, payload).await?;
+        let started = Instant::now();
+        while self.pubacks() == before {
+            if started.elapsed() > timeout {
+                return Err(HarnessError::Timeout {
+                    what: format!("the broker to acknowledge a publish on {topic}"),
+                    waited: timeout,
+                    detail: Some(format!("{} connection losses so far", self.connection_losses())),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Ok(())
     }
 
     /// Waits until `count` PUBACKs arrived in total.

@@ -82,18 +82,21 @@ async fn spoofed_identity_is_refused_and_real_traffic_flows() {
     )
     .await
     .unwrap();
-    for seq in 0..20 {
+    // One at a time, each acknowledged (refused) by the broker before the next.
+    for seq in 0..10 {
         spoofer
-            .publish(
+            .publish_answered(
                 &Topic::up(b).to_string(),
                 encode(666, seq, body_for(seq, None)).unwrap(),
+                Duration::from_secs(10),
             )
             .await
             .unwrap();
     }
-    // A barrier: the spoofer's connection ends with one uplink on its own topic. Mosquitto
-    // forwards one connection's publishes in the order it took them and the gateway commits in
-    // arrival order, so once that one is stored, a spoofed uplink let through would be too.
+    // A barrier: one more uplink, on the spoofer's own topic, after the broker has answered
+    // every spoofed one. The broker forwards to the gateway in the order it took publishes and
+    // the gateway commits in arrival order, so once this one is stored, a spoofed uplink let
+    // through would be stored too.
     let marker = SentKey {
         device: a,
         boot: 667,
@@ -103,9 +106,10 @@ async fn spoofed_identity_is_refused_and_real_traffic_flows() {
     let progress = fleet.wait_all_receipted(Duration::from_secs(60)).await.unwrap();
     assert_eq!(progress.published, 60);
     spoofer
-        .publish(
+        .publish_answered(
             &Topic::up(a).to_string(),
             encode(marker.boot, marker.seq, body_for(0, None)).unwrap(),
+            Duration::from_secs(10),
         )
         .await
         .unwrap();
