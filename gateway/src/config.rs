@@ -795,26 +795,30 @@ impl Config {
 
 impl AlertsConfig {
     /// Settings that describe `engine` (the inverse of [`AlertsConfig::engine_config`]).
+    // A field added to `AlertsConfig` but not here stays `None`, and the `config_docs` test
+    // names it (rather than breaking the build of every branch that adds one).
+    #[allow(clippy::needless_update)]
     pub fn from_engine(engine: &crate::alerts::EngineConfig) -> Self {
         let time = |t: jiff::civil::Time| t.strftime("%H:%M").to_string();
-        let mut alerts = Self::default();
-        alerts.offline_missed_heartbeats = Some(engine.offline_missed_heartbeats);
-        alerts.default_heartbeat_interval_s = Some(engine.default_heartbeat_interval_s);
-        alerts.last_will_grace_s = Some(engine.last_will_grace_s);
-        alerts.cancel_grace_s = Some(engine.cancel_grace_s);
-        alerts.low_battery_percent = Some(engine.low_battery_percent);
-        alerts.battery_recovered_percent = Some(engine.battery_recovered_percent);
-        alerts.late_threshold_ms = Some(engine.late_threshold_ms);
-        alerts.time_zone = engine.time_zone.iana_name().map(str::to_owned);
-        alerts.night_start = Some(time(engine.night.0));
-        alerts.night_end = Some(time(engine.night.1));
-        alerts.day_start = Some(time(engine.day_start));
-        alerts.escalation = Some(EscalationConfig {
-            life_safety_s: engine.escalation.life_safety_s.clone(),
-            wellbeing_s: engine.escalation.wellbeing_s.clone(),
-            technical_s: engine.escalation.technical_s.clone(),
-        });
-        alerts
+        Self {
+            offline_missed_heartbeats: Some(engine.offline_missed_heartbeats),
+            default_heartbeat_interval_s: Some(engine.default_heartbeat_interval_s),
+            last_will_grace_s: Some(engine.last_will_grace_s),
+            cancel_grace_s: Some(engine.cancel_grace_s),
+            low_battery_percent: Some(engine.low_battery_percent),
+            battery_recovered_percent: Some(engine.battery_recovered_percent),
+            late_threshold_ms: Some(engine.late_threshold_ms),
+            time_zone: engine.time_zone.iana_name().map(str::to_owned),
+            night_start: Some(time(engine.night.0)),
+            night_end: Some(time(engine.night.1)),
+            day_start: Some(time(engine.day_start)),
+            escalation: Some(EscalationConfig {
+                life_safety_s: engine.escalation.life_safety_s.clone(),
+                wellbeing_s: engine.escalation.wellbeing_s.clone(),
+                technical_s: engine.escalation.technical_s.clone(),
+            }),
+            ..Self::default()
+        }
     }
 }
 

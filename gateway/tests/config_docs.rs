@@ -257,6 +257,21 @@ fn every_environment_variable_overrides_a_field() {
 }
 
 #[test]
+fn every_alert_setting_shows_the_engines_default() {
+    // Left out, an `alerts.*` setting means the engine's default; the table must show it.
+    let unfilled: Vec<String> = config_fields()
+        .into_iter()
+        .filter(|(path, default)| path.starts_with("alerts.") && default.is_null())
+        .map(|(path, _)| path)
+        .collect();
+    assert!(
+        unfilled.is_empty(),
+        "alert settings without a documented default: {unfilled:?}; fill them from the engine's \
+         defaults in AlertsConfig::from_engine (gateway/src/config.rs), then run: {REGENERATE}"
+    );
+}
+
+#[test]
 fn documented_alert_defaults_are_the_engines() {
     let documented = Config::documented_defaults().alerts.engine_config().unwrap();
     assert_eq!(

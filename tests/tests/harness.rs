@@ -99,7 +99,12 @@ async fn broker_acl_refuses_a_device_publishing_as_another() {
         }
     })
     .await
-    .unwrap_or_else(|_| panic!("A's own uplinks were not receipted; broker log:\n{}", broker.log_tail(30)));
+    .unwrap_or_else(|_| {
+        panic!(
+            "A's own uplinks were not receipted; broker log:\n{}",
+            broker.log_tail(30)
+        )
+    });
     let seen = receipter.distinct();
     assert!(seen.iter().all(|key| key.device == a), "{seen:?}");
     assert_eq!(seen.len(), 5, "{seen:?}");
