@@ -753,9 +753,9 @@ impl RawClient {
 
     /// Publishes and waits for the broker's PUBACK, whatever its reason code: after it, the
     /// broker has done whatever it does with the publish (forwarded it to subscribers, or
-    /// refused it). Mosquitto drops an MQTT 5 client whose QoS 1 publish its ACL refused, and
-    /// publishes in flight at that moment can be lost when rumqttc reconnects with a clean
-    /// session, so refused publishes go one at a time through this.
+    /// refused it). With Mosquitto 2.0 and rumqttc 0.25 the connection drops after each
+    /// publish the ACL refused, and publishes in flight at that moment can be lost when
+    /// rumqttc reconnects with a clean session: refused publishes go one at a time through this.
     pub async fn publish_answered(&self, topic: &str, payload: Vec<u8>, timeout: Duration) -> Result<()> {
         let before = self.pubacks();
         self.publish(topic, payload).await?;
