@@ -7,7 +7,6 @@ mod ingest_support;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use gateway::app;
 use gateway::config::{BrokerUrl, Config};
@@ -94,7 +93,12 @@ async fn a_broker_signed_by_another_ca_is_refused() {
     )
     .await
     .unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Two TCP connections reached the broker: the first TLS handshake failed and the
+    // gateway tried again, so it has had its chance to connect.
+    eventually("the gateway's second connection attempt", || {
+        broker.log_count("New connection from") >= 2
+    })
+    .await;
     assert!(
         !gateway.mqtt_ready(),
         "connected to a broker whose certificate we cannot verify"

@@ -116,8 +116,15 @@ fn sigterm_stops_an_open_ended_run_and_prints_the_report() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Ramp-up is 5 s for an open-ended run; give the devices time to connect.
-    std::thread::sleep(std::time::Duration::from_secs(7));
+    // Ramp-up is 5 s for an open-ended run: stop it once all ten devices are connected.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while broker.log_count("New client connected") < 10 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the simulated devices never connected"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

@@ -25,7 +25,7 @@ pub fn free_port() -> u16 {
 /// A private Mosquitto (the shared `testkit` broker), killed on drop. Fails, never skips,
 /// when Mosquitto is not installed.
 pub struct Mosquitto {
-    _broker: testkit::Broker,
+    broker: testkit::Broker,
     pub port: u16,
 }
 
@@ -37,11 +37,19 @@ impl Mosquitto {
     pub fn start_with(options: testkit::BrokerOptions) -> Self {
         let broker = testkit::Broker::start_with(options).unwrap_or_else(|e| panic!("{e}"));
         let port = broker.port();
-        Self { _broker: broker, port }
+        Self { broker, port }
     }
 
     pub fn url(&self) -> String {
         format!("mqtt://127.0.0.1:{}", self.port)
+    }
+
+    /// How often `needle` appears in the broker's log so far (its connection messages are on).
+    pub fn log_count(&self, needle: &str) -> usize {
+        std::fs::read_to_string(self.broker.log_path())
+            .unwrap_or_default()
+            .matches(needle)
+            .count()
     }
 }
 
