@@ -72,6 +72,16 @@ fn scenario() -> Vec<Step> {
                 .of("r1")
                 .kind(DeviceKind::MotionSensor),
         ),
+        // A cancel that arrives before its alarm, and one whose alarm never comes.
+        Send(pendant(cancel(200)).seq(201)),
+        Advance(5 * SECOND),
+        Tick,
+        Send(pendant(alarm(AlarmKind::PendantPress)).seq(200)),
+        Send(pendant(cancel(300)).seq(301)),
+        Advance(30 * SECOND),
+        Tick,
+        Advance(30 * SECOND),
+        Tick,
         At("2026-01-16T10:00:00Z"),
         Tick,
         At("2026-01-17T10:00:00Z"),
@@ -164,6 +174,17 @@ fn the_scenario_exercises_every_rule() {
         );
     }
     assert!(sim.alerts.values().any(|a| a.escalation_level > 0));
+    let cancelled_early = sim.alerts.values().any(|a| {
+        a.transitions.iter().any(|t| {
+            matches!(&t.change, gateway::domain::Change::Resolved { outcome: Outcome::CancelledByResident, note: Some(note), .. }
+                if note.contains("before its alarm"))
+        })
+    });
+    assert!(cancelled_early, "a cancel held for its alarm");
+    assert!(
+        !sim.state.keys().any(|k| k.starts_with("cancel/")),
+        "the unused hold expired"
+    );
 }
 
 #[test]
@@ -282,6 +303,16 @@ mod random {
                 Step::Send(ev)
             }),
             1 => (device(), any::<bool>()).prop_map(|((id, _, _), online)| Step::Presence(id, online)),
+            // Alarms and cancels with their own seqs, so a cancel may come first.
+            1 => (0u32..3, any::<bool>(), 0i64..90_000).prop_map(|(n, is_cancel, delay)| {
+                let alarm_seq = 1_000 + 2 * n;
+                let ev = if is_cancel {
+                    Ev::new("pnd-3", cancel(alarm_seq)).seq(alarm_seq + 1)
+                } else {
+                    Ev::new("pnd-3", alarm(AlarmKind::PendantPress)).seq(alarm_seq)
+                };
+                Step::Send(ev.of("r3").delayed(delay))
+            }),
             3 => (0i64..3 * HOUR).prop_map(Step::Advance),
             3 => Just(Step::Tick),
             1 => (1u64..8).prop_map(Step::Ack),

@@ -50,7 +50,7 @@ use crate::domain::{
     Timestamp, Transition,
 };
 use schedule::Schedule;
-use state::{AlarmRef, BedTimer, DeviceWatch, ResidentState, StateKey};
+use state::{AlarmRef, BedTimer, DeviceWatch, HeldCancel, ResidentState, StateKey};
 
 /// Operator name on notes the engine writes about a resident's cancel.
 pub const RESIDENT_OPERATOR: &str = "resident";
@@ -179,6 +179,9 @@ pub struct AlertEngine {
     escalation_due: Schedule<AlertId>,
     bed_due: Schedule<ResidentId>,
     movement_due: Schedule<ResidentId>,
+    /// Cancels that arrived before their alarm, by the alarm they name.
+    held_cancels: BTreeMap<EventKey, HeldCancel>,
+    held_cancel_due: Schedule<EventKey>,
     dirty: BTreeSet<StateKey>,
     /// While [`Self::handle_batch`] runs: devices whose no-comms timer is recomputed once at
     /// the end of the batch rather than after every event (nothing reads the timers mid-batch).
@@ -202,6 +205,8 @@ impl AlertEngine {
             escalation_due: Schedule::default(),
             bed_due: Schedule::default(),
             movement_due: Schedule::default(),
+            held_cancels: BTreeMap::new(),
+            held_cancel_due: Schedule::default(),
             dirty: BTreeSet::new(),
             deferred_reschedules: None,
         }
@@ -268,7 +273,7 @@ impl AlertEngine {
         effects
     }
 
-    /// Fire due timers: no-comms, bed return, no movement by, escalation.
+    /// Fire due timers: no-comms, bed return, no movement by, escalation, held cancels.
     pub fn tick(&mut self, now: Timestamp) -> Vec<Effect> {
         let mut effects = Vec::new();
         for device in self.offline_due.due(now) {
@@ -283,6 +288,9 @@ impl AlertEngine {
         for alert in self.escalation_due.due(now) {
             self.escalate(alert, now, &mut effects);
         }
+        for alarm in self.held_cancel_due.due(now) {
+            self.expire_held_cancel(alarm);
+        }
         effects
     }
 
@@ -293,6 +301,7 @@ impl AlertEngine {
             self.bed_due.earliest(),
             self.movement_due.earliest(),
             self.escalation_due.earliest(),
+            self.held_cancel_due.earliest(),
         ]
         .into_iter()
         .flatten()
@@ -327,7 +336,7 @@ impl AlertEngine {
         match &event.body {
             EventBody::Unrecognised { body_tag, .. } if *body_tag == UPLINK_ALARM_TAG => {
                 self.raise_or_join(
-                    self.alarm_trigger(AlertKind::UnrecognisedAlarm, event, registered),
+                    self.alarm_trigger(AlertKind::UnrecognisedAlarm, event, registered, false),
                     now,
                     effects,
                 );
@@ -338,13 +347,14 @@ impl AlertEngine {
                     self.clear_condition(AlertKind::MainsPowerLost, device, "mains power restored", now, effects);
                 }
                 UplinkBody::Alarm(AlarmKind::LowBattery { .. }) => {
-                    let mut trigger = self.alarm_trigger(AlertKind::LowBattery, event, registered);
+                    let mut trigger = self.alarm_trigger(AlertKind::LowBattery, event, registered, false);
                     trigger.may_raise = self.latch_battery(device);
                     self.raise_or_join(trigger, now, effects);
                 }
                 UplinkBody::Alarm(kind) => {
                     if let Some(alert_kind) = AlertKind::for_alarm(kind) {
-                        self.raise_or_join(self.alarm_trigger(alert_kind, event, registered), now, effects);
+                        let trigger = self.alarm_trigger(alert_kind, event, registered, kind.resident_cancellable());
+                        self.raise_or_join(trigger, now, effects);
                     }
                 }
                 UplinkBody::AlarmCancelled { alarm_seq } => self.on_cancel(event, *alarm_seq, now, effects),
@@ -360,6 +370,9 @@ impl AlertEngine {
                 UplinkBody::Activity(summary) => self.on_activity(event, summary, now, effects),
                 UplinkBody::CommandAck { .. } => {}
             },
+        }
+        if event.body.is_alarm() {
+            self.apply_held_cancel(event.key, now, effects);
         }
     }
 }

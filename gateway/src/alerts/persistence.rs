@@ -5,7 +5,8 @@
 //! - **State.** `meta/next_alert_id`, `meta/silence_counted_from`, `dev/<device>` (watch and
 //!   battery latch), `res/<resident>` (bed timer, first movement of the day, last checked
 //!   day), `rules/<resident>`, `alarms/<alert>` (the alarm events of an open alert, for
-//!   feedback and cancels), all serde_json. Timers are derived from these on restore and
+//!   feedback and cancels), `cancel/<device>/<boot>/<seq>` (a cancel held for that alarm),
+//!   all serde_json. Timers are derived from these on restore and
 //!   indexed by due time, so a tick costs O(log n) plus what fires.
 
 use super::*;
@@ -45,6 +46,11 @@ impl AlertEngine {
                 }
                 Some(StateKey::Alarms(alert)) => {
                     engine.alarms.insert(alert, decode(&key, &value)?);
+                }
+                Some(StateKey::HeldCancel(alarm)) => {
+                    let held: HeldCancel = decode(&key, &value)?;
+                    engine.held_cancel_due.set(alarm, Some(held.expires_at));
+                    engine.held_cancels.insert(alarm, held);
                 }
                 None => tracing::warn!(key, "unknown alert engine state entry ignored"),
             }
@@ -108,6 +114,7 @@ impl AlertEngine {
                 StateKey::Resident(resident) => self.residents.get(resident).filter(|s| !s.is_empty()).map(encode),
                 StateKey::Rules(resident) => self.rules.get(resident).map(encode),
                 StateKey::Alarms(alert) => self.alarms.get(alert).map(encode),
+                StateKey::HeldCancel(alarm) => self.held_cancels.get(alarm).map(encode),
             };
             match value {
                 None => changes.push((key.encode(), None)),

@@ -101,6 +101,23 @@ pub(crate) struct AlarmRef {
     pub event: EventKey,
     /// When the alarm happened (device time when known, else receive time).
     pub occurred_at: Timestamp,
+    /// The resident may cancel it from the device ([`protocol::AlarmKind::resident_cancellable`]).
+    /// Entries written before this field existed read as false: their cancel becomes a
+    /// note and a human closes the alert (when in doubt, alert).
+    #[serde(default)]
+    pub cancellable: bool,
+}
+
+/// A resident's cancel that arrived before the alarm it names (retransmission reorders
+/// them), held until that alarm arrives or the hold expires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct HeldCancel {
+    /// The cancel event itself.
+    pub cancel: EventKey,
+    /// When the resident cancelled (device time when known, else receive time).
+    pub cancelled_at: Timestamp,
+    /// Gateway time after which the alarm no longer finds it.
+    pub expires_at: Timestamp,
 }
 
 /// A state entry's key. Sorted, so state changes come out in a stable order.
@@ -112,6 +129,8 @@ pub(crate) enum StateKey {
     Resident(ResidentId),
     Rules(ResidentId),
     Alarms(AlertId),
+    /// A held cancel, by the alarm it names.
+    HeldCancel(EventKey),
 }
 
 const NEXT_ALERT_ID: &str = "meta/next_alert_id";
@@ -126,6 +145,7 @@ impl StateKey {
             Self::Resident(id) => format!("res/{id}"),
             Self::Rules(id) => format!("rules/{id}"),
             Self::Alarms(id) => format!("alarms/{}", id.0),
+            Self::HeldCancel(alarm) => format!("cancel/{}/{}/{}", alarm.device, alarm.boot, alarm.seq),
         }
     }
 
@@ -143,6 +163,19 @@ impl StateKey {
             "res" => ResidentId::new(rest).ok().map(Self::Resident),
             "rules" => ResidentId::new(rest).ok().map(Self::Rules),
             "alarms" => rest.parse().ok().map(|n| Self::Alarms(AlertId(n))),
+            "cancel" => {
+                let mut parts = rest.split('/');
+                let (Some(device), Some(boot), Some(seq), None) =
+                    (parts.next(), parts.next(), parts.next(), parts.next())
+                else {
+                    return None;
+                };
+                Some(Self::HeldCancel(EventKey {
+                    device: DeviceId::new(device).ok()?,
+                    boot: boot.parse().ok()?,
+                    seq: seq.parse().ok()?,
+                }))
+            }
             _ => None,
         }
     }
@@ -161,11 +194,19 @@ mod tests {
             StateKey::Resident(ResidentId::new("R-17").unwrap()),
             StateKey::Rules(ResidentId::new("R-17").unwrap()),
             StateKey::Alarms(AlertId(42)),
+            StateKey::HeldCancel(EventKey {
+                device: DeviceId::new("pnd-1").unwrap(),
+                boot: 3,
+                seq: 7,
+            }),
         ];
         for key in keys {
             assert_eq!(StateKey::parse(&key.encode()), Some(key));
         }
         assert_eq!(StateKey::parse("dev/NOT VALID"), None);
         assert_eq!(StateKey::parse("future/thing"), None);
+        assert_eq!(StateKey::parse("cancel/pnd-1/3"), None);
+        assert_eq!(StateKey::parse("cancel/pnd-1/3/7/8"), None);
+        assert_eq!(StateKey::parse("cancel/pnd-1/x/7"), None);
     }
 }
