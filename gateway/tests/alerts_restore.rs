@@ -218,6 +218,95 @@ fn a_restored_engine_behaves_exactly_like_one_that_never_stopped() {
     }
 }
 
+/// A flood: an incident, a folded and an acknowledged offline alert, an alarm during it,
+/// recoveries, the settle time, and the devices still silent alerted one by one.
+fn flood_scenario() -> Vec<Step> {
+    use Step::*;
+    const DEVICES: [&str; 6] = ["fl-0", "fl-1", "fl-2", "fl-3", "fl-4", "fl-5"];
+    let mut steps = vec![At("2026-01-15T12:00:00Z")];
+    for (n, device) in DEVICES.iter().enumerate() {
+        let resident = ["r0", "r1", "r2", "r3", "r4", "r5"][n];
+        steps.push(Send(Ev::new(device, heartbeat(90, 3_600)).of(resident)));
+    }
+    steps.extend([
+        Presence("fl-0", false),
+        Ack(1),
+        Advance(2 * SECOND),
+        Presence("fl-1", false),
+        Advance(2 * SECOND),
+        Presence("fl-2", false),
+        Advance(2 * SECOND),
+        Presence("fl-3", false),
+        Presence("fl-4", false),
+        Send(Ev::new("fl-5", alarm(AlarmKind::PendantPress)).of("r5")),
+        Advance(MINUTE),
+        Presence("fl-0", true),
+        Presence("fl-1", true),
+        Presence("fl-2", true),
+        Tick,
+        Advance(2 * MINUTE),
+        Tick,
+        Advance(3 * MINUTE),
+        Tick,
+        Advance(HOUR),
+        Presence("fl-3", true),
+        Tick,
+    ]);
+    steps
+}
+
+fn flood_config() -> EngineConfig {
+    EngineConfig {
+        flood_threshold: 3,
+        flood_window_s: 60,
+        flood_settle_s: 300,
+        ..EngineConfig::default()
+    }
+}
+
+#[test]
+fn the_flood_scenario_raises_an_incident_and_ends_it() {
+    let mut sim = Sim::new(flood_config(), utc("2026-01-15T12:00:00Z"));
+    observe(&mut sim, &flood_scenario());
+    let incidents: Vec<_> = sim
+        .alerts
+        .values()
+        .filter(|a| a.kind == AlertKind::InfrastructureIncident)
+        .collect();
+    assert_eq!(incidents.len(), 1);
+    assert_eq!(incidents[0].affected_devices.len(), 5);
+    assert_eq!(incidents[0].outcome(), Some(Outcome::AutoCleared));
+    let outcomes: Vec<Option<Outcome>> = sim.alerts.values().map(|a| a.outcome()).collect();
+    assert!(outcomes.contains(&Some(Outcome::GroupedIntoIncident)));
+    let alone_after = sim
+        .alerts
+        .values()
+        .filter(|a| a.kind == AlertKind::DeviceOffline && a.raised_at > incidents[0].raised_at)
+        .count();
+    assert_eq!(alone_after, 2, "fl-3 and fl-4 still silent when it ended");
+    assert!(sim.alerts.values().any(|a| a.kind == AlertKind::PendantPress));
+}
+
+#[test]
+fn a_restart_anywhere_in_a_flood_is_invisible() {
+    let steps = flood_scenario();
+    let start = || Sim::new(flood_config(), utc("2026-01-15T12:00:00Z"));
+    let mut uninterrupted = start();
+    let expected = observe(&mut uninterrupted, &steps);
+    for split in 0..=steps.len() {
+        let mut sim = start();
+        observe(&mut sim, &steps[..split]);
+        sim.engine = sim.restored(sim.now);
+        sim.absorb(Vec::new());
+        let rest = observe(&mut sim, &steps[split..]);
+        for (offset, (got, want)) in rest.iter().zip(&expected[split..]).enumerate() {
+            assert_eq!(got, want, "restart before step {split}, step {}", split + offset);
+        }
+        assert_eq!(sim.alerts, uninterrupted.alerts, "restart before step {split}");
+        assert_eq!(sim.state, uninterrupted.state, "restart before step {split}");
+    }
+}
+
 #[test]
 fn restore_takes_the_highest_next_alert_id_it_can_see() {
     let mut sim = start();
@@ -333,7 +422,9 @@ mod random {
         fn restart_anywhere_is_invisible(steps in prop::collection::vec(step(), 1..60), split in any::<prop::sample::Index>()) {
             let split = split.index(steps.len() + 1);
             // Around the spring DST change, so night and day arithmetic crosses it.
-            let start = || Sim::new(EngineConfig::default(), utc("2026-03-28T20:00:00Z"));
+            // A low flood threshold, so some histories raise an infrastructure incident.
+            let config = EngineConfig { flood_threshold: 3, ..EngineConfig::default() };
+            let start = || Sim::new(config.clone(), utc("2026-03-28T20:00:00Z"));
             let mut uninterrupted = start();
             let expected = observe(&mut uninterrupted, &steps);
             let mut sim = start();
@@ -346,7 +437,7 @@ mod random {
             prop_assert_eq!(&sim.state, &uninterrupted.state);
             // And the invariant merging promises: one open alert per kind and subject.
             let mut seen = std::collections::HashSet::new();
-            for alert in uninterrupted.open() {
+            for alert in uninterrupted.open().into_iter().filter(|a| a.kind != AlertKind::InfrastructureIncident) {
                 let subject = (alert.kind, alert.resident.clone(), if alert.resident.is_some() { None } else { alert.device });
                 let per_device = matches!(alert.kind, AlertKind::MainsPowerLost | AlertKind::LowBattery | AlertKind::DeviceOffline | AlertKind::Tamper);
                 let subject = if per_device { (alert.kind, None, alert.device) } else { subject };

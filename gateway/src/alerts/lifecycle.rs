@@ -80,6 +80,10 @@ impl AlertEngine {
         }
         self.open_alert_mut(alert)?;
         let mut effects = Vec::new();
+        if self.flood.incident.is_some_and(|incident| incident.alert == alert) {
+            // Nothing still silent may be left without an alert of its own.
+            self.end_incident(now, false, &mut effects);
+        }
         self.close(
             alert,
             Some(operator.to_owned()),
@@ -91,13 +95,19 @@ impl AlertEngine {
         Ok(effects)
     }
 
-    pub(super) fn raise_or_join(&mut self, trigger: Trigger, now: Timestamp, effects: &mut Vec<Effect>) {
+    /// The alert raised or joined (`None` if the trigger may only join and nothing was open).
+    pub(super) fn raise_or_join(
+        &mut self,
+        trigger: Trigger,
+        now: Timestamp,
+        effects: &mut Vec<Effect>,
+    ) -> Option<AlertId> {
         let subject = trigger.subject();
         let existing = subject
             .as_ref()
             .and_then(|subject| self.open_by_subject.get(&(trigger.kind, subject.clone())));
         let id = if let Some(id) = existing.copied() {
-            let Some(alert) = self.open.get_mut(&id) else { return };
+            let alert = self.open.get_mut(&id)?;
             let change = match (trigger.event, &trigger.detail) {
                 (Some(event), _) => Change::Joined { event },
                 (None, detail) => Change::Note {
@@ -139,6 +149,7 @@ impl AlertEngine {
                 late_by_ms: trigger.late_by_ms,
                 escalation_level: 0,
                 transitions,
+                affected_devices: Vec::new(),
             };
             tracing::info!(
                 alert = %id,
@@ -156,13 +167,14 @@ impl AlertEngine {
             self.reschedule_escalation(id);
             id
         } else {
-            return;
+            return None;
         };
         if let Some(alarm) = trigger.alarm {
             self.alarms.entry(id).or_default().push(alarm);
             self.alert_by_alarm.insert(alarm.event, id);
             self.dirty.insert(StateKey::Alarms(id));
         }
+        Some(id)
     }
 
     /// A device condition cleared by itself: close the alert unless a human has it.

@@ -5,8 +5,9 @@
 //!
 //! The rules live in one file per family, each listing the decisions it makes: `alarms`
 //! (device alarms, the resident's cancel, device conditions), `no_comms` (presence, offline,
-//! last will), `resident_rules` (night door, bed, movement), `escalation`, `lifecycle`
-//! (raise or join, notes, closing, operator actions) and `persistence` (restore, state).
+//! last will), `floods` (many devices offline at once: one infrastructure incident),
+//! `resident_rules` (night door, bed, movement), `escalation`, `lifecycle` (raise or join,
+//! notes, closing, operator actions) and `persistence` (restore, state).
 //!
 //! Decisions every family shares (ARCHITECTURE.md, "Alert lifecycle"):
 //!
@@ -28,6 +29,7 @@ mod calendar;
 mod config;
 mod error;
 mod escalation;
+mod floods;
 mod lifecycle;
 mod no_comms;
 mod persistence;
@@ -182,6 +184,8 @@ pub struct AlertEngine {
     /// Cancels that arrived before their alarm, by the alarm they name.
     held_cancels: BTreeMap<EventKey, HeldCancel>,
     held_cancel_due: Schedule<EventKey>,
+    /// Flood detection and the infrastructure incident in progress.
+    flood: floods::Flood,
     dirty: BTreeSet<StateKey>,
     /// While [`Self::handle_batch`] runs: devices whose no-comms timer is recomputed once at
     /// the end of the batch rather than after every event (nothing reads the timers mid-batch).
@@ -207,6 +211,7 @@ impl AlertEngine {
             movement_due: Schedule::default(),
             held_cancels: BTreeMap::new(),
             held_cancel_due: Schedule::default(),
+            flood: floods::Flood::default(),
             dirty: BTreeSet::new(),
             deferred_reschedules: None,
         }
@@ -256,6 +261,9 @@ impl AlertEngine {
                 self.raise_or_join(trigger, now, &mut effects);
             }
         }
+        if self.deferred_reschedules.is_none() {
+            self.flush_incident(&mut effects);
+        }
         effects
     }
 
@@ -270,10 +278,12 @@ impl AlertEngine {
         for device in self.deferred_reschedules.take().unwrap_or_default() {
             self.reschedule_device(device);
         }
+        self.flush_incident(&mut effects);
         effects
     }
 
-    /// Fire due timers: no-comms, bed return, no movement by, escalation, held cancels.
+    /// Fire due timers: no-comms, bed return, no movement by, escalation, the end of an
+    /// infrastructure incident, held cancels.
     pub fn tick(&mut self, now: Timestamp) -> Vec<Effect> {
         let mut effects = Vec::new();
         for device in self.offline_due.due(now) {
@@ -288,9 +298,13 @@ impl AlertEngine {
         for alert in self.escalation_due.due(now) {
             self.escalate(alert, now, &mut effects);
         }
+        for _ in self.flood.due.due(now) {
+            self.check_incident(now, &mut effects);
+        }
         for alarm in self.held_cancel_due.due(now) {
             self.expire_held_cancel(alarm);
         }
+        self.flush_incident(&mut effects);
         effects
     }
 
@@ -302,6 +316,7 @@ impl AlertEngine {
             self.movement_due.earliest(),
             self.escalation_due.earliest(),
             self.held_cancel_due.earliest(),
+            self.flood.due.earliest(),
         ]
         .into_iter()
         .flatten()

@@ -74,6 +74,7 @@ impl AlertEngine {
         self.reschedule_device(device);
         if was_offline {
             tracing::info!(%device, "device back online");
+            self.incident_member_back(device, now, effects);
             self.clear_condition(
                 AlertKind::DeviceOffline,
                 device,
@@ -174,6 +175,7 @@ impl AlertEngine {
             return;
         };
         watch.offline = true;
+        let previous = watch.last_offline_at.replace(now);
         let detail = match watch.last_will_at.take() {
             Some(_) => "the broker reported the connection lost (last will)".to_owned(),
             None => format!("nothing heard for {} s", now.millis_since(watch.last_heard) / 1_000),
@@ -182,6 +184,9 @@ impl AlertEngine {
         trigger.unregistered = watch.unregistered;
         self.dirty.insert(StateKey::Device(device));
         self.reschedule_device(device);
+        if self.offline_onset(device, previous, now, effects) {
+            return;
+        }
         tracing::info!(%device, "device offline");
         self.raise_or_join(trigger, now, effects);
     }

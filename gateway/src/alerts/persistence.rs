@@ -2,8 +2,9 @@
 //!
 //! Decisions (ARCHITECTURE.md, "Alert lifecycle"):
 //!
-//! - **State.** `meta/next_alert_id`, `meta/silence_counted_from`, `dev/<device>` (watch and
-//!   battery latch), `res/<resident>` (bed timer, first movement of the day, last checked
+//! - **State.** `meta/next_alert_id`, `meta/silence_counted_from`, `meta/incident` (the
+//!   infrastructure incident in progress: its alert and last change), `dev/<device>` (watch,
+//!   battery latch, last counted offline), `res/<resident>` (bed timer, first movement of the day, last checked
 //!   day), `rules/<resident>`, `alarms/<alert>` (the alarm events of an open alert, for
 //!   feedback and cancels), `cancel/<device>/<boot>/<seq>` (a cancel held for that alarm),
 //!   all serde_json. Timers are derived from these on restore and
@@ -34,6 +35,9 @@ impl AlertEngine {
                 }
                 Some(StateKey::SilenceCountedFrom) => {
                     engine.silence_counted_from = Some(decode(&key, &value)?);
+                }
+                Some(StateKey::Incident) => {
+                    engine.flood.incident = Some(decode(&key, &value)?);
                 }
                 Some(StateKey::Device(device)) => {
                     engine.devices.insert(device, decode(&key, &value)?);
@@ -78,6 +82,7 @@ impl AlertEngine {
                 engine.alert_by_alarm.insert(alarm.event, *id);
             }
         }
+        engine.restore_flood();
         let devices: Vec<DeviceId> = engine.devices.keys().copied().collect();
         for device in devices {
             engine.reschedule_device(device);
@@ -110,6 +115,7 @@ impl AlertEngine {
             let value = match &key {
                 StateKey::NextAlertId => Some(encode(&self.next_alert_id.0)),
                 StateKey::SilenceCountedFrom => self.silence_counted_from.as_ref().map(encode),
+                StateKey::Incident => self.flood.incident.as_ref().map(encode),
                 StateKey::Device(device) => self.devices.get(device).map(encode),
                 StateKey::Resident(resident) => self.residents.get(resident).filter(|s| !s.is_empty()).map(encode),
                 StateKey::Rules(resident) => self.rules.get(resident).map(encode),

@@ -50,6 +50,10 @@ pub(crate) struct DeviceWatch {
     pub resident: Option<ResidentId>,
     #[serde(default)]
     pub unregistered: bool,
+    /// When it was last counted offline (kept after it comes back): flood detection counts
+    /// these within its window.
+    #[serde(default)]
+    pub last_offline_at: Option<Timestamp>,
 }
 
 impl DeviceWatch {
@@ -62,6 +66,7 @@ impl DeviceWatch {
             battery_low: false,
             resident: None,
             unregistered: false,
+            last_offline_at: None,
         }
     }
 }
@@ -120,11 +125,20 @@ pub(crate) struct HeldCancel {
     pub expires_at: Timestamp,
 }
 
+/// The infrastructure incident in progress (its device list lives in its alert).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct IncidentState {
+    pub alert: AlertId,
+    /// Latest time a device joined it or came back: the settle time counts from here.
+    pub last_change: Timestamp,
+}
+
 /// A state entry's key. Sorted, so state changes come out in a stable order.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum StateKey {
     NextAlertId,
     SilenceCountedFrom,
+    Incident,
     Device(DeviceId),
     Resident(ResidentId),
     Rules(ResidentId),
@@ -135,12 +149,14 @@ pub(crate) enum StateKey {
 
 const NEXT_ALERT_ID: &str = "meta/next_alert_id";
 const SILENCE_COUNTED_FROM: &str = "meta/silence_counted_from";
+const INCIDENT: &str = "meta/incident";
 
 impl StateKey {
     pub fn encode(&self) -> String {
         match self {
             Self::NextAlertId => NEXT_ALERT_ID.to_owned(),
             Self::SilenceCountedFrom => SILENCE_COUNTED_FROM.to_owned(),
+            Self::Incident => INCIDENT.to_owned(),
             Self::Device(id) => format!("dev/{id}"),
             Self::Resident(id) => format!("res/{id}"),
             Self::Rules(id) => format!("rules/{id}"),
@@ -156,6 +172,9 @@ impl StateKey {
         }
         if key == SILENCE_COUNTED_FROM {
             return Some(Self::SilenceCountedFrom);
+        }
+        if key == INCIDENT {
+            return Some(Self::Incident);
         }
         let (prefix, rest) = key.split_once('/')?;
         match prefix {
@@ -190,6 +209,7 @@ mod tests {
         let keys = [
             StateKey::NextAlertId,
             StateKey::SilenceCountedFrom,
+            StateKey::Incident,
             StateKey::Device(DeviceId::new("pnd-1").unwrap()),
             StateKey::Resident(ResidentId::new("R-17").unwrap()),
             StateKey::Rules(ResidentId::new("R-17").unwrap()),
