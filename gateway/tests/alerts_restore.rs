@@ -17,6 +17,7 @@ enum Step {
     Advance(i64),
     Send(Ev),
     Presence(&'static str, bool),
+    KeyConflict(&'static str),
     Tick,
     Rules(&'static str, ResidentRules),
     Ack(u64),
@@ -46,7 +47,9 @@ fn scenario() -> Vec<Step> {
         Advance(20 * SECOND),
         Tick,
         Send(pendant(cancel(100))),
+        KeyConflict("hub-1"),
         Advance(45 * SECOND),
+        KeyConflict("hub-1"),
         Tick,
         Presence("pnd-1", false),
         Advance(60 * SECOND),
@@ -123,6 +126,14 @@ fn run(sim: &mut Sim, step: &Step) -> Outcomes {
             };
             Ok(sim.engine.handle(input, now))
         }
+        Step::KeyConflict(device) => {
+            let input = gateway::alerts::EngineInput::KeyConflict {
+                device: dev(device),
+                resident: None,
+                detail: "came online with a lower boot".to_owned(),
+            };
+            Ok(sim.engine.handle(input, now))
+        }
         Step::Tick => Ok(sim.engine.tick(now)),
         Step::Rules(resident, rules) => Ok(sim.engine.set_resident_rules(res(resident), rules.clone(), now)),
         Step::Ack(id) => sim.engine.acknowledge(AlertId(*id), "op-1", now),
@@ -159,6 +170,7 @@ fn the_scenario_exercises_every_rule() {
         AlertKind::DeviceOffline,
         AlertKind::BedNotReturned,
         AlertKind::NoMovementByTime,
+        AlertKind::KeyConflict,
     ] {
         assert!(kinds.contains(&kind), "{kind:?} missing from {kinds:?}");
     }
@@ -392,6 +404,7 @@ mod random {
                 Step::Send(ev)
             }),
             1 => (device(), any::<bool>()).prop_map(|((id, _, _), online)| Step::Presence(id, online)),
+            1 => device().prop_map(|(id, _, _)| Step::KeyConflict(id)),
             // Alarms and cancels with their own seqs, so a cancel may come first.
             1 => (0u32..3, any::<bool>(), 0i64..90_000).prop_map(|(n, is_cancel, delay)| {
                 let alarm_seq = 1_000 + 2 * n;
@@ -439,7 +452,7 @@ mod random {
             let mut seen = std::collections::HashSet::new();
             for alert in uninterrupted.open().into_iter().filter(|a| a.kind != AlertKind::InfrastructureIncident) {
                 let subject = (alert.kind, alert.resident.clone(), if alert.resident.is_some() { None } else { alert.device });
-                let per_device = matches!(alert.kind, AlertKind::MainsPowerLost | AlertKind::LowBattery | AlertKind::DeviceOffline | AlertKind::Tamper);
+                let per_device = matches!(alert.kind, AlertKind::MainsPowerLost | AlertKind::LowBattery | AlertKind::DeviceOffline | AlertKind::Tamper | AlertKind::KeyConflict);
                 let subject = if per_device { (alert.kind, None, alert.device) } else { subject };
                 prop_assert!(seen.insert(subject), "two open alerts for one subject: {:?}", uninterrupted.open());
             }

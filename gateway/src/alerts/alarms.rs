@@ -1,4 +1,5 @@
-//! Device alarms (with the resident's cancel) and device conditions: mains power, low battery.
+//! Device alarms (with the resident's cancel) and device conditions: mains power, low
+//! battery, reused event keys.
 //!
 //! Decisions (ARCHITECTURE.md, "Alert lifecycle"):
 //!
@@ -20,6 +21,9 @@
 //! - **Low battery.** One alert per device per low spell: the latch (persisted) is set when
 //!   it is raised and cleared only above `battery_recovered_percent`. A LowBattery alarm
 //!   while latched joins an open alert but never raises a new one.
+//! - **Key conflicts.** `EngineInput::KeyConflict` raises the device's `KeyConflict` alert
+//!   (technical, per device) with the detail as a note from `gateway`; a repeat joins it with
+//!   a note. It never clears by itself: a human closes it.
 //! - **Alarms nobody can place.** An alarm from a device the register does not know raises
 //!   its alert with `unregistered_device` (and a repeat from one flags the joined alert); an
 //!   alarm body this gateway cannot decode raises `UnrecognisedAlarm` (life-safety). Both
@@ -169,6 +173,29 @@ impl AlertEngine {
                 self.note(id, RESIDENT_OPERATOR, text, now, effects);
             }
         }
+    }
+
+    /// The device reused a key. Raised (or joined) as the device's technical alert with the
+    /// detail as a note from `gateway`; nothing the device does later clears it, since a
+    /// reused key means its boot counter or storage is faulty: a technician must look and
+    /// a human closes it.
+    pub(super) fn on_key_conflict(
+        &mut self,
+        device: DeviceId,
+        resident: Option<ResidentId>,
+        detail: String,
+        now: Timestamp,
+        effects: &mut Vec<Effect>,
+    ) {
+        let detail = if detail.trim().is_empty() {
+            "the device reused an event key".to_owned()
+        } else {
+            detail
+        };
+        let mut trigger = Trigger::rule(AlertKind::KeyConflict, resident, Some(device), detail);
+        trigger.unregistered = self.devices.get(&device).is_some_and(|watch| watch.unregistered);
+        tracing::warn!(%device, "device reused an event key");
+        self.raise_or_join(trigger, now, effects);
     }
 
     /// `cancellable`: the resident may cancel this alarm from the device.

@@ -257,8 +257,7 @@ impl AlertEngine {
                 detail,
             } => {
                 let _span = tracing::debug_span!("alert_key_conflict", %device).entered();
-                let trigger = Trigger::rule(AlertKind::KeyConflict, resident, Some(device), detail);
-                self.raise_or_join(trigger, now, &mut effects);
+                self.on_key_conflict(device, resident, detail, now, &mut effects);
             }
         }
         if self.deferred_reschedules.is_none() {
