@@ -13,9 +13,10 @@
 //!
 //! - **Merging.** A repeat of an alert kind joins the open alert of that kind for the same
 //!   resident (the same device when the event has no resident). Device conditions (tamper,
-//!   mains power, low battery, offline) are kept per device even for one resident, so that
-//!   one device's recovery clears only its own alert. Repeats caused by an event are
-//!   recorded as `Joined`; repeats of a timer rule as a note from `gateway`.
+//!   mains power, low battery, offline, key conflict) are kept per device even for one
+//!   resident, so that one device's recovery clears only its own alert. Repeats caused by an
+//!   event are recorded as `Joined`; repeats of a timer rule as a note from `gateway`. An
+//!   infrastructure incident has no subject and is never merged (see `floods`).
 //! - **Rule alerts explain themselves.** Offline, heartbeat battery, bed and movement alerts
 //!   carry a note from `gateway` saying why (ids and numbers only); later news about them
 //!   ("bed occupied again", "movement seen") is added as notes, never as auto-resolution:
