@@ -354,6 +354,11 @@ pub struct AlertsConfig {
     pub night_end: Option<String>,
     pub day_start: Option<String>,
     pub escalation: Option<EscalationConfig>,
+    /// Devices offline within `flood_window_s` that make one infrastructure incident
+    /// (0 switches grouping off).
+    pub flood_threshold: Option<u32>,
+    pub flood_window_s: Option<u32>,
+    pub flood_settle_s: Option<u32>,
 }
 
 /// Acknowledgement targets in seconds after raising, ascending, per priority.
@@ -441,6 +446,22 @@ impl AlertsConfig {
                 wellbeing_s: escalation.wellbeing_s.clone(),
                 technical_s: escalation.technical_s.clone(),
             };
+        }
+        if let Some(v) = self.flood_threshold {
+            if v == 1 {
+                // One device going quiet must always alert on its own.
+                return Err(invalid("alerts.flood_threshold", "must be 0 (off) or at least 2"));
+            }
+            engine.flood_threshold = v;
+        }
+        if let Some(v) = self.flood_window_s {
+            if v == 0 {
+                return Err(invalid("alerts.flood_window_s", "must be at least 1"));
+            }
+            engine.flood_window_s = v;
+        }
+        if let Some(v) = self.flood_settle_s {
+            engine.flood_settle_s = v;
         }
         Ok(engine)
     }
@@ -780,6 +801,18 @@ pub const FIELD_DOCS: &[FieldDoc] = &[
         path: "alerts.escalation.technical_s",
         meaning: "acknowledgement targets for technical alerts, seconds after raising, ascending",
     },
+    FieldDoc {
+        path: "alerts.flood_threshold",
+        meaning: "devices going offline within the window that make one infrastructure incident (0 = off, else at least 2)",
+    },
+    FieldDoc {
+        path: "alerts.flood_window_s",
+        meaning: "the window the flood threshold counts in (one default heartbeat interval)",
+    },
+    FieldDoc {
+        path: "alerts.flood_settle_s",
+        meaning: "once fewer than the threshold are still silent, the incident ends after this long without change",
+    },
 ];
 
 impl Config {
@@ -817,7 +850,9 @@ impl AlertsConfig {
                 wellbeing_s: engine.escalation.wellbeing_s.clone(),
                 technical_s: engine.escalation.technical_s.clone(),
             }),
-            ..Self::default()
+            flood_threshold: Some(engine.flood_threshold),
+            flood_window_s: Some(engine.flood_window_s),
+            flood_settle_s: Some(engine.flood_settle_s),
         }
     }
 }
@@ -872,5 +907,49 @@ mod tests {
         config.mqtt.username = Some("gw".into());
         config.mqtt.password = Some("hunter2".into());
         assert!(!format!("{config:?}").contains("hunter2"));
+    }
+}
+
+#[cfg(test)]
+mod alerts_tests {
+    use super::*;
+
+    #[test]
+    fn flood_settings_reach_the_engine_and_bad_ones_are_refused() {
+        let alerts = AlertsConfig {
+            flood_threshold: Some(25),
+            flood_window_s: Some(600),
+            flood_settle_s: Some(0),
+            ..AlertsConfig::default()
+        };
+        let engine = alerts.engine_config().unwrap();
+        assert_eq!(
+            (engine.flood_threshold, engine.flood_window_s, engine.flood_settle_s),
+            (25, 600, 0)
+        );
+        let off = AlertsConfig {
+            flood_threshold: Some(0),
+            ..AlertsConfig::default()
+        };
+        assert_eq!(off.engine_config().unwrap().flood_threshold, 0);
+        for (alerts, field) in [
+            (
+                AlertsConfig {
+                    flood_threshold: Some(1),
+                    ..AlertsConfig::default()
+                },
+                "alerts.flood_threshold",
+            ),
+            (
+                AlertsConfig {
+                    flood_window_s: Some(0),
+                    ..AlertsConfig::default()
+                },
+                "alerts.flood_window_s",
+            ),
+        ] {
+            let error = alerts.engine_config().unwrap_err().to_string();
+            assert!(error.contains(field), "{error}");
+        }
     }
 }

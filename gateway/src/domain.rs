@@ -305,6 +305,10 @@ pub enum AlertKind {
     /// than one already seen. Nothing was lost (the copy is stored), but the device needs a
     /// technician's look.
     KeyConflict,
+    /// Many devices lost contact within a short window (broker restart, network or power cut
+    /// in a block of flats): one alert naming them all ([`Alert::affected_devices`]) instead
+    /// of one `DeviceOffline` each. No single device or resident.
+    InfrastructureIncident,
 }
 
 impl AlertKind {
@@ -352,9 +356,12 @@ impl AlertKind {
             | Self::Inactivity
             | Self::NoMovementByTime
             | Self::MedicationMissed => Priority::Wellbeing,
-            Self::Tamper | Self::MainsPowerLost | Self::LowBattery | Self::DeviceOffline | Self::KeyConflict => {
-                Priority::Technical
-            }
+            Self::Tamper
+            | Self::MainsPowerLost
+            | Self::LowBattery
+            | Self::DeviceOffline
+            | Self::KeyConflict
+            | Self::InfrastructureIncident => Priority::Technical,
         }
     }
 }
@@ -396,6 +403,9 @@ pub enum Outcome {
     AutoCleared,
     /// A resident's test call.
     TestCall,
+    /// A device's offline alert was taken over by an infrastructure incident alert, which
+    /// names the device and follows it from there.
+    GroupedIntoIncident,
 }
 
 /// One step in an alert's life. Alerts keep every transition for the audit trail and KPIs.
@@ -451,6 +461,23 @@ pub struct Alert {
     pub late_by_ms: Option<i64>,
     pub escalation_level: u8,
     pub transitions: Vec<Transition>,
+    /// For an infrastructure incident: every device it covers, kept current as they come
+    /// back. Empty (and absent from the stored form) for every other alert.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub affected_devices: Vec<AffectedDevice>,
+}
+
+/// One device an infrastructure incident covers (ids only: no personal data).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AffectedDevice {
+    #[serde(with = "device_id_serde")]
+    pub device: DeviceId,
+    pub resident: Option<ResidentId>,
+    /// When the gateway counted it offline.
+    pub since: Timestamp,
+    /// When it was heard from again; `None` while it is still silent.
+    #[serde(default)]
+    pub back_at: Option<Timestamp>,
 }
 
 impl Alert {

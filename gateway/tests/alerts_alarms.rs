@@ -407,3 +407,209 @@ fn raw_engine_api_matches_the_ingest_contract() {
     assert!(changes.iter().all(|(_, v)| v.is_some()));
     assert!(engine.take_state_changes().is_empty(), "changes are handed out once");
 }
+
+// ----- a cancel that arrives before its alarm -----
+
+fn resolved_cancelled_early(alert: &gateway::domain::Alert) -> bool {
+    matches!(last_change(alert), Change::Resolved { operator: None, outcome: Outcome::CancelledByResident, note: Some(note) }
+        if note.contains("before its alarm"))
+}
+
+fn held_cancels(sim: &Sim) -> Vec<String> {
+    sim.state.keys().filter(|k| k.starts_with("cancel/")).cloned().collect()
+}
+
+#[test]
+fn a_cancel_before_its_alarm_in_one_batch_still_ends_cancelled_by_resident() {
+    let mut sim = Sim::default_at(NOON);
+    let (cancel_input, _) = sim.input(Ev::new("pnd-1", cancel(4)).of("r1").seq(5));
+    let (alarm_input, alarm_key) = sim.input(Ev::new("pnd-1", alarm(AlarmKind::PendantPress)).of("r1").seq(4));
+    let effects = sim.engine.handle_batch([cancel_input, alarm_input], sim.now);
+    let effects = sim.absorb(effects);
+    assert!(sim.open().is_empty(), "{:#?}", sim.open());
+    let alert = &sim.alerts[&AlertId(1)];
+    assert_eq!(alert.transitions[0].change, Change::Raised { event: Some(alarm_key) });
+    assert!(resolved_cancelled_early(alert), "{alert:#?}");
+    assert_eq!(
+        downlinks(&effects),
+        vec![(dev("pnd-1"), DownlinkBody::AlertResolved { alert_ref: 1 })]
+    );
+    assert!(held_cancels(&sim).is_empty(), "the used hold is gone");
+}
+
+#[test]
+fn a_cancel_in_an_earlier_batch_than_its_alarm_still_cancels_it() {
+    let mut sim = Sim::default_at(NOON);
+    let (_, effects) = sim.send(Ev::new("pnd-1", cancel(0)).of("r1").seq(1));
+    assert!(changed_alerts(&effects).is_empty(), "nothing to show yet");
+    assert_eq!(held_cancels(&sim), vec!["cancel/pnd-1/1/0".to_owned()]);
+    sim.advance(20 * SECOND);
+    sim.tick();
+    sim.send(Ev::new("pnd-1", alarm(AlarmKind::Fall)).of("r1").seq(0));
+    assert!(sim.open().is_empty());
+    assert!(resolved_cancelled_early(&sim.alerts[&AlertId(1)]));
+    assert!(held_cancels(&sim).is_empty());
+}
+
+#[test]
+fn an_alarm_after_its_held_cancel_expired_stays_open() {
+    let mut sim = Sim::default_at(NOON);
+    sim.send(Ev::new("pnd-1", cancel(0)).of("r1").seq(1));
+    assert_eq!(sim.engine.next_deadline(), Some(utc(NOON).plus_ms(60 * SECOND)));
+    sim.advance(60 * SECOND);
+    sim.tick();
+    assert!(held_cancels(&sim).is_empty(), "expired by the timer");
+    assert!(
+        sim.engine.next_deadline() > Some(sim.now),
+        "only the offline timer is left"
+    );
+    sim.send(Ev::new("pnd-1", alarm(AlarmKind::PendantPress)).of("r1").seq(0));
+    let alert = sim.only_open();
+    assert_eq!(alert.transitions.len(), 1, "{alert:#?}");
+}
+
+#[test]
+fn an_alarm_arriving_after_the_hold_without_a_tick_between_stays_open() {
+    let mut sim = Sim::default_at(NOON);
+    sim.send(Ev::new("pnd-1", cancel(0)).of("r1").seq(1));
+    sim.advance(61 * SECOND);
+    sim.send(Ev::new("pnd-1", alarm(AlarmKind::PendantPress)).of("r1").seq(0));
+    assert_eq!(sim.only_open().transitions.len(), 1);
+    assert!(held_cancels(&sim).is_empty());
+}
+
+#[test]
+fn a_held_cancel_made_outside_the_window_by_the_devices_clock_is_noted() {
+    let mut sim = Sim::default_at(NOON);
+    // The device says it cancelled 90 s after the alarm; both arrive late, cancel first.
+    sim.send(
+        Ev::new("pnd-1", cancel(0))
+            .of("r1")
+            .seq(1)
+            .delayed(5 * MINUTE - 90 * SECOND),
+    );
+    sim.advance(SECOND);
+    sim.send(
+        Ev::new("pnd-1", alarm(AlarmKind::PendantPress))
+            .of("r1")
+            .seq(0)
+            .delayed(5 * MINUTE + SECOND),
+    );
+    let alert = sim.only_open();
+    assert!(
+        matches!(last_change(&alert), Change::Note { operator, text }
+        if operator == "resident" && text.contains("outside the cancel window") && text.contains("before the alarm")),
+        "{alert:#?}"
+    );
+}
+
+#[test]
+fn a_hazard_alarm_is_never_cancelled_from_the_device_in_either_order() {
+    for (kind, device_kind) in [
+        (AlarmKind::Smoke, DeviceKind::SmokeDetector),
+        (AlarmKind::Heat, DeviceKind::HeatDetector),
+        (AlarmKind::CarbonMonoxide, DeviceKind::CoDetector),
+        (AlarmKind::Flood, DeviceKind::FloodDetector),
+    ] {
+        // In order.
+        let mut sim = Sim::default_at(NOON);
+        let (key, _) = sim.send(Ev::new("det-1", alarm(kind)).of("r1").kind(device_kind));
+        sim.advance(5 * SECOND);
+        sim.send(Ev::new("det-1", cancel(key.seq)).of("r1").kind(device_kind));
+        let alert = sim.only_open();
+        assert!(
+            matches!(last_change(&alert), Change::Note { operator, text }
+            if operator == "resident" && text.contains("not cancelled from the device")),
+            "{kind:?}: {alert:#?}"
+        );
+        // Cancel first.
+        let mut sim = Sim::default_at(NOON);
+        sim.send(Ev::new("det-1", cancel(0)).of("r1").seq(1).kind(device_kind));
+        sim.send(Ev::new("det-1", alarm(kind)).of("r1").seq(0).kind(device_kind));
+        let alert = sim.only_open();
+        assert_eq!(alert.state, AlertState::Raised);
+        assert!(
+            matches!(last_change(&alert), Change::Note { operator, text }
+            if operator == "resident" && text.contains("not cancelled from the device") && text.contains("before the alarm")),
+            "{kind:?}: {alert:#?}"
+        );
+    }
+}
+
+#[test]
+fn an_alarm_this_gateway_cannot_decode_is_not_cancelled_from_the_device() {
+    let mut sim = Sim::default_at(NOON);
+    sim.send(Ev::new("pnd-9", cancel(0)).of("r1").seq(1));
+    let body = EventBody::Unrecognised {
+        body_tag: protocol::UPLINK_ALARM_TAG,
+        raw: vec![1, 2, 3],
+    };
+    sim.send(Ev::new("pnd-9", body).of("r1").seq(0));
+    let alert = sim.only_open();
+    assert_eq!(alert.kind, AlertKind::UnrecognisedAlarm);
+    assert!(matches!(last_change(&alert), Change::Note { operator, .. } if operator == "resident"));
+}
+
+#[test]
+fn a_held_cancel_does_not_close_an_alert_another_device_also_raised() {
+    let mut sim = Sim::default_at(NOON);
+    sim.send(Ev::new("cord-1", alarm(AlarmKind::PendantPress)).of("r1"));
+    sim.send(Ev::new("pnd-1", cancel(0)).of("r1").seq(1));
+    sim.send(Ev::new("pnd-1", alarm(AlarmKind::PendantPress)).of("r1").seq(0));
+    let alert = sim.only_open();
+    assert!(matches!(last_change(&alert), Change::Note { text, .. } if text.contains("other devices")));
+}
+
+#[test]
+fn a_cancel_survives_a_restart_between_it_and_its_alarm() {
+    let mut sim = Sim::default_at(NOON);
+    sim.send(Ev::new("pnd-1", cancel(0)).of("r1").seq(1));
+    sim.engine = sim.restored(sim.now);
+    assert_eq!(sim.engine.next_deadline(), Some(utc(NOON).plus_ms(60 * SECOND)));
+    sim.advance(10 * SECOND);
+    sim.send(Ev::new("pnd-1", alarm(AlarmKind::PendantPress)).of("r1").seq(0));
+    assert!(sim.open().is_empty());
+    assert!(resolved_cancelled_early(&sim.alerts[&AlertId(1)]));
+}
+
+#[test]
+fn a_cancel_naming_a_later_event_is_not_held() {
+    let mut sim = Sim::default_at(NOON);
+    let (_, effects) = sim.send(Ev::new("pnd-1", cancel(7)).of("r1").seq(7));
+    assert!(effects.is_empty());
+    sim.send(Ev::new("pnd-1", cancel(u32::MAX)).of("r1").seq(8));
+    assert!(held_cancels(&sim).is_empty());
+    assert_eq!(
+        sim.engine.next_deadline().map(|d| d > utc(NOON).plus_ms(60 * SECOND)),
+        Some(true),
+        "only the offline timer"
+    );
+}
+
+#[test]
+fn held_cancels_are_capped_per_device_dropping_the_oldest() {
+    let mut sim = Sim::default_at(NOON);
+    for n in 0..12u32 {
+        sim.send(Ev::new("pnd-1", cancel(2 * n)).of("r1").seq(2 * n + 1));
+        sim.advance(SECOND);
+    }
+    sim.send(Ev::new("pnd-2", cancel(0)).of("r2").seq(1));
+    let held = held_cancels(&sim);
+    assert_eq!(
+        held.iter().filter(|k| k.starts_with("cancel/pnd-1/")).count(),
+        8,
+        "{held:?}"
+    );
+    assert!(
+        held.contains(&"cancel/pnd-2/1/0".to_owned()),
+        "another device is not affected"
+    );
+    assert!(
+        !held.contains(&"cancel/pnd-1/1/0".to_owned()),
+        "the oldest went first: {held:?}"
+    );
+    assert!(
+        held.contains(&"cancel/pnd-1/1/22".to_owned()),
+        "the newest stays: {held:?}"
+    );
+}

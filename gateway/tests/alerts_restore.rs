@@ -17,6 +17,7 @@ enum Step {
     Advance(i64),
     Send(Ev),
     Presence(&'static str, bool),
+    KeyConflict(&'static str),
     Tick,
     Rules(&'static str, ResidentRules),
     Ack(u64),
@@ -46,7 +47,9 @@ fn scenario() -> Vec<Step> {
         Advance(20 * SECOND),
         Tick,
         Send(pendant(cancel(100))),
+        KeyConflict("hub-1"),
         Advance(45 * SECOND),
+        KeyConflict("hub-1"),
         Tick,
         Presence("pnd-1", false),
         Advance(60 * SECOND),
@@ -72,6 +75,16 @@ fn scenario() -> Vec<Step> {
                 .of("r1")
                 .kind(DeviceKind::MotionSensor),
         ),
+        // A cancel that arrives before its alarm, and one whose alarm never comes.
+        Send(pendant(cancel(200)).seq(201)),
+        Advance(5 * SECOND),
+        Tick,
+        Send(pendant(alarm(AlarmKind::PendantPress)).seq(200)),
+        Send(pendant(cancel(300)).seq(301)),
+        Advance(30 * SECOND),
+        Tick,
+        Advance(30 * SECOND),
+        Tick,
         At("2026-01-16T10:00:00Z"),
         Tick,
         At("2026-01-17T10:00:00Z"),
@@ -113,6 +126,14 @@ fn run(sim: &mut Sim, step: &Step) -> Outcomes {
             };
             Ok(sim.engine.handle(input, now))
         }
+        Step::KeyConflict(device) => {
+            let input = gateway::alerts::EngineInput::KeyConflict {
+                device: dev(device),
+                resident: None,
+                detail: "came online with a lower boot".to_owned(),
+            };
+            Ok(sim.engine.handle(input, now))
+        }
         Step::Tick => Ok(sim.engine.tick(now)),
         Step::Rules(resident, rules) => Ok(sim.engine.set_resident_rules(res(resident), rules.clone(), now)),
         Step::Ack(id) => sim.engine.acknowledge(AlertId(*id), "op-1", now),
@@ -149,6 +170,7 @@ fn the_scenario_exercises_every_rule() {
         AlertKind::DeviceOffline,
         AlertKind::BedNotReturned,
         AlertKind::NoMovementByTime,
+        AlertKind::KeyConflict,
     ] {
         assert!(kinds.contains(&kind), "{kind:?} missing from {kinds:?}");
     }
@@ -164,6 +186,17 @@ fn the_scenario_exercises_every_rule() {
         );
     }
     assert!(sim.alerts.values().any(|a| a.escalation_level > 0));
+    let cancelled_early = sim.alerts.values().any(|a| {
+        a.transitions.iter().any(|t| {
+            matches!(&t.change, gateway::domain::Change::Resolved { outcome: Outcome::CancelledByResident, note: Some(note), .. }
+                if note.contains("before its alarm"))
+        })
+    });
+    assert!(cancelled_early, "a cancel held for its alarm");
+    assert!(
+        !sim.state.keys().any(|k| k.starts_with("cancel/")),
+        "the unused hold expired"
+    );
 }
 
 #[test]
@@ -194,6 +227,95 @@ fn a_restored_engine_behaves_exactly_like_one_that_never_stopped() {
             "restart before step {split}: persisted state differs"
         );
         assert_eq!(sim.engine.next_alert_id(), uninterrupted.engine.next_alert_id());
+    }
+}
+
+/// A flood: an incident, a folded and an acknowledged offline alert, an alarm during it,
+/// recoveries, the settle time, and the devices still silent alerted one by one.
+fn flood_scenario() -> Vec<Step> {
+    use Step::*;
+    const DEVICES: [&str; 6] = ["fl-0", "fl-1", "fl-2", "fl-3", "fl-4", "fl-5"];
+    let mut steps = vec![At("2026-01-15T12:00:00Z")];
+    for (n, device) in DEVICES.iter().enumerate() {
+        let resident = ["r0", "r1", "r2", "r3", "r4", "r5"][n];
+        steps.push(Send(Ev::new(device, heartbeat(90, 3_600)).of(resident)));
+    }
+    steps.extend([
+        Presence("fl-0", false),
+        Ack(1),
+        Advance(2 * SECOND),
+        Presence("fl-1", false),
+        Advance(2 * SECOND),
+        Presence("fl-2", false),
+        Advance(2 * SECOND),
+        Presence("fl-3", false),
+        Presence("fl-4", false),
+        Send(Ev::new("fl-5", alarm(AlarmKind::PendantPress)).of("r5")),
+        Advance(MINUTE),
+        Presence("fl-0", true),
+        Presence("fl-1", true),
+        Presence("fl-2", true),
+        Tick,
+        Advance(2 * MINUTE),
+        Tick,
+        Advance(3 * MINUTE),
+        Tick,
+        Advance(HOUR),
+        Presence("fl-3", true),
+        Tick,
+    ]);
+    steps
+}
+
+fn flood_config() -> EngineConfig {
+    EngineConfig {
+        flood_threshold: 3,
+        flood_window_s: 60,
+        flood_settle_s: 300,
+        ..EngineConfig::default()
+    }
+}
+
+#[test]
+fn the_flood_scenario_raises_an_incident_and_ends_it() {
+    let mut sim = Sim::new(flood_config(), utc("2026-01-15T12:00:00Z"));
+    observe(&mut sim, &flood_scenario());
+    let incidents: Vec<_> = sim
+        .alerts
+        .values()
+        .filter(|a| a.kind == AlertKind::InfrastructureIncident)
+        .collect();
+    assert_eq!(incidents.len(), 1);
+    assert_eq!(incidents[0].affected_devices.len(), 5);
+    assert_eq!(incidents[0].outcome(), Some(Outcome::AutoCleared));
+    let outcomes: Vec<Option<Outcome>> = sim.alerts.values().map(|a| a.outcome()).collect();
+    assert!(outcomes.contains(&Some(Outcome::GroupedIntoIncident)));
+    let alone_after = sim
+        .alerts
+        .values()
+        .filter(|a| a.kind == AlertKind::DeviceOffline && a.raised_at > incidents[0].raised_at)
+        .count();
+    assert_eq!(alone_after, 2, "fl-3 and fl-4 still silent when it ended");
+    assert!(sim.alerts.values().any(|a| a.kind == AlertKind::PendantPress));
+}
+
+#[test]
+fn a_restart_anywhere_in_a_flood_is_invisible() {
+    let steps = flood_scenario();
+    let start = || Sim::new(flood_config(), utc("2026-01-15T12:00:00Z"));
+    let mut uninterrupted = start();
+    let expected = observe(&mut uninterrupted, &steps);
+    for split in 0..=steps.len() {
+        let mut sim = start();
+        observe(&mut sim, &steps[..split]);
+        sim.engine = sim.restored(sim.now);
+        sim.absorb(Vec::new());
+        let rest = observe(&mut sim, &steps[split..]);
+        for (offset, (got, want)) in rest.iter().zip(&expected[split..]).enumerate() {
+            assert_eq!(got, want, "restart before step {split}, step {}", split + offset);
+        }
+        assert_eq!(sim.alerts, uninterrupted.alerts, "restart before step {split}");
+        assert_eq!(sim.state, uninterrupted.state, "restart before step {split}");
     }
 }
 
@@ -282,6 +404,17 @@ mod random {
                 Step::Send(ev)
             }),
             1 => (device(), any::<bool>()).prop_map(|((id, _, _), online)| Step::Presence(id, online)),
+            1 => device().prop_map(|(id, _, _)| Step::KeyConflict(id)),
+            // Alarms and cancels with their own seqs, so a cancel may come first.
+            1 => (0u32..3, any::<bool>(), 0i64..90_000).prop_map(|(n, is_cancel, delay)| {
+                let alarm_seq = 1_000 + 2 * n;
+                let ev = if is_cancel {
+                    Ev::new("pnd-3", cancel(alarm_seq)).seq(alarm_seq + 1)
+                } else {
+                    Ev::new("pnd-3", alarm(AlarmKind::PendantPress)).seq(alarm_seq)
+                };
+                Step::Send(ev.of("r3").delayed(delay))
+            }),
             3 => (0i64..3 * HOUR).prop_map(Step::Advance),
             3 => Just(Step::Tick),
             1 => (1u64..8).prop_map(Step::Ack),
@@ -302,7 +435,9 @@ mod random {
         fn restart_anywhere_is_invisible(steps in prop::collection::vec(step(), 1..60), split in any::<prop::sample::Index>()) {
             let split = split.index(steps.len() + 1);
             // Around the spring DST change, so night and day arithmetic crosses it.
-            let start = || Sim::new(EngineConfig::default(), utc("2026-03-28T20:00:00Z"));
+            // A low flood threshold, so some histories raise an infrastructure incident.
+            let config = EngineConfig { flood_threshold: 3, ..EngineConfig::default() };
+            let start = || Sim::new(config.clone(), utc("2026-03-28T20:00:00Z"));
             let mut uninterrupted = start();
             let expected = observe(&mut uninterrupted, &steps);
             let mut sim = start();
@@ -315,9 +450,9 @@ mod random {
             prop_assert_eq!(&sim.state, &uninterrupted.state);
             // And the invariant merging promises: one open alert per kind and subject.
             let mut seen = std::collections::HashSet::new();
-            for alert in uninterrupted.open() {
+            for alert in uninterrupted.open().into_iter().filter(|a| a.kind != AlertKind::InfrastructureIncident) {
                 let subject = (alert.kind, alert.resident.clone(), if alert.resident.is_some() { None } else { alert.device });
-                let per_device = matches!(alert.kind, AlertKind::MainsPowerLost | AlertKind::LowBattery | AlertKind::DeviceOffline | AlertKind::Tamper);
+                let per_device = matches!(alert.kind, AlertKind::MainsPowerLost | AlertKind::LowBattery | AlertKind::DeviceOffline | AlertKind::Tamper | AlertKind::KeyConflict);
                 let subject = if per_device { (alert.kind, None, alert.device) } else { subject };
                 prop_assert!(seen.insert(subject), "two open alerts for one subject: {:?}", uninterrupted.open());
             }

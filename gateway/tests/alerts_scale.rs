@@ -14,7 +14,12 @@ use gateway::domain::{AlertId, AlertKind, DeviceKind, EventKey, StoredEvent};
 fn twenty_thousand_watched_devices() {
     const DEVICES: i64 = 20_000;
     let start = utc("2026-01-15T12:00:00Z");
-    let mut engine = AlertEngine::new(EngineConfig::default(), AlertId(1));
+    // Every device goes quiet: flood grouping off, so each gets its own timer and alert.
+    let config = EngineConfig {
+        flood_threshold: 0,
+        ..EngineConfig::default()
+    };
+    let mut engine = AlertEngine::new(config, AlertId(1));
     let began = Instant::now();
     for n in 0..DEVICES {
         // One heartbeat a millisecond apart, so every device has its own deadline.
@@ -62,4 +67,46 @@ fn twenty_thousand_watched_devices() {
     // would take seconds for 1,000 ticks.
     eprintln!("fed {DEVICES} devices in {fed:?}; 1,000 idle ticks in {idle_ticks:?}");
     assert!(idle_ticks.as_millis() < 1_000, "idle ticks took {idle_ticks:?}");
+}
+
+#[test]
+fn a_flood_of_twenty_thousand_devices_is_one_incident_written_once_per_tick() {
+    const DEVICES: usize = 20_000;
+    let start = utc("2026-01-15T12:00:00Z");
+    let mut engine = AlertEngine::new(EngineConfig::default(), AlertId(1));
+    let inputs = (0..DEVICES).map(|n| EngineInput::Event {
+        event: StoredEvent {
+            key: EventKey {
+                device: dev(&format!("pnd-{n}")),
+                boot: 1,
+                seq: 0,
+            },
+            resident: Some(res(&format!("r{n}"))),
+            received_at: start,
+            device_time: None,
+            protocol_version: 1,
+            body: heartbeat(90, 60),
+        },
+        device_registered: true,
+        device_kind: DeviceKind::Pendant,
+    });
+    engine.handle_batch(inputs, start);
+    // The power goes: nothing more is heard, every timer fires in one tick.
+    let began = Instant::now();
+    let effects = engine.tick(start.plus_ms(180 * SECOND));
+    let took = began.elapsed();
+    let changed = changed_alerts(&effects);
+    let threshold = EngineConfig::default().flood_threshold as usize;
+    // The first few alone (raised, then folded in), then the incident: raised, and its list once.
+    assert_eq!(
+        changed.len(),
+        2 * (threshold - 1) + 2,
+        "one write per alert change, not per device"
+    );
+    let incident = changed.last().unwrap();
+    assert_eq!(incident.kind, AlertKind::InfrastructureIncident);
+    assert_eq!(incident.affected_devices.len(), DEVICES);
+    let open: Vec<_> = engine.open_alerts().collect();
+    assert_eq!(open.len(), 1, "only the incident is open");
+    eprintln!("{DEVICES} devices offline in one tick, one incident: {took:?}");
 }

@@ -68,6 +68,7 @@ fn alert(id: u64, resident: Option<&str>, state: AlertState, raised_ms: i64) -> 
         late_by_ms: None,
         escalation_level: 0,
         transitions,
+        affected_devices: Vec::new(),
     }
 }
 

@@ -112,6 +112,7 @@ fn seeded_store() -> tempfile::TempDir {
                 change: Change::Acknowledged { operator: "op7".into() },
             },
         ],
+        affected_devices: Vec::new(),
     };
     let resolved = Alert {
         id: AlertId(2),
@@ -142,6 +143,7 @@ fn seeded_store() -> tempfile::TempDir {
                 },
             },
         ],
+        affected_devices: Vec::new(),
     };
     batch.put_alert(&open).unwrap();
     batch.put_alert(&resolved).unwrap();

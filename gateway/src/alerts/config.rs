@@ -68,6 +68,17 @@ pub struct EngineConfig {
     /// Local time at which a resident's day starts, for "no movement by" rules: movement
     /// between this time and the rule's time counts for that day.
     pub day_start: Time,
+    /// This many devices counted offline within `flood_window_s` open one infrastructure
+    /// incident instead of one offline alert each. Below 2 switches grouping off. Set it
+    /// above the number of devices the fleet normally loses in one window.
+    pub flood_threshold: u32,
+    /// The window the flood threshold counts in. The default, one default heartbeat
+    /// interval, catches devices that went quiet together, whose offline timers fire
+    /// spread over their heartbeat phase.
+    pub flood_window_s: u32,
+    /// Once fewer than the threshold are still silent, the incident ends when no device has
+    /// come back (or joined) for this long; each device still silent then gets its own alert.
+    pub flood_settle_s: u32,
 }
 
 impl Default for EngineConfig {
@@ -89,6 +100,9 @@ impl Default for EngineConfig {
             time_zone,
             night: (civil::time(22, 0, 0, 0), civil::time(7, 0, 0, 0)),
             day_start: civil::time(4, 0, 0, 0),
+            flood_threshold: 10,
+            flood_window_s: 300,
+            flood_settle_s: 300,
         }
     }
 }
@@ -106,6 +120,14 @@ impl EngineConfig {
 
     pub(crate) fn last_will_grace_ms(&self) -> i64 {
         i64::from(self.last_will_grace_s).saturating_mul(1_000)
+    }
+
+    pub(crate) fn flood_window_ms(&self) -> i64 {
+        i64::from(self.flood_window_s).saturating_mul(1_000)
+    }
+
+    pub(crate) fn flood_settle_ms(&self) -> i64 {
+        i64::from(self.flood_settle_s).saturating_mul(1_000)
     }
 
     pub(crate) fn cancel_grace_ms(&self) -> i64 {

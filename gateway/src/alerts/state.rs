@@ -50,6 +50,10 @@ pub(crate) struct DeviceWatch {
     pub resident: Option<ResidentId>,
     #[serde(default)]
     pub unregistered: bool,
+    /// When it was last counted offline (kept after it comes back): flood detection counts
+    /// these within its window.
+    #[serde(default)]
+    pub last_offline_at: Option<Timestamp>,
 }
 
 impl DeviceWatch {
@@ -62,6 +66,7 @@ impl DeviceWatch {
             battery_low: false,
             resident: None,
             unregistered: false,
+            last_offline_at: None,
         }
     }
 }
@@ -101,6 +106,31 @@ pub(crate) struct AlarmRef {
     pub event: EventKey,
     /// When the alarm happened (device time when known, else receive time).
     pub occurred_at: Timestamp,
+    /// The resident may cancel it from the device ([`protocol::AlarmKind::resident_cancellable`]).
+    /// Entries written before this field existed read as false: their cancel becomes a
+    /// note and a human closes the alert (when in doubt, alert).
+    #[serde(default)]
+    pub cancellable: bool,
+}
+
+/// A resident's cancel that arrived before the alarm it names (retransmission reorders
+/// them), held until that alarm arrives or the hold expires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct HeldCancel {
+    /// The cancel event itself.
+    pub cancel: EventKey,
+    /// When the resident cancelled (device time when known, else receive time).
+    pub cancelled_at: Timestamp,
+    /// Gateway time after which the alarm no longer finds it.
+    pub expires_at: Timestamp,
+}
+
+/// The infrastructure incident in progress (its device list lives in its alert).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct IncidentState {
+    pub alert: AlertId,
+    /// Latest time a device joined it or came back: the settle time counts from here.
+    pub last_change: Timestamp,
 }
 
 /// A state entry's key. Sorted, so state changes come out in a stable order.
@@ -108,24 +138,30 @@ pub(crate) struct AlarmRef {
 pub(crate) enum StateKey {
     NextAlertId,
     SilenceCountedFrom,
+    Incident,
     Device(DeviceId),
     Resident(ResidentId),
     Rules(ResidentId),
     Alarms(AlertId),
+    /// A held cancel, by the alarm it names.
+    HeldCancel(EventKey),
 }
 
 const NEXT_ALERT_ID: &str = "meta/next_alert_id";
 const SILENCE_COUNTED_FROM: &str = "meta/silence_counted_from";
+const INCIDENT: &str = "meta/incident";
 
 impl StateKey {
     pub fn encode(&self) -> String {
         match self {
             Self::NextAlertId => NEXT_ALERT_ID.to_owned(),
             Self::SilenceCountedFrom => SILENCE_COUNTED_FROM.to_owned(),
+            Self::Incident => INCIDENT.to_owned(),
             Self::Device(id) => format!("dev/{id}"),
             Self::Resident(id) => format!("res/{id}"),
             Self::Rules(id) => format!("rules/{id}"),
             Self::Alarms(id) => format!("alarms/{}", id.0),
+            Self::HeldCancel(alarm) => format!("cancel/{}/{}/{}", alarm.device, alarm.boot, alarm.seq),
         }
     }
 
@@ -137,12 +173,28 @@ impl StateKey {
         if key == SILENCE_COUNTED_FROM {
             return Some(Self::SilenceCountedFrom);
         }
+        if key == INCIDENT {
+            return Some(Self::Incident);
+        }
         let (prefix, rest) = key.split_once('/')?;
         match prefix {
             "dev" => DeviceId::new(rest).ok().map(Self::Device),
             "res" => ResidentId::new(rest).ok().map(Self::Resident),
             "rules" => ResidentId::new(rest).ok().map(Self::Rules),
             "alarms" => rest.parse().ok().map(|n| Self::Alarms(AlertId(n))),
+            "cancel" => {
+                let mut parts = rest.split('/');
+                let (Some(device), Some(boot), Some(seq), None) =
+                    (parts.next(), parts.next(), parts.next(), parts.next())
+                else {
+                    return None;
+                };
+                Some(Self::HeldCancel(EventKey {
+                    device: DeviceId::new(device).ok()?,
+                    boot: boot.parse().ok()?,
+                    seq: seq.parse().ok()?,
+                }))
+            }
             _ => None,
         }
     }
@@ -157,15 +209,24 @@ mod tests {
         let keys = [
             StateKey::NextAlertId,
             StateKey::SilenceCountedFrom,
+            StateKey::Incident,
             StateKey::Device(DeviceId::new("pnd-1").unwrap()),
             StateKey::Resident(ResidentId::new("R-17").unwrap()),
             StateKey::Rules(ResidentId::new("R-17").unwrap()),
             StateKey::Alarms(AlertId(42)),
+            StateKey::HeldCancel(EventKey {
+                device: DeviceId::new("pnd-1").unwrap(),
+                boot: 3,
+                seq: 7,
+            }),
         ];
         for key in keys {
             assert_eq!(StateKey::parse(&key.encode()), Some(key));
         }
         assert_eq!(StateKey::parse("dev/NOT VALID"), None);
         assert_eq!(StateKey::parse("future/thing"), None);
+        assert_eq!(StateKey::parse("cancel/pnd-1/3"), None);
+        assert_eq!(StateKey::parse("cancel/pnd-1/3/7/8"), None);
+        assert_eq!(StateKey::parse("cancel/pnd-1/x/7"), None);
     }
 }

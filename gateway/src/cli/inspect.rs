@@ -11,8 +11,8 @@ use protocol::{DeviceId, UplinkBody};
 use serde::Serialize;
 
 use crate::domain::{
-    Alert, AlertId, AlertKind, AlertState, Change, Clock, EventBody, Outcome, Priority, QuarantineRecord, RejectReason,
-    ResidentId, StoredEvent, SystemClock, Timestamp, Transition,
+    AffectedDevice, Alert, AlertId, AlertKind, AlertState, Change, Clock, EventBody, Outcome, Priority,
+    QuarantineRecord, RejectReason, ResidentId, StoredEvent, SystemClock, Timestamp, Transition,
 };
 use crate::store::{AlertFilter, EventFilter, STORE_FILE_NAME, Store};
 
@@ -387,6 +387,14 @@ fn write_alerts_table(out: &mut dyn Write, alerts: &[Alert]) -> anyhow::Result<(
         for transition in &alert.transitions {
             writeln!(out, "    {}", transition_text(transition))?;
         }
+        if !alert.affected_devices.is_empty() {
+            let silent = alert.affected_devices.iter().filter(|d| d.back_at.is_none()).count();
+            let total = alert.affected_devices.len();
+            writeln!(
+                out,
+                "    affected devices: {total} ({silent} still silent; --format json lists them)"
+            )?;
+        }
     }
     writeln!(out, "{} alert(s)", alerts.len())?;
     Ok(())
@@ -409,6 +417,8 @@ struct AlertJson<'a> {
     late_by_ms: Option<i64>,
     escalation_level: u8,
     transitions: &'a [Transition],
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    affected_devices: &'a [AffectedDevice],
 }
 
 impl<'a> From<&'a Alert> for AlertJson<'a> {
@@ -429,6 +439,7 @@ impl<'a> From<&'a Alert> for AlertJson<'a> {
             late_by_ms: alert.late_by_ms,
             escalation_level: alert.escalation_level,
             transitions: &alert.transitions,
+            affected_devices: &alert.affected_devices,
         }
     }
 }

@@ -234,6 +234,16 @@ impl Sim {
         self.absorb(effects)
     }
 
+    pub fn key_conflict(&mut self, device: &str, resident: Option<&str>, detail: &str) -> Vec<Effect> {
+        let input = EngineInput::KeyConflict {
+            device: dev(device),
+            resident: resident.map(res),
+            detail: detail.to_owned(),
+        };
+        let effects = self.engine.handle(input, self.now);
+        self.absorb(effects)
+    }
+
     pub fn tick(&mut self) -> Vec<Effect> {
         let effects = self.engine.tick(self.now);
         self.absorb(effects)
