@@ -81,7 +81,11 @@ mod tests {
         assert_eq!(counter.raise_to(3), Ok(5), "a floor below the counter changes nothing");
         assert_eq!(counter.raise_to(5), Ok(5));
         assert_eq!(counter.raise_to(9), Ok(9));
-        assert_eq!(counter.load_and_increment(), Ok(10), "the next start boots above the floor");
+        assert_eq!(
+            counter.load_and_increment(),
+            Ok(10),
+            "the next start boots above the floor"
+        );
         assert_eq!(counter.raise_to(u32::MAX), Ok(u32::MAX));
     }
 }

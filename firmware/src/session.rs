@@ -539,7 +539,10 @@ async fn announce_online<N: Read + Write>(
     let options = PublicationOptions::new(TopicReference::Name(names.status.as_borrowed()))
         .at_least_once()
         .retain();
-    client.publish(&options, Bytes::from(online)).await.map_err(|error| lost(&error))?;
+    client
+        .publish(&options, Bytes::from(online))
+        .await
+        .map_err(|error| lost(&error))?;
     Ok(())
 }
 

@@ -85,7 +85,14 @@ fn whole_device_state_fits_in_16_kib() {
     let mut boot_counter = MemoryBootCounter::new(1);
     let device_size = size_of::<Device>();
     let session_size = size_of::<SessionState>();
-    let future = session::run(&mut device, &mut state, &config, &mut net, &mut board, &mut boot_counter);
+    let future = session::run(
+        &mut device,
+        &mut state,
+        &config,
+        &mut net,
+        &mut board,
+        &mut boot_counter,
+    );
     let future_size = size_of_val(&future);
     drop(future);
     let client_size = size_of::<MqttClient<'static, Socket>>();
