@@ -287,9 +287,10 @@ impl Device {
 
     /// The button reports a hold after the press that began it, and that press has already
     /// raised its own alarm (an alarm is never delayed to see whether a hold follows). So a
-    /// hold cancels only if the press began within the grace window of an EARLIER alarm: then
-    /// both that alarm and the press's own are cancelled. Otherwise the hold is just a long
-    /// press, already sent. A hold with no press seen (another input driver) is a press.
+    /// hold cancels only if the press began within the grace window of an EARLIER alarm the
+    /// resident may cancel (`AlarmKind::resident_cancellable`): then both that alarm and the
+    /// press's own are cancelled. Otherwise the hold is just a long press, already sent. A
+    /// hold with no press seen (another input driver) is a press.
     fn button_held(&mut self, now_ms: u64) -> Result<(), DeviceError> {
         let Some(press) = self.press.take() else {
             return self.raise_cancellable(AlarmKind::PendantPress, now_ms);
