@@ -6,9 +6,9 @@
 
 use heapless::Vec;
 use protocol::{
-    ActivitySummary, AlarmKind, CommandResult, DEVICE_TIME_MAX_MS, DEVICE_TIME_MIN_MS, DeviceConfig, DeviceStatus,
-    Downlink, DownlinkBody, FirmwareVersion, MAX_ACTIVITY_WINDOWS, MAX_UPLINK_LEN, SensorState, Uplink, UplinkBody,
-    UplinkHeader, decode_downlink, encode_uplink,
+    ActivitySummary, AlarmKind, CommandResult, DeviceConfig, DeviceStatus, Downlink, DownlinkBody, FirmwareVersion,
+    MAX_ACTIVITY_WINDOWS, MAX_UPLINK_LEN, SensorState, Uplink, UplinkBody, UplinkHeader, decode_downlink,
+    device_time_accepted, encode_uplink,
 };
 
 use crate::boot::BootCounter;
@@ -387,7 +387,7 @@ impl Device {
             DownlinkBody::TimeSync { unix_ms } => {
                 // A time outside the accepted range is a broken clock upstream: keep ours
                 // (or none) rather than stamp events with it.
-                if device_time_in_range(*unix_ms) {
+                if device_time_accepted(*unix_ms) {
                     let offset = i128::from(*unix_ms) - i128::from(now_ms);
                     self.clock_offset_ms = i64::try_from(offset).ok();
                 }
@@ -505,7 +505,7 @@ impl Device {
     pub fn device_time_ms(&self, now_ms: u64) -> Option<u64> {
         self.clock_offset_ms
             .and_then(|offset| now_ms.checked_add_signed(offset))
-            .filter(|unix_ms| device_time_in_range(*unix_ms))
+            .filter(|unix_ms| device_time_accepted(*unix_ms))
     }
 
     /// Periodic work: heartbeats and activity summaries. Call at least at
@@ -730,11 +730,6 @@ pub enum DownlinkError {
     Decode(#[from] protocol::DecodeError),
     #[error(transparent)]
     Device(#[from] DeviceError),
-}
-
-/// Whether `unix_ms` is a time the protocol accepts in `device_time_ms` (2020 to 2099).
-fn device_time_in_range(unix_ms: u64) -> bool {
-    (DEVICE_TIME_MIN_MS..=DEVICE_TIME_MAX_MS).contains(&unix_ms)
 }
 
 /// Alarms whose progress the resident sees (sending, received, cancelled). Automatic
