@@ -10,6 +10,12 @@ pub trait BootCounter {
     /// Reads the stored counter, stores the incremented value and returns it. The new value
     /// must be durable before this returns.
     fn load_and_increment(&mut self) -> Result<u32, Self::Error>;
+
+    /// Stores `max(stored, floor)` and returns the value now stored; never lowers the
+    /// counter. The gateway's `BootFloor` asks for this when it has seen this device's keys
+    /// reused (its counter was wiped or went back): the device then numbers new events with
+    /// the returned boot, and the next start boots above it. Durable before it returns.
+    fn raise_to(&mut self, floor: u32) -> Result<u32, Self::Error>;
 }
 
 /// Why the in-memory counter refused.
@@ -47,6 +53,11 @@ impl BootCounter for MemoryBootCounter {
         self.stored = next;
         Ok(next)
     }
+
+    fn raise_to(&mut self, floor: u32) -> Result<u32, Self::Error> {
+        self.stored = self.stored.max(floor);
+        Ok(self.stored)
+    }
 }
 
 #[cfg(test)]
@@ -62,5 +73,19 @@ mod tests {
         let mut full = MemoryBootCounter::new(u32::MAX);
         assert_eq!(full.load_and_increment(), Err(BootCounterError::Exhausted));
         assert_eq!(full.stored(), u32::MAX);
+    }
+
+    #[test]
+    fn raise_to_only_ever_raises() {
+        let mut counter = MemoryBootCounter::new(5);
+        assert_eq!(counter.raise_to(3), Ok(5), "a floor below the counter changes nothing");
+        assert_eq!(counter.raise_to(5), Ok(5));
+        assert_eq!(counter.raise_to(9), Ok(9));
+        assert_eq!(
+            counter.load_and_increment(),
+            Ok(10),
+            "the next start boots above the floor"
+        );
+        assert_eq!(counter.raise_to(u32::MAX), Ok(u32::MAX));
     }
 }

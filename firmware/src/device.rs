@@ -8,8 +8,10 @@ use heapless::Vec;
 use protocol::{
     ActivitySummary, AlarmKind, CommandResult, DeviceConfig, DeviceStatus, Downlink, DownlinkBody, FirmwareVersion,
     MAX_ACTIVITY_WINDOWS, MAX_UPLINK_LEN, SensorState, Uplink, UplinkBody, UplinkHeader, decode_downlink,
-    encode_uplink,
+    device_time_accepted, encode_uplink,
 };
+
+use crate::boot::BootCounter;
 
 use crate::hw::battery::{BatteryMonitor, BatteryReading};
 use crate::hw::tmp102::TemperatureMonitor;
@@ -94,6 +96,11 @@ pub enum DeviceError {
     /// The event would not encode within the protocol's size limit (a bug, never data).
     #[error("event seq {seq} does not fit in an uplink")]
     TooLarge { seq: u32 },
+    /// The boot counter could not store the gateway's boot floor: the device stays on its
+    /// boot (its new events keep colliding, and the gateway keeps storing them as conflict
+    /// copies and sends the floor again).
+    #[error("boot floor {min_boot} could not be persisted")]
+    BootFloorNotPersisted { min_boot: u32 },
 }
 
 /// One uplink to publish on the device's up topic, QoS 1.
@@ -164,11 +171,14 @@ pub struct Device {
     temperature_monitor: TemperatureMonitor,
     next_heartbeat_ms: u64,
     activity: Option<Activity>,
-    /// The last alarm the resident may still cancel: (seq, raised at).
+    /// The last alarm the resident may still cancel: (seq, raised at). Only kinds for which
+    /// [`AlarmKind::resident_cancellable`] holds.
     cancellable: Option<(u32, u64)>,
     /// The button press in progress, until its hold (if any) is seen.
     press: Option<PressInProgress>,
     news: AlertNews,
+    /// A `BootFloor` above `boot` not yet persisted: see [`Device::apply_boot_floor`].
+    boot_floor: Option<u32>,
 }
 
 /// A pendant press whose hold, if it comes, may be a cancel gesture.
@@ -215,6 +225,7 @@ impl Device {
             cancellable: None,
             press: None,
             news: AlertNews::None,
+            boot_floor: None,
         }
     }
 
@@ -237,6 +248,8 @@ impl Device {
             }
             Input::ButtonHeld => self.button_held(now_ms),
             Input::FallDetected => self.raise_cancellable(AlarmKind::Fall, now_ms),
+            // Smoke, heat, CO, flood and the rest endanger others or were not raised by the
+            // resident: they never become cancellable (SPEC.md, `AlarmCancelled`).
             Input::Alarm(kind) => self.raise_cancellable(kind, now_ms),
             Input::Sensor {
                 state: SensorState::Motion,
@@ -274,9 +287,10 @@ impl Device {
 
     /// The button reports a hold after the press that began it, and that press has already
     /// raised its own alarm (an alarm is never delayed to see whether a hold follows). So a
-    /// hold cancels only if the press began within the grace window of an EARLIER alarm: then
-    /// both that alarm and the press's own are cancelled. Otherwise the hold is just a long
-    /// press, already sent. A hold with no press seen (another input driver) is a press.
+    /// hold cancels only if the press began within the grace window of an EARLIER alarm the
+    /// resident may cancel (`AlarmKind::resident_cancellable`): then both that alarm and the
+    /// press's own are cancelled. Otherwise the hold is just a long press, already sent. A
+    /// hold with no press seen (another input driver) is a press.
     fn button_held(&mut self, now_ms: u64) -> Result<(), DeviceError> {
         let Some(press) = self.press.take() else {
             return self.raise_cancellable(AlarmKind::PendantPress, now_ms);
@@ -299,9 +313,13 @@ impl Device {
         }
     }
 
+    /// Raises an alarm the resident may cancel within the grace window, if its kind allows
+    /// that at all; any other kind is raised without becoming cancellable.
     fn raise_cancellable(&mut self, kind: AlarmKind, now_ms: u64) -> Result<(), DeviceError> {
         let seq = self.queue(UplinkBody::Alarm(kind), now_ms)?;
-        self.cancellable = Some((seq, now_ms));
+        if kind.resident_cancellable() {
+            self.cancellable = Some((seq, now_ms));
+        }
         Ok(())
     }
 
@@ -367,13 +385,69 @@ impl Device {
             }
             DownlinkBody::SelfTest { command_id } => self.ack(*command_id, CommandResult::SelfTestPassed, now_ms),
             DownlinkBody::TimeSync { unix_ms } => {
-                let offset = i128::from(*unix_ms) - i128::from(now_ms);
-                self.clock_offset_ms = i64::try_from(offset).ok();
+                // A time outside the accepted range is a broken clock upstream: keep ours
+                // (or none) rather than stamp events with it.
+                if device_time_accepted(*unix_ms) {
+                    let offset = i128::from(*unix_ms) - i128::from(now_ms);
+                    self.clock_offset_ms = i64::try_from(offset).ok();
+                }
                 Ok(())
             }
-            // Handled in the boot-floor work (issue 7, item 1); ignored until then.
-            DownlinkBody::BootFloor { .. } => Ok(()),
+            DownlinkBody::BootFloor { min_boot } => {
+                // Never backwards: a floor at or below the current boot changes nothing.
+                if *min_boot > self.boot {
+                    self.boot_floor = Some(self.boot_floor.map_or(*min_boot, |floor| floor.max(*min_boot)));
+                }
+                Ok(())
+            }
         }
+    }
+
+    /// The boot the gateway asked this device to move to, not yet persisted.
+    pub fn pending_boot_floor(&self) -> Option<u32> {
+        self.boot_floor
+    }
+
+    /// Moves to a pending boot floor: persists it through `counter` first (so a restart can
+    /// never come back below it), then numbers every NEW event with the stored boot, from
+    /// seq 0. Returns the new boot if the device moved.
+    ///
+    /// Events already in the outbox (and the alarm backlog) keep their old `(boot, seq)`:
+    /// they may already be stored, so re-keying them could store one event twice, and
+    /// retransmissions must stay byte-identical. The gateway receipts them under their old
+    /// keys (as conflict copies where a key was reused). An alarm of the old boot can no
+    /// longer be cancelled ("a device cannot cancel an alarm of an earlier boot"): it stays
+    /// for an operator, the cautious side.
+    ///
+    /// If the counter fails, the request is dropped (not retried on every wake-up, which
+    /// would wear the flash) and reported; the gateway sends the floor again at the next
+    /// reused key or `Online`.
+    pub fn apply_boot_floor<B: BootCounter>(
+        &mut self,
+        counter: &mut B,
+        now_ms: u64,
+    ) -> Result<Option<u32>, DeviceError> {
+        let Some(min_boot) = self.boot_floor.take() else {
+            return Ok(None);
+        };
+        if min_boot <= self.boot {
+            return Ok(None);
+        }
+        let stored = counter
+            .raise_to(min_boot)
+            .map_err(|_| DeviceError::BootFloorNotPersisted { min_boot })?;
+        if stored < min_boot {
+            // A counter that did not store what was asked: do not move onto an unpersisted boot.
+            return Err(DeviceError::BootFloorNotPersisted { min_boot });
+        }
+        self.boot = stored;
+        self.next_seq = 0;
+        self.cancellable = None;
+        self.press = None;
+        // As on a real boot: the first event of the new boot is a heartbeat, so the gateway
+        // sees the new boot in use at once.
+        self.next_heartbeat_ms = now_ms;
+        Ok(Some(stored))
     }
 
     fn ack(&mut self, command_id: u32, result: CommandResult, now_ms: u64) -> Result<(), DeviceError> {
@@ -425,10 +499,13 @@ impl Device {
         self.link == Link::Connected
     }
 
-    /// Unix time in ms at uptime `now_ms`, if a `TimeSync` has set the clock.
+    /// Unix time in ms at uptime `now_ms`, if a `TimeSync` has set the clock and the time
+    /// is within the protocol's accepted range (an event never carries a time outside it:
+    /// without one it carries none).
     pub fn device_time_ms(&self, now_ms: u64) -> Option<u64> {
         self.clock_offset_ms
             .and_then(|offset| now_ms.checked_add_signed(offset))
+            .filter(|unix_ms| device_time_accepted(*unix_ms))
     }
 
     /// Periodic work: heartbeats and activity summaries. Call at least at

@@ -11,8 +11,9 @@ pub enum Input {
     /// confirmed, so an alarm is never delayed to see whether a hold follows.
     ButtonPressed,
     /// The same press is still held after the hold time. If that press began within the
-    /// grace window of an earlier alarm, it is the resident's cancel gesture; otherwise it
-    /// is just a long press, already reported.
+    /// grace window of an earlier alarm the resident may cancel (a pendant press or a fall,
+    /// never smoke, heat, CO, flood or any other kind), it is the resident's cancel gesture;
+    /// otherwise it is just a long press, already reported.
     ButtonHeld,
     /// The fall detector saw free fall, impact, then lying still.
     FallDetected,

@@ -21,6 +21,12 @@
 //! must be re-sent by the gateway when it sees `Online{boot}` on the status topic, which the
 //! device publishes (retained) on every connect.
 //!
+//! # Boot floor
+//!
+//! A `BootFloor` downlink (the gateway saw this device reuse keys) is persisted through the
+//! [`BootCounter`] right after the downlink is handled (`Device::apply_boot_floor`); once the
+//! device has moved, it announces `Online{new boot}` at once, so the gateway sees the move.
+//!
 //! # Liveness
 //!
 //! The TCP connect and MQTT handshake run alongside the device core (inputs keep being
@@ -58,6 +64,7 @@ use rust_mqtt::config::KeepAlive;
 use rust_mqtt::header::FixedHeader;
 use rust_mqtt::types::{MqttBinary, MqttString, TopicFilter, TopicName};
 
+use crate::boot::BootCounter;
 use crate::device::{Device, DeviceError};
 use crate::input::Input;
 use crate::rng::SplitMix64;
@@ -378,13 +385,15 @@ fn apply(device: &mut Device, event: Event, now_ms: u64) -> Result<(), DeviceErr
 
 /// Runs the device's session until an [`Event::Stop`]: connects, serves the connection,
 /// reconnects with backoff when it is lost, and keeps the device core running (inputs,
-/// heartbeats, feedback) while offline.
-pub async fn run<C: Connector, P: Platform>(
+/// heartbeats, feedback) while offline. `boot_counter` is the one the device booted from:
+/// a `BootFloor` from the gateway is persisted through it.
+pub async fn run<C: Connector, P: Platform, B: BootCounter>(
     device: &mut Device,
     state: &mut SessionState,
     config: &SessionConfig<'_>,
     connector: &mut C,
     platform: &mut P,
+    boot_counter: &mut B,
 ) -> Result<(), SessionError> {
     let id = config.device_id;
     let topics = Topics {
@@ -395,9 +404,10 @@ pub async fn run<C: Connector, P: Platform>(
     let mut offline_buf = [0u8; MAX_STATUS_LEN];
     let offline =
         encode_status(&StatusMessage::new(Presence::Offline), &mut offline_buf).map_err(|_| SessionError::Encode)?;
+    // Checked once here so that encoding it later (with whatever boot) cannot fail.
     let mut online_buf = [0u8; MAX_STATUS_LEN];
-    let online = encode_status(
-        &StatusMessage::new(Presence::Online { boot: device.boot() }),
+    encode_status(
+        &StatusMessage::new(Presence::Online { boot: u32::MAX }),
         &mut online_buf,
     )
     .map_err(|_| SessionError::Encode)?;
@@ -429,7 +439,6 @@ pub async fn run<C: Connector, P: Platform>(
         status: &status_topic,
         up: &up_topic,
         down: &down_filter,
-        online,
         offline,
     };
 
@@ -462,7 +471,17 @@ pub async fn run<C: Connector, P: Platform>(
             }
         }
 
-        let ended = serve(&mut client, &options, &names, device, state, connector, platform).await;
+        let ended = serve(
+            &mut client,
+            &options,
+            &names,
+            device,
+            state,
+            connector,
+            platform,
+            boot_counter,
+        )
+        .await;
         let (stopped, needs_abort) = match ended {
             Ended::Stopped => (true, None),
             Ended::Lost { needs_abort } => (false, needs_abort),
@@ -498,7 +517,6 @@ struct Names<'n> {
     status: &'n TopicName<'n>,
     up: &'n TopicName<'n>,
     down: &'n TopicFilter<'n>,
-    online: &'n [u8],
     offline: &'n [u8],
 }
 
@@ -507,8 +525,30 @@ enum Step {
     Waited(Option<Event>),
 }
 
+/// Publishes `Online { boot }` (retained) on the status topic.
+async fn announce_online<N: Read + Write>(
+    client: &mut MqttClient<'_, N>,
+    names: &Names<'_>,
+    boot: u32,
+) -> Result<(), Ended> {
+    let mut buf = [0u8; MAX_STATUS_LEN];
+    // `run` checked that the largest Online fits this buffer.
+    let online = encode_status(&StatusMessage::new(Presence::Online { boot }), &mut buf).map_err(|_| Ended::Lost {
+        needs_abort: Some(false),
+    })?;
+    let options = PublicationOptions::new(TopicReference::Name(names.status.as_borrowed()))
+        .at_least_once()
+        .retain();
+    client
+        .publish(&options, Bytes::from(online))
+        .await
+        .map_err(|error| lost(&error))?;
+    Ok(())
+}
+
 /// One connection, from CONNECT until it is lost or the device stops.
-async fn serve<C: Connector, P: Platform>(
+#[allow(clippy::too_many_arguments)]
+async fn serve<C: Connector, P: Platform, B: BootCounter>(
     client: &mut MqttClient<'_, C::Connection>,
     options: &ConnectOptions<'_>,
     names: &Names<'_>,
@@ -516,6 +556,7 @@ async fn serve<C: Connector, P: Platform>(
     state: &mut SessionState,
     connector: &mut C,
     platform: &mut P,
+    boot_counter: &mut B,
 ) -> Ended {
     // The handshake (TCP, then CONNECT/CONNACK) runs alongside the device: a press during
     // a slow or silent broker's handshake is queued at once, and the attempt gives up after
@@ -575,11 +616,8 @@ async fn serve<C: Connector, P: Platform>(
         return ended;
     }
 
-    let online = PublicationOptions::new(TopicReference::Name(names.status.as_borrowed()))
-        .at_least_once()
-        .retain();
-    if let Err(error) = client.publish(&online, Bytes::from(names.online)).await {
-        return lost(&error);
+    if let Err(ended) = announce_online(client, names, device.boot()).await {
+        return ended;
     }
     let subscription = SubscriptionOptions::new().at_least_once();
     if let Err(error) = client.subscribe(names.down.as_borrowed(), &subscription).await {
@@ -668,6 +706,15 @@ async fn serve<C: Connector, P: Platform>(
                             device.handle_downlink_payload(&payload, platform.now_ms())
                         {
                             platform.device_error(error);
+                        }
+                        match device.apply_boot_floor(boot_counter, platform.now_ms()) {
+                            Ok(Some(boot)) => {
+                                if let Err(ended) = announce_online(client, names, boot).await {
+                                    return ended;
+                                }
+                            }
+                            Ok(None) => {}
+                            Err(error) => platform.device_error(error),
                         }
                     }
                     Ok(None) => {}

@@ -503,3 +503,106 @@ fn every_press_is_kept_beyond_the_outbox_until_the_backlog_is_full() {
     let expected: Vec<u32> = (OUTBOX_CAPACITY as u32..kept as u32).collect();
     assert_eq!(seqs, expected);
 }
+
+#[test]
+fn press_and_hold_cancels_only_what_a_resident_may_cancel() {
+    // Environmental and other kinds: an alarm in the grace window stays raised.
+    for kind in [
+        AlarmKind::Smoke,
+        AlarmKind::Heat,
+        AlarmKind::CarbonMonoxide,
+        AlarmKind::Flood,
+        AlarmKind::Tamper,
+        AlarmKind::Seizure,
+        AlarmKind::MainsPowerLost,
+    ] {
+        let mut device = connected(setup());
+        device.handle_input(Input::Alarm(kind), 1_000).unwrap();
+        device.handle_input(Input::ButtonPressed, 2_000).unwrap();
+        device.handle_input(Input::ButtonHeld, 4_000).unwrap();
+        assert_eq!(
+            bodies(&drain(&mut device, 4_000)),
+            [UplinkBody::Alarm(kind), UplinkBody::Alarm(AlarmKind::PendantPress)],
+            "{kind:?} is not the resident's to cancel; the hold is one more call"
+        );
+    }
+    // Pendant press and fall (from the detector or as an alarm input) are.
+    for input in [
+        Input::ButtonPressed,
+        Input::FallDetected,
+        Input::Alarm(AlarmKind::Fall),
+        Input::Alarm(AlarmKind::PendantPress),
+    ] {
+        let mut device = connected(setup());
+        device.handle_input(input, 1_000).unwrap();
+        device.handle_input(Input::ButtonPressed, 2_000).unwrap();
+        device.handle_input(Input::ButtonHeld, 4_000).unwrap();
+        let sent = bodies(&drain(&mut device, 4_000));
+        assert_eq!(
+            &sent[2..],
+            [
+                UplinkBody::AlarmCancelled { alarm_seq: 1 },
+                UplinkBody::AlarmCancelled { alarm_seq: 2 }
+            ],
+            "{input:?}: {sent:?}"
+        );
+    }
+}
+
+#[test]
+fn smoke_after_a_press_leaves_the_press_cancellable_and_the_smoke_raised() {
+    let mut device = connected(setup());
+    device.handle_input(Input::ButtonPressed, 1_000).unwrap();
+    device.handle_input(Input::Alarm(AlarmKind::Smoke), 1_500).unwrap();
+    device.handle_input(Input::ButtonPressed, 2_000).unwrap();
+    device.handle_input(Input::ButtonHeld, 4_000).unwrap();
+    assert_eq!(
+        bodies(&drain(&mut device, 4_000)),
+        [
+            UplinkBody::Alarm(AlarmKind::PendantPress),
+            UplinkBody::Alarm(AlarmKind::Smoke),
+            UplinkBody::Alarm(AlarmKind::PendantPress),
+            UplinkBody::AlarmCancelled { alarm_seq: 1 },
+            UplinkBody::AlarmCancelled { alarm_seq: 3 },
+        ]
+    );
+}
+
+#[test]
+fn device_time_outside_the_accepted_range_is_never_sent() {
+    use protocol::{DEVICE_TIME_MAX_MS, DEVICE_TIME_MIN_MS};
+    // An unset clock sends no time.
+    let mut device = connected(setup());
+    device.handle_input(Input::ButtonPressed, 1_000).unwrap();
+    assert_eq!(drain(&mut device, 1_000)[0].header.device_time_ms, None);
+    // A TimeSync outside the range (a broken clock upstream) is not taken.
+    for bogus in [0, DEVICE_TIME_MIN_MS - 1, DEVICE_TIME_MAX_MS + 1, u64::MAX] {
+        down(&mut device, 2_000, DownlinkBody::TimeSync { unix_ms: bogus });
+        assert_eq!(device.device_time_ms(2_000), None, "{bogus}");
+    }
+    // The range's edges are taken.
+    down(
+        &mut device,
+        3_000,
+        DownlinkBody::TimeSync {
+            unix_ms: DEVICE_TIME_MIN_MS,
+        },
+    );
+    assert_eq!(device.device_time_ms(3_000), Some(DEVICE_TIME_MIN_MS));
+    // A good clock is kept when a bogus TimeSync follows.
+    down(&mut device, 4_000, DownlinkBody::TimeSync { unix_ms: 5 });
+    assert_eq!(device.device_time_ms(4_000), Some(DEVICE_TIME_MIN_MS + 1_000));
+    // A clock that runs past the end of the range stops stamping events.
+    down(
+        &mut device,
+        5_000,
+        DownlinkBody::TimeSync {
+            unix_ms: DEVICE_TIME_MAX_MS - 500,
+        },
+    );
+    device.handle_input(Input::ButtonPressed, 5_500).unwrap();
+    device.handle_input(Input::ButtonPressed, 5_501).unwrap();
+    let sent = drain(&mut device, 5_501);
+    let times: Vec<Option<u64>> = sent.iter().map(|u| u.header.device_time_ms).collect();
+    assert_eq!(times, [Some(DEVICE_TIME_MAX_MS), None]);
+}

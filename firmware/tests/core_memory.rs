@@ -5,6 +5,7 @@
 
 use core::convert::Infallible;
 
+use firmware::boot::MemoryBootCounter;
 use firmware::device::{Device, DeviceSetup};
 use firmware::session::{self, Backoff, Connector, Event, MqttClient, Platform, SessionConfig, SessionState};
 use protocol::{DeviceConfig, DeviceId, FirmwareVersion};
@@ -81,12 +82,21 @@ fn whole_device_state_fits_in_16_kib() {
         keep_alive_s: 60,
     };
     let (mut net, mut board) = (Net, Board);
+    let mut boot_counter = MemoryBootCounter::new(1);
     let device_size = size_of::<Device>();
     let session_size = size_of::<SessionState>();
-    let future = session::run(&mut device, &mut state, &config, &mut net, &mut board);
+    let future = session::run(
+        &mut device,
+        &mut state,
+        &config,
+        &mut net,
+        &mut board,
+        &mut boot_counter,
+    );
     let future_size = size_of_val(&future);
     drop(future);
     let client_size = size_of::<MqttClient<'static, Socket>>();
+    // The boot counter is the platform's (a flash cell), not RAM the session adds.
     let total = device_size + session_size + future_size;
     println!(
         "device core {device_size} B (outbox included), session state {session_size} B, \

@@ -52,6 +52,23 @@ pub const DEVICE_TIME_MIN_MS: u64 = 1_577_836_800_000;
 /// Latest device time the gateway accepts: 2099-12-31T23:59:59.999Z.
 pub const DEVICE_TIME_MAX_MS: u64 = 4_102_444_799_999;
 
+/// Whether `unix_ms` is a device time within the accepted range. Outside it, the time is a
+/// clock that was never set or is broken: a device sends none, a receiver treats it as unknown.
+pub const fn device_time_accepted(unix_ms: u64) -> bool {
+    unix_ms >= DEVICE_TIME_MIN_MS && unix_ms <= DEVICE_TIME_MAX_MS
+}
+
+impl UplinkHeader {
+    /// The device time if it is within the accepted range; `None` if absent or outside it
+    /// (the raw value stays in [`UplinkHeader::device_time_ms`]).
+    pub const fn accepted_device_time_ms(&self) -> Option<u64> {
+        match self.device_time_ms {
+            Some(unix_ms) if device_time_accepted(unix_ms) => Some(unix_ms),
+            _ => None,
+        }
+    }
+}
+
 /// What happened.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum UplinkBody {
@@ -210,5 +227,30 @@ impl UplinkBody {
     /// True for bodies the device must never drop and sends before telemetry.
     pub fn is_alarm(&self) -> bool {
         matches!(self, UplinkBody::Alarm(_) | UplinkBody::AlarmCancelled { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepted_device_time_is_inclusive_and_absent_stays_absent() {
+        let at = |device_time_ms| UplinkHeader {
+            boot: 1,
+            seq: 0,
+            device_time_ms,
+        };
+        for (raw, accepted) in [
+            (None, None),
+            (Some(0), None),
+            (Some(DEVICE_TIME_MIN_MS - 1), None),
+            (Some(DEVICE_TIME_MIN_MS), Some(DEVICE_TIME_MIN_MS)),
+            (Some(DEVICE_TIME_MAX_MS), Some(DEVICE_TIME_MAX_MS)),
+            (Some(DEVICE_TIME_MAX_MS + 1), None),
+            (Some(u64::MAX), None),
+        ] {
+            assert_eq!(at(raw).accepted_device_time_ms(), accepted, "{raw:?}");
+        }
     }
 }

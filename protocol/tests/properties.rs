@@ -224,6 +224,7 @@ fn downlink_body() -> impl Strategy<Value = DownlinkBody> {
         1 => (any_u32(), device_config()).prop_map(|(command_id, config)| DownlinkBody::Configure { command_id, config }),
         1 => any_u32().prop_map(|command_id| DownlinkBody::SelfTest { command_id }),
         1 => any_u64().prop_map(|unix_ms| DownlinkBody::TimeSync { unix_ms }),
+        1 => any_u32().prop_map(|min_boot| DownlinkBody::BootFloor { min_boot }),
     ]
 }
 

@@ -21,12 +21,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use protocol::{
-    ALARM_KIND_VARIANTS, ActivitySummary, AlarmKind, COMMAND_RESULT_VARIANTS, CommandResult, DOWNLINK_BODY_VARIANTS,
-    DecodeError, DeviceConfig, DeviceStatus, Downlink, DownlinkBody, EncodeError, FirmwareVersion,
-    MAX_ACTIVITY_WINDOWS, MAX_DEVICE_ID_LEN, MAX_DOWNLINK_LEN, MAX_RECEIPT_SEQS, MAX_STATUS_LEN, MAX_TOPIC_LEN,
-    MAX_UPLINK_LEN, MIN_DEVICE_ID_LEN, PRESENCE_VARIANTS, PROTOCOL_VERSION, Presence, SENSOR_STATE_VARIANTS,
-    SensorState, StatusMessage, UPLINK_ALARM_TAG, UPLINK_BODY_VARIANTS, Uplink, UplinkBody, UplinkHeader,
-    decode_downlink, decode_status, decode_uplink, encode_downlink, encode_status, encode_uplink, peek_uplink_header,
+    ALARM_KIND_VARIANTS, ActivitySummary, AlarmKind, COMMAND_RESULT_VARIANTS, CommandResult, DEVICE_TIME_MAX_MS,
+    DEVICE_TIME_MIN_MS, DOWNLINK_BODY_VARIANTS, DecodeError, DeviceConfig, DeviceStatus, Downlink, DownlinkBody,
+    EncodeError, FirmwareVersion, MAX_ACTIVITY_WINDOWS, MAX_DEVICE_ID_LEN, MAX_DOWNLINK_LEN, MAX_RECEIPT_SEQS,
+    MAX_STATUS_LEN, MAX_TOPIC_LEN, MAX_UPLINK_LEN, MIN_DEVICE_ID_LEN, PRESENCE_VARIANTS, PROTOCOL_VERSION, Presence,
+    SENSOR_STATE_VARIANTS, SensorState, StatusMessage, UPLINK_ALARM_TAG, UPLINK_BODY_VARIANTS, Uplink, UplinkBody,
+    UplinkHeader, decode_downlink, decode_status, decode_uplink, encode_downlink, encode_status, encode_uplink,
+    peek_uplink_header,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -277,6 +278,16 @@ fn golden_expectations() -> Vec<(&'static str, Msg)> {
             up(3, 38, sensor(S::Temperature { centi_celsius: -1 })),
         ),
         (
+            "sensor-temperature-i16-min",
+            up(
+                3,
+                39,
+                sensor(S::Temperature {
+                    centi_celsius: i16::MIN,
+                }),
+            ),
+        ),
+        (
             "activity",
             up_timed(
                 3,
@@ -350,6 +361,8 @@ fn golden_expectations() -> Vec<(&'static str, Msg)> {
                 unix_ms: NEW_YEAR_2026_MS,
             }),
         ),
+        ("boot-floor", down(DownlinkBody::BootFloor { min_boot: 42 })),
+        ("boot-floor-max", down(DownlinkBody::BootFloor { min_boot: u32::MAX })),
         // Every presence.
         ("presence-online", status_msg(Presence::Online { boot: 3 })),
         ("presence-online-boot-300", status_msg(Presence::Online { boot: 300 })),
@@ -497,6 +510,34 @@ fn decode_expectations() -> Vec<(&'static str, Outcome)> {
             },
         ),
         (
+            "uplink-empty-body",
+            Outcome::Up {
+                decoded: Err(E::MalformedBody),
+                header: h,
+            },
+        ),
+        (
+            "uplink-body-tag-cut",
+            Outcome::Up {
+                decoded: Err(E::MalformedBody),
+                header: h,
+            },
+        ),
+        (
+            "uplink-centi-celsius-overflows-i16",
+            Outcome::Up {
+                decoded: Err(E::MalformedBody),
+                header: Ok((1, header(3, 13, None))),
+            },
+        ),
+        (
+            "uplink-pendant-press-overlong-seq",
+            Outcome::Up {
+                decoded: Ok(pendant(1)),
+                header: h,
+            },
+        ),
+        (
             "downlink-revision-2-with-new-field",
             Outcome::Down(Ok(Downlink {
                 version: 2,
@@ -505,7 +546,7 @@ fn decode_expectations() -> Vec<(&'static str, Outcome)> {
         ),
         (
             "downlink-unknown-body",
-            Outcome::Down(Err(E::UnknownVariant { body_tag: 6 })),
+            Outcome::Down(Err(E::UnknownVariant { body_tag: 7 })),
         ),
         ("receipt-too-many-seqs", Outcome::Down(Err(E::MalformedBody))),
         (
@@ -991,6 +1032,7 @@ fn worst_case_messages() -> Vec<Msg> {
             },
             DownlinkBody::SelfTest { command_id: u32::MAX },
             DownlinkBody::TimeSync { unix_ms: u64::MAX },
+            DownlinkBody::BootFloor { min_boot: u32::MAX },
         ]
         .map(down),
     );
@@ -1044,6 +1086,8 @@ fn limits_in_spec_match_the_code() {
         ("LARGEST_UPLINK_REV1", largest(&worst_case_messages(), "uplink")),
         ("LARGEST_DOWNLINK_REV1", largest(&worst_case_messages(), "downlink")),
         ("LARGEST_STATUS_REV1", largest(&worst_case_messages(), "status")),
+        ("DEVICE_TIME_MIN_MS", usize::try_from(DEVICE_TIME_MIN_MS).unwrap()),
+        ("DEVICE_TIME_MAX_MS", usize::try_from(DEVICE_TIME_MAX_MS).unwrap()),
     ]
     .into_iter()
     .collect();
@@ -1385,4 +1429,26 @@ fn print_spec_blocks() {
         println!("{line}");
     }
     println!("```");
+}
+
+#[test]
+fn cancellable_kinds_in_spec_match_the_code() {
+    let text = spec_text();
+    let row = text
+        .lines()
+        .find(|line| line.starts_with("| yes |"))
+        .expect("SPEC.md section 8.1 has a `| yes |` row of cancellable kinds");
+    let in_spec: BTreeSet<&str> = row.split('`').skip(1).step_by(2).collect();
+    let in_code: BTreeSet<&str> = golden_expectations()
+        .iter()
+        .filter_map(|(_, msg)| match msg {
+            Msg::Up(Uplink {
+                body: UplinkBody::Alarm(kind),
+                ..
+            }) if kind.resident_cancellable() => Some(alarm_tag(kind).1),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(in_spec, in_code);
+    assert_eq!(in_code, BTreeSet::from(["PendantPress", "Fall"]));
 }

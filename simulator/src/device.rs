@@ -1,11 +1,11 @@
 //! One simulated device: the real firmware [`Device`] core and MQTT session over TCP, with
 //! inputs injected through a [`DeviceHandle`] and its state observable through it.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use firmware::boot::{BootCounter, MemoryBootCounter};
+use firmware::boot::{BootCounter, BootCounterError, MemoryBootCounter};
 use firmware::device::{ActivitySetup, Device, DeviceError, DeviceSetup};
 use firmware::rng::seed_from;
 use firmware::session::{self, Backoff, DEFAULT_KEEP_ALIVE_S, Event, Platform, SessionConfig, SessionState};
@@ -23,6 +23,48 @@ pub const SIM_FIRMWARE: FirmwareVersion = FirmwareVersion {
     minor: 1,
     patch: 0,
 };
+
+/// A simulated device's boot counter: its flash cell, shared between the device and its
+/// [`DeviceHandle`] so that a test can read it ([`DeviceHandle::stored_boot`]) or wipe it
+/// ([`DeviceHandle::wipe_boot_counter_and_restart`]). It survives the device's restarts,
+/// as flash would.
+#[derive(Debug, Clone, Default)]
+pub struct SimBootCounter(Arc<Mutex<MemoryBootCounter>>);
+
+impl SimBootCounter {
+    /// A counter whose next boot will be `stored + 1`.
+    pub fn new(stored: u32) -> Self {
+        Self(Arc::new(Mutex::new(MemoryBootCounter::new(stored))))
+    }
+
+    /// The value last stored.
+    pub fn stored(&self) -> u32 {
+        self.lock().stored()
+    }
+
+    /// Erases the cell, as a flash wipe or a replacement board would: the next start boots
+    /// as 1 and reuses keys the gateway already has.
+    pub fn wipe(&self) {
+        *self.lock() = MemoryBootCounter::new(0);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, MemoryBootCounter> {
+        // The guarded value is a plain number, valid even if a holder panicked.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl BootCounter for SimBootCounter {
+    type Error = BootCounterError;
+
+    fn load_and_increment(&mut self) -> Result<u32, Self::Error> {
+        self.lock().load_and_increment()
+    }
+
+    fn raise_to(&mut self, floor: u32) -> Result<u32, Self::Error> {
+        self.lock().raise_to(floor)
+    }
+}
 
 /// Everything needed to start one simulated device.
 #[derive(Debug, Clone)]
@@ -81,6 +123,11 @@ pub struct DeviceView {
     pub next_seq: u32,
     pub events_dropped: u32,
     pub alarms_lost: u32,
+    /// The boot counter's stored value (the boot the device is on, once it has started or
+    /// moved to a gateway's boot floor).
+    pub stored_boot: u32,
+    /// Restarts through [`DeviceHandle::restart`] or a wipe.
+    pub restarts: u32,
     /// The device's uptime (simulated ms) at the snapshot.
     pub now_ms: u64,
     /// The device has finished (stopped).
@@ -92,6 +139,8 @@ struct HostPlatform {
     events: mpsc::UnboundedReceiver<Event>,
     view: watch::Sender<DeviceView>,
     device_id: DeviceId,
+    boot_counter: SimBootCounter,
+    restarts: u32,
 }
 
 impl Platform for HostPlatform {
@@ -110,7 +159,7 @@ impl Platform for HostPlatform {
     }
 
     fn show(&mut self, device: &Device, session: &SessionState, now_ms: u64) {
-        let view = snapshot(device, session, now_ms, false);
+        let view = self.snapshot(device, session, now_ms, false);
         self.view.send_if_modified(|current| {
             // `now_ms` alone changing is not news worth waking observers for.
             let mut previous = *current;
@@ -125,18 +174,22 @@ impl Platform for HostPlatform {
     }
 }
 
-fn snapshot(device: &Device, session: &SessionState, now_ms: u64, stopped: bool) -> DeviceView {
-    DeviceView {
-        indication: device.indication(now_ms),
-        outbox_depth: device.outbox_depth(),
-        connected: device.is_connected(),
-        connects: session.connects(),
-        boot: device.boot(),
-        next_seq: device.next_seq(),
-        events_dropped: device.events_dropped(),
-        alarms_lost: device.alarms_lost(),
-        now_ms,
-        stopped,
+impl HostPlatform {
+    fn snapshot(&self, device: &Device, session: &SessionState, now_ms: u64, stopped: bool) -> DeviceView {
+        DeviceView {
+            indication: device.indication(now_ms),
+            outbox_depth: device.outbox_depth(),
+            connected: device.is_connected(),
+            connects: session.connects(),
+            boot: device.boot(),
+            next_seq: device.next_seq(),
+            events_dropped: device.events_dropped(),
+            alarms_lost: device.alarms_lost(),
+            stored_boot: self.boot_counter.stored(),
+            restarts: self.restarts,
+            now_ms,
+            stopped,
+        }
     }
 }
 
@@ -148,6 +201,8 @@ pub struct DeviceHandle {
     view: watch::Receiver<DeviceView>,
     offline_until_ms: Arc<AtomicU64>,
     clock: SimClock,
+    boot_counter: SimBootCounter,
+    restart_requested: Arc<AtomicBool>,
     done: Option<oneshot::Receiver<Result<DeviceView, SimError>>>,
 }
 
@@ -212,6 +267,30 @@ impl DeviceHandle {
         self.go_offline(device_ms as u64);
     }
 
+    /// Power-cycles the device: it announces `Offline` and disconnects, then starts again
+    /// as a fresh boot from its boot counter (stored + 1), with an empty outbox (the
+    /// reference firmware keeps its outbox in RAM) and a clock without time. The handle stays
+    /// valid; [`DeviceView::restarts`] counts the restarts.
+    pub fn restart(&self) {
+        self.restart_requested.store(true, Ordering::SeqCst);
+        self.send(Event::Stop);
+    }
+
+    /// Wipes the boot counter (as erased flash or a replacement board under the same id
+    /// would) and restarts: the device comes back as boot 1, so its new events reuse
+    /// `(boot, seq)` keys the gateway already holds. A gateway that implements SPEC.md "When a
+    /// boot counter goes back" answers with a `BootFloor`; the device then persists the floor
+    /// and moves to it: wait for `view.boot >= floor` (and `view.stored_boot`).
+    pub fn wipe_boot_counter_and_restart(&self) {
+        self.boot_counter.wipe();
+        self.restart();
+    }
+
+    /// The boot counter's stored value now (not waiting for a snapshot).
+    pub fn stored_boot(&self) -> u32 {
+        self.boot_counter.stored()
+    }
+
     /// The latest snapshot.
     pub fn view(&self) -> DeviceView {
         *self.view.borrow()
@@ -267,10 +346,8 @@ pub fn spawn_local_device(spec: DeviceSpec) -> Result<DeviceHandle, SimError> {
     let (view_tx, view_rx) = watch::channel(DeviceView::default());
     let (done_tx, done_rx) = oneshot::channel();
     let offline_until_ms = Arc::new(AtomicU64::new(0));
-    let mut boot_counter = MemoryBootCounter::new(spec.stored_boot);
-    let boot = boot_counter
-        .load_and_increment()
-        .map_err(|e| SimError::Setup(e.to_string()))?;
+    let boot_counter = SimBootCounter::new(spec.stored_boot);
+    let restart_requested = Arc::new(AtomicBool::new(false));
     let connector = TcpConnector {
         host: spec.broker_host.clone(),
         port: spec.broker_port,
@@ -283,9 +360,17 @@ pub fn spawn_local_device(spec: DeviceSpec) -> Result<DeviceHandle, SimError> {
         events: events_rx,
         view: view_tx,
         device_id,
+        boot_counter: boot_counter.clone(),
+        restarts: 0,
     };
+    let restart = restart_requested.clone();
+    // Boot once here so that an exhausted counter is a setup error the caller sees.
+    let boot = boot_counter
+        .clone()
+        .load_and_increment()
+        .map_err(|e| SimError::Setup(e.to_string()))?;
     tokio::task::spawn_local(async move {
-        let result = run_device(spec, boot, connector, platform).await;
+        let result = run_device(spec, boot, restart, connector, platform).await;
         let _ = done_tx.send(result);
     });
     Ok(DeviceHandle {
@@ -294,6 +379,8 @@ pub fn spawn_local_device(spec: DeviceSpec) -> Result<DeviceHandle, SimError> {
         view: view_rx,
         offline_until_ms,
         clock,
+        boot_counter,
+        restart_requested,
         done: Some(done_rx),
     })
 }
@@ -324,33 +411,55 @@ pub fn spawn_device(spec: DeviceSpec) -> Result<DeviceHandle, SimError> {
         .map_err(|_| SimError::Setup("device thread ended before starting".into()))?
 }
 
+/// Runs the device from `boot` until it stops; a requested restart boots it again from its
+/// counter.
 async fn run_device(
     spec: DeviceSpec,
-    boot: u32,
+    mut boot: u32,
+    restart_requested: Arc<AtomicBool>,
     mut connector: TcpConnector,
     mut platform: HostPlatform,
 ) -> Result<DeviceView, SimError> {
-    let now = platform.now_ms();
-    let mut device = Device::new(
-        DeviceSetup {
-            boot,
-            firmware: SIM_FIRMWARE,
-            config: spec.config,
-            activity: spec.activity,
-        },
-        now,
-    );
-    let seed = spec.seed ^ seed_from(spec.device_id.as_str().as_bytes()) ^ u64::from(boot);
-    let mut state = SessionState::new(spec.backoff, spec.keep_alive_s, seed, now);
     let config = SessionConfig {
         device_id: spec.device_id,
         password: spec.password.as_bytes(),
         keep_alive_s: spec.keep_alive_s,
     };
-    let result = session::run(&mut device, &mut state, &config, &mut connector, &mut platform).await;
-    let now = platform.now_ms();
-    let view = snapshot(&device, &state, now, true);
-    platform.view.send_replace(view);
-    result.map_err(|e| SimError::Setup(e.to_string()))?;
-    Ok(view)
+    let mut boot_counter = platform.boot_counter.clone();
+    loop {
+        let now = platform.now_ms();
+        let mut device = Device::new(
+            DeviceSetup {
+                boot,
+                firmware: SIM_FIRMWARE,
+                config: spec.config,
+                activity: spec.activity,
+            },
+            now,
+        );
+        let seed = spec.seed ^ seed_from(spec.device_id.as_str().as_bytes()) ^ u64::from(boot);
+        let mut state = SessionState::new(spec.backoff, spec.keep_alive_s, seed, now);
+        let result = session::run(
+            &mut device,
+            &mut state,
+            &config,
+            &mut connector,
+            &mut platform,
+            &mut boot_counter,
+        )
+        .await;
+        let now = platform.now_ms();
+        if result.is_ok() && restart_requested.swap(false, Ordering::SeqCst) {
+            boot = boot_counter
+                .load_and_increment()
+                .map_err(|e| SimError::Setup(e.to_string()))?;
+            platform.restarts = platform.restarts.saturating_add(1);
+            tracing::info!(device = %spec.device_id, boot, "simulated device restarted");
+            continue;
+        }
+        let view = platform.snapshot(&device, &state, now, true);
+        platform.view.send_replace(view);
+        result.map_err(|e| SimError::Setup(e.to_string()))?;
+        return Ok(view);
+    }
 }

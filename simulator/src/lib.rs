@@ -6,6 +6,13 @@
 //! * [`spawn_device`] / [`spawn_local_device`] start *one* device and return a
 //!   [`DeviceHandle`] to press its button, change its sensors and watch its feedback, for
 //!   end-to-end tests.
+//! * Boot counter hooks, for testing SPEC.md "When a boot counter goes back":
+//!   [`DeviceHandle::restart`] power-cycles a device (next boot from its counter, empty outbox);
+//!   [`DeviceHandle::wipe_boot_counter_and_restart`] erases the counter first, so the device
+//!   comes back as boot 1 and reuses `(boot, seq)` keys. Its `BootFloor` handling is the real
+//!   firmware's: observe the move with `wait_for(.., |v| v.boot >= floor)`, the persisted value
+//!   with [`DeviceView::stored_boot`] / [`DeviceHandle::stored_boot`], and the `Online { boot }`
+//!   it publishes on the move. `DeviceSpec::stored_boot` starts a device from any counter value.
 //!
 //! rust-mqtt's client is not `Send`, so devices run on `LocalSet`s: one OS thread per core,
 //! each with a current-thread runtime carrying thousands of device tasks.
@@ -27,7 +34,7 @@ use protocol::DeviceId;
 use tokio::sync::{oneshot, watch};
 
 pub use clock::SimClock;
-pub use device::{DeviceHandle, DeviceSpec, DeviceView, spawn_device, spawn_local_device};
+pub use device::{DeviceHandle, DeviceSpec, DeviceView, SimBootCounter, spawn_device, spawn_local_device};
 
 /// One simulated device, as end-to-end tests drive it.
 pub type SimulatedDevice = DeviceHandle;

@@ -283,3 +283,86 @@ async fn broker_crash_and_restart_loses_nothing() {
     );
     device.stop().await.unwrap();
 }
+
+/// The hooks an end-to-end test of SPEC.md "When a boot counter goes back" uses: a wiped
+/// boot counter makes the device come back as boot 1 and reuse keys; a `BootFloor` (here from
+/// the stand-in, in the real test from the gateway) moves it, persisted, and it announces
+/// the new boot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wiped_boot_counter_reuses_keys_until_a_boot_floor_moves_it() {
+    let broker = Broker::start();
+    let (mut seen, downlinks) = stand_in(broker.port, None).await;
+    let id = DeviceId::new("sim-h00006-pendant").unwrap();
+    let mut spec = DeviceSpec::new(id, "unused", "127.0.0.1", broker.port);
+    spec.stored_boot = 4;
+    let mut device = spawn_device(spec).unwrap();
+    device
+        .wait_for(Duration::from_secs(10), |v| v.connected && v.outbox_depth == 0)
+        .await
+        .unwrap();
+    assert_eq!((device.view().boot, device.stored_boot()), (5, 5));
+
+    // Restart: the next boot, no key reused.
+    device.restart();
+    let view = device
+        .wait_for(Duration::from_secs(10), |v| {
+            v.restarts == 1 && v.connected && v.outbox_depth == 0
+        })
+        .await
+        .unwrap();
+    assert_eq!((view.boot, view.stored_boot), (6, 6));
+
+    // Wipe: back to boot 1; its first event (the boot heartbeat) reuses key (1, 0).
+    device.wipe_boot_counter_and_restart();
+    next_matching(
+        &mut seen,
+        "Online after the wipe",
+        |s| matches!(s, Seen::Status(d, Presence::Online { boot: 1 }) if *d == id),
+    )
+    .await;
+    device
+        .wait_for(Duration::from_secs(10), |v| v.restarts == 2 && v.boot == 1)
+        .await
+        .unwrap();
+    next_matching(
+        &mut seen,
+        "an uplink of boot 1",
+        |s| matches!(s, Seen::Up(d, u) if *d == id && u.header.boot == 1),
+    )
+    .await;
+
+    // The floor: persisted, the device moves and says so.
+    downlinks.send(id, DownlinkBody::BootFloor { min_boot: 7 });
+    next_matching(
+        &mut seen,
+        "Online on the floor",
+        |s| matches!(s, Seen::Status(d, Presence::Online { boot: 7 }) if *d == id),
+    )
+    .await;
+    device.press();
+    let Seen::Up(_, press) = next_matching(
+        &mut seen,
+        "the press",
+        |s| matches!(s, Seen::Up(d, u) if *d == id && u.body == UplinkBody::Alarm(AlarmKind::PendantPress)),
+    )
+    .await
+    else {
+        unreachable!()
+    };
+    assert_eq!(press.header.boot, 7);
+    let view = device
+        .wait_for(Duration::from_secs(10), |v| v.outbox_depth == 0)
+        .await
+        .unwrap();
+    assert_eq!((view.boot, view.stored_boot), (7, 7));
+
+    // A floor below the current boot changes nothing; the next restart boots above the floor.
+    downlinks.send(id, DownlinkBody::BootFloor { min_boot: 3 });
+    device.restart();
+    let view = device
+        .wait_for(Duration::from_secs(10), |v| v.restarts == 3 && v.connected)
+        .await
+        .unwrap();
+    assert_eq!(view.boot, 8);
+    device.stop().await.unwrap();
+}

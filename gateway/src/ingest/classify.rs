@@ -2,8 +2,8 @@
 //! Pure and total: any topic and payload bytes give a verdict, never a panic.
 
 use protocol::{
-    DecodeError, DeviceId, MAX_UPLINK_LEN, Presence, Topic, TopicKind, UplinkHeader, decode_status, decode_uplink,
-    peek_uplink_header,
+    DecodeError, DeviceId, MAX_UPLINK_LEN, Presence, Topic, TopicKind, UPLINK_ALARM_TAG, UplinkHeader, decode_status,
+    decode_uplink, peek_uplink_header,
 };
 
 use crate::domain::{EventBody, QuarantineRecord, RejectReason, Timestamp};
@@ -103,11 +103,20 @@ fn classify_uplink(device: DeviceId, payload: &[u8]) -> Classified {
                 Ok((version, header, body)) => {
                     let body_tag = match error {
                         DecodeError::UnknownVariant { body_tag } => body_tag,
-                        _ => {
-                            let tag = postcard::take_from_bytes::<u32>(body).map_or(u32::MAX, |(tag, _)| tag);
-                            tracing::warn!(%device, boot = header.boot, seq = header.seq, body_tag = tag, "uplink body malformed; stored raw");
-                            tag
-                        }
+                        _ => match postcard::take_from_bytes::<u32>(body) {
+                            Ok((tag, _)) => {
+                                tracing::warn!(%device, boot = header.boot, seq = header.seq, body_tag = tag, "uplink body malformed; stored raw");
+                                tag
+                            }
+                            // No readable tag at all (an empty body, a cut or over-long tag
+                            // varint): it may have been an alarm, so it is treated as one, an
+                            // unrecognised alarm for a human (SPEC.md 10.3). The raw bytes show
+                            // what it was.
+                            Err(_) => {
+                                tracing::warn!(%device, boot = header.boot, seq = header.seq, "uplink body tag unreadable; stored raw as an unrecognised alarm");
+                                UPLINK_ALARM_TAG
+                            }
+                        },
                     };
                     Classified::Event {
                         device,
@@ -238,6 +247,36 @@ mod tests {
             Classified::Event { body, .. } => {
                 assert!(body.is_alarm(), "{body:?}");
                 assert!(matches!(body, EventBody::Unrecognised { body_tag: 0, .. }));
+            }
+            other => panic!("{other:?}"),
+        }
+        // A complete header but no readable body tag: stored raw (receipted) as an alarm.
+        for no_tag in [
+            &[1, 3, 7, 0][..],                                 // nothing after the header
+            &[1, 3, 7, 0, 0x80],                               // the tag varint is cut
+            &[1, 3, 7, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01], // longer than a u32 varint
+            &[1, 3, 7, 0, 0xff, 0xff, 0xff, 0xff, 0x1f],       // does not fit a u32
+        ] {
+            match classify(UP, no_tag) {
+                Classified::Event { header, body, .. } => {
+                    assert_eq!((header.boot, header.seq), (3, 7), "{no_tag:?}");
+                    assert!(body.is_alarm(), "{no_tag:?}: {body:?}");
+                    assert_eq!(
+                        body,
+                        EventBody::Unrecognised {
+                            body_tag: UPLINK_ALARM_TAG,
+                            raw: no_tag.to_vec()
+                        }
+                    );
+                }
+                other => panic!("{no_tag:?}: {other:?}"),
+            }
+        }
+        // A readable tag of a known telemetry kind with a broken body is not an alarm.
+        match classify(UP, &[1, 3, 7, 0, 2, 0xf4]) {
+            Classified::Event { body, .. } => {
+                assert!(!body.is_alarm(), "{body:?}");
+                assert!(matches!(body, EventBody::Unrecognised { body_tag: 2, .. }));
             }
             other => panic!("{other:?}"),
         }
