@@ -31,16 +31,9 @@ pub const RESOLVED_SHOW_MS: u64 = 10_000;
 /// [`DeviceError::AlarmNotQueued`]).
 pub const ALARM_BACKLOG: usize = 8;
 
-/// Accepted ranges for [`DeviceConfig`] fields; anything else is `Rejected`.
-pub mod limits {
-    use core::ops::RangeInclusive;
-    pub const HEARTBEAT_INTERVAL_S: RangeInclusive<u32> = 30..=86_400;
-    pub const CANCEL_GRACE_S: RangeInclusive<u16> = 0..=300;
-    pub const TEMPERATURE_CENTI: RangeInclusive<i16> = -4_000..=8_000;
-    pub const LOW_BATTERY_PERCENT: RangeInclusive<u8> = 1..=90;
-    pub const FALL_FREE_FALL_MG: RangeInclusive<u16> = 100..=1_000;
-    pub const FALL_IMPACT_MG: RangeInclusive<u16> = 1_000..=16_000;
-}
+/// Accepted ranges for [`DeviceConfig`] fields (shared with the gateway); anything else is
+/// `Rejected`.
+pub use protocol::config_limits as limits;
 
 /// Whether `config` is within [`limits`] and self-consistent.
 pub fn config_is_valid(config: &DeviceConfig) -> bool {

@@ -126,7 +126,8 @@ impl fmt::Display for EventKey {
 pub enum EventBody {
     Uplink(UplinkBody),
     /// The body was of a newer revision, or malformed (a device bug); `raw` is the whole
-    /// payload. `body_tag` is `u32::MAX` when not even the tag could be read.
+    /// payload. `body_tag` is `UPLINK_ALARM_TAG` when not even the tag could be read: a body
+    /// nobody can read is treated as an alarm (SPEC.md).
     Unrecognised {
         body_tag: u32,
         raw: Vec<u8>,

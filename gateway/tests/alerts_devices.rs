@@ -56,6 +56,18 @@ fn the_interval_comes_from_the_latest_heartbeat() {
 }
 
 #[test]
+fn a_reported_interval_outside_the_configurable_range_is_clamped() {
+    // Days (or u32::MAX) would switch off no-comms detection: clamp to 86,400 s.
+    let mut sim = Sim::default_at(NOON);
+    sim.send(Ev::new("pnd-1", heartbeat(90, u32::MAX)));
+    assert_eq!(sim.engine.next_deadline(), Some(sim.now.plus_ms(3 * 86_400 * SECOND)));
+    // And seconds would raise false alarms: at least 30 s.
+    let mut sim = Sim::default_at(NOON);
+    sim.send(Ev::new("pnd-2", heartbeat(90, 1)));
+    assert_eq!(sim.engine.next_deadline(), Some(sim.now.plus_ms(3 * 30 * SECOND)));
+}
+
+#[test]
 fn the_missed_heartbeat_count_is_configurable() {
     let config = EngineConfig {
         offline_missed_heartbeats: 2,

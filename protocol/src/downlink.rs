@@ -54,6 +54,19 @@ pub enum DownlinkBody {
 /// Number of [`DownlinkBody`] variants this revision knows.
 pub const DOWNLINK_BODY_VARIANTS: u32 = 7;
 
+/// Accepted ranges for [`DeviceConfig`] fields (SPEC.md, "Configure"). A device answers
+/// `Rejected` to anything outside them; the gateway clamps what devices report to them
+/// (a reported heartbeat interval of days must not switch off no-comms detection).
+pub mod config_limits {
+    use core::ops::RangeInclusive;
+    pub const HEARTBEAT_INTERVAL_S: RangeInclusive<u32> = 30..=86_400;
+    pub const CANCEL_GRACE_S: RangeInclusive<u16> = 0..=300;
+    pub const TEMPERATURE_CENTI: RangeInclusive<i16> = -4_000..=8_000;
+    pub const LOW_BATTERY_PERCENT: RangeInclusive<u8> = 1..=90;
+    pub const FALL_FREE_FALL_MG: RangeInclusive<u16> = 100..=1_000;
+    pub const FALL_IMPACT_MG: RangeInclusive<u16> = 1_000..=16_000;
+}
+
 /// Device settings the gateway controls. Always sent whole.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct DeviceConfig {

@@ -11,7 +11,7 @@ pub mod wire;
 pub use device_id::{DeviceId, DeviceIdError, MAX_DEVICE_ID_LEN, MIN_DEVICE_ID_LEN};
 pub use downlink::{
     DOWNLINK_BODY_VARIANTS, DeviceConfig, Downlink, DownlinkBody, MAX_RECEIPT_SEQS, PRESENCE_VARIANTS, Presence,
-    StatusMessage,
+    StatusMessage, config_limits,
 };
 pub use topic::{ALL_STATUS_FILTER, ALL_UPLINKS_FILTER, MAX_TOPIC_LEN, TOPIC_PREFIX, Topic, TopicError, TopicKind};
 pub use uplink::{

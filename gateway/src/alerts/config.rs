@@ -108,11 +108,16 @@ impl Default for EngineConfig {
 }
 
 impl EngineConfig {
-    /// How long a device may stay silent before it counts as offline.
+    /// How long a device may stay silent before it counts as offline. A reported interval is
+    /// clamped to the range a device may be configured to (SPEC.md): a wrong value of days
+    /// must not switch off no-comms detection for that device.
     pub(crate) fn silence_limit_ms(&self, heartbeat_interval_s: Option<u32>) -> i64 {
+        let allowed = protocol::config_limits::HEARTBEAT_INTERVAL_S;
         let interval = heartbeat_interval_s
             .filter(|s| *s > 0)
-            .unwrap_or(self.default_heartbeat_interval_s);
+            .map_or(self.default_heartbeat_interval_s, |s| {
+                s.clamp(*allowed.start(), *allowed.end())
+            });
         i64::from(interval)
             .saturating_mul(i64::from(self.offline_missed_heartbeats.max(1)))
             .saturating_mul(1_000)
