@@ -1084,4 +1084,120 @@ mod tests {
         drop(intake_tx);
         task.await.unwrap();
     }
+    /// Waits for `ready`, checking every few ms; the timeout only guards against a hang.
+    async fn until(what: &str, ready: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !ready() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    async fn poison_is_isolated(kind: PoisonKind) {
+        let dir = tempfile::tempdir().unwrap();
+        let poison = uplink(3, 3, UplinkBody::Alarm(AlarmKind::Fall));
+        let poison_payload = poison.publish.payload.to_vec();
+        let Rig {
+            committer,
+            store,
+            intake,
+            mut sent,
+            alerts: mut alert_rx,
+            metrics,
+            stop: _stop,
+            ..
+        } = rig(dir.path(), Arc::new(SystemClock), EngineConfig::default(), |core| {
+            core.poison = Some((poison_payload, kind));
+        });
+        let mut other = uplink(4, 1, UplinkBody::Alarm(AlarmKind::PendantPress));
+        other.publish.topic = "tec/v1/dev/pnd-2/up".into();
+        for item in [
+            uplink(1, 1, UplinkBody::Alarm(AlarmKind::PendantPress)),
+            uplink(2, 2, UplinkBody::Alarm(AlarmKind::Fall)),
+            poison,
+            other,
+            incoming(5, "tec/v1/dev/pnd-1/up", b"junk".to_vec()),
+        ] {
+            intake.send(item).await.unwrap();
+        }
+        let task = tokio::spawn(committer.run());
+        let mut items = Vec::new();
+        while acked_pkids(&items).len() < 5 {
+            items.push(sent.recv().await.unwrap());
+        }
+        assert_eq!(acked_pkids(&items), vec![1, 2, 3, 4, 5], "every publish acked, in order");
+        drop(intake);
+        task.await.unwrap();
+
+        let store = store.get().unwrap();
+        assert_eq!(store.event_count().unwrap(), 3, "all but the poison publish stored");
+        let quarantined = store.quarantined(None).unwrap();
+        let reasons: Vec<RejectReason> = quarantined.iter().map(|q| q.reason).collect();
+        assert_eq!(reasons, vec![RejectReason::Malformed, RejectReason::ProcessingFailed]);
+        assert!(quarantined[1].detail.contains("processing failed"), "{:?}", quarantined[1]);
+        let stats = metrics.snapshot();
+        assert_eq!(stats.rejected_for(RejectReason::ProcessingFailed), 1);
+        assert!(stats.store_healthy, "poison is not a store fault");
+        assert_eq!(stats.store_reopens, 0);
+        // The engine was rebuilt after every failed attempt: one alert per stored alarm,
+        // each broadcast once, none left over from an attempt that did not commit.
+        let mut raised = Vec::new();
+        while let Ok(alert) = alert_rx.try_recv() {
+            raised.push(alert.id);
+        }
+        let stored: Vec<AlertId> = store.open_alerts().unwrap().iter().map(|a| a.id).collect();
+        assert_eq!(raised, stored);
+        assert_eq!(stored, vec![AlertId(1), AlertId(2), AlertId(3)]);
+    }
+
+    #[tokio::test]
+    async fn poison_publish_is_isolated_quarantined_and_acked() {
+        poison_is_isolated(PoisonKind::EncodeError).await;
+    }
+
+    #[tokio::test]
+    async fn panicking_publish_is_isolated_quarantined_and_acked() {
+        poison_is_isolated(PoisonKind::Panic).await;
+    }
+
+    #[tokio::test]
+    async fn shutdown_during_a_store_outage_is_prompt_and_acks_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let Rig {
+            committer,
+            intake,
+            mut sent,
+            metrics,
+            stop,
+            ..
+        } = rig(dir.path(), Arc::new(SystemClock), EngineConfig::default(), |core| {
+            core.fail_next_commits = u32::MAX;
+        });
+        for pkid in 1..=3 {
+            intake
+                .send(uplink(pkid, u32::from(pkid), UplinkBody::Alarm(AlarmKind::Fall)))
+                .await
+                .unwrap();
+        }
+        let task = tokio::spawn(committer.run());
+        until("three store faults", || metrics.snapshot().store_errors >= 3).await;
+        let reason = metrics.store_fault().unwrap();
+        assert!(reason.contains("injected commit failure"), "{reason}");
+        assert!(!metrics.snapshot().store_healthy);
+        // Another publish queued behind the stuck batch.
+        intake
+            .send(uplink(9, 9, UplinkBody::Alarm(AlarmKind::Fall)))
+            .await
+            .unwrap();
+        stop.send(true).unwrap();
+        // The intake stays open (as the MQTT task's would until the committer lets go):
+        // only the shutdown signal can end the task.
+        tokio::time::timeout(Duration::from_secs(20), task)
+            .await
+            .expect("the committer stops promptly during a store outage")
+            .unwrap();
+        assert!(sent.try_recv().is_err(), "nothing acked or sent");
+        assert_eq!(metrics.snapshot().abandoned, 4);
+        drop(intake);
+    }
 }
