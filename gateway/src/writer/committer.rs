@@ -11,6 +11,7 @@
 //! `processing_failed` and acked, and the rest goes through. On shutdown a batch still
 //! waiting for the store is given up unacked: the broker redelivers it to the next run.
 
+use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,7 +23,8 @@ use super::core::{Committed, Core, OperatorError, Received, retry_backoff};
 use super::store_slot::{OpenStore, SharedStore, store_fault_kind};
 use crate::alerts::{AlertEngine, Effect, EngineConfig, EngineError, ResidentRules};
 use crate::domain::{
-    Alert, AlertId, Assignment, Clock, DeviceRecord, Outcome, RejectReason, Resident, ResidentId, Timestamp,
+    Alert, AlertId, AlertState, Assignment, Clock, DeviceRecord, Outcome, RejectReason, Resident, ResidentId,
+    Timestamp,
 };
 use crate::ingest::mqtt::{Incoming, Outbound, OutboundItem};
 use crate::metrics::Metrics;
@@ -168,7 +170,9 @@ impl Committer {
         metrics.set_open_alerts(core.open_alert_count());
         store.set(core.store().clone());
         let engine_config = core.engine().config().clone();
+        let told = core.engine().open_alerts().map(|a| (a.id, Told::of(a))).collect();
         let mut shell = Shell {
+            told,
             #[cfg(test)]
             test_hooks: core.test_hooks(),
             core: Some(core),
@@ -251,6 +255,24 @@ enum Attempt {
     Stopped,
 }
 
+/// What the live stream was last told about an alert: enough to notice a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Told {
+    state: AlertState,
+    escalation_level: u8,
+    transitions: usize,
+}
+
+impl Told {
+    fn of(alert: &Alert) -> Self {
+        Self {
+            state: alert.state,
+            escalation_level: alert.escalation_level,
+            transitions: alert.transitions.len(),
+        }
+    }
+}
+
 /// Why a blocking job gave no result.
 enum JobFailed {
     /// The store is closed (being reopened after a fault).
@@ -275,6 +297,9 @@ struct Shell {
     store_failures: u32,
     /// The next reopen after a fault is not tried before this.
     next_reopen: tokio::time::Instant,
+    /// The open alerts as last broadcast. A commit that reports an fsync failure may still
+    /// have reached the disk; after a reopen, what the store holds beyond this is broadcast.
+    told: HashMap<AlertId, Told>,
     /// Carried over when the core is rebuilt or reopened, so injected faults persist.
     #[cfg(test)]
     test_hooks: (u32, Option<(Vec<u8>, super::core::PoisonKind)>),
@@ -411,6 +436,7 @@ impl Shell {
                 self.store.set(core.store().clone());
                 self.install(core);
                 tracing::info!("store reopened; alert engine rebuilt from it");
+                self.announce_in_doubt_alerts().await;
                 true
             }
             Ok(Err((kind, error))) => {
@@ -424,6 +450,50 @@ impl Shell {
                 false
             }
         }
+    }
+
+    /// Broadcasts alert changes that a commit reported as failed did in fact store (an
+    /// fsync can fail after the data reached the disk): nothing committed may go unsaid.
+    async fn announce_in_doubt_alerts(&mut self) {
+        let told = self.told.clone();
+        let found = self
+            .run(move |core| {
+                let mut changed: Vec<Alert> = core
+                    .engine()
+                    .open_alerts()
+                    .filter(|alert| told.get(&alert.id) != Some(&Told::of(alert)))
+                    .cloned()
+                    .collect();
+                for id in told.keys() {
+                    if core.engine().open_alerts().any(|alert| alert.id == *id) {
+                        continue;
+                    }
+                    match core.store().alert(*id) {
+                        Ok(Some(alert)) => changed.push(alert),
+                        Ok(None) => {}
+                        Err(e) => tracing::warn!(alert = %id, error = %e, "cannot read an alert after reopening"),
+                    }
+                }
+                changed.sort_by_key(|alert| alert.id);
+                changed
+            })
+            .await;
+        for alert in found.unwrap_or_default() {
+            tracing::warn!(alert = %alert.id, state = ?alert.state, "alert change stored by a commit that reported failure; sending it now");
+            self.announce(alert);
+        }
+    }
+
+    fn announce(&mut self, alert: Alert) {
+        tracing::info!(alert = %alert.id, kind = ?alert.kind, state = ?alert.state, "alert changed");
+        self.metrics.alert_changed(alert.kind);
+        if alert.is_open() {
+            self.told.insert(alert.id, Told::of(&alert));
+        } else {
+            self.told.remove(&alert.id);
+        }
+        // No subscribers is fine: the store has it.
+        let _ = self.alerts.send(alert);
     }
 
     /// Makes sure a core is open, reopening the store if its backoff has passed; false
@@ -651,7 +721,7 @@ impl Shell {
     }
 
     /// Receipts, then the engine's downlinks, then the live stream.
-    fn after_commit(&self, committed: Committed) {
+    fn after_commit(&mut self, committed: Committed) {
         let Committed {
             receipts,
             downlinks,
@@ -662,10 +732,7 @@ impl Shell {
             self.outbound.send(OutboundItem::Downlink { device, body });
         }
         for alert in alerts {
-            tracing::info!(alert = %alert.id, kind = ?alert.kind, state = ?alert.state, "alert changed");
-            self.metrics.alert_changed(alert.kind);
-            // No subscribers is fine: the store has it.
-            let _ = self.alerts.send(alert);
+            self.announce(alert);
         }
         if let Some(core) = &self.core {
             self.metrics.set_open_alerts(core.open_alert_count());
