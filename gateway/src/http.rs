@@ -115,7 +115,7 @@ mod tests {
         let (status, body) = call(state.clone(), Method::GET, "/healthz").await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert!(body.contains("No space left on device"), "{body}");
-        assert!(body.contains("2 failures"), "{body}");
+        assert!(body.contains("(no_space)") && body.contains("2 failures in a row"), "{body}");
         let (_, metrics) = call(state.clone(), Method::GET, "/metrics").await;
         assert!(metrics.contains("tec_store_errors_total{kind=\"no_space\"} 2"), "{metrics}");
         assert!(metrics.contains("tec_store_healthy 0"), "{metrics}");

@@ -32,6 +32,7 @@ struct OutcomeLabel {
 /// Why the store is not taking commits, for /healthz.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct StoreFault {
+    kind: String,
     error: String,
     consecutive: u64,
 }
@@ -323,6 +324,7 @@ impl Metrics {
         let mut fault = self.store_fault.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let consecutive = fault.as_ref().map_or(0, |f| f.consecutive).saturating_add(1);
         *fault = Some(StoreFault {
+            kind: kind.to_owned(),
             error: error.to_owned(),
             consecutive,
         });
@@ -344,9 +346,10 @@ impl Metrics {
     pub fn store_fault(&self) -> Option<String> {
         let fault = self.store_fault.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         fault.as_ref().map(|fault| {
+            let plural = if fault.consecutive == 1 { "" } else { "s" };
             format!(
-                "store: {}; nothing is acked; reopening and retrying, {} failures",
-                fault.error, fault.consecutive
+                "store fault ({}): {}; nothing is acked; reopening and retrying ({} failure{plural} in a row)",
+                fault.kind, fault.error, fault.consecutive
             )
         })
     }

@@ -339,7 +339,7 @@ async fn outage_heals(kind: &str, arm: impl Fn(&FaultPlan), disarm: impl Fn(&Fau
         "Input/output error"
     };
     assert!(reason.contains(expected), "{reason}");
-    assert!(reason.contains("failures"), "{reason}");
+    assert!(reason.contains(&format!("store fault ({kind})")), "{reason}");
     assert!(!rig.metrics.snapshot().store_healthy);
     assert!(rig.metric(&format!("tec_store_errors_total{{kind=\"{kind}\"}}")) >= 1);
     assert_eq!(rig.metric("tec_store_healthy"), 0);
