@@ -110,14 +110,24 @@ mod tests {
         assert!(body.contains("commits are failing"), "{body}");
         state.metrics.committed(1, [std::time::Duration::from_millis(1)]);
         assert_eq!(call(state.clone(), Method::GET, "/healthz").await.0, StatusCode::OK);
-        state.metrics.store_failed("no_space", "store I/O error: No space left on device (os error 28)");
-        state.metrics.store_failed("no_space", "store I/O error: No space left on device (os error 28)");
+        state
+            .metrics
+            .store_failed("no_space", "store I/O error: No space left on device (os error 28)");
+        state
+            .metrics
+            .store_failed("no_space", "store I/O error: No space left on device (os error 28)");
         let (status, body) = call(state.clone(), Method::GET, "/healthz").await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert!(body.contains("No space left on device"), "{body}");
-        assert!(body.contains("(no_space)") && body.contains("2 failures in a row"), "{body}");
+        assert!(
+            body.contains("(no_space)") && body.contains("2 failures in a row"),
+            "{body}"
+        );
         let (_, metrics) = call(state.clone(), Method::GET, "/metrics").await;
-        assert!(metrics.contains("tec_store_errors_total{kind=\"no_space\"} 2"), "{metrics}");
+        assert!(
+            metrics.contains("tec_store_errors_total{kind=\"no_space\"} 2"),
+            "{metrics}"
+        );
         assert!(metrics.contains("tec_store_healthy 0"), "{metrics}");
         state.metrics.store_recovered();
         assert_eq!(call(state.clone(), Method::GET, "/healthz").await.0, StatusCode::OK);

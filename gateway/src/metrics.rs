@@ -318,10 +318,15 @@ impl Metrics {
 
     /// A store operation failed with an error of `kind`; `error` says what, for /healthz.
     pub fn store_failed(&self, kind: &str, error: &str) {
-        self.store_errors.get_or_create(&KindLabel { kind: kind.to_owned() }).inc();
+        self.store_errors
+            .get_or_create(&KindLabel { kind: kind.to_owned() })
+            .inc();
         self.store_error_total.fetch_add(1, Ordering::Relaxed);
         self.store_healthy.set(0);
-        let mut fault = self.store_fault.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut fault = self
+            .store_fault
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let consecutive = fault.as_ref().map_or(0, |f| f.consecutive).saturating_add(1);
         *fault = Some(StoreFault {
             kind: kind.to_owned(),
@@ -333,7 +338,10 @@ impl Metrics {
     /// The store committed again: clears the fault /healthz reports.
     pub fn store_recovered(&self) {
         self.store_healthy.set(1);
-        let mut fault = self.store_fault.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut fault = self
+            .store_fault
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         *fault = None;
     }
 
@@ -344,7 +352,10 @@ impl Metrics {
 
     /// Why the store is not taking commits, or `None` while it is.
     pub fn store_fault(&self) -> Option<String> {
-        let fault = self.store_fault.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let fault = self
+            .store_fault
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         fault.as_ref().map(|fault| {
             let plural = if fault.consecutive == 1 { "" } else { "s" };
             format!(

@@ -103,7 +103,10 @@ async fn stores_receipts_quarantines_and_raises_alerts() {
         )
         .await;
     device.expect("receipt for seq 1", |d| receipt_has(d, 1, &[1])).await;
-    eventually("two events stored", || gateway.store().unwrap().event_count().unwrap() == 2).await;
+    eventually("two events stored", || {
+        gateway.store().unwrap().event_count().unwrap() == 2
+    })
+    .await;
     let events = gateway
         .store()
         .unwrap()

@@ -19,14 +19,14 @@ use gateway::domain::{Alert, AlertId, Clock, SystemClock};
 use gateway::ingest::mqtt::{Incoming, Outbound, OutboundItem};
 use gateway::metrics::Metrics;
 use gateway::store::{Store, StoreError};
-use gateway::writer::committer::Committer;
-use gateway::writer::{Core, OpenStore, SharedStore};
+use gateway::writer::committer::{Command, Committer};
+use gateway::writer::{Core, OpenStore, OperatorError, SharedStore};
 use protocol::{AlarmKind, DeviceStatus, FirmwareVersion, MAX_UPLINK_LEN, Uplink, UplinkBody, UplinkHeader};
 use redb::backends::FileBackend;
 use redb::{BackendError, StorageBackend};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::Publish;
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 const ENOSPC: i32 = 28;
 const EIO: i32 = 5;
@@ -168,6 +168,7 @@ struct Harness {
     plan: Arc<FaultPlan>,
     store: Arc<SharedStore>,
     intake: mpsc::Sender<Incoming>,
+    commands: mpsc::Sender<Command>,
     sent: mpsc::UnboundedReceiver<OutboundItem>,
     acked: Vec<u16>,
     alerts: broadcast::Receiver<Alert>,
@@ -185,7 +186,7 @@ impl Harness {
         let core = Core::open(Arc::new(open_store().unwrap()), EngineConfig::default(), clock.now()).unwrap();
         let store = Arc::new(SharedStore::new(core.store().clone()));
         let (intake, intake_rx) = mpsc::channel(64);
-        let (_commands, commands_rx) = mpsc::channel(4);
+        let (commands, commands_rx) = mpsc::channel(4);
         let (outbound, sent) = Outbound::detached();
         let (alerts_tx, alerts) = broadcast::channel(64);
         let metrics = Arc::new(Metrics::new());
@@ -211,6 +212,7 @@ impl Harness {
             plan,
             store,
             intake,
+            commands,
             sent,
             acked: Vec::new(),
             alerts,
@@ -317,7 +319,8 @@ fn heartbeat() -> UplinkBody {
 /// redelivered copy of the alarm arrive; then the fault clears (`disarm`).
 async fn outage_heals(kind: &str, arm: impl Fn(&FaultPlan), disarm: impl Fn(&FaultPlan)) {
     let mut rig = Harness::start();
-    rig.send(1, "pnd-1", 1, UplinkBody::Alarm(AlarmKind::PendantPress)).await;
+    rig.send(1, "pnd-1", 1, UplinkBody::Alarm(AlarmKind::PendantPress))
+        .await;
     rig.wait_acked(&[1]).await;
     let first = tokio::time::timeout(Duration::from_secs(20), rig.alerts.recv()).await;
     assert_eq!(first.unwrap().unwrap().id, AlertId(1));
@@ -347,7 +350,11 @@ async fn outage_heals(kind: &str, arm: impl Fn(&FaultPlan), disarm: impl Fn(&Fau
     disarm(&rig.plan);
     rig.wait_acked(&[2, 3, 4]).await;
     rig.drain_sent();
-    assert_eq!(rig.acked, vec![1, 2, 3, 4], "each acked once, in order, after its commit");
+    assert_eq!(
+        rig.acked,
+        vec![1, 2, 3, 4],
+        "each acked once, in order, after its commit"
+    );
     let stats = rig.metrics.snapshot();
     assert!(stats.store_healthy);
     assert!(rig.metrics.store_fault().is_none());
@@ -432,7 +439,8 @@ async fn refused_reopens_and_failed_engine_restores_are_retried_until_they_work(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_during_an_outage_is_prompt_and_acks_only_what_was_committed() {
     let mut rig = Harness::start();
-    rig.send(1, "pnd-1", 1, UplinkBody::Alarm(AlarmKind::PendantPress)).await;
+    rig.send(1, "pnd-1", 1, UplinkBody::Alarm(AlarmKind::PendantPress))
+        .await;
     rig.wait_acked(&[1]).await;
     rig.plan.write_errno.store(ENOSPC, Ordering::SeqCst);
     rig.send(2, "pnd-1", 2, heartbeat()).await;
@@ -464,9 +472,55 @@ async fn an_alarm_whose_commit_failed_at_fsync_but_reached_the_file_is_alerted_o
     rig.plan.sync_failures.store(1, Ordering::SeqCst);
     rig.send(1, "pnd-1", 1, UplinkBody::Alarm(AlarmKind::Fall)).await;
     rig.wait_acked(&[1]).await;
-    assert_eq!(rig.plan.injected.load(Ordering::SeqCst), 1, "the fault fired at the alarm's commit");
+    assert_eq!(
+        rig.plan.injected.load(Ordering::SeqCst),
+        1,
+        "the fault fired at the alarm's commit"
+    );
     let (store, changes) = rig.finish().await;
     assert_eq!(changes, vec![AlertId(1)], "alerted once");
     assert_eq!(store.event_count().unwrap(), 1);
     assert_eq!(store.open_alerts().unwrap().len(), 1);
+}
+
+/// Operator requests during an outage get an answer, not a hang: an action cannot be
+/// committed and says why; the open-alert list is the last one known, never empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_requests_during_an_outage_are_answered() {
+    let mut rig = Harness::start();
+    rig.send(1, "pnd-1", 1, UplinkBody::Alarm(AlarmKind::PendantPress)).await;
+    rig.wait_acked(&[1]).await;
+    rig.plan.write_errno.store(ENOSPC, Ordering::SeqCst);
+    rig.send(2, "pnd-1", 2, heartbeat()).await;
+    rig.until("the store has failed twice", |rig| rig.metrics.snapshot().store_errors >= 2)
+        .await;
+
+    let acknowledge = |reply| Command::Acknowledge {
+        alert: AlertId(1),
+        operator: "op-1".into(),
+        reply,
+    };
+    let (reply, answer) = oneshot::channel();
+    rig.commands.send(acknowledge(reply)).await.unwrap();
+    let refused = tokio::time::timeout(Duration::from_secs(20), answer)
+        .await
+        .expect("answered during the outage")
+        .unwrap();
+    match refused {
+        Err(OperatorError::Unavailable(reason)) => assert!(reason.contains("no_space"), "{reason}"),
+        other => panic!("expected the store to be unavailable, got {other:?}"),
+    }
+    let (reply, answer) = oneshot::channel();
+    rig.commands.send(Command::OpenAlerts { reply }).await.unwrap();
+    let open = tokio::time::timeout(Duration::from_secs(20), answer).await.unwrap().unwrap();
+    assert_eq!(open.iter().map(|a| a.id).collect::<Vec<_>>(), vec![AlertId(1)]);
+
+    rig.plan.write_errno.store(0, Ordering::SeqCst);
+    rig.wait_acked(&[2]).await;
+    let (reply, answer) = oneshot::channel();
+    rig.commands.send(acknowledge(reply)).await.unwrap();
+    let acked = answer.await.unwrap().unwrap();
+    assert_eq!(acked.state, gateway::domain::AlertState::Acknowledged);
+    let (store, _) = rig.finish().await;
+    assert_eq!(store.event_count().unwrap(), 2);
 }

@@ -124,9 +124,10 @@ async fn a_full_disk_is_reported_and_ingest_resumes_once_space_is_freed() {
     let mut device = Device::connect(broker.port, "pnd-1").await;
     device.send(1, 1, UplinkBody::Alarm(AlarmKind::PendantPress)).await;
     device
-        .expect("receipt for the alarm", |d| {
-            matches!(&d.body, DownlinkBody::Receipt { seqs, .. } if seqs.contains(&1))
-        })
+        .expect(
+            "receipt for the alarm",
+            |d| matches!(&d.body, DownlinkBody::Receipt { seqs, .. } if seqs.contains(&1)),
+        )
         .await;
 
     let filler = disk.fill();
@@ -148,7 +149,10 @@ async fn a_full_disk_is_reported_and_ingest_resumes_once_space_is_freed() {
     assert!(body.contains("store"), "{body}");
     let metrics = gateway.metrics_text();
     assert!(metrics.contains("tec_store_healthy 0"), "{metrics}");
-    assert!(metrics.contains("tec_store_errors_total{kind=\"no_space\"}"), "{metrics}");
+    assert!(
+        metrics.contains("tec_store_errors_total{kind=\"no_space\"}"),
+        "{metrics}"
+    );
     // One more while full: it must wait, not vanish.
     sent += 1;
     device.send(1, sent, UplinkBody::Alarm(AlarmKind::Fall)).await;
@@ -177,11 +181,7 @@ async fn a_full_disk_is_reported_and_ingest_resumes_once_space_is_freed() {
     }
     device.send(1, sent + 1, heartbeat(0)).await;
     eventually("a publish after the fault stored", || {
-        gateway
-            .store()
-            .ok()
-            .and_then(|store| store.event_count().ok())
-            == Some(total + 1)
+        gateway.store().ok().and_then(|store| store.event_count().ok()) == Some(total + 1)
     })
     .await;
     let stats = gateway.stats();
@@ -211,11 +211,7 @@ async fn a_full_disk_is_reported_and_ingest_resumes_once_space_is_freed() {
         .unwrap();
     let all = u64::from(next);
     eventually("the next run stores what the last one could not", || {
-        gateway
-            .store()
-            .ok()
-            .and_then(|store| store.event_count().ok())
-            == Some(all)
+        gateway.store().ok().and_then(|store| store.event_count().ok()) == Some(all)
     })
     .await;
     gateway.shutdown().await.unwrap();

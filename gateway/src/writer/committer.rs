@@ -23,8 +23,7 @@ use super::core::{Committed, Core, OperatorError, Received, retry_backoff};
 use super::store_slot::{OpenStore, SharedStore, store_fault_kind};
 use crate::alerts::{AlertEngine, Effect, EngineConfig, EngineError, ResidentRules};
 use crate::domain::{
-    Alert, AlertId, AlertState, Assignment, Clock, DeviceRecord, Outcome, RejectReason, Resident, ResidentId,
-    Timestamp,
+    Alert, AlertId, AlertState, Assignment, Clock, DeviceRecord, Outcome, RejectReason, Resident, ResidentId, Timestamp,
 };
 use crate::ingest::mqtt::{Incoming, Outbound, OutboundItem};
 use crate::metrics::Metrics;
@@ -155,7 +154,7 @@ impl Committer {
             store,
             open_store,
             mut intake,
-            mut commands,
+            commands,
             outbound,
             alerts,
             metrics,
@@ -173,6 +172,9 @@ impl Committer {
         let told = core.engine().open_alerts().map(|a| (a.id, Told::of(a))).collect();
         let mut shell = Shell {
             told,
+            last_open: Vec::new(),
+            commands,
+            commands_open: true,
             #[cfg(test)]
             test_hooks: core.test_hooks(),
             core: Some(core),
@@ -188,7 +190,6 @@ impl Committer {
             store_failures: 0,
             next_reopen: tokio::time::Instant::now(),
         };
-        let mut commands_open = true;
         let mut buf: Vec<Incoming> = Vec::with_capacity(max_batch);
         // One timer across iterations: recreating it each time would never let it fire
         // while batches keep arriving, and escalations would starve under load.
@@ -201,9 +202,9 @@ impl Committer {
             }
             tokio::select! {
                 biased;
-                command = commands.recv(), if commands_open => match command {
+                command = shell.commands.recv(), if shell.commands_open => match command {
                     Some(command) => shell.command(command).await,
-                    None => commands_open = false,
+                    None => shell.commands_open = false,
                 },
                 () = &mut timer => {
                     shell.timers(false).await;
@@ -231,8 +232,8 @@ impl Committer {
             }
         }
         // Intake closed: answer what is still queued rather than leave callers hanging.
-        commands.close();
-        while let Ok(command) = commands.try_recv() {
+        shell.commands.close();
+        while let Ok(command) = shell.commands.try_recv() {
             shell.command(command).await;
         }
         tracing::info!("committer stopped: everything acked was committed");
@@ -300,6 +301,11 @@ struct Shell {
     /// The open alerts as last broadcast. A commit that reports an fsync failure may still
     /// have reached the disk; after a reopen, what the store holds beyond this is broadcast.
     told: HashMap<AlertId, Told>,
+    /// The engine's open alerts when the store was last closed: what an operator is shown
+    /// while it is down (never an empty list that would read as "no alarms").
+    last_open: Vec<Alert>,
+    commands: mpsc::Receiver<Command>,
+    commands_open: bool,
     /// Carried over when the core is rebuilt or reopened, so injected faults persist.
     #[cfg(test)]
     test_hooks: (u32, Option<(Vec<u8>, super::core::PoisonKind)>),
@@ -384,11 +390,17 @@ impl Shell {
             retry_in_ms = backoff.as_millis() as u64,
             "STORE FAULT: nothing acked; the store will be reopened"
         );
+        self.close_store();
+    }
+
+    /// Drops the core and this side's handle on the store, so the database can close.
+    fn close_store(&mut self) {
         if let Some(core) = self.core.take() {
             #[cfg(test)]
             {
                 self.test_hooks = core.test_hooks();
             }
+            self.last_open = core.engine().open_alerts().cloned().collect();
             drop(core);
         }
         self.store.clear();
@@ -406,16 +418,9 @@ impl Shell {
     /// Opens the store again and rebuilds the engine from it. A failure (the open, or the
     /// engine restore) leaves nothing open and sets the next attempt after the backoff.
     async fn reopen(&mut self) -> bool {
-        if let Some(core) = self.core.take() {
-            #[cfg(test)]
-            {
-                self.test_hooks = core.test_hooks();
-            }
-            drop(core);
-        }
         // Readers let go of their `Arc` after one query; until they do the file stays
         // locked and the open below fails with "in use", which is retried like any fault.
-        self.store.clear();
+        self.close_store();
         let open = self.open_store.clone();
         let config = self.engine_config.clone();
         let now = self.clock.now();
@@ -508,7 +513,9 @@ impl Shell {
         self.reopen().await
     }
 
-    /// Waits until the next reopen is due; false if the gateway is stopping meanwhile.
+    /// Waits until the next reopen is due, answering operator requests meanwhile (they
+    /// cannot be committed now; better an error than a hang); false if the gateway is
+    /// stopping meanwhile.
     async fn wait_for_reopen(&mut self) -> bool {
         if self.stopping() {
             return false;
@@ -517,6 +524,10 @@ impl Shell {
         loop {
             tokio::select! {
                 () = tokio::time::sleep_until(until) => return true,
+                command = self.commands.recv(), if self.commands_open => match command {
+                    Some(command) => self.command(command).await,
+                    None => self.commands_open = false,
+                },
                 changed = self.shutdown.changed() => match changed {
                     Ok(()) if *self.shutdown.borrow() => return false,
                     Ok(()) => {}
@@ -569,7 +580,8 @@ impl Shell {
         let received: Arc<Vec<Received>> = Arc::new(batch.iter().map(received).collect());
         // Parts still to commit, the next on top; a part that fails without a store fault
         // is split in halves until the publish that fails alone is found.
-        let mut pending = vec![0..batch.len()];
+        let mut pending: Vec<Range<usize>> = Vec::with_capacity(8);
+        pending.push(0..batch.len());
         while let Some(part) = pending.pop() {
             let attempt = match self.commit_part(&batch, &received, part.clone()).await {
                 Attempt::Poison(reason) if part.len() <= 1 => {
@@ -689,7 +701,10 @@ impl Shell {
             }
             let item = item.clone();
             let detail = format!("processing failed: {reason}");
-            match self.run(move |core| core.quarantine_unprocessable(&item, &detail)).await {
+            match self
+                .run(move |core| core.quarantine_unprocessable(&item, &detail))
+                .await
+            {
                 Ok(Ok(())) => {
                     self.note_healthy();
                     self.metrics.committed(1, [incoming.arrived.elapsed()]);
@@ -894,11 +909,10 @@ impl Shell {
                 let _ = reply.send(result);
             }
             Command::OpenAlerts { reply } => {
-                let mut open: Vec<Alert> = self
-                    .core
-                    .as_ref()
-                    .map(|core| core.engine().open_alerts().cloned().collect())
-                    .unwrap_or_default();
+                let mut open: Vec<Alert> = match &self.core {
+                    Some(core) => core.engine().open_alerts().cloned().collect(),
+                    None => self.last_open.clone(),
+                };
                 open.sort_by_key(|a| (a.priority, a.raised_at, a.id));
                 let _ = reply.send(open);
             }
@@ -935,7 +949,12 @@ mod tests {
         stop: watch::Sender<bool>,
     }
 
-    fn rig(dir: &std::path::Path, clock: Arc<dyn Clock>, engine_config: EngineConfig, hooks: impl FnOnce(&mut Core)) -> Rig {
+    fn rig(
+        dir: &std::path::Path,
+        clock: Arc<dyn Clock>,
+        engine_config: EngineConfig,
+        hooks: impl FnOnce(&mut Core),
+    ) -> Rig {
         let dir = dir.to_path_buf();
         let open_store: OpenStore = Arc::new(move || Store::open_in_dir(&dir));
         let mut core = Core::open(Arc::new(open_store().unwrap()), engine_config, clock.now()).unwrap();
@@ -1192,7 +1211,11 @@ mod tests {
         while acked_pkids(&items).len() < 5 {
             items.push(sent.recv().await.unwrap());
         }
-        assert_eq!(acked_pkids(&items), vec![1, 2, 3, 4, 5], "every publish acked, in order");
+        assert_eq!(
+            acked_pkids(&items),
+            vec![1, 2, 3, 4, 5],
+            "every publish acked, in order"
+        );
         drop(intake);
         task.await.unwrap();
 
@@ -1201,7 +1224,11 @@ mod tests {
         let quarantined = store.quarantined(None).unwrap();
         let reasons: Vec<RejectReason> = quarantined.iter().map(|q| q.reason).collect();
         assert_eq!(reasons, vec![RejectReason::Malformed, RejectReason::ProcessingFailed]);
-        assert!(quarantined[1].detail.contains("processing failed"), "{:?}", quarantined[1]);
+        assert!(
+            quarantined[1].detail.contains("processing failed"),
+            "{:?}",
+            quarantined[1]
+        );
         let stats = metrics.snapshot();
         assert_eq!(stats.rejected_for(RejectReason::ProcessingFailed), 1);
         assert!(stats.store_healthy, "poison is not a store fault");

@@ -272,7 +272,9 @@ impl Core {
         persist_effects(&mut self.engine, &mut txn, effects, &mut out)?;
         #[cfg(test)]
         if let Some((payload, kind)) = &self.poison
-            && batch.iter().any(|incoming| incoming.payload.as_ref() == payload.as_slice())
+            && batch
+                .iter()
+                .any(|incoming| incoming.payload.as_ref() == payload.as_slice())
         {
             match kind {
                 PoisonKind::EncodeError => {
