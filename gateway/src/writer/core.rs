@@ -1,7 +1,8 @@
 //! The committer's synchronous core: applies a batch of publishes, a timer tick or an
 //! operator action to the store and the alert engine in ONE write transaction, so a
 //! committed alarm never lacks its alert. Blocking (redb fsync): run it off the async
-//! threads. On any store error the caller rebuilds the engine with [`Core::restore`].
+//! threads. On any store error the caller rebuilds the engine from the store before a
+//! retry: [`Core::restore`], or [`Core::open`] on a reopened store after an I/O fault.
 
 use std::collections::HashMap;
 use std::sync::Arc;
