@@ -488,12 +488,15 @@ async fn an_alarm_whose_commit_failed_at_fsync_but_reached_the_file_is_alerted_o
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_requests_during_an_outage_are_answered() {
     let mut rig = Harness::start();
-    rig.send(1, "pnd-1", 1, UplinkBody::Alarm(AlarmKind::PendantPress)).await;
+    rig.send(1, "pnd-1", 1, UplinkBody::Alarm(AlarmKind::PendantPress))
+        .await;
     rig.wait_acked(&[1]).await;
     rig.plan.write_errno.store(ENOSPC, Ordering::SeqCst);
     rig.send(2, "pnd-1", 2, heartbeat()).await;
-    rig.until("the store has failed twice", |rig| rig.metrics.snapshot().store_errors >= 2)
-        .await;
+    rig.until("the store has failed twice", |rig| {
+        rig.metrics.snapshot().store_errors >= 2
+    })
+    .await;
 
     let acknowledge = |reply| Command::Acknowledge {
         alert: AlertId(1),
@@ -512,7 +515,10 @@ async fn operator_requests_during_an_outage_are_answered() {
     }
     let (reply, answer) = oneshot::channel();
     rig.commands.send(Command::OpenAlerts { reply }).await.unwrap();
-    let open = tokio::time::timeout(Duration::from_secs(20), answer).await.unwrap().unwrap();
+    let open = tokio::time::timeout(Duration::from_secs(20), answer)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(open.iter().map(|a| a.id).collect::<Vec<_>>(), vec![AlertId(1)]);
 
     rig.plan.write_errno.store(0, Ordering::SeqCst);
