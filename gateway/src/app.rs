@@ -19,6 +19,7 @@ use crate::metrics::{IngestStats, Metrics};
 use crate::store::{Store, StoreError};
 use crate::writer::committer::{Command, Committer};
 use crate::writer::core::{Core, OperatorError};
+use crate::writer::store_slot::{OpenStore, SharedStore, StoreUnavailable};
 
 /// Alerts buffered for slow live-stream subscribers before they see `Lagged`.
 pub const ALERT_STREAM_CAPACITY: usize = 4096;
@@ -86,15 +87,21 @@ pub async fn spawn_with_engine(
     let options = mqtt_options(&config.mqtt)?;
     let data_dir = config.data_dir.clone();
     let quarantine_capacity = config.ingest.quarantine_capacity;
+    // The committer opens the store again with this after a fault.
+    let open_store: OpenStore = Arc::new(move || {
+        Store::open_in_dir(&data_dir).map(|store| store.with_quarantine_capacity(quarantine_capacity))
+    });
     let now = clock.now();
+    let first_open = open_store.clone();
+    let data_dir = config.data_dir.clone();
     let core = tokio::task::spawn_blocking(move || {
-        let store = Store::open_in_dir(&data_dir)
-            .map(|store| Arc::new(store.with_quarantine_capacity(quarantine_capacity)))
+        let store = first_open()
+            .map(Arc::new)
             .map_err(|source| StartError::Store { dir: data_dir, source })?;
         Core::open(store, engine_config, now).map_err(StartError::Engine)
     })
     .await??;
-    let store = core.store().clone();
+    let store = Arc::new(SharedStore::new(core.store().clone()));
 
     let listener = tokio::net::TcpListener::bind(config.http)
         .await
@@ -119,6 +126,8 @@ pub async fn spawn_with_engine(
 
     let committer = Committer {
         core,
+        store: store.clone(),
+        open_store,
         intake: intake_rx,
         commands: commands_rx,
         outbound,
@@ -128,6 +137,7 @@ pub async fn spawn_with_engine(
         max_batch: config.ingest.max_batch,
         retry_base: config.commit_retry(),
         alive: committer_alive.clone(),
+        shutdown: stop_intake.subscribe(),
     };
     let committer_task = tokio::spawn(committer.run());
     let poller_task = tokio::spawn(run_poller(
@@ -181,7 +191,7 @@ pub async fn spawn_with_engine(
 #[derive(Debug, Clone)]
 pub struct GatewayClient {
     http_addr: SocketAddr,
-    store: Arc<Store>,
+    store: Arc<SharedStore>,
     metrics: Arc<Metrics>,
     mqtt: Arc<MqttState>,
     commands: mpsc::Sender<Command>,
@@ -202,8 +212,10 @@ impl GatewayClient {
     }
 
     /// The store, for reads (history, register, quarantine). Writes go through the handle.
-    pub fn store(&self) -> &Arc<Store> {
-        &self.store
+    /// Unavailable while the gateway reopens it after a fault. Take it for a query and let
+    /// it go: holding it keeps the old database open and delays the reopen.
+    pub fn store(&self) -> Result<Arc<Store>, StoreUnavailable> {
+        self.store.get()
     }
 
     pub fn stats(&self) -> IngestStats {

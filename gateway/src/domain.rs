@@ -519,15 +519,19 @@ pub enum RejectReason {
     BadVersion,
     /// The payload claims to be from another device than its topic says.
     IdentityMismatch,
+    /// Storing it failed every time while the store itself was healthy (a poison message):
+    /// kept here so it cannot hold up the publishes behind it.
+    ProcessingFailed,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 5] = [
+    pub const ALL: [RejectReason; 6] = [
         Self::ForeignTopic,
         Self::Oversize,
         Self::Malformed,
         Self::BadVersion,
         Self::IdentityMismatch,
+        Self::ProcessingFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -537,6 +541,7 @@ impl RejectReason {
             Self::Malformed => "malformed",
             Self::BadVersion => "bad_version",
             Self::IdentityMismatch => "identity_mismatch",
+            Self::ProcessingFailed => "processing_failed",
         }
     }
 }

@@ -22,16 +22,18 @@ pub struct HttpState {
 }
 
 impl HttpState {
-    /// `None` when healthy, else why not.
-    pub fn unhealthy_reason(&self) -> Option<&'static str> {
+    /// `None` when healthy, else why not (a store fault says which, and how often).
+    pub fn unhealthy_reason(&self) -> Option<String> {
         if !self.committer_alive.load(Ordering::Acquire) {
-            Some("committer is not running")
+            Some("committer is not running".into())
+        } else if let Some(fault) = self.metrics.store_fault() {
+            Some(fault)
         } else if self.metrics.commit_failing() {
-            Some("store commits are failing; nothing is being acknowledged")
+            Some("store commits are failing; nothing is being acknowledged".into())
         } else if !self.mqtt.connected.load(Ordering::Acquire) {
-            Some("not connected to the MQTT broker")
+            Some("not connected to the MQTT broker".into())
         } else if !self.mqtt.subscribed.load(Ordering::Acquire) {
-            Some("connected but not yet subscribed")
+            Some("connected but not yet subscribed".into())
         } else {
             None
         }
@@ -107,6 +109,27 @@ mod tests {
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert!(body.contains("commits are failing"), "{body}");
         state.metrics.committed(1, [std::time::Duration::from_millis(1)]);
+        assert_eq!(call(state.clone(), Method::GET, "/healthz").await.0, StatusCode::OK);
+        state
+            .metrics
+            .store_failed("no_space", "store I/O error: No space left on device (os error 28)");
+        state
+            .metrics
+            .store_failed("no_space", "store I/O error: No space left on device (os error 28)");
+        let (status, body) = call(state.clone(), Method::GET, "/healthz").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body.contains("No space left on device"), "{body}");
+        assert!(
+            body.contains("(no_space)") && body.contains("2 failures in a row"),
+            "{body}"
+        );
+        let (_, metrics) = call(state.clone(), Method::GET, "/metrics").await;
+        assert!(
+            metrics.contains("tec_store_errors_total{kind=\"no_space\"} 2"),
+            "{metrics}"
+        );
+        assert!(metrics.contains("tec_store_healthy 0"), "{metrics}");
+        state.metrics.store_recovered();
         assert_eq!(call(state.clone(), Method::GET, "/healthz").await.0, StatusCode::OK);
         state.committer_alive.store(false, Ordering::Release);
         let (status, body) = call(state, Method::GET, "/healthz").await;

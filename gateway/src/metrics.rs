@@ -24,6 +24,19 @@ struct KindLabel {
     kind: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+/// Why the store is not taking commits, for /healthz.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct StoreFault {
+    kind: String,
+    error: String,
+    consecutive: u64,
+}
+
 /// A snapshot of ingest counters since start.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IngestStats {
@@ -48,6 +61,15 @@ pub struct IngestStats {
     pub receive_to_commit_p50: Option<Duration>,
     pub receive_to_commit_p99: Option<Duration>,
     pub mqtt_connected: bool,
+    /// Store operations that failed, all kinds (I/O, closed, ...).
+    pub store_errors: u64,
+    /// Attempts to reopen the store after a fault, successful or not.
+    pub store_reopens: u64,
+    /// False from a store fault until a commit succeeds again.
+    pub store_healthy: bool,
+    /// Publishes given up unacked at shutdown because the store was down (the broker
+    /// redelivers them to the next run).
+    pub abandoned: u64,
 }
 
 impl IngestStats {
@@ -77,6 +99,13 @@ pub struct Metrics {
     receive_to_commit: Histogram,
     mqtt_connected: Gauge,
     open_alerts: Gauge,
+    store_errors: Family<KindLabel, Counter>,
+    store_reopens: Family<OutcomeLabel, Counter>,
+    store_healthy: Gauge,
+    abandoned: Counter,
+    /// Set while the store refuses work; cleared by the next successful commit.
+    store_fault: Mutex<Option<StoreFault>>,
+    store_error_total: AtomicU64,
     connected: AtomicBool,
     /// The latest commit attempt failed (cleared by the next success).
     failing: AtomicBool,
@@ -108,6 +137,11 @@ impl Metrics {
         let receive_to_commit = Histogram::new(exponential_buckets(0.000_25, 2.0, 18));
         let mqtt_connected = Gauge::default();
         let open_alerts = Gauge::default();
+        let store_errors = Family::<KindLabel, Counter>::default();
+        let store_reopens = Family::<OutcomeLabel, Counter>::default();
+        let store_healthy = Gauge::default();
+        store_healthy.set(1);
+        let abandoned = Counter::default();
         // prometheus-client appends `_total` to counter names.
         registry.register(
             "tec_ingest_received",
@@ -162,6 +196,29 @@ impl Metrics {
             mqtt_connected.clone(),
         );
         registry.register("tec_open_alerts", "Alerts not yet resolved", open_alerts.clone());
+        registry.register(
+            "tec_store_errors",
+            "Store operations that failed, by kind (no_space, io, previous_io, closed, ...)",
+            store_errors.clone(),
+        );
+        registry.register(
+            "tec_store_reopens",
+            "Attempts to reopen the store after a fault, by outcome",
+            store_reopens.clone(),
+        );
+        registry.register(
+            "tec_store_healthy",
+            "1 while the store takes commits; 0 from a store fault until a commit succeeds",
+            store_healthy.clone(),
+        );
+        registry.register(
+            "tec_ingest_abandoned",
+            "Publishes left unacked at shutdown because the store was down (redelivered by the broker)",
+            abandoned.clone(),
+        );
+        for outcome in ["ok", "failed"] {
+            store_reopens.get_or_create(&OutcomeLabel { outcome }).inc_by(0);
+        }
         for reason in RejectReason::ALL {
             rejected
                 .get_or_create(&ReasonLabel {
@@ -184,6 +241,12 @@ impl Metrics {
             receive_to_commit,
             mqtt_connected,
             open_alerts,
+            store_errors,
+            store_reopens,
+            store_healthy,
+            abandoned,
+            store_fault: Mutex::new(None),
+            store_error_total: AtomicU64::new(0),
             connected: AtomicBool::new(false),
             failing: AtomicBool::new(false),
             ingest_commits: AtomicU64::new(0),
@@ -251,6 +314,59 @@ impl Metrics {
                 hist.saturating_record(micros);
             }
         }
+    }
+
+    /// A store operation failed with an error of `kind`; `error` says what, for /healthz.
+    pub fn store_failed(&self, kind: &str, error: &str) {
+        self.store_errors
+            .get_or_create(&KindLabel { kind: kind.to_owned() })
+            .inc();
+        self.store_error_total.fetch_add(1, Ordering::Relaxed);
+        self.store_healthy.set(0);
+        let mut fault = self
+            .store_fault
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let consecutive = fault.as_ref().map_or(0, |f| f.consecutive).saturating_add(1);
+        *fault = Some(StoreFault {
+            kind: kind.to_owned(),
+            error: error.to_owned(),
+            consecutive,
+        });
+    }
+
+    /// The store committed again: clears the fault /healthz reports.
+    pub fn store_recovered(&self) {
+        self.store_healthy.set(1);
+        let mut fault = self
+            .store_fault
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *fault = None;
+    }
+
+    pub fn store_reopened(&self, ok: bool) {
+        let outcome = if ok { "ok" } else { "failed" };
+        self.store_reopens.get_or_create(&OutcomeLabel { outcome }).inc();
+    }
+
+    /// Why the store is not taking commits, or `None` while it is.
+    pub fn store_fault(&self) -> Option<String> {
+        let fault = self
+            .store_fault
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        fault.as_ref().map(|fault| {
+            let plural = if fault.consecutive == 1 { "" } else { "s" };
+            format!(
+                "store fault ({}): {}; nothing is acked; reopening and retrying ({} failure{plural} in a row)",
+                fault.kind, fault.error, fault.consecutive
+            )
+        })
+    }
+
+    pub fn abandoned(&self, n: u64) {
+        self.abandoned.inc_by(n);
     }
 
     pub fn alert_changed(&self, kind: AlertKind) {
@@ -327,6 +443,13 @@ impl Metrics {
             receive_to_commit_p50: p50,
             receive_to_commit_p99: p99,
             mqtt_connected: self.mqtt_connected(),
+            store_errors: self.store_error_total.load(Ordering::Relaxed),
+            store_reopens: ["ok", "failed"]
+                .into_iter()
+                .map(|outcome| self.store_reopens.get_or_create(&OutcomeLabel { outcome }).get())
+                .sum(),
+            store_healthy: self.store_healthy.get() == 1,
+            abandoned: self.abandoned.get(),
         }
     }
 }

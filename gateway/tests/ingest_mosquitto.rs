@@ -103,9 +103,13 @@ async fn stores_receipts_quarantines_and_raises_alerts() {
         )
         .await;
     device.expect("receipt for seq 1", |d| receipt_has(d, 1, &[1])).await;
-    eventually("two events stored", || gateway.store().event_count().unwrap() == 2).await;
+    eventually("two events stored", || {
+        gateway.store().unwrap().event_count().unwrap() == 2
+    })
+    .await;
     let events = gateway
         .store()
+        .unwrap()
         .events(&EventFilter {
             device: Some(pendant),
             ..EventFilter::default()
@@ -113,7 +117,7 @@ async fn stores_receipts_quarantines_and_raises_alerts() {
         .unwrap();
     assert_eq!(events.len(), 2);
     assert!(events.iter().all(|e| e.resident.as_ref() == Some(&resident)));
-    let record = gateway.store().device(&pendant).unwrap().unwrap();
+    let record = gateway.store().unwrap().device(&pendant).unwrap().unwrap();
     assert!(record.registered);
     assert_eq!(record.battery_percent, Some(87));
 
@@ -123,7 +127,7 @@ async fn stores_receipts_quarantines_and_raises_alerts() {
         .expect("receipt for the duplicate", |d| receipt_has(d, 1, &[1]))
         .await;
     eventually("duplicate counted", || gateway.stats().duplicates >= 1).await;
-    assert_eq!(gateway.store().event_count().unwrap(), 2);
+    assert_eq!(gateway.store().unwrap().event_count().unwrap(), 2);
 
     // Garbage and a foreign-looking payload: quarantined and counted; good traffic flows.
     device.publish_raw("tec/v1/dev/pnd-1/up", b"\x00garbage".to_vec()).await;
@@ -136,8 +140,8 @@ async fn stores_receipts_quarantines_and_raises_alerts() {
     assert_eq!(stats.rejected_for(RejectReason::BadVersion), 1);
     assert_eq!(stats.rejected_for(RejectReason::Oversize), 1);
     assert_eq!(stats.rejected_for(RejectReason::Malformed), 1);
-    assert_eq!(gateway.store().quarantine_len().unwrap(), 3);
-    assert_eq!(gateway.store().event_count().unwrap(), 3);
+    assert_eq!(gateway.store().unwrap().quarantine_len().unwrap(), 3);
+    assert_eq!(gateway.store().unwrap().event_count().unwrap(), 3);
 
     // A pendant press: alert on the live stream; acknowledge sends HelpOnTheWay.
     device.send(1, 4, UplinkBody::Alarm(AlarmKind::PendantPress)).await;
@@ -149,7 +153,7 @@ async fn stores_receipts_quarantines_and_raises_alerts() {
     assert_eq!(alert.state, AlertState::Raised);
     assert_eq!(alert.resident.as_ref(), Some(&resident));
     assert!(!alert.unregistered_device);
-    assert_eq!(gateway.store().alert(alert.id).unwrap().as_ref(), Some(&alert));
+    assert_eq!(gateway.store().unwrap().alert(alert.id).unwrap().as_ref(), Some(&alert));
     device
         .expect("receipt for the alarm", |d| receipt_has(d, 1, &[4]))
         .await;
@@ -244,6 +248,7 @@ async fn unregistered_device_alarm_is_flagged_and_survives_restart() {
     assert_eq!(gateway.stats().unregistered, 1);
     let record = gateway
         .store()
+        .unwrap()
         .device(&DeviceId::new("stray-9").unwrap())
         .unwrap()
         .unwrap();
@@ -359,7 +364,7 @@ async fn a_burst_is_group_committed_and_fully_receipted() {
     let elapsed = started.elapsed();
     eventually("all stored", || gateway.stats().stored == total).await;
     let stats = gateway.stats();
-    assert_eq!(gateway.store().event_count().unwrap(), total);
+    assert_eq!(gateway.store().unwrap().event_count().unwrap(), total);
     assert_eq!(stats.duplicates, 0);
     eprintln!(
         "burst of {total}: {elapsed:?}, {:.1} publishes per commit, p50 {:?}, p99 {:?}",

@@ -250,7 +250,11 @@ async fn alarms_raised_while_the_broker_is_down_all_arrive_first_and_once() {
 
     // Every alarm raised during the outage reached an operator's queue: it raised an alert
     // or joined the resident's open alert of that kind.
-    let alerts = gateway.store().alerts(&gateway::store::AlertFilter::default()).unwrap();
+    let alerts = gateway
+        .store()
+        .unwrap()
+        .alerts(&gateway::store::AlertFilter::default())
+        .unwrap();
     let in_an_alert = |key: &EventKey| {
         alerts.iter().any(|alert| {
             alert.transitions.iter().any(|t| match &t.change {

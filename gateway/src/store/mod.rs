@@ -62,7 +62,16 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the store file at `path`. Refuses a file written by a newer schema.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let db = Database::create(path)?;
+        Self::init(Database::create(path)?, path)
+    }
+
+    /// Opens (or creates) the store on a custom redb storage backend; `path` only names it
+    /// in logs and errors. For fault-injection tests (a backend that fails on cue).
+    pub fn open_with_backend(backend: impl redb::StorageBackend, path: &Path) -> Result<Store, StoreError> {
+        Self::init(Database::builder().create_with_backend(backend)?, path)
+    }
+
+    fn init(db: Database, path: &Path) -> Result<Store, StoreError> {
         let txn = db.begin_write()?;
         {
             let mut meta = txn.open_table(META)?;

@@ -2,16 +2,29 @@
 //! to `max_batch`), commits it in one transaction off the async threads, and only then
 //! acks, receipts and broadcasts. While one batch commits the next accumulates in the
 //! channel, so batches grow with load and no artificial delay is needed.
+//!
+//! Faults heal without a person. A store fault (a full disk, a failed fsync: redb then
+//! refuses everything until reopened) acks nothing, shows on /healthz and in the metrics,
+//! and the committer closes and reopens the store with backoff, rebuilding the engine from
+//! it, until commits succeed again. A batch that fails for another reason is split in
+//! halves until the publish that fails alone is found; that one is quarantined as
+//! `processing_failed` and acked, and the rest goes through. On shutdown a batch still
+//! waiting for the store is given up unacked: the broker redelivers it to the next run.
 
+use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
-use super::core::{Committed, Core, OperatorError, retry_backoff};
-use crate::alerts::{AlertEngine, Effect, EngineError, ResidentRules};
-use crate::domain::{Alert, AlertId, Assignment, Clock, DeviceRecord, Outcome, Resident, ResidentId, Timestamp};
+use super::core::{Committed, Core, OperatorError, Received, retry_backoff};
+use super::store_slot::{OpenStore, SharedStore, store_fault_kind};
+use crate::alerts::{AlertEngine, Effect, EngineConfig, EngineError, ResidentRules};
+use crate::domain::{
+    Alert, AlertId, AlertState, Assignment, Clock, DeviceRecord, Outcome, RejectReason, Resident, ResidentId, Timestamp,
+};
 use crate::ingest::mqtt::{Incoming, Outbound, OutboundItem};
 use crate::metrics::Metrics;
 use crate::store::StoreError;
@@ -70,9 +83,12 @@ pub enum Command {
 }
 
 /// Everything the committer task owns.
-#[derive(Debug)]
 pub struct Committer {
     pub core: Core,
+    /// Where readers find the store; the committer puts the reopened one there.
+    pub store: Arc<SharedStore>,
+    /// Opens the store again after a fault.
+    pub open_store: OpenStore,
     pub intake: mpsc::Receiver<Incoming>,
     pub commands: mpsc::Receiver<Command>,
     pub outbound: Outbound,
@@ -82,6 +98,19 @@ pub struct Committer {
     pub max_batch: usize,
     pub retry_base: Duration,
     pub alive: Arc<AtomicBool>,
+    /// Turns true when the gateway stops: a batch waiting for a faulty store is then given
+    /// up unacked instead of holding the shutdown until its timeout.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl std::fmt::Debug for Committer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Committer")
+            .field("core", &self.core)
+            .field("max_batch", &self.max_batch)
+            .field("retry_base", &self.retry_base)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Clears `alive` however the task ends (including a panic), for /healthz.
@@ -106,13 +135,26 @@ async fn blocking<T: Send + 'static>(
     .await
 }
 
+/// The core's view of a publish; the `Publish` itself stays at this edge for the PUBACK.
+fn received(incoming: &Incoming) -> Received {
+    Received {
+        topic: incoming.publish.topic.clone(),
+        payload: incoming.publish.payload.clone(),
+        retained: incoming.publish.retain,
+        received_at: incoming.received_at,
+    }
+}
+
 impl Committer {
-    /// Runs until the intake channel closes (shutdown), committing everything received.
+    /// Runs until the intake channel closes (shutdown), committing everything received,
+    /// or until a shutdown finds the store down (then what is left stays unacked).
     pub async fn run(self) {
         let Committer {
             core,
+            store,
+            open_store,
             mut intake,
-            mut commands,
+            commands,
             outbound,
             alerts,
             metrics,
@@ -120,19 +162,34 @@ impl Committer {
             max_batch,
             retry_base,
             alive,
+            shutdown,
         } = self;
         alive.store(true, Ordering::Release);
         let _guard = AliveGuard(alive);
         metrics.set_open_alerts(core.open_alert_count());
+        store.set(core.store().clone());
+        let engine_config = core.engine().config().clone();
+        let told = core.engine().open_alerts().map(|a| (a.id, Told::of(a))).collect();
         let mut shell = Shell {
+            told,
+            last_open: Vec::new(),
+            commands,
+            commands_open: true,
+            #[cfg(test)]
+            test_hooks: core.test_hooks(),
             core: Some(core),
+            store,
+            open_store,
+            engine_config,
             outbound,
             alerts,
             metrics,
             clock,
             retry_base,
+            shutdown,
+            store_failures: 0,
+            next_reopen: tokio::time::Instant::now(),
         };
-        let mut commands_open = true;
         let mut buf: Vec<Incoming> = Vec::with_capacity(max_batch);
         // One timer across iterations: recreating it each time would never let it fire
         // while batches keep arriving, and escalations would starve under load.
@@ -145,9 +202,9 @@ impl Committer {
             }
             tokio::select! {
                 biased;
-                command = commands.recv(), if commands_open => match command {
+                command = shell.commands.recv(), if shell.commands_open => match command {
                     Some(command) => shell.command(command).await,
-                    None => commands_open = false,
+                    None => shell.commands_open = false,
                 },
                 () = &mut timer => {
                     shell.timers(false).await;
@@ -158,27 +215,100 @@ impl Committer {
                         break;
                     }
                     let batch = std::mem::replace(&mut buf, Vec::with_capacity(max_batch));
-                    shell.ingest(batch).await;
+                    if shell.ingest(batch).await == Flow::Stop {
+                        intake.close();
+                        let mut left = 0u64;
+                        while intake.try_recv().is_ok() {
+                            left += 1;
+                        }
+                        shell.metrics.abandoned(left);
+                        tracing::warn!(
+                            queued = left,
+                            "stopping while the store is down: nothing uncommitted was acked; the broker redelivers it"
+                        );
+                        break;
+                    }
                 }
             }
         }
         // Intake closed: answer what is still queued rather than leave callers hanging.
-        commands.close();
-        while let Ok(command) = commands.try_recv() {
+        shell.commands.close();
+        while let Ok(command) = shell.commands.try_recv() {
             shell.command(command).await;
         }
-        tracing::info!("committer stopped: everything received was committed");
+        tracing::info!("committer stopped: everything acked was committed");
     }
 }
 
+/// Whether the committer goes on after a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    /// The gateway is stopping and the store is down: stop without acking the rest.
+    Stop,
+}
+
+/// How one attempt at a part of a batch ended.
+enum Attempt {
+    Committed,
+    /// Failed, and not because of the store: the part holds a poison publish.
+    Poison(String),
+    Stopped,
+}
+
+/// What the live stream was last told about an alert: enough to notice a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Told {
+    state: AlertState,
+    escalation_level: u8,
+    transitions: usize,
+}
+
+impl Told {
+    fn of(alert: &Alert) -> Self {
+        Self {
+            state: alert.state,
+            escalation_level: alert.escalation_level,
+            transitions: alert.transitions.len(),
+        }
+    }
+}
+
+/// Why a blocking job gave no result.
+enum JobFailed {
+    /// The store is closed (being reopened after a fault).
+    NoStore,
+    /// The job panicked; the core was rebuilt from the store, if that worked.
+    Panicked,
+}
+
 struct Shell {
-    /// `None` only while a blocking job holds it.
+    /// `None` while a blocking job holds it, and while the store is closed after a fault.
     core: Option<Core>,
+    store: Arc<SharedStore>,
+    open_store: OpenStore,
+    engine_config: EngineConfig,
     outbound: Outbound,
     alerts: broadcast::Sender<Alert>,
     metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
     retry_base: Duration,
+    shutdown: watch::Receiver<bool>,
+    /// Consecutive store faults: sets the backoff, cleared by a successful commit.
+    store_failures: u32,
+    /// The next reopen after a fault is not tried before this.
+    next_reopen: tokio::time::Instant,
+    /// The open alerts as last broadcast. A commit that reports an fsync failure may still
+    /// have reached the disk; after a reopen, what the store holds beyond this is broadcast.
+    told: HashMap<AlertId, Told>,
+    /// The engine's open alerts when the store was last closed: what an operator is shown
+    /// while it is down (never an empty list that would read as "no alarms").
+    last_open: Vec<Alert>,
+    commands: mpsc::Receiver<Command>,
+    commands_open: bool,
+    /// Carried over when the core is rebuilt or reopened, so injected faults persist.
+    #[cfg(test)]
+    test_hooks: (u32, Option<(Vec<u8>, super::core::PoisonKind)>),
 }
 
 impl Shell {
@@ -193,50 +323,320 @@ impl Shell {
         }
     }
 
+    fn stopping(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
     /// Runs blocking work on the core. If the job panicked the core is rebuilt from the
-    /// store (the panic is logged by tokio); `None` means even that failed.
-    async fn run<T: Send + 'static>(&mut self, work: impl FnOnce(&mut Core) -> T + Send + 'static) -> Option<T> {
-        let core = self.core.take()?;
+    /// store; if even that fails the core stays closed and the next use reopens the store.
+    async fn run<T: Send + 'static>(
+        &mut self,
+        work: impl FnOnce(&mut Core) -> T + Send + 'static,
+    ) -> Result<T, JobFailed> {
+        let core = self.core.take().ok_or(JobFailed::NoStore)?;
+        #[cfg(test)]
+        {
+            self.test_hooks = core.test_hooks();
+        }
         let store = core.store().clone();
-        let engine_config = core.engine().config().clone();
         match blocking(core, work).await {
             Ok((core, result)) => {
                 self.core = Some(core);
-                Some(result)
+                Ok(result)
             }
             Err(e) => {
                 tracing::error!(error = %e, "committer job failed; rebuilding the engine from the store");
-                match Core::open(store, engine_config, self.clock.now()) {
-                    Ok(core) => self.core = Some(core),
-                    Err(e) => tracing::error!(error = %e, "cannot rebuild the engine"),
+                let config = self.engine_config.clone();
+                let now = self.clock.now();
+                let rebuilt = tokio::task::spawn_blocking(move || Core::open(store, config, now)).await;
+                match rebuilt {
+                    Ok(Ok(core)) => self.install(core),
+                    Ok(Err(e)) => {
+                        tracing::error!(error = %e, "cannot rebuild the engine; reopening the store");
+                        self.note_fault("restore", &e);
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "rebuilding the engine panicked; reopening the store");
+                        self.note_fault("restore", &e);
+                    }
                 }
-                None
+                Err(JobFailed::Panicked)
             }
         }
     }
 
-    /// After a failed commit the engine may be ahead of the store: rebuild it.
-    async fn recover(&mut self) {
+    fn install(&mut self, core: Core) {
+        #[cfg(test)]
+        let core = {
+            let mut core = core;
+            core.set_test_hooks(self.test_hooks.clone());
+            core
+        };
+        self.metrics.set_open_alerts(core.open_alert_count());
+        self.core = Some(core);
+    }
+
+    /// A store fault: nothing is acked, /healthz and the metrics say why, and the store is
+    /// closed here so the next attempt (after the backoff) reopens it.
+    fn note_fault(&mut self, kind: &'static str, error: &dyn std::fmt::Display) {
+        self.store_failures = self.store_failures.saturating_add(1);
+        self.metrics.store_failed(kind, &error.to_string());
+        let backoff = retry_backoff(self.retry_base, self.store_failures);
+        self.next_reopen = tokio::time::Instant::now() + backoff;
+        tracing::error!(
+            kind,
+            error = %error,
+            failures = self.store_failures,
+            retry_in_ms = backoff.as_millis() as u64,
+            "STORE FAULT: nothing acked; the store will be reopened"
+        );
+        self.close_store();
+    }
+
+    /// Drops the core and this side's handle on the store, so the database can close.
+    fn close_store(&mut self) {
+        if let Some(core) = self.core.take() {
+            #[cfg(test)]
+            {
+                self.test_hooks = core.test_hooks();
+            }
+            self.last_open = core.engine().open_alerts().cloned().collect();
+            drop(core);
+        }
+        self.store.clear();
+    }
+
+    /// A commit succeeded: the store is healthy (again).
+    fn note_healthy(&mut self) {
+        if self.store_failures > 0 {
+            tracing::info!(failures = self.store_failures, "store healthy again; ingest resumed");
+        }
+        self.store_failures = 0;
+        self.metrics.store_recovered();
+    }
+
+    /// Opens the store again and rebuilds the engine from it. A failure (the open, or the
+    /// engine restore) leaves nothing open and sets the next attempt after the backoff.
+    async fn reopen(&mut self) -> bool {
+        // Readers let go of their `Arc` after one query; until they do the file stays
+        // locked and the open below fails with "in use", which is retried like any fault.
+        self.close_store();
+        let open = self.open_store.clone();
+        let config = self.engine_config.clone();
         let now = self.clock.now();
-        let restored = self.run(move |core| core.restore(now)).await;
-        if let Some(Err(e)) = restored {
-            tracing::error!(error = %e, "cannot rebuild the alert engine from the store");
+        let opened = tokio::task::spawn_blocking(move || {
+            let store = open().map_err(|e| (store_fault_kind(&e).unwrap_or("open"), e.to_string()))?;
+            Core::open(Arc::new(store), config, now).map_err(|e| {
+                let kind = match &e {
+                    OperatorError::Store(store) => store_fault_kind(store).unwrap_or("restore"),
+                    _ => "restore",
+                };
+                (kind, e.to_string())
+            })
+        })
+        .await;
+        match opened {
+            Ok(Ok(core)) => {
+                self.metrics.store_reopened(true);
+                self.store.set(core.store().clone());
+                self.install(core);
+                tracing::info!("store reopened; alert engine rebuilt from it");
+                self.announce_in_doubt_alerts().await;
+                true
+            }
+            Ok(Err((kind, error))) => {
+                self.metrics.store_reopened(false);
+                self.note_fault(kind, &format!("reopen failed: {error}"));
+                false
+            }
+            Err(e) => {
+                self.metrics.store_reopened(false);
+                self.note_fault("reopen", &format!("reopen panicked: {e}"));
+                false
+            }
         }
     }
 
-    async fn ingest(&mut self, batch: Vec<Incoming>) {
-        let size = batch.len();
-        let batch = Arc::new(batch);
-        let mut failures = 0u32;
+    /// Broadcasts alert changes that a commit reported as failed did in fact store (an
+    /// fsync can fail after the data reached the disk): nothing committed may go unsaid.
+    async fn announce_in_doubt_alerts(&mut self) {
+        let told = self.told.clone();
+        let found = self
+            .run(move |core| {
+                let mut changed: Vec<Alert> = core
+                    .engine()
+                    .open_alerts()
+                    .filter(|alert| told.get(&alert.id) != Some(&Told::of(alert)))
+                    .cloned()
+                    .collect();
+                for id in told.keys() {
+                    if core.engine().open_alerts().any(|alert| alert.id == *id) {
+                        continue;
+                    }
+                    match core.store().alert(*id) {
+                        Ok(Some(alert)) => changed.push(alert),
+                        Ok(None) => {}
+                        Err(e) => tracing::warn!(alert = %id, error = %e, "cannot read an alert after reopening"),
+                    }
+                }
+                changed.sort_by_key(|alert| alert.id);
+                changed
+            })
+            .await;
+        for alert in found.unwrap_or_default() {
+            tracing::warn!(alert = %alert.id, state = ?alert.state, "alert change stored by a commit that reported failure; sending it now");
+            self.announce(alert);
+        }
+    }
+
+    fn announce(&mut self, alert: Alert) {
+        tracing::info!(alert = %alert.id, kind = ?alert.kind, state = ?alert.state, "alert changed");
+        self.metrics.alert_changed(alert.kind);
+        if alert.is_open() {
+            self.told.insert(alert.id, Told::of(&alert));
+        } else {
+            self.told.remove(&alert.id);
+        }
+        // No subscribers is fine: the store has it.
+        let _ = self.alerts.send(alert);
+    }
+
+    /// Makes sure a core is open, reopening the store if its backoff has passed; false
+    /// while the store is down.
+    async fn ensure_core(&mut self) -> bool {
+        if self.core.is_some() {
+            return true;
+        }
+        if tokio::time::Instant::now() < self.next_reopen {
+            return false;
+        }
+        self.reopen().await
+    }
+
+    /// Waits until the next reopen is due, answering operator requests meanwhile (they
+    /// cannot be committed now; better an error than a hang); false if the gateway is
+    /// stopping meanwhile.
+    async fn wait_for_reopen(&mut self) -> bool {
+        if self.stopping() {
+            return false;
+        }
+        let until = self.next_reopen;
         loop {
+            tokio::select! {
+                () = tokio::time::sleep_until(until) => return true,
+                command = self.commands.recv(), if self.commands_open => match command {
+                    Some(command) => self.command(command).await,
+                    None => self.commands_open = false,
+                },
+                changed = self.shutdown.changed() => match changed {
+                    Ok(()) if *self.shutdown.borrow() => return false,
+                    Ok(()) => {}
+                    // Nobody can signal a shutdown any more: just wait.
+                    Err(_) => {
+                        tokio::time::sleep_until(until).await;
+                        return true;
+                    }
+                },
+            }
+        }
+    }
+
+    fn unavailable(&self) -> OperatorError {
+        OperatorError::Unavailable(
+            self.metrics
+                .store_fault()
+                .unwrap_or_else(|| "the store is being reopened".to_owned()),
+        )
+    }
+
+    /// After a failed commit the engine may be ahead of the store: rebuild it. If that
+    /// fails too the store is closed, so the next attempt reopens it and rebuilds then.
+    async fn recover(&mut self) {
+        let now = self.clock.now();
+        match self.run(move |core| core.restore(now)).await {
+            Ok(Ok(())) | Err(_) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "cannot rebuild the alert engine from the store");
+                let kind = match &e {
+                    OperatorError::Store(store) => store_fault_kind(store).unwrap_or("restore"),
+                    _ => "restore",
+                };
+                self.note_fault(kind, &e);
+            }
+        }
+    }
+
+    /// A commit of a timer, operator or register change failed.
+    async fn commit_failed(&mut self, error: &StoreError) {
+        self.metrics.commit_failed();
+        match store_fault_kind(error) {
+            Some(kind) => self.note_fault(kind, error),
+            None => self.recover().await,
+        }
+    }
+
+    /// Commits the batch, acking each publish once it is stored (or quarantined).
+    async fn ingest(&mut self, batch: Vec<Incoming>) -> Flow {
+        let received: Arc<Vec<Received>> = Arc::new(batch.iter().map(received).collect());
+        // Parts still to commit, the next on top; a part that fails without a store fault
+        // is split in halves until the publish that fails alone is found.
+        let mut pending: Vec<Range<usize>> = Vec::with_capacity(8);
+        pending.push(0..batch.len());
+        while let Some(part) = pending.pop() {
+            let attempt = match self.commit_part(&batch, &received, part.clone()).await {
+                Attempt::Poison(reason) if part.len() <= 1 => {
+                    self.quarantine_poison(&batch, &received, part.start, &reason).await
+                }
+                other => other,
+            };
+            match attempt {
+                Attempt::Committed => {}
+                Attempt::Poison(_) => {
+                    let middle = part.start + part.len() / 2;
+                    tracing::warn!(
+                        size = part.len(),
+                        "batch failed without a store fault; splitting it to find the poison publish"
+                    );
+                    pending.push(middle..part.end);
+                    pending.push(part.start..middle);
+                }
+                Attempt::Stopped => {
+                    let left = part.len() + pending.iter().map(ExactSizeIterator::len).sum::<usize>();
+                    self.metrics.abandoned(left as u64);
+                    return Flow::Stop;
+                }
+            }
+        }
+        Flow::Continue
+    }
+
+    /// Commits `part` of the batch, waiting out store faults (reopening the store).
+    async fn commit_part(&mut self, batch: &[Incoming], received: &Arc<Vec<Received>>, part: Range<usize>) -> Attempt {
+        let size = part.len();
+        let mut attempt = 0u32;
+        loop {
+            if self.core.is_none() {
+                if !self.wait_for_reopen().await {
+                    return Attempt::Stopped;
+                }
+                if !self.reopen().await {
+                    continue;
+                }
+            }
+            attempt += 1;
             let now = self.clock.now();
-            let job = batch.clone();
-            let span = tracing::debug_span!("ingest_batch", size, attempt = failures + 1);
+            let job = received.clone();
+            let range = part.clone();
+            let span = tracing::debug_span!("ingest_batch", size, attempt);
             let started = std::time::Instant::now();
-            let result = self.run(move |core| span.in_scope(|| core.ingest(&job, now))).await;
+            let result = self
+                .run(move |core| span.in_scope(|| core.ingest(job.get(range).unwrap_or_default(), now)))
+                .await;
             match result {
-                Some(Ok(committed)) => {
-                    let latencies: Vec<Duration> = batch.iter().map(|i| i.arrived.elapsed()).collect();
+                Ok(Ok(committed)) => {
+                    self.note_healthy();
+                    let acked = batch.get(part.clone()).unwrap_or_default();
+                    let latencies: Vec<Duration> = acked.iter().map(|i| i.arrived.elapsed()).collect();
                     self.metrics.committed(size, latencies);
                     self.metrics.stored(committed.stored);
                     self.metrics.duplicates(committed.duplicates);
@@ -245,11 +645,8 @@ impl Shell {
                         self.metrics.rejected(*reason);
                     }
                     // Acks in arrival order, for every publish: duplicates and quarantined too.
-                    for incoming in batch.iter() {
-                        self.outbound.send(OutboundItem::Ack {
-                            publish: incoming.publish.clone(),
-                            connection: incoming.connection,
-                        });
+                    for incoming in acked {
+                        self.ack(incoming);
                     }
                     tracing::debug!(
                         size,
@@ -259,25 +656,87 @@ impl Shell {
                         "batch committed"
                     );
                     self.after_commit(committed);
-                    return;
+                    return Attempt::Committed;
                 }
-                Some(Err(e)) => {
-                    failures += 1;
+                Ok(Err(e)) => {
                     self.metrics.commit_failed();
-                    tracing::error!(error = %e, size, failures, "COMMIT FAILED: nothing acked; retrying");
+                    match store_fault_kind(&e) {
+                        Some(kind) => self.note_fault(kind, &e),
+                        None => {
+                            tracing::error!(error = %e, size, "COMMIT FAILED without a store fault: nothing acked");
+                            self.recover().await;
+                            return Attempt::Poison(e.to_string());
+                        }
+                    }
                 }
-                None => {
-                    failures += 1;
+                Err(JobFailed::Panicked) => {
                     self.metrics.commit_failed();
+                    return Attempt::Poison("processing panicked".to_owned());
                 }
+                Err(JobFailed::NoStore) => {}
             }
-            self.recover().await;
-            tokio::time::sleep(retry_backoff(self.retry_base, failures)).await;
         }
     }
 
+    /// Keeps a publish that fails alone in the quarantine, then acks it: it must not hold
+    /// up the publishes behind it. Waits out store faults like a commit.
+    async fn quarantine_poison(
+        &mut self,
+        batch: &[Incoming],
+        received: &Arc<Vec<Received>>,
+        index: usize,
+        reason: &str,
+    ) -> Attempt {
+        let (Some(incoming), Some(item)) = (batch.get(index), received.get(index)) else {
+            return Attempt::Committed;
+        };
+        loop {
+            if self.core.is_none() {
+                if !self.wait_for_reopen().await {
+                    return Attempt::Stopped;
+                }
+                if !self.reopen().await {
+                    continue;
+                }
+            }
+            let item = item.clone();
+            let detail = format!("processing failed: {reason}");
+            match self
+                .run(move |core| core.quarantine_unprocessable(&item, &detail))
+                .await
+            {
+                Ok(Ok(())) => {
+                    self.note_healthy();
+                    self.metrics.committed(1, [incoming.arrived.elapsed()]);
+                    self.metrics.rejected(RejectReason::ProcessingFailed);
+                    let topic = String::from_utf8_lossy(incoming.publish.topic.get(..128).unwrap_or_default());
+                    tracing::error!(%topic, reason, "POISON publish quarantined as processing_failed and acked");
+                    self.ack(incoming);
+                    return Attempt::Committed;
+                }
+                Ok(Err(e)) => {
+                    self.metrics.commit_failed();
+                    // Not even the quarantine takes it: never ack what is not kept somewhere.
+                    self.note_fault(store_fault_kind(&e).unwrap_or("quarantine"), &e);
+                }
+                Err(JobFailed::Panicked) => {
+                    self.metrics.commit_failed();
+                    self.note_fault("quarantine", &"quarantining a poison publish panicked");
+                }
+                Err(JobFailed::NoStore) => {}
+            }
+        }
+    }
+
+    fn ack(&self, incoming: &Incoming) {
+        self.outbound.send(OutboundItem::Ack {
+            publish: incoming.publish.clone(),
+            connection: incoming.connection,
+        });
+    }
+
     /// Receipts, then the engine's downlinks, then the live stream.
-    fn after_commit(&self, committed: Committed) {
+    fn after_commit(&mut self, committed: Committed) {
         let Committed {
             receipts,
             downlinks,
@@ -288,10 +747,7 @@ impl Shell {
             self.outbound.send(OutboundItem::Downlink { device, body });
         }
         for alert in alerts {
-            tracing::info!(alert = %alert.id, kind = ?alert.kind, state = ?alert.state, "alert changed");
-            self.metrics.alert_changed(alert.kind);
-            // No subscribers is fine: the store has it.
-            let _ = self.alerts.send(alert);
+            self.announce(alert);
         }
         if let Some(core) = &self.core {
             self.metrics.set_open_alerts(core.open_alert_count());
@@ -299,6 +755,9 @@ impl Shell {
     }
 
     async fn timers(&mut self, forced: bool) {
+        if !self.ensure_core().await {
+            return;
+        }
         let now = self.clock.now();
         let due = self
             .core
@@ -309,16 +768,16 @@ impl Shell {
             return;
         }
         match self.run(move |core| core.tick(now)).await {
-            Some(Ok(committed)) => {
+            Ok(Ok(committed)) => {
+                self.note_healthy();
                 self.metrics.committed(0, []);
                 self.after_commit(committed);
             }
-            Some(Err(e)) => {
-                self.metrics.commit_failed();
+            Ok(Err(e)) => {
                 tracing::error!(error = %e, "COMMIT FAILED for engine timers; will retry");
-                self.recover().await;
+                self.commit_failed(&e).await;
             }
-            None => self.metrics.commit_failed(),
+            Err(_) => self.metrics.commit_failed(),
         }
     }
 
@@ -328,22 +787,25 @@ impl Shell {
         alert: AlertId,
         action: impl FnOnce(&mut AlertEngine, Timestamp) -> Result<Vec<Effect>, EngineError> + Send + 'static,
     ) -> Result<Alert, OperatorError> {
+        if !self.ensure_core().await {
+            return Err(self.unavailable());
+        }
         let now = self.clock.now();
         let result = self
             .run(move |core| core.operator(|engine| action(engine, now)))
             .await
-            .ok_or(OperatorError::Stopped)?;
+            .map_err(|_| self.unavailable())?;
         match result {
             Ok(committed) => {
+                self.note_healthy();
                 self.metrics.committed(0, []);
                 let changed = committed.alerts.iter().rev().find(|a| a.id == alert).cloned();
                 self.after_commit(committed);
                 changed.ok_or(OperatorError::NoChange(alert))
             }
             Err(OperatorError::Store(e)) => {
-                self.metrics.commit_failed();
                 tracing::error!(error = %e, %alert, "COMMIT FAILED for an operator action");
-                self.recover().await;
+                self.commit_failed(&e).await;
                 Err(OperatorError::Store(e))
             }
             Err(e) => Err(e),
@@ -354,13 +816,24 @@ impl Shell {
         &mut self,
         work: impl FnOnce(&mut Core) -> Result<(), StoreError> + Send + 'static,
     ) -> Result<(), OperatorError> {
-        let result = self.run(work).await.ok_or(OperatorError::Stopped)?;
+        if !self.ensure_core().await {
+            return Err(self.unavailable());
+        }
+        let result = self.run(work).await.map_err(|_| self.unavailable())?;
         match result {
             Ok(()) => {
+                self.note_healthy();
                 self.metrics.committed(0, []);
                 Ok(())
             }
-            Err(e) => Err(OperatorError::Store(e)),
+            Err(e) => {
+                // A refused change (say, an overlapping assignment) left the engine alone.
+                if let Some(kind) = store_fault_kind(&e) {
+                    self.metrics.commit_failed();
+                    self.note_fault(kind, &e);
+                }
+                Err(OperatorError::Store(e))
+            }
         }
     }
 
@@ -412,31 +885,34 @@ impl Shell {
                 let _ = reply.send(result);
             }
             Command::SetResidentRules { resident, rules, reply } => {
-                let now = self.clock.now();
-                let result = self
-                    .run(move |core| core.set_resident_rules(resident, rules, now))
-                    .await;
-                let result = match result {
-                    Some(Ok(committed)) => {
-                        self.metrics.committed(0, []);
-                        self.after_commit(committed);
-                        Ok(())
+                let result = if self.ensure_core().await {
+                    let now = self.clock.now();
+                    match self
+                        .run(move |core| core.set_resident_rules(resident, rules, now))
+                        .await
+                    {
+                        Ok(Ok(committed)) => {
+                            self.note_healthy();
+                            self.metrics.committed(0, []);
+                            self.after_commit(committed);
+                            Ok(())
+                        }
+                        Ok(Err(e)) => {
+                            self.commit_failed(&e).await;
+                            Err(OperatorError::Store(e))
+                        }
+                        Err(_) => Err(self.unavailable()),
                     }
-                    Some(Err(e)) => {
-                        self.metrics.commit_failed();
-                        self.recover().await;
-                        Err(OperatorError::Store(e))
-                    }
-                    None => Err(OperatorError::Stopped),
+                } else {
+                    Err(self.unavailable())
                 };
                 let _ = reply.send(result);
             }
             Command::OpenAlerts { reply } => {
-                let mut open: Vec<Alert> = self
-                    .core
-                    .as_ref()
-                    .map(|core| core.engine().open_alerts().cloned().collect())
-                    .unwrap_or_default();
+                let mut open: Vec<Alert> = match &self.core {
+                    Some(core) => core.engine().open_alerts().cloned().collect(),
+                    None => self.last_open.clone(),
+                };
                 open.sort_by_key(|a| (a.priority, a.raised_at, a.id));
                 let _ = reply.send(open);
             }
@@ -457,9 +933,75 @@ mod tests {
     use rumqttc::v5::mqttbytes::v5::Publish;
 
     use super::*;
-    use crate::alerts::EngineConfig;
     use crate::domain::SystemClock;
     use crate::store::Store;
+    use crate::writer::core::PoisonKind;
+
+    /// A committer on a store in `dir`, and what a test watches it through.
+    struct Rig {
+        committer: Committer,
+        store: Arc<SharedStore>,
+        intake: mpsc::Sender<Incoming>,
+        commands: mpsc::Sender<Command>,
+        sent: mpsc::UnboundedReceiver<OutboundItem>,
+        alerts: broadcast::Receiver<Alert>,
+        metrics: Arc<Metrics>,
+        stop: watch::Sender<bool>,
+    }
+
+    fn rig(
+        dir: &std::path::Path,
+        clock: Arc<dyn Clock>,
+        engine_config: EngineConfig,
+        hooks: impl FnOnce(&mut Core),
+    ) -> Rig {
+        let dir = dir.to_path_buf();
+        let open_store: OpenStore = Arc::new(move || Store::open_in_dir(&dir));
+        let mut core = Core::open(Arc::new(open_store().unwrap()), engine_config, clock.now()).unwrap();
+        hooks(&mut core);
+        let store = Arc::new(SharedStore::new(core.store().clone()));
+        let (intake_tx, intake) = mpsc::channel(16);
+        let (commands_tx, commands) = mpsc::channel(4);
+        let (outbound, sent) = Outbound::detached();
+        let (alerts, alert_rx) = broadcast::channel(16);
+        let metrics = Arc::new(Metrics::new());
+        let (stop, shutdown) = watch::channel(false);
+        let committer = Committer {
+            core,
+            store: store.clone(),
+            open_store,
+            intake,
+            commands,
+            outbound,
+            alerts,
+            metrics: metrics.clone(),
+            clock,
+            max_batch: 64,
+            retry_base: Duration::from_millis(5),
+            alive: Arc::new(AtomicBool::new(false)),
+            shutdown,
+        };
+        Rig {
+            committer,
+            store,
+            intake: intake_tx,
+            commands: commands_tx,
+            sent,
+            alerts: alert_rx,
+            metrics,
+            stop,
+        }
+    }
+
+    fn acked_pkids(items: &[OutboundItem]) -> Vec<u16> {
+        items
+            .iter()
+            .filter_map(|item| match item {
+                OutboundItem::Ack { publish, .. } => Some(publish.pkid),
+                OutboundItem::Downlink { .. } => None,
+            })
+            .collect()
+    }
 
     fn incoming(pkid: u16, topic: &str, payload: Vec<u8>) -> Incoming {
         let mut publish = Publish::new(topic, QoS::AtLeastOnce, payload, None);
@@ -492,26 +1034,18 @@ mod tests {
     #[tokio::test]
     async fn acks_only_after_commit_in_arrival_order_and_retries_failures() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::open_in_dir(dir.path()).unwrap());
-        let mut core = Core::open(store.clone(), EngineConfig::default(), SystemClock.now()).unwrap();
-        core.fail_next_commits = 2;
-        let (intake_tx, intake) = mpsc::channel(16);
-        let (commands_tx, commands) = mpsc::channel(4);
-        let (outbound, mut sent) = Outbound::detached();
-        let (alerts, mut alert_rx) = broadcast::channel(16);
-        let metrics = Arc::new(Metrics::new());
-        let committer = Committer {
-            core,
-            intake,
-            commands,
-            outbound,
-            alerts,
-            metrics: metrics.clone(),
-            clock: Arc::new(SystemClock),
-            max_batch: 64,
-            retry_base: Duration::from_millis(5),
-            alive: Arc::new(AtomicBool::new(false)),
-        };
+        let Rig {
+            committer,
+            store,
+            intake: intake_tx,
+            commands: commands_tx,
+            mut sent,
+            alerts: mut alert_rx,
+            metrics,
+            stop: _stop,
+        } = rig(dir.path(), Arc::new(SystemClock), EngineConfig::default(), |core| {
+            core.fail_next_commits = 2;
+        });
         // Queue the whole batch before the committer starts so it is one transaction.
         intake_tx
             .send(uplink(11, 1, UplinkBody::Alarm(AlarmKind::PendantPress)))
@@ -528,20 +1062,17 @@ mod tests {
         let task = tokio::spawn(committer.run());
 
         let first = sent.recv().await.unwrap();
-        // Nothing went out until the third attempt committed.
-        assert_eq!(metrics.snapshot().commit_failures, 2);
-        assert_eq!(store.event_count().unwrap(), 1);
+        // Nothing went out until the third attempt committed (each failure reopened the store).
+        let stats = metrics.snapshot();
+        assert_eq!(stats.commit_failures, 2);
+        assert_eq!(stats.store_reopens, 2);
+        assert!(stats.store_healthy);
+        assert_eq!(store.get().unwrap().event_count().unwrap(), 1);
         let mut items = vec![first];
         while items.len() < 4 {
             items.push(sent.recv().await.unwrap());
         }
-        let pkids: Vec<u16> = items
-            .iter()
-            .filter_map(|item| match item {
-                OutboundItem::Ack { publish, .. } => Some(publish.pkid),
-                OutboundItem::Downlink { .. } => None,
-            })
-            .collect();
+        let pkids = acked_pkids(&items);
         assert_eq!(
             pkids,
             vec![11, 12, 13],
@@ -559,7 +1090,7 @@ mod tests {
         // The engine was rebuilt after each failure, so the alarm raised exactly one alert.
         let alert = alert_rx.recv().await.unwrap();
         assert!(alert_rx.try_recv().is_err());
-        assert_eq!(store.open_alerts().unwrap(), vec![alert.clone()]);
+        assert_eq!(store.get().unwrap().open_alerts().unwrap(), vec![alert.clone()]);
         let stats = metrics.snapshot();
         assert_eq!((stats.stored, stats.duplicates, stats.rejected_total()), (1, 1, 1));
 
@@ -599,27 +1130,15 @@ mod tests {
     #[tokio::test]
     async fn timers_fire_even_under_continuous_ingest() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::open_in_dir(dir.path()).unwrap());
         let clock = Arc::new(ManualClock(std::sync::atomic::AtomicI64::new(1_700_000_000_000)));
         let mut engine_config = EngineConfig::default();
         engine_config.escalation.life_safety_s = vec![5];
-        let core = Core::open(store, engine_config, clock.now()).unwrap();
-        let (intake_tx, intake) = mpsc::channel(16);
-        let (_commands_tx, commands) = mpsc::channel(4);
-        let (outbound, _sent) = Outbound::detached();
-        let (alerts, mut alert_rx) = broadcast::channel(16);
-        let committer = Committer {
-            core,
-            intake,
-            commands,
-            outbound,
-            alerts,
-            metrics: Arc::new(Metrics::new()),
-            clock: clock.clone(),
-            max_batch: 64,
-            retry_base: Duration::from_millis(5),
-            alive: Arc::new(AtomicBool::new(false)),
-        };
+        let Rig {
+            committer,
+            intake: intake_tx,
+            alerts: mut alert_rx,
+            ..
+        } = rig(dir.path(), clock.clone(), engine_config, |_| {});
         let task = tokio::spawn(committer.run());
         intake_tx
             .send(uplink(1, 1, UplinkBody::Alarm(AlarmKind::Fall)))
@@ -650,5 +1169,129 @@ mod tests {
         load.abort();
         drop(intake_tx);
         task.await.unwrap();
+    }
+    /// Waits for `ready`, checking every few ms; the timeout only guards against a hang.
+    async fn until(what: &str, ready: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !ready() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    async fn poison_is_isolated(kind: PoisonKind) {
+        let dir = tempfile::tempdir().unwrap();
+        let poison = uplink(3, 3, UplinkBody::Alarm(AlarmKind::Fall));
+        let poison_payload = poison.publish.payload.to_vec();
+        let Rig {
+            committer,
+            store,
+            intake,
+            mut sent,
+            alerts: mut alert_rx,
+            metrics,
+            stop: _stop,
+            ..
+        } = rig(dir.path(), Arc::new(SystemClock), EngineConfig::default(), |core| {
+            core.poison = Some((poison_payload, kind));
+        });
+        let mut other = uplink(4, 1, UplinkBody::Alarm(AlarmKind::PendantPress));
+        other.publish.topic = "tec/v1/dev/pnd-2/up".into();
+        for item in [
+            uplink(1, 1, UplinkBody::Alarm(AlarmKind::PendantPress)),
+            uplink(2, 2, UplinkBody::Alarm(AlarmKind::Fall)),
+            poison,
+            other,
+            incoming(5, "tec/v1/dev/pnd-1/up", b"junk".to_vec()),
+        ] {
+            intake.send(item).await.unwrap();
+        }
+        let task = tokio::spawn(committer.run());
+        let mut items = Vec::new();
+        while acked_pkids(&items).len() < 5 {
+            items.push(sent.recv().await.unwrap());
+        }
+        assert_eq!(
+            acked_pkids(&items),
+            vec![1, 2, 3, 4, 5],
+            "every publish acked, in order"
+        );
+        drop(intake);
+        task.await.unwrap();
+
+        let store = store.get().unwrap();
+        assert_eq!(store.event_count().unwrap(), 3, "all but the poison publish stored");
+        let quarantined = store.quarantined(None).unwrap();
+        let reasons: Vec<RejectReason> = quarantined.iter().map(|q| q.reason).collect();
+        assert_eq!(reasons, vec![RejectReason::Malformed, RejectReason::ProcessingFailed]);
+        assert!(
+            quarantined[1].detail.contains("processing failed"),
+            "{:?}",
+            quarantined[1]
+        );
+        let stats = metrics.snapshot();
+        assert_eq!(stats.rejected_for(RejectReason::ProcessingFailed), 1);
+        assert!(stats.store_healthy, "poison is not a store fault");
+        assert_eq!(stats.store_reopens, 0);
+        // The engine was rebuilt after every failed attempt: one alert per stored alarm,
+        // each broadcast once, none left over from an attempt that did not commit.
+        let mut raised = Vec::new();
+        while let Ok(alert) = alert_rx.try_recv() {
+            raised.push(alert.id);
+        }
+        let stored: Vec<AlertId> = store.open_alerts().unwrap().iter().map(|a| a.id).collect();
+        assert_eq!(raised, stored);
+        assert_eq!(stored, vec![AlertId(1), AlertId(2), AlertId(3)]);
+    }
+
+    #[tokio::test]
+    async fn poison_publish_is_isolated_quarantined_and_acked() {
+        poison_is_isolated(PoisonKind::EncodeError).await;
+    }
+
+    #[tokio::test]
+    async fn panicking_publish_is_isolated_quarantined_and_acked() {
+        poison_is_isolated(PoisonKind::Panic).await;
+    }
+
+    #[tokio::test]
+    async fn shutdown_during_a_store_outage_is_prompt_and_acks_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let Rig {
+            committer,
+            intake,
+            mut sent,
+            metrics,
+            stop,
+            ..
+        } = rig(dir.path(), Arc::new(SystemClock), EngineConfig::default(), |core| {
+            core.fail_next_commits = u32::MAX;
+        });
+        for pkid in 1..=3 {
+            intake
+                .send(uplink(pkid, u32::from(pkid), UplinkBody::Alarm(AlarmKind::Fall)))
+                .await
+                .unwrap();
+        }
+        let task = tokio::spawn(committer.run());
+        until("three store faults", || metrics.snapshot().store_errors >= 3).await;
+        let reason = metrics.store_fault().unwrap();
+        assert!(reason.contains("injected commit failure"), "{reason}");
+        assert!(!metrics.snapshot().store_healthy);
+        // Another publish queued behind the stuck batch.
+        intake
+            .send(uplink(9, 9, UplinkBody::Alarm(AlarmKind::Fall)))
+            .await
+            .unwrap();
+        stop.send(true).unwrap();
+        // The intake stays open (as the MQTT task's would until the committer lets go):
+        // only the shutdown signal can end the task.
+        tokio::time::timeout(Duration::from_secs(20), task)
+            .await
+            .expect("the committer stops promptly during a store outage")
+            .unwrap();
+        assert!(sent.try_recv().is_err(), "nothing acked or sent");
+        assert_eq!(metrics.snapshot().abandoned, 4);
+        drop(intake);
     }
 }

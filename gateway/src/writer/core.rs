@@ -1,12 +1,14 @@
 //! The committer's synchronous core: applies a batch of publishes, a timer tick or an
 //! operator action to the store and the alert engine in ONE write transaction, so a
 //! committed alarm never lacks its alert. Blocking (redb fsync): run it off the async
-//! threads. On any store error the caller rebuilds the engine with [`Core::restore`].
+//! threads. On any store error the caller rebuilds the engine from the store before a
+//! retry: [`Core::restore`], or [`Core::open`] on a reopened store after an I/O fault.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use protocol::{DeviceId, DownlinkBody, MAX_RECEIPT_SEQS, Presence, UplinkBody};
 
 use crate::alerts::{AlertEngine, Effect, EngineConfig, EngineError, EngineInput, ResidentRules};
@@ -14,8 +16,7 @@ use crate::domain::{
     Alert, AlertId, Assignment, DeviceKind, DeviceRecord, EventBody, EventKey, OnlineState, RejectReason, Resident,
     ResidentId, StoredEvent, Timestamp,
 };
-use crate::ingest::classify::{Classified, classify};
-use crate::ingest::mqtt::Incoming;
+use crate::ingest::classify::{Classified, Reject, classify};
 use crate::store::{InsertOutcome, Store, StoreError, WriteBatch};
 
 /// Why an operator action (or a register change) did not happen.
@@ -29,6 +30,21 @@ pub enum OperatorError {
     NoChange(AlertId),
     #[error("the gateway is shutting down")]
     Stopped,
+    /// The store is down (a disk fault) and being reopened; /healthz says why.
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// One received publish as the core sees it. The MQTT client's own type (needed for the
+/// PUBACK) stays at the edge, so the core can be fed from tests, tools or another transport.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    pub topic: Bytes,
+    pub payload: Bytes,
+    /// The broker delivered it from its retained store, not as it was published.
+    pub retained: bool,
+    /// Gateway time of arrival: the events' `received_at`.
+    pub received_at: Timestamp,
 }
 
 /// What a committed transaction asks the shell to do, in this order: ack, receipt,
@@ -53,6 +69,18 @@ pub struct Core {
     /// Test hook: fail this many ingest commits (after doing all the work) before succeeding.
     #[cfg(test)]
     pub(crate) fail_next_commits: u32,
+    /// Test hook: a batch holding a publish with this payload fails (after doing all the
+    /// work) every time, as a poison message would: with an encode error, or a panic.
+    #[cfg(test)]
+    pub(crate) poison: Option<(Vec<u8>, PoisonKind)>,
+}
+
+/// How the [`Core::poison`] test hook fails.
+#[cfg(test)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PoisonKind {
+    EncodeError,
+    Panic,
 }
 
 impl Core {
@@ -65,6 +93,8 @@ impl Core {
             engine_config,
             #[cfg(test)]
             fail_next_commits: 0,
+            #[cfg(test)]
+            poison: None,
         })
     }
 
@@ -82,6 +112,17 @@ impl Core {
         Ok(())
     }
 
+    /// The test hooks, to carry over when the committer rebuilds or reopens the core.
+    #[cfg(test)]
+    pub(crate) fn test_hooks(&self) -> (u32, Option<(Vec<u8>, PoisonKind)>) {
+        (self.fail_next_commits, self.poison.clone())
+    }
+
+    #[cfg(test)]
+    pub(crate) fn set_test_hooks(&mut self, hooks: (u32, Option<(Vec<u8>, PoisonKind)>)) {
+        (self.fail_next_commits, self.poison) = hooks;
+    }
+
     pub fn open_alert_count(&self) -> usize {
         self.engine.open_alerts().count()
     }
@@ -91,7 +132,7 @@ impl Core {
     /// Three passes: classify everything (and look up each device once), store the batch's
     /// events in one go (which tells new from duplicate), then let the device records and the
     /// engine see the publishes in arrival order.
-    pub fn ingest(&mut self, batch: &[Incoming], now: Timestamp) -> Result<Committed, StoreError> {
+    pub fn ingest(&mut self, batch: &[Received], now: Timestamp) -> Result<Committed, StoreError> {
         let mut txn = self.store.begin_write()?;
         let mut out = Committed::default();
         let mut devices: HashMap<DeviceId, (DeviceRecord, bool)> = HashMap::new();
@@ -100,8 +141,7 @@ impl Core {
         let mut events: Vec<StoredEvent> = Vec::with_capacity(batch.len());
         let mut steps: Vec<Step> = Vec::with_capacity(batch.len());
         for incoming in batch {
-            let publish = &incoming.publish;
-            match classify(&publish.topic, &publish.payload) {
+            match classify(&incoming.topic, &incoming.payload) {
                 Classified::Event {
                     device,
                     version,
@@ -141,9 +181,9 @@ impl Core {
                     });
                 }
                 Classified::Reject(reject) => {
-                    let topic = String::from_utf8_lossy(publish.topic.get(..128).unwrap_or(&publish.topic));
+                    let topic = String::from_utf8_lossy(incoming.topic.get(..128).unwrap_or(&incoming.topic));
                     tracing::warn!(%topic, reason = reject.reason.as_str(), detail = %reject.detail, "publish quarantined");
-                    txn.quarantine(&reject.to_record(&publish.topic, &publish.payload, incoming.received_at))?;
+                    txn.quarantine(&reject.to_record(&incoming.topic, &incoming.payload, incoming.received_at))?;
                     out.rejected.push(reject.reason);
                 }
             }
@@ -232,6 +272,22 @@ impl Core {
         out.receipts = receipts.into_downlinks();
         persist_effects(&mut self.engine, &mut txn, effects, &mut out)?;
         #[cfg(test)]
+        if let Some((payload, kind)) = &self.poison
+            && batch
+                .iter()
+                .any(|incoming| incoming.payload.as_ref() == payload.as_slice())
+        {
+            match kind {
+                PoisonKind::EncodeError => {
+                    return Err(StoreError::Encode {
+                        table: "events",
+                        detail: "injected poison".into(),
+                    });
+                }
+                PoisonKind::Panic => panic!("injected poison"),
+            }
+        }
+        #[cfg(test)]
         if self.fail_next_commits > 0 {
             self.fail_next_commits -= 1;
             drop(txn);
@@ -239,6 +295,18 @@ impl Core {
         }
         txn.commit()?;
         Ok(out)
+    }
+
+    /// Keeps a publish that could not be processed (a poison message) in the quarantine,
+    /// with why, in its own transaction: after this it may be acked.
+    pub fn quarantine_unprocessable(&mut self, received: &Received, detail: &str) -> Result<(), StoreError> {
+        let reject = Reject {
+            reason: RejectReason::ProcessingFailed,
+            detail: detail.to_owned(),
+        };
+        let mut txn = self.store.begin_write()?;
+        txn.quarantine(&reject.to_record(&received.topic, &received.payload, received.received_at))?;
+        txn.commit()
     }
 
     /// Fires due engine timers (no-comms, bed, movement, escalation).
@@ -448,8 +516,6 @@ mod tests {
     use std::time::Instant;
 
     use protocol::{AlarmKind, DeviceStatus, FirmwareVersion, MAX_UPLINK_LEN, Uplink, UplinkHeader, encode_uplink};
-    use rumqttc::v5::mqttbytes::QoS;
-    use rumqttc::v5::mqttbytes::v5::Publish;
 
     use super::*;
 
@@ -457,16 +523,16 @@ mod tests {
         DeviceId::new(s).unwrap()
     }
 
-    fn incoming(topic: &str, payload: Vec<u8>, at: i64) -> Incoming {
-        Incoming {
-            publish: Publish::new(topic, QoS::AtLeastOnce, payload, None),
+    fn incoming(topic: &str, payload: Vec<u8>, at: i64) -> Received {
+        Received {
+            topic: Bytes::copy_from_slice(topic.as_bytes()),
+            payload: payload.into(),
+            retained: false,
             received_at: Timestamp(at),
-            arrived: Instant::now(),
-            connection: 1,
         }
     }
 
-    fn uplink(device: &str, boot: u32, seq: u32, body: UplinkBody, at: i64) -> Incoming {
+    fn uplink(device: &str, boot: u32, seq: u32, body: UplinkBody, at: i64) -> Received {
         let mut buf = [0u8; MAX_UPLINK_LEN];
         let message = Uplink::new(
             UplinkHeader {

@@ -7,8 +7,11 @@
 //! - [`committer`]: the async shell around it. Group commit of what the MQTT edge forwards,
 //!   engine timers, operator commands; acks, receipts, downlinks and the live stream only
 //!   after the commit.
+//! - [`store_slot`]: the store shared with readers, reopened by the committer after a fault.
 
 pub mod committer;
 pub mod core;
+pub mod store_slot;
 
-pub use self::core::{Committed, Core, OperatorError};
+pub use self::core::{Committed, Core, OperatorError, Received};
+pub use self::store_slot::{OpenStore, SharedStore, StoreUnavailable};

@@ -125,6 +125,7 @@ pub async fn next_alert(
 pub fn device_events(gateway: &GatewayHandle, id: DeviceId) -> Vec<gateway::domain::StoredEvent> {
     gateway
         .store()
+        .unwrap()
         .events(&EventFilter {
             device: Some(id),
             ..EventFilter::default()

@@ -1,0 +1,105 @@
+//! The store the writer commits to, shared with readers, and replaced when the writer
+//! reopens it. redb latches an I/O error (a full disk, a failed fsync) and refuses every
+//! later transaction until the database is closed and opened again; the committer does that
+//! by itself, so a fault heals without a restart once its cause is gone.
+
+use std::sync::{Arc, PoisonError, RwLock};
+
+use crate::store::{Store, StoreError};
+
+/// Opens the store (again): the data directory's file in production, a fault-injecting
+/// backend in tests. Called off the async threads.
+pub type OpenStore = Arc<dyn Fn() -> Result<Store, StoreError> + Send + Sync>;
+
+/// No store is open right now: the writer closed it to reopen it after a fault.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("the store is being reopened after a fault (see /healthz); try again shortly")]
+pub struct StoreUnavailable;
+
+/// The current store, or none while the writer reopens it. Readers take an `Arc` for one
+/// query and let it go: a reader that keeps one keeps the old database open, and the
+/// writer cannot reopen the file until it is dropped (it retries meanwhile).
+#[derive(Debug, Default)]
+pub struct SharedStore {
+    current: RwLock<Option<Arc<Store>>>,
+}
+
+impl SharedStore {
+    pub fn new(store: Arc<Store>) -> Self {
+        Self {
+            current: RwLock::new(Some(store)),
+        }
+    }
+
+    /// The open store, for reads.
+    pub fn get(&self) -> Result<Arc<Store>, StoreUnavailable> {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .ok_or(StoreUnavailable)
+    }
+
+    pub(crate) fn set(&self, store: Arc<Store>) {
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Some(store);
+    }
+
+    /// Gives up this handle's reference, so the database can close once readers let go.
+    pub(crate) fn clear(&self) {
+        let old = self.current.write().unwrap_or_else(PoisonError::into_inner).take();
+        drop(old);
+    }
+}
+
+/// A short, stable name for the kind of store failure (a metric label), or `None` when the
+/// error belongs to what was being written rather than to the store (an encode error, an
+/// undecodable record): retrying that alone fails the same way, so it is a poison message,
+/// not a reason to wait for the disk.
+pub fn store_fault_kind(error: &StoreError) -> Option<&'static str> {
+    match error {
+        StoreError::Io(io) => Some(io_kind(io)),
+        StoreError::Db(db) => Some(match db.as_ref() {
+            redb::Error::PreviousIo => "previous_io",
+            redb::Error::DatabaseClosed => "closed",
+            redb::Error::Io(io) => io_kind(io),
+            redb::Error::LockPoisoned(_) => "lock_poisoned",
+            _ => "database",
+        }),
+        StoreError::InUse => Some("in_use"),
+        StoreError::SchemaTooNew { .. } => Some("schema_too_new"),
+        StoreError::Corrupt { .. }
+        | StoreError::Encode { .. }
+        | StoreError::OverlappingAssignment { .. }
+        | StoreError::NoActiveAssignment { .. } => None,
+    }
+}
+
+/// ENOSPC gets its own label: it is the fault an operator can fix by freeing space.
+fn io_kind(io: &std::io::Error) -> &'static str {
+    const ENOSPC: i32 = 28;
+    if io.kind() == std::io::ErrorKind::StorageFull || io.raw_os_error() == Some(ENOSPC) {
+        "no_space"
+    } else {
+        "io"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faults_are_told_from_poison() {
+        let full = StoreError::Io(std::io::Error::from_raw_os_error(28));
+        assert_eq!(store_fault_kind(&full), Some("no_space"));
+        let eio = StoreError::Io(std::io::Error::from_raw_os_error(5));
+        assert_eq!(store_fault_kind(&eio), Some("io"));
+        let latched = StoreError::from(redb::Error::PreviousIo);
+        assert_eq!(store_fault_kind(&latched), Some("previous_io"));
+        let encode = StoreError::Encode {
+            table: "events",
+            detail: "x".into(),
+        };
+        assert_eq!(store_fault_kind(&encode), None);
+    }
+}
