@@ -21,7 +21,7 @@ use protocol::{AlarmKind, DeviceId, DeviceStatus, DownlinkBody, FirmwareVersion,
 fn config(broker: &Mosquitto, data: &std::path::Path) -> Config {
     let mut config = Config::default();
     config.mqtt.broker = BrokerUrl::parse(&broker.url()).unwrap();
-    config.mqtt.client_id = "gw-test".into();
+    config.mqtt.client_id = "gw.test".into();
     config.data_dir = data.to_owned();
     config.http = "127.0.0.1:0".parse().unwrap();
     config

@@ -4,6 +4,12 @@
 //! The poller never awaits `publish()`/`ack()` (that deadlocks once the request channel is
 //! full); it only forwards publishes. Acks and downlinks go through [`Outbound`], a FIFO
 //! that its own task drains, so the committer never blocks on the request channel either.
+//!
+//! Memory under hostile load is bounded in bytes, not only in messages: the broker never sends
+//! us a packet above `mqtt.max_packet_bytes` (MQTT 5 Maximum Packet Size), and the poller takes
+//! each publish's bytes from the in-flight budget ([`MqttState::in_flight_available`]) before
+//! forwarding it; the bytes come back when the committer queues the publish's ack. While the
+//! budget is spent the poller does not read, so the socket fills and TCP slows the broker.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -14,15 +20,21 @@ use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{Filter, Packet, Publish, SubscribeReasonCode};
 use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
 use rumqttc::{Outgoing, TlsConfiguration, Transport};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 
 use crate::config::{ConfigError, MqttConfig};
 use crate::domain::{Clock, Timestamp};
 use crate::metrics::Metrics;
 
 /// One publish as it left the MQTT task.
+///
+/// Contract: every `Incoming` the committer receives comes back exactly once as an
+/// [`OutboundItem::Ack`] carrying its `publish` (that returns its bytes to the in-flight budget;
+/// a publish never acked keeps its bytes, which is right: the broker still holds it for us).
 #[derive(Debug, Clone)]
 pub struct Incoming {
+    /// `publish.retain` is true only for a retained message the broker replayed because we
+    /// (re)subscribed: old news, not a sign of life.
     pub publish: Publish,
     /// Gateway time of arrival: the events' `received_at`.
     pub received_at: Timestamp,
@@ -32,18 +44,69 @@ pub struct Incoming {
     pub connection: u64,
 }
 
-/// Connection state shared with /healthz and the committer.
-#[derive(Debug, Default)]
+/// Connection state shared with /healthz, the poller and the outbound task.
+#[derive(Debug)]
 pub struct MqttState {
     /// Bumped on every CONNACK.
     pub connection: AtomicU64,
     pub connected: AtomicBool,
     pub subscribed: AtomicBool,
+    /// Bytes of publishes forwarded but not yet acked: the poller takes, [`Outbound::send`]
+    /// gives back. One permit is one byte.
+    in_flight: Arc<Semaphore>,
+    in_flight_capacity: usize,
 }
 
+impl Default for MqttState {
+    fn default() -> Self {
+        Self::new(crate::config::DEFAULT_INFLIGHT_BUDGET_BYTES)
+    }
+}
+
+/// What a publish is charged against the in-flight budget besides its topic and payload: the
+/// `Incoming` and what the committer builds from it (event, record, step).
+const PUBLISH_OVERHEAD_BYTES: usize = 512;
+
 impl MqttState {
+    /// `in_flight_budget_bytes`: see `mqtt.inflight_budget_bytes`.
+    pub fn new(in_flight_budget_bytes: usize) -> Self {
+        let capacity = in_flight_budget_bytes.clamp(1, Semaphore::MAX_PERMITS);
+        Self {
+            connection: AtomicU64::new(0),
+            connected: AtomicBool::new(false),
+            subscribed: AtomicBool::new(false),
+            in_flight: Arc::new(Semaphore::new(capacity)),
+            in_flight_capacity: capacity,
+        }
+    }
+
     pub fn ready(&self) -> bool {
         self.connected.load(Ordering::Relaxed) && self.subscribed.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of the in-flight budget not taken now.
+    pub fn in_flight_available(&self) -> usize {
+        self.in_flight.available_permits()
+    }
+
+    /// What `publish` costs against the budget; never more than the whole budget, so the
+    /// largest packet can always be taken (it waits for everything else to be acked).
+    fn in_flight_cost(&self, publish: &Publish) -> usize {
+        (publish.topic.len() + publish.payload.len() + PUBLISH_OVERHEAD_BYTES).min(self.in_flight_capacity)
+    }
+
+    /// Waits until `bytes` of budget are free and takes them.
+    async fn take_in_flight(&self, bytes: usize) {
+        let permits = u32::try_from(bytes).unwrap_or(u32::MAX);
+        match self.in_flight.acquire_many(permits).await {
+            Ok(permit) => permit.forget(),
+            // Never closed; if it were, going on unbounded beats stopping intake.
+            Err(_) => tracing::error!("in-flight budget closed"),
+        }
+    }
+
+    fn give_back_in_flight(&self, bytes: usize) {
+        self.in_flight.add_permits(bytes);
     }
 }
 
@@ -61,6 +124,11 @@ pub fn mqtt_options(config: &MqttConfig) -> Result<MqttOptions, ConfigError> {
         .set_receive_maximum(Some(config.receive_maximum))
         .set_request_channel_capacity(config.request_channel_capacity)
         .set_connection_timeout(config.connect_timeout_s);
+    // An alarm is one small packet and so is its ack: without TCP_NODELAY, Nagle's algorithm
+    // holds the ack back until the broker's delayed ACK (tens of milliseconds per round trip).
+    let mut network = options.network_options();
+    network.set_tcp_nodelay(true);
+    options.set_network_options(network);
     if let Some(username) = &config.username {
         options.set_credentials(username.clone(), config.password.clone().unwrap_or_default());
     }
@@ -117,16 +185,31 @@ pub enum OutboundItem {
 #[derive(Debug, Clone)]
 pub struct Outbound {
     tx: mpsc::UnboundedSender<OutboundItem>,
+    /// Whose in-flight budget an ack gives back to (`None` when detached).
+    state: Option<Arc<MqttState>>,
 }
 
 impl Outbound {
     /// An outbound queue read by the caller instead of an MQTT client (tests, tools).
     pub fn detached() -> (Self, mpsc::UnboundedReceiver<OutboundItem>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (Self { tx }, rx)
+        (Self { tx, state: None }, rx)
     }
 
+    /// Queues an ack or downlink. An ack gives its publish's bytes back to the in-flight budget
+    /// here, and leaves its topic and payload behind (an ack needs only the packet id), so a
+    /// queue of acks waiting for the wire holds no payloads.
     pub fn send(&self, item: OutboundItem) {
+        let item = match (item, &self.state) {
+            (OutboundItem::Ack { mut publish, connection }, Some(state)) => {
+                state.give_back_in_flight(state.in_flight_cost(&publish));
+                publish.topic = Default::default();
+                publish.payload = Default::default();
+                publish.properties = None;
+                OutboundItem::Ack { publish, connection }
+            }
+            (item, _) => item,
+        };
         if self.tx.send(item).is_err() {
             tracing::warn!("outbound MQTT task has stopped; ack or downlink not sent");
         }
@@ -141,6 +224,10 @@ pub fn spawn_outbound(
     metrics: Arc<Metrics>,
 ) -> (Outbound, tokio::task::JoinHandle<()>) {
     let (tx, mut rx) = mpsc::unbounded_channel::<OutboundItem>();
+    let outbound = Outbound {
+        tx,
+        state: Some(state.clone()),
+    };
     let task = tokio::spawn(async move {
         while let Some(item) = rx.recv().await {
             match item {
@@ -177,7 +264,7 @@ pub fn spawn_outbound(
             tracing::debug!(error = %e, "disconnect request not queued");
         }
     });
-    (Outbound { tx }, task)
+    (outbound, task)
 }
 
 /// Polls the event loop: forwards publishes to the committer until `stop` turns true,
@@ -214,15 +301,39 @@ pub async fn run_poller(
                     continue;
                 };
                 metrics.received(1);
+                let received_at = clock.now();
+                let arrived = Instant::now();
+                let publish = detach(publish);
+                let cost = state.in_flight_cost(&publish);
+                // Waiting for budget (or for room in the channel) is back-pressure on the
+                // socket; the committer gives budget back without waiting on us, so this
+                // cannot deadlock.
+                if state.in_flight.available_permits() < cost {
+                    tracing::debug!(cost, "in-flight byte budget spent; pausing reads until a batch is acked");
+                }
+                let mut stop_gone = false;
+                let taken = tokio::select! {
+                    () = state.take_in_flight(cost) => true,
+                    changed = stop.changed() => {
+                        stop_gone = changed.is_err();
+                        false
+                    }
+                };
+                if !taken {
+                    // Stopping: not forwarded, not acked; the broker redelivers it.
+                    if stop_gone {
+                        forward = None;
+                    }
+                    continue;
+                }
                 let incoming = Incoming {
                     publish,
-                    received_at: clock.now(),
-                    arrived: Instant::now(),
+                    received_at,
+                    arrived,
                     connection: state.connection.load(Ordering::Acquire),
                 };
-                // Waiting here is back-pressure on the socket; the committer never waits
-                // on us, so this cannot deadlock.
                 if tx.send(incoming).await.is_err() {
+                    state.give_back_in_flight(cost);
                     tracing::warn!("committer has stopped; intake stopped");
                     forward = None;
                 }
@@ -288,6 +399,18 @@ pub async fn run_poller(
     metrics.set_mqtt_connected(false);
 }
 
+/// The publish with its own copies of topic and payload, and without MQTT properties (the
+/// gateway uses none). rumqttc's come as slices of its read buffer, and one small publish
+/// kept for a commit would keep that whole buffer alive, beyond what the budget counts.
+fn detach(publish: Publish) -> Publish {
+    Publish {
+        topic: publish.topic.to_vec().into(),
+        payload: publish.payload.to_vec().into(),
+        properties: None,
+        ..publish
+    }
+}
+
 /// Subscribes from a separate task: the poller must not await the request channel.
 fn subscribe(client: AsyncClient) {
     tokio::spawn(async move {
@@ -312,8 +435,72 @@ mod tests {
         assert!(!options.clean_start());
         assert!(options.manual_acks());
         assert_eq!(options.session_expiry_interval(), Some(86_400));
-        assert_eq!(options.max_packet_size(), Some(256 * 1024));
+        assert_eq!(options.max_packet_size(), Some(4096));
         assert!(matches!(options.transport(), Transport::Tcp));
+    }
+
+    fn publish(topic: &str, payload_len: usize) -> Publish {
+        Publish::new(topic, QoS::AtLeastOnce, vec![7u8; payload_len], None)
+    }
+
+    #[tokio::test]
+    async fn the_budget_is_taken_by_the_poller_and_given_back_by_the_ack() {
+        let state = Arc::new(MqttState::new(10_000));
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let outbound = Outbound {
+            tx,
+            state: Some(state.clone()),
+        };
+        let big = detach(publish("tec/v1/dev/abc/up", 3_000));
+        let cost = state.in_flight_cost(&big);
+        assert_eq!(cost, 3_000 + "tec/v1/dev/abc/up".len() + PUBLISH_OVERHEAD_BYTES);
+        state.take_in_flight(cost).await;
+        state.take_in_flight(cost).await;
+        assert_eq!(state.in_flight_available(), 10_000 - 2 * cost);
+        // A third does not fit until an ack gives bytes back.
+        assert!(state.in_flight.try_acquire_many(cost as u32).is_err());
+        outbound.send(OutboundItem::Ack {
+            publish: big.clone(),
+            connection: 1,
+        });
+        assert_eq!(state.in_flight_available(), 10_000 - cost);
+        state.take_in_flight(cost).await;
+        assert_eq!(state.in_flight_available(), 10_000 - 2 * cost);
+        // The queued ack keeps the packet id, not the bytes.
+        match rx.recv().await.unwrap() {
+            OutboundItem::Ack { publish, connection } => {
+                assert_eq!((publish.pkid, connection), (big.pkid, 1));
+                assert!(publish.payload.is_empty() && publish.topic.is_empty());
+            }
+            other => panic!("{other:?}"),
+        }
+        // Downlinks do not touch the budget.
+        outbound.send(OutboundItem::Downlink {
+            device: DeviceId::new("abc").unwrap(),
+            body: DownlinkBody::TimeSync { unix_ms: 1 },
+        });
+        assert_eq!(state.in_flight_available(), 10_000 - 2 * cost);
+    }
+
+    #[test]
+    fn no_publish_costs_more_than_the_whole_budget() {
+        let state = MqttState::new(4096);
+        assert_eq!(state.in_flight_cost(&publish("t", 4_000)), 4096);
+    }
+
+    #[test]
+    fn detached_publishes_own_their_bytes_and_drop_properties() {
+        let mut original = publish("tec/v1/dev/abc/up", 10);
+        original.retain = true;
+        original.properties = Some(rumqttc::v5::mqttbytes::v5::PublishProperties {
+            user_properties: vec![("k".into(), "v".repeat(1000))],
+            ..Default::default()
+        });
+        let copy = detach(original.clone());
+        assert!(copy.properties.is_none());
+        assert!(copy.retain);
+        assert_eq!((copy.topic.clone(), copy.payload.clone()), (original.topic.clone(), original.payload.clone()));
+        assert_ne!(copy.payload.as_ptr(), original.payload.as_ptr());
     }
 
     #[test]
