@@ -8,6 +8,7 @@
     dead_code
 )]
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,6 +21,8 @@ use rumqttc::v5::{AsyncClient, Event, MqttOptions};
 pub struct Publisher {
     client: AsyncClient,
     acks: Arc<Mutex<Vec<PubAckReason>>>,
+    /// Times the connection ended (rumqttc then reconnects).
+    dropped: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -33,6 +36,8 @@ impl Publisher {
         let (connected_tx, connected_rx) = tokio::sync::oneshot::channel();
         let mut connected_tx = Some(connected_tx);
         let tally = acks.clone();
+        let dropped = Arc::new(AtomicU64::new(0));
+        let (dropped_out, dropped) = (dropped.clone(), dropped);
         let task = tokio::spawn(async move {
             loop {
                 match eventloop.poll().await {
@@ -43,7 +48,10 @@ impl Publisher {
                     }
                     Ok(Event::Incoming(Packet::PubAck(ack))) => tally.lock().unwrap().push(ack.reason),
                     Ok(_) => {}
-                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                    Err(_) => {
+                        dropped.fetch_add(1, Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
                 }
             }
         });
@@ -51,12 +59,34 @@ impl Publisher {
             .await
             .expect("publisher connect timed out")
             .unwrap();
-        Self { client, acks, task }
+        Self {
+            client,
+            acks,
+            dropped: dropped_out,
+            task,
+        }
     }
 
     pub async fn publish(&self, topic: &str, payload: Vec<u8>, retain: bool) {
         self.client
             .publish(topic, QoS::AtLeastOnce, retain, payload)
+            .await
+            .unwrap();
+    }
+
+    /// Waits until the broker has closed our connection at least once.
+    pub async fn wait_dropped(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.dropped.load(Ordering::Relaxed) == 0 {
+            assert!(Instant::now() < deadline, "the broker did not close the connection");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// QoS 0, fire and forget.
+    pub async fn publish_at_most_once(&self, topic: &str, payload: Vec<u8>) {
+        self.client
+            .publish(topic, QoS::AtMostOnce, false, payload)
             .await
             .unwrap();
     }
