@@ -8,7 +8,8 @@
 //!
 //! `cargo bench -p tec-tests --bench flood`. Knobs: FLOOD_PUBLISHERS (16), FLOOD_EACH (1000 junk
 //! publishes each), FLOOD_ALARMS (50 per alarm device, 4 devices), FLOOD_JUNK_BYTES (3840),
-//! FLOOD_CONFIG (a gateway config file, e.g. to try other limits). Figures go into BENCHMARKS.md.
+//! FLOOD_OVERSIZE_BYTES (65536), FLOOD_CONFIG (a gateway config file, e.g. to try other limits).
+//! Figures go into BENCHMARKS.md.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use std::collections::BTreeSet;
@@ -28,14 +29,13 @@ fn env_or(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-const OVERSIZE_BYTES: usize = 64 * 1024;
 const ALARM_DEVICES: usize = 4;
 
 /// The n-th junk publish: 70 % just under the maximum packet, 10 % far above it, 20 % small.
-fn junk(n: usize, junk_bytes: usize) -> Vec<u8> {
+fn junk(n: usize, junk_bytes: usize, oversize_bytes: usize) -> Vec<u8> {
     match n % 10 {
         0..=6 => vec![0x55; junk_bytes],
-        7 => vec![0xaa; OVERSIZE_BYTES],
+        7 => vec![0xaa; oversize_bytes],
         _ => vec![0xff; 9],
     }
 }
@@ -49,6 +49,7 @@ fn main() {
     let each = env_or("FLOOD_EACH", 1_000);
     let alarms_each = env_or("FLOOD_ALARMS", 50) as u32;
     let junk_bytes = env_or("FLOOD_JUNK_BYTES", 3_840);
+    let oversize_bytes = env_or("FLOOD_OVERSIZE_BYTES", 64 * 1024);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -75,9 +76,9 @@ fn main() {
         let oversize_each = (0..each).filter(|n| n % 10 == 7).count();
         let junk_reaching = (each - oversize_each) * publishers;
         let alarms_total = ALARM_DEVICES * alarms_each as usize;
-        let flood_bytes: usize = (0..each).map(|n| junk(n, junk_bytes).len()).sum::<usize>() * publishers;
+        let flood_bytes: usize = (0..each).map(|n| junk(n, junk_bytes, oversize_bytes).len()).sum::<usize>() * publishers;
         println!(
-            "flood: {publishers} publishers x {each} junk ({junk_bytes} B x70%, {OVERSIZE_BYTES} B x10%, 9 B x20%) = {:.1} MiB, \
+            "flood: {publishers} publishers x {each} junk ({junk_bytes} B x70%, {oversize_bytes} B x10%, 9 B x20%) = {:.1} MiB, \
              plus {ALARM_DEVICES} devices x {alarms_each} alarms; broker without message_size_limit",
             flood_bytes as f64 / (1024.0 * 1024.0)
         );
@@ -104,7 +105,7 @@ fn main() {
                     .unwrap();
                 let topic = format!("tec/v1/dev/junk-{index:04}/up");
                 for n in 0..each {
-                    client.publish(&topic, junk(n, junk_bytes)).await.unwrap();
+                    client.publish(&topic, junk(n, junk_bytes, oversize_bytes)).await.unwrap();
                 }
                 client.wait_pubacks(each as u64, Duration::from_secs(600)).await.unwrap();
                 client.disconnect().await;

@@ -8,8 +8,9 @@
 //! Memory under hostile load is bounded in bytes, not only in messages: the broker never sends
 //! us a packet above `mqtt.max_packet_bytes` (MQTT 5 Maximum Packet Size), and the poller takes
 //! each publish's bytes from the in-flight budget ([`MqttState::in_flight_available`]) before
-//! forwarding it; the bytes come back when the committer queues the publish's ack. While the
-//! budget is spent the poller does not read, so the socket fills and TCP slows the broker.
+//! forwarding it; the bytes come back when the committer lets go of the publish, after its
+//! commit and ack ([`InFlightCharge`]). While the budget is spent the poller does not read, so
+//! the socket fills and TCP slows the broker.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -20,17 +21,14 @@ use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{Filter, Packet, Publish, SubscribeReasonCode};
 use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
 use rumqttc::{Outgoing, TlsConfiguration, Transport};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use crate::config::{ConfigError, MqttConfig};
 use crate::domain::{Clock, Timestamp};
 use crate::metrics::Metrics;
 
-/// One publish as it left the MQTT task.
-///
-/// Contract: every `Incoming` the committer receives comes back exactly once as an
-/// [`OutboundItem::Ack`] carrying its `publish` (that returns its bytes to the in-flight budget;
-/// a publish never acked keeps its bytes, which is right: the broker still holds it for us).
+/// One publish as it left the MQTT task. It holds its bytes of the in-flight budget until the
+/// last copy of it is dropped: the committer drops a batch after committing and acking it.
 #[derive(Debug, Clone)]
 pub struct Incoming {
     /// `publish.retain` is true only for a retained message the broker replayed because we
@@ -42,6 +40,25 @@ pub struct Incoming {
     pub arrived: Instant,
     /// Which connection it came on; an ack is only valid on the same connection.
     pub connection: u64,
+    /// Its share of the in-flight byte budget ([`InFlightCharge::none`] outside the MQTT task).
+    pub in_flight: InFlightCharge,
+}
+
+/// Bytes of the in-flight budget one forwarded publish holds; given back when the last clone is
+/// dropped.
+#[derive(Debug, Clone, Default)]
+pub struct InFlightCharge(Option<Arc<OwnedSemaphorePermit>>);
+
+impl InFlightCharge {
+    /// No charge: for publishes made up by tests and tools.
+    pub fn none() -> Self {
+        Self(None)
+    }
+
+    /// Bytes held (0 for none).
+    pub fn bytes(&self) -> usize {
+        self.0.as_ref().map_or(0, |permit| permit.num_permits())
+    }
 }
 
 /// Connection state shared with /healthz, the poller and the outbound task.
@@ -51,8 +68,8 @@ pub struct MqttState {
     pub connection: AtomicU64,
     pub connected: AtomicBool,
     pub subscribed: AtomicBool,
-    /// Bytes of publishes forwarded but not yet acked: the poller takes, [`Outbound::send`]
-    /// gives back. One permit is one byte.
+    /// Bytes of publishes forwarded and not yet let go of by the committer: the poller takes,
+    /// [`InFlightCharge`] gives back. One permit is one byte.
     in_flight: Arc<Semaphore>,
     in_flight_capacity: usize,
 }
@@ -96,17 +113,16 @@ impl MqttState {
     }
 
     /// Waits until `bytes` of budget are free and takes them.
-    async fn take_in_flight(&self, bytes: usize) {
+    async fn take_in_flight(&self, bytes: usize) -> InFlightCharge {
         let permits = u32::try_from(bytes).unwrap_or(u32::MAX);
-        match self.in_flight.acquire_many(permits).await {
-            Ok(permit) => permit.forget(),
+        match self.in_flight.clone().acquire_many_owned(permits).await {
+            Ok(permit) => InFlightCharge(Some(Arc::new(permit))),
             // Never closed; if it were, going on unbounded beats stopping intake.
-            Err(_) => tracing::error!("in-flight budget closed"),
+            Err(_) => {
+                tracing::error!("in-flight budget closed");
+                InFlightCharge::none()
+            }
         }
-    }
-
-    fn give_back_in_flight(&self, bytes: usize) {
-        self.in_flight.add_permits(bytes);
     }
 }
 
@@ -185,30 +201,27 @@ pub enum OutboundItem {
 #[derive(Debug, Clone)]
 pub struct Outbound {
     tx: mpsc::UnboundedSender<OutboundItem>,
-    /// Whose in-flight budget an ack gives back to (`None` when detached).
-    state: Option<Arc<MqttState>>,
 }
 
 impl Outbound {
     /// An outbound queue read by the caller instead of an MQTT client (tests, tools).
     pub fn detached() -> (Self, mpsc::UnboundedReceiver<OutboundItem>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (Self { tx, state: None }, rx)
+        (Self { tx }, rx)
     }
 
-    /// Queues an ack or downlink. An ack gives its publish's bytes back to the in-flight budget
-    /// here, and leaves its topic and payload behind (an ack needs only the packet id), so a
-    /// queue of acks waiting for the wire holds no payloads.
+    /// Queues an ack or downlink. An ack leaves its publish's topic and payload behind (it
+    /// needs only the packet id), so acks waiting for the wire hold no payloads, which the
+    /// in-flight budget no longer counts.
     pub fn send(&self, item: OutboundItem) {
-        let item = match (item, &self.state) {
-            (OutboundItem::Ack { mut publish, connection }, Some(state)) => {
-                state.give_back_in_flight(state.in_flight_cost(&publish));
+        let item = match item {
+            OutboundItem::Ack { mut publish, connection } => {
                 publish.topic = Default::default();
                 publish.payload = Default::default();
                 publish.properties = None;
                 OutboundItem::Ack { publish, connection }
             }
-            (item, _) => item,
+            item => item,
         };
         if self.tx.send(item).is_err() {
             tracing::warn!("outbound MQTT task has stopped; ack or downlink not sent");
@@ -224,10 +237,7 @@ pub fn spawn_outbound(
     metrics: Arc<Metrics>,
 ) -> (Outbound, tokio::task::JoinHandle<()>) {
     let (tx, mut rx) = mpsc::unbounded_channel::<OutboundItem>();
-    let outbound = Outbound {
-        tx,
-        state: Some(state.clone()),
-    };
+    let outbound = Outbound { tx };
     let task = tokio::spawn(async move {
         while let Some(item) = rx.recv().await {
             match item {
@@ -313,27 +323,27 @@ pub async fn run_poller(
                 }
                 let mut stop_gone = false;
                 let taken = tokio::select! {
-                    () = state.take_in_flight(cost) => true,
+                    charge = state.take_in_flight(cost) => Some(charge),
                     changed = stop.changed() => {
                         stop_gone = changed.is_err();
-                        false
+                        None
                     }
                 };
-                if !taken {
+                let Some(in_flight) = taken else {
                     // Stopping: not forwarded, not acked; the broker redelivers it.
                     if stop_gone {
                         forward = None;
                     }
                     continue;
-                }
+                };
                 let incoming = Incoming {
                     publish,
                     received_at,
                     arrived,
                     connection: state.connection.load(Ordering::Acquire),
+                    in_flight,
                 };
                 if tx.send(incoming).await.is_err() {
-                    state.give_back_in_flight(cost);
                     tracing::warn!("committer has stopped; intake stopped");
                     forward = None;
                 }
@@ -444,42 +454,50 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_budget_is_taken_by_the_poller_and_given_back_by_the_ack() {
+    async fn the_budget_is_held_until_the_last_copy_of_a_publish_is_dropped() {
         let state = Arc::new(MqttState::new(10_000));
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let outbound = Outbound {
-            tx,
-            state: Some(state.clone()),
-        };
         let big = detach(publish("tec/v1/dev/abc/up", 3_000));
         let cost = state.in_flight_cost(&big);
         assert_eq!(cost, 3_000 + "tec/v1/dev/abc/up".len() + PUBLISH_OVERHEAD_BYTES);
-        state.take_in_flight(cost).await;
-        state.take_in_flight(cost).await;
-        assert_eq!(state.in_flight_available(), 10_000 - 2 * cost);
-        // A third does not fit until an ack gives bytes back.
-        assert!(state.in_flight.try_acquire_many(cost as u32).is_err());
-        outbound.send(OutboundItem::Ack {
+        let incoming = |in_flight| Incoming {
             publish: big.clone(),
+            received_at: Timestamp(1),
+            arrived: Instant::now(),
             connection: 1,
-        });
-        assert_eq!(state.in_flight_available(), 10_000 - cost);
-        state.take_in_flight(cost).await;
+            in_flight,
+        };
+        let first = incoming(state.take_in_flight(cost).await);
+        let second = incoming(state.take_in_flight(cost).await);
+        assert_eq!((first.in_flight.bytes(), state.in_flight_available()), (cost, 10_000 - 2 * cost));
+        // A third does not fit until one is let go of, and a copy (the batch the committer
+        // shares with its blocking task) holds it too.
+        assert!(state.in_flight.try_acquire_many(cost as u32).is_err());
+        let copy = first.clone();
+        drop(first);
         assert_eq!(state.in_flight_available(), 10_000 - 2 * cost);
-        // The queued ack keeps the packet id, not the bytes.
+        drop(copy);
+        assert_eq!(state.in_flight_available(), 10_000 - cost);
+        let third = incoming(state.take_in_flight(cost).await);
+        drop((second, third));
+        assert_eq!(state.in_flight_available(), 10_000);
+    }
+
+    #[tokio::test]
+    async fn queued_acks_keep_the_packet_id_not_the_bytes() {
+        let (outbound, mut rx) = Outbound::detached();
+        let mut big = publish("tec/v1/dev/abc/up", 3_000);
+        big.pkid = 42;
+        outbound.send(OutboundItem::Ack {
+            publish: big,
+            connection: 7,
+        });
         match rx.recv().await.unwrap() {
             OutboundItem::Ack { publish, connection } => {
-                assert_eq!((publish.pkid, connection), (big.pkid, 1));
+                assert_eq!((publish.pkid, publish.qos, connection), (42, QoS::AtLeastOnce, 7));
                 assert!(publish.payload.is_empty() && publish.topic.is_empty());
             }
             other => panic!("{other:?}"),
         }
-        // Downlinks do not touch the budget.
-        outbound.send(OutboundItem::Downlink {
-            device: DeviceId::new("abc").unwrap(),
-            body: DownlinkBody::TimeSync { unix_ms: 1 },
-        });
-        assert_eq!(state.in_flight_available(), 10_000 - 2 * cost);
     }
 
     #[test]

@@ -470,6 +470,7 @@ mod tests {
             received_at: SystemClock.now(),
             arrived: Instant::now(),
             connection: 1,
+            in_flight: crate::ingest::mqtt::InFlightCharge::none(),
         }
     }
 

@@ -496,6 +496,7 @@ mod tests {
             received_at: Timestamp(at),
             arrived: Instant::now(),
             connection: 1,
+            in_flight: crate::ingest::mqtt::InFlightCharge::none(),
         }
     }
 
