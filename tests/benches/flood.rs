@@ -3,8 +3,11 @@
 //! far above it (the broker never sends those to us) and small junk, while devices send real
 //! alarms that must all be stored. Prints the gateway's idle memory against its peak (VmHWM).
 //!
-//! The broker here has no `message_size_limit`, the worst case for the gateway: only its own
-//! maximum packet size and in-flight byte budget stand between the flood and its memory.
+//! The worst case for the gateway: the flood is queued by the broker while the gateway is away
+//! (its persistent session), so on reconnect the broker sends it as fast as the socket takes it,
+//! far faster than commits go; and the broker has no `message_size_limit`, so only the gateway's
+//! own maximum packet size and in-flight byte budget stand between the flood and its memory.
+//! (FLOOD_LIVE=1 floods a running gateway instead.)
 //!
 //! `cargo bench -p tec-tests --bench flood`. Knobs: FLOOD_PUBLISHERS (16), FLOOD_EACH (1000 junk
 //! publishes each), FLOOD_ALARMS (50 per alarm device, 4 devices), FLOOD_JUNK_BYTES (3840),
@@ -68,10 +71,14 @@ fn main() {
         if let Ok(config) = std::env::var("FLOOD_CONFIG") {
             options.extra_args = vec!["--config".into(), config];
         }
+        let live = std::env::var("FLOOD_LIVE").is_ok_and(|v| v == "1");
         let mut gateway = GatewayProcess::start(options).unwrap();
-        let pid = gateway.pid().unwrap();
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let idle = process_memory(pid).unwrap();
+        let idle = process_memory(gateway.pid().unwrap()).unwrap();
+        if !live {
+            // Away: the broker queues the flood for the gateway's session.
+            gateway.terminate().unwrap();
+        }
 
         let oversize_each = (0..each).filter(|n| n % 10 == 7).count();
         let junk_reaching = (each - oversize_each) * publishers;
@@ -82,18 +89,6 @@ fn main() {
              plus {ALARM_DEVICES} devices x {alarms_each} alarms; broker without message_size_limit",
             flood_bytes as f64 / (1024.0 * 1024.0)
         );
-
-        // Sample RSS while it runs, for the time series' peak (VmHWM is the kernel's own peak).
-        let sampled_peak = Arc::new(AtomicU64::new(idle.rss_kib));
-        let sampler = {
-            let sampled_peak = sampled_peak.clone();
-            tokio::spawn(async move {
-                while let Some(ProcessMemory { rss_kib, .. }) = process_memory(pid) {
-                    sampled_peak.fetch_max(rss_kib, Ordering::Relaxed);
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            })
-        };
 
         let started = Instant::now();
         let mut tasks = Vec::new();
@@ -143,11 +138,28 @@ fn main() {
             task.await.unwrap();
         }
         let published = started.elapsed();
+        if !live {
+            println!("flood queued by the broker in {:.1} s; gateway starting", published.as_secs_f64());
+            gateway.restart().unwrap();
+        }
+        let pid = gateway.pid().unwrap();
+        // Sample RSS while it drains (VmHWM is the kernel's own peak; this is a cross-check).
+        let sampled_peak = Arc::new(AtomicU64::new(idle.rss_kib));
+        let sampler = {
+            let sampled_peak = sampled_peak.clone();
+            tokio::spawn(async move {
+                while let Some(ProcessMemory { rss_kib, .. }) = process_memory(pid) {
+                    sampled_peak.fetch_max(rss_kib, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+        };
         let expected = (junk_reaching + alarms_total) as f64;
         loop {
             let metrics = gateway.metrics().unwrap();
             if metrics.get("tec_ingest_received_total") >= expected
                 && metrics.get("tec_events_stored_total") >= alarms_total as f64
+                && metrics.sum("tec_ingest_rejected_total") >= junk_reaching as f64
             {
                 break;
             }
@@ -157,12 +169,13 @@ fn main() {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let drained = started.elapsed();
+        let drained = started.elapsed() - if live { Duration::ZERO } else { published };
         let peak = process_memory(pid).unwrap();
         let metrics = gateway.metrics().unwrap();
         sampler.abort();
         println!(
-            "published in {:.1} s, gateway took everything in {:.1} s: received {}, quarantined {}, stored {}",
+            "{} in {:.1} s, gateway took everything in {:.1} s: received {}, quarantined {}, stored {}",
+            if live { "published live" } else { "queued" },
             published.as_secs_f64(),
             drained.as_secs_f64(),
             metrics.get("tec_ingest_received_total"),
