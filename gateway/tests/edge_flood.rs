@@ -171,8 +171,13 @@ async fn a_publish_above_our_maximum_packet_does_not_break_the_connection() {
     let gateway = start(&broker, data.path(), 16 * 1024 * 1024).await;
     let mut device = Device::connect(broker.port, "pnd-big-1").await;
     let big = Publisher::connect(broker.port, "big.1").await;
-    big.publish("tec/v1/dev/pnd-big-1/up", vec![0x42; 256 * 1024], false).await;
-    assert_eq!(big.wait_acks(1).await, vec![PubAckReason::Success], "the broker took it");
+    big.publish("tec/v1/dev/pnd-big-1/up", vec![0x42; 256 * 1024], false)
+        .await;
+    assert_eq!(
+        big.wait_acks(1).await,
+        vec![PubAckReason::Success],
+        "the broker took it"
+    );
     device.send(1, 1, UplinkBody::Alarm(AlarmKind::Fall)).await;
     wait_receipted(&mut device, &BTreeSet::from([1])).await;
     let stats = gateway.stats();

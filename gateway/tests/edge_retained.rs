@@ -15,8 +15,8 @@ use gateway::config::{BrokerUrl, Config};
 use gateway::domain::{OnlineState, SystemClock};
 use ingest_support::{Mosquitto, encode, eventually};
 use protocol::{
-    DeviceId, DeviceStatus, DownlinkBody, FirmwareVersion, MAX_STATUS_LEN, Presence, StatusMessage, Topic,
-    UplinkBody, encode_status,
+    DeviceId, DeviceStatus, DownlinkBody, FirmwareVersion, MAX_STATUS_LEN, Presence, StatusMessage, Topic, UplinkBody,
+    encode_status,
 };
 use rumqttc::v5::mqttbytes::v5::PubAckReason;
 
@@ -102,13 +102,19 @@ async fn replayed_retained_presence_sends_no_time_sync_and_keeps_last_seen() {
     // (one committer, arrival order, downlinks after their commit).
     let live = DeviceId::new("live-0001").unwrap();
     devices.publish(&Topic::status(live).to_string(), online(), true).await;
-    let seen = watcher.wait_for("time sync for the live device", is_time_sync_for(live)).await;
+    let seen = watcher
+        .wait_for("time sync for the live device", is_time_sync_for(live))
+        .await;
     assert_eq!(time_syncs(&seen), vec![live], "only the live presence gets the time");
     let store = gateway.store().clone();
     for device in &fleet {
         let record = store.device(device).unwrap().expect("replayed device recorded");
         assert_eq!(record.last_seen, None, "{device}: a replay is not a sign of life");
-        assert_eq!(record.online, OnlineState::Online, "{device}: shown as the broker last knew it");
+        assert_eq!(
+            record.online,
+            OnlineState::Online,
+            "{device}: shown as the broker last knew it"
+        );
     }
     let live_record = store.device(&live).unwrap().unwrap();
     assert!(live_record.last_seen.is_some());
@@ -135,8 +141,12 @@ async fn replayed_retained_presence_sends_no_time_sync_and_keeps_last_seen() {
     })
     .await;
     let marker = DeviceId::new("live-0002").unwrap();
-    devices.publish(&Topic::status(marker).to_string(), online(), true).await;
-    let seen = watcher.wait_for("time sync for the marker", is_time_sync_for(marker)).await;
+    devices
+        .publish(&Topic::status(marker).to_string(), online(), true)
+        .await;
+    let seen = watcher
+        .wait_for("time sync for the marker", is_time_sync_for(marker))
+        .await;
     assert_eq!(time_syncs(&seen), vec![live, marker], "the resubscribe synced nobody");
     let store = gateway.store().clone();
     for (device, last_seen) in before {

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use e2e::bench::{machine_info, quantile};
 use e2e::{Broker, GatewayOptions, GatewayProcess};
 use protocol::{
-    AlarmKind, DeviceId, Downlink, DownlinkBody, MAX_DOWNLINK_LEN, Topic, UplinkBody, decode_downlink,
-    encode_downlink, peek_uplink_header,
+    AlarmKind, DeviceId, Downlink, DownlinkBody, MAX_DOWNLINK_LEN, Topic, UplinkBody, decode_downlink, encode_downlink,
+    peek_uplink_header,
 };
 use rumqttc::NetworkOptions;
 use rumqttc::v5::mqttbytes::QoS;
@@ -35,7 +35,11 @@ fn options(client_id: &str, broker: &Broker) -> MqttOptions {
 }
 
 /// Polls until the subscription is granted, then hands every publish to `on_publish`.
-async fn run_loop(mut eventloop: EventLoop, subscribed: mpsc::UnboundedSender<()>, mut on_publish: impl FnMut(&[u8], &[u8])) {
+async fn run_loop(
+    mut eventloop: EventLoop,
+    subscribed: mpsc::UnboundedSender<()>,
+    mut on_publish: impl FnMut(&[u8], &[u8]),
+) {
     loop {
         match eventloop.poll().await {
             Ok(Event::Incoming(Packet::SubAck(_))) => {
@@ -54,7 +58,10 @@ async fn run_loop(mut eventloop: EventLoop, subscribed: mpsc::UnboundedSender<()
 /// Answers every uplink with a receipt for it: the broker round trip with nothing else.
 async fn start_echo(broker: &Broker) -> tokio::task::JoinHandle<()> {
     let (client, eventloop) = AsyncClient::new(options("bench.echo", broker), 1_000);
-    client.subscribe(protocol::ALL_UPLINKS_FILTER, QoS::AtLeastOnce).await.unwrap();
+    client
+        .subscribe(protocol::ALL_UPLINKS_FILTER, QoS::AtLeastOnce)
+        .await
+        .unwrap();
     let (subscribed_tx, mut subscribed) = mpsc::unbounded_channel();
     let task = tokio::spawn(run_loop(eventloop, subscribed_tx, move |topic, payload| {
         let Ok(topic) = Topic::parse(std::str::from_utf8(topic).unwrap_or_default()) else {

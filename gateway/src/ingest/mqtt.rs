@@ -215,7 +215,10 @@ impl Outbound {
     /// in-flight budget no longer counts.
     pub fn send(&self, item: OutboundItem) {
         let item = match item {
-            OutboundItem::Ack { mut publish, connection } => {
+            OutboundItem::Ack {
+                mut publish,
+                connection,
+            } => {
                 publish.topic = Default::default();
                 publish.payload = Default::default();
                 publish.properties = None;
@@ -319,7 +322,10 @@ pub async fn run_poller(
                 // socket; the committer gives budget back without waiting on us, so this
                 // cannot deadlock.
                 if state.in_flight.available_permits() < cost {
-                    tracing::debug!(cost, "in-flight byte budget spent; pausing reads until a batch is acked");
+                    tracing::debug!(
+                        cost,
+                        "in-flight byte budget spent; pausing reads until a batch is acked"
+                    );
                 }
                 let mut stop_gone = false;
                 let taken = tokio::select! {
@@ -468,7 +474,10 @@ mod tests {
         };
         let first = incoming(state.take_in_flight(cost).await);
         let second = incoming(state.take_in_flight(cost).await);
-        assert_eq!((first.in_flight.bytes(), state.in_flight_available()), (cost, 10_000 - 2 * cost));
+        assert_eq!(
+            (first.in_flight.bytes(), state.in_flight_available()),
+            (cost, 10_000 - 2 * cost)
+        );
         // A third does not fit until one is let go of, and a copy (the batch the committer
         // shares with its blocking task) holds it too.
         assert!(state.in_flight.try_acquire_many(cost as u32).is_err());
@@ -517,7 +526,10 @@ mod tests {
         let copy = detach(original.clone());
         assert!(copy.properties.is_none());
         assert!(copy.retain);
-        assert_eq!((copy.topic.clone(), copy.payload.clone()), (original.topic.clone(), original.payload.clone()));
+        assert_eq!(
+            (copy.topic.clone(), copy.payload.clone()),
+            (original.topic.clone(), original.payload.clone())
+        );
         assert_ne!(copy.payload.as_ptr(), original.payload.as_ptr());
     }
 

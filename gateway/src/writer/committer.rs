@@ -241,7 +241,8 @@ impl Shell {
                     self.metrics.stored(committed.stored);
                     self.metrics.duplicates(committed.duplicates);
                     self.metrics.unregistered(committed.unregistered);
-                    self.metrics.device_time_out_of_range(committed.device_time_out_of_range);
+                    self.metrics
+                        .device_time_out_of_range(committed.device_time_out_of_range);
                     for reason in &committed.rejected {
                         self.metrics.rejected(*reason);
                     }

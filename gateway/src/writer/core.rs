@@ -658,13 +658,20 @@ mod tests {
         let record = store.device(&dev("pnd-r1")).unwrap().unwrap();
         assert_eq!(record.online, OnlineState::Online);
         assert_eq!(record.last_seen, None);
-        assert_eq!(core.engine().next_deadline(), None, "a retained presence armed a no-comms timer");
+        assert_eq!(
+            core.engine().next_deadline(),
+            None,
+            "a retained presence armed a no-comms timer"
+        );
 
         // Heard live at 6 000, then offline live; a later replay of an old Online changes nothing.
         core.ingest(&[uplink("pnd-r1", 1, 1, heartbeat(), 6_000)], Timestamp(6_000))
             .unwrap();
-        core.ingest(&[status_publish("pnd-r1", Presence::Offline, false, 7_000)], Timestamp(7_000))
-            .unwrap();
+        core.ingest(
+            &[status_publish("pnd-r1", Presence::Offline, false, 7_000)],
+            Timestamp(7_000),
+        )
+        .unwrap();
         let deadline = core.engine().next_deadline();
         let replay = core
             .ingest(
@@ -685,9 +692,15 @@ mod tests {
                 Timestamp(95_000),
             )
             .unwrap();
-        assert_eq!(live.downlinks, vec![(dev("pnd-r1"), DownlinkBody::TimeSync { unix_ms: 95_000 })]);
+        assert_eq!(
+            live.downlinks,
+            vec![(dev("pnd-r1"), DownlinkBody::TimeSync { unix_ms: 95_000 })]
+        );
         let record = store.device(&dev("pnd-r1")).unwrap().unwrap();
-        assert_eq!((record.online, record.last_seen), (OnlineState::Online, Some(Timestamp(95_000))));
+        assert_eq!(
+            (record.online, record.last_seen),
+            (OnlineState::Online, Some(Timestamp(95_000)))
+        );
     }
 
     fn uplink_at_device_time(device: &str, seq: u32, device_time_ms: Option<u64>) -> Incoming {
@@ -721,10 +734,7 @@ mod tests {
         let out = core.ingest(&batch, Timestamp(1_000)).unwrap();
         assert_eq!(out.stored, 7, "an odd clock never costs the event");
         assert_eq!(out.device_time_out_of_range, 4);
-        let events = core
-            .store()
-            .events(&crate::store::EventFilter::default())
-            .unwrap();
+        let events = core.store().events(&crate::store::EventFilter::default()).unwrap();
         let mut times: Vec<(u32, Option<Timestamp>)> = events.iter().map(|e| (e.key.seq, e.device_time)).collect();
         times.sort_by_key(|(seq, _)| *seq);
         let as_ts = |ms: u64| Some(Timestamp::from_millis(i64::try_from(ms).unwrap()));
