@@ -115,7 +115,7 @@ pub async fn spawn_with_engine(
     })?;
 
     let metrics = Arc::new(Metrics::new());
-    let mqtt = Arc::new(MqttState::default());
+    let mqtt = Arc::new(MqttState::new(config.mqtt.inflight_budget_bytes));
     let committer_alive = Arc::new(AtomicBool::new(true));
     let (client, eventloop) = AsyncClient::new(options, config.mqtt.request_channel_capacity);
     let (intake_tx, intake_rx) = mpsc::channel(config.ingest.queue_capacity);

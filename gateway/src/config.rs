@@ -15,6 +15,18 @@ pub const DEFAULT_BROKER: &str = "mqtt://127.0.0.1:1883";
 pub const DEFAULT_DATA_DIR: &str = "./data";
 /// Default HTTP listen address (health and metrics).
 pub const DEFAULT_HTTP: &str = "127.0.0.1:8080";
+/// Default MQTT client id. The dot makes it something no device id can be (device ids are
+/// `[a-z0-9_-]`), so no device can take over the gateway's session by connecting with it.
+pub const DEFAULT_CLIENT_ID: &str = "tec.gateway";
+/// Default largest packet: the protocol's largest message is 128 bytes
+/// ([`protocol::MAX_UPLINK_LEN`]); 4 KiB leaves room for protocol growth and long topics.
+pub const DEFAULT_MAX_PACKET_BYTES: u32 = 4 * 1024;
+/// Smallest `max_packet_bytes` allowed: the largest protocol message with a long topic and
+/// MQTT headers must always get through.
+pub const MIN_MAX_PACKET_BYTES: usize = 1024;
+/// Default in-flight byte budget: room for tens of thousands of real publishes (a group
+/// commit's worth), but only 4,096 maximum-size ones.
+pub const DEFAULT_INFLIGHT_BUDGET_BYTES: usize = 16 * 1024 * 1024;
 
 /// Every environment variable the gateway reads, with what it overrides (for `--help` and
 /// the README).
@@ -201,6 +213,8 @@ impl Default for Config {
 pub struct MqttConfig {
     pub broker: BrokerUrl,
     /// Stable across restarts: the broker keeps our session (and unacked messages) under it.
+    /// Never a valid device id (validation refuses one): a device connecting with the gateway's
+    /// client id would take over its session.
     pub client_id: String,
     pub username: Option<String>,
     #[serde(serialize_with = "serialize_redacted")]
@@ -214,9 +228,15 @@ pub struct MqttConfig {
     pub keep_alive_s: u64,
     /// How long the broker keeps our session while we are away (messages queue for us).
     pub session_expiry_s: u32,
-    /// Largest packet we accept. Far above the protocol's limit so an oversize payload is
-    /// quarantined rather than dropping the connection.
+    /// Largest packet we accept, announced to the broker (MQTT 5 Maximum Packet Size), which
+    /// then never sends us a bigger one. Above the protocol's largest message so a payload that
+    /// is too long for the protocol still reaches us and is quarantined (and counted), yet
+    /// small, because it bounds what one publish can cost us.
     pub max_packet_bytes: u32,
+    /// Bytes of publishes received but not yet committed and acked. When spent, the MQTT task
+    /// stops reading from the broker (TCP back-pressure) until the committer acks a batch, so
+    /// a flood of junk costs at most this much memory. At least `max_packet_bytes`.
+    pub inflight_budget_bytes: usize,
     /// How many unacknowledged publishes the broker may have in flight to us; group commit
     /// needs many.
     pub receive_maximum: u16,
@@ -230,7 +250,7 @@ impl Default for MqttConfig {
     fn default() -> Self {
         Self {
             broker: BrokerUrl::default(),
-            client_id: "tec-gateway".into(),
+            client_id: DEFAULT_CLIENT_ID.into(),
             username: None,
             password: None,
             ca_file: None,
@@ -238,7 +258,8 @@ impl Default for MqttConfig {
             client_key_file: None,
             keep_alive_s: 30,
             session_expiry_s: 86_400,
-            max_packet_bytes: 256 * 1024,
+            max_packet_bytes: DEFAULT_MAX_PACKET_BYTES,
+            inflight_budget_bytes: DEFAULT_INFLIGHT_BUDGET_BYTES,
             // The MQTT 5 maximum: the broker keeps sending while a commit is in flight, so the
             // next batch is ready when the commit ends.
             receive_maximum: u16::MAX,
@@ -262,6 +283,7 @@ impl fmt::Debug for MqttConfig {
             .field("keep_alive_s", &self.keep_alive_s)
             .field("session_expiry_s", &self.session_expiry_s)
             .field("max_packet_bytes", &self.max_packet_bytes)
+            .field("inflight_budget_bytes", &self.inflight_budget_bytes)
             .field("receive_maximum", &self.receive_maximum)
             .field("request_channel_capacity", &self.request_channel_capacity)
             .field("connect_timeout_s", &self.connect_timeout_s)
@@ -583,11 +605,33 @@ impl Config {
                 "must be 1-128 characters and not start with a space",
             ));
         }
+        if protocol::DeviceId::new(&mqtt.client_id).is_ok() {
+            return Err(invalid(
+                "mqtt.client_id",
+                format!(
+                    "{:?} is also a valid device id, so a device could connect with it and take over \
+                     the gateway's session; use a character devices cannot have, e.g. {DEFAULT_CLIENT_ID:?}",
+                    mqtt.client_id
+                ),
+            ));
+        }
         if mqtt.keep_alive_s < 5 || mqtt.keep_alive_s > 65_535 {
             return Err(invalid("mqtt.keep_alive_s", "must be from 5 to 65535 seconds"));
         }
-        if mqtt.max_packet_bytes < 4096 {
-            return Err(invalid("mqtt.max_packet_bytes", "must be at least 4096"));
+        if (mqtt.max_packet_bytes as usize) < MIN_MAX_PACKET_BYTES {
+            return Err(invalid(
+                "mqtt.max_packet_bytes",
+                format!("must be at least {MIN_MAX_PACKET_BYTES} (the protocol's largest message plus headers)"),
+            ));
+        }
+        if mqtt.inflight_budget_bytes < mqtt.max_packet_bytes as usize {
+            return Err(invalid(
+                "mqtt.inflight_budget_bytes",
+                format!(
+                    "must be at least mqtt.max_packet_bytes ({}), or one largest publish could never be taken",
+                    mqtt.max_packet_bytes
+                ),
+            ));
         }
         if mqtt.receive_maximum == 0 {
             return Err(invalid("mqtt.receive_maximum", "must be at least 1"));
@@ -703,7 +747,11 @@ pub const FIELD_DOCS: &[FieldDoc] = &[
     },
     FieldDoc {
         path: "mqtt.max_packet_bytes",
-        meaning: "largest packet accepted; oversize payloads are quarantined, not fatal (at least 4096)",
+        meaning: "largest packet the broker may send us (MQTT 5); larger payloads below it are quarantined (at least 1024)",
+    },
+    FieldDoc {
+        path: "mqtt.inflight_budget_bytes",
+        meaning: "bytes of publishes held between receipt and commit; when spent the gateway stops reading (at least max_packet_bytes)",
     },
     FieldDoc {
         path: "mqtt.receive_maximum",
@@ -907,6 +955,40 @@ mod tests {
         config.mqtt.username = Some("gw".into());
         config.mqtt.password = Some("hunter2".into());
         assert!(!format!("{config:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn client_id_that_is_a_device_id_is_refused() {
+        assert!(protocol::DeviceId::new(DEFAULT_CLIENT_ID).is_err());
+        for taken in ["tec-gateway", "gw-test", "pnd-0001", "abc", "a_b-c"] {
+            let mut config = Config::default();
+            config.mqtt.client_id = taken.into();
+            let err = config.validate().unwrap_err().to_string();
+            assert!(
+                err.contains("mqtt.client_id") && err.contains("valid device id"),
+                "{taken}: {err}"
+            );
+        }
+        for fine in ["tec.gateway", "Gateway", "gw", "tec-gateway.site-2", "tec gateway"] {
+            let mut config = Config::default();
+            config.mqtt.client_id = fine.into();
+            assert!(config.validate().is_ok(), "{fine}");
+        }
+    }
+
+    #[test]
+    fn in_flight_budget_must_hold_the_largest_packet() {
+        let mut config = Config::default();
+        assert_eq!(config.mqtt.max_packet_bytes, 4096);
+        assert!(config.mqtt.inflight_budget_bytes >= config.mqtt.max_packet_bytes as usize);
+        config.mqtt.inflight_budget_bytes = 4095;
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("mqtt.inflight_budget_bytes"), "{err}");
+        config.mqtt.inflight_budget_bytes = 4096;
+        assert!(config.validate().is_ok());
+        config.mqtt.max_packet_bytes = 512;
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("mqtt.max_packet_bytes"), "{err}");
     }
 }
 

@@ -91,6 +91,7 @@ pub struct Metrics {
     duplicates: Counter,
     rejected: Family<ReasonLabel, Counter>,
     unregistered: Counter,
+    device_time_out_of_range: Counter,
     receipts_sent: Counter,
     commits: Counter,
     commit_failures: Counter,
@@ -129,6 +130,7 @@ impl Metrics {
         let duplicates = Counter::default();
         let rejected = Family::<ReasonLabel, Counter>::default();
         let unregistered = Counter::default();
+        let device_time_out_of_range = Counter::default();
         let receipts_sent = Counter::default();
         let commits = Counter::default();
         let commit_failures = Counter::default();
@@ -163,6 +165,11 @@ impl Metrics {
             "tec_unregistered_device_events",
             "Events stored from devices not in the register",
             unregistered.clone(),
+        );
+        registry.register(
+            "tec_device_time_out_of_range",
+            "Uplinks whose device time was outside the protocol's range (stored as unknown)",
+            device_time_out_of_range.clone(),
         );
         registry.register(
             "tec_receipts_sent",
@@ -233,6 +240,7 @@ impl Metrics {
             duplicates,
             rejected,
             unregistered,
+            device_time_out_of_range,
             receipts_sent,
             commits,
             commit_failures,
@@ -277,6 +285,10 @@ impl Metrics {
 
     pub fn unregistered(&self, n: u64) {
         self.unregistered.inc_by(n);
+    }
+
+    pub fn device_time_out_of_range(&self, n: u64) {
+        self.device_time_out_of_range.inc_by(n);
     }
 
     pub fn receipts_sent(&self, n: u64) {
@@ -474,6 +486,7 @@ mod tests {
             "tec_ingest_rejected_total{reason=\"oversize\"} 1",
             "tec_ingest_rejected_total{reason=\"malformed\"} 0",
             "tec_unregistered_device_events_total",
+            "tec_device_time_out_of_range_total",
             "tec_receipts_sent_total",
             "tec_commit_failures_total",
             "tec_alerts_changed_total{kind=\"pendant_press\"} 1",

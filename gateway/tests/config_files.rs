@@ -37,7 +37,7 @@ fn empty_file_and_no_file_give_working_defaults() {
     assert_eq!(config.mqtt.broker.to_string(), "mqtt://127.0.0.1:1883");
     assert_eq!(config.data_dir, PathBuf::from("./data"));
     assert_eq!(config.http.to_string(), "127.0.0.1:8080");
-    assert_eq!(config.mqtt.client_id, "tec-gateway");
+    assert_eq!(config.mqtt.client_id, "tec.gateway");
     assert_eq!(config.ingest.max_batch, 16_384);
     let config = Config::load(None, &no_env, &Overrides::default()).unwrap();
     assert_eq!(config.mqtt.broker.port, 1883);
@@ -67,7 +67,7 @@ data_dir = "/var/lib/tec"
 http = "0.0.0.0:9000"
 [mqtt]
 broker = "mqtts://broker.example:8884"
-client_id = "gw-2"
+client_id = "gw.2"
 username = "gateway"
 password = "pw"
 keep_alive_s = 60
@@ -136,6 +136,8 @@ fn bad_values_name_their_field() {
     for (text, field) in [
         ("[mqtt]\nkeep_alive_s = 1", "mqtt.keep_alive_s"),
         ("[mqtt]\nclient_id = \"\"", "mqtt.client_id"),
+        ("[mqtt]\nclient_id = \"tec-gateway\"", "mqtt.client_id"),
+        ("[mqtt]\ninflight_budget_bytes = 1000", "mqtt.inflight_budget_bytes"),
         ("[mqtt]\nreceive_maximum = 0", "mqtt.receive_maximum"),
         ("[mqtt]\nmax_packet_bytes = 100", "mqtt.max_packet_bytes"),
         ("[mqtt]\npassword = \"x\"", "mqtt.password"),
@@ -197,7 +199,7 @@ fn environment_overrides_file_and_flags_override_both() {
         ("TEC_GATEWAY_HTTP", "127.0.0.1:2000"),
         ("TEC_GATEWAY_MQTT_USERNAME", "env-user"),
         ("TEC_GATEWAY_MQTT_PASSWORD", "env-pw"),
-        ("TEC_GATEWAY_MQTT_CLIENT_ID", "env-id"),
+        ("TEC_GATEWAY_MQTT_CLIENT_ID", "env.id"),
         ("TEC_GATEWAY_MAX_BATCH", "77"),
         ("TEC_GATEWAY_LOG_FORMAT", "json"),
         ("TEC_GATEWAY_LOG_LEVEL", "debug"),
@@ -216,7 +218,7 @@ fn environment_overrides_file_and_flags_override_both() {
     assert_eq!(with_env.http.port(), 2000);
     assert_eq!(with_env.mqtt.username.as_deref(), Some("env-user"));
     assert_eq!(with_env.mqtt.password.as_deref(), Some("env-pw"));
-    assert_eq!(with_env.mqtt.client_id, "env-id");
+    assert_eq!(with_env.mqtt.client_id, "env.id");
     assert_eq!(with_env.ingest.max_batch, 77);
     assert_eq!(with_env.log.format, LogFormat::Json);
     assert_eq!(with_env.log.level, "debug");

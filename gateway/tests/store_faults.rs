@@ -240,6 +240,7 @@ impl Harness {
             received_at: SystemClock.now(),
             arrived: std::time::Instant::now(),
             connection: 1,
+            in_flight: gateway::ingest::mqtt::InFlightCharge::none(),
         };
         self.intake.send(incoming).await.unwrap();
     }

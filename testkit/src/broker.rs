@@ -71,6 +71,10 @@ pub struct BrokerOptions {
     /// Files written into the broker's own directory before it starts (e.g. TLS certificates),
     /// as (file name, contents).
     pub extra_files: Vec<(String, String)>,
+    /// Largest publish payload the broker accepts (`message_size_limit`; 0: no limit, Mosquitto's
+    /// default). Production sets it so an oversize publish is refused at the publisher instead of
+    /// being silently dropped on the way to a gateway whose maximum packet size it exceeds.
+    pub message_size_limit: u32,
     /// Lines appended to the listener's config; `{dir}` stands for the broker's directory
     /// (e.g. `cafile {dir}/ca.pem` for a TLS listener).
     pub extra_config: String,
@@ -83,6 +87,7 @@ impl Default for BrokerOptions {
             max_inflight_messages: 0,
             autosave_interval_s: 60,
             extra_files: Vec::new(),
+            message_size_limit: 0,
             extra_config: String::new(),
         }
     }
@@ -214,6 +219,9 @@ impl Broker {
         let _ = writeln!(conf, "max_queued_bytes 0");
         let _ = writeln!(conf, "max_inflight_messages {}", o.max_inflight_messages);
         let _ = writeln!(conf, "set_tcp_nodelay true");
+        if o.message_size_limit > 0 {
+            let _ = writeln!(conf, "message_size_limit {}", o.message_size_limit);
+        }
         let _ = writeln!(conf, "log_dest file {}", self.log_path().display());
         let _ = writeln!(
             conf,

@@ -102,7 +102,7 @@ async fn plain_drain(broker: &Broker, n: usize, devices: usize) -> Run {
 }
 
 fn gateway_config(broker: &Broker, data_dir: &std::path::Path) -> Config {
-    let mut config = e2e::scenario::in_process_config(broker, data_dir, "bench-gateway").unwrap();
+    let mut config = e2e::scenario::in_process_config(broker, data_dir, "bench.gateway").unwrap();
     // Experiment knob; the reported figures use the gateway's defaults.
     if let Some(max_batch) = std::env::var("BENCH_MAX_BATCH").ok().and_then(|v| v.parse().ok()) {
         config.ingest.max_batch = max_batch;

@@ -6,6 +6,7 @@
 /// The broker, error and port helpers live in `testkit`, shared with the other crates' tests.
 pub use testkit::{broker, error, net};
 
+pub mod bench;
 pub mod check;
 pub mod devices;
 pub mod gateway_process;

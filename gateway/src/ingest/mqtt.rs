@@ -4,6 +4,13 @@
 //! The poller never awaits `publish()`/`ack()` (that deadlocks once the request channel is
 //! full); it only forwards publishes. Acks and downlinks go through [`Outbound`], a FIFO
 //! that its own task drains, so the committer never blocks on the request channel either.
+//!
+//! Memory under hostile load is bounded in bytes, not only in messages: the broker never sends
+//! us a packet above `mqtt.max_packet_bytes` (MQTT 5 Maximum Packet Size), and the poller takes
+//! each publish's bytes from the in-flight budget ([`MqttState::in_flight_available`]) before
+//! forwarding it; the bytes come back when the committer lets go of the publish, after its
+//! commit and ack ([`InFlightCharge`]). While the budget is spent the poller does not read, so
+//! the socket fills and TCP slows the broker.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -14,15 +21,18 @@ use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{Filter, Packet, Publish, SubscribeReasonCode};
 use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
 use rumqttc::{Outgoing, TlsConfiguration, Transport};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use crate::config::{ConfigError, MqttConfig};
 use crate::domain::{Clock, Timestamp};
 use crate::metrics::Metrics;
 
-/// One publish as it left the MQTT task.
+/// One publish as it left the MQTT task. It holds its bytes of the in-flight budget until the
+/// last copy of it is dropped: the committer drops a batch after committing and acking it.
 #[derive(Debug, Clone)]
 pub struct Incoming {
+    /// `publish.retain` is true only for a retained message the broker replayed because we
+    /// (re)subscribed: old news, not a sign of life.
     pub publish: Publish,
     /// Gateway time of arrival: the events' `received_at`.
     pub received_at: Timestamp,
@@ -30,20 +40,89 @@ pub struct Incoming {
     pub arrived: Instant,
     /// Which connection it came on; an ack is only valid on the same connection.
     pub connection: u64,
+    /// Its share of the in-flight byte budget ([`InFlightCharge::none`] outside the MQTT task).
+    pub in_flight: InFlightCharge,
 }
 
-/// Connection state shared with /healthz and the committer.
-#[derive(Debug, Default)]
+/// Bytes of the in-flight budget one forwarded publish holds; given back when the last clone is
+/// dropped.
+#[derive(Debug, Clone, Default)]
+pub struct InFlightCharge(Option<Arc<OwnedSemaphorePermit>>);
+
+impl InFlightCharge {
+    /// No charge: for publishes made up by tests and tools.
+    pub fn none() -> Self {
+        Self(None)
+    }
+
+    /// Bytes held (0 for none).
+    pub fn bytes(&self) -> usize {
+        self.0.as_ref().map_or(0, |permit| permit.num_permits())
+    }
+}
+
+/// Connection state shared with /healthz, the poller and the outbound task.
+#[derive(Debug)]
 pub struct MqttState {
     /// Bumped on every CONNACK.
     pub connection: AtomicU64,
     pub connected: AtomicBool,
     pub subscribed: AtomicBool,
+    /// Bytes of publishes forwarded and not yet let go of by the committer: the poller takes,
+    /// [`InFlightCharge`] gives back. One permit is one byte.
+    in_flight: Arc<Semaphore>,
+    in_flight_capacity: usize,
 }
 
+impl Default for MqttState {
+    fn default() -> Self {
+        Self::new(crate::config::DEFAULT_INFLIGHT_BUDGET_BYTES)
+    }
+}
+
+/// What a publish is charged against the in-flight budget besides its topic and payload: the
+/// `Incoming` and what the committer builds from it (event, record, step).
+const PUBLISH_OVERHEAD_BYTES: usize = 512;
+
 impl MqttState {
+    /// `in_flight_budget_bytes`: see `mqtt.inflight_budget_bytes`.
+    pub fn new(in_flight_budget_bytes: usize) -> Self {
+        let capacity = in_flight_budget_bytes.clamp(1, Semaphore::MAX_PERMITS);
+        Self {
+            connection: AtomicU64::new(0),
+            connected: AtomicBool::new(false),
+            subscribed: AtomicBool::new(false),
+            in_flight: Arc::new(Semaphore::new(capacity)),
+            in_flight_capacity: capacity,
+        }
+    }
+
     pub fn ready(&self) -> bool {
         self.connected.load(Ordering::Relaxed) && self.subscribed.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of the in-flight budget not taken now.
+    pub fn in_flight_available(&self) -> usize {
+        self.in_flight.available_permits()
+    }
+
+    /// What `publish` costs against the budget; never more than the whole budget, so the
+    /// largest packet can always be taken (it waits for everything else to be acked).
+    fn in_flight_cost(&self, publish: &Publish) -> usize {
+        (publish.topic.len() + publish.payload.len() + PUBLISH_OVERHEAD_BYTES).min(self.in_flight_capacity)
+    }
+
+    /// Waits until `bytes` of budget are free and takes them.
+    async fn take_in_flight(&self, bytes: usize) -> InFlightCharge {
+        let permits = u32::try_from(bytes).unwrap_or(u32::MAX);
+        match self.in_flight.clone().acquire_many_owned(permits).await {
+            Ok(permit) => InFlightCharge(Some(Arc::new(permit))),
+            // Never closed; if it were, going on unbounded beats stopping intake.
+            Err(_) => {
+                tracing::error!("in-flight budget closed");
+                InFlightCharge::none()
+            }
+        }
     }
 }
 
@@ -61,6 +140,11 @@ pub fn mqtt_options(config: &MqttConfig) -> Result<MqttOptions, ConfigError> {
         .set_receive_maximum(Some(config.receive_maximum))
         .set_request_channel_capacity(config.request_channel_capacity)
         .set_connection_timeout(config.connect_timeout_s);
+    // An alarm is one small packet and so is its ack: without TCP_NODELAY, Nagle's algorithm
+    // holds the ack back until the broker's delayed ACK (tens of milliseconds per round trip).
+    let mut network = options.network_options();
+    network.set_tcp_nodelay(true);
+    options.set_network_options(network);
     if let Some(username) = &config.username {
         options.set_credentials(username.clone(), config.password.clone().unwrap_or_default());
     }
@@ -126,7 +210,22 @@ impl Outbound {
         (Self { tx }, rx)
     }
 
+    /// Queues an ack or downlink. An ack leaves its publish's topic and payload behind (it
+    /// needs only the packet id), so acks waiting for the wire hold no payloads, which the
+    /// in-flight budget no longer counts.
     pub fn send(&self, item: OutboundItem) {
+        let item = match item {
+            OutboundItem::Ack {
+                mut publish,
+                connection,
+            } => {
+                publish.topic = Default::default();
+                publish.payload = Default::default();
+                publish.properties = None;
+                OutboundItem::Ack { publish, connection }
+            }
+            item => item,
+        };
         if self.tx.send(item).is_err() {
             tracing::warn!("outbound MQTT task has stopped; ack or downlink not sent");
         }
@@ -141,6 +240,7 @@ pub fn spawn_outbound(
     metrics: Arc<Metrics>,
 ) -> (Outbound, tokio::task::JoinHandle<()>) {
     let (tx, mut rx) = mpsc::unbounded_channel::<OutboundItem>();
+    let outbound = Outbound { tx };
     let task = tokio::spawn(async move {
         while let Some(item) = rx.recv().await {
             match item {
@@ -177,7 +277,7 @@ pub fn spawn_outbound(
             tracing::debug!(error = %e, "disconnect request not queued");
         }
     });
-    (Outbound { tx }, task)
+    (outbound, task)
 }
 
 /// Polls the event loop: forwards publishes to the committer until `stop` turns true,
@@ -214,14 +314,41 @@ pub async fn run_poller(
                     continue;
                 };
                 metrics.received(1);
+                let received_at = clock.now();
+                let arrived = Instant::now();
+                let publish = detach(publish);
+                let cost = state.in_flight_cost(&publish);
+                // Waiting for budget (or for room in the channel) is back-pressure on the
+                // socket; the committer gives budget back without waiting on us, so this
+                // cannot deadlock.
+                if state.in_flight.available_permits() < cost {
+                    tracing::debug!(
+                        cost,
+                        "in-flight byte budget spent; pausing reads until a batch is acked"
+                    );
+                }
+                let mut stop_gone = false;
+                let taken = tokio::select! {
+                    charge = state.take_in_flight(cost) => Some(charge),
+                    changed = stop.changed() => {
+                        stop_gone = changed.is_err();
+                        None
+                    }
+                };
+                let Some(in_flight) = taken else {
+                    // Stopping: not forwarded, not acked; the broker redelivers it.
+                    if stop_gone {
+                        forward = None;
+                    }
+                    continue;
+                };
                 let incoming = Incoming {
                     publish,
-                    received_at: clock.now(),
-                    arrived: Instant::now(),
+                    received_at,
+                    arrived,
                     connection: state.connection.load(Ordering::Acquire),
+                    in_flight,
                 };
-                // Waiting here is back-pressure on the socket; the committer never waits
-                // on us, so this cannot deadlock.
                 if tx.send(incoming).await.is_err() {
                     tracing::warn!("committer has stopped; intake stopped");
                     forward = None;
@@ -288,6 +415,18 @@ pub async fn run_poller(
     metrics.set_mqtt_connected(false);
 }
 
+/// The publish with its own copies of topic and payload, and without MQTT properties (the
+/// gateway uses none). rumqttc's come as slices of its read buffer, and one small publish
+/// kept for a commit would keep that whole buffer alive, beyond what the budget counts.
+fn detach(publish: Publish) -> Publish {
+    Publish {
+        topic: publish.topic.to_vec().into(),
+        payload: publish.payload.to_vec().into(),
+        properties: None,
+        ..publish
+    }
+}
+
 /// Subscribes from a separate task: the poller must not await the request channel.
 fn subscribe(client: AsyncClient) {
     tokio::spawn(async move {
@@ -312,8 +451,86 @@ mod tests {
         assert!(!options.clean_start());
         assert!(options.manual_acks());
         assert_eq!(options.session_expiry_interval(), Some(86_400));
-        assert_eq!(options.max_packet_size(), Some(256 * 1024));
+        assert_eq!(options.max_packet_size(), Some(4096));
         assert!(matches!(options.transport(), Transport::Tcp));
+    }
+
+    fn publish(topic: &str, payload_len: usize) -> Publish {
+        Publish::new(topic, QoS::AtLeastOnce, vec![7u8; payload_len], None)
+    }
+
+    #[tokio::test]
+    async fn the_budget_is_held_until_the_last_copy_of_a_publish_is_dropped() {
+        let state = Arc::new(MqttState::new(10_000));
+        let big = detach(publish("tec/v1/dev/abc/up", 3_000));
+        let cost = state.in_flight_cost(&big);
+        assert_eq!(cost, 3_000 + "tec/v1/dev/abc/up".len() + PUBLISH_OVERHEAD_BYTES);
+        let incoming = |in_flight| Incoming {
+            publish: big.clone(),
+            received_at: Timestamp(1),
+            arrived: Instant::now(),
+            connection: 1,
+            in_flight,
+        };
+        let first = incoming(state.take_in_flight(cost).await);
+        let second = incoming(state.take_in_flight(cost).await);
+        assert_eq!(
+            (first.in_flight.bytes(), state.in_flight_available()),
+            (cost, 10_000 - 2 * cost)
+        );
+        // A third does not fit until one is let go of, and a copy (the batch the committer
+        // shares with its blocking task) holds it too.
+        assert!(state.in_flight.try_acquire_many(cost as u32).is_err());
+        let copy = first.clone();
+        drop(first);
+        assert_eq!(state.in_flight_available(), 10_000 - 2 * cost);
+        drop(copy);
+        assert_eq!(state.in_flight_available(), 10_000 - cost);
+        let third = incoming(state.take_in_flight(cost).await);
+        drop((second, third));
+        assert_eq!(state.in_flight_available(), 10_000);
+    }
+
+    #[tokio::test]
+    async fn queued_acks_keep_the_packet_id_not_the_bytes() {
+        let (outbound, mut rx) = Outbound::detached();
+        let mut big = publish("tec/v1/dev/abc/up", 3_000);
+        big.pkid = 42;
+        outbound.send(OutboundItem::Ack {
+            publish: big,
+            connection: 7,
+        });
+        match rx.recv().await.unwrap() {
+            OutboundItem::Ack { publish, connection } => {
+                assert_eq!((publish.pkid, publish.qos, connection), (42, QoS::AtLeastOnce, 7));
+                assert!(publish.payload.is_empty() && publish.topic.is_empty());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn no_publish_costs_more_than_the_whole_budget() {
+        let state = MqttState::new(4096);
+        assert_eq!(state.in_flight_cost(&publish("t", 4_000)), 4096);
+    }
+
+    #[test]
+    fn detached_publishes_own_their_bytes_and_drop_properties() {
+        let mut original = publish("tec/v1/dev/abc/up", 10);
+        original.retain = true;
+        original.properties = Some(rumqttc::v5::mqttbytes::v5::PublishProperties {
+            user_properties: vec![("k".into(), "v".repeat(1000))],
+            ..Default::default()
+        });
+        let copy = detach(original.clone());
+        assert!(copy.properties.is_none());
+        assert!(copy.retain);
+        assert_eq!(
+            (copy.topic.clone(), copy.payload.clone()),
+            (original.topic.clone(), original.payload.clone())
+        );
+        assert_ne!(copy.payload.as_ptr(), original.payload.as_ptr());
     }
 
     #[test]

@@ -641,6 +641,8 @@ impl Shell {
                     self.metrics.stored(committed.stored);
                     self.metrics.duplicates(committed.duplicates);
                     self.metrics.unregistered(committed.unregistered);
+                    self.metrics
+                        .device_time_out_of_range(committed.device_time_out_of_range);
                     for reason in &committed.rejected {
                         self.metrics.rejected(*reason);
                     }
@@ -1011,6 +1013,7 @@ mod tests {
             received_at: SystemClock.now(),
             arrived: Instant::now(),
             connection: 1,
+            in_flight: crate::ingest::mqtt::InFlightCharge::none(),
         }
     }
 

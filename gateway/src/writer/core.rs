@@ -58,6 +58,8 @@ pub struct Committed {
     pub duplicates: u64,
     pub rejected: Vec<RejectReason>,
     pub unregistered: u64,
+    /// Uplinks whose device time was outside the protocol's range (taken as unknown).
+    pub device_time_out_of_range: u64,
 }
 
 /// The store plus the engine it feeds. The engine has exactly one owner: this.
@@ -162,10 +164,7 @@ impl Core {
                         },
                         resident: residents.lookup(&txn, device, incoming.received_at)?,
                         received_at: incoming.received_at,
-                        device_time: header
-                            .device_time_ms
-                            .and_then(|ms| i64::try_from(ms).ok())
-                            .map(Timestamp::from_millis),
+                        device_time: device_time(device, header.device_time_ms, &mut out),
                         protocol_version: version,
                         body,
                     });
@@ -178,6 +177,7 @@ impl Core {
                         presence,
                         resident,
                         at: incoming.received_at,
+                        retained: incoming.retained,
                     });
                 }
                 Classified::Reject(reject) => {
@@ -230,6 +230,7 @@ impl Core {
                     presence,
                     resident,
                     at,
+                    retained,
                 } => {
                     let Some((record, _)) = devices.get_mut(&device) else {
                         continue;
@@ -238,11 +239,25 @@ impl Core {
                         Presence::Online { boot } => (true, Some(boot)),
                         Presence::Offline => (false, None),
                     };
-                    record.online = if online {
+                    let state = if online {
                         OnlineState::Online
                     } else {
                         OnlineState::Offline
                     };
+                    if retained {
+                        // The broker replaying its last word for the device because we
+                        // (re)subscribed: old news, not a sign of life. It never refreshes
+                        // liveness (last seen, no-comms timers) and sends no time sync (a
+                        // resubscribe would otherwise sync every device at once); it only fills
+                        // a presence we know nothing about, for display. A device that really
+                        // went away is caught by its no-comms timer.
+                        if record.online == OnlineState::Unknown {
+                            record.online = state;
+                        }
+                        tracing::debug!(%device, online, "retained presence: not taken as liveness");
+                        continue;
+                    }
+                    record.online = state;
                     if online {
                         record.last_seen = Some(record.last_seen.map_or(at, |seen| seen.max(at)));
                     }
@@ -420,7 +435,25 @@ enum Step {
         presence: Presence,
         resident: Option<ResidentId>,
         at: Timestamp,
+        /// Replayed by the broker on (re)subscription, not sent now.
+        retained: bool,
     },
+}
+
+/// The device's clock reading as a timestamp, or unknown when it is outside the range a
+/// working clock can show (`protocol::DEVICE_TIME_MIN_MS..=DEVICE_TIME_MAX_MS`: a clock never
+/// set, or garbage). Such a reading is logged and counted, never used: the raw payload keeps
+/// the original value on record.
+fn device_time(device: DeviceId, device_time_ms: Option<u64>, out: &mut Committed) -> Option<Timestamp> {
+    let ms = device_time_ms?;
+    if (protocol::DEVICE_TIME_MIN_MS..=protocol::DEVICE_TIME_MAX_MS).contains(&ms) {
+        // The range ends far below i64::MAX, so this always converts.
+        i64::try_from(ms).ok().map(Timestamp::from_millis)
+    } else {
+        tracing::warn!(%device, device_time_ms = ms, "device time out of range: stored as unknown");
+        out.device_time_out_of_range += 1;
+        None
+    }
 }
 
 /// The batch's view of a device: from the batch cache, the store, or new and unregistered.
@@ -660,6 +693,126 @@ mod tests {
             vec![
                 (dev("pnd-3"), DownlinkBody::TimeSync { unix_ms: 9_000 }),
                 (dev("pnd-3"), DownlinkBody::HelpOnTheWay { alert_ref: id.0 }),
+            ]
+        );
+    }
+
+    fn status_publish(device: &str, presence: Presence, retained: bool, at: i64) -> Received {
+        let mut buf = [0u8; protocol::MAX_STATUS_LEN];
+        let bytes = protocol::encode_status(&protocol::StatusMessage::new(presence), &mut buf)
+            .unwrap()
+            .to_vec();
+        let mut publish = incoming(&format!("tec/v1/dev/{device}/status"), bytes, at);
+        publish.retained = retained;
+        publish
+    }
+
+    #[test]
+    fn retained_presence_is_not_liveness_and_sends_no_time_sync() {
+        let (_dir, mut core) = core();
+        let store = core.store().clone();
+        // A device never heard live: the replay fills its presence for display, nothing more.
+        let replay = core
+            .ingest(
+                &[status_publish("pnd-r1", Presence::Online { boot: 1 }, true, 5_000)],
+                Timestamp(5_000),
+            )
+            .unwrap();
+        assert!(replay.downlinks.is_empty(), "{:?}", replay.downlinks);
+        assert!(replay.alerts.is_empty());
+        let record = store.device(&dev("pnd-r1")).unwrap().unwrap();
+        assert_eq!(record.online, OnlineState::Online);
+        assert_eq!(record.last_seen, None);
+        assert_eq!(
+            core.engine().next_deadline(),
+            None,
+            "a retained presence armed a no-comms timer"
+        );
+
+        // Heard live at 6 000, then offline live; a later replay of an old Online changes nothing.
+        core.ingest(&[uplink("pnd-r1", 1, 1, heartbeat(), 6_000)], Timestamp(6_000))
+            .unwrap();
+        core.ingest(
+            &[status_publish("pnd-r1", Presence::Offline, false, 7_000)],
+            Timestamp(7_000),
+        )
+        .unwrap();
+        let deadline = core.engine().next_deadline();
+        let replay = core
+            .ingest(
+                &[status_publish("pnd-r1", Presence::Online { boot: 1 }, true, 90_000)],
+                Timestamp(90_000),
+            )
+            .unwrap();
+        assert!(replay.downlinks.is_empty(), "{:?}", replay.downlinks);
+        let record = store.device(&dev("pnd-r1")).unwrap().unwrap();
+        assert_eq!(record.last_seen, Some(Timestamp(6_000)));
+        assert_eq!(record.online, OnlineState::Offline);
+        assert_eq!(core.engine().next_deadline(), deadline);
+
+        // The same presence live: liveness and a time sync.
+        let live = core
+            .ingest(
+                &[status_publish("pnd-r1", Presence::Online { boot: 1 }, false, 95_000)],
+                Timestamp(95_000),
+            )
+            .unwrap();
+        assert_eq!(
+            live.downlinks,
+            vec![(dev("pnd-r1"), DownlinkBody::TimeSync { unix_ms: 95_000 })]
+        );
+        let record = store.device(&dev("pnd-r1")).unwrap().unwrap();
+        assert_eq!(
+            (record.online, record.last_seen),
+            (OnlineState::Online, Some(Timestamp(95_000)))
+        );
+    }
+
+    fn uplink_at_device_time(device: &str, seq: u32, device_time_ms: Option<u64>) -> Received {
+        let mut buf = [0u8; MAX_UPLINK_LEN];
+        let message = Uplink::new(
+            UplinkHeader {
+                boot: 1,
+                seq,
+                device_time_ms,
+            },
+            UplinkBody::Alarm(AlarmKind::PendantPress),
+        );
+        let bytes = encode_uplink(&message, &mut buf).unwrap().to_vec();
+        incoming(&format!("tec/v1/dev/{device}/up"), bytes, 1_000)
+    }
+
+    #[test]
+    fn device_time_out_of_range_is_unknown_and_counted() {
+        let (_dir, mut core) = core();
+        let min = protocol::DEVICE_TIME_MIN_MS;
+        let max = protocol::DEVICE_TIME_MAX_MS;
+        let batch = vec![
+            uplink_at_device_time("pnd-t", 1, Some(min)),
+            uplink_at_device_time("pnd-t", 2, Some(max)),
+            uplink_at_device_time("pnd-t", 3, Some(min - 1)),
+            uplink_at_device_time("pnd-t", 4, Some(max + 1)),
+            uplink_at_device_time("pnd-t", 5, Some(0)),
+            uplink_at_device_time("pnd-t", 6, Some(u64::MAX)),
+            uplink_at_device_time("pnd-t", 7, None),
+        ];
+        let out = core.ingest(&batch, Timestamp(1_000)).unwrap();
+        assert_eq!(out.stored, 7, "an odd clock never costs the event");
+        assert_eq!(out.device_time_out_of_range, 4);
+        let events = core.store().events(&crate::store::EventFilter::default()).unwrap();
+        let mut times: Vec<(u32, Option<Timestamp>)> = events.iter().map(|e| (e.key.seq, e.device_time)).collect();
+        times.sort_by_key(|(seq, _)| *seq);
+        let as_ts = |ms: u64| Some(Timestamp::from_millis(i64::try_from(ms).unwrap()));
+        assert_eq!(
+            times,
+            vec![
+                (1, as_ts(min)),
+                (2, as_ts(max)),
+                (3, None),
+                (4, None),
+                (5, None),
+                (6, None),
+                (7, None)
             ]
         );
     }

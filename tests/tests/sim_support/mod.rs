@@ -31,7 +31,7 @@ pub fn gateway_config(broker: &Broker, data_dir: &Path) -> Config {
         ..Config::default()
     };
     config.mqtt.broker = BrokerUrl::parse(&broker.url()).unwrap();
-    config.mqtt.client_id = "e2e-gateway".into();
+    config.mqtt.client_id = "e2e.gateway".into();
     if let Some(auth) = broker.auth() {
         config.mqtt.username = Some(auth.gateway.username.clone());
         config.mqtt.password = Some(auth.gateway.password.clone());
