@@ -94,7 +94,7 @@ fn heartbeat(uptime_s: u32) -> UplinkBody {
 fn config(broker: &Mosquitto, data: &Path) -> Config {
     let mut config = Config::default();
     config.mqtt.broker = BrokerUrl::parse(&broker.url()).unwrap();
-    config.mqtt.client_id = "gw-tmpfs".into();
+    config.mqtt.client_id = "gw.tmpfs".into();
     config.data_dir = data.to_owned();
     config.http = "127.0.0.1:0".parse().unwrap();
     config.ingest.commit_retry_ms = 20;
