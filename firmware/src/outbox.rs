@@ -1,5 +1,5 @@
 //! The device's outbox: every event stays here until the gateway's receipt for its
-//! `(boot, seq)` arrives (ARCHITECTURE.md, contract 1), and alarms are never dropped to
+//! `(boot, seq)` arrives (docs/architecture.md, contract 1), and alarms are never dropped to
 //! make room (contract 4).
 //!
 //! # Capacity policy

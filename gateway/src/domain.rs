@@ -338,7 +338,7 @@ impl AlertKind {
         })
     }
 
-    /// Life-safety first, technical last (ARCHITECTURE.md, "Alarms first").
+    /// Life-safety first, technical last (docs/architecture.md, contract 4).
     pub fn priority(self) -> Priority {
         match self {
             Self::PendantPress

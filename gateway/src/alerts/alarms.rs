@@ -1,7 +1,7 @@
 //! Device alarms (with the resident's cancel) and device conditions: mains power, low
 //! battery, reused event keys.
 //!
-//! Decisions (ARCHITECTURE.md, "Alert lifecycle"):
+//! Decisions (docs/architecture.md, "The alert lifecycle"):
 //!
 //! - **Cancel.** `AlarmCancelled` resolves the alert with `CancelledByResident` when it comes
 //!   from the alarm's device and boot, the alarm is one a resident may cancel

@@ -1,6 +1,6 @@
 //! Escalation of alerts nobody has acknowledged in time.
 //!
-//! Decisions (ARCHITECTURE.md, "Alert lifecycle"):
+//! Decisions (docs/architecture.md, "The alert lifecycle"):
 //!
 //! - **Escalation.** Each passed target is one `Escalated{level}` transition, stamped with
 //!   the instant the target passed. Only `Raised` alerts escalate.

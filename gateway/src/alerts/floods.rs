@@ -1,7 +1,7 @@
 //! Floods: many devices losing contact at once (a broker restart, a network or power cut in a
 //! block of flats) become one infrastructure incident, not hundreds of offline alerts.
 //!
-//! Decisions (ARCHITECTURE.md, "Alert lifecycle"):
+//! Decisions (docs/architecture.md, "The alert lifecycle"):
 //!
 //! - **Floods.** Only no-comms is grouped: every alarm and every other rule alerts as
 //!   always, during an incident too. Devices counted offline are remembered by when

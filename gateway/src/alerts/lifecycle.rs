@@ -1,7 +1,7 @@
 //! An alert's life: raising and joining, clearing by itself, notes, closing, operator
 //! actions, and the feedback the alarm devices hear.
 //!
-//! Decisions (ARCHITECTURE.md, "Alert lifecycle"):
+//! Decisions (docs/architecture.md, "The alert lifecycle"):
 //!
 //! - **Auto-clear.** A condition that clears by itself (device heard again, battery above
 //!   the recovery threshold, mains power restored) resolves its alert with `AutoCleared`

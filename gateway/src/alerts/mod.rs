@@ -1,6 +1,6 @@
 //! The alert engine: a pure state machine fed with stored events, presence and operator
 //! actions plus the current time, returning the alerts to persist and the downlinks to
-//! send. No IO and no clock reads: the ingest calls it inside each store write transaction
+//! send. No IO and no clock reads: the writer calls it inside each store write transaction
 //! and persists what it returns, including [`AlertEngine::take_state_changes`].
 //!
 //! The rules live in one file per family, each listing the decisions it makes: `alarms`
@@ -9,7 +9,7 @@
 //! `resident_rules` (night door, bed, movement), `escalation`, `lifecycle` (raise or join,
 //! notes, closing, operator actions) and `persistence` (restore, state).
 //!
-//! Decisions every family shares (ARCHITECTURE.md, "Alert lifecycle"):
+//! Decisions every family shares (docs/architecture.md, "The alert lifecycle"):
 //!
 //! - **Merging.** A repeat of an alert kind joins the open alert of that kind for the same
 //!   resident (the same device when the event has no resident). Device conditions (tamper,

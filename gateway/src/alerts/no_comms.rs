@@ -1,6 +1,6 @@
 //! No-comms: presence, the silence timer, last wills.
 //!
-//! Decisions (ARCHITECTURE.md, "Alert lifecycle"):
+//! Decisions (docs/architecture.md, "The alert lifecycle"):
 //!
 //! - **No-comms.** Only devices heard from (any event or an Online presence) are watched.
 //!   A last will for a device never heard from, or one older than the latest thing heard,

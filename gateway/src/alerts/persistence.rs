@@ -1,6 +1,6 @@
 //! What survives a restart: restoring the engine and the state entries it hands the store.
 //!
-//! Decisions (ARCHITECTURE.md, "Alert lifecycle"):
+//! Decisions (docs/architecture.md, "The alert lifecycle"):
 //!
 //! - **State.** `meta/next_alert_id`, `meta/silence_counted_from`, `meta/incident` (the
 //!   infrastructure incident in progress: its alert and last change), `dev/<device>` (watch,

@@ -1,6 +1,6 @@
 //! Resident rules: door opened at night, not back in bed, no movement by a time.
 //!
-//! Decisions (ARCHITECTURE.md, "Alert lifecycle"):
+//! Decisions (docs/architecture.md, "The alert lifecycle"):
 //!
 //! - **Movement by a time.** A resident's day starts at `EngineConfig::day_start` (04:00
 //!   local); the check runs once per resident day at the rule's local time, DST-correct

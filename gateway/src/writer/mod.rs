@@ -1,6 +1,6 @@
 //! The gateway's single writer. Everything that changes the store goes through it, one
 //! transaction at a time, so the alert engine has exactly one owner and a committed alarm
-//! never lacks its alert (ARCHITECTURE, contracts 1 and 2):
+//! never lacks its alert (docs/architecture.md, contracts 1 and 2):
 //!
 //! - [`core`]: the synchronous core. A batch of publishes, a timer tick or an operator action
 //!   becomes one store write transaction plus the engine's reaction to it.
