@@ -516,6 +516,17 @@ impl Shell {
     /// Waits until the next reopen is due, answering operator requests meanwhile (they
     /// cannot be committed now; better an error than a hang); false if the gateway is
     /// stopping meanwhile.
+    /// Reopens the store (after each backoff) until it works; false if a shutdown came first.
+    async fn store_ready(&mut self) -> bool {
+        while self.core.is_none() {
+            if !self.wait_for_reopen().await {
+                return false;
+            }
+            self.reopen().await;
+        }
+        true
+    }
+
     async fn wait_for_reopen(&mut self) -> bool {
         if self.stopping() {
             return false;
@@ -615,13 +626,8 @@ impl Shell {
         let size = part.len();
         let mut attempt = 0u32;
         loop {
-            if self.core.is_none() {
-                if !self.wait_for_reopen().await {
-                    return Attempt::Stopped;
-                }
-                if !self.reopen().await {
-                    continue;
-                }
+            if !self.store_ready().await {
+                return Attempt::Stopped;
             }
             attempt += 1;
             let now = self.clock.now();
@@ -693,13 +699,8 @@ impl Shell {
             return Attempt::Committed;
         };
         loop {
-            if self.core.is_none() {
-                if !self.wait_for_reopen().await {
-                    return Attempt::Stopped;
-                }
-                if !self.reopen().await {
-                    continue;
-                }
+            if !self.store_ready().await {
+                return Attempt::Stopped;
             }
             let item = item.clone();
             let detail = format!("processing failed: {reason}");
