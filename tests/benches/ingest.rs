@@ -159,41 +159,6 @@ async fn gateway_drain(broker: &Broker, n: usize, devices: usize) -> (Run, Inges
     )
 }
 
-fn machine_info() -> String {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("model name")
-                .map(|m| m.trim_start_matches([' ', '\t', ':']).to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(0, usize::from);
-    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let mem = meminfo
-        .lines()
-        .find(|l| l.starts_with("MemTotal"))
-        .unwrap_or("MemTotal: ?")
-        .to_string();
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let mosquitto = std::process::Command::new(e2e::broker::MOSQUITTO)
-        .arg("-h")
-        .output()
-        .map(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .next()
-                .unwrap_or_default()
-                .to_string()
-        })
-        .unwrap_or_default();
-    format!(
-        "{model}, {cores} cores, {}, kernel {}, {mosquitto}",
-        mem.split_whitespace().skip(1).collect::<Vec<_>>().join(" "),
-        kernel.trim()
-    )
-}
-
 /// A fresh broker per part, so one part's persistent session does not queue the other's backlog.
 /// It saves its database only at exit, so no autosave lands inside a timed drain.
 fn quiet_broker() -> BrokerOptions {
@@ -211,7 +176,7 @@ fn main() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        println!("machine: {}", machine_info());
+        println!("machine: {}", e2e::bench::machine_info());
         println!("backlog: {n} QoS 1 uplinks from {devices} publishers, queued by Mosquitto for a persistent session");
 
         // BENCH_ONLY=gateway skips the baseline (for profiling the gateway alone).
