@@ -1,10 +1,7 @@
 //! What an incoming publish is: an event, a presence change, or something to quarantine.
 //! Pure and total: any topic and payload bytes give a verdict, never a panic.
 
-use protocol::{
-    DecodeError, DeviceId, MAX_UPLINK_LEN, Presence, Topic, TopicKind, UplinkHeader, decode_status, decode_uplink,
-    peek_uplink_header,
-};
+use protocol::{DecodeError, DeviceId, MAX_UPLINK_LEN, Presence, Topic, TopicKind, UplinkHeader, decode_status};
 
 use crate::domain::{EventBody, QuarantineRecord, RejectReason, Timestamp};
 
@@ -87,39 +84,24 @@ fn classify_uplink(device: DeviceId, payload: &[u8]) -> Classified {
             format!("uplink of {} bytes exceeds {MAX_UPLINK_LEN}", payload.len()),
         ));
     }
-    match decode_uplink(payload) {
-        Ok(uplink) => Classified::Event {
-            device,
-            version: uplink.version,
-            header: uplink.header,
-            body: EventBody::Uplink(uplink.body),
-        },
+    match EventBody::decode_uplink(payload) {
         // A body from a newer revision, or a malformed one behind a good header (a device bug
-        // that retransmission cannot repair: the bytes are identical each time). Either way
-        // store it raw and receipt it rather than have the device retry forever; if its body
+        // that retransmission cannot repair: the bytes are identical each time), decodes as
+        // `Unrecognised`: stored raw and receipted rather than retried forever; if its body
         // tag says alarm, the engine raises it for a human (SPEC.md 10.3).
-        Err(error @ (DecodeError::UnknownVariant { .. } | DecodeError::MalformedBody)) => {
-            match peek_uplink_header(payload) {
-                Ok((version, header, body)) => {
-                    let body_tag = match error {
-                        DecodeError::UnknownVariant { body_tag } => body_tag,
-                        _ => {
-                            let tag = postcard::take_from_bytes::<u32>(body).map_or(u32::MAX, |(tag, _)| tag);
-                            tracing::warn!(%device, boot = header.boot, seq = header.seq, body_tag = tag, "uplink body malformed; stored raw");
-                            tag
-                        }
-                    };
-                    Classified::Event {
-                        device,
-                        version,
-                        header,
-                        body: EventBody::Unrecognised {
-                            body_tag,
-                            raw: payload.to_vec(),
-                        },
-                    }
-                }
-                Err(e) => Classified::Reject(decode_reject(e)),
+        Ok(decoded) => {
+            if decoded.body_malformed {
+                let body_tag = match &decoded.body {
+                    EventBody::Unrecognised { body_tag, .. } => *body_tag,
+                    EventBody::Uplink(_) => u32::MAX,
+                };
+                tracing::warn!(%device, boot = decoded.header.boot, seq = decoded.header.seq, body_tag, "uplink body malformed; stored raw");
+            }
+            Classified::Event {
+                device,
+                version: decoded.version,
+                header: decoded.header,
+                body: decoded.body,
             }
         }
         Err(e) => Classified::Reject(decode_reject(e)),

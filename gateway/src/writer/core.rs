@@ -3,7 +3,7 @@
 //! committed alarm never lacks its alert. Blocking (redb fsync): run it off the async
 //! threads. On any store error the caller rebuilds the engine with [`Core::restore`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +16,7 @@ use crate::domain::{
 };
 use crate::ingest::classify::{Classified, classify};
 use crate::ingest::mqtt::Incoming;
-use crate::store::{InsertOutcome, Store, StoreError, WriteBatch};
+use crate::store::{InsertOutcome, NewEvent, Store, StoreError, WriteBatch};
 
 /// Why an operator action (or a register change) did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -38,8 +38,12 @@ pub struct Committed {
     pub receipts: Vec<(DeviceId, DownlinkBody)>,
     pub downlinks: Vec<(DeviceId, DownlinkBody)>,
     pub alerts: Vec<Alert>,
+    /// Events newly stored, conflicting copies included.
     pub stored: u64,
     pub duplicates: u64,
+    /// Of `stored`, events whose key was already taken by different content (the device
+    /// reused keys): stored as copies, alerted, and the device sent a `BootFloor`.
+    pub key_conflicts: u64,
     pub rejected: Vec<RejectReason>,
     pub unregistered: u64,
 }
@@ -95,9 +99,11 @@ impl Core {
         let mut txn = self.store.begin_write()?;
         let mut out = Committed::default();
         let mut devices: HashMap<DeviceId, (DeviceRecord, bool)> = HashMap::new();
+        // Devices whose stored record is unreadable: used, never overwritten (it stays listed).
+        let mut unreadable_devices: HashSet<DeviceId> = HashSet::new();
         let mut receipts = Receipts::default();
         let mut residents = ResidentCache::default();
-        let mut events: Vec<StoredEvent> = Vec::with_capacity(batch.len());
+        let mut events: Vec<NewEvent> = Vec::with_capacity(batch.len());
         let mut steps: Vec<Step> = Vec::with_capacity(batch.len());
         for incoming in batch {
             let publish = &incoming.publish;
@@ -108,36 +114,50 @@ impl Core {
                     header,
                     body,
                 } => {
-                    let (_, created) = device_entry(&mut devices, &txn, device)?;
+                    let (record, created) = device_entry(&mut devices, &mut unreadable_devices, &txn, device)?;
                     if std::mem::take(created) {
                         tracing::info!(%device, "first event from a device not in the register");
                     }
+                    // In arrival order: a boot at or above the floor clears a boot-reuse flag.
+                    record.note_event_boot(header.boot);
+                    let boot_reused_since = record.boot_reuse.map(|reuse| reuse.since);
                     receipts.add(device, header.boot, header.seq);
                     steps.push(Step::Event { version });
-                    events.push(StoredEvent {
-                        key: EventKey {
-                            device,
-                            boot: header.boot,
-                            seq: header.seq,
+                    events.push(NewEvent {
+                        event: StoredEvent {
+                            key: EventKey {
+                                device,
+                                boot: header.boot,
+                                seq: header.seq,
+                            },
+                            resident: residents.lookup(&txn, device, incoming.received_at)?,
+                            received_at: incoming.received_at,
+                            device_time: header
+                                .device_time_ms
+                                .and_then(|ms| i64::try_from(ms).ok())
+                                .map(Timestamp::from_millis),
+                            protocol_version: version,
+                            body,
                         },
-                        resident: residents.lookup(&txn, device, incoming.received_at)?,
-                        received_at: incoming.received_at,
-                        device_time: header
-                            .device_time_ms
-                            .and_then(|ms| i64::try_from(ms).ok())
-                            .map(Timestamp::from_millis),
-                        protocol_version: version,
-                        body,
+                        payload: publish.payload.to_vec(),
+                        boot_reused_since,
                     });
                 }
                 Classified::Presence { device, presence } => {
-                    device_entry(&mut devices, &txn, device)?;
+                    let (record, _) = device_entry(&mut devices, &mut unreadable_devices, &txn, device)?;
+                    let boot_went_back = match presence {
+                        Presence::Online { boot } => record
+                            .note_online_boot(boot, incoming.received_at)
+                            .map(|min_boot| (boot, min_boot)),
+                        Presence::Offline => None,
+                    };
                     let resident = residents.lookup(&txn, device, incoming.received_at)?;
                     steps.push(Step::Presence {
                         device,
                         presence,
                         resident,
                         at: incoming.received_at,
+                        boot_went_back,
                     });
                 }
                 Classified::Reject(reject) => {
@@ -149,7 +169,9 @@ impl Core {
             }
         }
         let outcomes = txn.insert_events(&events)?;
-        let mut events = events.into_iter().zip(outcomes);
+        let mut events = events.into_iter().map(|new| new.event).zip(outcomes);
+        // (device, boot floor) for devices seen reusing keys in this batch.
+        let mut boot_floors: Vec<(DeviceId, u32)> = Vec::new();
         // The engine sees the inputs in arrival order; the records do not depend on it.
         let mut inputs = Vec::with_capacity(steps.len());
         for step in steps {
@@ -161,10 +183,29 @@ impl Core {
                         continue;
                     };
                     touch(record, event.received_at, version);
-                    if outcome == InsertOutcome::Duplicate {
-                        out.duplicates += 1;
-                        continue;
-                    }
+                    let key_conflict = match outcome {
+                        InsertOutcome::Duplicate => {
+                            out.duplicates += 1;
+                            continue;
+                        }
+                        InsertOutcome::Inserted => None,
+                        InsertOutcome::Conflict { copy } => {
+                            // A reused key: the new content is stored and alerts like any new
+                            // event, and the device is told to move past every boot seen.
+                            out.key_conflicts += 1;
+                            let min_boot = record.flag_boot_reuse(event.received_at);
+                            note_boot_floor(&mut boot_floors, device, min_boot);
+                            tracing::warn!(%device, boot = event.key.boot, seq = event.key.seq, copy, min_boot, "key reused with different content; stored as a copy");
+                            Some(EngineInput::KeyConflict {
+                                device,
+                                resident: event.resident.clone(),
+                                detail: format!(
+                                    "event {} arrived again with different content (stored as copy {copy}); boot floor {min_boot} sent",
+                                    event.key
+                                ),
+                            })
+                        }
+                    };
                     out.stored += 1;
                     let registered = record.registered;
                     if !registered {
@@ -184,12 +225,14 @@ impl Core {
                         device_registered: registered,
                         device_kind: record.kind,
                     });
+                    inputs.extend(key_conflict);
                 }
                 Step::Presence {
                     device,
                     presence,
                     resident,
                     at,
+                    boot_went_back,
                 } => {
                     let Some((record, _)) = devices.get_mut(&device) else {
                         continue;
@@ -215,6 +258,18 @@ impl Core {
                             out.downlinks.push((device, DownlinkBody::TimeSync { unix_ms }));
                         }
                     }
+                    let key_conflict = boot_went_back.map(|(boot, min_boot)| {
+                        tracing::warn!(%device, boot, min_boot, "online with a boot below one already seen");
+                        note_boot_floor(&mut boot_floors, device, min_boot);
+                        EngineInput::KeyConflict {
+                            device,
+                            resident: resident.clone(),
+                            detail: format!(
+                                "online with boot {boot}, below boot {} already seen; boot floor {min_boot} sent",
+                                min_boot.saturating_sub(1)
+                            ),
+                        }
+                    });
                     inputs.push(EngineInput::Presence {
                         device,
                         resident,
@@ -222,12 +277,20 @@ impl Core {
                         boot,
                         at,
                     });
+                    inputs.extend(key_conflict);
                 }
             }
         }
+        out.downlinks.extend(
+            boot_floors
+                .into_iter()
+                .map(|(device, min_boot)| (device, DownlinkBody::BootFloor { min_boot })),
+        );
         let effects = self.engine.handle_batch(inputs, now);
         for (record, _) in devices.values() {
-            txn.put_device(record)?;
+            if !unreadable_devices.contains(&record.id) {
+                txn.put_device(record)?;
+            }
         }
         out.receipts = receipts.into_downlinks();
         persist_effects(&mut self.engine, &mut txn, effects, &mut out)?;
@@ -278,6 +341,8 @@ impl Core {
             merged.battery_mv = merged.battery_mv.or(known.battery_mv);
             merged.battery_percent = merged.battery_percent.or(known.battery_percent);
             merged.heartbeat_interval_s = merged.heartbeat_interval_s.or(known.heartbeat_interval_s);
+            merged.highest_boot = merged.highest_boot.max(known.highest_boot);
+            merged.boot_reuse = merged.boot_reuse.or(known.boot_reuse);
             if merged.online == OnlineState::Unknown {
                 merged.online = known.online;
             }
@@ -352,26 +417,45 @@ enum Step {
         presence: Presence,
         resident: Option<ResidentId>,
         at: Timestamp,
+        /// `Online` with a boot below one already seen: (that boot, the floor to send).
+        boot_went_back: Option<(u32, u32)>,
     },
 }
 
 /// The batch's view of a device: from the batch cache, the store, or new and unregistered.
+/// A stored record that cannot be read is left as it is (listed by the store) and the device
+/// handled as unregistered: its alarms still alert, flagged.
 fn device_entry<'m>(
     devices: &'m mut HashMap<DeviceId, (DeviceRecord, bool)>,
+    unreadable: &mut HashSet<DeviceId>,
     txn: &WriteBatch<'_>,
     device: DeviceId,
 ) -> Result<(&'m mut DeviceRecord, &'m mut bool), StoreError> {
     let entry = match devices.entry(device) {
         std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
         std::collections::hash_map::Entry::Vacant(slot) => {
-            let value = match txn.device(&device)? {
-                Some(record) => (record, false),
-                None => (DeviceRecord::new(device, DeviceKind::Other, false), true),
+            let value = match txn.device(&device) {
+                Ok(Some(record)) => (record, false),
+                Ok(None) => (DeviceRecord::new(device, DeviceKind::Other, false), true),
+                Err(StoreError::Unreadable(problem)) => {
+                    tracing::error!(%device, %problem, "device record unreadable: handled as unregistered, left unchanged");
+                    unreadable.insert(device);
+                    (DeviceRecord::new(device, DeviceKind::Other, false), false)
+                }
+                Err(other) => return Err(other),
             };
             slot.insert(value)
         }
     };
     Ok((&mut entry.0, &mut entry.1))
+}
+
+/// Records the boot floor to send a device after the commit (the latest per device).
+fn note_boot_floor(floors: &mut Vec<(DeviceId, u32)>, device: DeviceId, min_boot: u32) {
+    match floors.iter_mut().find(|(known, _)| *known == device) {
+        Some(entry) => entry.1 = min_boot,
+        None => floors.push((device, min_boot)),
+    }
 }
 
 fn touch(record: &mut DeviceRecord, at: Timestamp, version: u8) {
