@@ -536,6 +536,7 @@ mod tests {
     use rumqttc::v5::mqttbytes::v5::Publish;
 
     use super::*;
+    use crate::domain::AlertKind;
 
     fn dev(s: &str) -> DeviceId {
         DeviceId::new(s).unwrap()
@@ -680,6 +681,156 @@ mod tests {
                 (dev("pnd-3"), DownlinkBody::HelpOnTheWay { alert_ref: id.0 }),
             ]
         );
+    }
+
+    fn status_of(device: &str, presence: Presence, at: i64) -> Incoming {
+        let mut buf = [0u8; protocol::MAX_STATUS_LEN];
+        let bytes = protocol::encode_status(&protocol::StatusMessage::new(presence), &mut buf)
+            .unwrap()
+            .to_vec();
+        incoming(&format!("tec/v1/dev/{device}/status"), bytes, at)
+    }
+
+    fn receipted(out: &Committed, device: &str, boot: u32) -> Vec<u32> {
+        out.receipts
+            .iter()
+            .filter_map(|(d, body)| match body {
+                DownlinkBody::Receipt { boot: b, seqs } if *d == dev(device) && *b == boot => Some(seqs.to_vec()),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    }
+
+    fn boot_floors(out: &Committed) -> Vec<u32> {
+        out.downlinks
+            .iter()
+            .filter_map(|(_, body)| match body {
+                DownlinkBody::BootFloor { min_boot } => Some(*min_boot),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn kinds(out: &Committed) -> Vec<AlertKind> {
+        out.alerts.iter().map(|alert| alert.kind).collect()
+    }
+
+    #[test]
+    fn same_key_and_value_in_other_bytes_is_a_duplicate() {
+        let (_dir, mut core) = core();
+        let first = uplink("pnd-1", 1, 1, UplinkBody::Alarm(AlarmKind::PendantPress), 1_000);
+        core.ingest(std::slice::from_ref(&first), Timestamp(1_000)).unwrap();
+        // The seq as an over-long varint: a different encoding of the same event.
+        let mut bytes = first.publish.payload.to_vec();
+        assert_eq!(bytes[2], 1);
+        bytes.splice(2..3, [0x81, 0x00]);
+        let again = core
+            .ingest(&[incoming("tec/v1/dev/pnd-1/up", bytes, 2_000)], Timestamp(2_000))
+            .unwrap();
+        assert_eq!((again.stored, again.duplicates, again.key_conflicts), (0, 1, 0));
+        assert_eq!(receipted(&again, "pnd-1", 1), [1]);
+        assert!(again.alerts.is_empty() && boot_floors(&again).is_empty());
+        assert_eq!(core.store().event_count().unwrap(), 1);
+    }
+
+    #[test]
+    fn a_reused_key_with_other_content_is_stored_alerted_and_floored() {
+        let (_dir, mut core) = core();
+        core.ingest(&[uplink("pnd-1", 3, 1, heartbeat(), 1_000)], Timestamp(1_000))
+            .unwrap();
+        let press = uplink("pnd-1", 3, 1, UplinkBody::Alarm(AlarmKind::PendantPress), 2_000);
+        let out = core.ingest(std::slice::from_ref(&press), Timestamp(2_000)).unwrap();
+        assert_eq!((out.stored, out.duplicates, out.key_conflicts), (1, 0, 1));
+        assert_eq!(receipted(&out, "pnd-1", 3), [1]);
+        // The alarm alerts like any new one, and the device gets a technical alert.
+        assert_eq!(kinds(&out), [AlertKind::PendantPress, AlertKind::KeyConflict]);
+        assert_eq!(boot_floors(&out), [4]);
+        let copies = core
+            .store()
+            .event_copies(&EventKey {
+                device: dev("pnd-1"),
+                boot: 3,
+                seq: 1,
+            })
+            .unwrap();
+        assert_eq!(copies.iter().map(|c| c.copy).collect::<Vec<_>>(), [0, 1]);
+        let record = core.store().device(&dev("pnd-1")).unwrap().unwrap();
+        assert_eq!(record.boot_reuse.map(|reuse| reuse.min_boot), Some(4));
+        // The copy retransmitted is an ordinary duplicate: receipted, nothing new.
+        let again = core.ingest(&[press], Timestamp(3_000)).unwrap();
+        assert_eq!((again.stored, again.duplicates, again.key_conflicts), (0, 1, 0));
+        assert_eq!(receipted(&again, "pnd-1", 3), [1]);
+        assert!(again.alerts.is_empty() && boot_floors(&again).is_empty());
+        // The device moves to the floor: the flag clears.
+        core.ingest(&[uplink("pnd-1", 4, 0, heartbeat(), 4_000)], Timestamp(4_000))
+            .unwrap();
+        let record = core.store().device(&dev("pnd-1")).unwrap().unwrap();
+        assert_eq!((record.highest_boot, record.boot_reuse), (Some(4), None));
+    }
+
+    #[test]
+    fn online_with_a_lower_boot_is_flagged_and_floored() {
+        let (_dir, mut core) = core();
+        core.ingest(
+            &[
+                status_of("pnd-1", Presence::Online { boot: 7 }, 1_000),
+                uplink("pnd-1", 7, 0, heartbeat(), 1_001),
+            ],
+            Timestamp(1_001),
+        )
+        .unwrap();
+        // A reconnect with the same boot is not a reuse.
+        let same = core
+            .ingest(&[status_of("pnd-1", Presence::Online { boot: 7 }, 2_000)], Timestamp(2_000))
+            .unwrap();
+        assert!(boot_floors(&same).is_empty() && same.alerts.is_empty());
+        let lower = core
+            .ingest(&[status_of("pnd-1", Presence::Online { boot: 2 }, 3_000)], Timestamp(3_000))
+            .unwrap();
+        assert_eq!(boot_floors(&lower), [8]);
+        assert_eq!(kinds(&lower), [AlertKind::KeyConflict]);
+        let record = core.store().device(&dev("pnd-1")).unwrap().unwrap();
+        assert_eq!(
+            record.boot_reuse,
+            Some(crate::domain::BootReuse {
+                since: Timestamp(3_000),
+                min_boot: 8
+            })
+        );
+    }
+
+    #[test]
+    fn a_wiped_devices_first_press_alerts_though_its_bytes_match_an_old_alarm() {
+        let (_dir, mut core) = core();
+        // Months ago: boot 1, seq 1 was a press; answered and resolved. Later boots followed.
+        let press = || uplink("pnd-1", 1, 1, UplinkBody::Alarm(AlarmKind::PendantPress), 1_000);
+        let out = core.ingest(&[press()], Timestamp(1_000)).unwrap();
+        let id = out.alerts[0].id;
+        core.operator(|engine| engine.resolve(id, "op-1", crate::domain::Outcome::FalseAlarm, None, Timestamp(2_000)))
+            .unwrap();
+        core.ingest(&[uplink("pnd-1", 57, 0, heartbeat(), 3_000)], Timestamp(3_000))
+            .unwrap();
+        // Wiped: it comes online as boot 1 and presses; same bytes as months ago.
+        let mut wiped_press = press();
+        wiped_press.received_at = Timestamp(9_000_001);
+        let out = core
+            .ingest(
+                &[status_of("pnd-1", Presence::Online { boot: 1 }, 9_000_000), wiped_press],
+                Timestamp(9_000_001),
+            )
+            .unwrap();
+        assert_eq!((out.stored, out.duplicates), (1, 0));
+        assert_eq!(receipted(&out, "pnd-1", 1), [1]);
+        assert!(kinds(&out).contains(&AlertKind::PendantPress), "{:?}", kinds(&out));
+        assert!(kinds(&out).contains(&AlertKind::KeyConflict));
+        assert_eq!(boot_floors(&out), [58]);
+        // Its retransmission is a duplicate of the copy.
+        let mut retransmitted = press();
+        retransmitted.received_at = Timestamp(9_000_100);
+        let again = core.ingest(&[retransmitted], Timestamp(9_000_100)).unwrap();
+        assert_eq!((again.stored, again.duplicates), (0, 1));
+        assert!(!kinds(&again).contains(&AlertKind::PendantPress));
     }
 
     #[test]
