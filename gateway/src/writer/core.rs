@@ -834,6 +834,38 @@ mod tests {
     }
 
     #[test]
+    fn an_unreadable_device_record_is_left_alone_and_its_alarm_still_alerts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(crate::store::STORE_FILE_NAME);
+        drop(Store::open(&path).unwrap());
+        {
+            let db = redb::Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(redb::TableDefinition::<&str, &[u8]>::new("devices"))
+                .unwrap()
+                .insert("pnd-1", b"{damaged".as_slice())
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let store = Arc::new(Store::open(&path).unwrap());
+        let mut core = Core::open(store.clone(), EngineConfig::default(), Timestamp(1_000)).unwrap();
+        let out = core
+            .ingest(
+                &[uplink("pnd-1", 1, 1, UplinkBody::Alarm(AlarmKind::PendantPress), 1_000)],
+                Timestamp(1_000),
+            )
+            .unwrap();
+        assert_eq!((out.stored, out.alerts.len()), (1, 1));
+        assert!(out.alerts[0].unregistered_device);
+        assert_eq!(receipted(&out, "pnd-1", 1), [1]);
+        assert!(matches!(
+            store.device(&dev("pnd-1")),
+            Err(StoreError::Unreadable(ref problem)) if problem.table == "devices"
+        ));
+        assert_eq!(store.unreadable_count(), 1);
+    }
+
+    #[test]
     fn receipts_are_chunked() {
         let mut receipts = Receipts::default();
         for seq in 0..70 {
