@@ -965,6 +965,52 @@ mod tests {
         }
     }
 
+    /// What a join costs as an alert's history grows: one alert joined 10,000 times through
+    /// `ingest` (one press per commit, engine included). `cargo test -p tec-gateway --release
+    /// --lib writer::core::tests::alert_join_cost -- --ignored --nocapture` (JOINS sets the count).
+    #[test]
+    #[ignore = "cost measurement; run in release with --ignored"]
+    fn alert_join_cost() {
+        let joins: u32 = std::env::var("JOINS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
+        let (_dir, mut core) = core();
+        let mut per_join = Vec::with_capacity(joins as usize + 1);
+        for seq in 0..=joins {
+            let at = 1_000 + i64::from(seq);
+            let press = uplink("pnd-1", 1, seq, UplinkBody::Alarm(AlarmKind::PendantPress), at);
+            let started = Instant::now();
+            let out = core.ingest(&[press], Timestamp(at)).unwrap();
+            per_join.push(started.elapsed());
+            assert_eq!(out.alerts.len(), 1);
+        }
+        let alert = core.store().open_alerts().unwrap().remove(0);
+        assert_eq!(alert.transitions.len(), joins as usize + 1);
+        let window = (joins as usize / 10).max(1);
+        let mean = |slice: &[Duration]| slice.iter().sum::<Duration>() / u32::try_from(slice.len()).unwrap();
+        let first = mean(&per_join[1..=window]);
+        let last = mean(&per_join[per_join.len() - window..]);
+        // The engine hands the whole alert over on every join (Effect::AlertChanged(clone)).
+        let started = Instant::now();
+        let rounds = 100u32;
+        for _ in 0..rounds {
+            std::hint::black_box(alert.clone());
+        }
+        let clone = started.elapsed() / rounds;
+        // What every join wrote before the history was split out: the whole alert as JSON.
+        let started = Instant::now();
+        let mut whole_len = 0;
+        for _ in 0..rounds {
+            whole_len = serde_json::to_vec(std::hint::black_box(&alert)).unwrap().len();
+        }
+        let whole = started.elapsed() / rounds;
+        let state_bytes: usize = core.store().engine_state().unwrap().iter().map(|(_, v)| v.len()).sum();
+        println!(
+            "alert join through ingest: first {window}: {first:.2?}/join, last {window}: {last:.2?}/join; \
+             one clone of the {}-transition alert: {clone:.2?}; encoding it whole (the old per-join \
+             write, {whole_len} bytes): {whole:.2?}; engine state now {state_bytes} bytes",
+            alert.transitions.len()
+        );
+    }
+
     /// The committer's own cost per event, without MQTT: `cargo test -p tec-gateway --release --lib
     /// writer::core::tests::ingest_throughput -- --ignored --nocapture` (CORE_BATCH sets the batch size).
     #[test]
