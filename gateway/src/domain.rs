@@ -159,7 +159,10 @@ impl EventBody {
                 let (version, header, body) = protocol::peek_uplink_header(payload)?;
                 let (body_tag, body_malformed) = match error {
                     DecodeError::UnknownVariant { body_tag } => (body_tag, false),
-                    _ => (postcard::take_from_bytes::<u32>(body).map_or(u32::MAX, |(tag, _)| tag), true),
+                    _ => (
+                        postcard::take_from_bytes::<u32>(body).map_or(u32::MAX, |(tag, _)| tag),
+                        true,
+                    ),
                 };
                 Ok(DecodedUplink {
                     version,

@@ -89,7 +89,14 @@ fn golden_v1() -> Golden {
         // The same key again with other content: a reused key, kept as copy 1.
         (
             1,
-            event("pnd-1", 1, 1, T0 + 2_000, Some("R1"), UplinkBody::Alarm(AlarmKind::Fall)),
+            event(
+                "pnd-1",
+                1,
+                1,
+                T0 + 2_000,
+                Some("R1"),
+                UplinkBody::Alarm(AlarmKind::Fall),
+            ),
         ),
         // A body from a newer revision (tag 40), kept raw: boot 2, seq 5, no device time.
         (
@@ -328,7 +335,10 @@ fn golden_store_v1_still_reads_field_by_field() {
         assert_eq!(found.firmware, expected.firmware);
         assert_eq!(found.protocol_version, expected.protocol_version);
         assert_eq!(found.last_seen, expected.last_seen);
-        assert_eq!((found.battery_mv, found.battery_percent), (expected.battery_mv, expected.battery_percent));
+        assert_eq!(
+            (found.battery_mv, found.battery_percent),
+            (expected.battery_mv, expected.battery_percent)
+        );
         assert_eq!(found.heartbeat_interval_s, expected.heartbeat_interval_s);
         assert_eq!(found.online, expected.online);
         assert_eq!(found.highest_boot, expected.highest_boot);

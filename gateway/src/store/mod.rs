@@ -193,7 +193,13 @@ impl Store {
         let mut found = Vec::new();
         for entry in events.range((device, key.boot, key.seq, 0)..=(device, key.boot, key.seq, u32::MAX))? {
             let (db_key, value) = entry?;
-            found.push(queries::event_read(device, key.boot, key.seq, db_key.value().3, value.value())?);
+            found.push(queries::event_read(
+                device,
+                key.boot,
+                key.seq,
+                db_key.value().3,
+                value.value(),
+            )?);
         }
         Ok(found)
     }
@@ -287,7 +293,11 @@ impl Store {
                     }
                     millisecond = Some(received);
                 }
-                match from_json::<Vec<TimeIndexKey>>("events_by_time", format_args!("{received}/{group}"), value.value()) {
+                match from_json::<Vec<TimeIndexKey>>(
+                    "events_by_time",
+                    format_args!("{received}/{group}"),
+                    value.value(),
+                ) {
                     Ok(group_keys) => keys.extend(group_keys),
                     Err(unreadable) => {
                         self.problems.report(&unreadable);

@@ -86,7 +86,11 @@ pub(crate) fn to_json<T: Serialize>(table: &'static str, value: &T) -> Result<Ve
     })
 }
 
-pub(crate) fn from_json<T: DeserializeOwned>(table: &'static str, key: impl Display, bytes: &[u8]) -> Result<T, Unreadable> {
+pub(crate) fn from_json<T: DeserializeOwned>(
+    table: &'static str,
+    key: impl Display,
+    bytes: &[u8],
+) -> Result<T, Unreadable> {
     serde_json::from_slice(bytes).map_err(|err| Unreadable::new(table, key, err))
 }
 
@@ -139,7 +143,11 @@ struct EventMeta<'a> {
     resident: Option<&'a str>,
 }
 
-pub(crate) fn encode_event(received_at: Timestamp, resident: Option<&ResidentId>, payload: &[u8]) -> Result<Vec<u8>, StoreError> {
+pub(crate) fn encode_event(
+    received_at: Timestamp,
+    resident: Option<&ResidentId>,
+    payload: &[u8],
+) -> Result<Vec<u8>, StoreError> {
     let meta = to_json(
         "events",
         &EventMeta {
@@ -159,7 +167,13 @@ pub(crate) struct EventRecord {
 }
 
 /// Decodes an event envelope stored under (device, boot, seq, copy).
-pub(crate) fn decode_event(device: &str, boot: u32, seq: u32, copy: u32, bytes: &[u8]) -> Result<EventRecord, Unreadable> {
+pub(crate) fn decode_event(
+    device: &str,
+    boot: u32,
+    seq: u32,
+    copy: u32,
+    bytes: &[u8],
+) -> Result<EventRecord, Unreadable> {
     let key = format_args!("{device}/{boot}/{seq} copy {copy}");
     let (meta, payload) = open_envelope(bytes).map_err(|detail| Unreadable::new("events", key, detail))?;
     let meta: EventMeta<'_> = serde_json::from_slice(meta).map_err(|err| Unreadable::new("events", key, err))?;

@@ -94,7 +94,7 @@ fn from_event_refuses_an_event_its_payload_does_not_say() {
 fn same_key_same_value_is_a_duplicate_even_in_other_bytes() {
     let (_dir, store) = temp_store();
     let original = event("pnd-1", 1, 10, press());
-    assert_eq!(insert(&store, &[original.clone()]), [InsertOutcome::Inserted]);
+    assert_eq!(insert(&store, std::slice::from_ref(&original)), [InsertOutcome::Inserted]);
     // Seq 1 as an over-long varint (0x81 0x00): other bytes, same decoded value.
     assert_eq!(original.payload[2], 1);
     let mut overlong = original.payload.clone();
@@ -198,7 +198,10 @@ fn after_the_boot_went_back_an_old_alarm_copy_is_a_new_alarm() {
 #[test]
 fn a_conflict_flags_its_device_for_the_rest_of_the_batch() {
     let (_dir, store) = temp_store();
-    insert(&store, &[event("pnd-1", 1, 10, cancel()), event("pnd-1", 2, 10, press())]);
+    insert(
+        &store,
+        &[event("pnd-1", 1, 10, cancel()), event("pnd-1", 2, 10, press())],
+    );
     // Seq 1 comes back different (the device reused keys), then seq 2 with the old alarm's
     // exact bytes: when in doubt, that is a new alarm too.
     assert_eq!(
@@ -211,7 +214,7 @@ fn a_conflict_flags_its_device_for_the_rest_of_the_batch() {
 fn an_unreadable_stored_version_cannot_make_a_duplicate() {
     let (_dir, store) = temp_store();
     let original = event("pnd-1", 1, 10, press());
-    insert(&store, &[original.clone()]);
+    insert(&store, std::slice::from_ref(&original));
     {
         let txn = store.db.begin_write().unwrap();
         txn.open_table(super::schema::EVENTS)

@@ -179,8 +179,7 @@ impl<'s> WriteBatch<'s> {
             .into_iter()
             .filter_map(|(index, copy)| Some((&events.get(index)?.event, copy)))
             .collect();
-        self.write_indexes(&stored)
-            .map(|()| outcomes)
+        self.write_indexes(&stored).map(|()| outcomes)
     }
 
     /// `None` if `new` says the same as a version already stored under its key (a
@@ -255,7 +254,9 @@ impl<'s> WriteBatch<'s> {
         let mut time_index = self.txn.open_table(EVENTS_BY_TIME)?;
         let mut keys: Vec<(&str, u32, u32, u32)> = Vec::new();
         for same_ms in events.chunk_by(|a, b| a.0 == b.0) {
-            let Some((received, _, _)) = same_ms.first() else { continue };
+            let Some((received, _, _)) = same_ms.first() else {
+                continue;
+            };
             keys.clear();
             keys.extend(
                 same_ms

@@ -782,11 +782,17 @@ mod tests {
         .unwrap();
         // A reconnect with the same boot is not a reuse.
         let same = core
-            .ingest(&[status_of("pnd-1", Presence::Online { boot: 7 }, 2_000)], Timestamp(2_000))
+            .ingest(
+                &[status_of("pnd-1", Presence::Online { boot: 7 }, 2_000)],
+                Timestamp(2_000),
+            )
             .unwrap();
         assert!(boot_floors(&same).is_empty() && same.alerts.is_empty());
         let lower = core
-            .ingest(&[status_of("pnd-1", Presence::Online { boot: 2 }, 3_000)], Timestamp(3_000))
+            .ingest(
+                &[status_of("pnd-1", Presence::Online { boot: 2 }, 3_000)],
+                Timestamp(3_000),
+            )
             .unwrap();
         assert_eq!(boot_floors(&lower), [8]);
         assert_eq!(kinds(&lower), [AlertKind::KeyConflict]);
@@ -971,7 +977,10 @@ mod tests {
     #[test]
     #[ignore = "cost measurement; run in release with --ignored"]
     fn alert_join_cost() {
-        let joins: u32 = std::env::var("JOINS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
+        let joins: u32 = std::env::var("JOINS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(10_000);
         let (_dir, mut core) = core();
         let mut per_join = Vec::with_capacity(joins as usize + 1);
         for seq in 0..=joins {
