@@ -20,10 +20,13 @@
 //!   needs [`SCHEMA_VERSION`] bumped and a migration in `Store::open`; an older gateway then
 //!   refuses the file instead of misreading it.
 //!
-//! Envelopes (events, quarantine): `[format byte = 1][LEB128 length n][n bytes of JSON
-//! metadata][raw bytes]`. A later version may add metadata fields (same JSON rules); a new
-//! format byte is for a layout that older readers could not parse, and readers keep decoding
-//! every earlier format.
+//! Envelopes (events, quarantine): `[format byte = 1][LEB128 length n][n bytes of metadata][raw
+//! bytes]`. Quarantine metadata is JSON (rules above). Event metadata, written per event on the
+//! ingest path, is compact: postcard values one after another, `received_at` (i64 ms) then
+//! `resident` (`Option<str>`); a later version may only **append** values, and readers take the
+//! ones they know, default any missing at the end, and ignore any they do not know. A new
+//! format byte is for a layout older readers could not parse; readers keep decoding every
+//! earlier format.
 
 use std::fmt::Display;
 
@@ -97,6 +100,12 @@ pub(crate) fn from_json<T: DeserializeOwned>(
 /// `[format][LEB128 len][metadata][raw]`.
 fn envelope(meta: &[u8], raw: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(1 + 5 + meta.len() + raw.len());
+    envelope_into(&mut out, meta, raw);
+    out
+}
+
+fn envelope_into(out: &mut Vec<u8>, meta: &[u8], raw: &[u8]) {
+    out.clear();
     out.push(ENVELOPE_FORMAT_V1);
     let mut len = meta.len();
     loop {
@@ -110,7 +119,6 @@ fn envelope(meta: &[u8], raw: &[u8]) -> Vec<u8> {
     }
     out.extend_from_slice(meta);
     out.extend_from_slice(raw);
-    out
 }
 
 /// Splits an envelope into its metadata and raw bytes.
@@ -135,27 +143,30 @@ fn open_envelope(bytes: &[u8]) -> Result<(&[u8], &[u8]), String> {
     Err("envelope length too long".into())
 }
 
-/// What the gateway knew when it received an event; the event itself is the payload.
-#[derive(Debug, Serialize, Deserialize)]
-struct EventMeta<'a> {
-    received_at: Timestamp,
-    #[serde(borrow)]
-    resident: Option<&'a str>,
+/// Encodes event envelopes into buffers reused across a batch (ingest writes thousands).
+#[derive(Debug, Default)]
+pub(crate) struct EventEncoder {
+    meta: Vec<u8>,
+    value: Vec<u8>,
 }
 
-pub(crate) fn encode_event(
-    received_at: Timestamp,
-    resident: Option<&ResidentId>,
-    payload: &[u8],
-) -> Result<Vec<u8>, StoreError> {
-    let meta = to_json(
-        "events",
-        &EventMeta {
-            received_at,
-            resident: resident.map(ResidentId::as_str),
-        },
-    )?;
-    Ok(envelope(&meta, payload))
+impl EventEncoder {
+    pub(crate) fn encode(
+        &mut self,
+        received_at: Timestamp,
+        resident: Option<&ResidentId>,
+        payload: &[u8],
+    ) -> Result<&[u8], StoreError> {
+        // What the gateway knew when it received the event (the event itself is the payload).
+        let meta = (received_at.as_millis(), resident.map(ResidentId::as_str));
+        self.meta = postcard::to_extend(&meta, std::mem::take(&mut self.meta)).map_err(|err| StoreError::Encode {
+            table: "events",
+            detail: err.to_string(),
+        })?;
+        envelope_into(&mut self.value, &self.meta, payload);
+        self.meta.clear();
+        Ok(&self.value)
+    }
 }
 
 /// An event as stored: receive metadata and the payload decoded now.
@@ -176,9 +187,18 @@ pub(crate) fn decode_event(
 ) -> Result<EventRecord, Unreadable> {
     let key = format_args!("{device}/{boot}/{seq} copy {copy}");
     let (meta, payload) = open_envelope(bytes).map_err(|detail| Unreadable::new("events", key, detail))?;
-    let meta: EventMeta<'_> = serde_json::from_slice(meta).map_err(|err| Unreadable::new("events", key, err))?;
-    let resident = meta
-        .resident
+    let (received_at, meta) =
+        postcard::take_from_bytes::<i64>(meta).map_err(|err| Unreadable::new("events", key, err))?;
+    // Appended by later versions: absent means the default; anything after is not ours to read.
+    let resident = match meta {
+        [] => None,
+        meta => {
+            postcard::take_from_bytes::<Option<&str>>(meta)
+                .map_err(|err| Unreadable::new("events", key, err))?
+                .0
+        }
+    };
+    let resident = resident
         .map(ResidentId::new)
         .transpose()
         .map_err(|err| Unreadable::new("events", key, err))?;
@@ -194,7 +214,7 @@ pub(crate) fn decode_event(
         ));
     }
     Ok(EventRecord {
-        received_at: meta.received_at,
+        received_at: Timestamp(received_at),
         resident,
         decoded,
     })
@@ -295,6 +315,35 @@ pub(crate) type TimeIndexKey = (String, u32, u32, u32);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn event_metadata_takes_what_it_knows_and_defaults_the_rest() {
+        // Revision 1, boot 2, seq 3, no device time, a pendant press.
+        let payload = [1, 2, 3, 0, 0, 0];
+        let resident = ResidentId::new("R1").unwrap();
+        let mut encoder = EventEncoder::default();
+        let written = encoder
+            .encode(Timestamp(-5), Some(&resident), &payload)
+            .unwrap()
+            .to_vec();
+        let read = decode_event("pnd-1", 2, 3, 0, &written).unwrap();
+        assert_eq!((read.received_at, read.resident), (Timestamp(-5), Some(resident)));
+        // Written before `resident` existed: only received_at.
+        let older = envelope(&postcard::to_stdvec(&7_i64).unwrap(), &payload);
+        let read = decode_event("pnd-1", 2, 3, 0, &older).unwrap();
+        assert_eq!((read.received_at, read.resident), (Timestamp(7), None));
+        // Written by a later version that appended a field: the extra is ignored.
+        let newer = envelope(&postcard::to_stdvec(&(7_i64, Some("R2"), 99_u32)).unwrap(), &payload);
+        let read = decode_event("pnd-1", 2, 3, 0, &newer).unwrap();
+        assert_eq!(read.resident, Some(ResidentId::new("R2").unwrap()));
+        assert_eq!(
+            read.decoded.body,
+            EventBody::Uplink(protocol::UplinkBody::Alarm(protocol::AlarmKind::PendantPress))
+        );
+        // A payload whose header disagrees with the key is unreadable, not misfiled.
+        let err = decode_event("pnd-1", 2, 4, 0, &written).unwrap_err();
+        assert!(err.detail.contains("boot 2 seq 3"), "{err}");
+    }
 
     #[test]
     fn envelope_roundtrips_and_rejects_damage() {

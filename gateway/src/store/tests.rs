@@ -94,7 +94,10 @@ fn from_event_refuses_an_event_its_payload_does_not_say() {
 fn same_key_same_value_is_a_duplicate_even_in_other_bytes() {
     let (_dir, store) = temp_store();
     let original = event("pnd-1", 1, 10, press());
-    assert_eq!(insert(&store, std::slice::from_ref(&original)), [InsertOutcome::Inserted]);
+    assert_eq!(
+        insert(&store, std::slice::from_ref(&original)),
+        [InsertOutcome::Inserted]
+    );
     // Seq 1 as an over-long varint (0x81 0x00): other bytes, same decoded value.
     assert_eq!(original.payload[2], 1);
     let mut overlong = original.payload.clone();

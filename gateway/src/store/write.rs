@@ -135,13 +135,14 @@ impl<'s> WriteBatch<'s> {
         // (arrival index, copy) of everything stored.
         let mut stored: Vec<(usize, u32)> = Vec::with_capacity(events.len());
         let mut collisions: Vec<usize> = Vec::new();
+        let mut encoder = EventEncoder::default();
         {
             let mut table = self.txn.open_table(EVENTS)?;
             for (key, index) in order {
                 let Some(new) = events.get(index) else { continue };
-                let bytes = encode_event(new.event.received_at, new.event.resident.as_ref(), &new.payload)?;
+                let bytes = encoder.encode(new.event.received_at, new.event.resident.as_ref(), &new.payload)?;
                 let db_key = (key.device.as_str(), key.boot, key.seq, 0);
-                let earlier = table.insert(db_key, bytes.as_slice())?.map(|old| old.value().to_vec());
+                let earlier = table.insert(db_key, bytes)?.map(|old| old.value().to_vec());
                 if let Some(earlier) = earlier {
                     // Taken (by an earlier batch or an earlier arrival): put the first back.
                     table.insert(db_key, earlier.as_slice())?;
@@ -166,8 +167,8 @@ impl<'s> WriteBatch<'s> {
                 let Some(copy) = self.resolve_collision(&table, new, since)? else {
                     continue;
                 };
-                let bytes = encode_event(new.event.received_at, new.event.resident.as_ref(), &new.payload)?;
-                table.insert((key.device.as_str(), key.boot, key.seq, copy), bytes.as_slice())?;
+                let bytes = encoder.encode(new.event.received_at, new.event.resident.as_ref(), &new.payload)?;
+                table.insert((key.device.as_str(), key.boot, key.seq, copy), bytes)?;
                 if let Some(outcome) = outcomes.get_mut(index) {
                     *outcome = InsertOutcome::Conflict { copy };
                 }
