@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use protocol::{AlarmKind, DeviceId, UplinkBody};
+use protocol::{AlarmKind, DecodeError, DeviceId, UplinkBody, UplinkHeader};
 use serde::{Deserialize, Serialize};
 
 /// Milliseconds since the Unix epoch (UTC). One type for every instant in the gateway,
@@ -142,6 +142,55 @@ impl EventBody {
             EventBody::Unrecognised { body_tag, .. } => *body_tag == protocol::UPLINK_ALARM_TAG,
         }
     }
+
+    /// Reads a whole uplink payload by the protocol's forward-compatibility rules: a body from
+    /// a newer revision, or a malformed body behind a good header, is kept raw as
+    /// `Unrecognised` (SPEC.md 10.3); only an unreadable version or header is an error. Ingest
+    /// and the store's reader share it, so a stored payload means what it meant on arrival
+    /// (and more, once a later gateway knows the newer body).
+    pub fn decode_uplink(payload: &[u8]) -> Result<DecodedUplink, DecodeError> {
+        match protocol::decode_uplink(payload) {
+            Ok(uplink) => Ok(DecodedUplink {
+                version: uplink.version,
+                header: uplink.header,
+                body: EventBody::Uplink(uplink.body),
+                body_malformed: false,
+            }),
+            Err(error @ (DecodeError::UnknownVariant { .. } | DecodeError::MalformedBody)) => {
+                let (version, header, body) = protocol::peek_uplink_header(payload)?;
+                let (body_tag, body_malformed) = match error {
+                    DecodeError::UnknownVariant { body_tag } => (body_tag, false),
+                    // No readable tag at all (an empty body, a cut or over-long tag varint):
+                    // it may have been an alarm, so it counts as one, an unrecognised alarm
+                    // for a human (SPEC.md 10.3). The raw bytes show what it was.
+                    _ => (
+                        postcard::take_from_bytes::<u32>(body).map_or(protocol::UPLINK_ALARM_TAG, |(tag, _)| tag),
+                        true,
+                    ),
+                };
+                Ok(DecodedUplink {
+                    version,
+                    header,
+                    body: EventBody::Unrecognised {
+                        body_tag,
+                        raw: payload.to_vec(),
+                    },
+                    body_malformed,
+                })
+            }
+            Err(error) => Err(error),
+        }
+    }
+}
+
+/// An uplink payload read by [`EventBody::decode_uplink`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodedUplink {
+    pub version: u8,
+    pub header: UplinkHeader,
+    pub body: EventBody,
+    /// The body was not a newer revision's but broken (a device bug): worth a warning.
+    pub body_malformed: bool,
 }
 
 /// One event as committed to the store.
@@ -160,6 +209,43 @@ pub struct StoredEvent {
 }
 
 impl StoredEvent {
+    /// The event a decoded payload describes, received under `key` (device from the topic).
+    pub fn from_decoded(
+        device: DeviceId,
+        decoded: DecodedUplink,
+        resident: Option<ResidentId>,
+        received_at: Timestamp,
+    ) -> Self {
+        Self {
+            key: EventKey {
+                device,
+                boot: decoded.header.boot,
+                seq: decoded.header.seq,
+            },
+            resident,
+            received_at,
+            // Outside the accepted range the clock is unset or broken: unknown, as at ingest
+            // (the payload keeps the value).
+            device_time: decoded
+                .header
+                .accepted_device_time_ms()
+                .and_then(|ms| i64::try_from(ms).ok())
+                .map(Timestamp::from_millis),
+            protocol_version: decoded.version,
+            body: decoded.body,
+        }
+    }
+
+    /// Whether `other` says the same as this event: same revision, device time and body,
+    /// compared decoded (so a different encoding of one value, such as an over-long varint, is
+    /// the same event). Receive time and resident are the gateway's, not the device's.
+    pub fn same_content(&self, other: &StoredEvent) -> bool {
+        self.key == other.key
+            && self.protocol_version == other.protocol_version
+            && self.device_time == other.device_time
+            && self.body == other.body
+    }
+
     /// How long the event took to arrive, if the device knew the time (outbox backlog,
     /// outage). Negative values (clock skew) are reported as zero.
     pub fn delivery_delay_ms(&self) -> Option<i64> {
@@ -210,6 +296,22 @@ pub struct DeviceRecord {
     pub battery_percent: Option<u8>,
     pub heartbeat_interval_s: Option<u32>,
     pub online: OnlineState,
+    /// Highest boot counter seen from the device, in events or `Online` presences.
+    pub highest_boot: Option<u32>,
+    /// Set while the device is known to have reused keys (its boot counter went back) and has
+    /// not yet moved to a boot of at least `min_boot`.
+    pub boot_reuse: Option<BootReuse>,
+}
+
+/// A device's boot counter went back (a wiped or replaced device): its keys may collide with
+/// events of its earlier life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootReuse {
+    /// When the gateway first noticed. Alarms stored before this may be from the earlier life,
+    /// so an exact copy of one arriving now is treated as a new alarm.
+    pub since: Timestamp,
+    /// The boot the device was told to move to (`BootFloor`): one above the highest seen.
+    pub min_boot: u32,
 }
 
 impl DeviceRecord {
@@ -225,7 +327,36 @@ impl DeviceRecord {
             battery_percent: None,
             heartbeat_interval_s: None,
             online: OnlineState::Unknown,
+            highest_boot: None,
+            boot_reuse: None,
         }
+    }
+
+    /// Notes the boot of an event: a boot at or above the floor clears a boot-reuse flag.
+    pub fn note_event_boot(&mut self, boot: u32) {
+        self.highest_boot = Some(self.highest_boot.map_or(boot, |seen| seen.max(boot)));
+        if self.boot_reuse.is_some_and(|reuse| boot >= reuse.min_boot) {
+            self.boot_reuse = None;
+        }
+    }
+
+    /// Notes the boot of an `Online` presence. A boot below one already seen means the counter
+    /// went back: the device is flagged and the floor to send it is returned.
+    pub fn note_online_boot(&mut self, boot: u32, at: Timestamp) -> Option<u32> {
+        if self.highest_boot.is_some_and(|seen| boot < seen) {
+            return Some(self.flag_boot_reuse(at));
+        }
+        self.note_event_boot(boot);
+        None
+    }
+
+    /// Flags the device as reusing keys (from `at`, unless already flagged earlier) and
+    /// returns the boot it must move to: one above the highest seen.
+    pub fn flag_boot_reuse(&mut self, at: Timestamp) -> u32 {
+        let min_boot = self.highest_boot.map_or(1, |seen| seen.saturating_add(1));
+        let since = self.boot_reuse.map_or(at, |reuse| reuse.since.min(at));
+        self.boot_reuse = Some(BootReuse { since, min_boot });
+        min_boot
     }
 }
 

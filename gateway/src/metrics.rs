@@ -92,6 +92,7 @@ pub struct Metrics {
     rejected: Family<ReasonLabel, Counter>,
     unregistered: Counter,
     device_time_out_of_range: Counter,
+    key_conflicts: Counter,
     receipts_sent: Counter,
     commits: Counter,
     commit_failures: Counter,
@@ -100,6 +101,7 @@ pub struct Metrics {
     receive_to_commit: Histogram,
     mqtt_connected: Gauge,
     open_alerts: Gauge,
+    unreadable_records: Gauge,
     store_errors: Family<KindLabel, Counter>,
     store_reopens: Family<OutcomeLabel, Counter>,
     store_healthy: Gauge,
@@ -131,6 +133,7 @@ impl Metrics {
         let rejected = Family::<ReasonLabel, Counter>::default();
         let unregistered = Counter::default();
         let device_time_out_of_range = Counter::default();
+        let key_conflicts = Counter::default();
         let receipts_sent = Counter::default();
         let commits = Counter::default();
         let commit_failures = Counter::default();
@@ -139,6 +142,7 @@ impl Metrics {
         let receive_to_commit = Histogram::new(exponential_buckets(0.000_25, 2.0, 18));
         let mqtt_connected = Gauge::default();
         let open_alerts = Gauge::default();
+        let unreadable_records = Gauge::default();
         let store_errors = Family::<KindLabel, Counter>::default();
         let store_reopens = Family::<OutcomeLabel, Counter>::default();
         let store_healthy = Gauge::default();
@@ -172,6 +176,11 @@ impl Metrics {
             device_time_out_of_range.clone(),
         );
         registry.register(
+            "tec_key_conflicts",
+            "Events whose (device, boot, seq) was already stored with other content: kept as copies, alerted, device told its boot floor",
+            key_conflicts.clone(),
+        );
+        registry.register(
             "tec_receipts_sent",
             "Receipt downlinks published",
             receipts_sent.clone(),
@@ -203,6 +212,11 @@ impl Metrics {
             mqtt_connected.clone(),
         );
         registry.register("tec_open_alerts", "Alerts not yet resolved", open_alerts.clone());
+        registry.register(
+            "tec_store_unreadable_records",
+            "Stored records this gateway could not decode since the store was opened (listed, not fatal)",
+            unreadable_records.clone(),
+        );
         registry.register(
             "tec_store_errors",
             "Store operations that failed, by kind (no_space, io, previous_io, closed, ...)",
@@ -241,6 +255,7 @@ impl Metrics {
             rejected,
             unregistered,
             device_time_out_of_range,
+            key_conflicts,
             receipts_sent,
             commits,
             commit_failures,
@@ -249,6 +264,7 @@ impl Metrics {
             receive_to_commit,
             mqtt_connected,
             open_alerts,
+            unreadable_records,
             store_errors,
             store_reopens,
             store_healthy,
@@ -289,6 +305,10 @@ impl Metrics {
 
     pub fn device_time_out_of_range(&self, n: u64) {
         self.device_time_out_of_range.inc_by(n);
+    }
+
+    pub fn key_conflicts(&self, n: u64) {
+        self.key_conflicts.inc_by(n);
     }
 
     pub fn receipts_sent(&self, n: u64) {
@@ -393,6 +413,10 @@ impl Metrics {
         self.open_alerts.set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
+    pub fn set_unreadable_records(&self, n: u64) {
+        self.unreadable_records.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
     pub fn set_mqtt_connected(&self, connected: bool) {
         self.connected.store(connected, Ordering::Relaxed);
         self.mqtt_connected.set(i64::from(connected));
@@ -487,6 +511,7 @@ mod tests {
             "tec_ingest_rejected_total{reason=\"malformed\"} 0",
             "tec_unregistered_device_events_total",
             "tec_device_time_out_of_range_total",
+            "tec_key_conflicts_total",
             "tec_receipts_sent_total",
             "tec_commit_failures_total",
             "tec_alerts_changed_total{kind=\"pendant_press\"} 1",
@@ -494,6 +519,7 @@ mod tests {
             "tec_receive_to_commit_seconds_bucket",
             "tec_mqtt_connected 1",
             "tec_open_alerts 0",
+            "tec_store_unreadable_records 0",
         ] {
             assert!(text.contains(name), "{name} missing from\n{text}");
         }

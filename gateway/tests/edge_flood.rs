@@ -132,6 +132,7 @@ async fn junk_and_oversize_floods_lose_no_alarm() {
                 ..EventFilter::default()
             })
             .unwrap()
+            .into_events()
             .iter()
             .map(|event| event.key.seq)
             .collect();

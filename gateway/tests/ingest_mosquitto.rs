@@ -114,7 +114,8 @@ async fn stores_receipts_quarantines_and_raises_alerts() {
             device: Some(pendant),
             ..EventFilter::default()
         })
-        .unwrap();
+        .unwrap()
+        .into_events();
     assert_eq!(events.len(), 2);
     assert!(events.iter().all(|e| e.resident.as_ref() == Some(&resident)));
     let record = gateway.store().unwrap().device(&pendant).unwrap().unwrap();

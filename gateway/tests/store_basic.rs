@@ -23,7 +23,9 @@ fn event(device: &str, boot: u32, seq: u32, received_ms: i64, resident: Option<&
         },
         resident: resident.map(res),
         received_at: Timestamp(received_ms),
-        device_time: Some(Timestamp(received_ms - 5)),
+        // A clock reading in the accepted range (SPEC.md): outside it a device time reads
+        // back as unknown.
+        device_time: Some(Timestamp(1_800_000_000_000 + received_ms)),
         protocol_version: 1,
         body: EventBody::Uplink(UplinkBody::Alarm(AlarmKind::PendantPress)),
     }
@@ -89,42 +91,87 @@ fn temp_store() -> (tempfile::TempDir, Store) {
     (dir, store)
 }
 
-fn keys(events: &[StoredEvent]) -> Vec<String> {
-    events.iter().map(|e| e.key.to_string()).collect()
+fn keys(page: &EventPage) -> Vec<String> {
+    assert!(page.unreadable.is_empty(), "{:?}", page.unreadable);
+    page.events.iter().map(|e| e.event.key.to_string()).collect()
+}
+
+/// Stores one event through the real batch path.
+fn put(batch: &mut WriteBatch<'_>, event: &StoredEvent) -> InsertOutcome {
+    let outcomes = batch
+        .insert_events(&[NewEvent::from_event(event.clone()).unwrap()])
+        .unwrap();
+    outcomes[0]
 }
 
 #[test]
-fn insert_is_idempotent_on_key() {
+fn insert_is_idempotent_on_key_and_value() {
     let (_dir, store) = temp_store();
     let first = event("pnd-1", 1, 7, 1_000, Some("r1"));
     let mut batch = store.begin_write().unwrap();
-    assert_eq!(batch.insert_event(&first).unwrap(), InsertOutcome::Inserted);
-    // Same key, different content, in the same batch: still a duplicate, original kept.
+    assert_eq!(put(&mut batch, &first), InsertOutcome::Inserted);
+    // Same key and content received again in the same batch: a duplicate, original kept.
     let mut again = first.clone();
     again.received_at = Timestamp(9_999);
-    assert_eq!(batch.insert_event(&again).unwrap(), InsertOutcome::Duplicate);
+    assert_eq!(put(&mut batch, &again), InsertOutcome::Duplicate);
     batch.commit().unwrap();
 
     let mut batch = store.begin_write().unwrap();
-    assert_eq!(batch.insert_event(&first).unwrap(), InsertOutcome::Duplicate);
+    assert_eq!(put(&mut batch, &first), InsertOutcome::Duplicate);
     batch.commit().unwrap();
 
     assert_eq!(store.event_count().unwrap(), 1);
     assert_eq!(store.event(&first.key).unwrap(), Some(first.clone()));
     // The duplicate left no second index entry behind.
-    assert_eq!(store.events(&EventFilter::default()).unwrap(), vec![first.clone()]);
+    assert_eq!(
+        store.events(&EventFilter::default()).unwrap().into_events(),
+        vec![first.clone()]
+    );
     let by_resident = EventFilter {
         resident: Some(res("r1")),
         ..EventFilter::default()
     };
-    assert_eq!(store.events(&by_resident).unwrap(), vec![first]);
+    assert_eq!(store.events(&by_resident).unwrap().into_events(), vec![first]);
+}
+
+#[test]
+fn same_key_with_different_content_is_kept_as_a_copy() {
+    let (_dir, store) = temp_store();
+    let first = event("pnd-1", 1, 7, 1_000, Some("r1"));
+    let mut fall = event("pnd-1", 1, 7, 2_000, Some("r1"));
+    fall.body = EventBody::Uplink(UplinkBody::Alarm(AlarmKind::Fall));
+    let mut batch = store.begin_write().unwrap();
+    assert_eq!(put(&mut batch, &first), InsertOutcome::Inserted);
+    assert_eq!(put(&mut batch, &fall), InsertOutcome::Conflict { copy: 1 });
+    batch.commit().unwrap();
+    let mut batch = store.begin_write().unwrap();
+    assert_eq!(put(&mut batch, &fall), InsertOutcome::Duplicate);
+    batch.commit().unwrap();
+    assert_eq!(store.event(&first.key).unwrap(), Some(first.clone()));
+    let copies = store.event_copies(&first.key).unwrap();
+    assert_eq!(
+        copies,
+        vec![
+            EventRead {
+                copy: 0,
+                event: first.clone()
+            },
+            EventRead { copy: 1, event: fall }
+        ]
+    );
+    let by_resident = EventFilter {
+        resident: Some(res("r1")),
+        ..EventFilter::default()
+    };
+    assert_eq!(store.events(&by_resident).unwrap().events, copies);
+    assert_eq!(store.events(&EventFilter::default()).unwrap().events, copies);
 }
 
 #[test]
 fn uncommitted_batch_is_discarded() {
     let (_dir, store) = temp_store();
     let mut batch = store.begin_write().unwrap();
-    batch.insert_event(&event("pnd-1", 1, 1, 1, None)).unwrap();
+    put(&mut batch, &event("pnd-1", 1, 1, 1, None));
     drop(batch);
     assert_eq!(store.event_count().unwrap(), 0);
 }
@@ -142,7 +189,7 @@ fn event_queries_use_device_resident_time_and_limit() {
         event("pnd-1", 2, 1, 5_000, Some("r1")),
         event("pnd-3", 1, 1, 4_000, Some("r1")),
     ] {
-        batch.insert_event(&e).unwrap();
+        put(&mut batch, &e);
     }
     batch.commit().unwrap();
 
@@ -223,13 +270,13 @@ fn event_queries_use_device_resident_time_and_limit() {
         limit: Some(0),
         ..EventFilter::default()
     };
-    assert!(store.events(&zero).unwrap().is_empty());
+    assert!(store.events(&zero).unwrap().events.is_empty());
 
     let nobody = EventFilter {
         resident: Some(res("r0")),
         ..EventFilter::default()
     };
-    assert!(store.events(&nobody).unwrap().is_empty());
+    assert!(store.events(&nobody).unwrap().events.is_empty());
 }
 
 #[test]
@@ -453,7 +500,7 @@ fn reopen_after_drop_keeps_everything() {
     {
         let store = Store::open_in_dir(dir.path()).unwrap();
         let mut batch = store.begin_write().unwrap();
-        batch.insert_event(&event("pnd-1", 1, 1, 1_000, Some("r1"))).unwrap();
+        put(&mut batch, &event("pnd-1", 1, 1, 1_000, Some("r1")));
         batch
             .put_alert(&alert(5, Some("r1"), AlertState::Raised, 1_000))
             .unwrap();
@@ -475,7 +522,7 @@ fn reopen_after_drop_keeps_everything() {
         resident: Some(res("r1")),
         ..EventFilter::default()
     };
-    assert_eq!(store.events(&by_resident).unwrap().len(), 1);
+    assert_eq!(store.events(&by_resident).unwrap().events.len(), 1);
 }
 
 #[test]
@@ -517,14 +564,23 @@ fn newer_schema_is_refused() {
 }
 
 #[test]
-fn corrupt_values_are_typed_errors() {
+fn unreadable_records_are_listed_not_fatal() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(STORE_FILE_NAME);
     {
         let store = Store::open(&path).unwrap();
         let mut batch = store.begin_write().unwrap();
-        batch.insert_event(&event("pnd-1", 1, 1, 1_000, None)).unwrap();
+        put(&mut batch, &event("pnd-1", 1, 1, 1_000, Some("r1")));
+        put(&mut batch, &event("pnd-1", 1, 2, 2_000, Some("r1")));
         batch.put_alert(&alert(1, None, AlertState::Raised, 1_000)).unwrap();
+        batch.put_alert(&alert(2, None, AlertState::Raised, 2_000)).unwrap();
+        batch
+            .put_device(&DeviceRecord::new(dev("pnd-1"), DeviceKind::Pendant, true))
+            .unwrap();
+        batch
+            .put_device(&DeviceRecord::new(dev("pnd-2"), DeviceKind::Pendant, true))
+            .unwrap();
+        batch.quarantine(&quarantine_record(1, 3)).unwrap();
         batch.commit().unwrap();
     }
     {
@@ -532,10 +588,10 @@ fn corrupt_values_are_typed_errors() {
         let txn = db.begin_write().unwrap();
         {
             let mut events = txn
-                .open_table(redb::TableDefinition::<(&str, u32, u32), &[u8]>::new("events"))
+                .open_table(redb::TableDefinition::<(&str, u32, u32, u32), &[u8]>::new("events"))
                 .unwrap();
             events
-                .insert(("pnd-1", 1, 1), [0xff_u8, 0xff, 0xff].as_slice())
+                .insert(("pnd-1", 1, 1, 0), [0xff_u8, 0xff, 0xff].as_slice())
                 .unwrap();
             let mut alerts = txn
                 .open_table(redb::TableDefinition::<u64, &[u8]>::new("alerts"))
@@ -545,29 +601,79 @@ fn corrupt_values_are_typed_errors() {
                 .open_table(redb::TableDefinition::<&str, &[u8]>::new("devices"))
                 .unwrap();
             devices.insert("pnd-1", [7_u8].as_slice()).unwrap();
+            let mut quarantine = txn
+                .open_table(redb::TableDefinition::<u64, &[u8]>::new("quarantine"))
+                .unwrap();
+            quarantine.insert(0, [1_u8, 50].as_slice()).unwrap();
         }
         txn.commit().unwrap();
     }
-    let store = Store::open(&path).unwrap();
+    let store = std::sync::Arc::new(Store::open(&path).unwrap());
     let key = EventKey {
         device: dev("pnd-1"),
         boot: 1,
         seq: 1,
     };
-    let check = |err: StoreError, table: &str| {
-        assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
-        assert!(err.to_string().contains(table), "{err}");
+    let unreadable = |err: StoreError, table: &str| match err {
+        StoreError::Unreadable(found) => assert_eq!(found.table, table),
+        other => panic!("{other:?}"),
     };
-    check(store.event(&key).unwrap_err(), "events");
-    check(store.events(&EventFilter::default()).unwrap_err(), "events");
-    check(store.alert(AlertId(1)).unwrap_err(), "alerts");
-    check(store.open_alerts().unwrap_err(), "alerts");
-    check(store.device(&dev("pnd-1")).unwrap_err(), "devices");
-    // A corrupt alert can be overwritten.
+    // Asked for one record, the answer is that record's problem.
+    unreadable(store.event(&key).unwrap_err(), "events");
+    unreadable(store.alert(AlertId(1)).unwrap_err(), "alerts");
+    unreadable(store.device(&dev("pnd-1")).unwrap_err(), "devices");
+    // Asked for many, the readable ones come back and the others are listed.
+    for filter in [
+        EventFilter::default(),
+        EventFilter {
+            device: Some(dev("pnd-1")),
+            ..EventFilter::default()
+        },
+        EventFilter {
+            resident: Some(res("r1")),
+            ..EventFilter::default()
+        },
+    ] {
+        let page = store.events(&filter).unwrap();
+        assert_eq!(
+            page.events.iter().map(|e| e.event.key.seq).collect::<Vec<_>>(),
+            [2],
+            "{filter:?}"
+        );
+        assert_eq!(page.unreadable.len(), 1, "{filter:?}");
+        assert_eq!(
+            (page.unreadable[0].table, page.unreadable[0].key.as_str()),
+            ("events", "pnd-1/1/1 copy 0")
+        );
+    }
+    assert_eq!(ids(store.open_alerts().unwrap()), [2]);
+    assert_eq!(store.devices().unwrap().len(), 1);
+    assert!(store.quarantined(None).unwrap().is_empty());
+    let mut listed: Vec<&str> = Vec::new();
+    let problems = store.unreadable();
+    listed.extend(problems.iter().map(|u| u.table));
+    listed.sort_unstable();
+    assert_eq!(listed, ["alerts", "devices", "events", "quarantine"]);
+    assert_eq!(store.unreadable_count(), 4);
+
+    // The gateway still starts on this store (with the alerts it can read).
+    let core = gateway::writer::Core::open(
+        store.clone(),
+        gateway::alerts::EngineConfig::default(),
+        Timestamp(10_000),
+    )
+    .unwrap();
+    assert_eq!(core.open_alert_count(), 1);
+
+    // An unreadable alert can be overwritten (repaired).
     let mut batch = store.begin_write().unwrap();
     batch.put_alert(&alert(1, None, AlertState::Resolved, 1_000)).unwrap();
     batch.commit().unwrap();
-    assert!(store.open_alerts().unwrap().is_empty());
+    assert_eq!(store.alert(AlertId(1)).unwrap().unwrap().transitions.len(), 3);
+}
+
+fn ids(alerts: Vec<Alert>) -> Vec<u64> {
+    alerts.iter().map(|a| a.id.0).collect()
 }
 
 #[test]

@@ -66,24 +66,29 @@ fn seeded_store() -> tempfile::TempDir {
             9,
             T0 + 3_600_000,
             None,
+            // Revision 1, boot 3, seq 9, no device time, alarm tag 0, then a broken kind.
             EventBody::Unrecognised {
                 body_tag: 0,
-                raw: vec![1, 0, 0xff],
+                raw: vec![1, 3, 9, 0, 0, 0xff],
             },
         ),
     ];
-    for (device, boot, seq, received, resident, body) in events {
-        batch
-            .insert_event(&StoredEvent {
+    let events: Vec<NewEvent> = events
+        .into_iter()
+        .map(|(device, boot, seq, received, resident, body)| {
+            let device_time = matches!(body, EventBody::Uplink(_)).then_some(Timestamp(received - 2_000));
+            NewEvent::from_event(StoredEvent {
                 key: EventKey { device, boot, seq },
                 resident: resident.map(|r| ResidentId::new(r).unwrap()),
                 received_at: Timestamp(received),
-                device_time: Some(Timestamp(received - 2_000)),
+                device_time,
                 protocol_version: 1,
                 body,
             })
-            .unwrap();
-    }
+            .unwrap()
+        })
+        .collect();
+    batch.insert_events(&events).unwrap();
     let raised = Transition {
         at: Timestamp(T0),
         change: Change::Raised {
@@ -224,6 +229,7 @@ fn events_json_parses_back_with_filters() {
     assert_eq!(first["device"], "pnd-1");
     assert_eq!(first["boot"], 1);
     assert_eq!(first["seq"], 1);
+    assert_eq!(first["copy"], 0);
     assert_eq!(first["resident"], "R1");
     assert_eq!(first["received_at"], T0);
     assert_eq!(first["received_at_utc"], "2026-11-23T10:00:00Z");
@@ -234,7 +240,7 @@ fn events_json_parses_back_with_filters() {
     assert_eq!(first["body"], serde_json::json!({ "Alarm": "Fall" }));
     assert_eq!(
         all[2]["body"],
-        serde_json::json!({ "body_tag": 0, "raw_hex": "0100ff" })
+        serde_json::json!({ "body_tag": 0, "raw_hex": "0103090000ff" })
     );
     assert_eq!(all[2]["resident"], serde_json::Value::Null);
 
@@ -251,6 +257,70 @@ fn events_json_parses_back_with_filters() {
     assert_eq!(count(&["--since", "-1h"]), 1);
     assert_eq!(count(&["--since", "-90m", "--until", "-30m"]), 1);
     assert_eq!(count(&["--limit", "2"]), 2);
+}
+
+#[test]
+fn a_conflicting_copy_shows_its_copy_number() {
+    let dir = seeded_store();
+    {
+        let store = Store::open_in_dir(dir.path()).unwrap();
+        let mut batch = store.begin_write().unwrap();
+        // pnd-1 reuses 1/1 for a press (the stored one is a fall).
+        let copy = NewEvent::from_event(StoredEvent {
+            key: EventKey {
+                device: dev("pnd-1"),
+                boot: 1,
+                seq: 1,
+            },
+            resident: None,
+            received_at: Timestamp(T0 + 7_000_000),
+            device_time: None,
+            protocol_version: 1,
+            body: EventBody::Uplink(UplinkBody::Alarm(AlarmKind::PendantPress)),
+        })
+        .unwrap();
+        assert_eq!(
+            batch.insert_events(&[copy]).unwrap(),
+            [InsertOutcome::Conflict { copy: 1 }]
+        );
+        batch.commit().unwrap();
+    }
+    let all: Vec<serde_json::Value> =
+        serde_json::from_str(&events_output(&dir, &["--device", "pnd-1", "--format", "json"]).unwrap()).unwrap();
+    let copies: Vec<(i64, i64)> = all
+        .iter()
+        .map(|e| (e["seq"].as_i64().unwrap(), e["copy"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(copies, [(1, 0), (2, 0), (1, 1)]);
+    let text = events_output(&dir, &["--device", "pnd-1"]).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].contains("COPY"), "{text}");
+    assert!(lines[3].contains("PendantPress"), "{text}");
+}
+
+#[test]
+fn an_unreadable_event_is_named_and_the_rest_still_printed() {
+    let dir = seeded_store();
+    let path = dir.path().join(STORE_FILE_NAME);
+    {
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(redb::TableDefinition::<(&str, u32, u32, u32), &[u8]>::new("events"))
+            .unwrap()
+            .insert(("pnd-1", 1, 2, 0), [9_u8, 9].as_slice())
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let data = dir.path().to_str().unwrap();
+    let cli = EventsCli::try_parse_from(["events", "--data", data, "--format", "json"]).unwrap();
+    let mut out = Vec::new();
+    let err = format!("{:#}", run_events_at(&cli.args, Timestamp(T0), &mut out).unwrap_err());
+    assert!(
+        err.contains("1 stored record(s) could not be read") && err.contains("table events, key pnd-1/1/2 copy 0"),
+        "{err}"
+    );
+    let printed: Vec<serde_json::Value> = serde_json::from_slice(&out).unwrap();
+    assert_eq!(printed.len(), 2);
 }
 
 #[test]

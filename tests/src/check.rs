@@ -31,11 +31,23 @@ pub fn register_devices(data_dir: &Path, ids: &[DeviceId], kind: DeviceKind) -> 
     batch.commit().map_err(store_error)
 }
 
-/// Every stored event, in the store's own order.
+/// Every stored event, in the store's own order; an unreadable record is an error here.
 pub fn stored_events(data_dir: &Path) -> Result<Vec<StoredEvent>> {
-    open_store(data_dir)?
-        .events(&EventFilter::default())
-        .map_err(store_error)
+    readable(
+        open_store(data_dir)?
+            .events(&EventFilter::default())
+            .map_err(store_error)?,
+    )
+}
+
+fn readable(page: gateway::store::EventPage) -> Result<Vec<StoredEvent>> {
+    if let Some(first) = page.unreadable.first() {
+        return Err(HarnessError::Other(format!(
+            "{} unreadable stored record(s), the first: {first}",
+            page.unreadable.len()
+        )));
+    }
+    Ok(page.into_events())
 }
 
 /// What differs between the keys sent and the events stored.
@@ -104,7 +116,7 @@ pub fn reconcile(
 /// Reconciles against the store in `data_dir` and also checks the store's own count agrees.
 pub fn reconcile_store(data_dir: &Path, sent: &BTreeSet<SentKey>) -> Result<Reconciliation> {
     let store = open_store(data_dir)?;
-    let events = store.events(&EventFilter::default()).map_err(store_error)?;
+    let events = readable(store.events(&EventFilter::default()).map_err(store_error)?)?;
     let count = store.event_count().map_err(store_error)?;
     if count != events.len() as u64 {
         return Err(HarnessError::Other(format!(

@@ -12,9 +12,9 @@ use serde::Serialize;
 
 use crate::domain::{
     AffectedDevice, Alert, AlertId, AlertKind, AlertState, Change, Clock, EventBody, Outcome, Priority,
-    QuarantineRecord, RejectReason, ResidentId, StoredEvent, SystemClock, Timestamp, Transition,
+    QuarantineRecord, RejectReason, ResidentId, SystemClock, Timestamp, Transition,
 };
-use crate::store::{AlertFilter, EventFilter, STORE_FILE_NAME, Store};
+use crate::store::{AlertFilter, EventFilter, EventRead, STORE_FILE_NAME, Store, Unreadable};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum OutputFormat {
@@ -103,11 +103,26 @@ pub fn run_events_at(args: &EventsArgs, now: Timestamp, out: &mut dyn Write) -> 
         limit: args.limit,
     };
     let store = open_existing(&args.data)?;
-    let events = store.events(&filter).context("reading events")?;
+    let page = store.events(&filter).context("reading events")?;
     match args.format {
-        OutputFormat::Json => write_json(out, &events.iter().map(EventJson::from).collect::<Vec<_>>()),
-        OutputFormat::Table => write_events_table(out, &events),
+        OutputFormat::Json => write_json(out, &page.events.iter().map(EventJson::from).collect::<Vec<_>>())?,
+        OutputFormat::Table => write_events_table(out, &page.events)?,
     }
+    unreadable_is_an_error(&page.unreadable)
+}
+
+/// Records the store could not read: the readable ones were printed; these fail the command
+/// so a script notices, each named on standard error.
+fn unreadable_is_an_error(unreadable: &[Unreadable]) -> anyhow::Result<()> {
+    if unreadable.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = unreadable.iter().map(ToString::to_string).collect();
+    bail!(
+        "{} stored record(s) could not be read (everything else was printed):\n{}",
+        unreadable.len(),
+        list.join("\n")
+    )
 }
 
 pub fn run_alerts(args: &AlertsArgs, out: &mut dyn Write) -> anyhow::Result<()> {
@@ -119,18 +134,20 @@ pub fn run_alerts(args: &AlertsArgs, out: &mut dyn Write) -> anyhow::Result<()> 
         })
         .context("reading alerts")?;
     match args.format {
-        OutputFormat::Json => write_json(out, &alerts.iter().map(AlertJson::from).collect::<Vec<_>>()),
-        OutputFormat::Table => write_alerts_table(out, &alerts),
+        OutputFormat::Json => write_json(out, &alerts.iter().map(AlertJson::from).collect::<Vec<_>>())?,
+        OutputFormat::Table => write_alerts_table(out, &alerts)?,
     }
+    unreadable_is_an_error(&store.unreadable())
 }
 
 pub fn run_quarantine(args: &QuarantineArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let store = open_existing(&args.data)?;
     let records = store.quarantined(args.limit).context("reading the quarantine")?;
     match args.format {
-        OutputFormat::Json => write_json(out, &records.iter().map(QuarantineJson::from).collect::<Vec<_>>()),
-        OutputFormat::Table => write_quarantine_table(out, &records),
+        OutputFormat::Json => write_json(out, &records.iter().map(QuarantineJson::from).collect::<Vec<_>>())?,
+        OutputFormat::Table => write_quarantine_table(out, &records)?,
     }
+    unreadable_is_an_error(&store.unreadable())
 }
 
 /// RFC 3339, or a signed duration from now: "-2h", "-30m", "-1h 30m", "-PT2H".
@@ -234,15 +251,16 @@ fn body_summary(body: &EventBody) -> String {
     }
 }
 
-fn write_events_table(out: &mut dyn Write, events: &[StoredEvent]) -> anyhow::Result<()> {
+fn write_events_table(out: &mut dyn Write, events: &[EventRead]) -> anyhow::Result<()> {
     let rows: Vec<Vec<String>> = events
         .iter()
-        .map(|event| {
+        .map(|EventRead { copy, event }| {
             vec![
                 time_text(event.received_at),
                 event.key.device.to_string(),
                 event.key.boot.to_string(),
                 event.key.seq.to_string(),
+                if *copy == 0 { "-".to_string() } else { copy.to_string() },
                 optional(event.resident.as_ref()),
                 optional(event.delivery_delay_ms()),
                 body_type(&event.body).to_string(),
@@ -253,7 +271,7 @@ fn write_events_table(out: &mut dyn Write, events: &[StoredEvent]) -> anyhow::Re
     write_columns(
         out,
         &[
-            "RECEIVED", "DEVICE", "BOOT", "SEQ", "RESIDENT", "DELAY_MS", "TYPE", "DETAIL",
+            "RECEIVED", "DEVICE", "BOOT", "SEQ", "COPY", "RESIDENT", "DELAY_MS", "TYPE", "DETAIL",
         ],
         &rows,
     )?;
@@ -266,6 +284,7 @@ struct EventJson<'a> {
     device: &'a str,
     boot: u32,
     seq: u32,
+    copy: u32,
     resident: Option<&'a str>,
     received_at: i64,
     received_at_utc: String,
@@ -278,8 +297,8 @@ struct EventJson<'a> {
     body: serde_json::Value,
 }
 
-impl<'a> From<&'a StoredEvent> for EventJson<'a> {
-    fn from(event: &'a StoredEvent) -> Self {
+impl<'a> From<&'a EventRead> for EventJson<'a> {
+    fn from(EventRead { copy, event }: &'a EventRead) -> Self {
         let body = match &event.body {
             EventBody::Uplink(body) => serde_json::to_value(body).unwrap_or(serde_json::Value::Null),
             EventBody::Unrecognised { body_tag, raw } => {
@@ -290,6 +309,7 @@ impl<'a> From<&'a StoredEvent> for EventJson<'a> {
             device: event.key.device.as_str(),
             boot: event.key.boot,
             seq: event.key.seq,
+            copy: *copy,
             resident: event.resident.as_ref().map(ResidentId::as_str),
             received_at: event.received_at.as_millis(),
             received_at_utc: time_text(event.received_at),

@@ -3,7 +3,6 @@
 
 use protocol::{
     DecodeError, DeviceId, MAX_UPLINK_LEN, Presence, Topic, TopicKind, UPLINK_ALARM_TAG, UplinkHeader, decode_status,
-    decode_uplink, peek_uplink_header,
 };
 
 use crate::domain::{EventBody, QuarantineRecord, RejectReason, Timestamp};
@@ -87,48 +86,24 @@ fn classify_uplink(device: DeviceId, payload: &[u8]) -> Classified {
             format!("uplink of {} bytes exceeds {MAX_UPLINK_LEN}", payload.len()),
         ));
     }
-    match decode_uplink(payload) {
-        Ok(uplink) => Classified::Event {
-            device,
-            version: uplink.version,
-            header: uplink.header,
-            body: EventBody::Uplink(uplink.body),
-        },
+    match EventBody::decode_uplink(payload) {
         // A body from a newer revision, or a malformed one behind a good header (a device bug
-        // that retransmission cannot repair: the bytes are identical each time). Either way
-        // store it raw and receipt it rather than have the device retry forever; if its body
+        // that retransmission cannot repair: the bytes are identical each time), decodes as
+        // `Unrecognised`: stored raw and receipted rather than retried forever; if its body
         // tag says alarm, the engine raises it for a human (SPEC.md 10.3).
-        Err(error @ (DecodeError::UnknownVariant { .. } | DecodeError::MalformedBody)) => {
-            match peek_uplink_header(payload) {
-                Ok((version, header, body)) => {
-                    let body_tag = match error {
-                        DecodeError::UnknownVariant { body_tag } => body_tag,
-                        _ => match postcard::take_from_bytes::<u32>(body) {
-                            Ok((tag, _)) => {
-                                tracing::warn!(%device, boot = header.boot, seq = header.seq, body_tag = tag, "uplink body malformed; stored raw");
-                                tag
-                            }
-                            // No readable tag at all (an empty body, a cut or over-long tag
-                            // varint): it may have been an alarm, so it is treated as one, an
-                            // unrecognised alarm for a human (SPEC.md 10.3). The raw bytes show
-                            // what it was.
-                            Err(_) => {
-                                tracing::warn!(%device, boot = header.boot, seq = header.seq, "uplink body tag unreadable; stored raw as an unrecognised alarm");
-                                UPLINK_ALARM_TAG
-                            }
-                        },
-                    };
-                    Classified::Event {
-                        device,
-                        version,
-                        header,
-                        body: EventBody::Unrecognised {
-                            body_tag,
-                            raw: payload.to_vec(),
-                        },
-                    }
-                }
-                Err(e) => Classified::Reject(decode_reject(e)),
+        Ok(decoded) => {
+            if decoded.body_malformed {
+                let body_tag = match &decoded.body {
+                    EventBody::Unrecognised { body_tag, .. } => *body_tag,
+                    EventBody::Uplink(_) => UPLINK_ALARM_TAG,
+                };
+                tracing::warn!(%device, boot = decoded.header.boot, seq = decoded.header.seq, body_tag, "uplink body malformed; stored raw (an unreadable tag counts as an alarm)");
+            }
+            Classified::Event {
+                device,
+                version: decoded.version,
+                header: decoded.header,
+                body: decoded.body,
             }
         }
         Err(e) => Classified::Reject(decode_reject(e)),

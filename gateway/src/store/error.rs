@@ -23,9 +23,14 @@ pub enum StoreError {
     #[error("store I/O error: {0}")]
     Io(#[from] std::io::Error),
 
-    /// A stored value (or the file itself) did not decode: never a panic.
+    /// The file itself (redb's own structures) is damaged: never a panic.
     #[error("corrupt store: {detail}")]
     Corrupt { detail: String },
+
+    /// One stored record did not decode. Queries over many records list these instead of
+    /// failing ([`crate::store::EventPage::unreadable`], [`crate::store::Store::unreadable`]).
+    #[error(transparent)]
+    Unreadable(#[from] Unreadable),
 
     /// A value this gateway could not serialise (should not happen for domain types).
     #[error("could not encode a value for table {table}: {detail}")]
@@ -50,10 +55,23 @@ pub enum StoreError {
     Db(#[source] Box<redb::Error>),
 }
 
-impl StoreError {
-    pub(crate) fn corrupt(table: &'static str, key: impl std::fmt::Display, detail: impl std::fmt::Display) -> Self {
-        Self::Corrupt {
-            detail: format!("table {table}, key {key}: {detail}"),
+/// A stored record this gateway cannot decode (damaged, or written against the rules in
+/// `store/schema.rs`). Reported with its table and key, counted, never fatal to a query over
+/// many records or to startup.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, thiserror::Error)]
+#[error("unreadable record in table {table}, key {key}: {detail}")]
+pub struct Unreadable {
+    pub table: &'static str,
+    pub key: String,
+    pub detail: String,
+}
+
+impl Unreadable {
+    pub(crate) fn new(table: &'static str, key: impl std::fmt::Display, detail: impl std::fmt::Display) -> Self {
+        Self {
+            table,
+            key: key.to_string(),
+            detail: detail.to_string(),
         }
     }
 }

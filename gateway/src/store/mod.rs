@@ -5,6 +5,7 @@
 //! the data is on disk (fsync), which is what lets ingest send PUBACKs and receipts.
 
 mod error;
+mod problems;
 mod queries;
 mod schema;
 mod write;
@@ -18,10 +19,11 @@ use crate::domain::{
     Alert, AlertId, Assignment, DeviceRecord, EventKey, QuarantineRecord, Resident, ResidentId, StoredEvent, Timestamp,
 };
 
-pub use error::StoreError;
+pub use error::{StoreError, Unreadable};
 pub use schema::SCHEMA_VERSION;
-pub use write::{InsertOutcome, WriteBatch};
+pub use write::{InsertOutcome, NewEvent, WriteBatch};
 
+use problems::Problems;
 use schema::*;
 
 /// File name of the store inside the gateway's data directory.
@@ -42,6 +44,30 @@ pub struct EventFilter {
     pub limit: Option<usize>,
 }
 
+/// One stored event and which copy of its key it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRead {
+    /// 0 for the first event stored under its (device, boot, seq); 1, 2, ... for later events
+    /// under the same key with different content (the device reused the key).
+    pub copy: u32,
+    pub event: StoredEvent,
+}
+
+/// What an events query found: the readable events, and the records it could not read
+/// (which are also in [`Store::unreadable`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventPage {
+    pub events: Vec<EventRead>,
+    pub unreadable: Vec<Unreadable>,
+}
+
+impl EventPage {
+    /// Just the events (tests and callers that check `unreadable` themselves).
+    pub fn into_events(self) -> Vec<StoredEvent> {
+        self.events.into_iter().map(|read| read.event).collect()
+    }
+}
+
 /// Which alerts to return, in id order. `since` compares with `raised_at` (inclusive).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AlertFilter {
@@ -52,11 +78,26 @@ pub struct AlertFilter {
     pub limit: Option<usize>,
 }
 
+/// Queries over many records skip one they cannot read, after reporting it.
+macro_rules! readable_or_skip {
+    ($problems:expr, $found:expr) => {
+        match $found {
+            Ok(value) => value,
+            Err(StoreError::Unreadable(unreadable)) => {
+                $problems.report(&unreadable);
+                continue;
+            }
+            Err(other) => return Err(other),
+        }
+    };
+}
+
 #[derive(Debug)]
 pub struct Store {
     db: Database,
     path: PathBuf,
     quarantine_capacity: usize,
+    problems: Problems,
 }
 
 impl Store {
@@ -96,6 +137,7 @@ impl Store {
         txn.open_table(EVENTS_BY_TIME)?;
         txn.open_table(EVENTS_BY_RESIDENT)?;
         txn.open_table(ALERTS)?;
+        txn.open_table(ALERT_TRANSITIONS)?;
         txn.open_table(OPEN_ALERTS)?;
         txn.open_table(ALERTS_BY_RESIDENT)?;
         txn.open_table(QUARANTINE)?;
@@ -109,6 +151,7 @@ impl Store {
             db,
             path: path.to_path_buf(),
             quarantine_capacity: DEFAULT_QUARANTINE_CAPACITY,
+            problems: Problems::default(),
         })
     }
 
@@ -128,86 +171,124 @@ impl Store {
     }
 
     pub fn begin_write(&self) -> Result<WriteBatch<'_>, StoreError> {
-        WriteBatch::new(&self.db, self.quarantine_capacity)
+        Ok(WriteBatch::new(
+            self.db.begin_write()?,
+            &self.problems,
+            self.quarantine_capacity,
+        ))
     }
 
+    /// Every record this store has met and could not read since it was opened (each once, in
+    /// the order found), for a human to look at.
+    pub fn unreadable(&self) -> Vec<Unreadable> {
+        self.problems.list()
+    }
+
+    /// How many distinct unreadable records this store has met since it was opened.
+    pub fn unreadable_count(&self) -> u64 {
+        self.problems.count()
+    }
+
+    /// The first event stored under `key` (copy 0).
     pub fn event(&self, key: &EventKey) -> Result<Option<StoredEvent>, StoreError> {
+        Ok(self.event_copies(key)?.into_iter().next().map(|read| read.event))
+    }
+
+    /// Every event stored under `key`: the first, then any conflicting copies.
+    pub fn event_copies(&self, key: &EventKey) -> Result<Vec<EventRead>, StoreError> {
         let txn = self.db.begin_read()?;
         let events = txn.open_table(EVENTS)?;
-        queries::event_in(&events, key.device.as_str(), key.boot, key.seq)
+        let device = key.device.as_str();
+        let mut found = Vec::new();
+        for entry in events.range((device, key.boot, key.seq, 0)..=(device, key.boot, key.seq, u32::MAX))? {
+            let (db_key, value) = entry?;
+            found.push(queries::event_read(
+                device,
+                key.boot,
+                key.seq,
+                db_key.value().3,
+                value.value(),
+            )?);
+        }
+        Ok(found)
     }
 
-    /// Events matching `filter`, ordered by receive time then (device, boot, seq). Walks the
-    /// resident index or the time index when the filter allows, the device's own key range
-    /// otherwise.
-    pub fn events(&self, filter: &EventFilter) -> Result<Vec<StoredEvent>, StoreError> {
+    /// Events matching `filter`, ordered by receive time then (device, boot, seq, copy). Walks
+    /// the resident index or the time index when the filter allows, the device's own key
+    /// range otherwise. Records that cannot be read are listed in the page (and in
+    /// [`Store::unreadable`]), not fatal: the rest still reach whoever asked.
+    pub fn events(&self, filter: &EventFilter) -> Result<EventPage, StoreError> {
         let limit = filter.limit.unwrap_or(usize::MAX);
-        let mut found = Vec::new();
+        let mut page = EventPage::default();
         if limit == 0 {
-            return Ok(found);
+            return Ok(page);
         }
         let since = filter.since.map_or(i64::MIN, Timestamp::as_millis);
         let before_until = |received: i64| filter.until.is_none_or(|until| received < until.as_millis());
         let device_matches = |device: &str| filter.device.is_none_or(|wanted| wanted.as_str() == device);
         let txn = self.db.begin_read()?;
         let events = txn.open_table(EVENTS)?;
+        let keep = |page: &mut EventPage, found: Result<EventRead, StoreError>| -> Result<bool, StoreError> {
+            match found {
+                Ok(read) => page.events.push(read),
+                Err(StoreError::Unreadable(unreadable)) => {
+                    self.problems.report(&unreadable);
+                    page.unreadable.push(unreadable);
+                }
+                Err(other) => return Err(other),
+            }
+            Ok(page.events.len() < limit)
+        };
         if let Some(resident) = &filter.resident {
             let index = txn.open_table(EVENTS_BY_RESIDENT)?;
-            for entry in index.range((resident.as_str(), since, "", 0u32, 0u32)..)? {
+            for entry in index.range((resident.as_str(), since, "", 0u32, 0u32, 0u32)..)? {
                 let (key, _) = entry?;
-                let (indexed_resident, received, device, boot, seq) = key.value();
+                let (indexed_resident, received, device, boot, seq, copy) = key.value();
                 if indexed_resident != resident.as_str() || !before_until(received) {
                     break;
                 }
                 if !device_matches(device) {
                     continue;
                 }
-                found.push(queries::indexed_event(
-                    &events,
-                    "events_by_resident",
-                    device,
-                    boot,
-                    seq,
-                )?);
-                if found.len() >= limit {
+                let found = queries::indexed_event(&events, "events_by_resident", (device, boot, seq, copy));
+                if !keep(&mut page, found)? {
                     break;
                 }
             }
         } else if let Some(device) = filter.device {
             let device = device.as_str();
-            for entry in events.range((device, 0u32, 0u32)..=(device, u32::MAX, u32::MAX))? {
+            for entry in events.range((device, 0u32, 0u32, 0u32)..=(device, u32::MAX, u32::MAX, u32::MAX))? {
                 let (key, value) = entry?;
-                let (_, boot, seq) = key.value();
-                let event: StoredEvent = from_postcard("events", format_args!("{device}/{boot}/{seq}"), value.value())?;
-                let received = event.received_at.as_millis();
-                if received >= since && before_until(received) {
-                    found.push(event);
+                let (_, boot, seq, copy) = key.value();
+                let found = queries::event_read(device, boot, seq, copy, value.value()).map_err(StoreError::from);
+                if let Ok(read) = &found {
+                    let received = read.event.received_at.as_millis();
+                    if received < since || !before_until(received) {
+                        continue;
+                    }
                 }
+                keep(&mut page, found)?;
             }
-            found.sort_by(|a, b| {
-                (a.received_at, a.key.device.as_str(), a.key.boot, a.key.seq).cmp(&(
-                    b.received_at,
-                    b.key.device.as_str(),
-                    b.key.boot,
-                    b.key.seq,
-                ))
+            page.events.sort_by(|a, b| {
+                let order = |r: &EventRead| (r.event.received_at, r.event.key, r.copy);
+                order(a).cmp(&order(b))
             });
-            found.truncate(limit);
+            page.events.truncate(limit);
         } else {
             let index = txn.open_table(EVENTS_BY_TIME)?;
             // One millisecond may span several groups: gather it whole, then sort it.
             let mut millisecond: Option<i64> = None;
-            let mut keys: Vec<EventKey> = Vec::new();
-            let emit = |keys: &mut Vec<EventKey>, found: &mut Vec<StoredEvent>| -> Result<bool, StoreError> {
+            let mut keys: Vec<TimeIndexKey> = Vec::new();
+            let emit = |keys: &mut Vec<TimeIndexKey>, page: &mut EventPage| -> Result<bool, StoreError> {
                 keys.sort_unstable();
-                for key in keys.drain(..) {
-                    if found.len() >= limit {
+                for (device, boot, seq, copy) in keys.drain(..) {
+                    if page.events.len() >= limit {
                         return Ok(false);
                     }
-                    let (device, boot, seq) = (key.device.as_str(), key.boot, key.seq);
-                    found.push(queries::indexed_event(&events, "events_by_time", device, boot, seq)?);
+                    let found = queries::indexed_event(&events, "events_by_time", (&device, boot, seq, copy));
+                    keep(page, found)?;
                 }
-                Ok(found.len() < limit)
+                Ok(page.events.len() < limit)
             };
             for entry in index.range((since, 0u64)..)? {
                 let (key, value) = entry?;
@@ -216,20 +297,29 @@ impl Store {
                     break;
                 }
                 if millisecond != Some(received) {
-                    if !emit(&mut keys, &mut found)? {
-                        return Ok(found);
+                    if !emit(&mut keys, &mut page)? {
+                        return Ok(page);
                     }
                     millisecond = Some(received);
                 }
-                let group_keys: Vec<EventKey> =
-                    from_postcard("events_by_time", format_args!("{received}/{group}"), value.value())?;
-                keys.extend(group_keys);
+                match from_json::<Vec<TimeIndexKey>>(
+                    "events_by_time",
+                    format_args!("{received}/{group}"),
+                    value.value(),
+                ) {
+                    Ok(group_keys) => keys.extend(group_keys),
+                    Err(unreadable) => {
+                        self.problems.report(&unreadable);
+                        page.unreadable.push(unreadable);
+                    }
+                }
             }
-            emit(&mut keys, &mut found)?;
+            emit(&mut keys, &mut page)?;
         }
-        Ok(found)
+        Ok(page)
     }
 
+    /// Events stored, conflicting copies included.
     pub fn event_count(&self) -> Result<u64, StoreError> {
         let txn = self.db.begin_read()?;
         Ok(txn.open_table(EVENTS)?.len()?)
@@ -237,11 +327,20 @@ impl Store {
 
     pub fn alert(&self, id: AlertId) -> Result<Option<Alert>, StoreError> {
         let txn = self.db.begin_read()?;
-        let alerts = txn.open_table(ALERTS)?;
-        queries::alert_in(&alerts, id.0)
+        let found = queries::alert_in(
+            &txn.open_table(ALERTS)?,
+            &txn.open_table(ALERT_TRANSITIONS)?,
+            &self.problems,
+            id.0,
+        );
+        if let Err(StoreError::Unreadable(unreadable)) = &found {
+            self.problems.report(unreadable);
+        }
+        found
     }
 
     /// Alerts matching `filter`, in id order. Uses the open-alert or resident index when asked.
+    /// An unreadable alert is left out and reported ([`Store::unreadable`]).
     pub fn alerts(&self, filter: &AlertFilter) -> Result<Vec<Alert>, StoreError> {
         let limit = filter.limit.unwrap_or(usize::MAX);
         let mut found = Vec::new();
@@ -250,6 +349,8 @@ impl Store {
         }
         let txn = self.db.begin_read()?;
         let alerts = txn.open_table(ALERTS)?;
+        let transitions = txn.open_table(ALERT_TRANSITIONS)?;
+        let problems = &self.problems;
         let mut consider = |alert: Alert| {
             let wanted = (!filter.open_only || alert.is_open())
                 && filter
@@ -266,7 +367,11 @@ impl Store {
             let open = txn.open_table(OPEN_ALERTS)?;
             for entry in open.iter()? {
                 let id = entry?.0.value();
-                if !consider(queries::indexed_alert(&alerts, "open_alerts", id)?) {
+                let alert = readable_or_skip!(
+                    problems,
+                    queries::indexed_alert(&alerts, &transitions, problems, "open_alerts", id)
+                );
+                if !consider(alert) {
                     break;
                 }
             }
@@ -274,15 +379,22 @@ impl Store {
             let index = txn.open_table(ALERTS_BY_RESIDENT)?;
             for entry in index.range((resident.as_str(), 0u64)..=(resident.as_str(), u64::MAX))? {
                 let id = entry?.0.value().1;
-                if !consider(queries::indexed_alert(&alerts, "alerts_by_resident", id)?) {
+                let alert = readable_or_skip!(
+                    problems,
+                    queries::indexed_alert(&alerts, &transitions, problems, "alerts_by_resident", id)
+                );
+                if !consider(alert) {
                     break;
                 }
             }
         } else {
             for entry in alerts.iter()? {
-                let (key, value) = entry?;
-                let id = key.value();
-                if !consider(from_json("alerts", id, value.value())?) {
+                let id = entry?.0.value();
+                let alert = readable_or_skip!(
+                    problems,
+                    queries::indexed_alert(&alerts, &transitions, problems, "alerts", id)
+                );
+                if !consider(alert) {
                     break;
                 }
             }
@@ -304,14 +416,18 @@ impl Store {
         Ok(alerts.last()?.map(|(key, _)| AlertId(key.value())))
     }
 
-    /// Quarantined payloads, newest first.
+    /// Quarantined payloads, newest first (unreadable ones reported and left out).
     pub fn quarantined(&self, limit: Option<usize>) -> Result<Vec<QuarantineRecord>, StoreError> {
         let txn = self.db.begin_read()?;
         let quarantine = txn.open_table(QUARANTINE)?;
         let mut found = Vec::new();
         for entry in quarantine.iter()?.rev().take(limit.unwrap_or(usize::MAX)) {
             let (key, value) = entry?;
-            found.push(from_postcard("quarantine", key.value(), value.value())?);
+            let record = readable_or_skip!(
+                self.problems,
+                decode_quarantine(key.value(), value.value()).map_err(StoreError::from)
+            );
+            found.push(record);
         }
         Ok(found)
     }
@@ -323,16 +439,25 @@ impl Store {
 
     pub fn device(&self, id: &DeviceId) -> Result<Option<DeviceRecord>, StoreError> {
         let txn = self.db.begin_read()?;
-        queries::device_in(&txn.open_table(DEVICES)?, id)
+        let found = queries::device_in(&txn.open_table(DEVICES)?, id);
+        if let Err(StoreError::Unreadable(unreadable)) = &found {
+            self.problems.report(unreadable);
+        }
+        found
     }
 
+    /// Every readable device record (unreadable ones reported and left out).
     pub fn devices(&self) -> Result<Vec<DeviceRecord>, StoreError> {
         let txn = self.db.begin_read()?;
         let devices = txn.open_table(DEVICES)?;
         let mut found = Vec::new();
         for entry in devices.iter()? {
             let (key, value) = entry?;
-            found.push(from_postcard("devices", key.value(), value.value())?);
+            let record = readable_or_skip!(
+                self.problems,
+                from_json("devices", key.value(), value.value()).map_err(StoreError::from)
+            );
+            found.push(record);
         }
         Ok(found)
     }
@@ -340,19 +465,28 @@ impl Store {
     pub fn resident(&self, id: &ResidentId) -> Result<Option<Resident>, StoreError> {
         let txn = self.db.begin_read()?;
         let residents = txn.open_table(RESIDENTS)?;
-        residents
+        let found = residents
             .get(id.as_str())?
-            .map(|value| from_postcard("residents", id, value.value()))
-            .transpose()
+            .map(|value| from_json("residents", id, value.value()))
+            .transpose();
+        if let Err(unreadable) = &found {
+            self.problems.report(unreadable);
+        }
+        Ok(found?)
     }
 
+    /// Every readable resident (unreadable ones reported and left out).
     pub fn residents(&self) -> Result<Vec<Resident>, StoreError> {
         let txn = self.db.begin_read()?;
         let residents = txn.open_table(RESIDENTS)?;
         let mut found = Vec::new();
         for entry in residents.iter()? {
             let (key, value) = entry?;
-            found.push(from_postcard("residents", key.value(), value.value())?);
+            let resident = readable_or_skip!(
+                self.problems,
+                from_json("residents", key.value(), value.value()).map_err(StoreError::from)
+            );
+            found.push(resident);
         }
         Ok(found)
     }
@@ -360,12 +494,12 @@ impl Store {
     /// The device's assignments, earliest first.
     pub fn assignments(&self, device: &DeviceId) -> Result<Vec<Assignment>, StoreError> {
         let txn = self.db.begin_read()?;
-        queries::assignments_in(&txn.open_table(ASSIGNMENTS)?, device)
+        queries::assignments_in(&txn.open_table(ASSIGNMENTS)?, &self.problems, device)
     }
 
     pub fn resident_for(&self, device: &DeviceId, at: Timestamp) -> Result<Option<ResidentId>, StoreError> {
         let txn = self.db.begin_read()?;
-        queries::resident_for_in(&txn.open_table(ASSIGNMENTS)?, device, at)
+        queries::resident_for_in(&txn.open_table(ASSIGNMENTS)?, &self.problems, device, at)
     }
 
     /// Every engine-state entry, in key order.

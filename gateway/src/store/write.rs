@@ -1,213 +1,270 @@
 //! One write transaction. Ingest groups many events into one batch and commits once, so the
 //! fsync cost is shared (group commit).
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
-use protocol::DeviceId;
-use redb::{Database, ReadOnlyTable, ReadableDatabase, ReadableTable, ReadableTableMetadata, WriteTransaction};
+use protocol::{DeviceId, Uplink, UplinkHeader};
+use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
 
+use super::problems::Problems;
 use super::schema::*;
 use super::{QUARANTINE_PAYLOAD_LIMIT, StoreError, queries};
 use crate::domain::{
-    Alert, Assignment, DeviceRecord, EventKey, QuarantineRecord, Resident, ResidentId, StoredEvent, Timestamp,
+    Alert, Assignment, DeviceRecord, EventBody, QuarantineRecord, Resident, ResidentId, StoredEvent, Timestamp,
 };
 
-type CommittedEvents = ReadOnlyTable<(&'static str, u32, u32), &'static [u8]>;
-
-/// Whether [`WriteBatch::insert_event`] stored the event or had it already.
+/// What [`WriteBatch::insert_events`] did with one event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InsertOutcome {
+    /// The first event under its (device, boot, seq).
     Inserted,
+    /// Says the same as an event already stored under its key (a retransmission or a
+    /// redelivery): nothing stored, receipt it again.
     Duplicate,
+    /// Its key is taken by an event with different content: the device reused the key. Stored
+    /// as this copy (1, 2, ...) of the key, so nothing the device sent is swallowed.
+    Conflict { copy: u32 },
+}
+
+/// An event to store: the payload exactly as received (that is what the store keeps, see
+/// `store/schema.rs`) and what it decodes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    pub event: StoredEvent,
+    pub payload: Vec<u8>,
+    /// Set while the device's boot counter is known to have gone back (since this time, see
+    /// [`crate::domain::BootReuse`]): an exact copy of an alarm stored before then may be a
+    /// wiped device's new press reusing an old key, so it is stored as a copy, not dropped.
+    pub boot_reused_since: Option<Timestamp>,
+}
+
+impl NewEvent {
+    /// Decodes a received uplink payload (device from the topic).
+    pub fn from_payload(
+        device: DeviceId,
+        payload: &[u8],
+        resident: Option<ResidentId>,
+        received_at: Timestamp,
+    ) -> Result<Self, protocol::DecodeError> {
+        let decoded = EventBody::decode_uplink(payload)?;
+        Ok(Self {
+            event: StoredEvent::from_decoded(device, decoded, resident, received_at),
+            payload: payload.to_vec(),
+            boot_reused_since: None,
+        })
+    }
+
+    /// The wire form of an already decoded event (tests, tools): an `Unrecognised` body is its
+    /// raw payload. Refused unless the payload decodes back to the same event.
+    pub fn from_event(event: StoredEvent) -> Result<Self, StoreError> {
+        let refuse = |detail: String| StoreError::Encode {
+            table: "events",
+            detail: format!("event {}: {detail}", event.key),
+        };
+        let payload = match &event.body {
+            EventBody::Unrecognised { raw, .. } => raw.clone(),
+            EventBody::Uplink(body) => {
+                let device_time_ms = event
+                    .device_time
+                    .map(|at| u64::try_from(at.as_millis()))
+                    .transpose()
+                    .map_err(|_| refuse("device time before 1970".into()))?;
+                let mut uplink = Uplink::new(
+                    UplinkHeader {
+                        boot: event.key.boot,
+                        seq: event.key.seq,
+                        device_time_ms,
+                    },
+                    body.clone(),
+                );
+                uplink.version = event.protocol_version;
+                let mut buf = [0u8; protocol::MAX_UPLINK_LEN];
+                protocol::encode_uplink(&uplink, &mut buf)
+                    .map_err(|err| refuse(err.to_string()))?
+                    .to_vec()
+            }
+        };
+        let decoded = EventBody::decode_uplink(&payload).map_err(|err| refuse(err.to_string()))?;
+        let again = StoredEvent::from_decoded(event.key.device, decoded, event.resident.clone(), event.received_at);
+        if !again.same_content(&event) {
+            return Err(refuse(format!("its wire form reads back as {again:?}")));
+        }
+        Ok(Self {
+            event,
+            payload,
+            boot_reused_since: None,
+        })
+    }
 }
 
 /// A write transaction on the store. Dropping it without [`WriteBatch::commit`] discards it.
-///
-/// Events are checked for duplicates as they come (against a snapshot of the committed store
-/// plus this batch) but written to the tables once, at commit: redb tables borrow their
-/// transaction, and reopening three tables per event costs far more than the insert itself.
 pub struct WriteBatch<'s> {
     txn: WriteTransaction,
-    db: &'s Database,
+    problems: &'s Problems,
     quarantine_capacity: usize,
-    /// The committed events, as of this batch's start (no other writer can commit meanwhile).
-    committed_events: Option<CommittedEvents>,
-    pending_keys: HashSet<EventKey>,
-    pending_events: Vec<PendingEvent>,
-}
-
-struct PendingEvent {
-    key: EventKey,
-    received_ms: i64,
-    resident: Option<ResidentId>,
-    bytes: Vec<u8>,
 }
 
 impl std::fmt::Debug for WriteBatch<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WriteBatch")
             .field("quarantine_capacity", &self.quarantine_capacity)
-            .field("pending_events", &self.pending_events.len())
             .finish_non_exhaustive()
     }
 }
 
 impl<'s> WriteBatch<'s> {
-    pub(crate) fn new(db: &'s Database, quarantine_capacity: usize) -> Result<Self, StoreError> {
-        Ok(Self {
-            txn: db.begin_write()?,
-            db,
+    pub(crate) fn new(txn: WriteTransaction, problems: &'s Problems, quarantine_capacity: usize) -> Self {
+        Self {
+            txn,
+            problems,
             quarantine_capacity,
-            committed_events: None,
-            pending_keys: HashSet::new(),
-            pending_events: Vec::new(),
-        })
+        }
     }
 
-    /// Stores the event once per (device, boot, seq): a repeat changes nothing and says so.
-    pub fn insert_event(&mut self, event: &StoredEvent) -> Result<InsertOutcome, StoreError> {
-        if self.pending_keys.contains(&event.key) {
-            return Ok(InsertOutcome::Duplicate);
-        }
-        let committed = match &mut self.committed_events {
-            Some(table) => table,
-            None => self.committed_events.insert(self.db.begin_read()?.open_table(EVENTS)?),
-        };
-        if committed
-            .get((event.key.device.as_str(), event.key.boot, event.key.seq))?
-            .is_some()
-        {
-            return Ok(InsertOutcome::Duplicate);
-        }
-        let bytes = to_postcard("events", event)?;
-        self.pending_keys.insert(event.key);
-        self.pending_events.push(PendingEvent {
-            key: event.key,
-            received_ms: event.received_at.as_millis(),
-            resident: event.resident.clone(),
-            bytes,
-        });
-        Ok(InsertOutcome::Inserted)
-    }
-
-    /// Stores a whole batch of events at once, each once per (device, boot, seq), and says
-    /// which were new (the first arrival of a key within the batch wins). The events table is
-    /// written in key order and learns about duplicates from the insert itself, so a batch
-    /// costs one B-tree descent per event instead of a lookup plus an insert.
-    pub fn insert_events(&mut self, events: &[StoredEvent]) -> Result<Vec<InsertOutcome>, StoreError> {
+    /// Stores a batch of events and says, for each, whether it was new, a duplicate, or a
+    /// reused key (see [`InsertOutcome`]). The first arrival of a key within the batch is
+    /// the original. The events table is written in key order and learns about collisions
+    /// from the insert itself, so a new event costs one B-tree descent; only collisions
+    /// (rare) read and decode what is stored under their key, in arrival order.
+    pub fn insert_events(&mut self, events: &[NewEvent]) -> Result<Vec<InsertOutcome>, StoreError> {
         let mut outcomes = vec![InsertOutcome::Duplicate; events.len()];
         // Stable: among equal keys the earliest arrival comes first.
-        let mut order: Vec<(EventKey, usize)> = events.iter().enumerate().map(|(n, e)| (e.key, n)).collect();
+        let mut order: Vec<(crate::domain::EventKey, usize)> =
+            events.iter().enumerate().map(|(n, e)| (e.event.key, n)).collect();
         order.sort_by_key(|(key, _)| *key);
-        let mut inserted: Vec<&StoredEvent> = Vec::with_capacity(events.len());
+        // (arrival index, copy) of everything stored.
+        let mut stored: Vec<(usize, u32)> = Vec::with_capacity(events.len());
+        let mut collisions: Vec<usize> = Vec::new();
+        let mut encoder = EventEncoder::default();
         {
             let mut table = self.txn.open_table(EVENTS)?;
-            let mut previous: Option<EventKey> = None;
-            let mut bytes = Vec::new();
             for (key, index) in order {
-                if previous == Some(key) || self.pending_keys.contains(&key) {
-                    continue;
-                }
-                previous = Some(key);
-                let Some(event) = events.get(index) else { continue };
-                bytes.clear();
-                bytes = postcard::to_extend(event, bytes).map_err(|err| StoreError::Encode {
-                    table: "events",
-                    detail: err.to_string(),
-                })?;
-                let db_key = (key.device.as_str(), key.boot, key.seq);
-                let earlier = table.insert(db_key, bytes.as_slice())?.map(|old| old.value().to_vec());
+                let Some(new) = events.get(index) else { continue };
+                let bytes = encoder.encode(new.event.received_at, new.event.resident.as_ref(), &new.payload)?;
+                let db_key = (key.device.as_str(), key.boot, key.seq, 0);
+                let earlier = table.insert(db_key, bytes)?.map(|old| old.value().to_vec());
                 if let Some(earlier) = earlier {
-                    // Already stored by an earlier batch: put the first copy back.
+                    // Taken (by an earlier batch or an earlier arrival): put the first back.
                     table.insert(db_key, earlier.as_slice())?;
+                    collisions.push(index);
                     continue;
                 }
                 if let Some(outcome) = outcomes.get_mut(index) {
                     *outcome = InsertOutcome::Inserted;
                 }
-                inserted.push(event);
+                stored.push((index, 0));
+            }
+            collisions.sort_unstable();
+            // A conflict seen in this batch flags its device for the rest of the batch too.
+            let mut reused_in_batch: HashMap<DeviceId, Timestamp> = HashMap::new();
+            for index in collisions {
+                let Some(new) = events.get(index) else { continue };
+                let key = new.event.key;
+                let since = match (new.boot_reused_since, reused_in_batch.get(&key.device)) {
+                    (Some(given), Some(found)) => Some(given.min(*found)),
+                    (given, found) => given.or(found.copied()),
+                };
+                let Some(copy) = self.resolve_collision(&table, new, since)? else {
+                    continue;
+                };
+                let bytes = encoder.encode(new.event.received_at, new.event.resident.as_ref(), &new.payload)?;
+                table.insert((key.device.as_str(), key.boot, key.seq, copy), bytes)?;
+                if let Some(outcome) = outcomes.get_mut(index) {
+                    *outcome = InsertOutcome::Conflict { copy };
+                }
+                stored.push((index, copy));
+                reused_in_batch.entry(key.device).or_insert(new.event.received_at);
             }
         }
-        let mut by_time: Vec<(i64, EventKey)> = inserted.iter().map(|e| (e.received_at.as_millis(), e.key)).collect();
-        self.write_time_index(&mut by_time)?;
-        let mut by_resident: Vec<(&str, i64, DeviceId, u32, u32)> = inserted
+        let stored: Vec<(&StoredEvent, u32)> = stored
+            .into_iter()
+            .filter_map(|(index, copy)| Some((&events.get(index)?.event, copy)))
+            .collect();
+        self.write_indexes(&stored).map(|()| outcomes)
+    }
+
+    /// `None` if `new` says the same as a version already stored under its key (a
+    /// duplicate), else the copy number to store it as. A version that cannot be read cannot
+    /// vouch for a duplicate: when in doubt, keep the new one. With `boot_reused_since`, an
+    /// alarm matching only versions stored before then is a new alarm too.
+    fn resolve_collision(
+        &self,
+        table: &redb::Table<'_, (&'static str, u32, u32, u32), &'static [u8]>,
+        new: &NewEvent,
+        boot_reused_since: Option<Timestamp>,
+    ) -> Result<Option<u32>, StoreError> {
+        let key = new.event.key;
+        let device = key.device.as_str();
+        let mut last_copy = 0;
+        let mut duplicate = false;
+        for entry in table.range((device, key.boot, key.seq, 0)..=(device, key.boot, key.seq, u32::MAX))? {
+            let (db_key, value) = entry?;
+            let copy = db_key.value().3;
+            last_copy = copy;
+            match queries::event_read(device, key.boot, key.seq, copy, value.value()) {
+                Ok(read) => {
+                    let earlier_life = new.event.body.is_alarm()
+                        && boot_reused_since.is_some_and(|since| read.event.received_at < since);
+                    duplicate |= read.event.same_content(&new.event) && !earlier_life;
+                }
+                Err(unreadable) => self.problems.report(&unreadable),
+            }
+        }
+        Ok((!duplicate).then(|| last_copy.saturating_add(1)))
+    }
+
+    /// Adds the stored events to the time and resident indexes.
+    fn write_indexes(&mut self, stored: &[(&StoredEvent, u32)]) -> Result<(), StoreError> {
+        let mut by_time: Vec<(i64, &StoredEvent, u32)> = stored
             .iter()
-            .filter_map(|e| {
+            .map(|(e, copy)| (e.received_at.as_millis(), *e, *copy))
+            .collect();
+        self.write_time_index(&mut by_time)?;
+        let mut by_resident: Vec<(&str, i64, &str, u32, u32, u32)> = stored
+            .iter()
+            .filter_map(|(e, copy)| {
                 let resident = e.resident.as_ref()?;
                 Some((
                     resident.as_str(),
                     e.received_at.as_millis(),
-                    e.key.device,
+                    e.key.device.as_str(),
                     e.key.boot,
                     e.key.seq,
+                    *copy,
                 ))
             })
             .collect();
         if !by_resident.is_empty() {
             by_resident.sort_unstable();
             let mut resident_index = self.txn.open_table(EVENTS_BY_RESIDENT)?;
-            for (resident, received, device, boot, seq) in &by_resident {
-                resident_index.insert((*resident, *received, device.as_str(), *boot, *seq), ())?;
+            for key in by_resident {
+                resident_index.insert(key, ())?;
             }
-        }
-        Ok(outcomes)
-    }
-
-    /// Writes the batch's events, each table in its own key order: consecutive inserts then land
-    /// on the same leaf pages, which roughly halves the cost of a batch from many devices.
-    fn write_pending_events(&mut self) -> Result<(), StoreError> {
-        if self.pending_events.is_empty() {
-            return Ok(());
-        }
-        let mut pending = std::mem::take(&mut self.pending_events);
-        // EventKey orders as the table does (device bytes, boot, seq), without UTF-8 checks.
-        pending.sort_unstable_by_key(|e| e.key);
-        let mut events = self.txn.open_table(EVENTS)?;
-        for event in &pending {
-            events.insert(
-                (event.key.device.as_str(), event.key.boot, event.key.seq),
-                event.bytes.as_slice(),
-            )?;
-        }
-        drop(events);
-        let mut by_time: Vec<(i64, EventKey)> = pending.iter().map(|e| (e.received_ms, e.key)).collect();
-        self.write_time_index(&mut by_time)?;
-        let mut by_resident: Vec<(&str, i64, &str, u32, u32)> = pending
-            .iter()
-            .filter_map(|e| {
-                let resident = e.resident.as_ref()?;
-                Some((
-                    resident.as_str(),
-                    e.received_ms,
-                    e.key.device.as_str(),
-                    e.key.boot,
-                    e.key.seq,
-                ))
-            })
-            .collect();
-        by_resident.sort_unstable();
-        let mut resident_index = self.txn.open_table(EVENTS_BY_RESIDENT)?;
-        for key in by_resident {
-            resident_index.insert(key, ())?;
         }
         Ok(())
     }
 
-    /// Adds one time-index entry per millisecond of `events` (received_ms, key).
-    fn write_time_index(&mut self, events: &mut [(i64, EventKey)]) -> Result<(), StoreError> {
+    /// Adds one time-index entry per millisecond of `events`.
+    fn write_time_index(&mut self, events: &mut [(i64, &StoredEvent, u32)]) -> Result<(), StoreError> {
         if events.is_empty() {
             return Ok(());
         }
-        events.sort_unstable();
+        events.sort_unstable_by_key(|(received, event, copy)| (*received, event.key, *copy));
         let mut meta = self.txn.open_table(META)?;
         let mut group = meta.get(TIME_GROUP_NEXT_KEY)?.map_or(0, |next| next.value());
         let mut time_index = self.txn.open_table(EVENTS_BY_TIME)?;
-        let mut keys: Vec<EventKey> = Vec::new();
+        let mut keys: Vec<(&str, u32, u32, u32)> = Vec::new();
         for same_ms in events.chunk_by(|a, b| a.0 == b.0) {
-            let Some((received, _)) = same_ms.first() else { continue };
+            let Some((received, _, _)) = same_ms.first() else {
+                continue;
+            };
             keys.clear();
-            keys.extend(same_ms.iter().map(|(_, key)| *key));
-            let bytes = to_postcard("events_by_time", &keys)?;
+            keys.extend(
+                same_ms
+                    .iter()
+                    .map(|(_, e, copy)| (e.key.device.as_str(), e.key.boot, e.key.seq, *copy)),
+            );
+            let bytes = to_json("events_by_time", &keys)?;
             time_index.insert((*received, group), bytes.as_slice())?;
             group = group.saturating_add(1);
         }
@@ -215,25 +272,40 @@ impl<'s> WriteBatch<'s> {
         Ok(())
     }
 
-    /// Inserts or replaces the alert by id, keeping the open-alert and resident indexes true.
+    /// Inserts or updates the alert by id, keeping the open-alert and resident indexes true.
+    /// An alert's history only grows, so only transitions not yet stored are written: a join
+    /// costs the same however long the history already is.
     pub fn put_alert(&mut self, alert: &Alert) -> Result<(), StoreError> {
         let id = alert.id.0;
-        let bytes = to_json("alerts", alert)?;
-        let previous_resident = {
+        let header = AlertHeader::of(alert);
+        let bytes = to_json("alerts", &header)?;
+        let (previous_resident, stored_transitions) = {
             let mut alerts = self.txn.open_table(ALERTS)?;
             let previous = alerts.insert(id, bytes.as_slice())?;
-            match previous {
-                Some(old) => match from_json::<Alert>("alerts", id, old.value()) {
-                    Ok(old) => old.resident,
-                    Err(err) => {
-                        // Overwriting a corrupt value repairs it; its stale index entry may linger.
-                        tracing::warn!(alert = %alert.id, error = %err, "replaced an undecodable alert");
-                        None
-                    }
-                },
-                None => None,
+            match previous.map(|old| from_json::<AlertHeader>("alerts", id, old.value())) {
+                Some(Ok(old)) => (old.resident, old.transition_count),
+                Some(Err(unreadable)) => {
+                    // Overwriting an unreadable header repairs it (history rewritten whole);
+                    // a stale resident-index entry may linger.
+                    tracing::warn!(alert = %alert.id, error = %unreadable, "replaced an unreadable alert");
+                    (None, 0)
+                }
+                None => (None, 0),
             }
         };
+        {
+            let mut transitions = self.txn.open_table(ALERT_TRANSITIONS)?;
+            let count = header.transition_count;
+            for index in count..stored_transitions {
+                transitions.remove((id, index))?;
+            }
+            let first_new = stored_transitions.min(count) as usize;
+            for (index, transition) in alert.transitions.iter().enumerate().skip(first_new) {
+                let index = u32::try_from(index).unwrap_or(u32::MAX);
+                let bytes = to_json("alert_transitions", transition)?;
+                transitions.insert((id, index), bytes.as_slice())?;
+            }
+        }
         let mut open = self.txn.open_table(OPEN_ALERTS)?;
         if alert.is_open() {
             open.insert(id, ())?;
@@ -255,7 +327,7 @@ impl<'s> WriteBatch<'s> {
         let mut stored = record.clone();
         stored.original_len = record.original_len.max(record.payload.len());
         stored.payload.truncate(QUARANTINE_PAYLOAD_LIMIT);
-        let bytes = to_postcard("quarantine", &stored)?;
+        let bytes = encode_quarantine(&stored)?;
         let mut meta = self.txn.open_table(META)?;
         let seq = meta.get(QUARANTINE_NEXT_SEQ_KEY)?.map_or(0, |next| next.value());
         meta.insert(QUARANTINE_NEXT_SEQ_KEY, seq.saturating_add(1))?;
@@ -270,13 +342,18 @@ impl<'s> WriteBatch<'s> {
         Ok(())
     }
 
-    /// Reads the device as this batch would leave it.
+    /// Reads the device as this batch would leave it. An unreadable record is
+    /// `StoreError::Unreadable` (and reported), so the caller can decide not to overwrite it.
     pub fn device(&self, id: &DeviceId) -> Result<Option<DeviceRecord>, StoreError> {
-        queries::device_in(&self.txn.open_table(DEVICES)?, id)
+        let found = queries::device_in(&self.txn.open_table(DEVICES)?, id);
+        if let Err(StoreError::Unreadable(unreadable)) = &found {
+            self.problems.report(unreadable);
+        }
+        found
     }
 
     pub fn put_device(&mut self, record: &DeviceRecord) -> Result<(), StoreError> {
-        let bytes = to_postcard("devices", record)?;
+        let bytes = to_json("devices", record)?;
         self.txn
             .open_table(DEVICES)?
             .insert(record.id.as_str(), bytes.as_slice())?;
@@ -284,7 +361,7 @@ impl<'s> WriteBatch<'s> {
     }
 
     pub fn put_resident(&mut self, resident: &Resident) -> Result<(), StoreError> {
-        let bytes = to_postcard("residents", resident)?;
+        let bytes = to_json("residents", resident)?;
         self.txn
             .open_table(RESIDENTS)?
             .insert(resident.id.as_str(), bytes.as_slice())?;
@@ -295,7 +372,7 @@ impl<'s> WriteBatch<'s> {
     /// it; any other overlap with the device's assignments is refused.
     pub fn assign(&mut self, assignment: &Assignment) -> Result<(), StoreError> {
         let mut assignments = self.txn.open_table(ASSIGNMENTS)?;
-        let overlapping = queries::assignments_in(&assignments, &assignment.device)?
+        let overlapping = queries::assignments_in(&assignments, self.problems, &assignment.device)?
             .into_iter()
             .find(|existing| {
                 existing.from != assignment.from
@@ -310,7 +387,7 @@ impl<'s> WriteBatch<'s> {
                 existing_until: existing.until,
             });
         }
-        let bytes = to_postcard("assignments", assignment)?;
+        let bytes = to_json("assignments", assignment)?;
         assignments.insert(
             (assignment.device.as_str(), assignment.from.as_millis()),
             bytes.as_slice(),
@@ -321,17 +398,17 @@ impl<'s> WriteBatch<'s> {
     /// Ends the device's assignment that covers `at`, at `at`.
     pub fn end_assignment(&mut self, device: &DeviceId, at: Timestamp) -> Result<(), StoreError> {
         let mut assignments = self.txn.open_table(ASSIGNMENTS)?;
-        let Some(mut current) = queries::assignment_at(&assignments, device, at)? else {
+        let Some(mut current) = queries::assignment_at(&assignments, self.problems, device, at)? else {
             return Err(StoreError::NoActiveAssignment { device: *device, at });
         };
         current.until = Some(at);
-        let bytes = to_postcard("assignments", &current)?;
+        let bytes = to_json("assignments", &current)?;
         assignments.insert((device.as_str(), current.from.as_millis()), bytes.as_slice())?;
         Ok(())
     }
 
     pub fn resident_for(&self, device: &DeviceId, at: Timestamp) -> Result<Option<ResidentId>, StoreError> {
-        queries::resident_for_in(&self.txn.open_table(ASSIGNMENTS)?, device, at)
+        queries::resident_for_in(&self.txn.open_table(ASSIGNMENTS)?, self.problems, device, at)
     }
 
     /// Sets (or, with `None`, deletes) one opaque alert-engine state entry.
@@ -345,9 +422,7 @@ impl<'s> WriteBatch<'s> {
     }
 
     /// Commits durably (fsync): only after `Ok` may anything be acknowledged to a device.
-    pub fn commit(mut self) -> Result<(), StoreError> {
-        self.write_pending_events()?;
-        self.committed_events = None;
+    pub fn commit(self) -> Result<(), StoreError> {
         self.txn.commit()?;
         Ok(())
     }

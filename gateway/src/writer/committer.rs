@@ -373,6 +373,7 @@ impl Shell {
             core
         };
         self.metrics.set_open_alerts(core.open_alert_count());
+        self.metrics.set_unreadable_records(core.store().unreadable_count());
         self.core = Some(core);
     }
 
@@ -649,6 +650,7 @@ impl Shell {
                     self.metrics.unregistered(committed.unregistered);
                     self.metrics
                         .device_time_out_of_range(committed.device_time_out_of_range);
+                    self.metrics.key_conflicts(committed.key_conflicts);
                     for reason in &committed.rejected {
                         self.metrics.rejected(*reason);
                     }
@@ -754,6 +756,7 @@ impl Shell {
         }
         if let Some(core) = &self.core {
             self.metrics.set_open_alerts(core.open_alert_count());
+            self.metrics.set_unreadable_records(core.store().unreadable_count());
         }
     }
 

@@ -4,7 +4,7 @@
 //! threads. On any store error the caller rebuilds the engine from the store before a
 //! retry: [`Core::restore`], or [`Core::open`] on a reopened store after an I/O fault.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ use crate::domain::{
     ResidentId, StoredEvent, Timestamp,
 };
 use crate::ingest::classify::{Classified, Reject, classify};
-use crate::store::{InsertOutcome, Store, StoreError, WriteBatch};
+use crate::store::{InsertOutcome, NewEvent, Store, StoreError, WriteBatch};
 
 /// Why an operator action (or a register change) did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -54,8 +54,12 @@ pub struct Committed {
     pub receipts: Vec<(DeviceId, DownlinkBody)>,
     pub downlinks: Vec<(DeviceId, DownlinkBody)>,
     pub alerts: Vec<Alert>,
+    /// Events newly stored, conflicting copies included.
     pub stored: u64,
     pub duplicates: u64,
+    /// Of `stored`, events whose key was already taken by different content (the device
+    /// reused keys): stored as copies, alerted, and the device sent a `BootFloor`.
+    pub key_conflicts: u64,
     pub rejected: Vec<RejectReason>,
     pub unregistered: u64,
     /// Uplinks whose device time was outside the protocol's range (taken as unknown).
@@ -138,9 +142,11 @@ impl Core {
         let mut txn = self.store.begin_write()?;
         let mut out = Committed::default();
         let mut devices: HashMap<DeviceId, (DeviceRecord, bool)> = HashMap::new();
+        // Devices whose stored record is unreadable: used, never overwritten (it stays listed).
+        let mut unreadable_devices: HashSet<DeviceId> = HashSet::new();
         let mut receipts = Receipts::default();
         let mut residents = ResidentCache::default();
-        let mut events: Vec<StoredEvent> = Vec::with_capacity(batch.len());
+        let mut events: Vec<NewEvent> = Vec::with_capacity(batch.len());
         let mut steps: Vec<Step> = Vec::with_capacity(batch.len());
         for incoming in batch {
             match classify(&incoming.topic, &incoming.payload) {
@@ -150,27 +156,42 @@ impl Core {
                     header,
                     body,
                 } => {
-                    let (_, created) = device_entry(&mut devices, &txn, device)?;
+                    let (record, created) = device_entry(&mut devices, &mut unreadable_devices, &txn, device)?;
                     if std::mem::take(created) {
                         tracing::info!(%device, "first event from a device not in the register");
                     }
+                    // In arrival order: a boot at or above the floor clears a boot-reuse flag.
+                    record.note_event_boot(header.boot);
+                    let boot_reused_since = record.boot_reuse.map(|reuse| reuse.since);
                     receipts.add(device, header.boot, header.seq);
                     steps.push(Step::Event { version });
-                    events.push(StoredEvent {
-                        key: EventKey {
-                            device,
-                            boot: header.boot,
-                            seq: header.seq,
+                    events.push(NewEvent {
+                        event: StoredEvent {
+                            key: EventKey {
+                                device,
+                                boot: header.boot,
+                                seq: header.seq,
+                            },
+                            resident: residents.lookup(&txn, device, incoming.received_at)?,
+                            received_at: incoming.received_at,
+                            device_time: device_time(device, header.device_time_ms, &mut out),
+                            protocol_version: version,
+                            body,
                         },
-                        resident: residents.lookup(&txn, device, incoming.received_at)?,
-                        received_at: incoming.received_at,
-                        device_time: device_time(device, header.device_time_ms, &mut out),
-                        protocol_version: version,
-                        body,
+                        payload: incoming.payload.to_vec(),
+                        boot_reused_since,
                     });
                 }
                 Classified::Presence { device, presence } => {
-                    device_entry(&mut devices, &txn, device)?;
+                    let (record, _) = device_entry(&mut devices, &mut unreadable_devices, &txn, device)?;
+                    // A retained presence is the broker replaying old news: never a boot that
+                    // went back now.
+                    let boot_went_back = match presence {
+                        Presence::Online { boot } if !incoming.retained => record
+                            .note_online_boot(boot, incoming.received_at)
+                            .map(|min_boot| (boot, min_boot)),
+                        Presence::Online { .. } | Presence::Offline => None,
+                    };
                     let resident = residents.lookup(&txn, device, incoming.received_at)?;
                     steps.push(Step::Presence {
                         device,
@@ -178,6 +199,7 @@ impl Core {
                         resident,
                         at: incoming.received_at,
                         retained: incoming.retained,
+                        boot_went_back,
                     });
                 }
                 Classified::Reject(reject) => {
@@ -189,7 +211,9 @@ impl Core {
             }
         }
         let outcomes = txn.insert_events(&events)?;
-        let mut events = events.into_iter().zip(outcomes);
+        let mut events = events.into_iter().map(|new| new.event).zip(outcomes);
+        // (device, boot floor) for devices seen reusing keys in this batch.
+        let mut boot_floors: Vec<(DeviceId, u32)> = Vec::new();
         // The engine sees the inputs in arrival order; the records do not depend on it.
         let mut inputs = Vec::with_capacity(steps.len());
         for step in steps {
@@ -201,10 +225,29 @@ impl Core {
                         continue;
                     };
                     touch(record, event.received_at, version);
-                    if outcome == InsertOutcome::Duplicate {
-                        out.duplicates += 1;
-                        continue;
-                    }
+                    let key_conflict = match outcome {
+                        InsertOutcome::Duplicate => {
+                            out.duplicates += 1;
+                            continue;
+                        }
+                        InsertOutcome::Inserted => None,
+                        InsertOutcome::Conflict { copy } => {
+                            // A reused key: the new content is stored and alerts like any new
+                            // event, and the device is told to move past every boot seen.
+                            out.key_conflicts += 1;
+                            let min_boot = record.flag_boot_reuse(event.received_at);
+                            note_boot_floor(&mut boot_floors, device, min_boot);
+                            tracing::warn!(%device, boot = event.key.boot, seq = event.key.seq, copy, min_boot, "key reused with different content; stored as a copy");
+                            Some(EngineInput::KeyConflict {
+                                device,
+                                resident: event.resident.clone(),
+                                detail: format!(
+                                    "event {} arrived again with different content (stored as copy {copy}); boot floor {min_boot} sent",
+                                    event.key
+                                ),
+                            })
+                        }
+                    };
                     out.stored += 1;
                     let registered = record.registered;
                     if !registered {
@@ -224,6 +267,7 @@ impl Core {
                         device_registered: registered,
                         device_kind: record.kind,
                     });
+                    inputs.extend(key_conflict);
                 }
                 Step::Presence {
                     device,
@@ -231,6 +275,7 @@ impl Core {
                     resident,
                     at,
                     retained,
+                    boot_went_back,
                 } => {
                     let Some((record, _)) = devices.get_mut(&device) else {
                         continue;
@@ -270,6 +315,18 @@ impl Core {
                             out.downlinks.push((device, DownlinkBody::TimeSync { unix_ms }));
                         }
                     }
+                    let key_conflict = boot_went_back.map(|(boot, min_boot)| {
+                        tracing::warn!(%device, boot, min_boot, "online with a boot below one already seen");
+                        note_boot_floor(&mut boot_floors, device, min_boot);
+                        EngineInput::KeyConflict {
+                            device,
+                            resident: resident.clone(),
+                            detail: format!(
+                                "online with boot {boot}, below boot {} already seen; boot floor {min_boot} sent",
+                                min_boot.saturating_sub(1)
+                            ),
+                        }
+                    });
                     inputs.push(EngineInput::Presence {
                         device,
                         resident,
@@ -277,12 +334,20 @@ impl Core {
                         boot,
                         at,
                     });
+                    inputs.extend(key_conflict);
                 }
             }
         }
+        out.downlinks.extend(
+            boot_floors
+                .into_iter()
+                .map(|(device, min_boot)| (device, DownlinkBody::BootFloor { min_boot })),
+        );
         let effects = self.engine.handle_batch(inputs, now);
         for (record, _) in devices.values() {
-            txn.put_device(record)?;
+            if !unreadable_devices.contains(&record.id) {
+                txn.put_device(record)?;
+            }
         }
         out.receipts = receipts.into_downlinks();
         persist_effects(&mut self.engine, &mut txn, effects, &mut out)?;
@@ -361,6 +426,8 @@ impl Core {
             merged.battery_mv = merged.battery_mv.or(known.battery_mv);
             merged.battery_percent = merged.battery_percent.or(known.battery_percent);
             merged.heartbeat_interval_s = merged.heartbeat_interval_s.or(known.heartbeat_interval_s);
+            merged.highest_boot = merged.highest_boot.max(known.highest_boot);
+            merged.boot_reuse = merged.boot_reuse.or(known.boot_reuse);
             if merged.online == OnlineState::Unknown {
                 merged.online = known.online;
             }
@@ -437,6 +504,8 @@ enum Step {
         at: Timestamp,
         /// Replayed by the broker on (re)subscription, not sent now.
         retained: bool,
+        /// `Online` with a boot below one already seen: (that boot, the floor to send).
+        boot_went_back: Option<(u32, u32)>,
     },
 }
 
@@ -446,7 +515,7 @@ enum Step {
 /// the original value on record.
 fn device_time(device: DeviceId, device_time_ms: Option<u64>, out: &mut Committed) -> Option<Timestamp> {
     let ms = device_time_ms?;
-    if (protocol::DEVICE_TIME_MIN_MS..=protocol::DEVICE_TIME_MAX_MS).contains(&ms) {
+    if protocol::device_time_accepted(ms) {
         // The range ends far below i64::MAX, so this always converts.
         i64::try_from(ms).ok().map(Timestamp::from_millis)
     } else {
@@ -457,22 +526,39 @@ fn device_time(device: DeviceId, device_time_ms: Option<u64>, out: &mut Committe
 }
 
 /// The batch's view of a device: from the batch cache, the store, or new and unregistered.
+/// A stored record that cannot be read is left as it is (listed by the store) and the device
+/// handled as unregistered: its alarms still alert, flagged.
 fn device_entry<'m>(
     devices: &'m mut HashMap<DeviceId, (DeviceRecord, bool)>,
+    unreadable: &mut HashSet<DeviceId>,
     txn: &WriteBatch<'_>,
     device: DeviceId,
 ) -> Result<(&'m mut DeviceRecord, &'m mut bool), StoreError> {
     let entry = match devices.entry(device) {
         std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
         std::collections::hash_map::Entry::Vacant(slot) => {
-            let value = match txn.device(&device)? {
-                Some(record) => (record, false),
-                None => (DeviceRecord::new(device, DeviceKind::Other, false), true),
+            let value = match txn.device(&device) {
+                Ok(Some(record)) => (record, false),
+                Ok(None) => (DeviceRecord::new(device, DeviceKind::Other, false), true),
+                Err(StoreError::Unreadable(problem)) => {
+                    tracing::error!(%device, %problem, "device record unreadable: handled as unregistered, left unchanged");
+                    unreadable.insert(device);
+                    (DeviceRecord::new(device, DeviceKind::Other, false), false)
+                }
+                Err(other) => return Err(other),
             };
             slot.insert(value)
         }
     };
     Ok((&mut entry.0, &mut entry.1))
+}
+
+/// Records the boot floor to send a device after the commit (the latest per device).
+fn note_boot_floor(floors: &mut Vec<(DeviceId, u32)>, device: DeviceId, min_boot: u32) {
+    match floors.iter_mut().find(|(known, _)| *known == device) {
+        Some(entry) => entry.1 = min_boot,
+        None => floors.push((device, min_boot)),
+    }
 }
 
 fn touch(record: &mut DeviceRecord, at: Timestamp, version: u8) {
@@ -551,6 +637,7 @@ mod tests {
     use protocol::{AlarmKind, DeviceStatus, FirmwareVersion, MAX_UPLINK_LEN, Uplink, UplinkHeader, encode_uplink};
 
     use super::*;
+    use crate::domain::AlertKind;
 
     fn dev(s: &str) -> DeviceId {
         DeviceId::new(s).unwrap()
@@ -799,7 +886,11 @@ mod tests {
         let out = core.ingest(&batch, Timestamp(1_000)).unwrap();
         assert_eq!(out.stored, 7, "an odd clock never costs the event");
         assert_eq!(out.device_time_out_of_range, 4);
-        let events = core.store().events(&crate::store::EventFilter::default()).unwrap();
+        let events = core
+            .store()
+            .events(&crate::store::EventFilter::default())
+            .unwrap()
+            .into_events();
         let mut times: Vec<(u32, Option<Timestamp>)> = events.iter().map(|e| (e.key.seq, e.device_time)).collect();
         times.sort_by_key(|(seq, _)| *seq);
         let as_ts = |ms: u64| Some(Timestamp::from_millis(i64::try_from(ms).unwrap()));
@@ -815,6 +906,190 @@ mod tests {
                 (7, None)
             ]
         );
+    }
+
+    fn status_of(device: &str, presence: Presence, at: i64) -> Received {
+        status_publish(device, presence, false, at)
+    }
+
+    fn receipted(out: &Committed, device: &str, boot: u32) -> Vec<u32> {
+        out.receipts
+            .iter()
+            .filter_map(|(d, body)| match body {
+                DownlinkBody::Receipt { boot: b, seqs } if *d == dev(device) && *b == boot => Some(seqs.to_vec()),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    }
+
+    fn boot_floors(out: &Committed) -> Vec<u32> {
+        out.downlinks
+            .iter()
+            .filter_map(|(_, body)| match body {
+                DownlinkBody::BootFloor { min_boot } => Some(*min_boot),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn kinds(out: &Committed) -> Vec<AlertKind> {
+        out.alerts.iter().map(|alert| alert.kind).collect()
+    }
+
+    #[test]
+    fn same_key_and_value_in_other_bytes_is_a_duplicate() {
+        let (_dir, mut core) = core();
+        let first = uplink("pnd-1", 1, 1, UplinkBody::Alarm(AlarmKind::PendantPress), 1_000);
+        core.ingest(std::slice::from_ref(&first), Timestamp(1_000)).unwrap();
+        // The seq as an over-long varint: a different encoding of the same event.
+        let mut bytes = first.payload.to_vec();
+        assert_eq!(bytes[2], 1);
+        bytes.splice(2..3, [0x81, 0x00]);
+        let again = core
+            .ingest(&[incoming("tec/v1/dev/pnd-1/up", bytes, 2_000)], Timestamp(2_000))
+            .unwrap();
+        assert_eq!((again.stored, again.duplicates, again.key_conflicts), (0, 1, 0));
+        assert_eq!(receipted(&again, "pnd-1", 1), [1]);
+        assert!(again.alerts.is_empty() && boot_floors(&again).is_empty());
+        assert_eq!(core.store().event_count().unwrap(), 1);
+    }
+
+    #[test]
+    fn a_reused_key_with_other_content_is_stored_alerted_and_floored() {
+        let (_dir, mut core) = core();
+        core.ingest(&[uplink("pnd-1", 3, 1, heartbeat(), 1_000)], Timestamp(1_000))
+            .unwrap();
+        let press = uplink("pnd-1", 3, 1, UplinkBody::Alarm(AlarmKind::PendantPress), 2_000);
+        let out = core.ingest(std::slice::from_ref(&press), Timestamp(2_000)).unwrap();
+        assert_eq!((out.stored, out.duplicates, out.key_conflicts), (1, 0, 1));
+        assert_eq!(receipted(&out, "pnd-1", 3), [1]);
+        // The alarm alerts like any new one, and the device gets a technical alert.
+        assert_eq!(kinds(&out), [AlertKind::PendantPress, AlertKind::KeyConflict]);
+        assert_eq!(boot_floors(&out), [4]);
+        let copies = core
+            .store()
+            .event_copies(&EventKey {
+                device: dev("pnd-1"),
+                boot: 3,
+                seq: 1,
+            })
+            .unwrap();
+        assert_eq!(copies.iter().map(|c| c.copy).collect::<Vec<_>>(), [0, 1]);
+        let record = core.store().device(&dev("pnd-1")).unwrap().unwrap();
+        assert_eq!(record.boot_reuse.map(|reuse| reuse.min_boot), Some(4));
+        // The copy retransmitted is an ordinary duplicate: receipted, nothing new.
+        let again = core.ingest(&[press], Timestamp(3_000)).unwrap();
+        assert_eq!((again.stored, again.duplicates, again.key_conflicts), (0, 1, 0));
+        assert_eq!(receipted(&again, "pnd-1", 3), [1]);
+        assert!(again.alerts.is_empty() && boot_floors(&again).is_empty());
+        // The device moves to the floor: the flag clears.
+        core.ingest(&[uplink("pnd-1", 4, 0, heartbeat(), 4_000)], Timestamp(4_000))
+            .unwrap();
+        let record = core.store().device(&dev("pnd-1")).unwrap().unwrap();
+        assert_eq!((record.highest_boot, record.boot_reuse), (Some(4), None));
+    }
+
+    #[test]
+    fn online_with_a_lower_boot_is_flagged_and_floored() {
+        let (_dir, mut core) = core();
+        core.ingest(
+            &[
+                status_of("pnd-1", Presence::Online { boot: 7 }, 1_000),
+                uplink("pnd-1", 7, 0, heartbeat(), 1_001),
+            ],
+            Timestamp(1_001),
+        )
+        .unwrap();
+        // A reconnect with the same boot is not a reuse.
+        let same = core
+            .ingest(
+                &[status_of("pnd-1", Presence::Online { boot: 7 }, 2_000)],
+                Timestamp(2_000),
+            )
+            .unwrap();
+        assert!(boot_floors(&same).is_empty() && same.alerts.is_empty());
+        let lower = core
+            .ingest(
+                &[status_of("pnd-1", Presence::Online { boot: 2 }, 3_000)],
+                Timestamp(3_000),
+            )
+            .unwrap();
+        assert_eq!(boot_floors(&lower), [8]);
+        assert_eq!(kinds(&lower), [AlertKind::KeyConflict]);
+        let record = core.store().device(&dev("pnd-1")).unwrap().unwrap();
+        assert_eq!(
+            record.boot_reuse,
+            Some(crate::domain::BootReuse {
+                since: Timestamp(3_000),
+                min_boot: 8
+            })
+        );
+    }
+
+    #[test]
+    fn a_wiped_devices_first_press_alerts_though_its_bytes_match_an_old_alarm() {
+        let (_dir, mut core) = core();
+        // Months ago: boot 1, seq 1 was a press; answered and resolved. Later boots followed.
+        let press = || uplink("pnd-1", 1, 1, UplinkBody::Alarm(AlarmKind::PendantPress), 1_000);
+        let out = core.ingest(&[press()], Timestamp(1_000)).unwrap();
+        let id = out.alerts[0].id;
+        core.operator(|engine| engine.resolve(id, "op-1", crate::domain::Outcome::FalseAlarm, None, Timestamp(2_000)))
+            .unwrap();
+        core.ingest(&[uplink("pnd-1", 57, 0, heartbeat(), 3_000)], Timestamp(3_000))
+            .unwrap();
+        // Wiped: it comes online as boot 1 and presses; same bytes as months ago.
+        let mut wiped_press = press();
+        wiped_press.received_at = Timestamp(9_000_001);
+        let out = core
+            .ingest(
+                &[status_of("pnd-1", Presence::Online { boot: 1 }, 9_000_000), wiped_press],
+                Timestamp(9_000_001),
+            )
+            .unwrap();
+        assert_eq!((out.stored, out.duplicates), (1, 0));
+        assert_eq!(receipted(&out, "pnd-1", 1), [1]);
+        assert!(kinds(&out).contains(&AlertKind::PendantPress), "{:?}", kinds(&out));
+        assert!(kinds(&out).contains(&AlertKind::KeyConflict));
+        assert_eq!(boot_floors(&out), [58]);
+        // Its retransmission is a duplicate of the copy.
+        let mut retransmitted = press();
+        retransmitted.received_at = Timestamp(9_000_100);
+        let again = core.ingest(&[retransmitted], Timestamp(9_000_100)).unwrap();
+        assert_eq!((again.stored, again.duplicates), (0, 1));
+        assert!(!kinds(&again).contains(&AlertKind::PendantPress));
+    }
+
+    #[test]
+    fn an_unreadable_device_record_is_left_alone_and_its_alarm_still_alerts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(crate::store::STORE_FILE_NAME);
+        drop(Store::open(&path).unwrap());
+        {
+            let db = redb::Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(redb::TableDefinition::<&str, &[u8]>::new("devices"))
+                .unwrap()
+                .insert("pnd-1", b"{damaged".as_slice())
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let store = Arc::new(Store::open(&path).unwrap());
+        let mut core = Core::open(store.clone(), EngineConfig::default(), Timestamp(1_000)).unwrap();
+        let out = core
+            .ingest(
+                &[uplink("pnd-1", 1, 1, UplinkBody::Alarm(AlarmKind::PendantPress), 1_000)],
+                Timestamp(1_000),
+            )
+            .unwrap();
+        assert_eq!((out.stored, out.alerts.len()), (1, 1));
+        assert!(out.alerts[0].unregistered_device);
+        assert_eq!(receipted(&out, "pnd-1", 1), [1]);
+        assert!(matches!(
+            store.device(&dev("pnd-1")),
+            Err(StoreError::Unreadable(ref problem)) if problem.table == "devices"
+        ));
+        assert_eq!(store.unreadable_count(), 1);
     }
 
     #[test]
@@ -915,6 +1190,55 @@ mod tests {
             );
             assert_eq!(batched.next_deadline(), one_by_one.next_deadline());
         }
+    }
+
+    /// What a join costs as an alert's history grows: one alert joined 10,000 times through
+    /// `ingest` (one press per commit, engine included). `cargo test -p tec-gateway --release
+    /// --lib writer::core::tests::alert_join_cost -- --ignored --nocapture` (JOINS sets the count).
+    #[test]
+    #[ignore = "cost measurement; run in release with --ignored"]
+    fn alert_join_cost() {
+        let joins: u32 = std::env::var("JOINS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(10_000);
+        let (_dir, mut core) = core();
+        let mut per_join = Vec::with_capacity(joins as usize + 1);
+        for seq in 0..=joins {
+            let at = 1_000 + i64::from(seq);
+            let press = uplink("pnd-1", 1, seq, UplinkBody::Alarm(AlarmKind::PendantPress), at);
+            let started = Instant::now();
+            let out = core.ingest(&[press], Timestamp(at)).unwrap();
+            per_join.push(started.elapsed());
+            assert_eq!(out.alerts.len(), 1);
+        }
+        let alert = core.store().open_alerts().unwrap().remove(0);
+        assert_eq!(alert.transitions.len(), joins as usize + 1);
+        let window = (joins as usize / 10).max(1);
+        let mean = |slice: &[Duration]| slice.iter().sum::<Duration>() / u32::try_from(slice.len()).unwrap();
+        let first = mean(&per_join[1..=window]);
+        let last = mean(&per_join[per_join.len() - window..]);
+        // The engine hands the whole alert over on every join (Effect::AlertChanged(clone)).
+        let started = Instant::now();
+        let rounds = 100u32;
+        for _ in 0..rounds {
+            std::hint::black_box(alert.clone());
+        }
+        let clone = started.elapsed() / rounds;
+        // What every join wrote before the history was split out: the whole alert as JSON.
+        let started = Instant::now();
+        let mut whole_len = 0;
+        for _ in 0..rounds {
+            whole_len = serde_json::to_vec(std::hint::black_box(&alert)).unwrap().len();
+        }
+        let whole = started.elapsed() / rounds;
+        let state_bytes: usize = core.store().engine_state().unwrap().iter().map(|(_, v)| v.len()).sum();
+        println!(
+            "alert join through ingest: first {window}: {first:.2?}/join, last {window}: {last:.2?}/join; \
+             one clone of the {}-transition alert: {clone:.2?}; encoding it whole (the old per-join \
+             write, {whole_len} bytes): {whole:.2?}; engine state now {state_bytes} bytes",
+            alert.transitions.len()
+        );
     }
 
     /// The committer's own cost per event, without MQTT: `cargo test -p tec-gateway --release --lib

@@ -68,6 +68,7 @@ pub fn store_fault_kind(error: &StoreError) -> Option<&'static str> {
         StoreError::InUse => Some("in_use"),
         StoreError::SchemaTooNew { .. } => Some("schema_too_new"),
         StoreError::Corrupt { .. }
+        | StoreError::Unreadable(_)
         | StoreError::Encode { .. }
         | StoreError::OverlappingAssignment { .. }
         | StoreError::NoActiveAssignment { .. } => None,

@@ -131,6 +131,7 @@ pub fn device_events(gateway: &GatewayHandle, id: DeviceId) -> Vec<gateway::doma
             ..EventFilter::default()
         })
         .unwrap()
+        .into_events()
 }
 
 /// Logs to the test's output when RUST_LOG is set (e.g. `RUST_LOG=simulator=debug,tec_firmware=debug`).
