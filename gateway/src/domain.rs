@@ -307,8 +307,8 @@ pub struct DeviceRecord {
 /// events of its earlier life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BootReuse {
-    /// When the gateway first noticed. Alarms stored before this may be from the earlier life,
-    /// so an exact copy of one arriving now is treated as a new alarm.
+    /// When the gateway first noticed. Events stored before this may be from the earlier life,
+    /// so an exact copy of one arriving now is treated as a new event (an alarm alerts).
     pub since: Timestamp,
     /// The boot the device was told to move to (`BootFloor`): one above the highest seen.
     pub min_boot: u32,

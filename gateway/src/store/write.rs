@@ -33,8 +33,9 @@ pub struct NewEvent {
     pub event: StoredEvent,
     pub payload: Vec<u8>,
     /// Set while the device's boot counter is known to have gone back (since this time, see
-    /// [`crate::domain::BootReuse`]): an exact copy of an alarm stored before then may be a
-    /// wiped device's new press reusing an old key, so it is stored as a copy, not dropped.
+    /// [`crate::domain::BootReuse`]): an exact copy of an event stored before then may be a
+    /// wiped device's new event reusing an old key (a press with no device time is the same
+    /// value as one years ago), so it is stored as a copy, not dropped.
     pub boot_reused_since: Option<Timestamp>,
 }
 
@@ -203,8 +204,9 @@ impl<'s> WriteBatch<'s> {
             last_copy = copy;
             match queries::event_read(device, key.boot, key.seq, copy, value.value()) {
                 Ok(read) => {
-                    let earlier_life = new.event.body.is_alarm()
-                        && boot_reused_since.is_some_and(|since| read.event.received_at < since);
+                    // A copy stored before the device's boot went back belongs to its earlier
+                    // life: equal content is a coincidence of reused keys, not a retransmission.
+                    let earlier_life = boot_reused_since.is_some_and(|since| read.event.received_at < since);
                     duplicate |= read.event.same_content(&new.event) && !earlier_life;
                 }
                 Err(unreadable) => self.problems.report(&unreadable),
