@@ -9,6 +9,7 @@ use std::time::Instant;
 use alerts_support::*;
 use gateway::alerts::{AlertEngine, EngineConfig, EngineInput};
 use gateway::domain::{AlertId, AlertKind, DeviceKind, EventKey, StoredEvent};
+use protocol::AlarmKind;
 
 #[test]
 fn twenty_thousand_watched_devices() {
@@ -109,4 +110,27 @@ fn a_flood_of_twenty_thousand_devices_is_one_incident_written_once_per_tick() {
     let open: Vec<_> = engine.open_alerts().collect();
     assert_eq!(open.len(), 1, "only the incident is open");
     eprintln!("{DEVICES} devices offline in one tick, one incident: {took:?}");
+}
+
+#[test]
+fn an_alert_joined_thousands_of_times_keeps_its_engine_state_small() {
+    // A stuck pendant: 5,000 presses join one alert. Every press is in the alert's history
+    // (the store appends it), but the engine's per-alert state stays bounded, and the
+    // pendant still hears the operator.
+    let mut sim = Sim::default_at("2026-01-15T12:00:00Z");
+    for seq in 0..5_000 {
+        sim.send(Ev::new("pnd-1", alarm(AlarmKind::PendantPress)).of("r1").seq(seq));
+    }
+    sim.send(Ev::new("pnd-2", alarm(AlarmKind::PendantPress)).of("r1").seq(0));
+    let alert = sim.only_open();
+    assert_eq!(alert.transitions.len(), 5_001);
+    let largest = sim.state.values().map(Vec::len).max().unwrap();
+    assert!(largest < 16 * 1024, "engine state entry of {largest} bytes");
+    let acked = sim.ack(alert.id);
+    let told: Vec<_> = downlinks(&acked).into_iter().map(|(device, _)| device).collect();
+    assert_eq!(
+        told,
+        vec![dev("pnd-1"), dev("pnd-2")],
+        "each device once, the first one too"
+    );
 }

@@ -170,8 +170,12 @@ impl AlertEngine {
             return None;
         };
         if let Some(alarm) = trigger.alarm {
-            self.alarms.entry(id).or_default().push(alarm);
+            let refs = self.alarms.entry(id).or_default();
+            refs.push(alarm);
             self.alert_by_alarm.insert(alarm.event, id);
+            if let Some(forgotten) = forget_oldest_repeat(refs) {
+                self.alert_by_alarm.remove(&forgotten.event);
+            }
             self.dirty.insert(StateKey::Alarms(id));
         }
         Some(id)
@@ -313,4 +317,24 @@ fn check_note(text: &str) -> Result<(), EngineError> {
         return Err(EngineError::NoteTooLong { max: MAX_NOTE_CHARS });
     }
     Ok(())
+}
+
+/// Most alarm references one alert keeps. A stuck button or a faulty device can join an alert
+/// thousands of times; the references (persisted whole with the alert's engine state) only
+/// serve feedback, which needs each device once, and a cancel, which names a recent alarm.
+pub(super) const MAX_ALARM_REFS_PER_ALERT: usize = 64;
+
+/// Over the cap, forgets the oldest reference whose device has a later one, so every device
+/// that raised or joined the alert still hears the operator. A cancel naming a forgotten
+/// alarm no longer finds it: the alert stays open for a human (the safe side).
+fn forget_oldest_repeat(refs: &mut Vec<AlarmRef>) -> Option<AlarmRef> {
+    if refs.len() <= MAX_ALARM_REFS_PER_ALERT {
+        return None;
+    }
+    let position = refs.iter().enumerate().position(|(n, alarm)| {
+        refs.iter()
+            .skip(n + 1)
+            .any(|later| later.event.device == alarm.event.device)
+    })?;
+    Some(refs.remove(position))
 }
