@@ -16,87 +16,10 @@ use gateway::app::GatewayHandle;
 use gateway::domain::{Alert, AlertKind, Change, Clock, Outcome, SystemClock, Timestamp};
 use gateway::store::{AlertFilter, EventFilter};
 use protocol::{AlarmKind, DeviceId, DownlinkBody, Uplink, UplinkBody};
-use sim_support::{device_spec, next_alert, register_home, start_gateway};
+use sim_support::{DeviceWire, device_spec, next_alert, register_home, start_gateway};
 use simulator::{DeviceHandle, DeviceKind as SimKind, spawn_device};
-use tokio::sync::mpsc;
 
 const WAIT: Duration = Duration::from_secs(20);
-
-/// Everything published on one device's up (decoded) and down (decoded) topics, as the
-/// broker's admin sees it: what the device really sent, retransmissions included, in order.
-struct Wire {
-    uplinks: mpsc::UnboundedReceiver<Uplink>,
-    downlinks: mpsc::UnboundedReceiver<DownlinkBody>,
-}
-
-impl Wire {
-    async fn watch(broker: &Broker, id: DeviceId) -> Self {
-        use rumqttc::v5::mqttbytes::QoS;
-        use rumqttc::v5::mqttbytes::v5::{Filter, Packet};
-        use rumqttc::v5::{AsyncClient, Event, MqttOptions};
-
-        let admin = broker.auth().and_then(|auth| auth.admin.clone()).unwrap();
-        let mut options = MqttOptions::new(format!("wire-{id}"), broker.host(), broker.port());
-        options.set_credentials(admin.username, admin.password);
-        let (client, mut eventloop) = AsyncClient::new(options, 100);
-        let filters = [protocol::Topic::up(id), protocol::Topic::down(id)]
-            .map(|topic| Filter::new(topic.to_string(), QoS::AtLeastOnce));
-        client.subscribe_many(filters).await.unwrap();
-        let (up_tx, uplinks) = mpsc::unbounded_channel();
-        let (down_tx, downlinks) = mpsc::unbounded_channel();
-        let (subscribed_tx, subscribed_rx) = tokio::sync::oneshot::channel();
-        let down_topic = protocol::Topic::down(id).to_string();
-        tokio::spawn(async move {
-            let _client = client;
-            let mut subscribed_tx = Some(subscribed_tx);
-            while let Ok(event) = eventloop.poll().await {
-                match event {
-                    Event::Incoming(Packet::SubAck(_)) => {
-                        if let Some(tx) = subscribed_tx.take() {
-                            let _ = tx.send(());
-                        }
-                    }
-                    Event::Incoming(Packet::Publish(publish)) => {
-                        if publish.topic == down_topic.as_bytes() {
-                            if let Ok(downlink) = protocol::decode_downlink(&publish.payload) {
-                                let _ = down_tx.send(downlink.body);
-                            }
-                        } else if let Ok(uplink) = protocol::decode_uplink(&publish.payload) {
-                            let _ = up_tx.send(uplink);
-                        }
-                    }
-                    _ => {}
-                }
-            }
-        });
-        tokio::time::timeout(WAIT, subscribed_rx)
-            .await
-            .expect("the wire watcher subscribed in time")
-            .unwrap();
-        Self { uplinks, downlinks }
-    }
-
-    /// Every uplink seen so far, retransmissions included.
-    fn take_uplinks(&mut self) -> Vec<Uplink> {
-        let mut seen = Vec::new();
-        while let Ok(uplink) = self.uplinks.try_recv() {
-            seen.push(uplink);
-        }
-        seen
-    }
-
-    async fn next_downlink(&mut self, what: &str, wanted: impl Fn(&DownlinkBody) -> bool) -> DownlinkBody {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            match tokio::time::timeout_at(deadline, self.downlinks.recv()).await {
-                Ok(Some(body)) if wanted(&body) => return body,
-                Ok(Some(_)) => {}
-                Ok(None) => panic!("the wire watcher stopped waiting for {what}"),
-                Err(_) => panic!("timed out waiting for {what}"),
-            }
-        }
-    }
-}
 
 /// Presses the pendant, waits for its alert and resolves it, so the next press raises anew.
 async fn press_and_resolve(gateway: &GatewayHandle, device: &mut DeviceHandle, boot: u32) {
@@ -143,7 +66,7 @@ async fn a_wiped_boot_counter_loses_nothing_and_the_device_recovers_fresh_keys()
     let data = tempfile::tempdir().unwrap();
     let gateway = start_gateway(&broker, data.path()).await;
     register_home(&gateway, "res-wipe", &[(id, SimKind::Pendant)]).await;
-    let mut wire = Wire::watch(&broker, id).await;
+    let mut wire = DeviceWire::watch(&broker, id).await;
 
     // Its earlier life: boots 1 to 3, a press in each of the first two.
     let mut spec = device_spec(&broker, id);

@@ -57,52 +57,6 @@ async fn pendant_with_gateway(name: &str) -> Setup {
     }
 }
 
-/// Everything published on one device's down topic, seen as the broker's admin: what the
-/// gateway sent, whether or not the device was there to hear it. Subscribed on return.
-async fn watch_downlinks(broker: &Broker, id: DeviceId) -> tokio::sync::mpsc::UnboundedReceiver<DownlinkBody> {
-    use rumqttc::v5::mqttbytes::QoS;
-    use rumqttc::v5::mqttbytes::v5::Packet;
-    use rumqttc::v5::{AsyncClient, Event, MqttOptions};
-
-    let admin = broker.auth().and_then(|auth| auth.admin.clone()).unwrap();
-    let mut options = MqttOptions::new(format!("watch-{id}"), broker.host(), broker.port());
-    options.set_credentials(admin.username, admin.password);
-    let (client, mut eventloop) = AsyncClient::new(options, 100);
-    client
-        .subscribe(protocol::Topic::down(id).to_string(), QoS::AtLeastOnce)
-        .await
-        .unwrap();
-    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
-    let (subscribed_tx, subscribed_rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(async move {
-        let _client = client;
-        let mut subscribed_tx = Some(subscribed_tx);
-        // Ends when the test drops the receiver or the broker goes away for good.
-        while let Ok(event) = eventloop.poll().await {
-            match event {
-                Event::Incoming(Packet::SubAck(_)) => {
-                    if let Some(tx) = subscribed_tx.take() {
-                        let _ = tx.send(());
-                    }
-                }
-                Event::Incoming(Packet::Publish(publish)) => {
-                    if let Ok(downlink) = protocol::decode_downlink(&publish.payload)
-                        && sender.send(downlink.body).is_err()
-                    {
-                        break;
-                    }
-                }
-                _ => {}
-            }
-        }
-    });
-    tokio::time::timeout(WAIT, subscribed_rx)
-        .await
-        .expect("the downlink watcher subscribed in time")
-        .unwrap();
-    receiver
-}
-
 fn presses(events: &[gateway::domain::StoredEvent]) -> usize {
     events
         .iter()
@@ -235,7 +189,7 @@ async fn pendant_offline_at_the_acknowledge_shows_help_on_the_way_after_reconnec
         _data,
     } = pendant_with_gateway("sim-h00003-pendant").await;
     let mut alerts = gateway.subscribe_alerts();
-    let mut downlinks = watch_downlinks(&_broker, id).await;
+    let mut wire = sim_support::DeviceWire::watch(&_broker, id).await;
 
     device.press();
     device
@@ -255,11 +209,10 @@ async fn pendant_offline_at_the_acknowledge_shows_help_on_the_way_after_reconnec
     gateway.acknowledge(alert.id, "op-2").await.unwrap();
     // The gateway's "help is on the way" crosses the broker while the pendant is away; its
     // clean session means that copy is gone: no news yet.
-    tokio::time::timeout(WAIT, async {
-        while !matches!(downlinks.recv().await, Some(DownlinkBody::HelpOnTheWay { .. })) {}
+    wire.next_downlink("the gateway's HelpOnTheWay", |body| {
+        matches!(body, DownlinkBody::HelpOnTheWay { .. })
     })
-    .await
-    .expect("the gateway sent HelpOnTheWay");
+    .await;
     assert_eq!(device.view().indication, Indication::ReceivedByCentre);
     assert!(!device.view().connected);
 

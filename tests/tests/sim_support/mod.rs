@@ -262,3 +262,83 @@ impl Drop for WireObserver {
         self.task.abort();
     }
 }
+
+/// Everything published on one device's up (decoded) and down (decoded) topics, as the
+/// broker's admin sees it: what the device really sent, retransmissions included, in order.
+pub struct DeviceWire {
+    uplinks: tokio::sync::mpsc::UnboundedReceiver<protocol::Uplink>,
+    downlinks: tokio::sync::mpsc::UnboundedReceiver<protocol::DownlinkBody>,
+}
+
+impl DeviceWire {
+    pub async fn watch(broker: &Broker, id: DeviceId) -> Self {
+        use rumqttc::v5::mqttbytes::QoS;
+        use rumqttc::v5::mqttbytes::v5::{Filter, Packet};
+        use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+
+        let admin = broker.auth().and_then(|auth| auth.admin.clone()).unwrap();
+        let mut options = MqttOptions::new(format!("wire-{id}"), broker.host(), broker.port());
+        options.set_credentials(admin.username, admin.password);
+        let (client, mut eventloop) = AsyncClient::new(options, 100);
+        let filters = [protocol::Topic::up(id), protocol::Topic::down(id)]
+            .map(|topic| Filter::new(topic.to_string(), QoS::AtLeastOnce));
+        client.subscribe_many(filters).await.unwrap();
+        let (up_tx, uplinks) = tokio::sync::mpsc::unbounded_channel();
+        let (down_tx, downlinks) = tokio::sync::mpsc::unbounded_channel();
+        let (subscribed_tx, subscribed_rx) = tokio::sync::oneshot::channel();
+        let down_topic = protocol::Topic::down(id).to_string();
+        tokio::spawn(async move {
+            let _client = client;
+            let mut subscribed_tx = Some(subscribed_tx);
+            while let Ok(event) = eventloop.poll().await {
+                match event {
+                    Event::Incoming(Packet::SubAck(_)) => {
+                        if let Some(tx) = subscribed_tx.take() {
+                            let _ = tx.send(());
+                        }
+                    }
+                    Event::Incoming(Packet::Publish(publish)) => {
+                        if publish.topic == down_topic.as_bytes() {
+                            if let Ok(downlink) = protocol::decode_downlink(&publish.payload) {
+                                let _ = down_tx.send(downlink.body);
+                            }
+                        } else if let Ok(uplink) = protocol::decode_uplink(&publish.payload) {
+                            let _ = up_tx.send(uplink);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        });
+        tokio::time::timeout(Duration::from_secs(20), subscribed_rx)
+            .await
+            .expect("the wire watcher subscribed in time")
+            .unwrap();
+        Self { uplinks, downlinks }
+    }
+
+    /// Every uplink seen so far, retransmissions included.
+    pub fn take_uplinks(&mut self) -> Vec<protocol::Uplink> {
+        let mut seen = Vec::new();
+        while let Ok(uplink) = self.uplinks.try_recv() {
+            seen.push(uplink);
+        }
+        seen
+    }
+
+    pub async fn next_downlink(
+        &mut self,
+        what: &str,
+        wanted: impl Fn(&protocol::DownlinkBody) -> bool,
+    ) -> protocol::DownlinkBody {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            match tokio::time::timeout_at(deadline, self.downlinks.recv()).await {
+                Ok(Some(body)) if wanted(&body) => return body,
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("the wire watcher stopped waiting for {what}"),
+                Err(_) => panic!("timed out waiting for {what}"),
+            }
+        }
+    }
+}
