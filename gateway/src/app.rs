@@ -12,11 +12,11 @@ use tokio::task::JoinHandle;
 
 use crate::alerts::{EngineConfig, ResidentRules};
 use crate::config::{Config, ConfigError};
-use crate::domain::{Alert, AlertId, Assignment, Clock, DeviceRecord, Outcome, Resident, ResidentId};
+use crate::domain::{Alert, AlertChange, AlertId, Assignment, Clock, DeviceRecord, Outcome, Resident, ResidentId};
 use crate::http::{HttpState, router};
 use crate::ingest::mqtt::{MqttState, mqtt_options, run_poller, spawn_outbound};
 use crate::metrics::{IngestStats, Metrics};
-use crate::store::{Store, StoreError};
+use crate::store::{AlertChangesSince, AlertPage, AlertQuery, Store, StoreError};
 use crate::writer::committer::{Command, Committer};
 use crate::writer::core::{Core, OperatorError};
 use crate::writer::store_slot::{OpenStore, SharedStore, StoreUnavailable};
@@ -195,7 +195,7 @@ pub struct GatewayClient {
     metrics: Arc<Metrics>,
     mqtt: Arc<MqttState>,
     commands: mpsc::Sender<Command>,
-    alerts: broadcast::Sender<Alert>,
+    alerts: broadcast::Sender<AlertChange>,
 }
 
 impl std::ops::Deref for GatewayHandle {
@@ -232,9 +232,39 @@ impl GatewayClient {
         self.metrics.encode()
     }
 
-    /// The live stream: every alert change, sent right after it is committed.
-    pub fn subscribe_alerts(&self) -> broadcast::Receiver<Alert> {
+    /// The live stream: every alert change, sent right after it is committed, with its seq
+    /// in the store's change log. A receiver that lags (`RecvError::Lagged`) has missed
+    /// changes: it reads them with [`GatewayClient::alert_changes_since`].
+    ///
+    /// Resuming without a gap (what an SSE handler given `Last-Event-ID: N` does):
+    /// 1. subscribe first, so nothing committed from now on can be missed;
+    /// 2. page through `alert_changes_since(N, ..)` until caught up, remembering the last seq
+    ///    sent; on `TooOld`/`Ahead` tell the client to reload its view;
+    /// 3. then forward the live stream, skipping any change whose seq is not above the last
+    ///    sent (it came in both); on `Lagged`, go back to step 2 from the last seq sent.
+    pub fn subscribe_alerts(&self) -> broadcast::Receiver<AlertChange> {
         self.alerts.subscribe()
+    }
+
+    /// Committed alert changes after `after` (0: from the start of the kept log), oldest
+    /// first, at most `limit` (capped at [`crate::store::MAX_ALERT_CHANGES_PAGE`]). A store
+    /// read: blocking, brief; from async code call it in `spawn_blocking`.
+    pub fn alert_changes_since(&self, after: u64, limit: usize) -> Result<AlertChangesSince, OperatorError> {
+        let store = self.store().map_err(|e| OperatorError::Unavailable(e.to_string()))?;
+        Ok(store.alert_changes_since(after, limit)?)
+    }
+
+    /// One page of alerts for the operators' API (filters, order, cursor: [`AlertQuery`]).
+    /// A store read, like [`GatewayClient::alert_changes_since`].
+    pub fn alert_page(&self, query: &AlertQuery) -> Result<AlertPage, OperatorError> {
+        let store = self.store().map_err(|e| OperatorError::Unavailable(e.to_string()))?;
+        Ok(store.alert_page(query)?)
+    }
+
+    /// One alert with its whole history; `None` for an id never allocated.
+    pub fn alert(&self, id: AlertId) -> Result<Option<Alert>, OperatorError> {
+        let store = self.store().map_err(|e| OperatorError::Unavailable(e.to_string()))?;
+        Ok(store.alert(id)?)
     }
 
     async fn request<T>(

@@ -515,29 +515,140 @@ pub enum AlertState {
     Resolved,
 }
 
-/// How an alert ended. Codes are stable: they feed the KPI reports.
+/// How an alert ended. Codes are stable: they are stored and feed the KPI reports, so a
+/// variant is never renamed or removed (its serde name is pinned by a test); new codes are
+/// only appended. docs/outcomes.md gives each code's meaning, whether a note is required
+/// and how the KPI report counts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
-    /// The resident cancelled from the device within the grace window.
+    /// The resident cancelled from the device within the grace window (set by the gateway).
     CancelledByResident,
-    /// Operator spoke to the resident; no help needed.
+    /// Operator spoke to the resident: OK, no assistance needed (an accidental activation).
     FalseAlarm,
     /// Advice or reassurance given by the operator.
     AdviceGiven,
-    /// A responder (family, warden, mobile response team) attended.
+    /// A responder attended, type not recorded (older records; prefer the specific codes).
     ResponderAttended,
-    /// Ambulance, fire or police called.
+    /// Emergency services called, service not recorded (older records; prefer the specific
+    /// codes).
     EmergencyServices,
-    /// A technical fault passed to maintenance.
+    /// A technical fault logged and passed to maintenance.
     MaintenanceRequested,
-    /// The condition cleared by itself (device back online, battery recovered).
+    /// The condition cleared by itself (device back online, battery recovered; set by the
+    /// gateway).
     AutoCleared,
-    /// A resident's test call.
+    /// A resident's test call, answered and OK.
     TestCall,
     /// A device's offline alert was taken over by an infrastructure incident alert, which
-    /// names the device and follows it from there.
+    /// names the device and follows it from there (set by the gateway).
     GroupedIntoIncident,
+    /// A named contact or key holder (family, neighbour, warden) attended.
+    KeyHolderAttended,
+    /// The monitoring centre's own mobile responder attended.
+    MobileResponderAttended,
+    /// An ambulance was called.
+    AmbulanceCalled,
+    /// The fire and rescue service was called.
+    FireServiceCalled,
+    /// The police were called.
+    PoliceCalled,
+    /// Referred to the resident's GP.
+    ReferralGp,
+    /// Referred to the district nursing team.
+    ReferralDistrictNurse,
+    /// Referred to adult social care.
+    ReferralSocialCare,
+    /// No voice contact with the resident; someone visited.
+    NoVoiceContactVisitMade,
+    /// No voice contact and nobody visited: the note must say why.
+    NoVoiceContactNoVisit,
+    /// The same incident as another alert, dealt with there: the note names it.
+    DuplicateOrMerged,
+    /// Nobody answered and no responder could be reached: escalated (to whom, in the note).
+    NoResponseEscalated,
+}
+
+/// How the KPI report counts an outcome (docs/outcomes.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KpiClass {
+    /// Someone needed help or a check: counted in answer times and in "genuine calls".
+    Genuine,
+    /// Accidental, cancelled or a test: counted in answer times, not as genuine calls.
+    NonGenuine,
+    /// Equipment: counted apart from calls from people.
+    Technical,
+    /// Bookkeeping (duplicates, grouping): excluded from call counts and answer times.
+    Excluded,
+}
+
+impl Outcome {
+    /// Every code, in declaration order (stored names must never change: a test pins them).
+    pub const ALL: [Outcome; 21] = [
+        Self::CancelledByResident,
+        Self::FalseAlarm,
+        Self::AdviceGiven,
+        Self::ResponderAttended,
+        Self::EmergencyServices,
+        Self::MaintenanceRequested,
+        Self::AutoCleared,
+        Self::TestCall,
+        Self::GroupedIntoIncident,
+        Self::KeyHolderAttended,
+        Self::MobileResponderAttended,
+        Self::AmbulanceCalled,
+        Self::FireServiceCalled,
+        Self::PoliceCalled,
+        Self::ReferralGp,
+        Self::ReferralDistrictNurse,
+        Self::ReferralSocialCare,
+        Self::NoVoiceContactVisitMade,
+        Self::NoVoiceContactNoVisit,
+        Self::DuplicateOrMerged,
+        Self::NoResponseEscalated,
+    ];
+
+    /// An operator resolving with this code must write a note: the code alone does not say
+    /// enough for the audit trail (which service, who, why no visit, which alert).
+    /// Older codes keep their old rule (no note required) so stored clients keep working.
+    pub fn requires_note(self) -> bool {
+        matches!(
+            self,
+            Self::AmbulanceCalled
+                | Self::FireServiceCalled
+                | Self::PoliceCalled
+                | Self::ReferralGp
+                | Self::ReferralDistrictNurse
+                | Self::ReferralSocialCare
+                | Self::NoVoiceContactVisitMade
+                | Self::NoVoiceContactNoVisit
+                | Self::DuplicateOrMerged
+                | Self::NoResponseEscalated
+        )
+    }
+
+    pub fn kpi_class(self) -> KpiClass {
+        match self {
+            Self::AdviceGiven
+            | Self::ResponderAttended
+            | Self::EmergencyServices
+            | Self::KeyHolderAttended
+            | Self::MobileResponderAttended
+            | Self::AmbulanceCalled
+            | Self::FireServiceCalled
+            | Self::PoliceCalled
+            | Self::ReferralGp
+            | Self::ReferralDistrictNurse
+            | Self::ReferralSocialCare
+            | Self::NoVoiceContactVisitMade
+            | Self::NoVoiceContactNoVisit
+            | Self::NoResponseEscalated => KpiClass::Genuine,
+            Self::CancelledByResident | Self::FalseAlarm | Self::TestCall => KpiClass::NonGenuine,
+            Self::MaintenanceRequested | Self::AutoCleared => KpiClass::Technical,
+            Self::GroupedIntoIncident | Self::DuplicateOrMerged => KpiClass::Excluded,
+        }
+    }
 }
 
 /// One step in an alert's life. Alerts keep every transition for the audit trail and KPIs.
@@ -633,6 +744,25 @@ impl Alert {
 
     pub fn is_open(&self) -> bool {
         self.state != AlertState::Resolved
+    }
+}
+
+/// One committed alert change as the live stream and the store's change log carry it.
+/// `seq` is store-wide, gap-free and increasing: a client that has seen change N asks for
+/// everything after N (`GatewayClient::alert_changes_since`) and misses nothing, across
+/// gateway restarts. Derefs to the alert as it was right after the change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertChange {
+    pub seq: u64,
+    /// Gateway time of the write transaction that stored the change.
+    pub committed_at: Timestamp,
+    pub alert: Alert,
+}
+
+impl std::ops::Deref for AlertChange {
+    type Target = Alert;
+    fn deref(&self) -> &Alert {
+        &self.alert
     }
 }
 

@@ -1,4 +1,4 @@
-use crate::domain::{AlertId, AlertState};
+use crate::domain::{AlertId, AlertState, Outcome};
 
 /// Why an operator action or a restore was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -22,6 +22,9 @@ pub enum EngineError {
     ReservedOperator(String),
     #[error("note text is empty")]
     EmptyNote,
+    /// This outcome does not say enough on its own (docs/outcomes.md): write what happened.
+    #[error("outcome {0:?} needs a note saying what happened")]
+    NoteRequired(Outcome),
     #[error("note is longer than {max} characters")]
     NoteTooLong { max: usize },
     #[error("alert engine state entry {key:?} is unreadable: {reason}")]

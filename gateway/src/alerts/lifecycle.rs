@@ -77,6 +77,8 @@ impl AlertEngine {
         let note = note.filter(|text| !text.trim().is_empty());
         if let Some(text) = note {
             check_note(text)?;
+        } else if outcome.requires_note() {
+            return Err(EngineError::NoteRequired(outcome));
         }
         self.open_alert_mut(alert)?;
         let mut effects = Vec::new();

@@ -4,6 +4,8 @@
 //! One [`WriteBatch`] is one redb write transaction; [`WriteBatch::commit`] returns only once
 //! the data is on disk (fsync), which is what lets ingest send PUBACKs and receipts.
 
+mod alert_changes;
+mod alert_queries;
 mod error;
 mod problems;
 mod queries;
@@ -19,6 +21,10 @@ use crate::domain::{
     Alert, AlertId, Assignment, DeviceRecord, EventKey, QuarantineRecord, Resident, ResidentId, StoredEvent, Timestamp,
 };
 
+pub use alert_changes::{AlertChangePage, AlertChangeRetention, AlertChangesSince, MAX_ALERT_CHANGES_PAGE};
+pub use alert_queries::{
+    AlertCursor, AlertOrder, AlertPage, AlertQuery, AlertStateFilter, InvalidAlertCursor, MAX_ALERT_PAGE,
+};
 pub use error::{StoreError, Unreadable};
 pub use schema::SCHEMA_VERSION;
 pub use write::{InsertOutcome, NewEvent, WriteBatch};
@@ -97,6 +103,7 @@ pub struct Store {
     db: Database,
     path: PathBuf,
     quarantine_capacity: usize,
+    alert_change_retention: AlertChangeRetention,
     problems: Problems,
 }
 
@@ -140,6 +147,7 @@ impl Store {
         txn.open_table(ALERT_TRANSITIONS)?;
         txn.open_table(OPEN_ALERTS)?;
         txn.open_table(ALERTS_BY_RESIDENT)?;
+        txn.open_table(ALERT_CHANGES)?;
         txn.open_table(QUARANTINE)?;
         txn.open_table(DEVICES)?;
         txn.open_table(RESIDENTS)?;
@@ -151,6 +159,7 @@ impl Store {
             db,
             path: path.to_path_buf(),
             quarantine_capacity: DEFAULT_QUARANTINE_CAPACITY,
+            alert_change_retention: AlertChangeRetention::default(),
             problems: Problems::default(),
         })
     }
@@ -175,6 +184,7 @@ impl Store {
             self.db.begin_write()?,
             &self.problems,
             self.quarantine_capacity,
+            self.alert_change_retention,
         ))
     }
 

@@ -64,6 +64,17 @@ pub(crate) fn alert_in(
         return Ok(None);
     };
     let header: AlertHeader = from_json("alerts", id, value.value())?;
+    alert_from_header(transitions, problems, header).map(Some)
+}
+
+/// The alert a header describes, with its first `transition_count` transitions (an alert's
+/// history is append-only, so an older header gets the history as it was then).
+pub(crate) fn alert_from_header(
+    transitions: &impl ReadableTable<(u64, u32), Bytes>,
+    problems: &Problems,
+    header: AlertHeader,
+) -> Result<Alert, StoreError> {
+    let id = header.id.0;
     let mut history: Vec<Transition> = Vec::with_capacity(header.transition_count as usize);
     let mut expected = 0u32;
     for entry in transitions.range((id, 0)..(id, header.transition_count))? {
@@ -92,7 +103,7 @@ pub(crate) fn alert_in(
             format_args!("missing (the header counts {})", header.transition_count),
         ));
     }
-    Ok(Some(header.into_alert(history)))
+    Ok(header.into_alert(history))
 }
 
 pub(crate) fn indexed_alert(

@@ -70,6 +70,11 @@ pub(crate) const ALERTS: TableDefinition<u64, &[u8]> = TableDefinition::new("ale
 pub(crate) const ALERT_TRANSITIONS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("alert_transitions");
 pub(crate) const OPEN_ALERTS: TableDefinition<u64, ()> = TableDefinition::new("open_alerts");
 pub(crate) const ALERTS_BY_RESIDENT: TableDefinition<(&str, u64), ()> = TableDefinition::new("alerts_by_resident");
+/// seq -> JSON `AlertChangeRecord` (store/alert_changes.rs): every committed alert change in
+/// commit order, appended in the change's own transaction, oldest pruned by the retention.
+pub(crate) const ALERT_CHANGES: TableDefinition<u64, &[u8]> = TableDefinition::new("alert_changes");
+/// The next alert-change seq (META); absent means 1.
+pub(crate) const ALERT_CHANGE_NEXT_SEQ_KEY: &str = "alert_change_next_seq";
 /// insertion sequence -> quarantine envelope (JSON metadata, then the kept payload bytes);
 /// the lowest key is the oldest.
 pub(crate) const QUARANTINE: TableDefinition<u64, &[u8]> = TableDefinition::new("quarantine");

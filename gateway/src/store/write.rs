@@ -100,9 +100,10 @@ impl NewEvent {
 
 /// A write transaction on the store. Dropping it without [`WriteBatch::commit`] discards it.
 pub struct WriteBatch<'s> {
-    txn: WriteTransaction,
+    pub(super) txn: WriteTransaction,
     problems: &'s Problems,
     quarantine_capacity: usize,
+    pub(super) alert_change_retention: super::AlertChangeRetention,
 }
 
 impl std::fmt::Debug for WriteBatch<'_> {
@@ -114,11 +115,17 @@ impl std::fmt::Debug for WriteBatch<'_> {
 }
 
 impl<'s> WriteBatch<'s> {
-    pub(crate) fn new(txn: WriteTransaction, problems: &'s Problems, quarantine_capacity: usize) -> Self {
+    pub(crate) fn new(
+        txn: WriteTransaction,
+        problems: &'s Problems,
+        quarantine_capacity: usize,
+        alert_change_retention: super::AlertChangeRetention,
+    ) -> Self {
         Self {
             txn,
             problems,
             quarantine_capacity,
+            alert_change_retention,
         }
     }
 

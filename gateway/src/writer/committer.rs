@@ -11,7 +11,6 @@
 //! `processing_failed` and acked, and the rest goes through. On shutdown a batch still
 //! waiting for the store is given up unacked: the broker redelivers it to the next run.
 
-use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,11 +22,11 @@ use super::core::{Committed, Core, OperatorError, Received, retry_backoff};
 use super::store_slot::{OpenStore, SharedStore, store_fault_kind};
 use crate::alerts::{AlertEngine, Effect, EngineConfig, EngineError, ResidentRules};
 use crate::domain::{
-    Alert, AlertId, AlertState, Assignment, Clock, DeviceRecord, Outcome, RejectReason, Resident, ResidentId, Timestamp,
+    Alert, AlertChange, AlertId, Assignment, Clock, DeviceRecord, Outcome, RejectReason, Resident, ResidentId, Timestamp,
 };
 use crate::ingest::mqtt::{Incoming, Outbound, OutboundItem};
 use crate::metrics::Metrics;
-use crate::store::StoreError;
+use crate::store::{AlertChangesSince, MAX_ALERT_CHANGES_PAGE, StoreError};
 
 /// Longest the committer sleeps between deadline checks, so a test's manual clock (or a
 /// wall-clock jump) is noticed promptly.
@@ -92,7 +91,8 @@ pub struct Committer {
     pub intake: mpsc::Receiver<Incoming>,
     pub commands: mpsc::Receiver<Command>,
     pub outbound: Outbound,
-    pub alerts: broadcast::Sender<Alert>,
+    /// The live stream: each committed alert change with its change-log seq.
+    pub alerts: broadcast::Sender<AlertChange>,
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
     pub max_batch: usize,
@@ -169,9 +169,15 @@ impl Committer {
         metrics.set_open_alerts(core.open_alert_count());
         store.set(core.store().clone());
         let engine_config = core.engine().config().clone();
-        let told = core.engine().open_alerts().map(|a| (a.id, Told::of(a))).collect();
+        let told_seq = match core.store().last_alert_change_seq() {
+            Ok(seq) => Some(seq),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the alert change log's position");
+                None
+            }
+        };
         let mut shell = Shell {
-            told,
+            told_seq,
             last_open: Vec::new(),
             commands,
             commands_open: true,
@@ -256,24 +262,6 @@ enum Attempt {
     Stopped,
 }
 
-/// What the live stream was last told about an alert: enough to notice a change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Told {
-    state: AlertState,
-    escalation_level: u8,
-    transitions: usize,
-}
-
-impl Told {
-    fn of(alert: &Alert) -> Self {
-        Self {
-            state: alert.state,
-            escalation_level: alert.escalation_level,
-            transitions: alert.transitions.len(),
-        }
-    }
-}
-
 /// Why a blocking job gave no result.
 enum JobFailed {
     /// The store is closed (being reopened after a fault).
@@ -289,7 +277,7 @@ struct Shell {
     open_store: OpenStore,
     engine_config: EngineConfig,
     outbound: Outbound,
-    alerts: broadcast::Sender<Alert>,
+    alerts: broadcast::Sender<AlertChange>,
     metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
     retry_base: Duration,
@@ -298,9 +286,10 @@ struct Shell {
     store_failures: u32,
     /// The next reopen after a fault is not tried before this.
     next_reopen: tokio::time::Instant,
-    /// The open alerts as last broadcast. A commit that reports an fsync failure may still
-    /// have reached the disk; after a reopen, what the store holds beyond this is broadcast.
-    told: HashMap<AlertId, Told>,
+    /// The seq of the last alert change broadcast. A commit that reports an fsync failure may
+    /// still have reached the disk; after a reopen, the store's change log beyond this is
+    /// broadcast. `None` if the log could not be read at start.
+    told_seq: Option<u64>,
     /// The engine's open alerts when the store was last closed: what an operator is shown
     /// while it is down (never an empty list that would read as "no alarms").
     last_open: Vec<Alert>,
@@ -459,47 +448,52 @@ impl Shell {
     }
 
     /// Broadcasts alert changes that a commit reported as failed did in fact store (an
-    /// fsync can fail after the data reached the disk): nothing committed may go unsaid.
+    /// fsync can fail after the data reached the disk): nothing committed may go unsaid. The
+    /// change log says exactly which: everything after the last seq broadcast.
     async fn announce_in_doubt_alerts(&mut self) {
-        let told = self.told.clone();
-        let found = self
-            .run(move |core| {
-                let mut changed: Vec<Alert> = core
-                    .engine()
-                    .open_alerts()
-                    .filter(|alert| told.get(&alert.id) != Some(&Told::of(alert)))
-                    .cloned()
-                    .collect();
-                for id in told.keys() {
-                    if core.engine().open_alerts().any(|alert| alert.id == *id) {
-                        continue;
-                    }
-                    match core.store().alert(*id) {
-                        Ok(Some(alert)) => changed.push(alert),
-                        Ok(None) => {}
-                        Err(e) => tracing::warn!(alert = %id, error = %e, "cannot read an alert after reopening"),
-                    }
+        let Some(mut after) = self.told_seq else {
+            return;
+        };
+        loop {
+            let found = self
+                .run(move |core| core.store().alert_changes_since(after, MAX_ALERT_CHANGES_PAGE))
+                .await;
+            let page = match found {
+                Ok(Ok(AlertChangesSince::Changes(page))) => page,
+                Ok(Ok(AlertChangesSince::TooOld { last_seq, .. } | AlertChangesSince::Ahead { last_seq })) => {
+                    tracing::error!(
+                        after,
+                        last_seq,
+                        "alert changes stored by a failed commit are beyond the change log; live clients must reload"
+                    );
+                    self.told_seq = Some(last_seq);
+                    return;
                 }
-                changed.sort_by_key(|alert| alert.id);
-                changed
-            })
-            .await;
-        for alert in found.unwrap_or_default() {
-            tracing::warn!(alert = %alert.id, state = ?alert.state, "alert change stored by a commit that reported failure; sending it now");
-            self.announce(alert);
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "cannot read the alert change log after reopening");
+                    return;
+                }
+                Err(_) => return,
+            };
+            for change in page.changes {
+                tracing::warn!(alert = %change.alert.id, seq = change.seq, state = ?change.alert.state, "alert change stored by a commit that reported failure; sending it now");
+                self.announce(change);
+            }
+            self.told_seq = Some(page.next_after.max(self.told_seq.unwrap_or(0)));
+            if page.next_after >= page.last_seq || page.next_after == after {
+                return;
+            }
+            after = page.next_after;
         }
     }
 
-    fn announce(&mut self, alert: Alert) {
-        tracing::info!(alert = %alert.id, kind = ?alert.kind, state = ?alert.state, "alert changed");
+    fn announce(&mut self, change: AlertChange) {
+        let alert = &change.alert;
+        tracing::info!(alert = %alert.id, seq = change.seq, kind = ?alert.kind, state = ?alert.state, "alert changed");
         self.metrics.alert_changed(alert.kind);
-        if alert.is_open() {
-            self.told.insert(alert.id, Told::of(&alert));
-        } else {
-            self.told.remove(&alert.id);
-        }
+        self.told_seq = Some(self.told_seq.map_or(change.seq, |told| told.max(change.seq)));
         // No subscribers is fine: the store has it.
-        let _ = self.alerts.send(alert);
+        let _ = self.alerts.send(change);
     }
 
     /// Makes sure a core is open, reopening the store if its backoff has passed; false
@@ -798,14 +792,19 @@ impl Shell {
         }
         let now = self.clock.now();
         let result = self
-            .run(move |core| core.operator(|engine| action(engine, now)))
+            .run(move |core| core.operator(now, |engine| action(engine, now)))
             .await
             .map_err(|_| self.unavailable())?;
         match result {
             Ok(committed) => {
                 self.note_healthy();
                 self.metrics.committed(0, []);
-                let changed = committed.alerts.iter().rev().find(|a| a.id == alert).cloned();
+                let changed = committed
+                    .alerts
+                    .iter()
+                    .rev()
+                    .find(|change| change.alert.id == alert)
+                    .map(|change| change.alert.clone());
                 self.after_commit(committed);
                 changed.ok_or(OperatorError::NoChange(alert))
             }

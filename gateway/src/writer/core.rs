@@ -13,7 +13,7 @@ use protocol::{DeviceId, DownlinkBody, MAX_RECEIPT_SEQS, Presence, UplinkBody};
 
 use crate::alerts::{AlertEngine, Effect, EngineConfig, EngineError, EngineInput, ResidentRules};
 use crate::domain::{
-    Alert, AlertId, Assignment, DeviceKind, DeviceRecord, EventBody, EventKey, OnlineState, RejectReason, Resident,
+    AlertChange, AlertId, Assignment, DeviceKind, DeviceRecord, EventBody, EventKey, OnlineState, RejectReason, Resident,
     ResidentId, StoredEvent, Timestamp,
 };
 use crate::ingest::classify::{Classified, Reject, classify};
@@ -53,7 +53,8 @@ pub struct Received {
 pub struct Committed {
     pub receipts: Vec<(DeviceId, DownlinkBody)>,
     pub downlinks: Vec<(DeviceId, DownlinkBody)>,
-    pub alerts: Vec<Alert>,
+    /// Every alert change of the transaction, numbered in the store's change log.
+    pub alerts: Vec<AlertChange>,
     /// Events newly stored, conflicting copies included.
     pub stored: u64,
     pub duplicates: u64,
@@ -350,7 +351,7 @@ impl Core {
             }
         }
         out.receipts = receipts.into_downlinks();
-        persist_effects(&mut self.engine, &mut txn, effects, &mut out)?;
+        persist_effects(&mut self.engine, &mut txn, effects, now, &mut out)?;
         #[cfg(test)]
         if let Some((payload, kind)) = &self.poison
             && batch
@@ -392,16 +393,17 @@ impl Core {
     /// Fires due engine timers (no-comms, bed, movement, escalation).
     pub fn tick(&mut self, now: Timestamp) -> Result<Committed, StoreError> {
         let effects = self.engine.tick(now);
-        self.commit_effects(effects)
+        self.commit_effects(effects, now)
     }
 
-    /// Runs an operator action on the engine and commits what it changed.
+    /// Runs an operator action on the engine and commits what it changed at `now`.
     pub fn operator(
         &mut self,
+        now: Timestamp,
         action: impl FnOnce(&mut AlertEngine) -> Result<Vec<Effect>, EngineError>,
     ) -> Result<Committed, OperatorError> {
         let effects = action(&mut self.engine)?;
-        Ok(self.commit_effects(effects)?)
+        Ok(self.commit_effects(effects, now)?)
     }
 
     pub fn set_resident_rules(
@@ -411,7 +413,7 @@ impl Core {
         now: Timestamp,
     ) -> Result<Committed, StoreError> {
         let effects = self.engine.set_resident_rules(resident, rules, now);
-        self.commit_effects(effects)
+        self.commit_effects(effects, now)
     }
 
     /// Registers (or re-registers) a device, keeping what ingest learnt about it, and
@@ -445,10 +447,10 @@ impl Core {
         txn.commit()
     }
 
-    fn commit_effects(&mut self, effects: Vec<Effect>) -> Result<Committed, StoreError> {
+    fn commit_effects(&mut self, effects: Vec<Effect>, now: Timestamp) -> Result<Committed, StoreError> {
         let mut out = Committed::default();
         let mut txn = self.store.begin_write()?;
-        let wrote = persist_effects(&mut self.engine, &mut txn, effects, &mut out)?;
+        let wrote = persist_effects(&mut self.engine, &mut txn, effects, now, &mut out)?;
         if wrote {
             txn.commit()?;
         }
@@ -456,11 +458,13 @@ impl Core {
     }
 }
 
-/// Writes alerts and engine state into `txn`; true if anything was written.
+/// Writes alerts, their numbered change-log entries and engine state into `txn`; true if
+/// anything was written. A change and its log entry share the transaction: both or neither.
 fn persist_effects(
     engine: &mut AlertEngine,
     txn: &mut WriteBatch<'_>,
     effects: Vec<Effect>,
+    committed_at: Timestamp,
     out: &mut Committed,
 ) -> Result<bool, StoreError> {
     let mut wrote = false;
@@ -468,8 +472,13 @@ fn persist_effects(
         match effect {
             Effect::AlertChanged(alert) => {
                 txn.put_alert(&alert)?;
+                let seq = txn.record_alert_change(&alert, committed_at)?;
                 wrote = true;
-                out.alerts.push(alert);
+                out.alerts.push(AlertChange {
+                    seq,
+                    committed_at,
+                    alert,
+                });
             }
             Effect::Downlink { device, body } => out.downlinks.push((device, body)),
         }
@@ -737,7 +746,7 @@ mod tests {
         let out = core.ingest(&batch, Timestamp(1_000)).unwrap();
         let id = out.alerts[0].id;
         let acked = core
-            .operator(|engine| engine.acknowledge(id, "op-1", Timestamp(2_000)))
+            .operator(Timestamp(2_000), |engine| engine.acknowledge(id, "op-1", Timestamp(2_000)))
             .unwrap();
         assert!(
             acked
@@ -747,7 +756,7 @@ mod tests {
         );
         core.restore(Timestamp(3_000)).unwrap();
         assert_eq!(core.open_alert_count(), 1);
-        let again = core.operator(|engine| engine.acknowledge(id, "op-1", Timestamp(3_000)));
+        let again = core.operator(Timestamp(3_000), |engine| engine.acknowledge(id, "op-1", Timestamp(3_000)));
         assert!(matches!(again, Err(OperatorError::Engine(_))));
     }
 
@@ -768,7 +777,7 @@ mod tests {
             )
             .unwrap();
         let id = out.alerts[0].id;
-        core.operator(|engine| engine.acknowledge(id, "op-1", Timestamp(2_000)))
+        core.operator(Timestamp(2_000), |engine| engine.acknowledge(id, "op-1", Timestamp(2_000)))
             .unwrap();
         core.ingest(&[status(Presence::Offline, 3_000)], Timestamp(3_000))
             .unwrap();
@@ -1034,7 +1043,7 @@ mod tests {
         let press = || uplink("pnd-1", 1, 1, UplinkBody::Alarm(AlarmKind::PendantPress), 1_000);
         let out = core.ingest(&[press()], Timestamp(1_000)).unwrap();
         let id = out.alerts[0].id;
-        core.operator(|engine| engine.resolve(id, "op-1", crate::domain::Outcome::FalseAlarm, None, Timestamp(2_000)))
+        core.operator(Timestamp(2_000), |engine| engine.resolve(id, "op-1", crate::domain::Outcome::FalseAlarm, None, Timestamp(2_000)))
             .unwrap();
         core.ingest(&[uplink("pnd-1", 57, 0, heartbeat(), 3_000)], Timestamp(3_000))
             .unwrap();
