@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use gateway::alerts::EngineConfig;
-use gateway::domain::{Alert, AlertId, Clock, SystemClock};
+use gateway::domain::{AlertChange, AlertId, Clock, SystemClock};
 use gateway::ingest::mqtt::{Incoming, Outbound, OutboundItem};
 use gateway::metrics::Metrics;
 use gateway::store::{Store, StoreError};
@@ -171,7 +171,7 @@ struct Harness {
     commands: mpsc::Sender<Command>,
     sent: mpsc::UnboundedReceiver<OutboundItem>,
     acked: Vec<u16>,
-    alerts: broadcast::Receiver<Alert>,
+    alerts: broadcast::Receiver<AlertChange>,
     metrics: Arc<Metrics>,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,

@@ -949,7 +949,7 @@ mod tests {
         intake: mpsc::Sender<Incoming>,
         commands: mpsc::Sender<Command>,
         sent: mpsc::UnboundedReceiver<OutboundItem>,
-        alerts: broadcast::Receiver<Alert>,
+        alerts: broadcast::Receiver<AlertChange>,
         metrics: Arc<Metrics>,
         stop: watch::Sender<bool>,
     }
@@ -1096,7 +1096,7 @@ mod tests {
         // The engine was rebuilt after each failure, so the alarm raised exactly one alert.
         let alert = alert_rx.recv().await.unwrap();
         assert!(alert_rx.try_recv().is_err());
-        assert_eq!(store.get().unwrap().open_alerts().unwrap(), vec![alert.clone()]);
+        assert_eq!(store.get().unwrap().open_alerts().unwrap(), vec![alert.alert.clone()]);
         let stats = metrics.snapshot();
         assert_eq!((stats.stored, stats.duplicates, stats.rejected_total()), (1, 1, 1));
 

@@ -17,7 +17,7 @@ use e2e::Broker;
 use gateway::app::GatewayHandle;
 use gateway::config::{BrokerUrl, Config};
 use gateway::domain::{
-    Alert, Assignment, DeviceKind as GatewayKind, DeviceRecord, Resident, ResidentId, SystemClock, Timestamp,
+    Alert, AlertChange, Assignment, DeviceKind as GatewayKind, DeviceRecord, Resident, ResidentId, SystemClock, Timestamp,
 };
 use gateway::store::EventFilter;
 use protocol::DeviceId;
@@ -104,7 +104,7 @@ pub fn device_spec(broker: &Broker, id: DeviceId) -> DeviceSpec {
 
 /// The next alert change on the live stream that satisfies `predicate`.
 pub async fn next_alert(
-    alerts: &mut broadcast::Receiver<Alert>,
+    alerts: &mut broadcast::Receiver<AlertChange>,
     what: &str,
     timeout: Duration,
     mut predicate: impl FnMut(&Alert) -> bool,
@@ -112,7 +112,7 @@ pub async fn next_alert(
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         match tokio::time::timeout_at(deadline, alerts.recv()).await {
-            Ok(Ok(alert)) if predicate(&alert) => return alert,
+            Ok(Ok(change)) if predicate(&change.alert) => return change.alert,
             Ok(Ok(_)) => {}
             Ok(Err(broadcast::error::RecvError::Lagged(n))) => eprintln!("alert stream lagged by {n}"),
             Ok(Err(e)) => panic!("alert stream ended waiting for {what}: {e}"),
