@@ -162,7 +162,10 @@ async fn a_client_that_remembered_a_seq_misses_nothing_across_a_restart() {
     assert_eq!((page.next_after, page.last_seq), (9, 9));
     assert!(page.unreadable.is_empty());
     let resolved = &page.changes.last().unwrap().alert;
-    assert_eq!((resolved.id, resolved.outcome()), (AlertId(3), Some(Outcome::FalseAlarm)));
+    assert_eq!(
+        (resolved.id, resolved.outcome()),
+        (AlertId(3), Some(Outcome::FalseAlarm))
+    );
 
     // Paging one change at a time gives the same, with no gap or repeat.
     let mut after_seq = remembered;

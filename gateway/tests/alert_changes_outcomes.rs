@@ -59,15 +59,25 @@ fn docs_list_every_outcome_with_its_note_rule() {
             .lines()
             .find(|line| line.starts_with(&format!("| `{name}` |")))
             .unwrap_or_else(|| panic!("docs/outcomes.md has no row for {name}"));
-        let note = if outcome.requires_note() { "| required |" } else { "| optional |" };
-        assert!(row.contains(note), "{name}: the docs say otherwise than the code: {row}");
+        let note = if outcome.requires_note() {
+            "| required |"
+        } else {
+            "| optional |"
+        };
+        assert!(
+            row.contains(note),
+            "{name}: the docs say otherwise than the code: {row}"
+        );
         let kpi = match outcome.kpi_class() {
             KpiClass::Genuine => "| genuine |",
             KpiClass::NonGenuine => "| non-genuine |",
             KpiClass::Technical => "| technical |",
             KpiClass::Excluded => "| excluded |",
         };
-        assert!(row.contains(kpi), "{name}: the docs count it otherwise than the code: {row}");
+        assert!(
+            row.contains(kpi),
+            "{name}: the docs count it otherwise than the code: {row}"
+        );
     }
 }
 

@@ -119,7 +119,11 @@ fn all_pages(store: &Store, alerts: &[Alert], mut query: AlertQuery) -> Vec<Aler
         listed.extend(page.alerts.iter().map(|a| a.id));
         match page.next {
             Some(next) => {
-                assert_eq!(page.alerts.len(), query.limit.min(MAX_ALERT_PAGE), "only full pages have a next");
+                assert_eq!(
+                    page.alerts.len(),
+                    query.limit.min(MAX_ALERT_PAGE),
+                    "only full pages have a next"
+                );
                 // A cursor survives its trip through a query string.
                 query.after = Some(next.to_string().parse().unwrap());
             }
@@ -257,7 +261,8 @@ fn the_queue_puts_life_safety_first_then_the_oldest() {
             ..AlertQuery::default()
         })
         .unwrap();
-    let keys: Vec<(Priority, Timestamp, AlertId)> = page.alerts.iter().map(|a| (a.priority, a.raised_at, a.id)).collect();
+    let keys: Vec<(Priority, Timestamp, AlertId)> =
+        page.alerts.iter().map(|a| (a.priority, a.raised_at, a.id)).collect();
     assert!(keys.is_sorted());
     assert_eq!(keys.first().unwrap().0, Priority::LifeSafety);
     assert_eq!(keys.last().unwrap().0, Priority::Technical);

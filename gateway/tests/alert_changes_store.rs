@@ -176,7 +176,10 @@ fn retention_by_count_prunes_the_oldest_and_says_too_old() {
         }
     );
     // A client that saw 7 misses nothing: 8 is the oldest kept.
-    assert_eq!(seqs(&page(store.alert_changes_since(7, 100).unwrap())), [8, 9, 10, 11, 12]);
+    assert_eq!(
+        seqs(&page(store.alert_changes_since(7, 100).unwrap())),
+        [8, 9, 10, 11, 12]
+    );
     // A seq this store never gave out: reload, not silence.
     assert_eq!(
         store.alert_changes_since(13, 100).unwrap(),

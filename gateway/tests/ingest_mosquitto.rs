@@ -154,7 +154,10 @@ async fn stores_receipts_quarantines_and_raises_alerts() {
     assert_eq!(alert.state, AlertState::Raised);
     assert_eq!(alert.resident.as_ref(), Some(&resident));
     assert!(!alert.unregistered_device);
-    assert_eq!(gateway.store().unwrap().alert(alert.id).unwrap().as_ref(), Some(&alert.alert));
+    assert_eq!(
+        gateway.store().unwrap().alert(alert.id).unwrap().as_ref(),
+        Some(&alert.alert)
+    );
     device
         .expect("receipt for the alarm", |d| receipt_has(d, 1, &[4]))
         .await;

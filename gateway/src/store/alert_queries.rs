@@ -81,7 +81,13 @@ impl AlertCursor {
 
 impl fmt::Display for AlertCursor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}.{}", self.priority as u8, self.raised_at.as_millis(), self.id.0)
+        write!(
+            f,
+            "{}.{}.{}",
+            self.priority as u8,
+            self.raised_at.as_millis(),
+            self.id.0
+        )
     }
 }
 
@@ -185,8 +191,10 @@ impl Store {
             (AlertOrder::Id, Some(after)) => after.id.0.saturating_add(1),
             _ => 0,
         };
-        let consider = |index: &'static str, id: u64, page: &mut AlertPage, found: &mut Vec<AlertHeader>| {
-            match read_header(&alerts, index, id) {
+        let consider =
+            |index: &'static str, id: u64, page: &mut AlertPage, found: &mut Vec<AlertHeader>| match read_header(
+                &alerts, index, id,
+            ) {
                 Ok(header) => {
                     if query.matches(&header) && query.after_boundary(&AlertCursor::of(&header)) {
                         found.push(header);
@@ -199,11 +207,8 @@ impl Store {
                     Ok(())
                 }
                 Err(other) => Err(other),
-            }
-        };
-        let open_only = query
-            .state
-            .is_some_and(|state| state != AlertStateFilter::Resolved);
+            };
+        let open_only = query.state.is_some_and(|state| state != AlertStateFilter::Resolved);
         if open_only {
             let open = txn.open_table(OPEN_ALERTS)?;
             for entry in open.range(start_id..)? {

@@ -22,7 +22,8 @@ use super::core::{Committed, Core, OperatorError, Received, retry_backoff};
 use super::store_slot::{OpenStore, SharedStore, store_fault_kind};
 use crate::alerts::{AlertEngine, Effect, EngineConfig, EngineError, ResidentRules};
 use crate::domain::{
-    Alert, AlertChange, AlertId, Assignment, Clock, DeviceRecord, Outcome, RejectReason, Resident, ResidentId, Timestamp,
+    Alert, AlertChange, AlertId, Assignment, Clock, DeviceRecord, Outcome, RejectReason, Resident, ResidentId,
+    Timestamp,
 };
 use crate::ingest::mqtt::{Incoming, Outbound, OutboundItem};
 use crate::metrics::Metrics;

@@ -13,8 +13,8 @@ use protocol::{DeviceId, DownlinkBody, MAX_RECEIPT_SEQS, Presence, UplinkBody};
 
 use crate::alerts::{AlertEngine, Effect, EngineConfig, EngineError, EngineInput, ResidentRules};
 use crate::domain::{
-    AlertChange, AlertId, Assignment, DeviceKind, DeviceRecord, EventBody, EventKey, OnlineState, RejectReason, Resident,
-    ResidentId, StoredEvent, Timestamp,
+    AlertChange, AlertId, Assignment, DeviceKind, DeviceRecord, EventBody, EventKey, OnlineState, RejectReason,
+    Resident, ResidentId, StoredEvent, Timestamp,
 };
 use crate::ingest::classify::{Classified, Reject, classify};
 use crate::store::{InsertOutcome, NewEvent, Store, StoreError, WriteBatch};
@@ -746,7 +746,9 @@ mod tests {
         let out = core.ingest(&batch, Timestamp(1_000)).unwrap();
         let id = out.alerts[0].id;
         let acked = core
-            .operator(Timestamp(2_000), |engine| engine.acknowledge(id, "op-1", Timestamp(2_000)))
+            .operator(Timestamp(2_000), |engine| {
+                engine.acknowledge(id, "op-1", Timestamp(2_000))
+            })
             .unwrap();
         assert!(
             acked
@@ -756,7 +758,9 @@ mod tests {
         );
         core.restore(Timestamp(3_000)).unwrap();
         assert_eq!(core.open_alert_count(), 1);
-        let again = core.operator(Timestamp(3_000), |engine| engine.acknowledge(id, "op-1", Timestamp(3_000)));
+        let again = core.operator(Timestamp(3_000), |engine| {
+            engine.acknowledge(id, "op-1", Timestamp(3_000))
+        });
         assert!(matches!(again, Err(OperatorError::Engine(_))));
     }
 
@@ -777,8 +781,10 @@ mod tests {
             )
             .unwrap();
         let id = out.alerts[0].id;
-        core.operator(Timestamp(2_000), |engine| engine.acknowledge(id, "op-1", Timestamp(2_000)))
-            .unwrap();
+        core.operator(Timestamp(2_000), |engine| {
+            engine.acknowledge(id, "op-1", Timestamp(2_000))
+        })
+        .unwrap();
         core.ingest(&[status(Presence::Offline, 3_000)], Timestamp(3_000))
             .unwrap();
         let back = core
@@ -1043,8 +1049,10 @@ mod tests {
         let press = || uplink("pnd-1", 1, 1, UplinkBody::Alarm(AlarmKind::PendantPress), 1_000);
         let out = core.ingest(&[press()], Timestamp(1_000)).unwrap();
         let id = out.alerts[0].id;
-        core.operator(Timestamp(2_000), |engine| engine.resolve(id, "op-1", crate::domain::Outcome::FalseAlarm, None, Timestamp(2_000)))
-            .unwrap();
+        core.operator(Timestamp(2_000), |engine| {
+            engine.resolve(id, "op-1", crate::domain::Outcome::FalseAlarm, None, Timestamp(2_000))
+        })
+        .unwrap();
         core.ingest(&[uplink("pnd-1", 57, 0, heartbeat(), 3_000)], Timestamp(3_000))
             .unwrap();
         // Wiped: it comes online as boot 1 and presses; same bytes as months ago.

@@ -17,7 +17,8 @@ use e2e::Broker;
 use gateway::app::GatewayHandle;
 use gateway::config::{BrokerUrl, Config};
 use gateway::domain::{
-    Alert, AlertChange, Assignment, DeviceKind as GatewayKind, DeviceRecord, Resident, ResidentId, SystemClock, Timestamp,
+    Alert, AlertChange, Assignment, DeviceKind as GatewayKind, DeviceRecord, Resident, ResidentId, SystemClock,
+    Timestamp,
 };
 use gateway::store::EventFilter;
 use protocol::DeviceId;
