@@ -243,3 +243,82 @@ fn limits_are_honoured_and_capped() {
     assert_eq!(rest.changes.len(), 5);
     assert_eq!(rest.next_after, count);
 }
+
+/// redb's file backend with a full disk on cue.
+#[derive(Debug)]
+struct FillingDisk {
+    inner: redb::backends::FileBackend,
+    full: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FillingDisk {
+    fn check(&self) -> std::io::Result<()> {
+        if self.full.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(std::io::Error::from_raw_os_error(28));
+        }
+        Ok(())
+    }
+}
+
+impl redb::StorageBackend for FillingDisk {
+    fn len(&self) -> std::io::Result<u64> {
+        self.inner.len()
+    }
+    fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+        self.inner.read(offset, out)
+    }
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.check()?;
+        self.inner.set_len(len)
+    }
+    fn sync_data(&self) -> std::io::Result<()> {
+        self.check()?;
+        self.inner.sync_data()
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        self.check()?;
+        self.inner.write(offset, data)
+    }
+    fn close(&self) -> std::io::Result<()> {
+        self.inner.close()
+    }
+}
+
+#[test]
+fn a_commit_that_fails_on_a_full_disk_leaves_neither_and_the_reopened_store_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(STORE_FILE_NAME);
+    let full = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .unwrap();
+        let backend = FillingDisk {
+            inner: redb::backends::FileBackend::new(file).unwrap(),
+            full: full.clone(),
+        };
+        let store = Store::open_with_backend(backend, &path).unwrap();
+        commit_change(&store, &raised(1, 1_000), 1_000);
+
+        full.store(true, std::sync::atomic::Ordering::SeqCst);
+        let noted = with_note(raised(1, 1_000), 2_000, "lost to the full disk");
+        let mut batch = store.begin_write().unwrap();
+        batch.put_alert(&noted).unwrap();
+        assert_eq!(batch.record_alert_change(&noted, Timestamp(2_000)).unwrap(), 2);
+        assert!(batch.commit().is_err(), "the commit fails on the full disk");
+    }
+    // Reopened (as the committer does after a fault): neither the change nor its seq.
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.alert(AlertId(1)).unwrap().unwrap().transitions.len(), 1);
+    assert_eq!(store.last_alert_change_seq().unwrap(), 1);
+    assert_eq!(seqs(&page(store.alert_changes_since(0, 10).unwrap())), [1]);
+    let noted = with_note(raised(1, 1_000), 3_000, "after the reopen");
+    assert_eq!(commit_change(&store, &noted, 3_000), 2);
+    let all = page(store.alert_changes_since(0, 10).unwrap());
+    assert_eq!(seqs(&all), [1, 2]);
+    assert_eq!(all.changes[1].alert, noted);
+}

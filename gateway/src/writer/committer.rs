@@ -492,6 +492,17 @@ impl Shell {
         let alert = &change.alert;
         tracing::info!(alert = %alert.id, seq = change.seq, kind = ?alert.kind, state = ?alert.state, "alert changed");
         self.metrics.alert_changed(alert.kind);
+        if let Some(told) = self.told_seq
+            && change.seq > told.saturating_add(1)
+        {
+            // Committed but never broadcast (cannot happen short of a bug): stream consumers
+            // still find them in the store's change log, which is why they resume from it.
+            tracing::error!(
+                from = told + 1,
+                to = change.seq - 1,
+                "alert changes skipped by the live stream"
+            );
+        }
         self.told_seq = Some(self.told_seq.map_or(change.seq, |told| told.max(change.seq)));
         // No subscribers is fine: the store has it.
         let _ = self.alerts.send(change);
