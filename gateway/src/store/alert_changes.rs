@@ -10,6 +10,10 @@
 //! as it appends; a reader asking for pruned changes is told to reload
 //! ([`AlertChangesSince::TooOld`]), never given a silent gap.
 //!
+//! The table is new in this version without a schema bump (rules in `store/schema.rs`): an
+//! older gateway ignores it, and changes such a gateway commits get no seq; the log resumes
+//! from the stored next seq when a newer gateway runs again.
+//!
 //! The interface a second store (PostgreSQL, issue 12) provides: `WriteBatch::record_alert_change`
 //! (in the change's transaction) and `Store::alert_changes_since` / `Store::last_alert_change_seq`.
 
