@@ -10,10 +10,10 @@ use rumqttc::v5::AsyncClient;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use crate::access::ApiState;
 use crate::alerts::{EngineConfig, ResidentRules};
 use crate::config::{Config, ConfigError};
 use crate::domain::{Alert, AlertId, Assignment, Clock, DeviceRecord, Outcome, Resident, ResidentId};
-use crate::access::ApiState;
 use crate::http::{HttpState, router};
 use crate::ingest::mqtt::{MqttState, mqtt_options, run_poller, spawn_outbound};
 use crate::metrics::{IngestStats, Metrics};

@@ -242,7 +242,10 @@ impl AccessConfig {
             return Err(invalid("access.login_max_failures", "must be at least 1"));
         }
         if self.login_failure_window_s == 0 || self.login_failure_window_s > 86_400 {
-            return Err(invalid("access.login_failure_window_s", "must be from 1 to 86400 seconds"));
+            return Err(invalid(
+                "access.login_failure_window_s",
+                "must be from 1 to 86400 seconds",
+            ));
         }
         Ok(())
     }

@@ -6,8 +6,8 @@
 mod access_support;
 
 use access_support::{Gateway, user_cmd};
-use gateway::access::{Allowed, ApiState, Caller, Role, Username};
 use gateway::access::audit::Action;
+use gateway::access::{Allowed, ApiState, Caller, Role, Username};
 use gateway::domain::ResidentId;
 use gateway::http::api_routes;
 use gateway::store::AccessStore;
@@ -41,7 +41,12 @@ async fn every_route_answers_401_without_a_token_403_for_a_wrong_role_and_serves
     let state = ApiState::new(gw.handle().client(), gw.clock.clone(), Default::default());
     let rules = api_routes(state).rules().to_vec();
     assert!(rules.len() >= 8, "{rules:?}");
-    let names = [(Role::Operator, "olive"), (Role::CareStaff, "carl"), (Role::Manager, "mona"), (Role::Admin, "ada")];
+    let names = [
+        (Role::Operator, "olive"),
+        (Role::CareStaff, "carl"),
+        (Role::Manager, "mona"),
+        (Role::Admin, "ada"),
+    ];
     for rule in &rules {
         let method = rule.method.as_str();
         let path = if rule.path.ends_with("/audit") {
@@ -106,7 +111,10 @@ async fn first_login_must_change_the_one_time_password() {
     assert!(one_time.len() >= 16, "{one_time}");
     let login = gw.login("olive", one_time).await;
     assert_eq!(login["must_change_password"], true);
-    assert!(login["expires_at"].as_str().unwrap().starts_with("2026-11-23T22:00:00"), "{login}");
+    assert!(
+        login["expires_at"].as_str().unwrap().starts_with("2026-11-23T22:00:00"),
+        "{login}"
+    );
     let token = login["token"].as_str().unwrap();
     assert_eq!(token.len(), 64);
     let gated = gw.call("GET", "/api/v1/me", Some(token), None).await;
@@ -114,27 +122,64 @@ async fn first_login_must_change_the_one_time_password() {
     assert!(gated.error().contains("change your one-time password"), "{gated:?}");
     // Bad changes: wrong old password, too short, same as old, bad JSON, missing field.
     let change = |old: &str, new: &str| serde_json::json!({ "old_password": old, "new_password": new }).to_string();
-    let reply = gw.call("POST", "/api/v1/password", Some(token), Some(&change("wrong-wrong-wrong", NEW))).await;
+    let reply = gw
+        .call(
+            "POST",
+            "/api/v1/password",
+            Some(token),
+            Some(&change("wrong-wrong-wrong", NEW)),
+        )
+        .await;
     assert_eq!(reply.status, 403, "{reply:?}");
-    let reply = gw.call("POST", "/api/v1/password", Some(token), Some(&change(one_time, "short"))).await;
+    let reply = gw
+        .call(
+            "POST",
+            "/api/v1/password",
+            Some(token),
+            Some(&change(one_time, "short")),
+        )
+        .await;
     assert_eq!(reply.status, 400);
     assert!(reply.error().contains("at least 12"), "{reply:?}");
-    let reply = gw.call("POST", "/api/v1/password", Some(token), Some(&change(one_time, one_time))).await;
+    let reply = gw
+        .call(
+            "POST",
+            "/api/v1/password",
+            Some(token),
+            Some(&change(one_time, one_time)),
+        )
+        .await;
     assert_eq!(reply.status, 400);
-    let reply = gw.call("POST", "/api/v1/password", Some(token), Some("{\"old_password\": ")).await;
+    let reply = gw
+        .call("POST", "/api/v1/password", Some(token), Some("{\"old_password\": "))
+        .await;
     assert_eq!(reply.status, 400);
     assert!(reply.error().contains("bad JSON"), "{reply:?}");
-    let reply = gw.call("POST", "/api/v1/password", Some(token), Some("{\"old_password\": \"x\"}")).await;
+    let reply = gw
+        .call(
+            "POST",
+            "/api/v1/password",
+            Some(token),
+            Some("{\"old_password\": \"x\"}"),
+        )
+        .await;
     assert_eq!(reply.status, 400);
     // Still gated after the failures.
     assert_eq!(gw.call("GET", "/api/v1/me", Some(token), None).await.status, 403);
-    let reply = gw.call("POST", "/api/v1/password", Some(token), Some(&change(one_time, NEW))).await;
+    let reply = gw
+        .call("POST", "/api/v1/password", Some(token), Some(&change(one_time, NEW)))
+        .await;
     assert_eq!(reply.status, 200, "{reply:?}");
     let me = gw.call("GET", "/api/v1/me", Some(token), None).await;
     assert_eq!(me.status, 200);
-    assert_eq!(me.json(), serde_json::json!({"username": "olive", "role": "operator", "must_change_password": false}));
+    assert_eq!(
+        me.json(),
+        serde_json::json!({"username": "olive", "role": "operator", "must_change_password": false})
+    );
     // The one-time password no longer works; the new one does.
-    let reply = gw.call("POST", "/api/v1/login", None, Some(&login_body("olive", one_time))).await;
+    let reply = gw
+        .call("POST", "/api/v1/login", None, Some(&login_body("olive", one_time)))
+        .await;
     assert_eq!(reply.status, 401);
     assert_eq!(gw.login("olive", NEW).await["must_change_password"], false);
 }
@@ -142,9 +187,25 @@ async fn first_login_must_change_the_one_time_password() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_logins_do_not_say_whether_the_user_exists_and_are_audited() {
     let (gw, passwords) = Gateway::start(&[("olive", "operator")]).await;
-    let wrong = gw.call("POST", "/api/v1/login", None, Some(&login_body("olive", "not the password"))).await;
-    let unknown = gw.call("POST", "/api/v1/login", None, Some(&login_body("nobody", "not the password"))).await;
-    let invalid = gw.call("POST", "/api/v1/login", None, Some(&login_body("No Body!", "x"))).await;
+    let wrong = gw
+        .call(
+            "POST",
+            "/api/v1/login",
+            None,
+            Some(&login_body("olive", "not the password")),
+        )
+        .await;
+    let unknown = gw
+        .call(
+            "POST",
+            "/api/v1/login",
+            None,
+            Some(&login_body("nobody", "not the password")),
+        )
+        .await;
+    let invalid = gw
+        .call("POST", "/api/v1/login", None, Some(&login_body("No Body!", "x")))
+        .await;
     for reply in [&wrong, &unknown, &invalid] {
         assert_eq!(reply.status, 401, "{reply:?}");
         assert_eq!(reply.body, wrong.body);
@@ -152,34 +213,66 @@ async fn failed_logins_do_not_say_whether_the_user_exists_and_are_audited() {
     gw.login("olive", &passwords[0]).await;
     let store = gw.handle().store().unwrap();
     let raw = store.audit_raw().unwrap();
-    let text: Vec<String> = raw.iter().map(|(_, b)| String::from_utf8_lossy(b).into_owned()).collect();
+    let text: Vec<String> = raw
+        .iter()
+        .map(|(_, b)| String::from_utf8_lossy(b).into_owned())
+        .collect();
     let actions: Vec<serde_json::Value> = text.iter().map(|t| serde_json::from_str(t).unwrap()).collect();
     let kinds: Vec<&str> = actions.iter().map(|a| a["action"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["user_created", "login_failed", "login_failed", "login_failed", "login_succeeded"]);
+    assert_eq!(
+        kinds,
+        [
+            "user_created",
+            "login_failed",
+            "login_failed",
+            "login_failed",
+            "login_succeeded"
+        ]
+    );
     assert_eq!(actions[2]["username"], "nobody");
     assert_eq!(actions[3]["username"], "(invalid username)");
     assert_eq!(actions[4]["client"], "127.0.0.1");
     assert_eq!(actions[4]["role"], "operator");
     // No password, one-time or tried, is in the log.
     for entry in &text {
-        assert!(!entry.contains("not the password") && !entry.contains(&passwords[0]), "{entry}");
+        assert!(
+            !entry.contains("not the password") && !entry.contains(&passwords[0]),
+            "{entry}"
+        );
     }
     // And no token: sessions are stored by hash only.
-    let token = gw.login("olive", &passwords[0]).await["token"].as_str().unwrap().to_owned();
+    let token = gw.login("olive", &passwords[0]).await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert!(store.session(&token).unwrap().is_none());
-    assert!(store.session(&gateway::access::token::token_hash(&token)).unwrap().is_some());
+    assert!(
+        store
+            .session(&gateway::access::token::token_hash(&token))
+            .unwrap()
+            .is_some()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeated_failures_are_rate_limited_until_the_window_passes() {
     let (gw, passwords) = Gateway::start(&[("olive", "operator")]).await;
     for _ in 0..5 {
-        let reply = gw.call("POST", "/api/v1/login", None, Some(&login_body("olive", "guess-guess-guess"))).await;
+        let reply = gw
+            .call(
+                "POST",
+                "/api/v1/login",
+                None,
+                Some(&login_body("olive", "guess-guess-guess")),
+            )
+            .await;
         assert_eq!(reply.status, 401);
     }
     // Now even the right password is refused, and so is any user from this address.
     for name in ["olive", "someone"] {
-        let reply = gw.call("POST", "/api/v1/login", None, Some(&login_body(name, &passwords[0]))).await;
+        let reply = gw
+            .call("POST", "/api/v1/login", None, Some(&login_body(name, &passwords[0])))
+            .await;
         assert_eq!(reply.status, 429, "{reply:?}");
         assert!(reply.error().contains("too many"), "{reply:?}");
         let retry: u64 = reply.header("retry-after").unwrap().parse().unwrap();
@@ -216,7 +309,9 @@ async fn tokens_expire_and_logout_revokes_them() {
     assert_eq!(gw.call("GET", "/api/v1/me", Some(&second), None).await.status, 401);
     // Malformed Authorization headers are 401 too.
     for value in ["Basic abc", "Bearer", "Bearer ", &format!("Token {second}")] {
-        let reply = gw.raw("GET", "/api/v1/me", &[("Authorization", value.to_owned())], b"").await;
+        let reply = gw
+            .raw("GET", "/api/v1/me", &[("Authorization", value.to_owned())], b"")
+            .await;
         assert_eq!(reply.status, 401, "{value}: {reply:?}");
     }
 }
@@ -233,7 +328,9 @@ async fn disabling_a_user_revokes_their_tokens_and_reset_gates_them_again() {
     let otto_one_time = access_support::one_time_password(&out);
     gw.restart().await;
     assert_eq!(gw.call("GET", "/api/v1/me", Some(&olive), None).await.status, 401);
-    let reply = gw.call("POST", "/api/v1/login", None, Some(&login_body("olive", NEW))).await;
+    let reply = gw
+        .call("POST", "/api/v1/login", None, Some(&login_body("olive", NEW)))
+        .await;
     assert_eq!(reply.status, 401);
     assert_eq!(reply.error(), "invalid username or password");
     // A reset revokes the old tokens and asks for a new password again.
@@ -247,12 +344,20 @@ async fn bad_requests_get_json_errors() {
     let (gw, passwords) = Gateway::start(&[("ada", "admin")]).await;
     let token = gw.first_login("ada", &passwords[0], NEW).await;
     let login = "/api/v1/login";
-    for body in ["", "{", "[]", "{\"username\": 5, \"password\": \"x\"}", "{\"username\": \"ada\"}"] {
+    for body in [
+        "",
+        "{",
+        "[]",
+        "{\"username\": 5, \"password\": \"x\"}",
+        "{\"username\": \"ada\"}",
+    ] {
         let reply = gw.call("POST", login, None, Some(body)).await;
         assert_eq!(reply.status, 400, "{body:?}: {reply:?}");
         assert!(reply.error().contains("JSON"), "{reply:?}");
     }
-    let reply = gw.raw("POST", login, &[], br#"{"username":"ada","password":"x"}"#).await;
+    let reply = gw
+        .raw("POST", login, &[], br#"{"username":"ada","password":"x"}"#)
+        .await;
     assert_eq!(reply.status, 415, "{reply:?}");
     assert!(reply.error().contains("Content-Type"), "{reply:?}");
     let huge = format!(r#"{{"username":"ada","password":"{}"}}"#, "x".repeat(20 * 1024));
@@ -276,26 +381,54 @@ async fn admins_create_users_with_a_one_time_password_shown_once() {
     let (gw, passwords) = Gateway::start(&[("ada", "admin")]).await;
     let token = gw.first_login("ada", &passwords[0], NEW).await;
     let create = |name: &str, role: &str| serde_json::json!({ "username": name, "role": role }).to_string();
-    let reply = gw.call("POST", "/api/v1/users", Some(&token), Some(&create("carl", "care_staff"))).await;
+    let reply = gw
+        .call(
+            "POST",
+            "/api/v1/users",
+            Some(&token),
+            Some(&create("carl", "care_staff")),
+        )
+        .await;
     assert_eq!(reply.status, 201, "{reply:?}");
     let created = reply.json();
     let one_time = created["one_time_password"].as_str().unwrap().to_owned();
     assert!(one_time.len() >= 16);
     assert_eq!(created["must_change_password"], true);
-    let reply = gw.call("POST", "/api/v1/users", Some(&token), Some(&create("carl", "operator"))).await;
+    let reply = gw
+        .call("POST", "/api/v1/users", Some(&token), Some(&create("carl", "operator")))
+        .await;
     assert_eq!(reply.status, 409, "{reply:?}");
     assert!(reply.error().contains("already exists"), "{reply:?}");
-    let reply = gw.call("POST", "/api/v1/users", Some(&token), Some(&create("Carl Smith", "operator"))).await;
+    let reply = gw
+        .call(
+            "POST",
+            "/api/v1/users",
+            Some(&token),
+            Some(&create("Carl Smith", "operator")),
+        )
+        .await;
     assert_eq!(reply.status, 400);
     assert!(reply.error().contains("invalid username"), "{reply:?}");
-    let reply = gw.call("POST", "/api/v1/users", Some(&token), Some(&create("root", "superuser"))).await;
+    let reply = gw
+        .call(
+            "POST",
+            "/api/v1/users",
+            Some(&token),
+            Some(&create("root", "superuser")),
+        )
+        .await;
     assert_eq!(reply.status, 400);
     assert!(reply.error().contains("unknown role"), "{reply:?}");
     let users = gw.call("GET", "/api/v1/users", Some(&token), None).await;
     assert_eq!(users.status, 200);
     assert!(!users.body.contains("argon2"), "{users:?}");
     let users = users.json();
-    let names: Vec<&str> = users.as_array().unwrap().iter().map(|u| u["username"].as_str().unwrap()).collect();
+    let names: Vec<&str> = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["username"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["ada", "carl"]);
     let carl = gw.first_login("carl", &one_time, NEW).await;
     let me = gw.call("GET", "/api/v1/me", Some(&carl), None).await.json();
@@ -317,8 +450,16 @@ async fn managers_read_a_residents_audit_trail_and_verify_the_chain() {
         client: None,
     };
     let r1 = ResidentId::new("R1").unwrap();
-    let entry = state.audit.record(&carl, Action::ReadHistory, Some(&r1), Some("events")).await.unwrap();
-    state.audit.record(&carl, Action::ReadResident, Some(&ResidentId::new("R2").unwrap()), None).await.unwrap();
+    let entry = state
+        .audit
+        .record(&carl, Action::ReadHistory, Some(&r1), Some("events"))
+        .await
+        .unwrap();
+    state
+        .audit
+        .record(&carl, Action::ReadResident, Some(&ResidentId::new("R2").unwrap()), None)
+        .await
+        .unwrap();
     let reply = gw.call("GET", "/api/v1/audit?resident=R1", Some(&mona), None).await;
     assert_eq!(reply.status, 200, "{reply:?}");
     let trail = reply.json();
@@ -331,7 +472,11 @@ async fn managers_read_a_residents_audit_trail_and_verify_the_chain() {
     // The manager's read is itself in the trail.
     assert_eq!(trail[1]["action"], "read_audit_trail");
     assert_eq!(trail[1]["username"], "mona");
-    for bad in ["/api/v1/audit", "/api/v1/audit?resident=", "/api/v1/audit?resident=a%2Fb"] {
+    for bad in [
+        "/api/v1/audit",
+        "/api/v1/audit?resident=",
+        "/api/v1/audit?resident=a%2Fb",
+    ] {
         let reply = gw.call("GET", bad, Some(&mona), None).await;
         assert_eq!(reply.status, 400, "{bad}: {reply:?}");
     }

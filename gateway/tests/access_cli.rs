@@ -6,7 +6,7 @@ mod access_support;
 
 use access_support::{Gateway, add_user, audit_cmd, user_cmd};
 use gateway::store::{AccessStore, STORE_FILE_NAME, Store};
-use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{ReadableDatabase, TableDefinition};
 
 const AUDIT_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("audit_log");
 
@@ -19,7 +19,10 @@ fn user_commands_and_their_bad_input() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap();
     let password = add_user(dir.path(), "ada", "admin");
-    assert!(password.len() >= 16 && password.chars().all(|c| c.is_ascii_alphanumeric()), "{password}");
+    assert!(
+        password.len() >= 16 && password.chars().all(|c| c.is_ascii_alphanumeric()),
+        "{password}"
+    );
     assert_ne!(password, add_user(dir.path(), "olive", "operator"));
 
     let e = err(user_cmd(&["add", "bob", "--role", "root", "--data", data]));
@@ -29,7 +32,14 @@ fn user_commands_and_their_bad_input() {
     let e = err(user_cmd(&["add", "ada", "--role", "operator", "--data", data]));
     assert!(e.contains("user ada already exists"), "{e}");
     let missing = dir.path().join("not-here");
-    let e = err(user_cmd(&["add", "bob", "--role", "operator", "--data", missing.to_str().unwrap()]));
+    let e = err(user_cmd(&[
+        "add",
+        "bob",
+        "--role",
+        "operator",
+        "--data",
+        missing.to_str().unwrap(),
+    ]));
     assert!(e.contains("no data directory"), "{e}");
     assert!(!missing.exists(), "a mistyped --data must not create anything");
     let e = err(user_cmd(&["add", "bob", "--role", "operator"]));
@@ -48,7 +58,10 @@ fn user_commands_and_their_bad_input() {
     let list = user_cmd(&["list", "--data", data]).unwrap();
     let lines: Vec<&str> = list.lines().collect();
     assert_eq!(lines.len(), 3, "{list}");
-    assert!(lines[1].starts_with("ada") && lines[1].contains("admin") && lines[1].contains("active"), "{list}");
+    assert!(
+        lines[1].starts_with("ada") && lines[1].contains("admin") && lines[1].contains("active"),
+        "{list}"
+    );
     assert!(lines[2].starts_with("olive") && lines[2].contains("disabled"), "{list}");
     assert!(!list.contains("argon2") && !list.contains(&password), "{list}");
     let reset = user_cmd(&["reset", "ada", "--data", data]).unwrap();
@@ -95,7 +108,10 @@ async fn a_changed_entry_is_named() {
     gw.stop().await;
     let data = gw.dir.path().to_path_buf();
     // user_created, login, password change, then reads of R1 from entry 4.
-    assert_eq!(audit_cmd(&["verify", "--data", gw.data()]).unwrap().trim(), "audit chain intact: 6 entries");
+    assert_eq!(
+        audit_cmd(&["verify", "--data", gw.data()]).unwrap().trim(),
+        "audit chain intact: 6 entries"
+    );
     let original = String::from_utf8(entry(&data, 4)).unwrap();
     assert!(original.contains("\"resident\":\"R1\""), "{original}");
     let forged = original.replace("\"username\":\"mona\"", "\"username\":\"carl\"");
@@ -104,7 +120,10 @@ async fn a_changed_entry_is_named() {
         log.insert(4, forged.as_bytes()).unwrap();
     });
     let e = err(audit_cmd(&["verify", "--data", gw.data()]));
-    assert!(e.contains("AUDIT CHAIN BROKEN at audit entry 4") && e.contains("altered"), "{e}");
+    assert!(
+        e.contains("AUDIT CHAIN BROKEN at audit entry 4") && e.contains("altered"),
+        "{e}"
+    );
     // Bytes that are not even JSON.
     with_log(&data, |log| {
         log.insert(2, &b"\x00garbage"[..]).unwrap();
@@ -113,7 +132,10 @@ async fn a_changed_entry_is_named() {
     assert!(e.contains("audit entry 2") && e.contains("unreadable"), "{e}");
     // The API says the same to a manager (and the gateway keeps appending to the log).
     gw.restart().await;
-    let token = gw.login("mona", "a long enough passphrase").await["token"].as_str().unwrap().to_owned();
+    let token = gw.login("mona", "a long enough passphrase").await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let report = gw.call("GET", "/api/v1/audit/verify", Some(&token), None).await.json();
     assert_eq!(report["intact"], false, "{report}");
     assert_eq!(report["first_break"]["seq"], 2, "{report}");

@@ -72,7 +72,10 @@ pub async fn login(
         keys.push(format!("addr:{ip}"));
     }
     // Only a valid name is written to the audit log (anything else may be a mistyped password).
-    let audit_name = username.as_ref().map_or("(invalid username)", Username::as_str).to_owned();
+    let audit_name = username
+        .as_ref()
+        .map_or("(invalid username)", Username::as_str)
+        .to_owned();
     if let Some(wait) = state.limiter.blocked(&keys, now) {
         tracing::warn!(client = ?client, "login refused: too many failures");
         let entry = draft(now, &audit_name, None, Action::LoginRateLimited, None, None, client);
@@ -130,7 +133,9 @@ pub async fn login(
             client,
         )],
     };
-    apply(&state, change).await?.map_err(|refusal| ApiError::unavailable(refusal))?;
+    apply(&state, change)
+        .await?
+        .map_err(ApiError::unavailable)?;
     state.limiter.succeeded(&name_key);
     tracing::info!(user = %user.username, role = %user.role, "login");
     Ok(axum::Json(LoginResponse {
@@ -299,7 +304,10 @@ pub async fn create_user(
     ApiJson(request): ApiJson<NewUser>,
 ) -> Result<Response, ApiError> {
     let username = Username::new(request.username).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let role: Role = request.role.parse().map_err(|e: super::UnknownRole| ApiError::bad_request(e.to_string()))?;
+    let role: Role = request
+        .role
+        .parse()
+        .map_err(|e: super::UnknownRole| ApiError::bad_request(e.to_string()))?;
     let now = state.clock.now();
     let name = username.clone();
     let (user, password) = tokio::task::spawn_blocking(move || new_user(&name, role, now))

@@ -145,7 +145,9 @@ impl IntoResponse for ApiError {
         let body = axum::Json(serde_json::json!({ "error": self.message }));
         let mut response = (self.status, body).into_response();
         if let Some(seconds) = self.retry_after_s {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         if self.status == StatusCode::UNAUTHORIZED {
             response
@@ -297,7 +299,9 @@ fn authorise(gate: &Gate, request: &Request) -> Result<Option<Caller>, ApiError>
         Allowed::Roles(roles) => roles,
     };
     let token = bearer_token(request.headers()).ok_or_else(|| {
-        ApiError::unauthorized("authentication required: log in with POST /api/v1/login and send Authorization: Bearer TOKEN")
+        ApiError::unauthorized(
+            "authentication required: log in with POST /api/v1/login and send Authorization: Bearer TOKEN",
+        )
     })?;
     let hash = token_hash(token);
     let store = gate.state.client.store().map_err(ApiError::unavailable)?;

@@ -74,11 +74,17 @@ pub enum AuditCommand {
 /// not quietly make an empty store somewhere else.
 fn open_store(data: &Path, create: bool) -> anyhow::Result<Store> {
     if !data.is_dir() {
-        bail!("no data directory {} (is --data the gateway's data directory?)", data.display());
+        bail!(
+            "no data directory {} (is --data the gateway's data directory?)",
+            data.display()
+        );
     }
     let path = data.join(STORE_FILE_NAME);
     if !create && !path.is_file() {
-        bail!("no gateway store at {} (is --data the gateway's data directory?)", path.display());
+        bail!(
+            "no gateway store at {} (is --data the gateway's data directory?)",
+            path.display()
+        );
     }
     Store::open(&path).with_context(|| format!("opening the store {}", path.display()))
 }
@@ -114,7 +120,11 @@ pub fn run_user(args: &UserArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         }
         UserCommand::List { data } => {
             let store = open_store(data, false)?;
-            writeln!(out, "{:<32} {:<10} {:<8} {:<12} created", "username", "role", "status", "password")?;
+            writeln!(
+                out,
+                "{:<32} {:<10} {:<8} {:<12} created",
+                "username", "role", "status", "password"
+            )?;
             for user in store.users()? {
                 writeln!(
                     out,
@@ -137,7 +147,15 @@ pub fn run_user(args: &UserArgs, out: &mut dyn Write) -> anyhow::Result<()> {
                     changed_at: now,
                     ..user
                 }))],
-                audit: vec![draft(now, CLI_ACTOR, None, Action::UserDisabled, None, Some(name.as_str()), None)],
+                audit: vec![draft(
+                    now,
+                    CLI_ACTOR,
+                    None,
+                    Action::UserDisabled,
+                    None,
+                    Some(name.as_str()),
+                    None,
+                )],
             };
             store.apply_access(&change)??;
             writeln!(out, "disabled user {name}; their tokens are revoked")?;

@@ -120,9 +120,18 @@ pub enum AccessOp {
     /// Replaces an existing user (refused with [`AccessRefusal::NoSuchUser`] otherwise). A
     /// disabled user's sessions are revoked in the same transaction.
     UpdateUser(Box<UserRecord>),
-    CreateSession { token_hash: String, session: SessionRecord },
-    RevokeSession { token_hash: String, at: Timestamp },
-    RevokeUserSessions { username: Username, at: Timestamp },
+    CreateSession {
+        token_hash: String,
+        session: SessionRecord,
+    },
+    RevokeSession {
+        token_hash: String,
+        at: Timestamp,
+    },
+    RevokeUserSessions {
+        username: Username,
+        at: Timestamp,
+    },
 }
 
 /// Changes and the audit entries recording them, applied in one transaction.

@@ -20,11 +20,11 @@ use crate::domain::{
     Alert, AlertId, Assignment, DeviceRecord, EventKey, QuarantineRecord, Resident, ResidentId, StoredEvent, Timestamp,
 };
 
+pub use access::audit_hash as access_audit_hash;
 pub use access::{
     AUDIT_GENESIS_HASH, AccessChange, AccessOp, AccessRefusal, AccessStore, AuditDraft, AuditEntry, AuditHead,
     SessionRecord, UserRecord,
 };
-pub use access::audit_hash as access_audit_hash;
 pub use error::{StoreError, Unreadable};
 pub use schema::SCHEMA_VERSION;
 pub use write::{InsertOutcome, NewEvent, WriteBatch};

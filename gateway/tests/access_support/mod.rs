@@ -1,7 +1,13 @@
 //! Shared by the access tests: a gateway on its own data directory with a manual clock, users
 //! made with the real `user add` command, and a minimal HTTP/1.1 client over TCP (so the
 //! client address is real, as the rate limit and the audit log see it).
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::path::Path;
 use std::sync::Arc;
@@ -69,7 +75,10 @@ pub fn add_user(data: &Path, name: &str, role: &str) -> String {
 
 pub fn one_time_password(out: &str) -> String {
     out.lines()
-        .find_map(|line| line.split_once("password: ").or_else(|| line.split_once("password for ")))
+        .find_map(|line| {
+            line.split_once("password: ")
+                .or_else(|| line.split_once("password for "))
+        })
         .map(|(_, rest)| rest.rsplit(' ').next().unwrap().trim().to_owned())
         .unwrap_or_else(|| panic!("no password in {out:?}"))
 }
@@ -81,9 +90,11 @@ pub struct Gateway {
 }
 
 pub fn config(data: &Path) -> Config {
-    let mut config = Config::default();
-    config.data_dir = data.to_path_buf();
-    config.http = "127.0.0.1:0".parse().unwrap();
+    let mut config = Config {
+        data_dir: data.to_path_buf(),
+        http: "127.0.0.1:0".parse().unwrap(),
+        ..Config::default()
+    };
     // Nobody listens there: the broker connection retries in the background, HTTP still serves.
     config.mqtt.broker = BrokerUrl::parse("mqtt://127.0.0.1:9").unwrap();
     config
@@ -223,7 +234,10 @@ impl Reply {
 
     /// The `error` of a JSON error answer.
     pub fn error(&self) -> String {
-        self.json()["error"].as_str().unwrap_or_else(|| panic!("no error: {self:?}")).to_owned()
+        self.json()["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error: {self:?}"))
+            .to_owned()
     }
 }
 
