@@ -76,10 +76,13 @@ pub async fn login(
         .as_ref()
         .map_or("(invalid username)", Username::as_str)
         .to_owned();
-    if let Some(wait) = state.limiter.blocked(&keys, now) {
+    if let Some(refusal) = state.limiter.blocked(&keys, now) {
         tracing::warn!(client = ?client, "login refused: too many failures");
-        let entry = draft(now, &audit_name, None, Action::LoginRateLimited, None, None, client);
-        audit_only(&state, entry).await?;
+        if refusal.first {
+            let entry = draft(now, &audit_name, None, Action::LoginRateLimited, None, None, client);
+            audit_only(&state, entry).await?;
+        }
+        let wait = refusal.retry_after_s;
         return Err(ApiError {
             retry_after_s: Some(wait),
             ..ApiError::new(
@@ -96,6 +99,7 @@ pub async fn login(
     };
     drop(store);
     let password = request.password;
+    let permit = state.hashing.acquire().await.map_err(ApiError::unavailable)?;
     let checked = tokio::task::spawn_blocking(move || {
         let stored = user.as_ref().map_or(dummy_hash(), |user| user.password_hash.as_str());
         let matches = verify_password(&password, stored);
@@ -103,6 +107,7 @@ pub async fn login(
     })
     .await
     .map_err(ApiError::unavailable)?;
+    drop(permit);
     let Some(user) = checked else {
         state.limiter.failed(&keys, now);
         let entry = draft(now, &audit_name, None, Action::LoginFailed, None, None, client);
@@ -133,9 +138,7 @@ pub async fn login(
             client,
         )],
     };
-    apply(&state, change)
-        .await?
-        .map_err(ApiError::unavailable)?;
+    apply(&state, change).await?.map_err(ApiError::unavailable)?;
     state.limiter.succeeded(&name_key);
     tracing::info!(user = %user.username, role = %user.role, "login");
     Ok(axum::Json(LoginResponse {
@@ -201,11 +204,13 @@ pub async fn change_password(
         new_password,
     } = request;
     let stored = user.password_hash.clone();
+    let permit = state.hashing.acquire().await.map_err(ApiError::unavailable)?;
     let new_hash = tokio::task::spawn_blocking(move || {
         verify_password(&old_password, &stored).then(|| hash_password(&new_password))
     })
     .await
     .map_err(ApiError::unavailable)?;
+    drop(permit);
     let new_hash = match new_hash {
         None => return Err(ApiError::forbidden("the old password is wrong")),
         Some(hash) => hash.map_err(ApiError::unavailable)?,
@@ -310,9 +315,11 @@ pub async fn create_user(
         .map_err(|e: super::UnknownRole| ApiError::bad_request(e.to_string()))?;
     let now = state.clock.now();
     let name = username.clone();
+    let permit = state.hashing.acquire().await.map_err(ApiError::unavailable)?;
     let (user, password) = tokio::task::spawn_blocking(move || new_user(&name, role, now))
         .await
         .map_err(ApiError::unavailable)??;
+    drop(permit);
     let change = AccessChange {
         ops: vec![AccessOp::CreateUser(Box::new(user))],
         audit: vec![draft(

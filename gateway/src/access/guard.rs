@@ -33,6 +33,8 @@ use crate::store::AccessStore;
 pub const API_PREFIX: &str = "/api/v1";
 /// Request bodies larger than this are refused with 413.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
+/// Password hashes computed at once; more wait their turn.
+const MAX_CONCURRENT_HASHES: usize = 2;
 /// Routes a user who must change the password may still call.
 const ALLOWED_DURING_PASSWORD_CHANGE: &[&str] = &["/api/v1/password", "/api/v1/logout"];
 
@@ -67,6 +69,9 @@ pub struct ApiState {
     pub settings: AccessSettings,
     pub limiter: Arc<LoginLimiter>,
     pub audit: AuditRecorder,
+    /// Bounds concurrent argon2 work (19 MiB and tens of milliseconds each), so a burst of
+    /// logins queues instead of taking the machine's memory and cores from ingest.
+    pub hashing: Arc<tokio::sync::Semaphore>,
 }
 
 impl ApiState {
@@ -77,6 +82,7 @@ impl ApiState {
                 settings.max_login_failures,
                 settings.login_failure_window_ms,
             )),
+            hashing: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_HASHES)),
             client,
             clock,
             settings,

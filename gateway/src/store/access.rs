@@ -308,6 +308,20 @@ fn apply_ops(txn: &WriteTransaction, ops: &[AccessOp]) -> Result<Result<(), Acce
                 }
             }
             AccessOp::CreateSession { token_hash, session } => {
+                // Sessions past their expiry are of no further use (the audit log keeps the
+                // logins and logouts): dropping them here keeps the table to live sessions.
+                let mut expired = Vec::new();
+                for entry in sessions.iter()? {
+                    let (key, value) = entry?;
+                    if let Ok(old) = from_json::<SessionRecord>("sessions", "?", value.value())
+                        && old.expires_at <= session.created_at
+                    {
+                        expired.push(key.value().to_owned());
+                    }
+                }
+                for key in expired {
+                    sessions.remove(key.as_str())?;
+                }
                 sessions.insert(token_hash.as_str(), to_json("sessions", session)?.as_slice())?;
             }
             AccessOp::RevokeSession { token_hash, at } => {
