@@ -67,6 +67,13 @@ fn user_commands_and_their_bad_input() {
     let reset = user_cmd(&["reset", "ada", "--data", data]).unwrap();
     assert!(!reset.contains(&password), "{reset}");
 
+    // A running gateway holds the store: said plainly, nothing changed.
+    {
+        let _running = Store::open_in_dir(dir.path()).unwrap();
+        let e = err(user_cmd(&["add", "bob", "--role", "operator", "--data", data]));
+        assert!(e.contains("in use") && e.contains("stop the gateway"), "{e}");
+    }
+
     // Every change was audited, and the failures changed nothing.
     let out = audit_cmd(&["verify", "--data", data]).unwrap();
     assert_eq!(out.trim(), "audit chain intact: 4 entries");

@@ -248,7 +248,11 @@ impl ApiRouter {
         T: 'static,
     {
         let full = format!("{API_PREFIX}{path}");
-        let filter = MethodFilter::try_from(method.clone()).unwrap_or(MethodFilter::GET);
+        let Ok(filter) = MethodFilter::try_from(method.clone()) else {
+            // Only methods axum can route; anything else is left out, loudly.
+            tracing::error!(%method, path = %full, "API route with an unroutable method not registered");
+            return self;
+        };
         let gate = Gate {
             state: self.state.clone(),
             allowed,
