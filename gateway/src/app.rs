@@ -10,13 +10,16 @@ use rumqttc::v5::AsyncClient;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use crate::access::ApiState;
 use crate::alerts::{EngineConfig, ResidentRules};
 use crate::config::{Config, ConfigError};
 use crate::domain::{Alert, AlertChange, AlertId, Assignment, Clock, DeviceRecord, Outcome, Resident, ResidentId};
 use crate::http::{HttpState, router};
 use crate::ingest::mqtt::{MqttState, mqtt_options, run_poller, spawn_outbound};
 use crate::metrics::{IngestStats, Metrics};
-use crate::store::{AlertChangesSince, AlertPage, AlertQuery, Store, StoreError};
+use crate::store::{
+    AccessChange, AccessRefusal, AlertChangesSince, AlertPage, AlertQuery, AuditEntry, Store, StoreError,
+};
 use crate::writer::committer::{Command, Committer};
 use crate::writer::core::{Core, OperatorError};
 use crate::writer::store_slot::{OpenStore, SharedStore, StoreUnavailable};
@@ -147,17 +150,31 @@ pub async fn spawn_with_engine(
         stop_rx,
         mqtt.clone(),
         metrics.clone(),
-        clock,
+        clock.clone(),
     ));
 
-    let (stop_http, http_stop_rx) = oneshot::channel::<()>();
-    let app = router(HttpState {
+    let client = GatewayClient {
+        http_addr,
+        store,
         metrics: metrics.clone(),
         mqtt: mqtt.clone(),
-        committer_alive,
-    });
+        commands: commands_tx,
+        alerts: alerts_tx,
+    };
+    let api = ApiState::new(client.clone(), clock.clone(), config.access.settings());
+    let (stop_http, http_stop_rx) = oneshot::channel::<()>();
+    let app = router(
+        HttpState {
+            metrics,
+            mqtt,
+            committer_alive,
+        },
+        Some(api),
+    );
     let http_task = tokio::spawn(async move {
-        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+        // The peer address is the client address in the audit log and the login rate limit.
+        let service = app.into_make_service_with_connect_info::<SocketAddr>();
+        let serve = axum::serve(listener, service).with_graceful_shutdown(async move {
             let _ = http_stop_rx.await;
         });
         if let Err(e) = serve.await {
@@ -167,14 +184,7 @@ pub async fn spawn_with_engine(
     tracing::info!(%http_addr, broker = %config.mqtt.broker, data_dir = %config.data_dir.display(), "gateway started");
 
     Ok(GatewayHandle {
-        client: GatewayClient {
-            http_addr,
-            store,
-            metrics,
-            mqtt,
-            commands: commands_tx,
-            alerts: alerts_tx,
-        },
+        client,
         stop_intake,
         stop_http: Some(stop_http),
         poller: poller_task,
@@ -350,6 +360,19 @@ impl GatewayClient {
             return Vec::new();
         }
         answer.await.unwrap_or_default()
+    }
+
+    /// Applies an access change (users, sessions, audit entries) in one transaction through
+    /// the committer: `Ok(Err(_))` if the store refused it (nothing written).
+    pub async fn apply_access(
+        &self,
+        change: AccessChange,
+    ) -> Result<Result<Vec<AuditEntry>, AccessRefusal>, OperatorError> {
+        self.request(|reply| Command::ApplyAccess {
+            change: Box::new(change),
+            reply,
+        })
+        .await
     }
 
     /// Runs due engine timers now instead of at the next wake-up (tests with a manual clock).

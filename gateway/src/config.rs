@@ -193,6 +193,62 @@ pub struct Config {
     pub ingest: IngestConfig,
     pub log: LogConfig,
     pub alerts: AlertsConfig,
+    pub access: AccessConfig,
+}
+
+/// Access control for the `/api/v1` API (`docs/access.md`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessConfig {
+    /// How long a login token is valid.
+    pub token_lifetime_s: u64,
+    /// Failed logins (per username, and per client address) allowed within the window.
+    pub login_max_failures: u32,
+    pub login_failure_window_s: u64,
+}
+
+impl Default for AccessConfig {
+    fn default() -> Self {
+        let settings = crate::access::AccessSettings::default();
+        Self {
+            token_lifetime_s: u64::try_from(settings.token_lifetime_ms / 1000).unwrap_or(43_200),
+            login_max_failures: settings.max_login_failures,
+            login_failure_window_s: u64::try_from(settings.login_failure_window_ms / 1000).unwrap_or(900),
+        }
+    }
+}
+
+/// Longest token lifetime accepted: a week (a stolen token must not live for ever).
+const MAX_TOKEN_LIFETIME_S: u64 = 7 * 24 * 3600;
+
+impl AccessConfig {
+    pub fn settings(&self) -> crate::access::AccessSettings {
+        let ms = |s: u64| i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX);
+        crate::access::AccessSettings {
+            token_lifetime_ms: ms(self.token_lifetime_s),
+            max_login_failures: self.login_max_failures,
+            login_failure_window_ms: ms(self.login_failure_window_s),
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.token_lifetime_s < 60 || self.token_lifetime_s > MAX_TOKEN_LIFETIME_S {
+            return Err(invalid(
+                "access.token_lifetime_s",
+                format!("must be from 60 to {MAX_TOKEN_LIFETIME_S} seconds"),
+            ));
+        }
+        if self.login_max_failures == 0 {
+            return Err(invalid("access.login_max_failures", "must be at least 1"));
+        }
+        if self.login_failure_window_s == 0 || self.login_failure_window_s > 86_400 {
+            return Err(invalid(
+                "access.login_failure_window_s",
+                "must be from 1 to 86400 seconds",
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for Config {
@@ -204,6 +260,7 @@ impl Default for Config {
             ingest: IngestConfig::default(),
             log: LogConfig::default(),
             alerts: AlertsConfig::default(),
+            access: AccessConfig::default(),
         }
     }
 }
@@ -674,6 +731,7 @@ impl Config {
             return Err(invalid("data_dir", "must not be empty"));
         }
         self.alerts.engine_config()?;
+        self.access.validate()?;
         Ok(())
     }
 
@@ -860,6 +918,18 @@ pub const FIELD_DOCS: &[FieldDoc] = &[
     FieldDoc {
         path: "alerts.flood_settle_s",
         meaning: "once fewer than the threshold are still silent, the incident ends after this long without change",
+    },
+    FieldDoc {
+        path: "access.token_lifetime_s",
+        meaning: "how long an API login token is valid (default: a 12-hour shift; 60 s to 7 days)",
+    },
+    FieldDoc {
+        path: "access.login_max_failures",
+        meaning: "failed API logins per username, and per client address, before further attempts get 429",
+    },
+    FieldDoc {
+        path: "access.login_failure_window_s",
+        meaning: "the window the failed logins count in (kept in memory: a restart clears it)",
     },
 ];
 

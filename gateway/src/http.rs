@@ -1,14 +1,20 @@
-//! The gateway's HTTP surface: `/healthz` for orchestrators and `/metrics` for Prometheus.
-//! Later issues add the operator API and UI to [`router`].
+//! The gateway's HTTP surface: `/healthz` for orchestrators and `/metrics` for Prometheus
+//! (both without authentication), and the `/api/v1` API behind access control.
+//!
+//! Every API route is declared in [`api_routes`], with the roles allowed on it: that list is
+//! the role matrix (`docs/access.md` is its written form, and a test walks it).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+
+use crate::access::api::{audit_trail, audit_verify, change_password, create_user, list_users, login, logout, me};
+use crate::access::{Allowed, ApiRouter, ApiState, Role};
 
 use crate::ingest::mqtt::MqttState;
 use crate::metrics::Metrics;
@@ -40,11 +46,39 @@ impl HttpState {
     }
 }
 
-pub fn router(state: HttpState) -> Router {
-    Router::new()
+/// `/healthz` and `/metrics`, and the API when given its state.
+pub fn router(state: HttpState, api: Option<ApiState>) -> Router {
+    let open = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .with_state(state)
+        .with_state(state);
+    match api {
+        Some(api) => open.merge(api_routes(api).into_router()),
+        None => open,
+    }
+}
+
+/// Role sets for [`api_routes`] (see the matrix in `docs/access.md`).
+pub const OPERATOR: &[Role] = &[Role::Operator];
+pub const CARE_STAFF: &[Role] = &[Role::CareStaff];
+pub const MANAGER: &[Role] = &[Role::Manager];
+pub const ADMIN: &[Role] = &[Role::Admin];
+
+/// The role matrix: every `/api/v1` route and who may call it. To add a route, add a line
+/// here (`.route(Method, "/path", Allowed::Roles(ROLES), handler)`; the handler takes
+/// `Extension<Caller>` for the user) and a row in `docs/access.md`; the route-walking test
+/// in `gateway/tests/access_api.rs` then checks its 401 and 403 by itself. A handler that
+/// reads a resident's records calls `state.audit.record(..)` before answering.
+pub fn api_routes(state: ApiState) -> ApiRouter {
+    ApiRouter::new(state)
+        .route(Method::POST, "/login", Allowed::Public, login)
+        .route(Method::POST, "/logout", Allowed::ANY_ROLE, logout)
+        .route(Method::POST, "/password", Allowed::ANY_ROLE, change_password)
+        .route(Method::GET, "/me", Allowed::ANY_ROLE, me)
+        .route(Method::GET, "/users", Allowed::Roles(ADMIN), list_users)
+        .route(Method::POST, "/users", Allowed::Roles(ADMIN), create_user)
+        .route(Method::GET, "/audit", Allowed::Roles(MANAGER), audit_trail)
+        .route(Method::GET, "/audit/verify", Allowed::Roles(MANAGER), audit_verify)
 }
 
 async fn healthz(State(state): State<HttpState>) -> Response {
@@ -83,7 +117,7 @@ mod tests {
 
     async fn call(state: HttpState, method: Method, path: &str) -> (StatusCode, String) {
         let request = Request::builder().method(method).uri(path).body(Body::empty()).unwrap();
-        let response = router(state).oneshot(request).await.unwrap();
+        let response = router(state, None).oneshot(request).await.unwrap();
         let status = response.status();
         let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
         (status, String::from_utf8_lossy(&bytes).into_owned())

@@ -1,6 +1,7 @@
 //! The TEC gateway: MQTT ingest with durable group commit, the redb event store, the
 //! alert engine, and the command line that inspects them.
 
+pub mod access;
 pub mod alerts;
 pub mod app;
 pub mod cli;

@@ -12,6 +12,7 @@ use crate::app;
 use crate::config::{Config, ENV_VARS, LogConfig, LogFormat, Overrides};
 use crate::domain::SystemClock;
 
+pub mod access;
 pub mod inspect;
 pub mod simulate;
 
@@ -45,6 +46,10 @@ enum CliCommand {
     Alerts(inspect::AlertsArgs),
     /// List quarantined payloads, newest first (offline).
     Quarantine(inspect::QuarantineArgs),
+    /// Manage API users (offline: stop the gateway first).
+    User(access::UserArgs),
+    /// Check the audit log (offline).
+    Audit(access::AuditArgs),
     /// Simulate homes of devices (the real firmware core) against a broker.
     Simulate(simulate::SimulateArgs),
 }
@@ -101,6 +106,8 @@ pub fn main_entry() -> ExitCode {
         CliCommand::Events(args) => inspection(|out| inspect::run_events(&args, out)),
         CliCommand::Alerts(args) => inspection(|out| inspect::run_alerts(&args, out)),
         CliCommand::Quarantine(args) => inspection(|out| inspect::run_quarantine(&args, out)),
+        CliCommand::User(args) => inspection(|out| access::run_user(&args, out)),
+        CliCommand::Audit(args) => inspection(|out| access::run_audit(&args, out)),
         CliCommand::Simulate(args) => simulate::run(&args),
     }
 }

@@ -4,6 +4,7 @@
 //! One [`WriteBatch`] is one redb write transaction; [`WriteBatch::commit`] returns only once
 //! the data is on disk (fsync), which is what lets ingest send PUBACKs and receipts.
 
+mod access;
 mod alert_changes;
 mod alert_queries;
 mod error;
@@ -21,6 +22,11 @@ use crate::domain::{
     Alert, AlertId, Assignment, DeviceRecord, EventKey, QuarantineRecord, Resident, ResidentId, StoredEvent, Timestamp,
 };
 
+pub use access::audit_hash as access_audit_hash;
+pub use access::{
+    AUDIT_GENESIS_HASH, AccessChange, AccessOp, AccessRefusal, AccessStore, AuditDraft, AuditEntry, AuditHead,
+    SessionRecord, UserRecord,
+};
 pub use alert_changes::{AlertChangePage, AlertChangeRetention, AlertChangesSince, MAX_ALERT_CHANGES_PAGE};
 pub use alert_queries::{
     AlertCursor, AlertOrder, AlertPage, AlertQuery, AlertStateFilter, InvalidAlertCursor, MAX_ALERT_PAGE,
@@ -153,6 +159,10 @@ impl Store {
         txn.open_table(RESIDENTS)?;
         txn.open_table(ASSIGNMENTS)?;
         txn.open_table(ENGINE_STATE)?;
+        txn.open_table(USERS)?;
+        txn.open_table(SESSIONS)?;
+        txn.open_table(AUDIT_LOG)?;
+        txn.open_table(AUDIT_HEAD)?;
         txn.commit()?;
         tracing::debug!(path = %path.display(), "store opened");
         Ok(Store {

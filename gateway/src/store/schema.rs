@@ -86,6 +86,14 @@ pub(crate) const RESIDENTS: TableDefinition<&str, &[u8]> = TableDefinition::new(
 pub(crate) const ASSIGNMENTS: TableDefinition<(&str, i64), &[u8]> = TableDefinition::new("assignments");
 /// Opaque alert-engine state, owned by the engine.
 pub(crate) const ENGINE_STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("engine_state");
+/// username -> JSON `UserRecord` (access control, `store/access.rs`).
+pub(crate) const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
+/// hex SHA-256 of a bearer token -> JSON `SessionRecord` (the token itself is never stored).
+pub(crate) const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
+/// sequence (from 1) -> JSON `AuditEntry`, each carrying its predecessor's hash; append-only.
+pub(crate) const AUDIT_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("audit_log");
+/// "head" -> JSON `AuditHead`: the last entry's sequence and hash, so a removed tail shows.
+pub(crate) const AUDIT_HEAD: TableDefinition<&str, &[u8]> = TableDefinition::new("audit_head");
 
 pub(crate) fn to_json<T: Serialize>(table: &'static str, value: &T) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(value).map_err(|err| StoreError::Encode {

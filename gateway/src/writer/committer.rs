@@ -27,7 +27,9 @@ use crate::domain::{
 };
 use crate::ingest::mqtt::{Incoming, Outbound, OutboundItem};
 use crate::metrics::Metrics;
-use crate::store::{AlertChangesSince, MAX_ALERT_CHANGES_PAGE, StoreError};
+use crate::store::{
+    AccessChange, AccessRefusal, AccessStore, AlertChangesSince, AuditEntry, MAX_ALERT_CHANGES_PAGE, StoreError,
+};
 
 /// Longest the committer sleeps between deadline checks, so a test's manual clock (or a
 /// wall-clock jump) is noticed promptly.
@@ -79,6 +81,11 @@ pub enum Command {
     /// Run due timers now (tests with a manual clock).
     RunTimers {
         reply: Reply<()>,
+    },
+    /// Users, sessions and audit entries, in one transaction (`crate::access`).
+    ApplyAccess {
+        change: Box<AccessChange>,
+        reply: Reply<Result<Vec<AuditEntry>, AccessRefusal>>,
     },
 }
 
@@ -936,6 +943,40 @@ impl Shell {
             Command::RunTimers { reply } => {
                 self.timers(true).await;
                 let _ = reply.send(Ok(()));
+            }
+            Command::ApplyAccess { change, reply } => {
+                let result = self.access_action(change).await;
+                let _ = reply.send(result);
+            }
+        }
+    }
+
+    /// An access change (users, sessions, audit): its own transaction on the store; the
+    /// alert engine is not involved. A refusal (say, a duplicate user) wrote nothing.
+    async fn access_action(
+        &mut self,
+        change: Box<AccessChange>,
+    ) -> Result<Result<Vec<AuditEntry>, AccessRefusal>, OperatorError> {
+        if !self.ensure_core().await {
+            return Err(self.unavailable());
+        }
+        let result = self
+            .run(move |core| core.store().apply_access(&change))
+            .await
+            .map_err(|_| self.unavailable())?;
+        match result {
+            Ok(applied) => {
+                self.note_healthy();
+                self.metrics.committed(0, []);
+                Ok(applied)
+            }
+            Err(e) => {
+                self.metrics.commit_failed();
+                if let Some(kind) = store_fault_kind(&e) {
+                    self.note_fault(kind, &e);
+                }
+                tracing::error!(error = %e, "COMMIT FAILED for an access change");
+                Err(OperatorError::Store(e))
             }
         }
     }

@@ -1,0 +1,398 @@
+//! The access-control routes: login, logout, password change, who am I, users, and the audit
+//! trail. Registered in [`crate::http::api_routes`] with their roles.
+
+use axum::Extension;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+use super::audit::{Action, draft, verify_chain};
+use super::guard::{ApiError, ApiJson, ClientAddr};
+use super::password::{check_new_password, dummy_hash, hash_password, one_time_password, verify_password};
+use super::token::{new_token, token_hash};
+use super::{ApiState, Caller, Role, Username};
+use crate::domain::{ResidentId, Timestamp};
+use crate::store::{AccessChange, AccessOp, AccessRefusal, AccessStore, AuditEntry, SessionRecord, UserRecord};
+use crate::writer::core::OperatorError;
+
+const BAD_LOGIN: &str = "invalid username or password";
+
+#[derive(Deserialize)]
+pub struct LoginRequest {
+    username: String,
+    password: String,
+}
+
+impl std::fmt::Debug for LoginRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginRequest").finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct LoginResponse {
+    pub token: String,
+    /// RFC 3339, UTC.
+    pub expires_at: String,
+    pub must_change_password: bool,
+}
+
+fn write_failed(error: OperatorError) -> ApiError {
+    tracing::error!(error = %error, "access change not committed");
+    ApiError::unavailable(error)
+}
+
+async fn apply(state: &ApiState, change: AccessChange) -> Result<Result<Vec<AuditEntry>, AccessRefusal>, ApiError> {
+    state.client.apply_access(change).await.map_err(write_failed)
+}
+
+async fn audit_only(state: &ApiState, entry: crate::store::AuditDraft) -> Result<(), ApiError> {
+    let change = AccessChange {
+        ops: Vec::new(),
+        audit: vec![entry],
+    };
+    apply(state, change).await?.map_err(ApiError::unavailable)?;
+    Ok(())
+}
+
+/// `POST /api/v1/login`.
+pub async fn login(
+    State(state): State<ApiState>,
+    ClientAddr(client): ClientAddr,
+    ApiJson(request): ApiJson<LoginRequest>,
+) -> Result<Response, ApiError> {
+    let now = state.clock.now();
+    let username = Username::new(request.username.clone()).ok();
+    // Rate-limit keys: the name as typed (bounded), and the address.
+    let name_key = format!("user:{}", request.username.chars().take(64).collect::<String>());
+    let mut keys = vec![name_key.clone()];
+    if let Some(ip) = client {
+        keys.push(format!("addr:{ip}"));
+    }
+    // Only a valid name is written to the audit log (anything else may be a mistyped password).
+    let audit_name = username
+        .as_ref()
+        .map_or("(invalid username)", Username::as_str)
+        .to_owned();
+    if let Some(refusal) = state.limiter.blocked(&keys, now) {
+        tracing::warn!(client = ?client, "login refused: too many failures");
+        if refusal.first {
+            let entry = draft(now, &audit_name, None, Action::LoginRateLimited, None, None, client);
+            audit_only(&state, entry).await?;
+        }
+        let wait = refusal.retry_after_s;
+        return Err(ApiError {
+            retry_after_s: Some(wait),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("too many failed logins: try again in {wait} seconds"),
+            )
+        });
+    }
+    // The same work whether or not the user exists: unknown users are checked against a dummy hash.
+    let store = state.client.store().map_err(ApiError::unavailable)?;
+    let user = match &username {
+        Some(name) => store.user(name).map_err(ApiError::unavailable)?,
+        None => None,
+    };
+    drop(store);
+    let password = request.password;
+    let permit = state.hashing.acquire().await.map_err(ApiError::unavailable)?;
+    let checked = tokio::task::spawn_blocking(move || {
+        let stored = user.as_ref().map_or(dummy_hash(), |user| user.password_hash.as_str());
+        let matches = verify_password(&password, stored);
+        user.filter(|user| matches && !user.disabled)
+    })
+    .await
+    .map_err(ApiError::unavailable)?;
+    drop(permit);
+    let Some(user) = checked else {
+        state.limiter.failed(&keys, now);
+        let entry = draft(now, &audit_name, None, Action::LoginFailed, None, None, client);
+        audit_only(&state, entry).await?;
+        return Err(ApiError::unauthorized(BAD_LOGIN));
+    };
+    let token = new_token();
+    let session = SessionRecord {
+        username: user.username.clone(),
+        role: user.role,
+        created_at: now,
+        expires_at: now.plus_ms(state.settings.token_lifetime_ms),
+        revoked_at: None,
+    };
+    let expires_at = session.expires_at;
+    let change = AccessChange {
+        ops: vec![AccessOp::CreateSession {
+            token_hash: token_hash(&token),
+            session,
+        }],
+        audit: vec![draft(
+            now,
+            user.username.as_str(),
+            Some(user.role),
+            Action::LoginSucceeded,
+            None,
+            None,
+            client,
+        )],
+    };
+    apply(&state, change).await?.map_err(ApiError::unavailable)?;
+    state.limiter.succeeded(&name_key);
+    tracing::info!(user = %user.username, role = %user.role, "login");
+    Ok(axum::Json(LoginResponse {
+        token,
+        expires_at: expires_at.to_string(),
+        must_change_password: user.must_change_password,
+    })
+    .into_response())
+}
+
+/// `POST /api/v1/logout`: revokes the presented token.
+pub async fn logout(State(state): State<ApiState>, Extension(caller): Extension<Caller>) -> Result<Response, ApiError> {
+    let now = state.clock.now();
+    let change = AccessChange {
+        ops: vec![AccessOp::RevokeSession {
+            token_hash: caller.token_hash.clone(),
+            at: now,
+        }],
+        audit: vec![draft(
+            now,
+            caller.username.as_str(),
+            Some(caller.role),
+            Action::Logout,
+            None,
+            None,
+            caller.client,
+        )],
+    };
+    apply(&state, change).await?.map_err(ApiError::unavailable)?;
+    Ok(axum::Json(serde_json::json!({ "logged_out": true })).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct PasswordChange {
+    old_password: String,
+    new_password: String,
+}
+
+impl std::fmt::Debug for PasswordChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasswordChange").finish_non_exhaustive()
+    }
+}
+
+/// `POST /api/v1/password`: old and new password; clears must-change-password.
+pub async fn change_password(
+    State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    ApiJson(request): ApiJson<PasswordChange>,
+) -> Result<Response, ApiError> {
+    check_new_password(&request.new_password).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    if request.new_password == request.old_password {
+        return Err(ApiError::bad_request("the new password must differ from the old one"));
+    }
+    let store = state.client.store().map_err(ApiError::unavailable)?;
+    let user = store
+        .user(&caller.username)
+        .map_err(ApiError::unavailable)?
+        .ok_or_else(|| ApiError::unauthorized("no such user"))?;
+    drop(store);
+    let PasswordChange {
+        old_password,
+        new_password,
+    } = request;
+    let stored = user.password_hash.clone();
+    let permit = state.hashing.acquire().await.map_err(ApiError::unavailable)?;
+    let new_hash = tokio::task::spawn_blocking(move || {
+        verify_password(&old_password, &stored).then(|| hash_password(&new_password))
+    })
+    .await
+    .map_err(ApiError::unavailable)?;
+    drop(permit);
+    let new_hash = match new_hash {
+        None => return Err(ApiError::forbidden("the old password is wrong")),
+        Some(hash) => hash.map_err(ApiError::unavailable)?,
+    };
+    let now = state.clock.now();
+    let updated = UserRecord {
+        password_hash: new_hash,
+        must_change_password: false,
+        changed_at: now,
+        ..user
+    };
+    let change = AccessChange {
+        ops: vec![AccessOp::UpdateUser(Box::new(updated))],
+        audit: vec![draft(
+            now,
+            caller.username.as_str(),
+            Some(caller.role),
+            Action::PasswordChanged,
+            None,
+            Some(caller.username.as_str()),
+            caller.client,
+        )],
+    };
+    apply(&state, change).await?.map_err(ApiError::unavailable)?;
+    Ok(axum::Json(serde_json::json!({ "password_changed": true })).into_response())
+}
+
+/// `GET /api/v1/me`.
+pub async fn me(Extension(caller): Extension<Caller>) -> Response {
+    axum::Json(serde_json::json!({
+        "username": caller.username,
+        "role": caller.role,
+        "must_change_password": caller.must_change_password,
+    }))
+    .into_response()
+}
+
+/// A user as the API shows it (never the hash).
+#[derive(Debug, Serialize)]
+pub struct UserView {
+    pub username: Username,
+    pub role: Role,
+    pub disabled: bool,
+    pub must_change_password: bool,
+    pub created_at: String,
+}
+
+impl From<&UserRecord> for UserView {
+    fn from(user: &UserRecord) -> Self {
+        Self {
+            username: user.username.clone(),
+            role: user.role,
+            disabled: user.disabled,
+            must_change_password: user.must_change_password,
+            created_at: user.created_at.to_string(),
+        }
+    }
+}
+
+/// `GET /api/v1/users`.
+pub async fn list_users(State(state): State<ApiState>) -> Result<Response, ApiError> {
+    let store = state.client.store().map_err(ApiError::unavailable)?;
+    let users = store.users().map_err(ApiError::unavailable)?;
+    Ok(axum::Json(users.iter().map(UserView::from).collect::<Vec<_>>()).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct NewUser {
+    username: String,
+    role: String,
+}
+
+/// A new user with a one-time password (which must be changed at first login), and the
+/// password to hand over. Shared by the API and the CLI.
+pub fn new_user(username: &Username, role: Role, now: Timestamp) -> Result<(UserRecord, String), ApiError> {
+    let password = one_time_password();
+    let password_hash = hash_password(&password).map_err(ApiError::unavailable)?;
+    Ok((
+        UserRecord {
+            username: username.clone(),
+            role,
+            password_hash,
+            must_change_password: true,
+            disabled: false,
+            created_at: now,
+            changed_at: now,
+        },
+        password,
+    ))
+}
+
+/// `POST /api/v1/users`: `{"username", "role"}`; answers 201 with the one-time password, once.
+pub async fn create_user(
+    State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    ApiJson(request): ApiJson<NewUser>,
+) -> Result<Response, ApiError> {
+    let username = Username::new(request.username).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let role: Role = request
+        .role
+        .parse()
+        .map_err(|e: super::UnknownRole| ApiError::bad_request(e.to_string()))?;
+    let now = state.clock.now();
+    let name = username.clone();
+    let permit = state.hashing.acquire().await.map_err(ApiError::unavailable)?;
+    let (user, password) = tokio::task::spawn_blocking(move || new_user(&name, role, now))
+        .await
+        .map_err(ApiError::unavailable)??;
+    drop(permit);
+    let change = AccessChange {
+        ops: vec![AccessOp::CreateUser(Box::new(user))],
+        audit: vec![draft(
+            now,
+            caller.username.as_str(),
+            Some(caller.role),
+            Action::UserCreated,
+            None,
+            Some(&format!("{username} ({role})")),
+            caller.client,
+        )],
+    };
+    match apply(&state, change).await? {
+        Ok(_) => Ok((
+            StatusCode::CREATED,
+            axum::Json(serde_json::json!({
+                "username": username,
+                "role": role,
+                "one_time_password": password,
+                "must_change_password": true,
+            })),
+        )
+            .into_response()),
+        Err(refusal @ AccessRefusal::UserExists(_)) => Err(ApiError::new(StatusCode::CONFLICT, refusal.to_string())),
+        Err(refusal) => Err(ApiError::bad_request(refusal.to_string())),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AuditQuery {
+    resident: Option<String>,
+}
+
+/// `GET /api/v1/audit?resident=ID`: who did what with one resident's records. The read is
+/// itself audited.
+pub async fn audit_trail(
+    State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    query: Result<Query<AuditQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let resident = query
+        .resident
+        .ok_or_else(|| ApiError::bad_request("give the resident: /api/v1/audit?resident=ID"))?;
+    let resident = ResidentId::new(resident).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    state
+        .audit
+        .record(&caller, Action::ReadAuditTrail, Some(&resident), None)
+        .await
+        .map_err(write_failed)?;
+    let store = state.client.store().map_err(ApiError::unavailable)?;
+    let entries = store.audit_for_resident(&resident).map_err(ApiError::unavailable)?;
+    Ok(axum::Json(entries).into_response())
+}
+
+/// `GET /api/v1/audit/verify`: the whole chain checked; 200 either way, `intact` says.
+pub async fn audit_verify(
+    State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Response, ApiError> {
+    let report = {
+        let store = state.client.store().map_err(ApiError::unavailable)?;
+        let raw = store.audit_raw().map_err(ApiError::unavailable)?;
+        let head = store.audit_head().map_err(ApiError::unavailable)?;
+        verify_chain(&raw, head.as_ref())
+    };
+    if let Some(broken) = &report.first_break {
+        tracing::error!(seq = broken.seq, "AUDIT CHAIN BROKEN: {broken}");
+    }
+    state
+        .audit
+        .record(&caller, Action::VerifyAuditChain, None, None)
+        .await
+        .map_err(write_failed)?;
+    Ok(axum::Json(report).into_response())
+}

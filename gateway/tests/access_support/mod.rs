@@ -1,0 +1,255 @@
+//! Shared by the access tests: a gateway on its own data directory with a manual clock, users
+//! made with the real `user add` command, and a minimal HTTP/1.1 client over TCP (so the
+//! client address is real, as the rate limit and the audit log see it).
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use clap::Parser;
+use gateway::app::{GatewayHandle, spawn};
+use gateway::cli::access::{AuditArgs, UserArgs, run_audit, run_user};
+use gateway::config::{BrokerUrl, Config};
+use gateway::domain::{Clock, Timestamp};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// 2026-11-23T10:00:00Z
+pub const T0: i64 = 1_795_428_000_000;
+
+#[derive(Debug)]
+pub struct ManualClock(AtomicI64);
+
+impl ManualClock {
+    pub fn advance_ms(&self, ms: i64) {
+        self.0.fetch_add(ms, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Timestamp {
+        Timestamp(self.0.load(Ordering::SeqCst))
+    }
+}
+
+#[derive(Debug, Parser)]
+struct UserCli {
+    #[command(flatten)]
+    args: UserArgs,
+}
+
+#[derive(Debug, Parser)]
+struct AuditCli {
+    #[command(flatten)]
+    args: AuditArgs,
+}
+
+/// Runs `tec-gateway user ...` (without the leading `user`).
+pub fn user_cmd(args: &[&str]) -> anyhow::Result<String> {
+    let cli = UserCli::try_parse_from([&["user"], args].concat())?;
+    let mut out = Vec::new();
+    run_user(&cli.args, &mut out)?;
+    Ok(String::from_utf8(out).unwrap())
+}
+
+/// Runs `tec-gateway audit ...` (without the leading `audit`).
+pub fn audit_cmd(args: &[&str]) -> anyhow::Result<String> {
+    let cli = AuditCli::try_parse_from([&["audit"], args].concat())?;
+    let mut out = Vec::new();
+    run_audit(&cli.args, &mut out)?;
+    Ok(String::from_utf8(out).unwrap())
+}
+
+/// `user add NAME --role ROLE`; the printed one-time password.
+pub fn add_user(data: &Path, name: &str, role: &str) -> String {
+    let out = user_cmd(&["add", name, "--role", role, "--data", data.to_str().unwrap()]).unwrap();
+    one_time_password(&out)
+}
+
+pub fn one_time_password(out: &str) -> String {
+    out.lines()
+        .find_map(|line| {
+            line.split_once("password: ")
+                .or_else(|| line.split_once("password for "))
+        })
+        .map(|(_, rest)| rest.rsplit(' ').next().unwrap().trim().to_owned())
+        .unwrap_or_else(|| panic!("no password in {out:?}"))
+}
+
+pub struct Gateway {
+    pub dir: tempfile::TempDir,
+    pub clock: Arc<ManualClock>,
+    pub handle: Option<GatewayHandle>,
+}
+
+pub fn config(data: &Path) -> Config {
+    let mut config = Config {
+        data_dir: data.to_path_buf(),
+        http: "127.0.0.1:0".parse().unwrap(),
+        ..Config::default()
+    };
+    // Nobody listens there: the broker connection retries in the background, HTTP still serves.
+    config.mqtt.broker = BrokerUrl::parse("mqtt://127.0.0.1:9").unwrap();
+    config
+}
+
+impl Gateway {
+    /// A new data directory (with these users added offline first), and a gateway on it.
+    pub async fn start(users: &[(&str, &str)]) -> (Self, Vec<String>) {
+        let dir = tempfile::tempdir().unwrap();
+        let passwords = users
+            .iter()
+            .map(|(name, role)| add_user(dir.path(), name, role))
+            .collect();
+        let clock = Arc::new(ManualClock(AtomicI64::new(T0)));
+        let handle = spawn(config(dir.path()), clock.clone()).await.unwrap();
+        (
+            Self {
+                dir,
+                clock,
+                handle: Some(handle),
+            },
+            passwords,
+        )
+    }
+
+    pub fn handle(&self) -> &GatewayHandle {
+        self.handle.as_ref().unwrap()
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            handle.shutdown().await.unwrap();
+        }
+    }
+
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        self.handle = Some(spawn(config(self.dir.path()), self.clock.clone()).await.unwrap());
+    }
+
+    pub fn data(&self) -> &str {
+        self.dir.path().to_str().unwrap()
+    }
+
+    pub async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> Reply {
+        let mut headers = Vec::new();
+        if body.is_some() {
+            headers.push(("Content-Type", "application/json".to_owned()));
+        }
+        if let Some(token) = token {
+            headers.push(("Authorization", format!("Bearer {token}")));
+        }
+        self.raw(method, path, &headers, body.unwrap_or("").as_bytes()).await
+    }
+
+    pub async fn raw(&self, method: &str, path: &str, headers: &[(&str, String)], body: &[u8]) -> Reply {
+        let mut stream = tokio::net::TcpStream::connect(self.handle().http_addr()).await.unwrap();
+        let mut request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        for (name, value) in headers {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        request.push_str("\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        // A server may answer 413 before reading the whole body and close: that is fine.
+        let _ = stream.write_all(body).await;
+        let mut response = Vec::new();
+        let _ = stream.read_to_end(&mut response).await;
+        Reply::parse(&response)
+    }
+
+    /// Logs in; panics unless it works.
+    pub async fn login(&self, name: &str, password: &str) -> Value {
+        let body = serde_json::json!({ "username": name, "password": password }).to_string();
+        let reply = self.call("POST", "/api/v1/login", None, Some(&body)).await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        reply.json()
+    }
+
+    /// Logs in with the one-time password, sets `new_password`, and returns a usable token.
+    pub async fn first_login(&self, name: &str, one_time: &str, new_password: &str) -> String {
+        let login = self.login(name, one_time).await;
+        assert_eq!(login["must_change_password"], true);
+        let token = login["token"].as_str().unwrap().to_owned();
+        let body = serde_json::json!({ "old_password": one_time, "new_password": new_password }).to_string();
+        let reply = self.call("POST", "/api/v1/password", Some(&token), Some(&body)).await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        token
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            drop(handle);
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Reply {
+    fn parse(bytes: &[u8]) -> Reply {
+        let text = String::from_utf8_lossy(bytes).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let mut lines = head.lines();
+        let status = lines
+            .next()
+            .and_then(|line| line.split(' ').nth(1))
+            .and_then(|code| code.parse().ok())
+            .unwrap_or_else(|| panic!("no HTTP response: {text:?}"));
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|line| line.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            .collect();
+        let chunked = headers
+            .iter()
+            .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
+        let body = if chunked { dechunk(body) } else { body.to_owned() };
+        Reply { status, headers, body }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {self:?}"))
+    }
+
+    /// The `error` of a JSON error answer.
+    pub fn error(&self) -> String {
+        self.json()["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error: {self:?}"))
+            .to_owned()
+    }
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = rest[size..].trim_start_matches("\r\n");
+    }
+    out
+}
