@@ -21,7 +21,7 @@ use crate::store::{
     AccessChange, AccessRefusal, AlertChangesSince, AlertPage, AlertQuery, AuditEntry, Store, StoreError,
 };
 use crate::writer::committer::{Command, Committer};
-use crate::writer::core::{Core, OperatorError};
+use crate::writer::core::{AssignmentChange, Core, OperatorError};
 use crate::writer::store_slot::{OpenStore, SharedStore, StoreUnavailable};
 
 /// Alerts buffered for slow live-stream subscribers before they see `Lagged`.
@@ -346,6 +346,11 @@ impl GatewayClient {
             reply,
         })
         .await
+    }
+
+    /// Starts or ends a device assignment (overlaps refused by the store).
+    pub async fn change_assignment(&self, change: AssignmentChange) -> Result<(), OperatorError> {
+        self.request(|reply| Command::ChangeAssignment { change, reply }).await
     }
 
     pub async fn set_resident_rules(&self, resident: ResidentId, rules: ResidentRules) -> Result<(), OperatorError> {

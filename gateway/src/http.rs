@@ -14,6 +14,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use crate::access::api::{audit_trail, audit_verify, change_password, create_user, list_users, login, logout, me};
+use crate::access::residents_api::{
+    assign_device, create_resident, fleet_health, list_devices, list_residents, read_device, read_resident,
+    resident_events, reveal_access_info, unassign_device, update_resident,
+};
 use crate::access::{Allowed, ApiRouter, ApiState, Role};
 
 use crate::ingest::mqtt::MqttState;
@@ -63,6 +67,8 @@ pub const OPERATOR: &[Role] = &[Role::Operator];
 pub const CARE_STAFF: &[Role] = &[Role::CareStaff];
 pub const MANAGER: &[Role] = &[Role::Manager];
 pub const ADMIN: &[Role] = &[Role::Admin];
+/// Who reads residents' records and history (not managers: they read reports and the audit).
+pub const RESIDENT_READERS: &[Role] = &[Role::CareStaff, Role::Operator, Role::Admin];
 
 /// The role matrix: every `/api/v1` route and who may call it. To add a route, add a line
 /// here (`.route(Method, "/path", Allowed::Roles(ROLES), handler)`; the handler takes
@@ -79,6 +85,29 @@ pub fn api_routes(state: ApiState) -> ApiRouter {
         .route(Method::POST, "/users", Allowed::Roles(ADMIN), create_user)
         .route(Method::GET, "/audit", Allowed::Roles(MANAGER), audit_trail)
         .route(Method::GET, "/audit/verify", Allowed::Roles(MANAGER), audit_verify)
+        // Residents and devices (docs/access.md, "Residents and devices").
+        .route(Method::GET, "/residents", Allowed::Roles(RESIDENT_READERS), list_residents)
+        .route(Method::POST, "/residents", Allowed::Roles(ADMIN), create_resident)
+        .route(Method::GET, "/residents/{id}", Allowed::Roles(RESIDENT_READERS), read_resident)
+        .route(Method::PUT, "/residents/{id}", Allowed::Roles(ADMIN), update_resident)
+        // Open to resident readers so a refusal is audited; the handler serves operators only.
+        .route(
+            Method::POST,
+            "/residents/{id}/access-info",
+            Allowed::Roles(RESIDENT_READERS),
+            reveal_access_info,
+        )
+        .route(
+            Method::GET,
+            "/residents/{id}/events",
+            Allowed::Roles(RESIDENT_READERS),
+            resident_events,
+        )
+        .route(Method::GET, "/devices", Allowed::ANY_ROLE, list_devices)
+        .route(Method::GET, "/devices/{id}", Allowed::ANY_ROLE, read_device)
+        .route(Method::POST, "/devices/{id}/assign", Allowed::Roles(ADMIN), assign_device)
+        .route(Method::POST, "/devices/{id}/unassign", Allowed::Roles(ADMIN), unassign_device)
+        .route(Method::GET, "/fleet/health", Allowed::ANY_ROLE, fleet_health)
 }
 
 async fn healthz(State(state): State<HttpState>) -> Response {

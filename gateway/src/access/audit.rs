@@ -31,6 +31,14 @@ pub enum Action {
     ReadResident,
     ReadHistory,
     ExportRecords,
+    /// An operator was shown a resident's access notes for an open alert (target: the alert).
+    RevealAccessInfo,
+    /// A request for access notes was refused (target: the alert and why).
+    RevealAccessInfoRefused,
+    /// An administrator created or updated a resident (target: which).
+    ChangeResident,
+    /// An administrator assigned or unassigned a device (target: the device and what).
+    AssignDevice,
 }
 
 impl Action {
@@ -49,6 +57,10 @@ impl Action {
             Action::ReadResident => "read_resident",
             Action::ReadHistory => "read_history",
             Action::ExportRecords => "export_records",
+            Action::RevealAccessInfo => "reveal_access_info",
+            Action::RevealAccessInfoRefused => "reveal_access_info_refused",
+            Action::ChangeResident => "change_resident",
+            Action::AssignDevice => "assign_device",
         }
     }
 }

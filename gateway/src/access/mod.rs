@@ -13,6 +13,7 @@ pub mod audit;
 pub mod guard;
 pub mod password;
 pub mod rate_limit;
+pub mod residents_api;
 pub mod token;
 
 use std::fmt;

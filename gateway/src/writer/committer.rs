@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
-use super::core::{Committed, Core, OperatorError, Received, retry_backoff};
+use super::core::{AssignmentChange, Committed, Core, OperatorError, Received, retry_backoff};
 use super::store_slot::{OpenStore, SharedStore, store_fault_kind};
 use crate::alerts::{AlertEngine, Effect, EngineConfig, EngineError, ResidentRules};
 use crate::domain::{
@@ -68,6 +68,10 @@ pub enum Command {
     },
     PutResident {
         resident: Box<Resident>,
+        reply: Reply<()>,
+    },
+    ChangeAssignment {
+        change: AssignmentChange,
         reply: Reply<()>,
     },
     SetResidentRules {
@@ -906,6 +910,10 @@ impl Shell {
             }
             Command::PutResident { resident, reply } => {
                 let result = self.store_action(move |core| core.put_resident(&resident)).await;
+                let _ = reply.send(result);
+            }
+            Command::ChangeAssignment { change, reply } => {
+                let result = self.store_action(move |core| core.change_assignment(change)).await;
                 let _ = reply.send(result);
             }
             Command::SetResidentRules { resident, rules, reply } => {

@@ -35,6 +35,15 @@ pub enum OperatorError {
     Unavailable(String),
 }
 
+/// A change to the device register's assignments, applied by the committer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AssignmentChange {
+    /// Refused with `StoreError::OverlappingAssignment` if it overlaps another.
+    Assign(Assignment),
+    /// Ends the assignment covering `at` (`StoreError::NoActiveAssignment` if none).
+    End { device: DeviceId, at: Timestamp },
+}
+
 /// One received publish as the core sees it. The MQTT client's own type (needed for the
 /// PUBACK) stays at the edge, so the core can be fed from tests, tools or another transport.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -437,6 +446,16 @@ impl Core {
         txn.put_device(&merged)?;
         if let Some(assignment) = assignment {
             txn.assign(&assignment)?;
+        }
+        txn.commit()
+    }
+
+    /// Starts an assignment or ends the one covering an instant (the admin API).
+    pub fn change_assignment(&mut self, change: AssignmentChange) -> Result<(), StoreError> {
+        let mut txn = self.store.begin_write()?;
+        match change {
+            AssignmentChange::Assign(assignment) => txn.assign(&assignment)?,
+            AssignmentChange::End { device, at } => txn.end_assignment(&device, at)?,
         }
         txn.commit()
     }
