@@ -86,9 +86,19 @@ pub fn api_routes(state: ApiState) -> ApiRouter {
         .route(Method::GET, "/audit", Allowed::Roles(MANAGER), audit_trail)
         .route(Method::GET, "/audit/verify", Allowed::Roles(MANAGER), audit_verify)
         // Residents and devices (docs/access.md, "Residents and devices").
-        .route(Method::GET, "/residents", Allowed::Roles(RESIDENT_READERS), list_residents)
+        .route(
+            Method::GET,
+            "/residents",
+            Allowed::Roles(RESIDENT_READERS),
+            list_residents,
+        )
         .route(Method::POST, "/residents", Allowed::Roles(ADMIN), create_resident)
-        .route(Method::GET, "/residents/{id}", Allowed::Roles(RESIDENT_READERS), read_resident)
+        .route(
+            Method::GET,
+            "/residents/{id}",
+            Allowed::Roles(RESIDENT_READERS),
+            read_resident,
+        )
         .route(Method::PUT, "/residents/{id}", Allowed::Roles(ADMIN), update_resident)
         // Open to resident readers so a refusal is audited; the handler serves operators only.
         .route(
@@ -105,8 +115,18 @@ pub fn api_routes(state: ApiState) -> ApiRouter {
         )
         .route(Method::GET, "/devices", Allowed::ANY_ROLE, list_devices)
         .route(Method::GET, "/devices/{id}", Allowed::ANY_ROLE, read_device)
-        .route(Method::POST, "/devices/{id}/assign", Allowed::Roles(ADMIN), assign_device)
-        .route(Method::POST, "/devices/{id}/unassign", Allowed::Roles(ADMIN), unassign_device)
+        .route(
+            Method::POST,
+            "/devices/{id}/assign",
+            Allowed::Roles(ADMIN),
+            assign_device,
+        )
+        .route(
+            Method::POST,
+            "/devices/{id}/unassign",
+            Allowed::Roles(ADMIN),
+            unassign_device,
+        )
         .route(Method::GET, "/fleet/health", Allowed::ANY_ROLE, fleet_health)
 }
 

@@ -159,9 +159,7 @@ fn device_view(device: &DeviceRecord, current_resident: Option<ResidentId>) -> D
         last_seen: time_text(device.last_seen),
         battery_mv: device.battery_mv,
         battery_percent: device.battery_percent,
-        firmware: device
-            .firmware
-            .map(|f| format!("{}.{}.{}", f.major, f.minor, f.patch)),
+        firmware: device.firmware.map(|f| format!("{}.{}.{}", f.major, f.minor, f.patch)),
         protocol_version: device.protocol_version,
         heartbeat_interval_s: device.heartbeat_interval_s,
         registered: device.registered,
@@ -292,10 +290,7 @@ pub async fn read_resident(
             .map_err(store_err)?;
         Ok(Some(ResidentDetail {
             last_contact: time_text(last_contact(devices.iter())),
-            devices: devices
-                .iter()
-                .map(|d| device_view(d, Some(wanted.clone())))
-                .collect(),
+            devices: devices.iter().map(|d| device_view(d, Some(wanted.clone()))).collect(),
             open_alerts: open.iter().map(alert_summary).collect(),
             id: resident.id,
             display_name: resident.display_name,
@@ -407,7 +402,9 @@ fn check_text(field: &str, text: &str, required: bool, max: usize) -> Result<(),
         return Err(ApiError::bad_request(format!("{field} is required")));
     }
     if text.chars().count() > max {
-        return Err(ApiError::bad_request(format!("{field} is too long (at most {max} characters)")));
+        return Err(ApiError::bad_request(format!(
+            "{field} is too long (at most {max} characters)"
+        )));
     }
     if text.chars().any(|c| c.is_control() && c != '\n') {
         return Err(ApiError::bad_request(format!("{field} contains control characters")));
@@ -420,9 +417,7 @@ fn validated(id: ResidentId, input: ResidentInput) -> Result<Resident, ApiError>
     check_text("address", &input.address, true, ADDRESS_MAX)?;
     check_text("access_notes", &input.access_notes, false, ACCESS_NOTES_MAX)?;
     if input.responders.len() > RESPONDERS_MAX {
-        return Err(ApiError::bad_request(format!(
-            "at most {RESPONDERS_MAX} responders"
-        )));
+        return Err(ApiError::bad_request(format!("at most {RESPONDERS_MAX} responders")));
     }
     for responder in &input.responders {
         check_text("responder name", &responder.name, true, RESPONDER_NAME_MAX)?;
@@ -439,7 +434,10 @@ fn validated(id: ResidentId, input: ResidentInput) -> Result<Resident, ApiError>
 
 async fn resident_exists(state: &ApiState, id: &ResidentId) -> Result<bool, ApiError> {
     let id = id.clone();
-    read(state, move |store| Ok(store.resident(&id).map_err(store_err)?.is_some())).await
+    read(state, move |store| {
+        Ok(store.resident(&id).map_err(store_err)?.is_some())
+    })
+    .await
 }
 
 /// `POST /api/v1/residents`: creates a resident (409 if the id exists).
@@ -463,7 +461,11 @@ pub async fn create_resident(
         .await
         .map_err(audit_failed)?;
     state.client.put_resident(resident).await.map_err(write_failed)?;
-    Ok((StatusCode::CREATED, axum::Json(serde_json::json!({ "id": id, "created": true }))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(serde_json::json!({ "id": id, "created": true })),
+    )
+        .into_response())
 }
 
 /// `PUT /api/v1/residents/{id}`: replaces a resident's record (404 if unknown).
@@ -475,7 +477,9 @@ pub async fn update_resident(
 ) -> Result<Response, ApiError> {
     let id = resident_id(path)?;
     if input.id.as_deref().is_some_and(|body_id| body_id != id.as_str()) {
-        return Err(ApiError::bad_request("the id in the body differs from the id in the path"));
+        return Err(ApiError::bad_request(
+            "the id in the body differs from the id in the path",
+        ));
     }
     let resident = validated(id.clone(), input)?;
     if !resident_exists(&state, &id).await? {
@@ -527,7 +531,10 @@ pub async fn assign_device(
     if !resident_known {
         return Err(not_found(format!("no resident {resident}")));
     }
-    let target = format!("device {device} assigned from {from} until {}", until.map_or("open-ended".into(), |u| u.to_string()));
+    let target = format!(
+        "device {device} assigned from {from} until {}",
+        until.map_or("open-ended".into(), |u| u.to_string())
+    );
     state
         .audit
         .record(&caller, Action::AssignDevice, Some(&resident), Some(&target))
@@ -692,7 +699,11 @@ pub async fn fleet_health(
             .parse::<u32>()
             .ok()
             .filter(|d| (1..=SILENT_DAYS_MAX).contains(d))
-            .ok_or_else(|| ApiError::bad_request(format!("silent_days must be a whole number from 1 to {SILENT_DAYS_MAX}")))?,
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "silent_days must be a whole number from 1 to {SILENT_DAYS_MAX}"
+                ))
+            })?,
     };
     let threshold = EngineConfig::default().low_battery_percent;
     let now = state.clock.now();
@@ -705,7 +716,11 @@ pub async fn fleet_health(
     })
     .await?;
     let name = |d: &DeviceRecord| d.id.as_str().to_owned();
-    let offline = devices.iter().filter(|d| d.online == OnlineState::Offline).map(name).collect();
+    let offline = devices
+        .iter()
+        .filter(|d| d.online == OnlineState::Offline)
+        .map(name)
+        .collect();
     let low_battery = devices
         .iter()
         .filter(|d| d.battery_percent.is_some_and(|p| p < threshold))
@@ -745,7 +760,14 @@ fn position(read: &EventRead) -> Position {
 }
 
 fn encode_cursor((at, key, copy): Position) -> String {
-    format!("{}_{}_{}_{}_{}", at.as_millis(), key.boot, key.seq, copy, key.device.as_str())
+    format!(
+        "{}_{}_{}_{}_{}",
+        at.as_millis(),
+        key.boot,
+        key.seq,
+        copy,
+        key.device.as_str()
+    )
 }
 
 fn decode_cursor(text: &str) -> Option<Position> {
@@ -966,7 +988,11 @@ pub async fn resident_events(
     })
     .await?
     .ok_or_else(|| not_found(format!("no resident {id}")))?;
-    let action = if csv { Action::ExportRecords } else { Action::ReadHistory };
+    let action = if csv {
+        Action::ExportRecords
+    } else {
+        Action::ReadHistory
+    };
     state
         .audit
         .record(&caller, action, Some(&id), None)
@@ -996,7 +1022,10 @@ pub async fn resident_events(
             body.push_str(&format!("# more events: next cursor {}\r\n", encode_cursor(next)));
         }
         body.push_str(&format!("# unreadable records: {}\r\n", history.unreadable.len()));
-        let disposition = format!("attachment; filename=\"resident-events-{}.csv\"", safe_file_part(id.as_str()));
+        let disposition = format!(
+            "attachment; filename=\"resident-events-{}.csv\"",
+            safe_file_part(id.as_str())
+        );
         return Ok((
             [
                 (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
@@ -1018,6 +1047,12 @@ pub async fn resident_events(
 
 fn safe_file_part(id: &str) -> String {
     id.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
