@@ -622,6 +622,39 @@ async fn residents_devices_history_and_access_information() {
         "{r2}"
     );
     assert_eq!(get(&gw, "/api/v1/audit/verify", &mona).await.json()["intact"], true);
+    // --- A stored record that cannot be read is reported, not dropped: damage the sensor
+    // change (gateway stopped), restart, read again.
+    let mut gw = gw;
+    drop(device);
+    gw.stop().await;
+    {
+        let path = gw.dir.path().join(gateway::store::STORE_FILE_NAME);
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut events = txn
+                .open_table(redb::TableDefinition::<(&str, u32, u32, u32), &[u8]>::new("events"))
+                .unwrap();
+            let replaced = events
+                .insert(("pnd-1", 1, 2, 0), [0xff_u8, 0xff, 0xff].as_slice())
+                .unwrap();
+            assert!(replaced.is_some(), "the sensor change was stored there");
+        }
+        txn.commit().unwrap();
+    }
+    gw.restart().await;
+    let page = get(&gw, &events(""), &carl).await;
+    assert_eq!(page.status, 200, "{page:?}");
+    let page = page.json();
+    assert_eq!(page["events"].as_array().unwrap().len(), 2, "{page}");
+    let unreadable = page["unreadable"].as_array().unwrap();
+    assert_eq!(unreadable.len(), 1, "{page}");
+    assert!(unreadable[0].as_str().unwrap().contains("pnd-1"), "{page}");
+    let reply = get(&gw, &events("?format=csv"), &carl).await;
+    let rows = parse_csv(&reply.body);
+    assert_eq!(rows.len(), 4, "header, two rows, the count: {}", reply.body);
+    assert_eq!(rows.last().unwrap(), &vec!["# unreadable records: 1".to_owned()]);
+
     // Two days on (tokens have expired by then: log in again), both devices are silent.
     gw.clock.advance_ms(2 * 24 * 3600 * 1000);
     let fresh = gw.login("olive", NEW).await["token"].as_str().unwrap().to_owned();
