@@ -13,6 +13,9 @@ use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
+use crate::access::alerts_api::{
+    acknowledge_alert, add_alert_note, alert_stream, get_alert, list_alerts, resolve_alert,
+};
 use crate::access::api::{audit_trail, audit_verify, change_password, create_user, list_users, login, logout, me};
 use crate::access::{Allowed, ApiRouter, ApiState, Role};
 
@@ -63,6 +66,8 @@ pub const OPERATOR: &[Role] = &[Role::Operator];
 pub const CARE_STAFF: &[Role] = &[Role::CareStaff];
 pub const MANAGER: &[Role] = &[Role::Manager];
 pub const ADMIN: &[Role] = &[Role::Admin];
+/// Who reads the alert queue and its stream (care staff never see the queue).
+pub const ALERT_READERS: &[Role] = &[Role::Operator, Role::Manager];
 
 /// The role matrix: every `/api/v1` route and who may call it. To add a route, add a line
 /// here (`.route(Method, "/path", Allowed::Roles(ROLES), handler)`; the handler takes
@@ -79,6 +84,12 @@ pub fn api_routes(state: ApiState) -> ApiRouter {
         .route(Method::POST, "/users", Allowed::Roles(ADMIN), create_user)
         .route(Method::GET, "/audit", Allowed::Roles(MANAGER), audit_trail)
         .route(Method::GET, "/audit/verify", Allowed::Roles(MANAGER), audit_verify)
+        .route(Method::GET, "/alerts", Allowed::Roles(ALERT_READERS), list_alerts)
+        .route(Method::GET, "/alerts/stream", Allowed::Roles(ALERT_READERS), alert_stream)
+        .route(Method::GET, "/alerts/{id}", Allowed::Roles(ALERT_READERS), get_alert)
+        .route(Method::POST, "/alerts/{id}/acknowledge", Allowed::Roles(OPERATOR), acknowledge_alert)
+        .route(Method::POST, "/alerts/{id}/notes", Allowed::Roles(OPERATOR), add_alert_note)
+        .route(Method::POST, "/alerts/{id}/resolve", Allowed::Roles(OPERATOR), resolve_alert)
 }
 
 async fn healthz(State(state): State<HttpState>) -> Response {

@@ -31,6 +31,10 @@ pub enum Action {
     ReadResident,
     ReadHistory,
     ExportRecords,
+    /// Alert actions by an operator (the target names the alert; never the note text).
+    AlertAcknowledged,
+    AlertNoteAdded,
+    AlertResolved,
 }
 
 impl Action {
@@ -49,6 +53,9 @@ impl Action {
             Action::ReadResident => "read_resident",
             Action::ReadHistory => "read_history",
             Action::ExportRecords => "export_records",
+            Action::AlertAcknowledged => "alert_acknowledged",
+            Action::AlertNoteAdded => "alert_note_added",
+            Action::AlertResolved => "alert_resolved",
         }
     }
 }

@@ -8,6 +8,7 @@
 //! the gateway stopped, straight to the store (the `user` CLI), through the same
 //! [`crate::store::AccessChange`].
 
+pub mod alerts_api;
 pub mod api;
 pub mod audit;
 pub mod guard;
