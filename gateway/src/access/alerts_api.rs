@@ -260,7 +260,7 @@ pub async fn acknowledge_alert(
         .acknowledge(id, caller.username.as_str())
         .await
         .map_err(action_failed)?;
-    audited(&state, &caller, Action::AlertAcknowledged, alert, format!("alert {id}")).await
+    audited(&state, &caller, Action::AlertAcknowledged, alert, format!("alert {}", id.0)).await
 }
 
 /// Body of `POST /api/v1/alerts/{id}/notes`.
@@ -289,7 +289,7 @@ pub async fn add_alert_note(
         .add_note(id, caller.username.as_str(), &request.text)
         .await
         .map_err(action_failed)?;
-    audited(&state, &caller, Action::AlertNoteAdded, alert, format!("alert {id}")).await
+    audited(&state, &caller, Action::AlertNoteAdded, alert, format!("alert {}", id.0)).await
 }
 
 /// Body of `POST /api/v1/alerts/{id}/resolve`: the outcome by its serde name
@@ -328,7 +328,7 @@ pub async fn resolve_alert(
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_default();
-    audited(&state, &caller, Action::AlertResolved, alert, format!("alert {id}: {name}")).await
+    audited(&state, &caller, Action::AlertResolved, alert, format!("alert {}: {name}", id.0)).await
 }
 
 /// The query string of `GET /api/v1/alerts/stream`.
