@@ -85,11 +85,31 @@ pub fn api_routes(state: ApiState) -> ApiRouter {
         .route(Method::GET, "/audit", Allowed::Roles(MANAGER), audit_trail)
         .route(Method::GET, "/audit/verify", Allowed::Roles(MANAGER), audit_verify)
         .route(Method::GET, "/alerts", Allowed::Roles(ALERT_READERS), list_alerts)
-        .route(Method::GET, "/alerts/stream", Allowed::Roles(ALERT_READERS), alert_stream)
+        .route(
+            Method::GET,
+            "/alerts/stream",
+            Allowed::Roles(ALERT_READERS),
+            alert_stream,
+        )
         .route(Method::GET, "/alerts/{id}", Allowed::Roles(ALERT_READERS), get_alert)
-        .route(Method::POST, "/alerts/{id}/acknowledge", Allowed::Roles(OPERATOR), acknowledge_alert)
-        .route(Method::POST, "/alerts/{id}/notes", Allowed::Roles(OPERATOR), add_alert_note)
-        .route(Method::POST, "/alerts/{id}/resolve", Allowed::Roles(OPERATOR), resolve_alert)
+        .route(
+            Method::POST,
+            "/alerts/{id}/acknowledge",
+            Allowed::Roles(OPERATOR),
+            acknowledge_alert,
+        )
+        .route(
+            Method::POST,
+            "/alerts/{id}/notes",
+            Allowed::Roles(OPERATOR),
+            add_alert_note,
+        )
+        .route(
+            Method::POST,
+            "/alerts/{id}/resolve",
+            Allowed::Roles(OPERATOR),
+            resolve_alert,
+        )
 }
 
 async fn healthz(State(state): State<HttpState>) -> Response {

@@ -151,7 +151,10 @@ async fn the_queue_and_one_alert_with_every_filter_role_and_bad_parameter() {
         ("device=bed-3".into(), vec![3]),
         (format!("raised_since={since}"), vec![2, 3]),
         (format!("raised_until={until}"), vec![1]),
-        (format!("raised_since={since}&raised_until={}", rfc3339(T0 - 1_000)), vec![2]),
+        (
+            format!("raised_since={since}&raised_until={}", rfc3339(T0 - 1_000)),
+            vec![2],
+        ),
         ("order=id&limit=500".into(), vec![1, 2, 3]),
     ];
     for (query, expected) in cases {
@@ -169,7 +172,10 @@ async fn the_queue_and_one_alert_with_every_filter_role_and_bad_parameter() {
         ("device=x", "device"),
         ("raised_since=yesterday", "raised_since"),
         ("raised_until=2026-13-01T00:00:00Z", "raised_until"),
-        ("raised_since=2026-11-23T10:00:00Z&raised_until=2026-11-23T09:00:00Z", "raised_until"),
+        (
+            "raised_since=2026-11-23T10:00:00Z&raised_until=2026-11-23T09:00:00Z",
+            "raised_until",
+        ),
         ("order=random", "order"),
         ("cursor=abc", "cursor"),
         ("cursor=9.1.1", "cursor"),
@@ -233,7 +239,11 @@ async fn operator_actions_answer_clear_statuses_and_are_audited() {
     let alert = reply.json();
     assert_eq!(alert["state"], "acknowledged");
     let change = &alert["transitions"][1]["change"];
-    assert_eq!((&change["type"], &change["operator"]), (&Value::from("acknowledged"), &Value::from("olive")), "{alert}");
+    assert_eq!(
+        (&change["type"], &change["operator"]),
+        (&Value::from("acknowledged"), &Value::from("olive")),
+        "{alert}"
+    );
     let reply = post("/api/v1/alerts/1/acknowledge", Some(&staff.operator), None).await;
     assert_eq!(reply.status, 409, "{reply:?}");
     let reply = post("/api/v1/alerts/99/acknowledge", Some(&staff.operator), None).await;
@@ -242,7 +252,12 @@ async fn operator_actions_answer_clear_statuses_and_are_audited() {
     assert_eq!(reply.status, 400, "{reply:?}");
 
     // Notes: good, bad JSON, missing or unknown fields, empty, too long, oversized, no JSON type.
-    let reply = post("/api/v1/alerts/1/notes", Some(&staff.operator), Some(r#"{"text": "rang twice"}"#)).await;
+    let reply = post(
+        "/api/v1/alerts/1/notes",
+        Some(&staff.operator),
+        Some(r#"{"text": "rang twice"}"#),
+    )
+    .await;
     assert_eq!(reply.status, 200, "{reply:?}");
     assert!(reply.body.contains("rang twice"), "{reply:?}");
     for (body, status) in [
@@ -256,11 +271,15 @@ async fn operator_actions_answer_clear_statuses_and_are_audited() {
         assert_eq!(reply.status, status, "{body}: {reply:?}");
     }
     let long = serde_json::json!({ "text": "a".repeat(gateway::alerts::MAX_NOTE_CHARS + 1) }).to_string();
-    let reply = gw.call("POST", "/api/v1/alerts/1/notes", Some(&staff.operator), Some(&long)).await;
+    let reply = gw
+        .call("POST", "/api/v1/alerts/1/notes", Some(&staff.operator), Some(&long))
+        .await;
     assert_eq!(reply.status, 400, "{reply:?}");
     assert!(reply.error().contains("longer"), "{reply:?}");
     let huge = serde_json::json!({ "text": "a".repeat(20_000) }).to_string();
-    let reply = gw.call("POST", "/api/v1/alerts/1/notes", Some(&staff.operator), Some(&huge)).await;
+    let reply = gw
+        .call("POST", "/api/v1/alerts/1/notes", Some(&staff.operator), Some(&huge))
+        .await;
     assert_eq!(reply.status, 413, "{reply:?}");
     let reply = gw
         .raw(
@@ -271,7 +290,12 @@ async fn operator_actions_answer_clear_statuses_and_are_audited() {
         )
         .await;
     assert_eq!(reply.status, 415, "{reply:?}");
-    let reply = post("/api/v1/alerts/99/notes", Some(&staff.operator), Some(r#"{"text": "x"}"#)).await;
+    let reply = post(
+        "/api/v1/alerts/99/notes",
+        Some(&staff.operator),
+        Some(r#"{"text": "x"}"#),
+    )
+    .await;
     assert_eq!(reply.status, 404, "{reply:?}");
 
     // Resolve: unknown outcome, a required note missing, then done, then again.
@@ -322,18 +346,28 @@ async fn operator_actions_answer_clear_statuses_and_are_audited() {
     // The audit trail: who, role, which alert, the resident, the client address; no note text.
     let reply = get(&gw, "/api/v1/audit?resident=R1", &staff.manager).await;
     assert_eq!(reply.status, 200, "{reply:?}");
-    assert!(!reply.body.contains("rang twice") && !reply.body.contains("4471"), "{reply:?}");
+    assert!(
+        !reply.body.contains("rang twice") && !reply.body.contains("4471"),
+        "{reply:?}"
+    );
     // The manager's read of the trail is itself the last entry.
     let mut entries = reply.json();
     let read = entries.as_array_mut().unwrap().pop().unwrap();
-    assert_eq!((&read["action"], &read["username"]), (&Value::from("read_audit_trail"), &Value::from("mona")));
+    assert_eq!(
+        (&read["action"], &read["username"]),
+        (&Value::from("read_audit_trail"), &Value::from("mona"))
+    );
     let actions: Vec<&str> = entries
         .as_array()
         .unwrap()
         .iter()
         .map(|e| e["action"].as_str().unwrap())
         .collect();
-    assert_eq!(actions, ["alert_acknowledged", "alert_note_added", "alert_resolved"], "{entries}");
+    assert_eq!(
+        actions,
+        ["alert_acknowledged", "alert_note_added", "alert_resolved"],
+        "{entries}"
+    );
     for entry in entries.as_array().unwrap() {
         assert_eq!(entry["username"], "olive", "{entry}");
         assert_eq!(entry["role"], "operator", "{entry}");
@@ -508,12 +542,24 @@ async fn the_stream_resumes_across_a_restart_with_exactly_the_changes_missed() {
     let (status, mut client) = SseClient::connect(&gw, "/api/v1/alerts/stream", &staff.manager, None).await;
     assert_eq!(status, 200);
     act(&gw, &staff.operator, "/api/v1/alerts/1/acknowledge", "{}").await;
-    act(&gw, &staff.operator, "/api/v1/alerts/2/notes", r#"{"text": "rang twice"}"#).await;
+    act(
+        &gw,
+        &staff.operator,
+        "/api/v1/alerts/2/notes",
+        r#"{"text": "rang twice"}"#,
+    )
+    .await;
     let first = client.expect().await;
     let second = client.expect().await;
-    assert_eq!((first.event.as_str(), seq(&first), &first.data["id"]), ("alert", 4, &Value::from(1)));
+    assert_eq!(
+        (first.event.as_str(), seq(&first), &first.data["id"]),
+        ("alert", 4, &Value::from(1))
+    );
     assert_eq!(first.data["state"], "acknowledged");
-    assert_eq!((second.event.as_str(), seq(&second), &second.data["id"]), ("alert", 5, &Value::from(2)));
+    assert_eq!(
+        (second.event.as_str(), seq(&second), &second.data["id"]),
+        ("alert", 5, &Value::from(2))
+    );
     let remembered = seq(&second);
 
     // The gateway stops: the stream ends (the server closes it, so the shutdown is not held up).
@@ -535,11 +581,26 @@ async fn the_stream_resumes_across_a_restart_with_exactly_the_changes_missed() {
     assert_eq!(status, 200);
     let missed = [client.expect().await, client.expect().await];
     assert_eq!(missed.iter().map(seq).collect::<Vec<_>>(), [6, 7]);
-    assert_eq!((&missed[0].data["id"], &missed[0].data["state"]), (&Value::from(3), &Value::from("acknowledged")));
-    assert_eq!((&missed[1].data["id"], &missed[1].data["state"]), (&Value::from(1), &Value::from("resolved")));
-    act(&gw, &staff.operator, "/api/v1/alerts/2/resolve", r#"{"outcome": "false_alarm"}"#).await;
+    assert_eq!(
+        (&missed[0].data["id"], &missed[0].data["state"]),
+        (&Value::from(3), &Value::from("acknowledged"))
+    );
+    assert_eq!(
+        (&missed[1].data["id"], &missed[1].data["state"]),
+        (&Value::from(1), &Value::from("resolved"))
+    );
+    act(
+        &gw,
+        &staff.operator,
+        "/api/v1/alerts/2/resolve",
+        r#"{"outcome": "false_alarm"}"#,
+    )
+    .await;
     let live = client.expect().await;
-    assert_eq!((live.event.as_str(), seq(&live), &live.data["id"]), ("alert", 8, &Value::from(2)));
+    assert_eq!(
+        (live.event.as_str(), seq(&live), &live.data["id"]),
+        ("alert", 8, &Value::from(2))
+    );
 
     // `?after=` does the same, and the header wins over it; every change once, in order.
     let (_, mut client) = SseClient::connect(&gw, "/api/v1/alerts/stream?after=0", &staff.operator, None).await;
@@ -548,8 +609,7 @@ async fn the_stream_resumes_across_a_restart_with_exactly_the_changes_missed() {
         all.push(seq(&client.expect().await));
     }
     assert_eq!(all, [1, 2, 3, 4, 5, 6, 7, 8]);
-    let (_, mut client) =
-        SseClient::connect(&gw, "/api/v1/alerts/stream?after=0", &staff.operator, Some(7)).await;
+    let (_, mut client) = SseClient::connect(&gw, "/api/v1/alerts/stream?after=0", &staff.operator, Some(7)).await;
     assert_eq!(seq(&client.expect().await), 8);
 
     // A resume point this gateway never reached: reset, then live.
@@ -558,7 +618,13 @@ async fn the_stream_resumes_across_a_restart_with_exactly_the_changes_missed() {
     assert_eq!(reset.event, "reset", "{reset:?}");
     assert_eq!(reset.data["last_seq"], 8);
     assert_eq!(seq(&reset), 8);
-    act(&gw, &staff.operator, "/api/v1/alerts/3/resolve", r#"{"outcome": "false_alarm"}"#).await;
+    act(
+        &gw,
+        &staff.operator,
+        "/api/v1/alerts/3/resolve",
+        r#"{"outcome": "false_alarm"}"#,
+    )
+    .await;
     let live = client.expect().await;
     assert_eq!((live.event.as_str(), seq(&live)), ("alert", 9));
     drop(client);

@@ -73,9 +73,11 @@ fn enum_value<T: serde::de::DeserializeOwned>(param: &str, text: &str, expected:
 }
 
 fn rfc3339(param: &str, text: &str) -> Result<Timestamp, ApiError> {
-    text.parse::<jiff::Timestamp>()
-        .map(Timestamp::from_jiff)
-        .map_err(|_| ApiError::bad_request(format!("bad {param}: expected an RFC 3339 time such as 2026-11-23T10:00:00Z")))
+    text.parse::<jiff::Timestamp>().map(Timestamp::from_jiff).map_err(|_| {
+        ApiError::bad_request(format!(
+            "bad {param}: expected an RFC 3339 time such as 2026-11-23T10:00:00Z"
+        ))
+    })
 }
 
 impl AlertListParams {
@@ -105,8 +107,16 @@ impl AlertListParams {
             .as_deref()
             .map(|s| protocol::DeviceId::new(s).map_err(|e| ApiError::bad_request(format!("bad device: {e:?}"))))
             .transpose()?;
-        let raised_from = self.raised_since.as_deref().map(|s| rfc3339("raised_since", s)).transpose()?;
-        let raised_until = self.raised_until.as_deref().map(|s| rfc3339("raised_until", s)).transpose()?;
+        let raised_from = self
+            .raised_since
+            .as_deref()
+            .map(|s| rfc3339("raised_since", s))
+            .transpose()?;
+        let raised_until = self
+            .raised_until
+            .as_deref()
+            .map(|s| rfc3339("raised_until", s))
+            .transpose()?;
         if let (Some(from), Some(until)) = (raised_from, raised_until)
             && until <= from
         {
@@ -132,7 +142,9 @@ impl AlertListParams {
                 .parse::<usize>()
                 .ok()
                 .filter(|n| (1..=MAX_ALERT_PAGE).contains(n))
-                .ok_or_else(|| ApiError::bad_request(format!("bad limit: expected a number from 1 to {MAX_ALERT_PAGE}")))?,
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!("bad limit: expected a number from 1 to {MAX_ALERT_PAGE}"))
+                })?,
         };
         Ok(AlertQuery {
             state,
@@ -222,7 +234,10 @@ fn action_failed(error: OperatorError) -> ApiError {
             };
             ApiError::new(status, engine.to_string())
         }
-        OperatorError::NoChange(id) => ApiError::new(StatusCode::CONFLICT, format!("the action changed nothing on alert {id}")),
+        OperatorError::NoChange(id) => ApiError::new(
+            StatusCode::CONFLICT,
+            format!("the action changed nothing on alert {id}"),
+        ),
         other => {
             tracing::error!(error = %other, "alert action not committed");
             ApiError::unavailable(other)
@@ -232,7 +247,13 @@ fn action_failed(error: OperatorError) -> ApiError {
 
 /// Records a done action; a failure to record answers 503 (the alert itself keeps the
 /// operator and time of the action).
-async fn audited(state: &ApiState, caller: &Caller, action: Action, alert: Alert, target: String) -> Result<Response, ApiError> {
+async fn audited(
+    state: &ApiState,
+    caller: &Caller,
+    action: Action,
+    alert: Alert,
+    target: String,
+) -> Result<Response, ApiError> {
     if let Err(error) = state
         .audit
         .record(caller, action, alert.resident.as_ref(), Some(&target))
@@ -260,7 +281,14 @@ pub async fn acknowledge_alert(
         .acknowledge(id, caller.username.as_str())
         .await
         .map_err(action_failed)?;
-    audited(&state, &caller, Action::AlertAcknowledged, alert, format!("alert {}", id.0)).await
+    audited(
+        &state,
+        &caller,
+        Action::AlertAcknowledged,
+        alert,
+        format!("alert {}", id.0),
+    )
+    .await
 }
 
 /// Body of `POST /api/v1/alerts/{id}/notes`.
@@ -289,7 +317,14 @@ pub async fn add_alert_note(
         .add_note(id, caller.username.as_str(), &request.text)
         .await
         .map_err(action_failed)?;
-    audited(&state, &caller, Action::AlertNoteAdded, alert, format!("alert {}", id.0)).await
+    audited(
+        &state,
+        &caller,
+        Action::AlertNoteAdded,
+        alert,
+        format!("alert {}", id.0),
+    )
+    .await
 }
 
 /// Body of `POST /api/v1/alerts/{id}/resolve`: the outcome by its serde name
@@ -328,7 +363,14 @@ pub async fn resolve_alert(
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_default();
-    audited(&state, &caller, Action::AlertResolved, alert, format!("alert {}: {name}", id.0)).await
+    audited(
+        &state,
+        &caller,
+        Action::AlertResolved,
+        alert,
+        format!("alert {}: {name}", id.0),
+    )
+    .await
 }
 
 /// The query string of `GET /api/v1/alerts/stream`.
@@ -390,8 +432,10 @@ impl AlertStream {
                     for unreadable in &page.unreadable {
                         tracing::error!(table = unreadable.table, key = %unreadable.key, "unreadable alert change on a stream");
                     }
-                    self.pending
-                        .push_back(reset_event("some alert changes are unreadable: reload the alert list", page.next_after));
+                    self.pending.push_back(reset_event(
+                        "some alert changes are unreadable: reload the alert list",
+                        page.next_after,
+                    ));
                 }
                 self.last = Some(page.next_after.max(after));
                 if page.next_after >= page.last_seq {
@@ -399,14 +443,18 @@ impl AlertStream {
                 }
             }
             Ok(Ok(AlertChangesSince::TooOld { last_seq, .. })) => {
-                self.pending
-                    .push_back(reset_event("changes since that event are no longer kept: reload the alert list", last_seq));
+                self.pending.push_back(reset_event(
+                    "changes since that event are no longer kept: reload the alert list",
+                    last_seq,
+                ));
                 self.last = Some(last_seq);
                 self.phase = Phase::Live;
             }
             Ok(Ok(AlertChangesSince::Ahead { last_seq })) => {
-                self.pending
-                    .push_back(reset_event("that event is unknown to this gateway: reload the alert list", last_seq));
+                self.pending.push_back(reset_event(
+                    "that event is unknown to this gateway: reload the alert list",
+                    last_seq,
+                ));
                 self.last = Some(last_seq);
                 self.phase = Phase::Live;
             }
@@ -458,7 +506,11 @@ impl AlertStream {
                                 // A fresh client: resume from what the store had then.
                                 let client = self.client.clone();
                                 let last = tokio::task::spawn_blocking(move || {
-                                    client.store().map_err(|e| e.to_string())?.last_alert_change_seq().map_err(|e| e.to_string())
+                                    client
+                                        .store()
+                                        .map_err(|e| e.to_string())?
+                                        .last_alert_change_seq()
+                                        .map_err(|e| e.to_string())
                                 })
                                 .await;
                                 match last {
@@ -504,7 +556,11 @@ pub async fn alert_stream(
                 .and_then(|text| seq_param("Last-Event-ID", text))
         })
         .transpose()?;
-    let after = params.after.as_deref().map(|text| seq_param("after", text)).transpose()?;
+    let after = params
+        .after
+        .as_deref()
+        .map(|text| seq_param("after", text))
+        .transpose()?;
     let resume = header.or(after);
     // Subscribe first, so nothing committed from now on can be missed.
     let live = state.client.subscribe_alerts();
