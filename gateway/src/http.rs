@@ -56,7 +56,14 @@ pub fn router(state: HttpState, api: Option<ApiState>) -> Router {
         .route("/metrics", get(metrics))
         .with_state(state);
     match api {
-        Some(api) => open.merge(api_routes(api).into_router()),
+        Some(api) => {
+            let routes = api_routes(api);
+            let spec = openapi_json(routes.rules());
+            open.merge(routes.into_router()).route(
+                "/openapi.json",
+                get(move || std::future::ready(openapi_response(spec.as_deref()))),
+            )
+        }
         None => open,
     }
 }
@@ -110,6 +117,24 @@ pub fn api_routes(state: ApiState) -> ApiRouter {
             Allowed::Roles(OPERATOR),
             resolve_alert,
         )
+}
+
+/// `GET /openapi.json` (public: the API's shape, no data), built once from the route table.
+fn openapi_json(rules: &[crate::access::RouteRule]) -> Option<Arc<str>> {
+    match crate::access::openapi::document(rules).to_json() {
+        Ok(json) => Some(json.into()),
+        Err(e) => {
+            tracing::error!(error = %e, "OpenAPI document not serialisable");
+            None
+        }
+    }
+}
+
+fn openapi_response(spec: Option<&str>) -> Response {
+    match spec {
+        Some(json) => ([(header::CONTENT_TYPE, "application/json")], json.to_owned()).into_response(),
+        None => (StatusCode::INTERNAL_SERVER_ERROR, "OpenAPI document unavailable").into_response(),
+    }
 }
 
 async fn healthz(State(state): State<HttpState>) -> Response {

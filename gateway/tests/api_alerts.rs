@@ -406,7 +406,8 @@ impl SseClient {
     /// Connects; the response headers are read (so the gateway has subscribed) before it returns.
     async fn connect(gw: &Gateway, path: &str, token: &str, last_event_id: Option<u64>) -> (u16, Self) {
         let mut stream = tokio::net::TcpStream::connect(gw.handle().http_addr()).await.unwrap();
-        let mut request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n");
+        let mut request =
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nAuthorization: Bearer {token}\r\n");
         if let Some(id) = last_event_id {
             request.push_str(&format!("Last-Event-ID: {id}\r\n"));
         }
@@ -501,6 +502,26 @@ impl SseClient {
     }
 }
 
+/// Starts the gateway again on the same data directory. axum's server returns from its
+/// graceful shutdown just before a closing connection's task drops its copy of the router (and
+/// so the store), so the store can still be held for a moment: wait for it to be free.
+async fn restart(gw: &mut Gateway) {
+    gw.stop().await;
+    for _ in 0..500 {
+        match gateway::app::spawn(access_support::config(gw.dir.path()), gw.clock.clone()).await {
+            Ok(handle) => {
+                gw.handle = Some(handle);
+                return;
+            }
+            Err(gateway::app::StartError::Store { .. }) => {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await
+            }
+            Err(other) => panic!("{other}"),
+        }
+    }
+    panic!("the store stayed in use after the shutdown");
+}
+
 /// An operator action that must succeed.
 async fn act(gw: &Gateway, token: &str, path: &str, body: &str) {
     let reply = gw.call("POST", path, Some(token), Some(body)).await;
@@ -567,7 +588,7 @@ async fn the_stream_resumes_across_a_restart_with_exactly_the_changes_missed() {
     assert_eq!(client.next().await, None);
 
     // Alerts change while the client is away.
-    gw.restart().await;
+    restart(&mut gw).await;
     let handle = gw.handle();
     handle.acknowledge(AlertId(3), "olive").await.unwrap();
     handle
@@ -629,4 +650,57 @@ async fn the_stream_resumes_across_a_restart_with_exactly_the_changes_missed() {
     assert_eq!((live.event.as_str(), seq(&live)), ("alert", 9));
     drop(client);
     gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_lists_every_route_with_its_method_and_is_public() {
+    let (gw, _) = Gateway::start(&[]).await;
+    let reply = gw.call("GET", "/openapi.json", None, None).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.header("content-type"), Some("application/json"));
+    let doc = reply.json();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "{doc}");
+    let state = gateway::access::ApiState::new(gw.handle().client(), gw.clock.clone(), Default::default());
+    let rules = gateway::http::api_routes(state).rules().to_vec();
+    assert!(rules.len() >= 14, "{rules:?}");
+    for rule in &rules {
+        let method = rule.method.as_str().to_ascii_lowercase();
+        let operation = &doc["paths"][&rule.path][&method];
+        assert!(
+            operation.is_object(),
+            "{} {} missing from {doc}",
+            rule.method,
+            rule.path
+        );
+        let secured = operation["security"].is_array();
+        assert_eq!(
+            secured,
+            rule.allowed != gateway::access::Allowed::Public,
+            "{} {}",
+            rule.method,
+            rule.path
+        );
+        if rule.path.contains("{id}") {
+            assert_eq!(operation["parameters"][0]["in"], "path", "{operation}");
+        }
+    }
+    // Every schema referenced is defined, and the alert request bodies are there.
+    let text = doc.to_string();
+    for schema in text.split("#/components/schemas/").skip(1) {
+        let name = schema.split('"').next().unwrap();
+        assert!(doc["components"]["schemas"][name].is_object(), "{name}");
+    }
+    let resolve = &doc["components"]["schemas"]["ResolveRequest"];
+    assert_eq!(resolve["required"], serde_json::json!(["outcome"]), "{resolve}");
+    let list = &doc["paths"]["/api/v1/alerts"]["get"]["parameters"];
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"raised_since") && names.contains(&"cursor"),
+        "{names:?}"
+    );
 }

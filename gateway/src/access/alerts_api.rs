@@ -36,24 +36,35 @@ pub const STREAM_KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// The query string of `GET /api/v1/alerts`; every value as text, parsed with an error that
 /// names the parameter. Unknown parameters are refused.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AlertListParams {
+    /// `raised`, `acknowledged`, `resolved` or `open`.
     state: Option<String>,
+    /// `life_safety`, `wellbeing` or `technical`.
     priority: Option<String>,
+    /// An alert kind's snake_case name (`pendant_press`, `fall`, ...).
     kind: Option<String>,
     resident: Option<String>,
     device: Option<String>,
+    /// RFC 3339; inclusive.
     raised_since: Option<String>,
+    /// RFC 3339; exclusive.
     raised_until: Option<String>,
+    /// `queue` (default) or `id`.
     order: Option<String>,
+    /// The previous page's `next`.
     cursor: Option<String>,
+    /// 1-500, default 50.
     limit: Option<String>,
 }
 
 /// One page of alerts as the API answers it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AlertListPage {
+    /// Alerts as stored (see `Alert` in gateway/src/domain.rs).
+    #[schema(value_type = Vec<Object>)]
     pub alerts: Vec<Alert>,
     /// Pass as `cursor` for the next page; `null` on the last page.
     pub next: Option<String>,
@@ -292,7 +303,7 @@ pub async fn acknowledge_alert(
 }
 
 /// Body of `POST /api/v1/alerts/{id}/notes`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NoteRequest {
     pub text: String,
@@ -329,9 +340,11 @@ pub async fn add_alert_note(
 
 /// Body of `POST /api/v1/alerts/{id}/resolve`: the outcome by its serde name
 /// (`docs/outcomes.md`) and the note some outcomes require.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResolveRequest {
+    /// An outcome's snake_case name (docs/outcomes.md).
+    #[schema(value_type = String)]
     pub outcome: Outcome,
     #[serde(default)]
     pub note: Option<String>,
@@ -374,9 +387,11 @@ pub async fn resolve_alert(
 }
 
 /// The query string of `GET /api/v1/alerts/stream`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct StreamParams {
+    /// Resume after this event id (seq); the `Last-Event-ID` header wins over it.
     after: Option<String>,
 }
 
