@@ -242,6 +242,12 @@ impl GatewayClient {
         self.metrics.encode()
     }
 
+    /// Resolves once the committer has stopped (the gateway is shutting down): long-lived
+    /// answers such as the SSE alert stream end then, so the HTTP server can close.
+    pub async fn stopped(&self) {
+        self.commands.closed().await;
+    }
+
     /// The live stream: every alert change, sent right after it is committed, with its seq
     /// in the store's change log. A receiver that lags (`RecvError::Lagged`) has missed
     /// changes: it reads them with [`GatewayClient::alert_changes_since`].

@@ -13,6 +13,9 @@ use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
+use crate::access::alerts_api::{
+    acknowledge_alert, add_alert_note, alert_stream, get_alert, list_alerts, resolve_alert,
+};
 use crate::access::api::{audit_trail, audit_verify, change_password, create_user, list_users, login, logout, me};
 use crate::access::residents_api::{
     assign_device, create_resident, fleet_health, list_devices, list_residents, read_device, read_resident,
@@ -57,7 +60,14 @@ pub fn router(state: HttpState, api: Option<ApiState>) -> Router {
         .route("/metrics", get(metrics))
         .with_state(state);
     match api {
-        Some(api) => open.merge(api_routes(api).into_router()),
+        Some(api) => {
+            let routes = api_routes(api);
+            let spec = openapi_json(routes.rules());
+            open.merge(routes.into_router()).route(
+                "/openapi.json",
+                get(move || std::future::ready(openapi_response(spec.as_deref()))),
+            )
+        }
         None => open,
     }
 }
@@ -69,6 +79,8 @@ pub const MANAGER: &[Role] = &[Role::Manager];
 pub const ADMIN: &[Role] = &[Role::Admin];
 /// Who reads residents' records and history (not managers: they read reports and the audit).
 pub const RESIDENT_READERS: &[Role] = &[Role::CareStaff, Role::Operator, Role::Admin];
+/// Who reads the alert queue and its stream (care staff never see the queue).
+pub const ALERT_READERS: &[Role] = &[Role::Operator, Role::Manager];
 
 /// The role matrix: every `/api/v1` route and who may call it. To add a route, add a line
 /// here (`.route(Method, "/path", Allowed::Roles(ROLES), handler)`; the handler takes
@@ -128,6 +140,51 @@ pub fn api_routes(state: ApiState) -> ApiRouter {
             unassign_device,
         )
         .route(Method::GET, "/fleet/health", Allowed::ANY_ROLE, fleet_health)
+        // Alerts (docs/access.md, "Alerts").
+        .route(Method::GET, "/alerts", Allowed::Roles(ALERT_READERS), list_alerts)
+        .route(
+            Method::GET,
+            "/alerts/stream",
+            Allowed::Roles(ALERT_READERS),
+            alert_stream,
+        )
+        .route(Method::GET, "/alerts/{id}", Allowed::Roles(ALERT_READERS), get_alert)
+        .route(
+            Method::POST,
+            "/alerts/{id}/acknowledge",
+            Allowed::Roles(OPERATOR),
+            acknowledge_alert,
+        )
+        .route(
+            Method::POST,
+            "/alerts/{id}/notes",
+            Allowed::Roles(OPERATOR),
+            add_alert_note,
+        )
+        .route(
+            Method::POST,
+            "/alerts/{id}/resolve",
+            Allowed::Roles(OPERATOR),
+            resolve_alert,
+        )
+}
+
+/// `GET /openapi.json` (public: the API's shape, no data), built once from the route table.
+fn openapi_json(rules: &[crate::access::RouteRule]) -> Option<Arc<str>> {
+    match crate::access::openapi::document(rules).to_json() {
+        Ok(json) => Some(json.into()),
+        Err(e) => {
+            tracing::error!(error = %e, "OpenAPI document not serialisable");
+            None
+        }
+    }
+}
+
+fn openapi_response(spec: Option<&str>) -> Response {
+    match spec {
+        Some(json) => ([(header::CONTENT_TYPE, "application/json")], json.to_owned()).into_response(),
+        None => (StatusCode::INTERNAL_SERVER_ERROR, "OpenAPI document unavailable").into_response(),
+    }
 }
 
 async fn healthz(State(state): State<HttpState>) -> Response {

@@ -19,7 +19,7 @@ use crate::writer::core::OperatorError;
 
 const BAD_LOGIN: &str = "invalid username or password";
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct LoginRequest {
     username: String,
     password: String,
@@ -31,7 +31,7 @@ impl std::fmt::Debug for LoginRequest {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct LoginResponse {
     pub token: String,
     /// RFC 3339, UTC.
@@ -171,7 +171,7 @@ pub async fn logout(State(state): State<ApiState>, Extension(caller): Extension<
     Ok(axum::Json(serde_json::json!({ "logged_out": true })).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct PasswordChange {
     old_password: String,
     new_password: String,
@@ -249,9 +249,12 @@ pub async fn me(Extension(caller): Extension<Caller>) -> Response {
 }
 
 /// A user as the API shows it (never the hash).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UserView {
+    #[schema(value_type = String)]
     pub username: Username,
+    /// `operator`, `care_staff`, `manager` or `admin`.
+    #[schema(value_type = String)]
     pub role: Role,
     pub disabled: bool,
     pub must_change_password: bool,
@@ -277,7 +280,7 @@ pub async fn list_users(State(state): State<ApiState>) -> Result<Response, ApiEr
     Ok(axum::Json(users.iter().map(UserView::from).collect::<Vec<_>>()).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct NewUser {
     username: String,
     role: String,
@@ -348,7 +351,8 @@ pub async fn create_user(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     resident: Option<String>,
 }

@@ -39,6 +39,10 @@ pub enum Action {
     ChangeResident,
     /// An administrator assigned or unassigned a device (target: the device and what).
     AssignDevice,
+    /// Alert actions by an operator (the target names the alert; never the note text).
+    AlertAcknowledged,
+    AlertNoteAdded,
+    AlertResolved,
 }
 
 impl Action {
@@ -61,6 +65,9 @@ impl Action {
             Action::RevealAccessInfoRefused => "reveal_access_info_refused",
             Action::ChangeResident => "change_resident",
             Action::AssignDevice => "assign_device",
+            Action::AlertAcknowledged => "alert_acknowledged",
+            Action::AlertNoteAdded => "alert_note_added",
+            Action::AlertResolved => "alert_resolved",
         }
     }
 }

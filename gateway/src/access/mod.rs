@@ -8,9 +8,11 @@
 //! the gateway stopped, straight to the store (the `user` CLI), through the same
 //! [`crate::store::AccessChange`].
 
+pub mod alerts_api;
 pub mod api;
 pub mod audit;
 pub mod guard;
+pub mod openapi;
 pub mod password;
 pub mod rate_limit;
 pub mod residents_api;
