@@ -95,6 +95,7 @@ pub async fn spawn_with_engine(
         Store::open_in_dir(&data_dir).map(|store| store.with_quarantine_capacity(quarantine_capacity))
     });
     let now = clock.now();
+    let low_battery_percent = engine_config.low_battery_percent;
     let first_open = open_store.clone();
     let data_dir = config.data_dir.clone();
     let core = tokio::task::spawn_blocking(move || {
@@ -160,6 +161,7 @@ pub async fn spawn_with_engine(
         mqtt: mqtt.clone(),
         commands: commands_tx,
         alerts: alerts_tx,
+        low_battery_percent,
     };
     let api = ApiState::new(client.clone(), clock.clone(), config.access.settings());
     let (stop_http, http_stop_rx) = oneshot::channel::<()>();
@@ -206,6 +208,8 @@ pub struct GatewayClient {
     mqtt: Arc<MqttState>,
     commands: mpsc::Sender<Command>,
     alerts: broadcast::Sender<AlertChange>,
+    /// The alert engine's low-battery threshold, so views of the fleet agree with its alerts.
+    low_battery_percent: u8,
 }
 
 impl std::ops::Deref for GatewayHandle {
@@ -216,6 +220,11 @@ impl std::ops::Deref for GatewayHandle {
 }
 
 impl GatewayClient {
+    /// Battery percentage below which the alert engine raises a low-battery alert.
+    pub fn low_battery_percent(&self) -> u8 {
+        self.low_battery_percent
+    }
+
     /// The address HTTP is listening on (the real port when the config said 0).
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr

@@ -19,7 +19,6 @@ use serde::{Deserialize, Serialize};
 use super::audit::Action;
 use super::guard::{ApiError, ApiJson};
 use super::{ApiState, Caller, Role};
-use crate::alerts::EngineConfig;
 use crate::domain::{
     Alert, AlertKind, Assignment, DeviceRecord, EventBody, EventKey, OnlineState, Resident, ResidentId, Responder,
     Timestamp,
@@ -705,7 +704,7 @@ pub async fn fleet_health(
                 ))
             })?,
     };
-    let threshold = EngineConfig::default().low_battery_percent;
+    let threshold = state.client.low_battery_percent();
     let now = state.clock.now();
     let cutoff = now.plus_ms(-(i64::from(silent_days) * DAY_MS));
     let (devices, open) = read(&state, |store| {
