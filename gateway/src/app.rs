@@ -418,6 +418,7 @@ impl GatewayHandle {
         let mut poller = self.poller;
         // The committer ends once intake is closed and drained; the outbound task then
         // drains its acks and downlinks and sends DISCONNECT; the poller ends on it.
+        let shared_store = self.client.store.clone();
         drop(self.client);
         let drained = tokio::time::timeout(timeout, async {
             let committed = (&mut committer).await;
@@ -430,6 +431,10 @@ impl GatewayHandle {
             let _ = stop_http.send(());
         }
         let http = tokio::time::timeout(std::time::Duration::from_secs(5), &mut self.http).await;
+        // HTTP connections still closing hold clients (and through them the store) a moment
+        // after the server returns: let go of the database here, so the data directory is
+        // free for the next start once this returns.
+        shared_store.clear();
         match drained {
             Ok(result) => {
                 result?;

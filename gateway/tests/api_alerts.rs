@@ -502,24 +502,14 @@ impl SseClient {
     }
 }
 
-/// Starts the gateway again on the same data directory. axum's server returns from its
-/// graceful shutdown just before a closing connection's task drops its copy of the router (and
-/// so the store), so the store can still be held for a moment: wait for it to be free.
+/// Starts the gateway again on the same data directory: `shutdown` lets go of the store, so
+/// the directory is free at once.
 async fn restart(gw: &mut Gateway) {
     gw.stop().await;
-    for _ in 0..500 {
-        match gateway::app::spawn(access_support::config(gw.dir.path()), gw.clock.clone()).await {
-            Ok(handle) => {
-                gw.handle = Some(handle);
-                return;
-            }
-            Err(gateway::app::StartError::Store { .. }) => {
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await
-            }
-            Err(other) => panic!("{other}"),
-        }
-    }
-    panic!("the store stayed in use after the shutdown");
+    let handle = gateway::app::spawn(access_support::config(gw.dir.path()), gw.clock.clone())
+        .await
+        .unwrap_or_else(|e| panic!("restart on the same data directory: {e}"));
+    gw.handle = Some(handle);
 }
 
 /// An operator action that must succeed.
