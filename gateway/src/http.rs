@@ -16,7 +16,9 @@ use axum::routing::get;
 use crate::access::alerts_api::{
     acknowledge_alert, add_alert_note, alert_stream, get_alert, list_alerts, resolve_alert,
 };
-use crate::access::api::{audit_trail, audit_verify, change_password, create_user, list_users, login, logout, me};
+use crate::access::api::{
+    audit_trail, audit_verify, change_password, create_user, disable_user, list_users, login, logout, me, reset_user,
+};
 use crate::access::residents_api::{
     assign_device, create_resident, fleet_health, list_devices, list_residents, read_device, read_resident,
     resident_events, reveal_access_info, unassign_device, update_resident,
@@ -95,6 +97,13 @@ pub fn api_routes(state: ApiState) -> ApiRouter {
         .route(Method::GET, "/me", Allowed::ANY_ROLE, me)
         .route(Method::GET, "/users", Allowed::Roles(ADMIN), list_users)
         .route(Method::POST, "/users", Allowed::Roles(ADMIN), create_user)
+        .route(
+            Method::POST,
+            "/users/{name}/disable",
+            Allowed::Roles(ADMIN),
+            disable_user,
+        )
+        .route(Method::POST, "/users/{name}/reset", Allowed::Roles(ADMIN), reset_user)
         .route(Method::GET, "/audit", Allowed::Roles(MANAGER), audit_trail)
         .route(Method::GET, "/audit/verify", Allowed::Roles(MANAGER), audit_verify)
         // Residents and devices (docs/access.md, "Residents and devices").

@@ -442,6 +442,41 @@ async fn admins_create_users_with_a_one_time_password_shown_once() {
     let carl = gw.first_login("carl", &one_time, NEW).await;
     let me = gw.call("GET", "/api/v1/me", Some(&carl), None).await.json();
     assert_eq!(me["role"], "care_staff");
+
+    // Reset: a new one-time password, carl's token revoked, the old password gone.
+    let reply = gw.call("POST", "/api/v1/users/carl/reset", Some(&token), None).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let again = reply.json()["one_time_password"].as_str().unwrap().to_owned();
+    assert_ne!(again, one_time);
+    assert_eq!(gw.call("GET", "/api/v1/me", Some(&carl), None).await.status, 401);
+    let carl = gw.first_login("carl", &again, NEW).await;
+    // Disable: the token is revoked and logging in fails; not one's own account; bad names.
+    let reply = gw.call("POST", "/api/v1/users/carl/disable", Some(&token), None).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(gw.call("GET", "/api/v1/me", Some(&carl), None).await.status, 401);
+    let refused = gw
+        .call(
+            "POST",
+            "/api/v1/login",
+            None,
+            Some(&serde_json::json!({ "username": "carl", "password": NEW }).to_string()),
+        )
+        .await;
+    assert_eq!(refused.status, 401, "{refused:?}");
+    let reply = gw.call("POST", "/api/v1/users/ada/disable", Some(&token), None).await;
+    assert_eq!(reply.status, 409, "{reply:?}");
+    assert_eq!(
+        gw.call("POST", "/api/v1/users/nobody/reset", Some(&token), None)
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        gw.call("POST", "/api/v1/users/Bad%20Name/disable", Some(&token), None)
+            .await
+            .status,
+        400
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

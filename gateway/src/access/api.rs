@@ -2,8 +2,8 @@
 //! trail. Registered in [`crate::http::api_routes`] with their roles.
 
 use axum::Extension;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -349,6 +349,102 @@ pub async fn create_user(
         Err(refusal @ AccessRefusal::UserExists(_)) => Err(ApiError::new(StatusCode::CONFLICT, refusal.to_string())),
         Err(refusal) => Err(ApiError::bad_request(refusal.to_string())),
     }
+}
+
+/// The user named in the path, as stored.
+async fn existing_user(state: &ApiState, path: Result<Path<String>, PathRejection>) -> Result<UserRecord, ApiError> {
+    let Path(name) = path.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let name = Username::new(name).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let store = state.client.store().map_err(ApiError::unavailable)?;
+    let user = store.user(&name).map_err(ApiError::unavailable)?;
+    drop(store);
+    user.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no user {name}")))
+}
+
+/// `POST /api/v1/users/{name}/disable`: the user can no longer log in and their tokens are
+/// revoked in the same transaction. An administrator cannot disable their own account (the
+/// last administrator would lock everyone out).
+pub async fn disable_user(
+    State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let user = existing_user(&state, path).await?;
+    if user.username == caller.username {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "an administrator cannot disable their own account",
+        ));
+    }
+    let now = state.clock.now();
+    let name = user.username.clone();
+    let change = AccessChange {
+        ops: vec![AccessOp::UpdateUser(Box::new(UserRecord {
+            disabled: true,
+            changed_at: now,
+            ..user
+        }))],
+        audit: vec![draft(
+            now,
+            caller.username.as_str(),
+            Some(caller.role),
+            Action::UserDisabled,
+            None,
+            Some(name.as_str()),
+            caller.client,
+        )],
+    };
+    apply(&state, change).await?.map_err(ApiError::unavailable)?;
+    Ok(axum::Json(serde_json::json!({ "username": name, "disabled": true })).into_response())
+}
+
+/// `POST /api/v1/users/{name}/reset`: a new one-time password (answered once, to be changed
+/// at the next login); the user's tokens are revoked.
+pub async fn reset_user(
+    State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let user = existing_user(&state, path).await?;
+    let now = state.clock.now();
+    let name = user.username.clone();
+    let for_hash = name.clone();
+    let role = user.role;
+    let permit = state.hashing.acquire().await.map_err(ApiError::unavailable)?;
+    let (fresh, password) = tokio::task::spawn_blocking(move || new_user(&for_hash, role, now))
+        .await
+        .map_err(ApiError::unavailable)??;
+    drop(permit);
+    let change = AccessChange {
+        ops: vec![
+            AccessOp::UpdateUser(Box::new(UserRecord {
+                password_hash: fresh.password_hash,
+                must_change_password: true,
+                changed_at: now,
+                ..user
+            })),
+            AccessOp::RevokeUserSessions {
+                username: name.clone(),
+                at: now,
+            },
+        ],
+        audit: vec![draft(
+            now,
+            caller.username.as_str(),
+            Some(caller.role),
+            Action::UserPasswordReset,
+            None,
+            Some(name.as_str()),
+            caller.client,
+        )],
+    };
+    apply(&state, change).await?.map_err(ApiError::unavailable)?;
+    Ok(axum::Json(serde_json::json!({
+        "username": name,
+        "one_time_password": password,
+        "must_change_password": true,
+    }))
+    .into_response())
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
