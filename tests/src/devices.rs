@@ -3,7 +3,7 @@
 //! bytes until then, across broker restarts and gateway crashes.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -675,6 +675,8 @@ pub struct RawClient {
     pubacks: Arc<AtomicU64>,
     connected: Arc<AtomicU64>,
     connection_losses: Arc<AtomicU64>,
+    /// Connected now (a CONNACK since the last loss).
+    up: Arc<AtomicBool>,
     task: JoinHandle<()>,
 }
 
@@ -697,18 +699,26 @@ impl RawClient {
         let pubacks = Arc::new(AtomicU64::new(0));
         let connected = Arc::new(AtomicU64::new(0));
         let connection_losses = Arc::new(AtomicU64::new(0));
-        let (acks, connects, losses) = (pubacks.clone(), connected.clone(), connection_losses.clone());
+        let up = Arc::new(AtomicBool::new(false));
+        let (acks, connects, losses, link) = (
+            pubacks.clone(),
+            connected.clone(),
+            connection_losses.clone(),
+            up.clone(),
+        );
         let task = tokio::spawn(async move {
             loop {
                 match eventloop.poll().await {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
                         connects.fetch_add(1, Ordering::Relaxed);
+                        link.store(true, Ordering::Release);
                     }
                     Ok(Event::Incoming(Packet::PubAck(_))) => {
                         acks.fetch_add(1, Ordering::Relaxed);
                     }
                     Ok(_) => {}
                     Err(_) => {
+                        link.store(false, Ordering::Release);
                         losses.fetch_add(1, Ordering::Relaxed);
                         tokio::time::sleep(Duration::from_millis(200)).await;
                     }
@@ -720,6 +730,7 @@ impl RawClient {
             pubacks,
             connected,
             connection_losses,
+            up,
             task,
         };
         let started = Instant::now();
@@ -754,23 +765,39 @@ impl RawClient {
     /// Publishes and waits for the broker's PUBACK, whatever its reason code: after it, the
     /// broker has done whatever it does with the publish (forwarded it to subscribers, or
     /// refused it). With Mosquitto 2.0 and rumqttc 0.25 the connection drops after each
-    /// publish the ACL refused, and publishes in flight at that moment can be lost when
-    /// rumqttc reconnects with a clean session: refused publishes go one at a time through this.
+    /// publish the ACL refused, and a publish made while it is down, or in flight when it
+    /// drops, is lost when rumqttc reconnects with a clean session: so this publishes only
+    /// while connected, and publishes again if the connection is lost before the answer.
     pub async fn publish_answered(&self, topic: &str, payload: Vec<u8>, timeout: Duration) -> Result<()> {
-        let before = self.pubacks();
-        self.publish(topic, payload).await?;
         let started = Instant::now();
-        while self.pubacks() == before {
-            if started.elapsed() > timeout {
-                return Err(HarnessError::Timeout {
-                    what: format!("the broker to acknowledge a publish on {topic}"),
-                    waited: timeout,
-                    detail: Some(format!("{} connection losses so far", self.connection_losses())),
-                });
+        let timed_out = || HarnessError::Timeout {
+            what: format!("the broker to acknowledge a publish on {topic}"),
+            waited: timeout,
+            detail: Some(format!("{} connection losses so far", self.connection_losses())),
+        };
+        loop {
+            while !self.up.load(Ordering::Acquire) {
+                if started.elapsed() > timeout {
+                    return Err(timed_out());
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
             }
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            let before = self.pubacks();
+            let losses = self.connection_losses();
+            self.publish(topic, payload.clone()).await?;
+            loop {
+                if self.pubacks() != before {
+                    return Ok(());
+                }
+                if self.connection_losses() != losses {
+                    break;
+                }
+                if started.elapsed() > timeout {
+                    return Err(timed_out());
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
         }
-        Ok(())
     }
 
     /// Waits until `count` PUBACKs arrived in total.

@@ -105,7 +105,18 @@ async fn spoofed_identity_is_refused_and_real_traffic_flows() {
     // (Sent after A's own stream, so A's boot number never seems to go back.)
     let progress = fleet.wait_all_receipted(Duration::from_secs(60)).await.unwrap();
     assert_eq!(progress.published, 60);
-    spoofer
+    // On a fresh connection: Mosquitto drops the spoofer's connection after each refused
+    // publish, and its reconnect backoff grows with every loss.
+    let honest = RawClient::connect(
+        "spf-aaa-marker",
+        scenario.broker.host(),
+        scenario.broker.port(),
+        scenario.broker.device_credentials(a.as_str()).as_ref(),
+        10,
+    )
+    .await
+    .unwrap();
+    honest
         .publish_answered(
             &Topic::up(a).to_string(),
             encode(marker.boot, marker.seq, body_for(0, None)).unwrap(),
@@ -127,6 +138,7 @@ async fn spoofed_identity_is_refused_and_real_traffic_flows() {
     sent.insert(marker);
     fleet.stop().await;
     spoofer.disconnect().await;
+    honest.disconnect().await;
     tokio::task::block_in_place(|| scenario.stop_gateway()).unwrap();
     let events = stored_events(scenario.data_dir()).unwrap();
     assert!(events.iter().all(|e| e.key.boot != 666), "a spoofed uplink was stored");
