@@ -286,6 +286,76 @@ pub struct NewUser {
     role: String,
 }
 
+/// Who makes an administrative change to a user, for its audit entry: a signed-in
+/// administrator, or the offline CLI.
+#[derive(Debug, Clone, Copy)]
+pub struct Actor<'a> {
+    pub username: &'a str,
+    pub role: Option<Role>,
+    pub client: Option<std::net::IpAddr>,
+}
+
+impl Caller {
+    pub fn as_actor(&self) -> Actor<'_> {
+        Actor {
+            username: self.username.as_str(),
+            role: Some(self.role),
+            client: self.client,
+        }
+    }
+}
+
+/// Disables `user` (the store revokes their sessions in the same transaction), audited.
+/// Shared by the API and the CLI.
+pub fn disable_change(user: UserRecord, by: &Actor<'_>, now: Timestamp) -> AccessChange {
+    let name = user.username.clone();
+    AccessChange {
+        ops: vec![AccessOp::UpdateUser(Box::new(UserRecord {
+            disabled: true,
+            changed_at: now,
+            ..user
+        }))],
+        audit: vec![draft(
+            now,
+            by.username,
+            by.role,
+            Action::UserDisabled,
+            None,
+            Some(name.as_str()),
+            by.client,
+        )],
+    }
+}
+
+/// Gives `user` a new one-time password hash and revokes their sessions, audited. Shared by
+/// the API and the CLI.
+pub fn reset_change(user: UserRecord, password_hash: String, by: &Actor<'_>, now: Timestamp) -> AccessChange {
+    let name = user.username.clone();
+    AccessChange {
+        ops: vec![
+            AccessOp::UpdateUser(Box::new(UserRecord {
+                password_hash,
+                must_change_password: true,
+                changed_at: now,
+                ..user
+            })),
+            AccessOp::RevokeUserSessions {
+                username: name.clone(),
+                at: now,
+            },
+        ],
+        audit: vec![draft(
+            now,
+            by.username,
+            by.role,
+            Action::UserPasswordReset,
+            None,
+            Some(name.as_str()),
+            by.client,
+        )],
+    }
+}
+
 /// A new user with a one-time password (which must be changed at first login), and the
 /// password to hand over. Shared by the API and the CLI.
 pub fn new_user(username: &Username, role: Role, now: Timestamp) -> Result<(UserRecord, String), ApiError> {
@@ -376,24 +446,8 @@ pub async fn disable_user(
             "an administrator cannot disable their own account",
         ));
     }
-    let now = state.clock.now();
     let name = user.username.clone();
-    let change = AccessChange {
-        ops: vec![AccessOp::UpdateUser(Box::new(UserRecord {
-            disabled: true,
-            changed_at: now,
-            ..user
-        }))],
-        audit: vec![draft(
-            now,
-            caller.username.as_str(),
-            Some(caller.role),
-            Action::UserDisabled,
-            None,
-            Some(name.as_str()),
-            caller.client,
-        )],
-    };
+    let change = disable_change(user, &caller.as_actor(), state.clock.now());
     apply(&state, change).await?.map_err(ApiError::unavailable)?;
     Ok(axum::Json(serde_json::json!({ "username": name, "disabled": true })).into_response())
 }
@@ -415,29 +469,7 @@ pub async fn reset_user(
         .await
         .map_err(ApiError::unavailable)??;
     drop(permit);
-    let change = AccessChange {
-        ops: vec![
-            AccessOp::UpdateUser(Box::new(UserRecord {
-                password_hash: fresh.password_hash,
-                must_change_password: true,
-                changed_at: now,
-                ..user
-            })),
-            AccessOp::RevokeUserSessions {
-                username: name.clone(),
-                at: now,
-            },
-        ],
-        audit: vec![draft(
-            now,
-            caller.username.as_str(),
-            Some(caller.role),
-            Action::UserPasswordReset,
-            None,
-            Some(name.as_str()),
-            caller.client,
-        )],
-    };
+    let change = reset_change(user, fresh.password_hash, &caller.as_actor(), now);
     apply(&state, change).await?.map_err(ApiError::unavailable)?;
     Ok(axum::Json(serde_json::json!({
         "username": name,

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 
-use crate::access::api::new_user;
+use crate::access::api::{Actor, disable_change, new_user, reset_change};
 use crate::access::audit::{Action, draft};
 use crate::access::{Role, Username, verify_chain};
 use crate::domain::{Clock, SystemClock};
@@ -15,6 +15,12 @@ use crate::store::{AccessChange, AccessOp, AccessStore, STORE_FILE_NAME, Store};
 
 /// Who the CLI's audit entries name: the person at the gateway's console.
 const CLI_ACTOR: &str = "cli";
+/// The offline CLI as the author of a user change.
+const CLI: Actor<'static> = Actor {
+    username: CLI_ACTOR,
+    role: None,
+    client: None,
+};
 
 #[derive(Debug, Args)]
 pub struct UserArgs {
@@ -141,22 +147,7 @@ pub fn run_user(args: &UserArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             let name = username(name)?;
             let store = open_store(data, false)?;
             let user = store.user(&name)?.with_context(|| format!("no user {name}"))?;
-            let change = AccessChange {
-                ops: vec![AccessOp::UpdateUser(Box::new(crate::store::UserRecord {
-                    disabled: true,
-                    changed_at: now,
-                    ..user
-                }))],
-                audit: vec![draft(
-                    now,
-                    CLI_ACTOR,
-                    None,
-                    Action::UserDisabled,
-                    None,
-                    Some(name.as_str()),
-                    None,
-                )],
-            };
+            let change = disable_change(user, &CLI, now);
             store.apply_access(&change)??;
             writeln!(out, "disabled user {name}; their tokens are revoked")?;
         }
@@ -165,29 +156,7 @@ pub fn run_user(args: &UserArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             let store = open_store(data, false)?;
             let user = store.user(&name)?.with_context(|| format!("no user {name}"))?;
             let (fresh, password) = new_user(&name, user.role, now).map_err(|e| anyhow::anyhow!(e.message))?;
-            let change = AccessChange {
-                ops: vec![
-                    AccessOp::UpdateUser(Box::new(crate::store::UserRecord {
-                        password_hash: fresh.password_hash,
-                        must_change_password: true,
-                        changed_at: now,
-                        ..user
-                    })),
-                    AccessOp::RevokeUserSessions {
-                        username: name.clone(),
-                        at: now,
-                    },
-                ],
-                audit: vec![draft(
-                    now,
-                    CLI_ACTOR,
-                    None,
-                    Action::UserPasswordReset,
-                    None,
-                    Some(name.as_str()),
-                    None,
-                )],
-            };
+            let change = reset_change(user, fresh.password_hash, &CLI, now);
             store.apply_access(&change)??;
             writeln!(out, "new one-time password for {name}: {password}")?;
             writeln!(out, "it is shown only now, and must be changed at next login")?;
