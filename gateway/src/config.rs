@@ -205,6 +205,8 @@ pub struct AccessConfig {
     /// Failed logins (per username, and per client address) allowed within the window.
     pub login_max_failures: u32,
     pub login_failure_window_s: u64,
+    /// Mark the console's cookies `Secure` (set when a TLS proxy serves the console).
+    pub secure_cookies: bool,
 }
 
 impl Default for AccessConfig {
@@ -214,6 +216,7 @@ impl Default for AccessConfig {
             token_lifetime_s: u64::try_from(settings.token_lifetime_ms / 1000).unwrap_or(43_200),
             login_max_failures: settings.max_login_failures,
             login_failure_window_s: u64::try_from(settings.login_failure_window_ms / 1000).unwrap_or(900),
+            secure_cookies: settings.secure_cookies,
         }
     }
 }
@@ -228,6 +231,7 @@ impl AccessConfig {
             token_lifetime_ms: ms(self.token_lifetime_s),
             max_login_failures: self.login_max_failures,
             login_failure_window_ms: ms(self.login_failure_window_s),
+            secure_cookies: self.secure_cookies,
         }
     }
 
@@ -930,6 +934,10 @@ pub const FIELD_DOCS: &[FieldDoc] = &[
     FieldDoc {
         path: "access.login_failure_window_s",
         meaning: "the window the failed logins count in (kept in memory: a restart clears it)",
+    },
+    FieldDoc {
+        path: "access.secure_cookies",
+        meaning: "mark the console's session cookie `Secure`: set it when the console is served over HTTPS through a TLS proxy (a request with `X-Forwarded-Proto: https` gets it anyway)",
     },
 ];
 

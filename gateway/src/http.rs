@@ -24,6 +24,7 @@ use crate::access::residents_api::{
     resident_events, reveal_access_info, unassign_device, update_resident,
 };
 use crate::access::{Allowed, ApiRouter, ApiState, Role};
+use crate::console::{ConsoleRouter, login};
 
 use crate::ingest::mqtt::MqttState;
 use crate::metrics::Metrics;
@@ -63,9 +64,10 @@ pub fn router(state: HttpState, api: Option<ApiState>) -> Router {
         .with_state(state);
     match api {
         Some(api) => {
+            let pages = console_routes(api.clone());
             let routes = api_routes(api);
             let spec = openapi_json(routes.rules());
-            open.merge(routes.into_router()).route(
+            open.merge(routes.into_router()).merge(pages.into_router()).route(
                 "/openapi.json",
                 get(move || std::future::ready(openapi_response(spec.as_deref()))),
             )
@@ -176,6 +178,17 @@ pub fn api_routes(state: ApiState) -> ApiRouter {
             Allowed::Roles(OPERATOR),
             resolve_alert,
         )
+}
+
+/// The console's pages and who may open them (`docs/access.md`, "Console pages"): the same
+/// rule as [`api_routes`]; the route-walking test covers both tables.
+pub fn console_routes(state: ApiState) -> ConsoleRouter {
+    ConsoleRouter::new(state)
+        .route(Method::GET, "/", Allowed::Public, login::front_door)
+        .route(Method::POST, "/login", Allowed::Public, login::submit_login)
+        .route(Method::POST, "/logout", Allowed::ANY_ROLE, login::submit_logout)
+        .route(Method::GET, "/password", Allowed::ANY_ROLE, login::password_page)
+        .route(Method::POST, "/password", Allowed::ANY_ROLE, login::submit_password)
 }
 
 /// `GET /openapi.json` (public: the API's shape, no data), built once from the route table.

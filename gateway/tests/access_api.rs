@@ -492,6 +492,7 @@ async fn managers_read_a_residents_audit_trail_and_verify_the_chain() {
         must_change_password: false,
         token_hash: String::new(),
         client: None,
+        csrf: None,
     };
     let r1 = ResidentId::new("R1").unwrap();
     let entry = state

@@ -21,8 +21,8 @@ const BAD_LOGIN: &str = "invalid username or password";
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct LoginRequest {
-    username: String,
-    password: String,
+    pub username: String,
+    pub password: String,
 }
 
 impl std::fmt::Debug for LoginRequest {
@@ -63,6 +63,38 @@ pub async fn login(
     ClientAddr(client): ClientAddr,
     ApiJson(request): ApiJson<LoginRequest>,
 ) -> Result<Response, ApiError> {
+    let session = start_session(&state, request, client).await?;
+    Ok(axum::Json(LoginResponse {
+        token: session.token,
+        expires_at: session.expires_at.to_string(),
+        must_change_password: session.must_change_password,
+    })
+    .into_response())
+}
+
+/// A new session: its token (for the bearer header or the console's cookie), once.
+pub struct NewSession {
+    pub token: String,
+    pub expires_at: Timestamp,
+    pub must_change_password: bool,
+    pub role: Role,
+}
+
+impl std::fmt::Debug for NewSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewSession")
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Checks a login (rate limit, password, disabled) and opens a session; every outcome is
+/// audited. The API's login and the console's login form both come here.
+pub async fn start_session(
+    state: &ApiState,
+    request: LoginRequest,
+    client: Option<std::net::IpAddr>,
+) -> Result<NewSession, ApiError> {
     let now = state.clock.now();
     let username = Username::new(request.username.clone()).ok();
     // Rate-limit keys: the name as typed (bounded), and the address.
@@ -80,7 +112,7 @@ pub async fn login(
         tracing::warn!(client = ?client, "login refused: too many failures");
         if refusal.first {
             let entry = draft(now, &audit_name, None, Action::LoginRateLimited, None, None, client);
-            audit_only(&state, entry).await?;
+            audit_only(state, entry).await?;
         }
         let wait = refusal.retry_after_s;
         return Err(ApiError {
@@ -111,7 +143,7 @@ pub async fn login(
     let Some(user) = checked else {
         state.limiter.failed(&keys, now);
         let entry = draft(now, &audit_name, None, Action::LoginFailed, None, None, client);
-        audit_only(&state, entry).await?;
+        audit_only(state, entry).await?;
         return Err(ApiError::unauthorized(BAD_LOGIN));
     };
     let token = new_token();
@@ -138,19 +170,25 @@ pub async fn login(
             client,
         )],
     };
-    apply(&state, change).await?.map_err(ApiError::unavailable)?;
+    apply(state, change).await?.map_err(ApiError::unavailable)?;
     state.limiter.succeeded(&name_key);
     tracing::info!(user = %user.username, role = %user.role, "login");
-    Ok(axum::Json(LoginResponse {
+    Ok(NewSession {
         token,
-        expires_at: expires_at.to_string(),
+        expires_at,
         must_change_password: user.must_change_password,
+        role: user.role,
     })
-    .into_response())
 }
 
 /// `POST /api/v1/logout`: revokes the presented token.
 pub async fn logout(State(state): State<ApiState>, Extension(caller): Extension<Caller>) -> Result<Response, ApiError> {
+    end_session(&state, &caller).await?;
+    Ok(axum::Json(serde_json::json!({ "logged_out": true })).into_response())
+}
+
+/// Revokes the caller's session (token or console cookie), audited.
+pub async fn end_session(state: &ApiState, caller: &Caller) -> Result<(), ApiError> {
     let now = state.clock.now();
     let change = AccessChange {
         ops: vec![AccessOp::RevokeSession {
@@ -167,14 +205,14 @@ pub async fn logout(State(state): State<ApiState>, Extension(caller): Extension<
             caller.client,
         )],
     };
-    apply(&state, change).await?.map_err(ApiError::unavailable)?;
-    Ok(axum::Json(serde_json::json!({ "logged_out": true })).into_response())
+    apply(state, change).await?.map_err(ApiError::unavailable)?;
+    Ok(())
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct PasswordChange {
-    old_password: String,
-    new_password: String,
+    pub old_password: String,
+    pub new_password: String,
 }
 
 impl std::fmt::Debug for PasswordChange {
@@ -189,6 +227,12 @@ pub async fn change_password(
     Extension(caller): Extension<Caller>,
     ApiJson(request): ApiJson<PasswordChange>,
 ) -> Result<Response, ApiError> {
+    set_password(&state, &caller, request).await?;
+    Ok(axum::Json(serde_json::json!({ "password_changed": true })).into_response())
+}
+
+/// Checks the old password and stores the new one, clearing must-change-password; audited.
+pub async fn set_password(state: &ApiState, caller: &Caller, request: PasswordChange) -> Result<(), ApiError> {
     check_new_password(&request.new_password).map_err(|e| ApiError::bad_request(e.to_string()))?;
     if request.new_password == request.old_password {
         return Err(ApiError::bad_request("the new password must differ from the old one"));
@@ -234,8 +278,8 @@ pub async fn change_password(
             caller.client,
         )],
     };
-    apply(&state, change).await?.map_err(ApiError::unavailable)?;
-    Ok(axum::Json(serde_json::json!({ "password_changed": true })).into_response())
+    apply(state, change).await?.map_err(ApiError::unavailable)?;
+    Ok(())
 }
 
 /// `GET /api/v1/me`.

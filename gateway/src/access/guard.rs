@@ -37,6 +37,11 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024;
 const MAX_CONCURRENT_HASHES: usize = 2;
 /// Routes a user who must change the password may still call.
 const ALLOWED_DURING_PASSWORD_CHANGE: &[&str] = &["/api/v1/password", "/api/v1/logout"];
+/// The web console's session cookie: the same kind of token as a bearer token, so the
+/// console's scripts call this API with it (and a CSRF header on every change).
+pub const SESSION_COOKIE: &str = "tec_session";
+/// The header a cookie-authenticated change carries its CSRF token in.
+pub const CSRF_HEADER: &str = "x-csrf-token";
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +105,9 @@ pub struct Caller {
     /// The SHA-256 of the presented token (logout revokes it).
     pub token_hash: String,
     pub client: Option<IpAddr>,
+    /// The session's CSRF token when the request came with the console's cookie (pages put
+    /// it in their forms and scripts); `None` for a bearer token, which needs none.
+    pub csrf: Option<String>,
 }
 
 impl std::fmt::Debug for Caller {
@@ -308,24 +316,29 @@ fn authorise(gate: &Gate, request: &Request) -> Result<Option<Caller>, ApiError>
         Allowed::Public => return Ok(None),
         Allowed::Roles(roles) => roles,
     };
-    let token = bearer_token(request.headers()).ok_or_else(|| {
-        ApiError::unauthorized(
-            "authentication required: log in with POST /api/v1/login and send Authorization: Bearer TOKEN",
-        )
-    })?;
-    let hash = token_hash(token);
-    let store = gate.state.client.store().map_err(ApiError::unavailable)?;
-    let session = store.session(&hash).map_err(ApiError::unavailable)?;
-    let now = gate.state.clock.now();
-    let session = session
-        .filter(|session| session.valid_at(now))
-        .ok_or_else(|| ApiError::unauthorized("the token is invalid, expired or revoked: log in again"))?;
-    let user = store
-        .user(&session.username)
-        .map_err(ApiError::unavailable)?
-        .filter(|user| !user.disabled)
-        .ok_or_else(|| ApiError::unauthorized("the token is invalid, expired or revoked: log in again"))?;
-    drop(store);
+    let (token, via_cookie) = match bearer_token(request.headers()) {
+        Some(token) => (token, false),
+        None => match session_cookie(request.headers()) {
+            Some(token) => (token, true),
+            None => {
+                return Err(ApiError::unauthorized(
+                    "authentication required: log in with POST /api/v1/login and send Authorization: Bearer TOKEN",
+                ));
+            }
+        },
+    };
+    let csrf = via_cookie.then(|| csrf_token(token));
+    if let Some(expected) = &csrf
+        && !is_safe_method(request.method())
+    {
+        let presented = request.headers().get(CSRF_HEADER).and_then(|v| v.to_str().ok());
+        if !presented.is_some_and(|presented| constant_time_eq(presented, expected)) {
+            return Err(ApiError::forbidden(
+                "missing or wrong CSRF token: send the console's token in the X-CSRF-Token header",
+            ));
+        }
+    }
+    let user = session_user(&gate.state, token)?;
     if user.must_change_password && !ALLOWED_DURING_PASSWORD_CHANGE.contains(&gate.path.as_str()) {
         return Err(ApiError::forbidden(
             "you must change your one-time password first: POST /api/v1/password with {\"old_password\", \"new_password\"}",
@@ -343,9 +356,64 @@ fn authorise(gate: &Gate, request: &Request) -> Result<Option<Caller>, ApiError>
         username: user.username,
         role: user.role,
         must_change_password: user.must_change_password,
-        token_hash: hash,
+        token_hash: token_hash(token),
         client: client_ip(request.extensions()),
+        csrf,
     }))
+}
+
+/// The user behind a session token: valid (not expired, not revoked) and not disabled, or
+/// 401. Shared by the API guard and the console's page gate.
+pub fn session_user(state: &ApiState, token: &str) -> Result<crate::store::UserRecord, ApiError> {
+    let hash = token_hash(token);
+    let store = state.client.store().map_err(ApiError::unavailable)?;
+    let session = store.session(&hash).map_err(ApiError::unavailable)?;
+    let now = state.clock.now();
+    let session = session
+        .filter(|session| session.valid_at(now))
+        .ok_or_else(|| ApiError::unauthorized("the token is invalid, expired or revoked: log in again"))?;
+    store
+        .user(&session.username)
+        .map_err(ApiError::unavailable)?
+        .filter(|user| !user.disabled)
+        .ok_or_else(|| ApiError::unauthorized("the token is invalid, expired or revoked: log in again"))
+}
+
+/// GET and HEAD change nothing, so they need no CSRF token.
+pub fn is_safe_method(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// The CSRF token of a console session: derived from the secret session token, so it needs
+/// no storage, survives a gateway restart and is useless without the cookie beside it.
+pub fn csrf_token(session_token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut digest = Sha256::new();
+    digest.update(b"tec-console-csrf\0");
+    digest.update(session_token.as_bytes());
+    super::token::hex(&digest.finalize())
+}
+
+/// Compares secrets without stopping at the first difference.
+pub fn constant_time_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The value of cookie `name` in the request's `Cookie` headers.
+pub fn cookie<'h>(headers: &'h axum::http::HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value.trim())
+}
+
+/// The console session token from the cookie, if it has the shape of one.
+pub fn session_cookie(headers: &axum::http::HeaderMap) -> Option<&str> {
+    cookie(headers, SESSION_COOKIE).filter(|token| !token.is_empty() && token.len() <= 256)
 }
 
 fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {

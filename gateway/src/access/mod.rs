@@ -137,6 +137,8 @@ pub struct AccessSettings {
     /// attempts are refused with 429.
     pub max_login_failures: u32,
     pub login_failure_window_ms: i64,
+    /// The console's cookies carry `Secure` (behind a TLS proxy).
+    pub secure_cookies: bool,
 }
 
 impl Default for AccessSettings {
@@ -145,6 +147,7 @@ impl Default for AccessSettings {
             token_lifetime_ms: 12 * 3600 * 1000,
             max_login_failures: 5,
             login_failure_window_ms: 15 * 60 * 1000,
+            secure_cookies: false,
         }
     }
 }
