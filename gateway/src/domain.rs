@@ -370,12 +370,33 @@ pub struct Resident {
     pub access_notes: String,
     /// Who to call, in order (name and phone as free text).
     pub responders: Vec<Responder>,
+    /// What the operator needs on the call (absent in records written before it existed).
+    #[serde(default)]
+    pub care: CareProfile,
+}
+
+/// What a call handler reads before speaking to the resident: how to reach them, what to
+/// watch for, and how to talk with them. Free text, kept short.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CareProfile {
+    /// The home's phone number (the pendant's speech unit calls it back).
+    pub phone: String,
+    /// Known risks (falls history, lives alone, oxygen at home...).
+    pub risks: String,
+    /// A short medical summary for the ambulance service.
+    pub medical_summary: String,
+    /// Hearing, sight, language, memory: how to speak with the resident.
+    pub communication_needs: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Responder {
     pub name: String,
     pub phone: String,
+    /// Son, neighbour, warden... (empty in records written before it existed).
+    #[serde(default)]
+    pub relationship: String,
 }
 
 /// A device lent to a resident from `from` until `until` (open-ended if `None`).

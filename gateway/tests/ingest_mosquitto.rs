@@ -71,6 +71,7 @@ async fn stores_receipts_quarantines_and_raises_alerts() {
             address: "1 Test Street".into(),
             access_notes: String::new(),
             responders: Vec::new(),
+            care: Default::default(),
         })
         .await
         .unwrap();

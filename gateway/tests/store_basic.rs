@@ -397,7 +397,9 @@ fn devices_residents_and_engine_state_roundtrip() {
         responders: vec![Responder {
             name: "B".into(),
             phone: "0123".into(),
+            relationship: String::new(),
         }],
+        care: Default::default(),
     };
     let mut batch = store.begin_write().unwrap();
     assert_eq!(batch.device(&device.id).unwrap(), None);

@@ -254,7 +254,9 @@ fn golden_v1() -> Golden {
             responders: vec![Responder {
                 name: "Daughter".into(),
                 phone: "07700 900000".into(),
+                relationship: String::new(),
             }],
+            care: Default::default(),
         }],
         assignments: vec![Assignment {
             device: dev("pnd-1"),

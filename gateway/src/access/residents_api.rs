@@ -20,8 +20,8 @@ use super::audit::Action;
 use super::guard::{ApiError, ApiJson};
 use super::{ApiState, Caller, Role};
 use crate::domain::{
-    Alert, AlertKind, Assignment, DeviceRecord, EventBody, EventKey, OnlineState, Resident, ResidentId, Responder,
-    Timestamp,
+    Alert, AlertKind, Assignment, CareProfile, DeviceRecord, EventBody, EventKey, OnlineState, Resident, ResidentId,
+    Responder, Timestamp,
 };
 use crate::store::{AlertFilter, EventFilter, EventRead, Store, StoreError, Unreadable};
 use crate::writer::core::{AssignmentChange, OperatorError};
@@ -33,6 +33,8 @@ pub const ACCESS_NOTES_MAX: usize = 2000;
 pub const RESPONDERS_MAX: usize = 10;
 pub const RESPONDER_NAME_MAX: usize = 200;
 pub const RESPONDER_PHONE_MAX: usize = 40;
+/// Risks, medical summary, communication needs.
+pub const CARE_TEXT_MAX: usize = 2000;
 /// Event page sizes: default and largest; a CSV export reads at most `CSV_MAX_ROWS`.
 pub const EVENTS_DEFAULT_LIMIT: usize = 100;
 pub const EVENTS_MAX_LIMIT: usize = 1000;
@@ -256,6 +258,7 @@ pub struct ResidentDetail {
     pub display_name: String,
     pub address: String,
     pub responders: Vec<Responder>,
+    pub care: CareProfile,
     pub devices: Vec<DeviceView>,
     pub open_alerts: Vec<AlertSummary>,
     pub last_contact: Option<String>,
@@ -295,6 +298,7 @@ pub async fn read_resident(
             display_name: resident.display_name,
             address: resident.address,
             responders: resident.responders,
+            care: resident.care,
         }))
     })
     .await?
@@ -394,6 +398,8 @@ pub struct ResidentInput {
     access_notes: String,
     #[serde(default)]
     responders: Vec<Responder>,
+    #[serde(default)]
+    care: CareProfile,
 }
 
 fn check_text(field: &str, text: &str, required: bool, max: usize) -> Result<(), ApiError> {
@@ -421,13 +427,34 @@ fn validated(id: ResidentId, input: ResidentInput) -> Result<Resident, ApiError>
     for responder in &input.responders {
         check_text("responder name", &responder.name, true, RESPONDER_NAME_MAX)?;
         check_text("responder phone", &responder.phone, true, RESPONDER_PHONE_MAX)?;
+        check_text(
+            "responder relationship",
+            &responder.relationship,
+            false,
+            RESPONDER_NAME_MAX,
+        )?;
     }
+    check_text("care.phone", &input.care.phone, false, RESPONDER_PHONE_MAX)?;
+    check_text("care.risks", &input.care.risks, false, CARE_TEXT_MAX)?;
+    check_text(
+        "care.medical_summary",
+        &input.care.medical_summary,
+        false,
+        CARE_TEXT_MAX,
+    )?;
+    check_text(
+        "care.communication_needs",
+        &input.care.communication_needs,
+        false,
+        CARE_TEXT_MAX,
+    )?;
     Ok(Resident {
         id,
         display_name: input.display_name,
         address: input.address,
         access_notes: input.access_notes,
         responders: input.responders,
+        care: input.care,
     })
 }
 

@@ -76,6 +76,7 @@ pub async fn register_home(gateway: &GatewayHandle, resident: &str, devices: &[(
             address: "1 Test Street".into(),
             access_notes: String::new(),
             responders: Vec::new(),
+            care: Default::default(),
         })
         .await
         .unwrap();
