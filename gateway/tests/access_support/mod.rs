@@ -253,3 +253,117 @@ fn dechunk(mut body: &str) -> String {
     }
     out
 }
+
+/// A logged-in browser, as far as the console can tell: its session cookie and the page's
+/// CSRF token.
+#[derive(Debug, Clone)]
+pub struct ConsoleSession {
+    pub cookie: String,
+    pub csrf: String,
+}
+
+/// The value of `<meta name="csrf-token" content="...">` in a page.
+pub fn csrf_of(page: &str) -> Option<String> {
+    let start = page.find("name=\"csrf-token\" content=\"")? + "name=\"csrf-token\" content=\"".len();
+    let end = page[start..].find('"')? + start;
+    Some(page[start..end].to_owned())
+}
+
+/// The value of a cookie set by a reply (`Set-Cookie: name=value; ...`).
+pub fn set_cookie(reply: &Reply, name: &str) -> Option<String> {
+    reply
+        .headers
+        .iter()
+        .filter(|(k, _)| k == "set-cookie")
+        .find_map(|(_, v)| {
+            v.strip_prefix(&format!("{name}="))
+                .map(|rest| rest.split(';').next().unwrap().to_owned())
+        })
+}
+
+/// A form body, `application/x-www-form-urlencoded`.
+pub fn form(fields: &[(&str, &str)]) -> String {
+    fields
+        .iter()
+        .map(|(k, v)| format!("{k}={}", percent(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn percent(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b' ' => "+".to_owned(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+impl Gateway {
+    /// Logs in through the console's form (fetching the form first for its CSRF cookie);
+    /// returns the login's reply (303 on success) and the session, if one was set.
+    pub async fn console_login_reply(&self, name: &str, password: &str) -> (Reply, Option<String>) {
+        let form_page = self.raw("GET", "/", &[], b"").await;
+        assert_eq!(form_page.status, 200, "{form_page:?}");
+        let login_csrf = set_cookie(&form_page, "tec_login_csrf").expect("login form sets its CSRF cookie");
+        let body = form(&[("username", name), ("password", password), ("csrf", &login_csrf)]);
+        let reply = self
+            .raw(
+                "POST",
+                "/login",
+                &[
+                    ("Content-Type", "application/x-www-form-urlencoded".to_owned()),
+                    ("Cookie", format!("tec_login_csrf={login_csrf}")),
+                ],
+                body.as_bytes(),
+            )
+            .await;
+        let session = set_cookie(&reply, "tec_session").filter(|value| !value.is_empty());
+        (reply, session)
+    }
+
+    /// Logs in through the console (the user's password already changed) and reads the CSRF
+    /// token off the landing page.
+    pub async fn console_login(&self, name: &str, password: &str) -> ConsoleSession {
+        let (reply, cookie) = self.console_login_reply(name, password).await;
+        assert_eq!(reply.status, 303, "{reply:?}");
+        let cookie = cookie.expect("a session cookie");
+        let landing = reply.header("location").unwrap().to_owned();
+        let page = self.page("GET", &landing, Some(&cookie), None).await;
+        assert_eq!(page.status, 200, "{landing}: {page:?}");
+        let csrf = csrf_of(&page.body).expect("the page carries a CSRF token");
+        ConsoleSession { cookie, csrf }
+    }
+
+    /// A console request with the session cookie (if any) and a form body (if any).
+    pub async fn page(&self, method: &str, path: &str, cookie: Option<&str>, form_body: Option<&str>) -> Reply {
+        let mut headers = Vec::new();
+        if let Some(cookie) = cookie {
+            headers.push(("Cookie", format!("tec_session={cookie}")));
+        }
+        if form_body.is_some() {
+            headers.push(("Content-Type", "application/x-www-form-urlencoded".to_owned()));
+        }
+        self.raw(method, path, &headers, form_body.unwrap_or("").as_bytes())
+            .await
+    }
+
+    /// An API call as the console's scripts make it: the cookie, and the CSRF header.
+    pub async fn api_with_cookie(
+        &self,
+        method: &str,
+        path: &str,
+        session: &ConsoleSession,
+        body: Option<&str>,
+    ) -> Reply {
+        let mut headers = vec![
+            ("Cookie", format!("tec_session={}", session.cookie)),
+            ("X-CSRF-Token", session.csrf.clone()),
+        ];
+        if body.is_some() {
+            headers.push(("Content-Type", "application/json".to_owned()));
+        }
+        self.raw(method, path, &headers, body.unwrap_or("").as_bytes()).await
+    }
+}
