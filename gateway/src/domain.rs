@@ -705,6 +705,75 @@ pub enum Change {
         outcome: Outcome,
         note: Option<String>,
     },
+    /// A responder from the resident's list was called, and how that went (one per attempt).
+    ResponderCalled {
+        operator: String,
+        /// The responder's name as it was in the record at the time of the call.
+        responder: String,
+        outcome: CallOutcome,
+    },
+    /// Why an alarm answered later than the 180-second standard was so; required to close
+    /// such an alert, recorded just before its `Resolved`.
+    LateAnswerReason {
+        operator: String,
+        reason: String,
+    },
+    /// Something promised at resolution (a visit, a call back, a device check); it sits on
+    /// the worklist until `FollowUpDone`.
+    FollowUp {
+        operator: String,
+        text: String,
+    },
+    FollowUpDone {
+        operator: String,
+        note: Option<String>,
+    },
+}
+
+/// How one call to a responder went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallOutcome {
+    /// Answered and going to the resident.
+    WillAttend,
+    /// Answered but cannot go.
+    CannotAttend,
+    NoAnswer,
+    /// Voicemail or a message with someone else.
+    LeftMessage,
+    /// Number wrong or out of service (the record needs correcting).
+    NumberUnobtainable,
+}
+
+impl CallOutcome {
+    pub const ALL: &'static [CallOutcome] = &[
+        CallOutcome::WillAttend,
+        CallOutcome::CannotAttend,
+        CallOutcome::NoAnswer,
+        CallOutcome::LeftMessage,
+        CallOutcome::NumberUnobtainable,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallOutcome::WillAttend => "will_attend",
+            CallOutcome::CannotAttend => "cannot_attend",
+            CallOutcome::NoAnswer => "no_answer",
+            CallOutcome::LeftMessage => "left_message",
+            CallOutcome::NumberUnobtainable => "number_unobtainable",
+        }
+    }
+
+    /// As an operator reads it.
+    pub fn label(self) -> &'static str {
+        match self {
+            CallOutcome::WillAttend => "answered: will attend",
+            CallOutcome::CannotAttend => "answered: cannot attend",
+            CallOutcome::NoAnswer => "no answer",
+            CallOutcome::LeftMessage => "left a message",
+            CallOutcome::NumberUnobtainable => "number unobtainable",
+        }
+    }
 }
 
 /// An alert with its whole history.

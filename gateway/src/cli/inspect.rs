@@ -354,6 +354,17 @@ fn transition_text(transition: &Transition) -> String {
             }
             text
         }
+        Change::ResponderCalled {
+            operator,
+            responder,
+            outcome,
+        } => format!("{operator} called responder {responder}: {}", outcome.label()),
+        Change::LateAnswerReason { operator, reason } => format!("late-answer reason by {operator}: {reason}"),
+        Change::FollowUp { operator, text } => format!("follow-up promised by {operator}: {text}"),
+        Change::FollowUpDone { operator, note } => match note {
+            Some(note) => format!("follow-up done by {operator}: {note}"),
+            None => format!("follow-up done by {operator}"),
+        },
     };
     format!("{}  {what}", time_text(transition.at))
 }
