@@ -236,12 +236,13 @@ mod tests {
 
     #[test]
     fn a_summer_time_evening_belongs_to_the_next_london_day() {
-        // 23:30 UTC on 1 July is 00:30 on 2 July in London (BST); in March the clocks go
-        // forward, so that day is 23 hours long and still one column.
+        // 23:30 UTC on 1 July is 00:30 on 2 July in London (BST). On 29 March 2026 the
+        // clocks go forward at 01:00 UTC: 00:30 UTC is still that day (GMT), 23:30 UTC is
+        // already 30 March.
         let events = [
             (at("2026-07-01T23:30:00Z"), "sensor"),
             (at("2026-03-29T00:30:00Z"), "sensor"),
-            (at("2026-03-29T22:30:00Z"), "sensor"),
+            (at("2026-03-29T23:30:00Z"), "sensor"),
         ];
         let july = count_days(&events, date(2026, 7, 1), 2, &london());
         assert_eq!((july[0].sensor, july[1].sensor), (0, 1));
