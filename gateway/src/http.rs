@@ -189,9 +189,24 @@ pub fn console_routes(state: ApiState) -> ConsoleRouter {
         .route(Method::POST, "/logout", Allowed::ANY_ROLE, login::submit_logout)
         .route(Method::GET, "/password", Allowed::ANY_ROLE, login::password_page)
         .route(Method::POST, "/password", Allowed::ANY_ROLE, login::submit_password)
-        .route(Method::GET, "/residents", Allowed::Roles(RESIDENT_READERS), residents::residents_page)
-        .route(Method::GET, "/residents/{id}", Allowed::Roles(RESIDENT_READERS), residents::resident_page)
-        .route(Method::GET, "/history", Allowed::Roles(ALERT_READERS), history::history_page)
+        .route(
+            Method::GET,
+            "/residents",
+            Allowed::Roles(RESIDENT_READERS),
+            residents::residents_page,
+        )
+        .route(
+            Method::GET,
+            "/residents/{id}",
+            Allowed::Roles(RESIDENT_READERS),
+            residents::resident_page,
+        )
+        .route(
+            Method::GET,
+            "/history",
+            Allowed::Roles(ALERT_READERS),
+            history::history_page,
+        )
         .route(Method::GET, "/fleet", Allowed::ANY_ROLE, fleet::fleet_page)
 }
 

@@ -150,8 +150,20 @@ fn seed(store: &Store) {
         .unwrap();
     let devices = [
         ("pnd-1", DeviceKind::Pendant, OnlineState::Online, Some(80), Some("R-1")),
-        ("bed-1", DeviceKind::BedSensor, OnlineState::Offline, Some(12), Some("R-1")),
-        ("door-2", DeviceKind::DoorSensor, OnlineState::Online, Some(95), Some("R-2")),
+        (
+            "bed-1",
+            DeviceKind::BedSensor,
+            OnlineState::Offline,
+            Some(12),
+            Some("R-1"),
+        ),
+        (
+            "door-2",
+            DeviceKind::DoorSensor,
+            OnlineState::Online,
+            Some(95),
+            Some("R-2"),
+        ),
         ("hub-9", DeviceKind::Hub, OnlineState::Unknown, None, None),
     ];
     for (id, kind, online, battery, resident) in devices {
@@ -195,7 +207,13 @@ fn seed(store: &Store) {
             UplinkBody::SensorChange { input: 1, state },
         ));
     }
-    events.push(event("pnd-1", 300, T0 - HOUR, "R-1", UplinkBody::Alarm(AlarmKind::PendantPress)));
+    events.push(event(
+        "pnd-1",
+        300,
+        T0 - HOUR,
+        "R-1",
+        UplinkBody::Alarm(AlarmKind::PendantPress),
+    ));
     events.push(event("pnd-1", 301, T0 - 2 * HOUR, "R-1", heartbeat(79)));
     events.push(event(
         "bed-1",
@@ -208,10 +226,16 @@ fn seed(store: &Store) {
         },
     ));
     events.push(event("pnd-1", 5, T0 - 53 * DAY, "R-1", heartbeat(90)));
-    events.push(event("door-2", 1, T0 - HOUR, "R-2", UplinkBody::SensorChange {
-        input: 2,
-        state: SensorState::DoorOpen,
-    }));
+    events.push(event(
+        "door-2",
+        1,
+        T0 - HOUR,
+        "R-2",
+        UplinkBody::SensorChange {
+            input: 2,
+            state: SensorState::DoorOpen,
+        },
+    ));
     batch.insert_events(&events).unwrap();
     let mut late = alert(3, AlertKind::PendantPress, "R-1", "pnd-1", T0 - HOUR);
     late.late_by_ms = Some(120_000);
@@ -323,7 +347,11 @@ async fn resident_list_searches_escapes_and_is_audited() {
     let page = get(&gw, "/residents", &carl).await;
     assert_eq!(page.status, 200, "{page:?}");
     assert!(!page.body.contains("<script>alert"), "name escaped");
-    assert!(page.body.contains("&lt;script&gt;alert('name')&lt;/script&gt; Ann"), "{}", page.body);
+    assert!(
+        page.body.contains("&lt;script&gt;alert('name')&lt;/script&gt; Ann"),
+        "{}",
+        page.body
+    );
     let listed = rows(&page.body, "residents");
     assert_eq!(listed.len(), 2);
     // R-1: 2 devices, 1 open alert (the key conflict has no resident), last contact an hour ago.
@@ -332,7 +360,12 @@ async fn resident_list_searches_escapes_and_is_audited() {
     assert!(listed[0].contains("open-alerts attention\">1</td>"), "{}", listed[0]);
     assert!(listed[0].contains("Mon 23 Nov 09:00:00"), "{}", listed[0]);
     // Search by name, any case; by id; nothing.
-    for (q, expected) in [("bea", vec!["R-2"]), ("r-1", vec!["R-1"]), ("ANN", vec!["R-1"]), ("zzz", vec![])] {
+    for (q, expected) in [
+        ("bea", vec!["R-2"]),
+        ("r-1", vec!["R-1"]),
+        ("ANN", vec!["R-1"]),
+        ("zzz", vec![]),
+    ] {
         let page = get(&gw, &format!("/residents?q={q}"), &carl).await;
         assert_eq!(page.status, 200);
         let found: Vec<&str> = expected.clone();
@@ -349,7 +382,10 @@ async fn resident_list_searches_escapes_and_is_audited() {
     assert_eq!(get(&gw, "/residents", &mona).await.status, 403);
     // Each list read is audited like the API's (no resident, target list).
     let raw = gw.handle().client().store().unwrap().audit_raw().unwrap();
-    let trail: Vec<AuditEntry> = raw.iter().map(|(_, bytes)| serde_json::from_slice(bytes).unwrap()).collect();
+    let trail: Vec<AuditEntry> = raw
+        .iter()
+        .map(|(_, bytes)| serde_json::from_slice(bytes).unwrap())
+        .collect();
     let lists = trail
         .iter()
         .filter(|e| e.action == "read_resident" && e.username == "carl" && e.target.as_deref() == Some("list"))
@@ -371,9 +407,18 @@ async fn resident_page_shows_the_record_chart_timeline_and_earlier_alerts() {
     assert!(body.contains("&lt;script&gt;alert('name')&lt;/script&gt; Ann"));
     assert!(body.contains("Bob &lt;img src=x onerror=alert(1)&gt;"));
     assert!(body.contains("&lt;script&gt;x&lt;/script&gt; diabetes"));
-    assert!(!body.contains("4711") && !body.contains("key safe"), "access notes never shown");
+    assert!(
+        !body.contains("4711") && !body.contains("key safe"),
+        "access notes never shown"
+    );
     // Care profile and responders with relationship.
-    for text in ["01632 960000", "falls; lives alone", "hard of hearing", "(son)", "+44 7700 900000"] {
+    for text in [
+        "01632 960000",
+        "falls; lives alone",
+        "hard of hearing",
+        "(son)",
+        "+44 7700 900000",
+    ] {
         assert!(body.contains(text), "{text}");
     }
     // Devices and their state.
@@ -425,10 +470,17 @@ async fn resident_page_shows_the_record_chart_timeline_and_earlier_alerts() {
     let page = get(&gw, "/residents/R-1?kind=alarm&kind=sensor", &carl).await;
     let timeline = rows(&page.body, "timeline");
     assert_eq!(timeline.len(), 5, "3 bed events, an alarm and a sensor event today");
-    assert!(timeline.iter().all(|r| r.contains("data-kind=\"sensor\"") || r.contains("data-kind=\"alarm\"")));
+    assert!(
+        timeline
+            .iter()
+            .all(|r| r.contains("data-kind=\"sensor\"") || r.contains("data-kind=\"alarm\""))
+    );
     assert!(page.body.contains("<option value=\"alarm\" selected"));
     let csv = href_of(&page.body, "export-csv");
-    assert!(csv.starts_with("/api/v1/residents/R-1/events?format=csv&since=2026-10-27T00%3A00%3A00Z"), "{csv}");
+    assert!(
+        csv.starts_with("/api/v1/residents/R-1/events?format=csv&since=2026-10-27T00%3A00%3A00Z"),
+        "{csv}"
+    );
     assert!(csv.ends_with("&kind=alarm&kind=sensor"), "{csv}");
     let page = get(&gw, "/residents/R-1?from=2026-10-01&to=2026-10-01", &carl).await;
     assert_eq!(rows(&page.body, "timeline").len(), 1);
@@ -441,7 +493,12 @@ async fn resident_page_shows_the_record_chart_timeline_and_earlier_alerts() {
     // The link works with the cookie and gives the same events (the API audits the export).
     let export = gw.page("GET", &csv, Some(&carl.cookie), None).await;
     assert_eq!(export.status, 200, "{export:?}");
-    assert_eq!(export.body.lines().filter(|l| !l.starts_with('#')).count(), 2, "{}", export.body);
+    assert_eq!(
+        export.body.lines().filter(|l| !l.starts_with('#')).count(),
+        2,
+        "{}",
+        export.body
+    );
     assert_eq!(audit_count(&gw, &mona_token, "R-1", "export_records", "carl").await, 1);
     let page = get(&gw, "/residents/R-1?from=2026-11-22&to=2026-11-22&kind=sensor", &carl).await;
     assert_eq!(rows(&page.body, "timeline").len(), 3);
@@ -452,7 +509,13 @@ async fn resident_page_shows_the_record_chart_timeline_and_earlier_alerts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resident_page_bad_parameters_and_unknown_ids() {
     let Staff {
-        gw, carl, olive, ada, mona, mona_token, ..
+        gw,
+        carl,
+        olive,
+        ada,
+        mona,
+        mona_token,
+        ..
     } = staffed().await;
     for bad in [
         "/residents/R-1?from=yesterday",
@@ -494,7 +557,10 @@ async fn history_search_filters_pages_and_refuses_bad_parameters() {
     assert_eq!(page.status, 200, "{page:?}");
     assert_eq!(ids(&page.body), ["1", "2", "3", "4", "5"]);
     let first = rows(&page.body, "history")[0].to_owned();
-    assert!(first.contains("1 min 05 s") && first.contains("false alarm") && first.contains(">olive<"), "{first}");
+    assert!(
+        first.contains("1 min 05 s") && first.contains("false alarm") && first.contains(">olive<"),
+        "{first}"
+    );
     for (query, expected) in [
         ("resident=R-1", vec!["1", "3", "5"]),
         ("state=resolved", vec!["1", "2", "5"]),
@@ -503,7 +569,10 @@ async fn history_search_filters_pages_and_refuses_bad_parameters() {
         ("priority=technical", vec!["4", "5"]),
         ("kind=pendant_press&resident=R-1", vec!["1", "3"]),
         ("from=2026-11-19&to=2026-11-21", vec!["2", "5"]),
-        ("resident=&kind=&priority=&state=&outcome=&from=&to=", vec!["1", "2", "3", "4", "5"]),
+        (
+            "resident=&kind=&priority=&state=&outcome=&from=&to=",
+            vec!["1", "2", "3", "4", "5"],
+        ),
     ] {
         let page = get(&gw, &format!("/history?{query}"), &olive).await;
         assert_eq!(page.status, 200, "{query}: {page:?}");
@@ -543,7 +612,13 @@ async fn history_pages_follow_the_cursor_with_an_outcome_filter() {
                 Outcome::AdviceGiven
             };
             let alert = resolved(
-                alert(10 + i.unsigned_abs(), AlertKind::PendantPress, "R-2", "door-2", T0 - DAY + i * 1000),
+                alert(
+                    10 + i.unsigned_abs(),
+                    AlertKind::PendantPress,
+                    "R-2",
+                    "door-2",
+                    T0 - DAY + i * 1000,
+                ),
                 10_000,
                 "olive",
                 outcome,
@@ -574,9 +649,17 @@ async fn history_pages_follow_the_cursor_with_an_outcome_filter() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fleet_page_shows_the_apis_figures_to_every_role() {
     let Staff {
-        gw, olive, carl, mona, ada, ..
+        gw,
+        olive,
+        carl,
+        mona,
+        ada,
+        ..
     } = staffed().await;
-    let api = gw.api_with_cookie("GET", "/api/v1/fleet/health?silent_days=3", &mona, None).await.json();
+    let api = gw
+        .api_with_cookie("GET", "/api/v1/fleet/health?silent_days=3", &mona, None)
+        .await
+        .json();
     let devices = gw.api_with_cookie("GET", "/api/v1/devices", &mona, None).await.json();
     for who in [&olive, &carl, &mona, &ada] {
         let page = get(&gw, "/fleet?silent_days=3", who).await;
@@ -600,12 +683,21 @@ async fn fleet_page_shows_the_apis_figures_to_every_role() {
         }
         let table = rows(&page.body, "fleet");
         assert_eq!(table.len(), devices.as_array().unwrap().len());
-        assert!(page.body.contains(&format!("{} devices in the register", api["devices"])));
+        assert!(
+            page.body
+                .contains(&format!("{} devices in the register", api["devices"]))
+        );
     }
     // The figures themselves, from the seed.
     let count = |key: &str| api[key]["count"].as_u64().unwrap();
     assert_eq!(
-        [count("offline"), count("low_battery"), count("silent"), count("late_delivery"), count("key_conflict")],
+        [
+            count("offline"),
+            count("low_battery"),
+            count("silent"),
+            count("late_delivery"),
+            count("key_conflict")
+        ],
         [1, 1, 1, 1, 1],
         "{api}"
     );

@@ -289,8 +289,14 @@ mod tests {
         let svg = activity_chart("Activity", &[day(1, 0, 2, 0), day(2, 0, 0, 0)]).into_string();
         assert_eq!(svg.matches("class=\"day silent-day\"").count(), 1);
         assert!(svg.contains("data-day=\"2026-11-02\" data-total=\"0\""), "{svg}");
-        assert!(svg.contains("<title>Mon 2 Nov: no events at all (a silent day)</title>"), "{svg}");
-        assert!(svg.contains(&format!("height=\"{PLOT}\" fill=\"{SILENT_FILL}\"")), "{svg}");
+        assert!(
+            svg.contains("<title>Mon 2 Nov: no events at all (a silent day)</title>"),
+            "{svg}"
+        );
+        assert!(
+            svg.contains(&format!("height=\"{PLOT}\" fill=\"{SILENT_FILL}\"")),
+            "{svg}"
+        );
     }
 
     #[test]
@@ -299,19 +305,34 @@ mod tests {
         assert!(svg.contains("chart-empty"), "{svg}");
         assert!(svg.contains("No events at all in these days"));
         let svg = activity_chart("Activity", &[]).into_string();
-        assert!(svg.contains("id=\"activity-chart\"") && svg.contains("chart-empty"), "{svg}");
+        assert!(
+            svg.contains("id=\"activity-chart\"") && svg.contains("chart-empty"),
+            "{svg}"
+        );
     }
 
     #[test]
     fn the_label_is_escaped() {
         let svg = activity_chart("Activity of <script>alert(1)</script> & co", &[day(1, 1, 0, 0)]).into_string();
         assert!(!svg.contains("<script>"), "{svg}");
-        assert!(svg.contains("Activity of &lt;script&gt;alert(1)&lt;/script&gt; &amp; co"), "{svg}");
+        assert!(
+            svg.contains("Activity of &lt;script&gt;alert(1)&lt;/script&gt; &amp; co"),
+            "{svg}"
+        );
     }
 
     #[test]
     fn the_axis_top_is_a_round_number_at_least_the_busiest_day() {
-        for (busiest, top) in [(0, 1), (1, 1), (3, 5), (7, 10), (11, 20), (21, 50), (101, 200), (999, 1000)] {
+        for (busiest, top) in [
+            (0, 1),
+            (1, 1),
+            (3, 5),
+            (7, 10),
+            (11, 20),
+            (21, 50),
+            (101, 200),
+            (999, 1000),
+        ] {
             assert_eq!(axis_top(busiest), top, "busiest {busiest}");
         }
         assert!(axis_top(u32::MAX) >= u32::MAX / 2);

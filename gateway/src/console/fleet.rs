@@ -20,8 +20,8 @@ pub async fn fleet_page(
     Extension(caller): Extension<Caller>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, ConsoleError> {
-    let Query(pairs) = query
-        .map_err(|e| ConsoleError::new(StatusCode::BAD_REQUEST, format!("Bad query: {}", e.body_text())))?;
+    let Query(pairs) =
+        query.map_err(|e| ConsoleError::new(StatusCode::BAD_REQUEST, format!("Bad query: {}", e.body_text())))?;
     let mut silent_days = None;
     for (key, value) in pairs {
         match key.as_str() {

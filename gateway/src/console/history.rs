@@ -77,7 +77,9 @@ impl HistorySearch {
             // An outcome exists only once an alert is resolved.
             (None, Some(_)) => Some("resolved"),
             (Some(state), Some(_)) if state != "resolved" => {
-                return Err(bad_request("Only resolved alerts have an outcome: choose state 'resolved' or no outcome."));
+                return Err(bad_request(
+                    "Only resolved alerts have an outcome: choose state 'resolved' or no outcome.",
+                ));
             }
             (state, _) => state,
         };
@@ -210,11 +212,17 @@ async fn search(state: &ApiState, mut query: AlertQuery, outcome: Option<Outcome
         Ok(Ok(found)) => Ok(found),
         Ok(Err(error)) => {
             tracing::error!(error = %error, "history search failed");
-            Err(ConsoleError::new(StatusCode::SERVICE_UNAVAILABLE, "The alert store could not be read."))
+            Err(ConsoleError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The alert store could not be read.",
+            ))
         }
         Err(error) => {
             tracing::error!(error = %error, "history search failed");
-            Err(ConsoleError::new(StatusCode::SERVICE_UNAVAILABLE, "The alert store could not be read."))
+            Err(ConsoleError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The alert store could not be read.",
+            ))
         }
     }
 }

@@ -114,7 +114,9 @@ fn bad_request(message: impl Into<String>) -> ConsoleError {
     ConsoleError::new(StatusCode::BAD_REQUEST, message)
 }
 
-fn query_pairs(query: Result<Query<Vec<(String, String)>>, QueryRejection>) -> Result<Vec<(String, String)>, ConsoleError> {
+fn query_pairs(
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Vec<(String, String)>, ConsoleError> {
     query
         .map(|Query(pairs)| pairs)
         .map_err(|e| bad_request(format!("Bad query: {}", e.body_text())))
@@ -260,7 +262,12 @@ impl TimelineFilters {
 }
 
 /// The API's CSV export of these filters (`since`/`until` in RFC 3339, `kind` repeated).
-pub fn export_link(id: &ResidentId, since: Option<Timestamp>, until: Option<Timestamp>, kinds: &BTreeSet<&str>) -> String {
+pub fn export_link(
+    id: &ResidentId,
+    since: Option<Timestamp>,
+    until: Option<Timestamp>,
+    kinds: &BTreeSet<&str>,
+) -> String {
     let mut pairs: Vec<(&str, String)> = vec![("format", "csv".to_owned())];
     if let Some(since) = since {
         pairs.push(("since", since.to_string()));
@@ -299,8 +306,11 @@ pub async fn resident_page(
     let id = path_id(path)?;
     let filters = TimelineFilters::parse(query_pairs(query)?)?;
     let now = state.clock.now();
-    let today = local_date(now).ok_or_else(|| ConsoleError::new(StatusCode::SERVICE_UNAVAILABLE, "The clock is out of range."))?;
-    let first_day = today.checked_sub(jiff::Span::new().days(CHART_DAYS - 1)).unwrap_or(today);
+    let today = local_date(now)
+        .ok_or_else(|| ConsoleError::new(StatusCode::SERVICE_UNAVAILABLE, "The clock is out of range."))?;
+    let first_day = today
+        .checked_sub(jiff::Span::new().days(CHART_DAYS - 1))
+        .unwrap_or(today);
     let chart_since = start_of_day(first_day).unwrap_or(now);
     let chart_until = today.tomorrow().ok().and_then(start_of_day).unwrap_or(now);
     // Without dates the timeline starts where the chart does.
@@ -427,7 +437,10 @@ fn open_alerts(detail: &ResidentDetail) -> Markup {
 }
 
 fn activity(detail: &ResidentDetail, days: &[DayCounts], tally: &EventTally) -> Markup {
-    let label = format!("Events per day of {} over the last {CHART_DAYS} days", detail.display_name);
+    let label = format!(
+        "Events per day of {} over the last {CHART_DAYS} days",
+        detail.display_name
+    );
     let silent = days.iter().filter(|d| d.total() == 0).count();
     html! {
         section aria-labelledby="activity-heading" {
@@ -609,11 +622,17 @@ async fn earlier_alerts(state: &ApiState, id: &ResidentId) -> Result<Vec<Alert>,
         Ok(Ok(alerts)) => Ok(alerts),
         Ok(Err(error)) => {
             tracing::error!(resident = %id, error = %error, "earlier alerts not read");
-            Err(ConsoleError::new(StatusCode::SERVICE_UNAVAILABLE, "The alert store could not be read."))
+            Err(ConsoleError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The alert store could not be read.",
+            ))
         }
         Err(error) => {
             tracing::error!(resident = %id, error = %error, "earlier alerts read failed");
-            Err(ConsoleError::new(StatusCode::SERVICE_UNAVAILABLE, "The alert store could not be read."))
+            Err(ConsoleError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The alert store could not be read.",
+            ))
         }
     }
 }
@@ -667,7 +686,10 @@ mod tests {
         .unwrap();
         assert_eq!(filters.from, Some(jiff::civil::date(2026, 11, 1)));
         assert_eq!(filters.kinds.len(), 2);
-        assert_eq!(filters.query_string(), "from=2026-11-01&to=2026-11-02&kind=alarm&kind=sensor");
+        assert_eq!(
+            filters.query_string(),
+            "from=2026-11-01&to=2026-11-02&kind=alarm&kind=sensor"
+        );
         // GMT in November: the day runs midnight to midnight UTC.
         let (since, until) = filters.range().unwrap();
         assert_eq!(since.unwrap().to_string(), "2026-11-01T00:00:00Z");
