@@ -500,6 +500,13 @@ async fn resident_page_shows_the_record_chart_timeline_and_earlier_alerts() {
         export.body
     );
     assert_eq!(audit_count(&gw, &mona_token, "R-1", "export_records", "carl").await, 1);
+    // Only an end date: from the beginning of the record.
+    let page = get(&gw, "/residents/R-1?to=2026-10-01", &carl).await;
+    assert_eq!(rows(&page.body, "timeline").len(), 1);
+    assert_eq!(
+        href_of(&page.body, "export-csv"),
+        "/api/v1/residents/R-1/events?format=csv&until=2026-10-01T23%3A00%3A00Z"
+    );
     let page = get(&gw, "/residents/R-1?from=2026-11-22&to=2026-11-22&kind=sensor", &carl).await;
     assert_eq!(rows(&page.body, "timeline").len(), 3);
     let page = get(&gw, "/residents/R-1?from=2026-11-21&to=2026-11-21", &carl).await;

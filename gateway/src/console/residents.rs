@@ -313,9 +313,10 @@ pub async fn resident_page(
         .unwrap_or(today);
     let chart_since = start_of_day(first_day).unwrap_or(now);
     let chart_until = today.tomorrow().ok().and_then(start_of_day).unwrap_or(now);
-    // Without dates the timeline starts where the chart does.
+    // Without dates the timeline starts where the chart does; with only an end date it
+    // runs from the beginning of the record.
     let (since, until) = match filters.range()? {
-        (None, until) => (Some(chart_since), until),
+        (None, None) => (Some(chart_since), None),
         range => range,
     };
     let detail = residents_api::resident_detail(&state, &caller, &id).await?;
