@@ -163,6 +163,11 @@ impl Store {
         txn.open_table(SESSIONS)?;
         txn.open_table(AUDIT_LOG)?;
         txn.open_table(AUDIT_HEAD)?;
+        txn.open_table(AUDIT_BY_RESIDENT)?;
+        let indexed = access::catch_up_audit_index(&txn)?;
+        if indexed > 0 {
+            tracing::info!(entries = indexed, "audit entries added to the resident index");
+        }
         txn.commit()?;
         tracing::debug!(path = %path.display(), "store opened");
         Ok(Store {
