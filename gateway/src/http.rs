@@ -17,7 +17,8 @@ use crate::access::alerts_api::{
     acknowledge_alert, add_alert_note, alert_stream, get_alert, list_alerts, resolve_alert,
 };
 use crate::access::api::{
-    audit_trail, audit_verify, change_password, create_user, disable_user, list_users, login, logout, me, reset_user,
+    audit_trail, audit_verify, change_password, change_user_role, create_user, disable_user, list_users, login, logout,
+    me, reset_user,
 };
 use crate::access::residents_api::{
     assign_device, create_resident, fleet_health, list_devices, list_residents, read_device, read_resident,
@@ -106,6 +107,12 @@ pub fn api_routes(state: ApiState) -> ApiRouter {
             disable_user,
         )
         .route(Method::POST, "/users/{name}/reset", Allowed::Roles(ADMIN), reset_user)
+        .route(
+            Method::POST,
+            "/users/{name}/role",
+            Allowed::Roles(ADMIN),
+            change_user_role,
+        )
         .route(Method::GET, "/audit", Allowed::Roles(MANAGER), audit_trail)
         .route(Method::GET, "/audit/verify", Allowed::Roles(MANAGER), audit_verify)
         // Residents and devices (docs/access.md, "Residents and devices").
