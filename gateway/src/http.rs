@@ -25,7 +25,7 @@ use crate::access::residents_api::{
     resident_events, reveal_access_info, unassign_device, update_resident,
 };
 use crate::access::{Allowed, ApiRouter, ApiState, Role};
-use crate::console::{ConsoleRouter, login};
+use crate::console::{ConsoleRouter, audit_page, login, users, worklist};
 
 use crate::ingest::mqtt::MqttState;
 use crate::metrics::Metrics;
@@ -196,6 +196,23 @@ pub fn console_routes(state: ApiState) -> ConsoleRouter {
         .route(Method::POST, "/logout", Allowed::ANY_ROLE, login::submit_logout)
         .route(Method::GET, "/password", Allowed::ANY_ROLE, login::password_page)
         .route(Method::POST, "/password", Allowed::ANY_ROLE, login::submit_password)
+        .route(
+            Method::GET,
+            "/worklist",
+            Allowed::Roles(&[Role::Operator, Role::CareStaff]),
+            worklist::worklist_page,
+        )
+        .route(Method::GET, "/audit", Allowed::Roles(MANAGER), audit_page::audit_page)
+        .route(Method::GET, "/users", Allowed::Roles(ADMIN), users::users_page)
+        .route(Method::POST, "/users", Allowed::Roles(ADMIN), users::create_user_form)
+        .route(
+            Method::POST,
+            "/users/{name}/disable",
+            Allowed::Roles(ADMIN),
+            users::disable_form,
+        )
+        .route(Method::POST, "/users/{name}/reset", Allowed::Roles(ADMIN), users::reset_form)
+        .route(Method::POST, "/users/{name}/role", Allowed::Roles(ADMIN), users::role_form)
 }
 
 /// `GET /openapi.json` (public: the API's shape, no data), built once from the route table.

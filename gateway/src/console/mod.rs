@@ -14,8 +14,11 @@
 //! something carries the session's CSRF token, checked here before the handler runs.
 
 pub mod assets;
+pub mod audit_page;
 pub mod layout;
 pub mod login;
+pub mod users;
+pub mod worklist;
 
 use std::collections::BTreeMap;
 
