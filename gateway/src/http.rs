@@ -207,12 +207,10 @@ pub fn console_routes(state: ApiState) -> ConsoleRouter {
         .route(Method::POST, "/users", Allowed::Roles(ADMIN), users::create_user_form)
         .route(
             Method::POST,
-            "/users/{name}/disable",
+            "/users/{name}",
             Allowed::Roles(ADMIN),
-            users::disable_form,
+            users::user_action_form,
         )
-        .route(Method::POST, "/users/{name}/reset", Allowed::Roles(ADMIN), users::reset_form)
-        .route(Method::POST, "/users/{name}/role", Allowed::Roles(ADMIN), users::role_form)
 }
 
 /// `GET /openapi.json` (public: the API's shape, no data), built once from the route table.

@@ -419,31 +419,39 @@ async fn the_users_page_creates_resets_disables_and_changes_roles() {
     }
     assert!(users.contains("data-username=\"bob\" data-role=\"operator\""), "{users}");
     assert!(users.contains("(you)"), "{users}");
-    assert!(!users.contains("action=\"/users/ada/role\""), "no control for one's own role: {users}");
-    assert!(users.contains("action=\"/users/bob/role\""), "{users}");
+    assert!(!users.contains("action=\"/users/ada\""), "no control for one's own account: {users}");
+    assert!(users.contains("action=\"/users/bob\""), "{users}");
+    assert!(users.contains("name=\"action\" value=\"role\""), "{users}");
     assert!(reply.body.contains("name=\"csrf\""), "forms carry the CSRF token");
 
     // Change a role through the page: bob's token dies, the table says so.
-    let reply = post_form(&gw, &ada, "/users/bob/role", &[("role", "care_staff")]).await;
+    let reply = post_form(&gw, &ada, "/users/bob", &[("action", "role"), ("role", "care_staff")]).await;
     assert_eq!(reply.status, 200, "{reply:?}");
     assert!(reply.body.contains("bob is now care staff (was operator)"), "{}", reply.body);
     assert!(reply.body.contains("data-username=\"bob\" data-role=\"care_staff\""));
     assert_eq!(gw.call("GET", "/api/v1/me", Some(bob), None).await.status, 401);
     // Own account, same role, bad role, unknown user: the page again with the reason.
-    for (path, role, status, says) in [
-        ("/users/ada/role", "operator", 409, "cannot change their own role"),
-        ("/users/bob/role", "care_staff", 409, "already has the role"),
-        ("/users/bob/role", "", 400, "unknown role"),
-        ("/users/nobody/role", "manager", 404, "no user nobody"),
-        ("/users/Bad%20Name/role", "manager", 400, "invalid username"),
+    for (path, action, role, status, says) in [
+        ("/users/ada", "role", "operator", 409, "cannot change their own role"),
+        ("/users/bob", "role", "care_staff", 409, "already has the role"),
+        ("/users/bob", "role", "", 400, "unknown role"),
+        ("/users/bob", "", "manager", 400, "choose what to do"),
+        ("/users/bob", "promote", "manager", 400, "choose what to do"),
+        ("/users/nobody", "role", "manager", 404, "no user nobody"),
+        ("/users/Bad%20Name", "role", "manager", 400, "invalid username"),
     ] {
-        let reply = post_form(&gw, &ada, path, &[("role", role)]).await;
+        let reply = post_form(&gw, &ada, path, &[("action", action), ("role", role)]).await;
         assert_eq!(reply.status, status, "{path} {role}: {reply:?}");
         assert!(reply.body.contains(says), "{path}: {}", reply.body);
     }
     // Without the CSRF token the gate refuses it before the handler.
     let reply = gw
-        .page("POST", "/users/bob/role", Some(&ada.cookie), Some(&form(&[("role", "manager")])))
+        .page(
+            "POST",
+            "/users/bob",
+            Some(&ada.cookie),
+            Some(&form(&[("action", "role"), ("role", "manager")])),
+        )
         .await;
     assert_eq!(reply.status, 403);
     assert_eq!(role_of(&gw, "bob").await, "care_staff");
@@ -471,7 +479,7 @@ async fn the_users_page_creates_resets_disables_and_changes_roles() {
     }
 
     // Reset: a new one-time password, once; the old one stops working.
-    let reply = post_form(&gw, &ada, "/users/newbie/reset", &[]).await;
+    let reply = post_form(&gw, &ada, "/users/newbie", &[("action", "reset")]).await;
     assert_eq!(reply.status, 200, "{reply:?}");
     let fresh = between(&reply.body, "id=\"one-time-password\">", "</code>")
         .trim_start_matches("id=\"one-time-password\">")
@@ -482,16 +490,16 @@ async fn the_users_page_creates_resets_disables_and_changes_roles() {
     gw.login("newbie", &fresh).await;
 
     // Disable: the notice, the state, and no more logins; not one's own account.
-    let reply = post_form(&gw, &ada, "/users/newbie/disable", &[]).await;
+    let reply = post_form(&gw, &ada, "/users/newbie", &[("action", "disable")]).await;
     assert_eq!(reply.status, 200, "{reply:?}");
     assert!(reply.body.contains("newbie is disabled"), "{}", reply.body);
     let row = between(&reply.body, "data-username=\"newbie\"", "</tr>");
-    assert!(row.contains("disabled") && !row.contains("/disable"), "{row}");
+    assert!(row.contains("disabled") && !row.contains("value=\"disable\""), "{row}");
     let fresh_login = serde_json::json!({ "username": "newbie", "password": fresh }).to_string();
     assert_eq!(gw.call("POST", "/api/v1/login", None, Some(&fresh_login)).await.status, 401);
-    let reply = post_form(&gw, &ada, "/users/ada/disable", &[]).await;
+    let reply = post_form(&gw, &ada, "/users/ada", &[("action", "disable")]).await;
     assert_eq!(reply.status, 409);
-    let reply = post_form(&gw, &ada, "/users/nobody/reset", &[]).await;
+    let reply = post_form(&gw, &ada, "/users/nobody", &[("action", "reset")]).await;
     assert_eq!(reply.status, 404);
 
     // Each change audited once, by ada, as the API audits it.
@@ -512,7 +520,7 @@ async fn the_users_page_creates_resets_disables_and_changes_roles() {
     // Not for other roles.
     let olive = console_at(&gw, "olive", "/worklist").await;
     assert_eq!(gw.page("GET", "/users", Some(&olive.cookie), None).await.status, 403);
-    assert_eq!(post_form(&gw, &olive, "/users/bob/role", &[("role", "admin")]).await.status, 403);
+    assert_eq!(post_form(&gw, &olive, "/users/bob", &[("action", "role"), ("role", "admin")]).await.status, 403);
 }
 
 /// The last audit seq in the log.

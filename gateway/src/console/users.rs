@@ -1,8 +1,10 @@
 //! `/users` (administrators): every account with its role and state, and forms to create a
-//! user, disable one, reset a password and change a role. Each form posts to a console route
-//! here (the page gate checks its CSRF token) that calls the same function as the API route,
-//! so the audit entries and refusals are the API's. A one-time password is shown once, on the
-//! answer to the form that made it, and never again.
+//! user, disable one, reset a password and change a role. The forms post to `POST /users`
+//! (create) and `POST /users/{name}` with the button's `action` (`role`, `reset`, `disable`);
+//! the page gate checks their CSRF token, and each calls the same function as the API route,
+//! so the audit entries and refusals are the API's. A form without an `action` changes
+//! nothing (400). A one-time password is shown once, on the answer to the form that made it,
+//! and never again.
 
 use axum::Extension;
 use axum::extract::rejection::PathRejection;
@@ -104,20 +106,14 @@ fn user_row(caller: &Caller, user: &UserView) -> Markup {
                 @if own {
                     span.muted { "Your own role and account are changed by another administrator." }
                 } @else {
-                    form.inline.role-form method="post" action={ "/users/" (name) "/role" } {
+                    form.inline.user-actions method="post" action={ "/users/" (name) } {
                         (csrf_field(caller))
                         label.visually-hidden for={ "role-" (name) } { "New role for " (name) }
                         (role_select(&format!("role-{name}"), Some(user.role)))
-                        button.secondary type="submit" { "Change role" }
-                    }
-                    form.inline method="post" action={ "/users/" (name) "/reset" } {
-                        (csrf_field(caller))
-                        button.secondary type="submit" { "Reset password" }
-                    }
-                    @if !user.disabled {
-                        form.inline method="post" action={ "/users/" (name) "/disable" } {
-                            (csrf_field(caller))
-                            button.secondary type="submit" { "Disable" }
+                        button.secondary type="submit" name="action" value="role" { "Change role" }
+                        button.secondary type="submit" name="action" value="reset" { "Reset password" }
+                        @if !user.disabled {
+                            button.secondary type="submit" name="action" value="disable" { "Disable" }
                         }
                     }
                 }
@@ -196,63 +192,45 @@ pub async fn create_user_form(
     }
 }
 
-/// `POST /users/{name}/reset`: the new one-time password page.
-pub async fn reset_form(
-    State(state): State<ApiState>,
-    Extension(caller): Extension<Caller>,
-    path: Result<Path<String>, PathRejection>,
-) -> Response {
-    let result = match path_name(path) {
-        Ok(name) => reset_named(&state, &caller, name).await,
-        Err(error) => Err(error),
-    };
-    match result {
-        Ok(made) => one_time_page(&caller, "Password reset; the user is logged out everywhere.", &made),
-        Err(error) => refused(&state, &caller, error),
-    }
-}
-
-/// `POST /users/{name}/disable`.
-pub async fn disable_form(
-    State(state): State<ApiState>,
-    Extension(caller): Extension<Caller>,
-    path: Result<Path<String>, PathRejection>,
-) -> Response {
-    let result = match path_name(path) {
-        Ok(name) => disable_named(&state, &caller, name).await,
-        Err(error) => Err(error),
-    };
-    match result {
-        Ok(name) => {
-            let message = format!("{name} is disabled and logged out everywhere.");
-            users_answer(&state, &caller, StatusCode::OK, Notice::Done(&message))
-        }
-        Err(error) => refused(&state, &caller, error),
-    }
-}
-
-/// `POST /users/{name}/role` (form: role).
-pub async fn role_form(
+/// `POST /users/{name}` (form: `action` = `role` with `role`, `reset` or `disable`).
+pub async fn user_action_form(
     State(state): State<ApiState>,
     Extension(caller): Extension<Caller>,
     path: Result<Path<String>, PathRejection>,
     body: axum::body::Bytes,
 ) -> Response {
-    let role = field(&body, "role");
-    let result = match path_name(path) {
-        Ok(name) => change_role_named(&state, &caller, name, &role).await,
-        Err(error) => Err(error),
+    let name = match path_name(path) {
+        Ok(name) => name,
+        Err(error) => return refused(&state, &caller, error),
     };
-    match result {
-        Ok(changed) => {
-            let message = format!(
-                "{} is now {} (was {}) and is logged out everywhere.",
-                changed.username,
-                role_label(changed.role),
-                role_label(changed.previous_role)
-            );
-            users_answer(&state, &caller, StatusCode::OK, Notice::Done(&message))
-        }
-        Err(error) => refused(&state, &caller, error),
+    match field(&body, "action").as_str() {
+        "role" => match change_role_named(&state, &caller, name, &field(&body, "role")).await {
+            Ok(changed) => {
+                let message = format!(
+                    "{} is now {} (was {}) and is logged out everywhere.",
+                    changed.username,
+                    role_label(changed.role),
+                    role_label(changed.previous_role)
+                );
+                users_answer(&state, &caller, StatusCode::OK, Notice::Done(&message))
+            }
+            Err(error) => refused(&state, &caller, error),
+        },
+        "reset" => match reset_named(&state, &caller, name).await {
+            Ok(made) => one_time_page(&caller, "Password reset; the user is logged out everywhere.", &made),
+            Err(error) => refused(&state, &caller, error),
+        },
+        "disable" => match disable_named(&state, &caller, name).await {
+            Ok(name) => {
+                let message = format!("{name} is disabled and logged out everywhere.");
+                users_answer(&state, &caller, StatusCode::OK, Notice::Done(&message))
+            }
+            Err(error) => refused(&state, &caller, error),
+        },
+        _ => refused(
+            &state,
+            &caller,
+            ApiError::bad_request("choose what to do: change role, reset password or disable"),
+        ),
     }
 }
