@@ -57,7 +57,13 @@ fn resident(id: &str, name: &str) -> Resident {
     }
 }
 
-fn device(id: &str, kind: DeviceKind, online: OnlineState, last_seen: Option<i64>, battery: Option<u8>) -> DeviceRecord {
+fn device(
+    id: &str,
+    kind: DeviceKind,
+    online: OnlineState,
+    last_seen: Option<i64>,
+    battery: Option<u8>,
+) -> DeviceRecord {
     let mut record = DeviceRecord::new(dev(id), kind, true);
     record.online = online;
     record.last_seen = last_seen.map(Timestamp);
@@ -129,10 +135,28 @@ async fn seed_worklist(gw: &mut Gateway) {
             // Not worn by anyone: no test call for it.
             device("pnd-4", DeviceKind::Pendant, OnlineState::Online, recent, Some(80)),
             device("hub-1", DeviceKind::Hub, OnlineState::Offline, Some(T0 - 2 * DAY), None),
-            device("smk-1", DeviceKind::SmokeDetector, OnlineState::Offline, Some(T0 - 5 * DAY), Some(60)),
+            device(
+                "smk-1",
+                DeviceKind::SmokeDetector,
+                OnlineState::Offline,
+                Some(T0 - 5 * DAY),
+                Some(60),
+            ),
             device("fall-1", DeviceKind::FallDetector, OnlineState::Online, recent, Some(5)),
-            device("fall-2", DeviceKind::FallDetector, OnlineState::Online, recent, Some(15)),
-            device("bed-1", DeviceKind::BedSensor, OnlineState::Unknown, Some(T0 - 10 * DAY), None),
+            device(
+                "fall-2",
+                DeviceKind::FallDetector,
+                OnlineState::Online,
+                recent,
+                Some(15),
+            ),
+            device(
+                "bed-1",
+                DeviceKind::BedSensor,
+                OnlineState::Unknown,
+                Some(T0 - 10 * DAY),
+                None,
+            ),
         ] {
             batch.put_device(&record).unwrap();
         }
@@ -155,9 +179,23 @@ async fn seed_worklist(gw: &mut Gateway) {
         }
         for alert in [
             // pnd-1: last press 40 days ago (a test call, resolved): due.
-            alert(1, AlertKind::PendantPress, "R1", "pnd-1", T0 - 40 * DAY, vec![resolved(T0 - 40 * DAY + 60_000)]),
+            alert(
+                1,
+                AlertKind::PendantPress,
+                "R1",
+                "pnd-1",
+                T0 - 40 * DAY,
+                vec![resolved(T0 - 40 * DAY + 60_000)],
+            ),
             // pnd-3: pressed 5 days ago: not due.
-            alert(2, AlertKind::PendantPress, "R3", "pnd-3", T0 - 5 * DAY, vec![resolved(T0 - 5 * DAY + 60_000)]),
+            alert(
+                2,
+                AlertKind::PendantPress,
+                "R3",
+                "pnd-3",
+                T0 - 5 * DAY,
+                vec![resolved(T0 - 5 * DAY + 60_000)],
+            ),
             // A follow-up promised 2 hours ago, with hostile text.
             alert(
                 3,
@@ -196,7 +234,10 @@ async fn seed_worklist(gw: &mut Gateway) {
                 "R1",
                 "fall-1",
                 T0 - 4 * DAY,
-                vec![follow_up(T0 - 3 * DAY, "check the pendant strap"), resolved(T0 - 3 * DAY)],
+                vec![
+                    follow_up(T0 - 3 * DAY, "check the pendant strap"),
+                    resolved(T0 - 3 * DAY),
+                ],
             ),
         ] {
             batch.put_alert(&alert).unwrap();
@@ -208,7 +249,8 @@ async fn seed_worklist(gw: &mut Gateway) {
 
 /// Where `needle` is in `text` (panics if absent).
 fn at(text: &str, needle: &str) -> usize {
-    text.find(needle).unwrap_or_else(|| panic!("{needle:?} not in the page:\n{text}"))
+    text.find(needle)
+        .unwrap_or_else(|| panic!("{needle:?} not in the page:\n{text}"))
 }
 
 /// The part of a page from `start` to `end` (both markers must be there).
@@ -259,7 +301,10 @@ async fn the_worklist_lists_what_needs_doing_most_overdue_first() {
     assert!(!follow_ups.contains("data-alert-id=\"4\""), "{follow_ups}");
     assert!(follow_ups.contains("check the pendant strap") && follow_ups.contains("3 days"));
     assert!(follow_ups.contains("Visit &lt;b&gt;tomorrow&lt;/b&gt;"), "{follow_ups}");
-    assert!(follow_ups.contains("href=\"/alerts/5\""), "operators open the alert: {follow_ups}");
+    assert!(
+        follow_ups.contains("href=\"/alerts/5\""),
+        "operators open the alert: {follow_ups}"
+    );
     assert!(follow_ups.contains("class=\"follow-up-done\" type=\"button\" data-alert-id=\"5\""));
     // The resident link, with the hostile name escaped.
     assert!(follow_ups.contains("href=\"/residents/R1\""), "{follow_ups}");
@@ -268,7 +313,10 @@ async fn the_worklist_lists_what_needs_doing_most_overdue_first() {
     // Test calls: pnd-2 (never pressed) before pnd-1 (40 days); not pnd-3 (5 days) nor
     // pnd-4 (worn by nobody); and only pendants.
     let tests = between(body, "table id=\"tests-due\"", "</table>");
-    assert!(at(tests, "data-device=\"pnd-2\"") < at(tests, "data-device=\"pnd-1\""), "{tests}");
+    assert!(
+        at(tests, "data-device=\"pnd-2\"") < at(tests, "data-device=\"pnd-1\""),
+        "{tests}"
+    );
     for absent in ["pnd-3", "pnd-4", "fall-1"] {
         assert!(!tests.contains(absent), "{absent}: {tests}");
     }
@@ -366,11 +414,23 @@ async fn a_role_change_through_the_api_revokes_sessions_and_is_audited() {
 
     // Refusals, each with its status; none changes anything.
     for (name, body, token, status, says) in [
-        ("bob", r#"{"role": "manager"}"#, ada.as_str(), 409, "already has the role"),
+        (
+            "bob",
+            r#"{"role": "manager"}"#,
+            ada.as_str(),
+            409,
+            "already has the role",
+        ),
         ("bob", r#"{"role": "boss"}"#, ada.as_str(), 400, "unknown role"),
         ("bob", r#"{"rank": "admin"}"#, ada.as_str(), 400, "role"),
         ("nobody", r#"{"role": "manager"}"#, ada.as_str(), 404, "no user nobody"),
-        ("Not-A-Name", r#"{"role": "manager"}"#, ada.as_str(), 400, "invalid username"),
+        (
+            "Not-A-Name",
+            r#"{"role": "manager"}"#,
+            ada.as_str(),
+            400,
+            "invalid username",
+        ),
         ("ada", r#"{"role": "operator"}"#, ada.as_str(), 409, "their own role"),
         ("bob", r#"{"role": "admin"}"#, carl.as_str(), 403, ""),
     ] {
@@ -395,12 +455,22 @@ async fn a_role_change_through_the_api_revokes_sessions_and_is_audited() {
     assert_eq!(changes[0].client.as_deref(), Some("127.0.0.1"));
     // And the users list shows it, with when it changed.
     let users = gw.call("GET", "/api/v1/users", Some(ada), None).await.json();
-    let bob_view = users.as_array().unwrap().iter().find(|u| u["username"] == "bob").unwrap();
+    let bob_view = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["username"] == "bob")
+        .unwrap();
     assert_eq!(bob_view["role"], "manager");
     assert!(bob_view["changed_at"].is_string(), "{bob_view}");
 }
 
-async fn post_form(gw: &Gateway, session: &ConsoleSession, path: &str, fields: &[(&str, &str)]) -> access_support::Reply {
+async fn post_form(
+    gw: &Gateway,
+    session: &ConsoleSession,
+    path: &str,
+    fields: &[(&str, &str)],
+) -> access_support::Reply {
     let mut all = vec![("csrf", session.csrf.as_str())];
     all.extend_from_slice(fields);
     gw.page("POST", path, Some(&session.cookie), Some(&form(&all))).await
@@ -417,9 +487,15 @@ async fn the_users_page_creates_resets_disables_and_changes_roles() {
     for name in ["olive", "carl", "mona", "ada", "bob"] {
         assert!(users.contains(&format!("data-username=\"{name}\"")), "{name}: {users}");
     }
-    assert!(users.contains("data-username=\"bob\" data-role=\"operator\""), "{users}");
+    assert!(
+        users.contains("data-username=\"bob\" data-role=\"operator\""),
+        "{users}"
+    );
     assert!(users.contains("(you)"), "{users}");
-    assert!(!users.contains("action=\"/users/ada\""), "no control for one's own account: {users}");
+    assert!(
+        !users.contains("action=\"/users/ada\""),
+        "no control for one's own account: {users}"
+    );
     assert!(users.contains("action=\"/users/bob\""), "{users}");
     assert!(users.contains("name=\"action\" value=\"role\""), "{users}");
     assert!(reply.body.contains("name=\"csrf\""), "forms carry the CSRF token");
@@ -427,7 +503,11 @@ async fn the_users_page_creates_resets_disables_and_changes_roles() {
     // Change a role through the page: bob's token dies, the table says so.
     let reply = post_form(&gw, &ada, "/users/bob", &[("action", "role"), ("role", "care_staff")]).await;
     assert_eq!(reply.status, 200, "{reply:?}");
-    assert!(reply.body.contains("bob is now care staff (was operator)"), "{}", reply.body);
+    assert!(
+        reply.body.contains("bob is now care staff (was operator)"),
+        "{}",
+        reply.body
+    );
     assert!(reply.body.contains("data-username=\"bob\" data-role=\"care_staff\""));
     assert_eq!(gw.call("GET", "/api/v1/me", Some(bob), None).await.status, 401);
     // Own account, same role, bad role, unknown user: the page again with the reason.
@@ -496,7 +576,10 @@ async fn the_users_page_creates_resets_disables_and_changes_roles() {
     let row = between(&reply.body, "data-username=\"newbie\"", "</tr>");
     assert!(row.contains("disabled") && !row.contains("value=\"disable\""), "{row}");
     let fresh_login = serde_json::json!({ "username": "newbie", "password": fresh }).to_string();
-    assert_eq!(gw.call("POST", "/api/v1/login", None, Some(&fresh_login)).await.status, 401);
+    assert_eq!(
+        gw.call("POST", "/api/v1/login", None, Some(&fresh_login)).await.status,
+        401
+    );
     let reply = post_form(&gw, &ada, "/users/ada", &[("action", "disable")]).await;
     assert_eq!(reply.status, 409);
     let reply = post_form(&gw, &ada, "/users/nobody", &[("action", "reset")]).await;
@@ -515,12 +598,20 @@ async fn the_users_page_creates_resets_disables_and_changes_roles() {
             .filter(|e| e.action == action && e.username != "cli")
             .collect();
         assert_eq!(found.len(), 1, "{action}: {found:?}");
-        assert_eq!((found[0].username.as_str(), found[0].target.as_deref()), ("ada", Some(target)));
+        assert_eq!(
+            (found[0].username.as_str(), found[0].target.as_deref()),
+            ("ada", Some(target))
+        );
     }
     // Not for other roles.
     let olive = console_at(&gw, "olive", "/worklist").await;
     assert_eq!(gw.page("GET", "/users", Some(&olive.cookie), None).await.status, 403);
-    assert_eq!(post_form(&gw, &olive, "/users/bob", &[("action", "role"), ("role", "admin")]).await.status, 403);
+    assert_eq!(
+        post_form(&gw, &olive, "/users/bob", &[("action", "role"), ("role", "admin")])
+            .await
+            .status,
+        403
+    );
 }
 
 /// The last audit seq in the log.
@@ -550,12 +641,21 @@ async fn the_audit_page_pages_a_residents_trail_and_checks_the_chain() {
     }
     // 55 reads of R1 by olive, 2 by carl, 1 of R2.
     for _ in 0..55 {
-        assert_eq!(gw.call("GET", "/api/v1/residents/R1", Some(olive), None).await.status, 200);
+        assert_eq!(
+            gw.call("GET", "/api/v1/residents/R1", Some(olive), None).await.status,
+            200
+        );
     }
     for _ in 0..2 {
-        assert_eq!(gw.call("GET", "/api/v1/residents/R1", Some(carl), None).await.status, 200);
+        assert_eq!(
+            gw.call("GET", "/api/v1/residents/R1", Some(carl), None).await.status,
+            200
+        );
     }
-    assert_eq!(gw.call("GET", "/api/v1/residents/R2", Some(olive), None).await.status, 200);
+    assert_eq!(
+        gw.call("GET", "/api/v1/residents/R2", Some(olive), None).await.status,
+        200
+    );
 
     let session = console_at(&gw, "mona", "/audit").await;
     // Without a resident: the form and the chain check.
@@ -579,35 +679,60 @@ async fn the_audit_page_pages_a_residents_trail_and_checks_the_chain() {
     let rows = between(body, "<tbody>", "</tbody>");
     assert!(rows.contains("read_resident") && rows.contains("127.0.0.1") && rows.contains("carl"));
     assert!(body.contains("href=\"/audit?resident=R1&amp;page=2\""), "{body}");
-    let reply = gw.page("GET", "/audit?resident=R1&page=2", Some(&session.cookie), None).await;
-    assert!(reply.body.contains("59 entries, newest first. Page 2 of 2."), "{}", reply.body);
+    let reply = gw
+        .page("GET", "/audit?resident=R1&page=2", Some(&session.cookie), None)
+        .await;
+    assert!(
+        reply.body.contains("59 entries, newest first. Page 2 of 2."),
+        "{}",
+        reply.body
+    );
     assert_eq!(reply.body.matches("class=\"audit-row\"").count(), 9);
     assert!(reply.body.contains("Newer entries") && !reply.body.contains("Older entries"));
 
     // One user's entries only.
-    let reply = gw.page("GET", "/audit?resident=R1&user=carl", Some(&session.cookie), None).await;
+    let reply = gw
+        .page("GET", "/audit?resident=R1&user=carl", Some(&session.cookie), None)
+        .await;
     assert_eq!(reply.body.matches("class=\"audit-row\"").count(), 2, "{}", reply.body);
     assert!(!between(&reply.body, "<tbody>", "</tbody>").contains("olive"));
 
     // The API agrees (it reads through the same function), with ?user= too.
-    let api = gw.call("GET", "/api/v1/audit?resident=R1&user=carl", Some(mona), None).await;
+    let api = gw
+        .call("GET", "/api/v1/audit?resident=R1&user=carl", Some(mona), None)
+        .await;
     assert_eq!(api.status, 200);
     assert_eq!(api.json().as_array().unwrap().len(), 2);
-    let api = gw.call("GET", "/api/v1/audit?resident=R1", Some(mona), None).await.json();
+    let api = gw
+        .call("GET", "/api/v1/audit?resident=R1", Some(mona), None)
+        .await
+        .json();
     // 57 reads + 5 read_audit_trail entries (three pages, two API calls).
     assert_eq!(api.as_array().unwrap().len(), 57 + 5, "{api}");
-    let reply = gw.call("GET", "/api/v1/audit?resident=R1&user=No", Some(mona), None).await;
+    let reply = gw
+        .call("GET", "/api/v1/audit?resident=R1&user=No", Some(mona), None)
+        .await;
     assert_eq!(reply.status, 400);
 
     // Bad parameters: a 400 page, never a 500.
-    for query in ["?resident=R1&page=0", "?resident=R1&page=x", "?resident=a/b", "?resident=R1&user=Bad!"] {
-        let reply = gw.page("GET", &format!("/audit{query}"), Some(&session.cookie), None).await;
+    for query in [
+        "?resident=R1&page=0",
+        "?resident=R1&page=x",
+        "?resident=a/b",
+        "?resident=R1&user=Bad!",
+    ] {
+        let reply = gw
+            .page("GET", &format!("/audit{query}"), Some(&session.cookie), None)
+            .await;
         assert_eq!(reply.status, 400, "{query}: {reply:?}");
         assert!(reply.body.contains("class=\"error\""), "{query}");
     }
     // Other roles cannot open it.
     let olive_console = console_at(&gw, "olive", "/worklist").await;
-    assert_eq!(gw.page("GET", "/audit", Some(&olive_console.cookie), None).await.status, 403);
+    assert_eq!(
+        gw.page("GET", "/audit", Some(&olive_console.cookie), None).await.status,
+        403
+    );
 
     // The trail through the index equals a scan of the log.
     {
@@ -635,7 +760,10 @@ async fn the_audit_page_pages_a_residents_trail_and_checks_the_chain() {
         let db = redb::Database::open(&path).unwrap();
         let txn = db.begin_write().unwrap();
         assert!(txn.delete_table(INDEX).unwrap());
-        txn.open_table(META).unwrap().remove("audit_by_resident_through").unwrap();
+        txn.open_table(META)
+            .unwrap()
+            .remove("audit_by_resident_through")
+            .unwrap();
         txn.commit().unwrap();
         let txn = db.begin_read().unwrap();
         assert!(txn.open_table(INDEX).is_err(), "the index is gone");
@@ -644,7 +772,10 @@ async fn the_audit_page_pages_a_residents_trail_and_checks_the_chain() {
         let store = Store::open(&path).unwrap();
         assert_eq!(before.len(), 62);
         assert_eq!(store.audit_for_resident(&res("R1")).unwrap(), before);
-        assert_eq!(store.audit_for_resident(&res("R2")).unwrap(), trail_by_scan(&store, "R2"));
+        assert_eq!(
+            store.audit_for_resident(&res("R2")).unwrap(),
+            trail_by_scan(&store, "R2")
+        );
     }
     {
         // Rebuilt on open, not merely read by a scan: the index holds R1's entries again and
@@ -660,7 +791,13 @@ async fn the_audit_page_pages_a_residents_trail_and_checks_the_chain() {
             .map(|key| key.unwrap().0.value().1)
             .collect();
         assert_eq!(seqs, before.iter().map(|e| e.seq).collect::<Vec<_>>());
-        let through = txn.open_table(META).unwrap().get("audit_by_resident_through").unwrap().unwrap().value();
+        let through = txn
+            .open_table(META)
+            .unwrap()
+            .get("audit_by_resident_through")
+            .unwrap()
+            .unwrap()
+            .value();
         let last = last_audit_seq(&txn);
         assert_eq!(through, last);
     }
@@ -684,7 +821,10 @@ async fn the_audit_page_pages_a_residents_trail_and_checks_the_chain() {
     let reply = gw.page("GET", "/audit?resident=R1", Some(&session.cookie), None).await;
     assert_eq!(reply.status, 200);
     let chain = between(&reply.body, "id=\"chain-result\"", "</p>");
-    assert!(chain.contains("BROKEN at entry 20") && chain.contains("altered"), "{chain}");
+    assert!(
+        chain.contains("BROKEN at entry 20") && chain.contains("altered"),
+        "{chain}"
+    );
     let report = gw.call("GET", "/api/v1/audit/verify", Some(mona), None).await.json();
     assert_eq!(report["intact"], false, "{report}");
     assert_eq!(report["first_break"]["seq"], 20, "the page and the API agree: {report}");

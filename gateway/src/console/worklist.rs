@@ -20,9 +20,7 @@ use super::{ConsoleError, page};
 use crate::access::guard::ApiError;
 use crate::access::residents_api::SILENT_DAYS_DEFAULT;
 use crate::access::{Action, ApiState, Caller, Role};
-use crate::domain::{
-    Alert, AlertId, AlertKind, Change, DeviceKind, DeviceRecord, OnlineState, ResidentId, Timestamp,
-};
+use crate::domain::{Alert, AlertId, AlertKind, Change, DeviceKind, DeviceRecord, OnlineState, ResidentId, Timestamp};
 use crate::store::AlertFilter;
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
@@ -125,13 +123,11 @@ pub fn worklist(input: &WorklistInput) -> Worklist {
         .filter_map(|d| {
             let resident = input.wearer.get(&d.id)?.clone();
             let last_press = presses.get(&d.id).copied();
-            last_press
-                .is_none_or(|at| at < test_due_before)
-                .then_some(TestDue {
-                    device: d.id,
-                    resident,
-                    last_press,
-                })
+            last_press.is_none_or(|at| at < test_due_before).then_some(TestDue {
+                device: d.id,
+                resident,
+                last_press,
+            })
         })
         .collect();
     tests_due.sort_by_key(|t| (t.last_press, t.device));
@@ -252,7 +248,11 @@ fn age_text(ms: i64) -> String {
     match minutes {
         m if m >= 24 * 60 => {
             let days = m / (24 * 60);
-            if days == 1 { "1 day".to_owned() } else { format!("{days} days") }
+            if days == 1 {
+                "1 day".to_owned()
+            } else {
+                format!("{days} days")
+            }
         }
         m if m >= 60 => format!("{} h {:02} min", m / 60, m % 60),
         m => format!("{m} min"),
@@ -272,8 +272,10 @@ fn worklist_markup(caller: &Caller, input: &WorklistInput, list: &Worklist) -> M
             None => html! { span.muted { "not assigned" } },
         }
     };
-    let device_link = |device: &DeviceId| html! {
-        a.device href={ "/devices/" (device.as_str()) } { (device.as_str()) }
+    let device_link = |device: &DeviceId| {
+        html! {
+            a.device href={ "/devices/" (device.as_str()) } { (device.as_str()) }
+        }
     };
     let seen = |at: Option<Timestamp>| -> Markup {
         match at {
