@@ -17,14 +17,15 @@ use crate::access::alerts_api::{
     acknowledge_alert, add_alert_note, alert_stream, get_alert, list_alerts, resolve_alert,
 };
 use crate::access::api::{
-    audit_trail, audit_verify, change_password, create_user, disable_user, list_users, login, logout, me, reset_user,
+    audit_trail, audit_verify, change_password, change_user_role, create_user, disable_user, list_users, login, logout,
+    me, reset_user,
 };
 use crate::access::residents_api::{
     assign_device, create_resident, fleet_health, list_devices, list_residents, read_device, read_resident,
     resident_events, reveal_access_info, unassign_device, update_resident,
 };
 use crate::access::{Allowed, ApiRouter, ApiState, Role};
-use crate::console::{ConsoleRouter, fleet, history, login, residents};
+use crate::console::{ConsoleRouter, audit_page, fleet, history, login, residents, users, worklist};
 
 use crate::ingest::mqtt::MqttState;
 use crate::metrics::Metrics;
@@ -106,6 +107,12 @@ pub fn api_routes(state: ApiState) -> ApiRouter {
             disable_user,
         )
         .route(Method::POST, "/users/{name}/reset", Allowed::Roles(ADMIN), reset_user)
+        .route(
+            Method::POST,
+            "/users/{name}/role",
+            Allowed::Roles(ADMIN),
+            change_user_role,
+        )
         .route(Method::GET, "/audit", Allowed::Roles(MANAGER), audit_trail)
         .route(Method::GET, "/audit/verify", Allowed::Roles(MANAGER), audit_verify)
         // Residents and devices (docs/access.md, "Residents and devices").
@@ -208,6 +215,21 @@ pub fn console_routes(state: ApiState) -> ConsoleRouter {
             history::history_page,
         )
         .route(Method::GET, "/fleet", Allowed::ANY_ROLE, fleet::fleet_page)
+        .route(
+            Method::GET,
+            "/worklist",
+            Allowed::Roles(&[Role::Operator, Role::CareStaff]),
+            worklist::worklist_page,
+        )
+        .route(Method::GET, "/audit", Allowed::Roles(MANAGER), audit_page::audit_page)
+        .route(Method::GET, "/users", Allowed::Roles(ADMIN), users::users_page)
+        .route(Method::POST, "/users", Allowed::Roles(ADMIN), users::create_user_form)
+        .route(
+            Method::POST,
+            "/users/{name}",
+            Allowed::Roles(ADMIN),
+            users::user_action_form,
+        )
 }
 
 /// `GET /openapi.json` (public: the API's shape, no data), built once from the route table.

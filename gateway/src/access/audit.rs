@@ -24,6 +24,8 @@ pub enum Action {
     UserCreated,
     UserDisabled,
     UserPasswordReset,
+    /// An administrator changed a user's role (target: the user, old and new role).
+    UserRoleChanged,
     /// A manager read a resident's audit trail.
     ReadAuditTrail,
     VerifyAuditChain,
@@ -56,6 +58,7 @@ impl Action {
             Action::UserCreated => "user_created",
             Action::UserDisabled => "user_disabled",
             Action::UserPasswordReset => "user_password_reset",
+            Action::UserRoleChanged => "user_role_changed",
             Action::ReadAuditTrail => "read_audit_trail",
             Action::VerifyAuditChain => "verify_audit_chain",
             Action::ReadResident => "read_resident",

@@ -17,6 +17,11 @@ const FILES: &[(&str, &str, &str)] = &[
         "text/javascript; charset=utf-8",
         include_str!("assets/console.js"),
     ),
+    (
+        "worklist.js",
+        "text/javascript; charset=utf-8",
+        include_str!("assets/worklist.js"),
+    ),
 ];
 
 /// `GET /assets/{file}` (public: no data in them).
