@@ -189,6 +189,18 @@ pub fn console_routes(state: ApiState) -> ConsoleRouter {
         .route(Method::POST, "/logout", Allowed::ANY_ROLE, login::submit_logout)
         .route(Method::GET, "/password", Allowed::ANY_ROLE, login::password_page)
         .route(Method::POST, "/password", Allowed::ANY_ROLE, login::submit_password)
+        .route(
+            Method::GET,
+            "/queue",
+            Allowed::Roles(ALERT_READERS),
+            crate::console::queue::queue_page,
+        )
+        .route(
+            Method::GET,
+            "/queue/rows",
+            Allowed::Roles(ALERT_READERS),
+            crate::console::queue::queue_rows,
+        )
 }
 
 /// `GET /openapi.json` (public: the API's shape, no data), built once from the route table.

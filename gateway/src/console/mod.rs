@@ -16,6 +16,7 @@
 pub mod assets;
 pub mod layout;
 pub mod login;
+pub mod queue;
 
 use std::collections::BTreeMap;
 
