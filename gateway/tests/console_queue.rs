@@ -51,13 +51,7 @@ const QUEUE_ORDER: [u64; 6] = [7, 4, 3, 1, 6, 2];
 fn seeded_alerts() -> Vec<Alert> {
     let mut late_battery = raised(2, AlertKind::LowBattery, Some("R2"), Some("pnd-2"), T0 - 10_000);
     late_battery.late_by_ms = Some(125_000);
-    let mut escalated = raised(
-        4,
-        AlertKind::Fall,
-        Some(HOSTILE_RESIDENT),
-        Some("fall-4"),
-        T0 - 30_000,
-    );
+    let mut escalated = raised(4, AlertKind::Fall, Some(HOSTILE_RESIDENT), Some("fall-4"), T0 - 30_000);
     escalated.escalation_level = 2;
     let mut resolved = raised(5, AlertKind::Smoke, Some("R5"), Some("smk-5"), T0 - 50_000);
     resolved.state = AlertState::Resolved;
@@ -163,7 +157,9 @@ fn row_ids(html: &str) -> Vec<u64> {
 /// One alert's row: from its `<tr>` to the next alert's (an incident row holds a table).
 fn row(html: &str, id: u64) -> &str {
     let marker = format!("<tr class=\"alert-row\" data-alert-id=\"{id}\"");
-    let start = html.find(&marker).unwrap_or_else(|| panic!("no row for alert {id} in {html}"));
+    let start = html
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no row for alert {id} in {html}"));
     let rest = &html[start + marker.len()..];
     let end = rest
         .find("<tr class=\"alert-row\"")
@@ -174,7 +170,9 @@ fn row(html: &str, id: u64) -> &str {
 
 /// The `span.clock` of a row, whole.
 fn clock(row: &str) -> &str {
-    let start = row.find("<span class=\"clock").unwrap_or_else(|| panic!("no clock in {row}"));
+    let start = row
+        .find("<span class=\"clock")
+        .unwrap_or_else(|| panic!("no clock in {row}"));
     let end = row[start..].find("</span>").unwrap() + start;
     &row[start..end]
 }
@@ -191,7 +189,10 @@ async fn the_queue_shows_open_alerts_most_urgent_first_with_every_column() {
     assert!(page.contains("<button id=\"enable-sound\" type=\"button\" aria-pressed=\"false\">Enable sound</button>"));
     assert!(page.contains("Sound is off until you press Enable sound"), "{page}");
     assert!(page.contains("<div id=\"status\" role=\"status\""), "{page}");
-    assert!(page.contains(&format!("<tbody id=\"queue-rows\" data-server-now=\"{T0}\">")), "{page}");
+    assert!(
+        page.contains(&format!("<tbody id=\"queue-rows\" data-server-now=\"{T0}\">")),
+        "{page}"
+    );
 
     // Every open alert, life-safety first, then oldest first; the resolved one is not there.
     assert_eq!(row_ids(&page), QUEUE_ORDER);
@@ -223,7 +224,10 @@ async fn the_queue_shows_open_alerts_most_urgent_first_with_every_column() {
     assert!(row(&page, 1).contains("no activity"));
     // The late-delivery flag.
     let battery = row(&page, 2);
-    assert!(battery.contains("<span class=\"badge technical\">Technical</span>"), "{battery}");
+    assert!(
+        battery.contains("<span class=\"badge technical\">Technical</span>"),
+        "{battery}"
+    );
     assert!(
         battery.contains("<span class=\"late-flag\">arrived 2 min 05 s late</span>"),
         "{battery}"
@@ -244,7 +248,9 @@ async fn the_queue_shows_open_alerts_most_urgent_first_with_every_column() {
         "{page}"
     );
     assert!(
-        page.contains("<option value=\"ambulance_called\" data-note-required>Ambulance called (note required)</option>"),
+        page.contains(
+            "<option value=\"ambulance_called\" data-note-required>Ambulance called (note required)</option>"
+        ),
         "{page}"
     );
     assert!(
@@ -280,7 +286,10 @@ async fn the_answer_clock_carries_its_times_and_turns_at_60_and_180_seconds() {
         gw.clock.advance_ms(advance);
         let rows = get(&gw, "/queue/rows", &staff.operator).await;
         assert!(
-            rows.starts_with(&format!("<tbody id=\"queue-rows\" data-server-now=\"{}\">", T0 + elapsed)),
+            rows.starts_with(&format!(
+                "<tbody id=\"queue-rows\" data-server-now=\"{}\">",
+                T0 + elapsed
+            )),
             "{rows}"
         );
         assert_eq!(
@@ -391,14 +400,22 @@ async fn an_infrastructure_incident_is_one_row_that_folds_out_to_its_devices() {
     assert_eq!(device_rows.len(), 3, "{incident}");
     assert!(device_rows[0].starts_with("61</td><td><a href=\"/residents/R61\">R61</a></td>"));
     assert!(device_rows[0].contains("Mon 23 Nov 09:59:35"), "{}", device_rows[0]);
-    assert!(device_rows[0].contains("<strong>still silent</strong>"), "{}", device_rows[0]);
+    assert!(
+        device_rows[0].contains("<strong>still silent</strong>"),
+        "{}",
+        device_rows[0]
+    );
     assert!(device_rows[1].contains("Mon 23 Nov 09:59:36"), "{}", device_rows[1]);
     assert!(
         device_rows[1].contains("<time datetime=\"2026-11-23T09:59:45Z\">Mon 23 Nov 09:59:45</time>"),
         "{}",
         device_rows[1]
     );
-    assert!(device_rows[2].contains("<strong>still silent</strong>"), "{}", device_rows[2]);
+    assert!(
+        device_rows[2].contains("<strong>still silent</strong>"),
+        "{}",
+        device_rows[2]
+    );
     // One row for the incident, not one per device.
     assert_eq!(rows.matches("data-kind=\"infrastructure_incident\"").count(), 1);
 }

@@ -46,7 +46,10 @@ static LOCAL_ZONE: LazyLock<TimeZone> = LazyLock::new(|| {
 /// `Mon 23 Nov 10:04:05`, Europe/London.
 pub fn local_time(at: Timestamp) -> String {
     match at.to_jiff() {
-        Some(ts) => ts.to_zoned(LOCAL_ZONE.clone()).strftime("%a %-d %b %H:%M:%S").to_string(),
+        Some(ts) => ts
+            .to_zoned(LOCAL_ZONE.clone())
+            .strftime("%a %-d %b %H:%M:%S")
+            .to_string(),
         None => format!("{} ms", at.as_millis()),
     }
 }

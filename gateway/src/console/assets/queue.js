@@ -26,6 +26,8 @@
   const newAlarms = new Set();
   /** Where focus should go after the next refresh when an action took it away (a disabled button). */
   let focusHint = null;
+  /** Alerts this page is resolving right now: their rows leaving is no surprise. */
+  const closing = new Set();
 
   const rowsBody = () => table.querySelector("tbody#queue-rows");
   const alertRow = (id) => table.querySelector(`tr.alert-row[data-alert-id="${id}"]`);
@@ -211,10 +213,16 @@
   /** What has focus in the rows, to find it again in the new ones. */
   function focusInRows(old) {
     const active = document.activeElement;
-    if (!active || !old.contains(active) || active.closest("tr.inline-form-row")) return null;
+    if (!active || !old.contains(active)) return null;
+    const rows = [...old.querySelectorAll("tr.alert-row")];
+    const formRow = active.closest("tr.inline-form-row");
+    if (formRow) {
+      // Used only if the form goes (its alert left the queue): the row now in its place.
+      const id = formRow.dataset.formFor;
+      return { id, index: rows.indexOf(alertRow(id)), selector: `button.${formRow.dataset.formKind}` };
+    }
     const row = active.closest("tr.alert-row");
     if (!row) return null;
-    const rows = [...old.querySelectorAll("tr.alert-row")];
     const selector = ["button.ack", "button.note", "button.resolve", "a.open-alert", "summary"].find((s) =>
       active.matches(s),
     );
@@ -225,7 +233,7 @@
     if (!where) return;
     const row = alertRow(where.id);
     if (row) {
-      const target = row.querySelector(where.selector) || row.querySelector("button, a.open-alert");
+      const target = row.querySelector(where.selector) || row.querySelector("button") || row.querySelector("a.open-alert");
       if (target) target.focus();
       return;
     }
@@ -267,7 +275,7 @@
       if (row) {
         row.classList.add("has-form");
         row.after(formRow);
-      } else {
+      } else if (!closing.has(formRow.dataset.formFor)) {
         TEC.say(`Alert A${formRow.dataset.formFor} is no longer open (someone else closed it): its form was closed.`, true);
       }
     }
@@ -398,11 +406,13 @@
     // Sent only when filled (the API refuses fields it does not know).
     const reason = form.elements.exception_reason.value;
     if (reason.trim()) body.exception_reason = reason;
+    closing.add(id);
     await send(form, async () => {
       await TEC.api("POST", `/api/v1/alerts/${id}/resolve`, body);
       TEC.say(`Alert A${id} resolved.`);
       closeForm(formRow);
     });
+    closing.delete(id);
   }
 
   /** Runs a form's API call with its buttons disabled; an error stays in #status. */
