@@ -230,6 +230,18 @@ pub fn console_routes(state: ApiState) -> ConsoleRouter {
             Allowed::Roles(ADMIN),
             users::user_action_form,
         )
+        .route(
+            Method::GET,
+            "/queue",
+            Allowed::Roles(ALERT_READERS),
+            crate::console::queue::queue_page,
+        )
+        .route(
+            Method::GET,
+            "/queue/rows",
+            Allowed::Roles(ALERT_READERS),
+            crate::console::queue::queue_rows,
+        )
 }
 
 /// `GET /openapi.json` (public: the API's shape, no data), built once from the route table.

@@ -24,7 +24,9 @@ use super::{ApiState, Caller};
 use crate::alerts::EngineError;
 use crate::app::GatewayClient;
 use crate::domain::{Alert, AlertChange, AlertId, AlertKind, Outcome, Priority, ResidentId, Timestamp};
-use crate::store::{AlertChangesSince, AlertCursor, AlertOrder, AlertQuery, AlertStateFilter, MAX_ALERT_PAGE};
+use crate::store::{
+    AlertChangesSince, AlertCursor, AlertOrder, AlertPage, AlertQuery, AlertStateFilter, MAX_ALERT_PAGE,
+};
 use crate::writer::core::OperatorError;
 
 /// Alerts per page when the request does not say.
@@ -191,17 +193,23 @@ async fn read<T: Send + 'static>(
         .map_err(store_failed)
 }
 
+/// One page of the alerts `query` selects, read off the async threads, for the API and the
+/// console's queue alike; records that could not be read are logged with their keys.
+pub async fn alert_page(state: &ApiState, query: AlertQuery) -> Result<AlertPage, ApiError> {
+    let page = read(state, move |client| client.alert_page(&query)).await?;
+    for unreadable in &page.unreadable {
+        tracing::error!(table = unreadable.table, key = %unreadable.key, "unreadable alert record in a page");
+    }
+    Ok(page)
+}
+
 /// `GET /api/v1/alerts`: one page of alerts (filters, order, cursor).
 pub async fn list_alerts(
     State(state): State<ApiState>,
     params: Result<Query<AlertListParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(params) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let query = params.query()?;
-    let page = read(&state, move |client| client.alert_page(&query)).await?;
-    for unreadable in &page.unreadable {
-        tracing::error!(table = unreadable.table, key = %unreadable.key, "unreadable alert record in a page");
-    }
+    let page = alert_page(&state, params.query()?).await?;
     Ok(axum::Json(AlertListPage {
         unreadable: page.unreadable.len(),
         next: page.next.map(|cursor| cursor.to_string()),

@@ -22,6 +22,11 @@ const FILES: &[(&str, &str, &str)] = &[
         "text/javascript; charset=utf-8",
         include_str!("assets/worklist.js"),
     ),
+    (
+        "queue.js",
+        "text/javascript; charset=utf-8",
+        include_str!("assets/queue.js"),
+    ),
 ];
 
 /// `GET /assets/{file}` (public: no data in them).

@@ -20,6 +20,7 @@ pub mod fleet;
 pub mod history;
 pub mod layout;
 pub mod login;
+pub mod queue;
 pub mod residents;
 pub mod users;
 pub mod worklist;
