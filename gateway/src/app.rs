@@ -11,9 +11,11 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::access::ApiState;
-use crate::alerts::{EngineConfig, Resolution, ResidentRules};
+use crate::alerts::{EngineConfig, ResidentRules, Resolution};
 use crate::config::{Config, ConfigError};
-use crate::domain::{Alert, AlertChange, AlertId, Assignment, CallOutcome, Clock, DeviceRecord, Outcome, Resident, ResidentId};
+use crate::domain::{
+    Alert, AlertChange, AlertId, Assignment, CallOutcome, Clock, DeviceRecord, Outcome, Resident, ResidentId,
+};
 use crate::http::{HttpState, router};
 use crate::ingest::mqtt::{MqttState, mqtt_options, run_poller, spawn_outbound};
 use crate::metrics::{IngestStats, Metrics};

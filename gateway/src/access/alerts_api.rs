@@ -208,7 +208,7 @@ pub async fn list_alerts(
     .into_response())
 }
 
-fn alert_id(path: Result<Path<String>, PathRejection>) -> Result<AlertId, ApiError> {
+pub fn alert_id(path: Result<Path<String>, PathRejection>) -> Result<AlertId, ApiError> {
     let Path(text) = path.map_err(|e| ApiError::bad_request(e.body_text()))?;
     text.parse::<u64>()
         .map(AlertId)
@@ -472,14 +472,7 @@ pub async fn follow_up_done(
         .follow_up_done(id, caller.username.as_str(), request.note)
         .await
         .map_err(action_failed)?;
-    audited(
-        &state,
-        &caller,
-        Action::FollowUpDone,
-        alert,
-        format!("alert {}", id.0),
-    )
-    .await
+    audited(&state, &caller, Action::FollowUpDone, alert, format!("alert {}", id.0)).await
 }
 
 /// The query string of `GET /api/v1/alerts/stream`.

@@ -13,7 +13,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement
 use utoipa::openapi::{ComponentsBuilder, InfoBuilder, OpenApi, OpenApiBuilder, PathsBuilder, Ref, Required};
 
 use super::alerts_api::{
-    AlertListPage, AlertListParams, FollowUpDoneRequest, NoteRequest, ResolveRequest, ResponderCallRequest, StreamParams,
+    AlertListPage, AlertListParams, FollowUpDoneRequest, NoteRequest, ResolveRequest, ResponderCallRequest,
+    StreamParams,
 };
 use super::api::{AuditQuery, LoginRequest, LoginResponse, NewUser, PasswordChange, UserView};
 use super::{Allowed, RouteRule};

@@ -271,9 +271,16 @@ pub async fn read_resident(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let id = resident_id(path)?;
+    let detail = resident_detail(&state, &caller, id).await?;
+    Ok(axum::Json(detail).into_response())
+}
+
+/// A resident's record without access notes, current devices and open alerts, audited as
+/// `read_resident` before it is returned (the API's handler and the console's pages).
+pub async fn resident_detail(state: &ApiState, caller: &Caller, id: ResidentId) -> Result<ResidentDetail, ApiError> {
     let now = state.clock.now();
     let wanted = id.clone();
-    let detail = read(&state, move |store| {
+    let detail = read(state, move |store| {
         let Some(resident) = store.resident(&wanted).map_err(store_err)? else {
             return Ok(None);
         };
@@ -305,10 +312,10 @@ pub async fn read_resident(
     .ok_or_else(|| not_found(format!("no resident {id}")))?;
     state
         .audit
-        .record(&caller, Action::ReadResident, Some(&id), None)
+        .record(caller, Action::ReadResident, Some(&id), None)
         .await
         .map_err(audit_failed)?;
-    Ok(axum::Json(detail).into_response())
+    Ok(detail)
 }
 
 #[derive(Debug, Deserialize)]
@@ -819,8 +826,9 @@ pub fn event_kind(body: &EventBody) -> &'static str {
     }
 }
 
+/// Which of a resident's events to read ([`resident_history`]).
 #[derive(Debug)]
-struct HistoryQuery {
+pub struct HistoryQuery {
     since: Option<Timestamp>,
     until: Option<Timestamp>,
     kinds: BTreeSet<&'static str>,
@@ -889,10 +897,40 @@ fn history_query(pairs: Vec<(String, String)>) -> Result<HistoryQuery, ApiError>
     Ok(query)
 }
 
-struct History {
-    events: Vec<EventRead>,
-    unreadable: BTreeSet<Unreadable>,
+impl HistoryQuery {
+    /// Up to `limit` events received from `since` on, every kind, oldest first.
+    pub fn since(since: Timestamp, limit: usize) -> Self {
+        Self {
+            since: Some(since),
+            until: None,
+            kinds: BTreeSet::new(),
+            limit,
+            after: None,
+            csv: false,
+        }
+    }
+
+    /// Only events of these kinds ([`EVENT_KINDS`]; unknown names are ignored).
+    pub fn of_kinds(mut self, kinds: &[&str]) -> Self {
+        self.kinds = EVENT_KINDS.iter().copied().filter(|k| kinds.contains(k)).collect();
+        self
+    }
+}
+
+/// One read of a resident's history.
+#[derive(Debug)]
+pub struct History {
+    pub events: Vec<EventRead>,
+    /// Records met that could not be read: the history is incomplete, not silently short.
+    pub unreadable: BTreeSet<Unreadable>,
     next: Option<Position>,
+}
+
+impl History {
+    /// Whether more events matched than the query's limit.
+    pub fn has_more(&self) -> bool {
+        self.next.is_some()
+    }
 }
 
 /// Up to `limit` events of the resident after the cursor matching the kinds, in store order,
@@ -1005,28 +1043,7 @@ pub async fn resident_events(
     let Query(pairs) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let query = history_query(pairs)?;
     let csv = query.csv;
-    let wanted = id.clone();
-    let history = read(&state, move |store| {
-        if store.resident(&wanted).map_err(store_err)?.is_none() {
-            return Ok(None);
-        }
-        read_history(store, &wanted, &query).map(Some).map_err(store_err)
-    })
-    .await?
-    .ok_or_else(|| not_found(format!("no resident {id}")))?;
-    let action = if csv {
-        Action::ExportRecords
-    } else {
-        Action::ReadHistory
-    };
-    state
-        .audit
-        .record(&caller, action, Some(&id), None)
-        .await
-        .map_err(audit_failed)?;
-    if !history.unreadable.is_empty() {
-        tracing::error!(resident = %id, unreadable = history.unreadable.len(), "history read met unreadable records");
-    }
+    let history = resident_history(&state, &caller, id.clone(), query).await?;
     if csv {
         let mut body = csv_row(&CSV_COLUMNS.iter().map(|c| (*c).to_owned()).collect::<Vec<_>>());
         for read in &history.events {
@@ -1069,6 +1086,40 @@ pub async fn resident_events(
         "unreadable": unreadable,
     }))
     .into_response())
+}
+
+/// A resident's events by `query`, audited before it is returned: `read_history`, or
+/// `export_records` for a CSV export (the API's handler and the console's pages).
+pub async fn resident_history(
+    state: &ApiState,
+    caller: &Caller,
+    id: ResidentId,
+    query: HistoryQuery,
+) -> Result<History, ApiError> {
+    let csv = query.csv;
+    let wanted = id.clone();
+    let history = read(state, move |store| {
+        if store.resident(&wanted).map_err(store_err)?.is_none() {
+            return Ok(None);
+        }
+        read_history(store, &wanted, &query).map(Some).map_err(store_err)
+    })
+    .await?
+    .ok_or_else(|| not_found(format!("no resident {id}")))?;
+    let action = if csv {
+        Action::ExportRecords
+    } else {
+        Action::ReadHistory
+    };
+    state
+        .audit
+        .record(caller, action, Some(&id), None)
+        .await
+        .map_err(audit_failed)?;
+    if !history.unreadable.is_empty() {
+        tracing::error!(resident = %id, unreadable = history.unreadable.len(), "history read met unreadable records");
+    }
+    Ok(history)
 }
 
 fn safe_file_part(id: &str) -> String {

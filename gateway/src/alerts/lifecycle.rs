@@ -429,10 +429,7 @@ pub const LATE_ANSWER_MS: i64 = 180_000;
 
 /// Answer time, or, while nobody has acknowledged, how long the alert has waited so far.
 pub fn answer_time_so_far_ms(alert: &Alert, now: Timestamp) -> i64 {
-    alert
-        .acknowledged_at()
-        .unwrap_or(now)
-        .millis_since(alert.raised_at)
+    alert.acknowledged_at().unwrap_or(now).millis_since(alert.raised_at)
 }
 
 /// Whether an operator closing `alert` at `now` must say why it was answered late.

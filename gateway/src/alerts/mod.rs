@@ -52,8 +52,8 @@ pub use lifecycle::{
 pub use state::ResidentRules;
 
 use crate::domain::{
-    Alert, AlertId, AlertKind, AlertState, CallOutcome, Change, DeviceKind, EventBody, EventKey, Outcome, Priority, ResidentId,
-    StoredEvent, Timestamp, Transition,
+    Alert, AlertId, AlertKind, AlertState, CallOutcome, Change, DeviceKind, EventBody, EventKey, Outcome, Priority,
+    ResidentId, StoredEvent, Timestamp, Transition,
 };
 use schedule::Schedule;
 use state::{AlarmRef, BedTimer, DeviceWatch, HeldCancel, ResidentState, StateKey};

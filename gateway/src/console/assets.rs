@@ -17,6 +17,11 @@ const FILES: &[(&str, &str, &str)] = &[
         "text/javascript; charset=utf-8",
         include_str!("assets/console.js"),
     ),
+    (
+        "call.js",
+        "text/javascript; charset=utf-8",
+        include_str!("assets/call.js"),
+    ),
 ];
 
 /// `GET /assets/{file}` (public: no data in them).

@@ -14,8 +14,10 @@
 //! something carries the session's CSRF token, checked here before the handler runs.
 
 pub mod assets;
+pub mod call;
 pub mod layout;
 pub mod login;
+pub mod procedures;
 
 use std::collections::BTreeMap;
 

@@ -20,7 +20,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::core::{AssignmentChange, Committed, Core, OperatorError, Received, retry_backoff};
 use super::store_slot::{OpenStore, SharedStore, store_fault_kind};
-use crate::alerts::{AlertEngine, Effect, EngineConfig, EngineError, Resolution, ResidentRules};
+use crate::alerts::{AlertEngine, Effect, EngineConfig, EngineError, ResidentRules, Resolution};
 use crate::domain::{
     Alert, AlertChange, AlertId, Assignment, CallOutcome, Clock, DeviceRecord, RejectReason, Resident, ResidentId,
     Timestamp,

@@ -13,8 +13,8 @@ use protocol::{DeviceId, DownlinkBody, MAX_RECEIPT_SEQS, Presence, UplinkBody};
 
 use crate::alerts::{AlertEngine, Effect, EngineConfig, EngineError, EngineInput, ResidentRules, complete_follow_up};
 use crate::domain::{
-    AlertChange, AlertId, Assignment, CallOutcome, DeviceKind, DeviceRecord, EventBody, EventKey, OnlineState, RejectReason,
-    Resident, ResidentId, StoredEvent, Timestamp,
+    AlertChange, AlertId, Assignment, CallOutcome, DeviceKind, DeviceRecord, EventBody, EventKey, OnlineState,
+    RejectReason, Resident, ResidentId, StoredEvent, Timestamp,
 };
 use crate::ingest::classify::{Classified, Reject, classify};
 use crate::store::{InsertOutcome, NewEvent, Store, StoreError, WriteBatch};
