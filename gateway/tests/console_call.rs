@@ -254,7 +254,11 @@ async fn the_operator_sees_the_whole_call_escaped_and_the_access_notes_only_when
         !html.contains(r#"value="auto_cleared""#),
         "gateway-only outcome offered: {html}"
     );
-    // Not late yet: the reason is not required.
+    // Not late yet: the reason is not required, until the clock passes 180 s (call.js).
+    assert!(
+        html.contains(&format!(r#"data-late-after-ms="{}""#, T0 - 10_000 + 180_000)),
+        "{html}"
+    );
     assert!(!html.contains("required: answered after 180 s"), "{html}");
     // The access notes are not in the page; its reads are audited like the API's.
     assert!(!html.contains("4711"), "access notes leaked into the page: {html}");
@@ -294,6 +298,9 @@ async fn the_operator_sees_the_whole_call_escaped_and_the_access_notes_only_when
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn managers_read_without_controls_and_bad_ids_get_their_pages() {
     let (gw, _staff) = staffed().await;
+    let anonymous = gw.page("GET", "/alerts/2", None, None).await;
+    assert_eq!(anonymous.status, 303, "{anonymous:?}");
+    assert_eq!(anonymous.header("location"), Some("/?next=%2Falerts%2F2"));
     let mona = cookie(&gw, "mona").await;
     let page = gw.page("GET", "/alerts/2", Some(&mona), None).await;
     assert_eq!(page.status, 200, "{page:?}");
@@ -543,4 +550,8 @@ async fn calls_late_answer_reasons_and_follow_ups_are_recorded_audited_and_kept(
     assert!(page.body.contains("follow-up done"), "{}", page.body);
     assert!(!page.body.contains("id=\"resolve-form\""), "{}", page.body);
     assert!(!page.body.contains("id=\"reveal-access\""), "{}", page.body);
+    // Closed without an acknowledgement: its clock stopped at the closing, not now.
+    let page = gw.page("GET", "/alerts/3", Some(&olive), None).await;
+    assert!(page.body.contains("Closed unanswered after"), "{}", page.body);
+    assert!(page.body.contains(">5 s</span>"), "{}", page.body);
 }

@@ -278,22 +278,41 @@ fn view(caller: &Caller, alert: &Alert, resident: &ResidentSection, earlier: &[A
     }
 }
 
+/// When the alert was closed, if it is.
+fn resolved_at(alert: &Alert) -> Option<Timestamp> {
+    alert
+        .transitions
+        .iter()
+        .rev()
+        .find_map(|t| matches!(t.change, Change::Resolved { .. }).then_some(t.at))
+}
+
 fn alert_facts(alert: &Alert, now: Timestamp) -> Markup {
-    let waited_ms = answer_time_so_far_ms(alert, now);
+    let answered = alert.acknowledged_at();
+    // A closed alert nobody acknowledged waited until it was closed, not until now.
+    let closed_unanswered = answered.is_none().then(|| resolved_at(alert)).flatten();
+    let waited_ms = match closed_unanswered {
+        Some(closed) => closed.millis_since(alert.raised_at),
+        None => answer_time_so_far_ms(alert, now),
+    };
     let clock_class = match waited_ms {
         ms if ms > LATE_ANSWER_MS => "clock over180",
         ms if ms > 60_000 => "clock over60",
         _ => "clock",
     };
-    let answered = alert.acknowledged_at();
     let state = snake_name(&alert.state);
+    let wait_label = match (answered, closed_unanswered) {
+        (Some(_), _) => "Answered in",
+        (None, Some(_)) => "Closed unanswered after",
+        (None, None) => "Waiting",
+    };
     html! {
         dl.facts {
             dt { "Kind" } dd { (kind_label(alert.kind)) }
             dt { "Priority" } dd { span class={ "badge " (snake_name(&alert.priority)) } { (priority_label(alert.priority)) } }
             dt { "State" } dd { span #alert-state data-state=(state) { (state) } }
             dt { "Raised" } dd { (local_time(alert.raised_at)) }
-            dt { @if answered.is_some() { "Answered in" } @else { "Waiting" } }
+            dt { (wait_label) }
             dd {
                 span class=(clock_class)
                     data-raised-ms=(alert.raised_at.as_millis())
@@ -495,7 +514,11 @@ fn resolve_form(caller: &Caller, alert: &Alert, late: bool) -> Markup {
     html! {
         section.card aria-labelledby="resolve-heading" {
             h2 #resolve-heading { "Close the alert" }
-            form #resolve-form method="post" data-alert=(alert.id.0) data-late-after-ms=(alert.raised_at.plus_ms(LATE_ANSWER_MS).as_millis()) {
+            // While nobody has acknowledged, call.js marks the reason required once the clock
+            // passes the standard (technical alerts have none).
+            @let late_after = (alert.priority != Priority::Technical && alert.acknowledged_at().is_none())
+                .then(|| alert.raised_at.plus_ms(LATE_ANSWER_MS).as_millis());
+            form #resolve-form method="post" data-alert=(alert.id.0) data-late-after-ms=[late_after] {
                 (csrf_field(caller))
                 p {
                     label for="outcome" { "Outcome" }

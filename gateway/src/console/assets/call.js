@@ -18,7 +18,7 @@
     clock.textContent = TEC.duration(waited);
     clock.classList.toggle("over60", waited > 60000 && waited <= 180000);
     clock.classList.toggle("over180", waited > 180000);
-    if (form && reasonBox && serverNow() > Number(form.dataset.lateAfterMs)) {
+    if (form && reasonBox && form.dataset.lateAfterMs && serverNow() > Number(form.dataset.lateAfterMs)) {
       reasonBox.required = true;
     }
   }
