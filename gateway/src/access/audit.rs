@@ -45,6 +45,10 @@ pub enum Action {
     AlertAcknowledged,
     AlertNoteAdded,
     AlertResolved,
+    /// A call to one of the resident's responders and how it went (target: alert, outcome).
+    ResponderCalled,
+    /// A follow-up promised at resolution marked done (target: the alert).
+    FollowUpDone,
 }
 
 impl Action {
@@ -71,6 +75,8 @@ impl Action {
             Action::AlertAcknowledged => "alert_acknowledged",
             Action::AlertNoteAdded => "alert_note_added",
             Action::AlertResolved => "alert_resolved",
+            Action::ResponderCalled => "responder_called",
+            Action::FollowUpDone => "follow_up_done",
         }
     }
 }

@@ -15,11 +15,13 @@
 
 pub mod assets;
 pub mod audit_page;
+pub mod call;
 pub mod chart;
 pub mod fleet;
 pub mod history;
 pub mod layout;
 pub mod login;
+pub mod procedures;
 pub mod queue;
 pub mod residents;
 pub mod users;
