@@ -19,6 +19,7 @@ use crate::access::alerts_api::{
 use crate::access::api::{
     audit_trail, audit_verify, change_password, create_user, disable_user, list_users, login, logout, me, reset_user,
 };
+use crate::access::inspect_api::{inspect_events, inspect_quarantine};
 use crate::access::residents_api::{
     assign_device, create_resident, fleet_health, list_devices, list_residents, read_device, read_resident,
     resident_events, reveal_access_info, unassign_device, update_resident,
@@ -85,6 +86,10 @@ pub const ADMIN: &[Role] = &[Role::Admin];
 pub const RESIDENT_READERS: &[Role] = &[Role::CareStaff, Role::Operator, Role::Admin];
 /// Who reads the alert queue and its stream (care staff never see the queue).
 pub const ALERT_READERS: &[Role] = &[Role::Operator, Role::Manager];
+/// Who reads stored events across residents and devices (`tec-gateway events --api`).
+pub const EVENT_INSPECTORS: &[Role] = &[Role::Operator, Role::Admin];
+/// Who reads quarantined payloads (`tec-gateway quarantine --api`): raw bytes, an engineer's matter.
+pub const QUARANTINE_INSPECTORS: &[Role] = &[Role::Admin];
 
 /// The role matrix: every `/api/v1` route and who may call it. To add a route, add a line
 /// here (`.route(Method, "/path", Allowed::Roles(ROLES), handler)`; the handler takes
@@ -177,6 +182,19 @@ pub fn api_routes(state: ApiState) -> ApiRouter {
             "/alerts/{id}/resolve",
             Allowed::Roles(OPERATOR),
             resolve_alert,
+        )
+        // The inspection commands against a running gateway (docs/access.md, "Inspection").
+        .route(
+            Method::GET,
+            "/inspect/events",
+            Allowed::Roles(EVENT_INSPECTORS),
+            inspect_events,
+        )
+        .route(
+            Method::GET,
+            "/inspect/quarantine",
+            Allowed::Roles(QUARANTINE_INSPECTORS),
+            inspect_quarantine,
         )
 }
 

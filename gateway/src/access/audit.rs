@@ -43,6 +43,8 @@ pub enum Action {
     AlertAcknowledged,
     AlertNoteAdded,
     AlertResolved,
+    /// An administrator read the quarantined payloads (`GET /api/v1/inspect/quarantine`).
+    ReadQuarantine,
 }
 
 impl Action {
@@ -68,6 +70,7 @@ impl Action {
             Action::AlertAcknowledged => "alert_acknowledged",
             Action::AlertNoteAdded => "alert_note_added",
             Action::AlertResolved => "alert_resolved",
+            Action::ReadQuarantine => "read_quarantine",
         }
     }
 }
