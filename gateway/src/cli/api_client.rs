@@ -28,7 +28,9 @@ pub struct ApiArgs {
     pub api: Option<String>,
     /// File holding the API token (from POST /api/v1/login); never put a token on the
     /// command line, where other users can read it.
-    #[arg(long, value_name = "PATH", requires = "api")]
+    // (`conflicts_with` too: clap does not check `requires` against an arg, --api, that
+    // conflicts with one present, --data.)
+    #[arg(long, value_name = "PATH", requires = "api", conflicts_with = "data")]
     pub token_file: Option<PathBuf>,
 }
 
