@@ -453,7 +453,7 @@ async fn small_pages_of_the_events_route_cover_every_event_once_in_order() {
         assert!(!reply.error().is_empty());
     }
     let admin = setup.token("ada");
-    for bad in ["limit=0", "limit=-1", "colour=red"] {
+    for bad in ["limit=0", "limit=-1", "limit=10001", "colour=red"] {
         let reply = setup
             .gw
             .call(
@@ -500,6 +500,69 @@ async fn an_unreadable_record_fails_the_command_the_same_way_through_the_api() {
     );
     let printed: Vec<serde_json::Value> = serde_json::from_str(&online.0).unwrap();
     assert_eq!(printed.len(), 2);
+}
+
+#[tokio::test]
+async fn a_quarantine_larger_than_one_answer_is_printed_and_then_reported() {
+    let mut setup = setup().await;
+    setup.gw.stop().await;
+    {
+        // A gateway configured to keep more than the API answers at once.
+        let store = Store::open_in_dir(setup.gw.dir.path())
+            .unwrap()
+            .with_quarantine_capacity(20_000);
+        let mut batch = store.begin_write().unwrap();
+        for n in 0..10_000 {
+            batch
+                .quarantine(&QuarantineRecord {
+                    received_at: Timestamp(T0 + 10 + n),
+                    topic: format!("tec/v1/dev/x-{n}/up"),
+                    payload: vec![1, 2, 3],
+                    original_len: 3,
+                    reason: RejectReason::Malformed,
+                    detail: "bad".into(),
+                })
+                .unwrap();
+        }
+        batch.commit().unwrap();
+        assert_eq!(store.quarantine_len().unwrap(), 10_002);
+    }
+    setup.gw.restart().await;
+    let url = setup.url();
+    let token_file = setup.token_file("ada");
+    let (out, error) = cli(args(&["quarantine", "--api", &url, "--token-file", &token_file])).await;
+    assert!(out.ends_with("\n10000 record(s)\n"), "{}", &out[out.len() - 100..]);
+    assert!(
+        out.lines().nth(1).unwrap().contains("tec/v1/dev/x-9999/up"),
+        "newest first"
+    );
+    let error = error.unwrap();
+    assert!(
+        error.contains("the quarantine holds 10002 records") && error.contains("read them all offline"),
+        "{error}"
+    );
+    let (out, error) = cli(args(&[
+        "quarantine",
+        "--limit",
+        "10",
+        "--api",
+        &url,
+        "--token-file",
+        &token_file,
+    ]))
+    .await;
+    assert_eq!((out.lines().count(), error), (12, None));
+    let (_, error) = cli(args(&[
+        "quarantine",
+        "--limit",
+        "10001",
+        "--api",
+        &url,
+        "--token-file",
+        &token_file,
+    ]))
+    .await;
+    assert!(error.unwrap().contains("bad limit"));
 }
 
 /// Answers one HTTP request with a 200 that is not JSON.

@@ -51,10 +51,16 @@ pub struct InspectEventsPage {
     pub unreadable: Vec<String>,
 }
 
+/// Most quarantined records one answer holds (the default quarantine capacity): a gateway
+/// configured to keep more must not build an answer of gigabytes while it takes alarms.
+pub const INSPECT_QUARANTINE_MAX_LIMIT: usize = 10_000;
+
 /// `GET /api/v1/inspect/quarantine`: newest first.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct InspectQuarantine {
     pub records: Vec<QuarantineRecord>,
+    /// How many records the quarantine holds: more than `records` when the limit cut it.
+    pub kept: u64,
     pub unreadable: Vec<String>,
 }
 
@@ -298,7 +304,7 @@ pub async fn inspect_events(
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InspectQuarantineParams {
-    /// The newest this many; all kept records without it (the store bounds them).
+    /// The newest this many, 1 to [`INSPECT_QUARANTINE_MAX_LIMIT`] (the default).
     limit: Option<String>,
 }
 
@@ -310,18 +316,21 @@ pub async fn inspect_quarantine(
     params: Result<Query<InspectQuarantineParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(params) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let limit = params
-        .limit
-        .as_deref()
-        .map(|text| {
-            text.parse::<usize>()
-                .ok()
-                .filter(|n| *n >= 1)
-                .ok_or_else(|| ApiError::bad_request("bad limit: expected a whole number from 1"))
-        })
-        .transpose()?;
-    let (records, unreadable) = read(&state, move |store| {
-        let records = store.quarantined(limit)?;
+    let limit = match params.limit.as_deref() {
+        None => INSPECT_QUARANTINE_MAX_LIMIT,
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=INSPECT_QUARANTINE_MAX_LIMIT).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "bad limit: expected a number from 1 to {INSPECT_QUARANTINE_MAX_LIMIT}"
+                ))
+            })?,
+    };
+    let (records, kept, unreadable) = read(&state, move |store| {
+        let records = store.quarantined(Some(limit))?;
+        let kept = store.quarantine_len()?;
         // The shared store lists every unreadable record it met since the gateway started:
         // answer those of the quarantine table (a damaged record stays listed until restart).
         let unreadable: Vec<Unreadable> = store
@@ -329,12 +338,13 @@ pub async fn inspect_quarantine(
             .into_iter()
             .filter(|u| u.table == QUARANTINE_TABLE)
             .collect();
-        Ok((records, unreadable))
+        Ok((records, kept, unreadable))
     })
     .await?;
     audit(&state, &caller, Action::ReadQuarantine, None, "quarantine").await?;
     Ok(axum::Json(InspectQuarantine {
         records,
+        kept,
         unreadable: named(unreadable),
     })
     .into_response())

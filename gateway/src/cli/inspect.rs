@@ -14,7 +14,9 @@ use serde::Serialize;
 
 use super::api_client::{ApiArgs, ApiClient, TOKEN_ENV, query_value, read_token};
 use crate::access::alerts_api::AlertListPage;
-use crate::access::inspect_api::{INSPECT_EVENTS_MAX_LIMIT, InspectEventsPage, InspectQuarantine};
+use crate::access::inspect_api::{
+    INSPECT_EVENTS_MAX_LIMIT, INSPECT_QUARANTINE_MAX_LIMIT, InspectEventsPage, InspectQuarantine,
+};
 use crate::domain::{
     AffectedDevice, Alert, AlertId, AlertKind, AlertState, Change, Clock, EventBody, Outcome, Priority,
     QuarantineRecord, RejectReason, ResidentId, SystemClock, Timestamp, Transition,
@@ -255,6 +257,7 @@ fn alerts_from_api(client: &ApiClient, open_only: bool) -> anyhow::Result<(Vec<A
 }
 
 pub fn run_quarantine(args: &QuarantineArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    let mut beyond_the_api = None;
     let (records, unreadable) = match source(args.data.as_deref(), &args.remote)? {
         Source::Store(store) => {
             let records = store.quarantined(args.limit).context("reading the quarantine")?;
@@ -266,6 +269,10 @@ pub fn run_quarantine(args: &QuarantineArgs, out: &mut dyn Write) -> anyhow::Res
                 None => "/inspect/quarantine".to_owned(),
             };
             let answer: InspectQuarantine = client.get(&query, "quarantine", QUARANTINE_INSPECTORS)?;
+            let most = u64::try_from(INSPECT_QUARANTINE_MAX_LIMIT).unwrap_or(u64::MAX);
+            if args.limit.is_none() && answer.kept > most {
+                beyond_the_api = Some(answer.kept);
+            }
             (answer.records, answer.unreadable)
         }
     };
@@ -273,7 +280,15 @@ pub fn run_quarantine(args: &QuarantineArgs, out: &mut dyn Write) -> anyhow::Res
         OutputFormat::Json => write_json(out, &records.iter().map(QuarantineJson::from).collect::<Vec<_>>())?,
         OutputFormat::Table => write_quarantine_table(out, &records)?,
     }
-    unreadable_is_an_error(&unreadable)
+    unreadable_is_an_error(&unreadable)?;
+    // Printed, but not silently short: the API answers at most this many at once.
+    if let Some(kept) = beyond_the_api {
+        bail!(
+            "the quarantine holds {kept} records and the API answers the newest \
+             {INSPECT_QUARANTINE_MAX_LIMIT}: read them all offline (--data, the gateway stopped)"
+        );
+    }
+    Ok(())
 }
 
 /// RFC 3339, or a signed duration from now: "-2h", "-30m", "-1h 30m", "-PT2H".
