@@ -17,8 +17,9 @@ use serde::{Deserialize, Serialize};
 
 use super::audit::Action;
 use super::guard::ApiError;
+use super::residents_api::{EventPosition as Position, decode_cursor, encode_cursor};
 use super::{ApiState, Caller};
-use crate::domain::{EventKey, QuarantineRecord, ResidentId, StoredEvent, Timestamp};
+use crate::domain::{QuarantineRecord, ResidentId, StoredEvent, Timestamp};
 use crate::store::{EventFilter, EventRead, Store, StoreError, Unreadable};
 
 /// The store's name for the quarantine table, as its unreadable records are named.
@@ -79,32 +80,8 @@ pub struct InspectEventsParams {
     cursor: Option<String>,
 }
 
-/// Where an event sits in store order: receive time, then key, then copy.
-type Position = (Timestamp, EventKey, u32);
-
 fn position(read: &EventRead) -> Position {
     (read.event.received_at, read.event.key, read.copy)
-}
-
-fn encode_cursor((at, key, copy): Position) -> String {
-    format!(
-        "{}_{}_{}_{}_{}",
-        at.as_millis(),
-        key.boot,
-        key.seq,
-        copy,
-        key.device.as_str()
-    )
-}
-
-fn decode_cursor(text: &str) -> Option<Position> {
-    let mut parts = text.splitn(5, '_');
-    let at = parts.next()?.parse().ok()?;
-    let boot = parts.next()?.parse().ok()?;
-    let seq = parts.next()?.parse().ok()?;
-    let copy = parts.next()?.parse().ok()?;
-    let device = DeviceId::new(parts.next()?).ok()?;
-    Some((Timestamp(at), EventKey { device, boot, seq }, copy))
 }
 
 fn rfc3339(param: &str, text: &str) -> Result<Timestamp, ApiError> {
