@@ -21,6 +21,7 @@ use crate::access::api::{
     audit_trail, audit_verify, change_password, change_user_role, create_user, disable_user, list_users, login, logout,
     me, reset_user,
 };
+use crate::access::inspect_api::{inspect_events, inspect_quarantine};
 use crate::access::residents_api::{
     assign_device, create_resident, fleet_health, list_devices, list_residents, read_device, read_resident,
     resident_events, reveal_access_info, unassign_device, update_resident,
@@ -89,6 +90,10 @@ pub const RESIDENT_READERS: &[Role] = &[Role::CareStaff, Role::Operator, Role::A
 pub const ALERT_READERS: &[Role] = &[Role::Operator, Role::Manager];
 /// Who marks follow-ups done (the worklist: operators' call backs, care staff's visits).
 pub const FOLLOW_UP_DOERS: &[Role] = &[Role::Operator, Role::CareStaff];
+/// Who reads stored events across residents and devices (`tec-gateway events --api`).
+pub const EVENT_INSPECTORS: &[Role] = &[Role::Operator, Role::Admin];
+/// Who reads quarantined payloads (`tec-gateway quarantine --api`): raw bytes, an engineer's matter.
+pub const QUARANTINE_INSPECTORS: &[Role] = &[Role::Admin];
 
 /// The role matrix: every `/api/v1` route and who may call it. To add a route, add a line
 /// here (`.route(Method, "/path", Allowed::Roles(ROLES), handler)`; the handler takes
@@ -199,6 +204,19 @@ pub fn api_routes(state: ApiState) -> ApiRouter {
             "/alerts/{id}/follow-up-done",
             Allowed::Roles(FOLLOW_UP_DOERS),
             follow_up_done,
+        )
+        // The inspection commands against a running gateway (docs/access.md, "Inspection").
+        .route(
+            Method::GET,
+            "/inspect/events",
+            Allowed::Roles(EVENT_INSPECTORS),
+            inspect_events,
+        )
+        .route(
+            Method::GET,
+            "/inspect/quarantine",
+            Allowed::Roles(QUARANTINE_INSPECTORS),
+            inspect_quarantine,
         )
 }
 

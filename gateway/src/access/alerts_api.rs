@@ -62,8 +62,8 @@ pub struct AlertListParams {
     pub limit: Option<String>,
 }
 
-/// One page of alerts as the API answers it.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+/// One page of alerts as the API answers it (and `tec-gateway alerts --api` reads it).
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AlertListPage {
     /// Alerts as stored (see `Alert` in gateway/src/domain.rs).
     #[schema(value_type = Vec<Object>)]

@@ -49,6 +49,8 @@ pub enum Action {
     ResponderCalled,
     /// A follow-up promised at resolution marked done (target: the alert).
     FollowUpDone,
+    /// An administrator read the quarantined payloads (`GET /api/v1/inspect/quarantine`).
+    ReadQuarantine,
 }
 
 impl Action {
@@ -77,6 +79,7 @@ impl Action {
             Action::AlertResolved => "alert_resolved",
             Action::ResponderCalled => "responder_called",
             Action::FollowUpDone => "follow_up_done",
+            Action::ReadQuarantine => "read_quarantine",
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod alerts_api;
 pub mod api;
 pub mod audit;
 pub mod guard;
+pub mod inspect_api;
 pub mod openapi;
 pub mod password;
 pub mod rate_limit;

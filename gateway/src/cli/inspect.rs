@@ -1,5 +1,7 @@
-//! `tec-gateway events|alerts|quarantine`: read the store offline (the gateway must be stopped;
-//! a running gateway holds the file, and its HTTP API is the way in then).
+//! `tec-gateway events|alerts|quarantine`: read the store offline (`--data DIR`, the gateway
+//! stopped: a running gateway holds the file locked), or a running gateway through its HTTP
+//! API (`--api URL` with a token). Both sources give the store's own records, printed by the
+//! same code: the same table, the same JSON, whichever way they were read.
 //!
 //! JSON output is documented field by field in docs/cli-json.md.
 
@@ -10,11 +12,17 @@ use anyhow::{Context, bail};
 use protocol::{DeviceId, UplinkBody};
 use serde::Serialize;
 
+use super::api_client::{ApiArgs, ApiClient, TOKEN_ENV, query_value, read_token};
+use crate::access::alerts_api::AlertListPage;
+use crate::access::inspect_api::{
+    INSPECT_EVENTS_MAX_LIMIT, INSPECT_QUARANTINE_MAX_LIMIT, InspectEventsPage, InspectQuarantine,
+};
 use crate::domain::{
     AffectedDevice, Alert, AlertId, AlertKind, AlertState, Change, Clock, EventBody, Outcome, Priority,
     QuarantineRecord, RejectReason, ResidentId, SystemClock, Timestamp, Transition,
 };
-use crate::store::{AlertFilter, EventFilter, EventRead, STORE_FILE_NAME, Store, Unreadable};
+use crate::http::{ALERT_READERS, EVENT_INSPECTORS, QUARANTINE_INSPECTORS};
+use crate::store::{AlertFilter, EventFilter, EventRead, MAX_ALERT_PAGE, STORE_FILE_NAME, Store};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum OutputFormat {
@@ -27,9 +35,11 @@ pub enum OutputFormat {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct EventsArgs {
-    /// The gateway's data directory (holding tec-gateway.redb).
-    #[arg(long, value_name = "DIR")]
-    pub data: PathBuf,
+    /// The gateway's data directory (holding tec-gateway.redb); the gateway must be stopped.
+    #[arg(long, value_name = "DIR", required_unless_present = "api", conflicts_with = "api")]
+    pub data: Option<PathBuf>,
+    #[command(flatten)]
+    pub remote: ApiArgs,
     /// Only this device's events.
     #[arg(long, value_name = "ID")]
     pub device: Option<String>,
@@ -51,9 +61,11 @@ pub struct EventsArgs {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct AlertsArgs {
-    /// The gateway's data directory (holding tec-gateway.redb).
-    #[arg(long, value_name = "DIR")]
-    pub data: PathBuf,
+    /// The gateway's data directory (holding tec-gateway.redb); the gateway must be stopped.
+    #[arg(long, value_name = "DIR", required_unless_present = "api", conflicts_with = "api")]
+    pub data: Option<PathBuf>,
+    #[command(flatten)]
+    pub remote: ApiArgs,
     /// Only alerts not yet resolved.
     #[arg(long)]
     pub open: bool,
@@ -63,9 +75,11 @@ pub struct AlertsArgs {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct QuarantineArgs {
-    /// The gateway's data directory (holding tec-gateway.redb).
-    #[arg(long, value_name = "DIR")]
-    pub data: PathBuf,
+    /// The gateway's data directory (holding tec-gateway.redb); the gateway must be stopped.
+    #[arg(long, value_name = "DIR", required_unless_present = "api", conflicts_with = "api")]
+    pub data: Option<PathBuf>,
+    #[command(flatten)]
+    pub remote: ApiArgs,
     /// At most this many records, the newest first.
     #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
@@ -102,52 +116,179 @@ pub fn run_events_at(args: &EventsArgs, now: Timestamp, out: &mut dyn Write) -> 
             .transpose()?,
         limit: args.limit,
     };
-    let store = open_existing(&args.data)?;
-    let page = store.events(&filter).context("reading events")?;
+    let (events, unreadable) = match source(args.data.as_deref(), &args.remote)? {
+        Source::Store(store) => {
+            let page = store.events(&filter).context("reading events")?;
+            (page.events, page.unreadable.iter().map(ToString::to_string).collect())
+        }
+        Source::Api(client) => events_from_api(&client, &filter)?,
+    };
     match args.format {
-        OutputFormat::Json => write_json(out, &page.events.iter().map(EventJson::from).collect::<Vec<_>>())?,
-        OutputFormat::Table => write_events_table(out, &page.events)?,
+        OutputFormat::Json => write_json(out, &events.iter().map(EventJson::from).collect::<Vec<_>>())?,
+        OutputFormat::Table => write_events_table(out, &events)?,
     }
-    unreadable_is_an_error(&page.unreadable)
+    unreadable_is_an_error(&unreadable)
+}
+
+/// Where the records come from.
+enum Source {
+    /// The store file, the gateway stopped.
+    Store(Store),
+    /// A running gateway's API.
+    Api(ApiClient),
+}
+
+fn source(data: Option<&Path>, remote: &ApiArgs) -> anyhow::Result<Source> {
+    match (&remote.api, data) {
+        (Some(url), _) => Ok(Source::Api(ApiClient::new(url, || {
+            read_token(remote.token_file.as_deref(), std::env::var(TOKEN_ENV).ok())
+        })?)),
+        (None, Some(dir)) => Ok(Source::Store(open_existing(dir)?)),
+        (None, None) => bail!("give --data DIR (the gateway stopped) or --api URL (the gateway running)"),
+    }
+}
+
+/// Every event the filter selects, page by page (`GET /api/v1/inspect/events`).
+fn events_from_api(client: &ApiClient, filter: &EventFilter) -> anyhow::Result<(Vec<EventRead>, Vec<String>)> {
+    let mut events: Vec<EventRead> = Vec::new();
+    let mut unreadable: Vec<String> = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let wanted = filter
+            .limit
+            .map_or(INSPECT_EVENTS_MAX_LIMIT, |limit| limit.saturating_sub(events.len()))
+            .min(INSPECT_EVENTS_MAX_LIMIT);
+        if wanted == 0 {
+            break;
+        }
+        let mut query = vec![format!("limit={wanted}")];
+        let mut param = |name: &str, value: Option<String>| {
+            if let Some(value) = value {
+                query.push(format!("{name}={}", query_value(&value)));
+            }
+        };
+        param("device", filter.device.map(|d| d.as_str().to_owned()));
+        param("resident", filter.resident.as_ref().map(|r| r.as_str().to_owned()));
+        param("since", filter.since.map(|t| t.to_string()));
+        param("until", filter.until.map(|t| t.to_string()));
+        param("cursor", cursor.take());
+        let page: InspectEventsPage = client.get(
+            &format!("/inspect/events?{}", query.join("&")),
+            "events",
+            EVENT_INSPECTORS,
+        )?;
+        events.extend(page.events.into_iter().map(EventRead::from));
+        for name in page.unreadable {
+            if !unreadable.contains(&name) {
+                unreadable.push(name);
+            }
+        }
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    Ok((events, unreadable))
 }
 
 /// Records the store could not read: the readable ones were printed; these fail the command
 /// so a script notices, each named on standard error.
-fn unreadable_is_an_error(unreadable: &[Unreadable]) -> anyhow::Result<()> {
+fn unreadable_is_an_error(unreadable: &[String]) -> anyhow::Result<()> {
     if unreadable.is_empty() {
         return Ok(());
     }
-    let list: Vec<String> = unreadable.iter().map(ToString::to_string).collect();
     bail!(
         "{} stored record(s) could not be read (everything else was printed):\n{}",
         unreadable.len(),
-        list.join("\n")
+        unreadable.join("\n")
     )
 }
 
 pub fn run_alerts(args: &AlertsArgs, out: &mut dyn Write) -> anyhow::Result<()> {
-    let store = open_existing(&args.data)?;
-    let alerts = store
-        .alerts(&AlertFilter {
-            open_only: args.open,
-            ..AlertFilter::default()
-        })
-        .context("reading alerts")?;
+    let (alerts, unreadable) = match source(args.data.as_deref(), &args.remote)? {
+        Source::Store(store) => {
+            let alerts = store
+                .alerts(&AlertFilter {
+                    open_only: args.open,
+                    ..AlertFilter::default()
+                })
+                .context("reading alerts")?;
+            (alerts, store.unreadable().iter().map(ToString::to_string).collect())
+        }
+        Source::Api(client) => alerts_from_api(&client, args.open)?,
+    };
     match args.format {
         OutputFormat::Json => write_json(out, &alerts.iter().map(AlertJson::from).collect::<Vec<_>>())?,
         OutputFormat::Table => write_alerts_table(out, &alerts)?,
     }
-    unreadable_is_an_error(&store.unreadable())
+    unreadable_is_an_error(&unreadable)
+}
+
+/// Every alert in id order (`GET /api/v1/alerts?order=id`, page by page). The API counts
+/// unreadable alert records (their ids are in the gateway's log) rather than naming them.
+fn alerts_from_api(client: &ApiClient, open_only: bool) -> anyhow::Result<(Vec<Alert>, Vec<String>)> {
+    let mut alerts = Vec::new();
+    let mut unreadable = 0;
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut query = format!("/alerts?order=id&limit={MAX_ALERT_PAGE}");
+        if open_only {
+            query.push_str("&state=open");
+        }
+        if let Some(cursor) = cursor.take() {
+            query.push_str(&format!("&cursor={}", query_value(&cursor)));
+        }
+        let page: AlertListPage = client.get(&query, "alerts", ALERT_READERS)?;
+        alerts.extend(page.alerts);
+        unreadable += page.unreadable;
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    let unreadable = if unreadable == 0 {
+        Vec::new()
+    } else {
+        vec![format!(
+            "{unreadable} alert record(s) in the gateway's store (their ids are in the gateway's log)"
+        )]
+    };
+    Ok((alerts, unreadable))
 }
 
 pub fn run_quarantine(args: &QuarantineArgs, out: &mut dyn Write) -> anyhow::Result<()> {
-    let store = open_existing(&args.data)?;
-    let records = store.quarantined(args.limit).context("reading the quarantine")?;
+    let mut beyond_the_api = None;
+    let (records, unreadable) = match source(args.data.as_deref(), &args.remote)? {
+        Source::Store(store) => {
+            let records = store.quarantined(args.limit).context("reading the quarantine")?;
+            (records, store.unreadable().iter().map(ToString::to_string).collect())
+        }
+        Source::Api(client) => {
+            let query = match args.limit {
+                Some(limit) => format!("/inspect/quarantine?limit={limit}"),
+                None => "/inspect/quarantine".to_owned(),
+            };
+            let answer: InspectQuarantine = client.get(&query, "quarantine", QUARANTINE_INSPECTORS)?;
+            let most = u64::try_from(INSPECT_QUARANTINE_MAX_LIMIT).unwrap_or(u64::MAX);
+            if args.limit.is_none() && answer.kept > most {
+                beyond_the_api = Some(answer.kept);
+            }
+            (answer.records, answer.unreadable)
+        }
+    };
     match args.format {
         OutputFormat::Json => write_json(out, &records.iter().map(QuarantineJson::from).collect::<Vec<_>>())?,
         OutputFormat::Table => write_quarantine_table(out, &records)?,
     }
-    unreadable_is_an_error(&store.unreadable())
+    unreadable_is_an_error(&unreadable)?;
+    // Printed, but not silently short: the API answers at most this many at once.
+    if let Some(kept) = beyond_the_api {
+        bail!(
+            "the quarantine holds {kept} records and the API answers the newest \
+             {INSPECT_QUARANTINE_MAX_LIMIT}: read them all offline (--data, the gateway stopped)"
+        );
+    }
+    Ok(())
 }
 
 /// RFC 3339, or a signed duration from now: "-2h", "-30m", "-1h 30m", "-PT2H".

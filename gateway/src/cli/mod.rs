@@ -13,6 +13,7 @@ use crate::config::{Config, ENV_VARS, LogConfig, LogFormat, Overrides};
 use crate::domain::SystemClock;
 
 pub mod access;
+pub mod api_client;
 pub mod inspect;
 pub mod simulate;
 
@@ -40,11 +41,11 @@ enum CliCommand {
     /// Load and validate the configuration (file, environment, flags), print the result
     /// (password redacted) and exit.
     CheckConfig(RunArgs),
-    /// List stored events (offline: stop the gateway first).
+    /// List stored events (--data: the gateway stopped; --api: a running gateway).
     Events(inspect::EventsArgs),
-    /// List alerts with their history (offline).
+    /// List alerts with their history (--data or --api).
     Alerts(inspect::AlertsArgs),
-    /// List quarantined payloads, newest first (offline).
+    /// List quarantined payloads, newest first (--data or --api).
     Quarantine(inspect::QuarantineArgs),
     /// Manage API users (offline: stop the gateway first).
     User(access::UserArgs),

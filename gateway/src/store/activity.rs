@@ -220,7 +220,7 @@ impl Store {
         let (first, last) = (day_number(from), day_number(to));
         let mut index = ActivityIndex::new();
         for device in devices {
-            let days = index.entry(device.clone()).or_default();
+            let days = index.entry(*device).or_default();
             for entry in table.range((device.as_str(), first)..=(device.as_str(), last))? {
                 let (key, value) = entry?;
                 let day = key.value().1;
