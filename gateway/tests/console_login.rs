@@ -180,6 +180,13 @@ async fn login_form_needs_its_csrf_cookie_and_open_redirects_are_refused() {
         .1
         .clone();
     assert!(line.contains("; Secure"), "{line}");
+    // An unknown page is a page; an unknown API route is JSON.
+    let reply = gw.page("GET", "/no-such-page", Some(&session.cookie), None).await;
+    assert_eq!(reply.status, 404);
+    assert!(reply.body.contains("There is no such page"), "{reply:?}");
+    let reply = gw.call("GET", "/api/v1/no-such-route", None, None).await;
+    assert_eq!(reply.status, 404);
+    assert_eq!(reply.error(), "no such API route");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

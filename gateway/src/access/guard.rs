@@ -291,7 +291,14 @@ impl ApiRouter {
             router = router.route(&path, method_router);
         }
         router
-            .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such API route") })
+            .fallback(|uri: axum::http::Uri| async move {
+                // The console shares the listener: an unknown page gets a page, not JSON.
+                if uri.path().starts_with(API_PREFIX) {
+                    ApiError::new(StatusCode::NOT_FOUND, "no such API route").into_response()
+                } else {
+                    crate::console::ConsoleError::new(StatusCode::NOT_FOUND, "There is no such page.").into_response()
+                }
+            })
             .method_not_allowed_fallback(|| async {
                 ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this route")
             })
