@@ -165,6 +165,10 @@ async fn care_staff_steps(browser: &Browser, one_time_password: &str) -> anyhow:
         browser.client.find_all(Locator::Css("table#queue")).await?.is_empty(),
         "the refusal page shows a queue"
     );
+    // The refusal offers the way back: to care staff's own home page, still logged in.
+    let back = browser.click_and_leave("main a[href='/']").await?;
+    ensure!(back == "/residents", "care staff's way back led to {back}");
+    browser.text("#whoami").await?;
     browser.log_out().await
 }
 
@@ -196,7 +200,10 @@ async fn operator_steps(
     // A mark on this very document: a reload or a navigation would lose it.
     browser
         .client
-        .execute("document.body.dataset.browserTest = 'before-press'; return null;", vec![])
+        .execute(
+            "document.body.dataset.browserTest = 'before-press'; return null;",
+            vec![],
+        )
         .await?;
 
     device.press();
@@ -207,14 +214,22 @@ async fn operator_steps(
     let row_css = format!("tr.alert-row[data-alert-id=\"{}\"]", alert.id.0);
     let row = browser
         .wait_for(format!("the alert's row `{row_css}`"), PAGE_WAIT, || async {
-            Ok(browser.client.find_all(Locator::Css(&row_css)).await?.into_iter().next())
+            Ok(browser
+                .client
+                .find_all(Locator::Css(&row_css))
+                .await?
+                .into_iter()
+                .next())
         })
         .await?;
     let mark = browser
         .client
         .execute("return document.body.dataset.browserTest || null;", vec![])
         .await?;
-    ensure!(mark == "before-press", "the queue reloaded to show the alert (mark {mark})");
+    ensure!(
+        mark == "before-press",
+        "the queue reloaded to show the alert (mark {mark})"
+    );
     let state = row.attr("data-state").await?;
     ensure!(state.as_deref() == Some("raised"), "a new alert's row reads {state:?}");
     browser.screenshot("queue").await?;
@@ -265,7 +280,11 @@ async fn operator_steps(
         .collect();
     ensure!(acknowledged_by == [OPERATOR], "acknowledged by {acknowledged_by:?}");
     let resolution = stored.transitions.iter().find_map(|t| match &t.change {
-        Change::Resolved { operator, outcome, note } => Some((operator.clone(), *outcome, note.clone())),
+        Change::Resolved {
+            operator,
+            outcome,
+            note,
+        } => Some((operator.clone(), *outcome, note.clone())),
         _ => None,
     });
     ensure!(

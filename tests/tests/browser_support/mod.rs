@@ -2,7 +2,6 @@
 //! chromedriver (packages `chromium` and `chromium-driver`, installed by `.ci/run`), started by
 //! the test on a free port with a fresh profile, and killed when dropped. Without them the
 //! test fails with the install command; it never skips.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
 
 use std::fmt::Display;
 use std::future::Future;
@@ -60,7 +59,9 @@ impl Chromedriver {
     pub fn start() -> anyhow::Result<Self> {
         for (path, package) in [(CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")] {
             if !Path::new(path).exists() {
-                bail!("{path} is missing: `apt-get install -y chromium chromium-driver` (.ci/run does); package {package}");
+                bail!(
+                    "{path} is missing: `apt-get install -y chromium chromium-driver` (.ci/run does); package {package}"
+                );
             }
         }
         let dir = tempfile::Builder::new().prefix("tec-chromedriver-").tempdir()?;
@@ -92,7 +93,11 @@ impl Chromedriver {
     pub fn log_tail(&self, lines: usize) -> String {
         let log = std::fs::read_to_string(self.dir.path().join("chromedriver.log")).unwrap_or_default();
         let all: Vec<&str> = log.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
+        all.iter()
+            .skip(all.len().saturating_sub(lines))
+            .copied()
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     /// A new headless Chromium session with its own throwaway profile.
@@ -100,13 +105,9 @@ impl Chromedriver {
         let profile = tempfile::Builder::new().prefix("tec-chromium-profile-").tempdir()?;
         let mut args: Vec<String> = CHROMIUM_FLAGS.iter().map(|flag| (*flag).to_owned()).collect();
         args.push(format!("--user-data-dir={}", profile.path().display()));
-        let capabilities = json!({
-            "browserName": "chrome",
-            "goog:chromeOptions": { "binary": CHROMIUM, "args": args },
-        });
-        let serde_json::Value::Object(capabilities) = capabilities else {
-            unreachable!("a JSON object literal")
-        };
+        let mut capabilities = serde_json::Map::new();
+        capabilities.insert("browserName".into(), json!("chrome"));
+        capabilities.insert("goog:chromeOptions".into(), json!({ "binary": CHROMIUM, "args": args }));
         let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
             .capabilities(capabilities)
             .connect(&self.url())
