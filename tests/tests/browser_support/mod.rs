@@ -6,6 +6,7 @@
 use std::fmt::Display;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -48,7 +49,9 @@ pub fn docs_screenshots_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots")
 }
 
-/// A chromedriver process on a free port, killed (and reaped) on drop.
+/// A chromedriver process on a free port, in a process group of its own with the browsers it
+/// starts; the whole group is killed on drop (chromedriver killed alone leaves its Chromium
+/// running, e.g. when a test panics before closing its session).
 pub struct Chromedriver {
     child: Child,
     port: u16,
@@ -72,6 +75,7 @@ impl Chromedriver {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(0)
             .spawn()
             .context("starting chromedriver")?;
         let mut driver = Self { child, port, dir };
@@ -123,7 +127,12 @@ impl Chromedriver {
 
 impl Drop for Chromedriver {
     fn drop(&mut self) {
-        // Chromedriver ends the browsers it started when it goes.
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
