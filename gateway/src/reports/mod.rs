@@ -1,0 +1,8 @@
+//! Reports for managers (issue 9): the technology-enabled care uptake measure and the
+//! monitoring KPIs. Pure functions of the register, the assignments, device activity and
+//! alerts; the store and the command line feed them.
+
+pub mod import;
+pub mod register;
+pub mod suppress;
+pub mod uptake;
