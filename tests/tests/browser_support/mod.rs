@@ -39,6 +39,9 @@ const CHROMIUM_FLAGS: &[&str] = &[
 /// How long a page may take to show what a step waits for. Generous: it only guards a hang.
 pub const PAGE_WAIT: Duration = Duration::from_secs(10);
 
+/// The tallest window a screenshot grows to, in CSS pixels.
+const MAX_SCREENSHOT_HEIGHT: u64 = 3000;
+
 /// Where a run's screenshots and failure dumps go (always under the target directory).
 pub fn artifacts_dir() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-browser")
@@ -268,7 +271,25 @@ impl Browser {
 
     /// Saves a PNG of the viewport as `<name>.png` under [`artifacts_dir`], and into
     /// `docs/screenshots/` as well with `UPDATE_SCREENSHOTS=1`.
+    /// The whole page is in the picture: the window grows to the page's height first (WebDriver
+    /// screenshots show only the viewport), up to [`MAX_SCREENSHOT_HEIGHT`].
     pub async fn screenshot(&self, name: &str) -> anyhow::Result<PathBuf> {
+        let heights = self
+            .client
+            .execute(
+                "return [document.documentElement.scrollHeight, window.innerHeight];",
+                vec![],
+            )
+            .await?;
+        let height = |i: usize| heights.get(i).and_then(serde_json::Value::as_u64);
+        let (page, viewport) = (height(0), height(1));
+        if let (Some(page), Some(viewport)) = (page, viewport)
+            && page > viewport
+        {
+            let (width, window) = self.client.get_window_size().await?;
+            let grown = (window + page - viewport).min(MAX_SCREENSHOT_HEIGHT);
+            self.client.set_window_size(width as u32, grown as u32).await?;
+        }
         let png = self.client.screenshot().await?;
         let dir = artifacts_dir();
         std::fs::create_dir_all(&dir)?;
