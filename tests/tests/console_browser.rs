@@ -7,7 +7,7 @@
 //! resident presses: the alert appears without a reload; the operator opens it and
 //! acknowledges it, and the pendant shows "help is on the way"; the operator resolves it with
 //! an outcome and a note, and the store holds exactly that, by that operator. Screenshots of
-//! the queue and of the resident's page are saved (see tests/README.md).
+//! the queue, the call-handling view and the resident's page are saved (see tests/README.md).
 //!
 //! Fails, never skips, without Mosquitto, Chromium or chromedriver. On a failed step the page
 //! (PNG) and its source are saved under the target directory, and the test prints where.
@@ -248,6 +248,7 @@ async fn operator_steps(
 
     browser.click("button#acknowledge").await?;
     browser.wait_for_text("#alert-state", "acknowledged").await?;
+    browser.screenshot("call").await?;
     device
         .wait_for(DEVICE_WAIT, |v| v.indication == Indication::HelpOnTheWay)
         .await
