@@ -24,7 +24,7 @@ use crate::access::residents_api::{
     resident_events, reveal_access_info, unassign_device, update_resident,
 };
 use crate::access::{Allowed, ApiRouter, ApiState, Role};
-use crate::console::{ConsoleRouter, login};
+use crate::console::{ConsoleRouter, fleet, history, login, residents};
 
 use crate::ingest::mqtt::MqttState;
 use crate::metrics::Metrics;
@@ -189,6 +189,25 @@ pub fn console_routes(state: ApiState) -> ConsoleRouter {
         .route(Method::POST, "/logout", Allowed::ANY_ROLE, login::submit_logout)
         .route(Method::GET, "/password", Allowed::ANY_ROLE, login::password_page)
         .route(Method::POST, "/password", Allowed::ANY_ROLE, login::submit_password)
+        .route(
+            Method::GET,
+            "/residents",
+            Allowed::Roles(RESIDENT_READERS),
+            residents::residents_page,
+        )
+        .route(
+            Method::GET,
+            "/residents/{id}",
+            Allowed::Roles(RESIDENT_READERS),
+            residents::resident_page,
+        )
+        .route(
+            Method::GET,
+            "/history",
+            Allowed::Roles(ALERT_READERS),
+            history::history_page,
+        )
+        .route(Method::GET, "/fleet", Allowed::ANY_ROLE, fleet::fleet_page)
 }
 
 /// `GET /openapi.json` (public: the API's shape, no data), built once from the route table.

@@ -41,23 +41,23 @@ pub const STREAM_KEEP_ALIVE: Duration = Duration::from_secs(15);
 #[into_params(parameter_in = Query)]
 pub struct AlertListParams {
     /// `raised`, `acknowledged`, `resolved` or `open`.
-    state: Option<String>,
+    pub state: Option<String>,
     /// `life_safety`, `wellbeing` or `technical`.
-    priority: Option<String>,
+    pub priority: Option<String>,
     /// An alert kind's snake_case name (`pendant_press`, `fall`, ...).
-    kind: Option<String>,
-    resident: Option<String>,
-    device: Option<String>,
+    pub kind: Option<String>,
+    pub resident: Option<String>,
+    pub device: Option<String>,
     /// RFC 3339; inclusive.
-    raised_since: Option<String>,
+    pub raised_since: Option<String>,
     /// RFC 3339; exclusive.
-    raised_until: Option<String>,
+    pub raised_until: Option<String>,
     /// `queue` (default) or `id`.
-    order: Option<String>,
+    pub order: Option<String>,
     /// The previous page's `next`.
-    cursor: Option<String>,
+    pub cursor: Option<String>,
     /// 1-500, default 50.
-    limit: Option<String>,
+    pub limit: Option<String>,
 }
 
 /// One page of alerts as the API answers it.
@@ -92,7 +92,9 @@ fn rfc3339(param: &str, text: &str) -> Result<Timestamp, ApiError> {
 }
 
 impl AlertListParams {
-    fn query(&self) -> Result<AlertQuery, ApiError> {
+    /// The store query these parameters ask for, or a 400 naming the bad parameter (the
+    /// console's history search builds its parameters and checks them here too).
+    pub fn query(&self) -> Result<AlertQuery, ApiError> {
         let state = self
             .state
             .as_deref()

@@ -215,14 +215,12 @@ pub struct ResidentSummary {
     pub last_contact: Option<String>,
 }
 
-/// `GET /api/v1/residents`: id, display name, devices, open alerts, last contact. Never the
-/// access notes. Audited as `read_resident` without a resident (target `list`).
-pub async fn list_residents(
-    State(state): State<ApiState>,
-    Extension(caller): Extension<Caller>,
-) -> Result<Response, ApiError> {
+/// Every resident with devices, open alerts and last contact (never the access notes), for
+/// the API's list and the console's. Audited as `read_resident` without a resident (target
+/// `list`), before the answer.
+pub async fn resident_list(state: &ApiState, caller: &Caller) -> Result<Vec<ResidentSummary>, ApiError> {
     let now = state.clock.now();
-    let list = read(&state, move |store| {
+    let list = read(state, move |store| {
         let residents = store.residents().map_err(store_err)?;
         let devices = current_devices(store, now).map_err(store_err)?;
         let open = store.open_alerts().map_err(store_err)?;
@@ -246,9 +244,18 @@ pub async fn list_residents(
     .await?;
     state
         .audit
-        .record(&caller, Action::ReadResident, None, Some("list"))
+        .record(caller, Action::ReadResident, None, Some("list"))
         .await
         .map_err(audit_failed)?;
+    Ok(list)
+}
+
+/// `GET /api/v1/residents`: id, display name, devices, open alerts, last contact.
+pub async fn list_residents(
+    State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Response, ApiError> {
+    let list = resident_list(&state, &caller).await?;
     Ok(axum::Json(list).into_response())
 }
 
@@ -264,16 +271,12 @@ pub struct ResidentDetail {
     pub last_contact: Option<String>,
 }
 
-/// `GET /api/v1/residents/{id}`: the record without access notes, devices, open alerts.
-pub async fn read_resident(
-    State(state): State<ApiState>,
-    Extension(caller): Extension<Caller>,
-    path: Result<Path<String>, PathRejection>,
-) -> Result<Response, ApiError> {
-    let id = resident_id(path)?;
+/// One resident's record without access notes, with devices and open alerts, for the API and
+/// the console. 404 for an unknown id; audited as `read_resident` before the answer.
+pub async fn resident_detail(state: &ApiState, caller: &Caller, id: &ResidentId) -> Result<ResidentDetail, ApiError> {
     let now = state.clock.now();
     let wanted = id.clone();
-    let detail = read(&state, move |store| {
+    let detail = read(state, move |store| {
         let Some(resident) = store.resident(&wanted).map_err(store_err)? else {
             return Ok(None);
         };
@@ -305,9 +308,20 @@ pub async fn read_resident(
     .ok_or_else(|| not_found(format!("no resident {id}")))?;
     state
         .audit
-        .record(&caller, Action::ReadResident, Some(&id), None)
+        .record(caller, Action::ReadResident, Some(id), None)
         .await
         .map_err(audit_failed)?;
+    Ok(detail)
+}
+
+/// `GET /api/v1/residents/{id}`: the record without access notes, devices, open alerts.
+pub async fn read_resident(
+    State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let id = resident_id(path)?;
+    let detail = resident_detail(&state, &caller, &id).await?;
     Ok(axum::Json(detail).into_response())
 }
 
@@ -634,10 +648,11 @@ pub async fn unassign_device(
 // Devices and fleet health
 // ---------------------------------------------------------------------------------------
 
-/// `GET /api/v1/devices`.
-pub async fn list_devices(State(state): State<ApiState>) -> Result<Response, ApiError> {
+/// Every device in the register with its current resident (an id), for the API and the
+/// console. Not audited: a device record holds no personal data.
+pub async fn device_list(state: &ApiState) -> Result<Vec<DeviceView>, ApiError> {
     let now = state.clock.now();
-    let views = read(&state, move |store| {
+    read(state, move |store| {
         let mut views = Vec::new();
         for device in store.devices().map_err(store_err)? {
             let resident = store.resident_for(&device.id, now).map_err(store_err)?;
@@ -645,8 +660,12 @@ pub async fn list_devices(State(state): State<ApiState>) -> Result<Response, Api
         }
         Ok(views)
     })
-    .await?;
-    Ok(axum::Json(views).into_response())
+    .await
+}
+
+/// `GET /api/v1/devices`.
+pub async fn list_devices(State(state): State<ApiState>) -> Result<Response, ApiError> {
+    Ok(axum::Json(device_list(&state).await?).into_response())
 }
 
 #[derive(Debug, Serialize)]
@@ -713,14 +732,25 @@ impl FleetGroup {
     }
 }
 
-/// `GET /api/v1/fleet/health?silent_days=N`.
-pub async fn fleet_health(
-    State(state): State<ApiState>,
-    query: Result<Query<FleetQuery>, QueryRejection>,
-) -> Result<Response, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let silent_days = match query.silent_days {
-        None => SILENT_DAYS_DEFAULT,
+/// The fleet's trouble spots, as `GET /api/v1/fleet/health` answers and the console shows.
+#[derive(Debug, Serialize)]
+pub struct FleetHealth {
+    pub devices: usize,
+    pub low_battery_percent: u8,
+    pub silent_days: u32,
+    pub offline: FleetGroup,
+    pub low_battery: FleetGroup,
+    pub silent: FleetGroup,
+    /// Devices with an open alert raised by an event that arrived late (a backlog or an
+    /// outage between the home and the gateway).
+    pub late_delivery: FleetGroup,
+    pub key_conflict: FleetGroup,
+}
+
+/// `silent_days` as text (absent: the default), checked against 1..=[`SILENT_DAYS_MAX`].
+pub fn silent_days_param(text: Option<&str>) -> Result<u32, ApiError> {
+    match text {
+        None => Ok(SILENT_DAYS_DEFAULT),
         Some(text) => text
             .parse::<u32>()
             .ok()
@@ -729,12 +759,16 @@ pub async fn fleet_health(
                 ApiError::bad_request(format!(
                     "silent_days must be a whole number from 1 to {SILENT_DAYS_MAX}"
                 ))
-            })?,
-    };
+            }),
+    }
+}
+
+/// The fleet health for the API and the console. Not audited (no personal data).
+pub async fn fleet_health_report(state: &ApiState, silent_days: u32) -> Result<FleetHealth, ApiError> {
     let threshold = state.client.low_battery_percent();
     let now = state.clock.now();
     let cutoff = now.plus_ms(-(i64::from(silent_days) * DAY_MS));
-    let (devices, open) = read(&state, |store| {
+    let (devices, open) = read(state, |store| {
         Ok((
             store.devices().map_err(store_err)?,
             store.open_alerts().map_err(store_err)?,
@@ -757,35 +791,49 @@ pub async fn fleet_health(
         .filter(|d| d.last_seen.is_none_or(|seen| seen < cutoff))
         .map(name)
         .collect();
-    let key_conflict = open
-        .iter()
-        .filter(|a| a.kind == AlertKind::KeyConflict)
-        .filter_map(|a| a.device.map(|d| d.as_str().to_owned()))
-        .collect();
-    Ok(axum::Json(serde_json::json!({
-        "devices": devices.len(),
-        "low_battery_percent": threshold,
-        "silent_days": silent_days,
-        "offline": FleetGroup::of(offline),
-        "low_battery": FleetGroup::of(low_battery),
-        "silent": FleetGroup::of(silent),
-        "key_conflict": FleetGroup::of(key_conflict),
-    }))
-    .into_response())
+    let alert_devices = |wanted: &dyn Fn(&Alert) -> bool| {
+        open.iter()
+            .filter(|a| wanted(a))
+            .filter_map(|a| a.device.map(|d| d.as_str().to_owned()))
+            .collect::<Vec<_>>()
+    };
+    let late_delivery = alert_devices(&|a| a.late_by_ms.is_some());
+    let key_conflict = alert_devices(&|a| a.kind == AlertKind::KeyConflict);
+    Ok(FleetHealth {
+        devices: devices.len(),
+        low_battery_percent: threshold,
+        silent_days,
+        offline: FleetGroup::of(offline),
+        low_battery: FleetGroup::of(low_battery),
+        silent: FleetGroup::of(silent),
+        late_delivery: FleetGroup::of(late_delivery),
+        key_conflict: FleetGroup::of(key_conflict),
+    })
+}
+
+/// `GET /api/v1/fleet/health?silent_days=N`.
+pub async fn fleet_health(
+    State(state): State<ApiState>,
+    query: Result<Query<FleetQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let silent_days = silent_days_param(query.silent_days.as_deref())?;
+    Ok(axum::Json(fleet_health_report(&state, silent_days).await?).into_response())
 }
 
 // ---------------------------------------------------------------------------------------
 // History
 // ---------------------------------------------------------------------------------------
 
-/// Where an event sits in the resident's history (its order in the store).
-type Position = (Timestamp, EventKey, u32);
+/// Where an event sits in the resident's history (its order in the store); a page's cursor.
+pub type EventPosition = (Timestamp, EventKey, u32);
 
-fn position(read: &EventRead) -> Position {
+fn position(read: &EventRead) -> EventPosition {
     (read.event.received_at, read.event.key, read.copy)
 }
 
-fn encode_cursor((at, key, copy): Position) -> String {
+/// A history cursor as `?cursor=` carries it.
+pub fn encode_cursor((at, key, copy): EventPosition) -> String {
     format!(
         "{}_{}_{}_{}_{}",
         at.as_millis(),
@@ -796,7 +844,8 @@ fn encode_cursor((at, key, copy): Position) -> String {
     )
 }
 
-fn decode_cursor(text: &str) -> Option<Position> {
+/// The position a `?cursor=` names, if it is one.
+pub fn decode_cursor(text: &str) -> Option<EventPosition> {
     let mut parts = text.splitn(5, '_');
     let at = parts.next()?.parse().ok()?;
     let boot = parts.next()?.parse().ok()?;
@@ -819,14 +868,20 @@ pub fn event_kind(body: &EventBody) -> &'static str {
     }
 }
 
-#[derive(Debug)]
-struct HistoryQuery {
-    since: Option<Timestamp>,
-    until: Option<Timestamp>,
-    kinds: BTreeSet<&'static str>,
-    limit: usize,
-    after: Option<Position>,
-    csv: bool,
+/// Which events of a resident's history to read (see `resident_events`).
+#[derive(Debug, Clone)]
+pub struct HistoryQuery {
+    /// Inclusive, gateway receive time.
+    pub since: Option<Timestamp>,
+    /// Exclusive.
+    pub until: Option<Timestamp>,
+    /// Event kinds (names from [`EVENT_KINDS`]); empty: every kind.
+    pub kinds: BTreeSet<&'static str>,
+    pub limit: usize,
+    /// The previous page's cursor.
+    pub after: Option<EventPosition>,
+    /// An export (audited as `export_records`) rather than a read.
+    pub csv: bool,
 }
 
 fn history_query(pairs: Vec<(String, String)>) -> Result<HistoryQuery, ApiError> {
@@ -889,10 +944,14 @@ fn history_query(pairs: Vec<(String, String)>) -> Result<HistoryQuery, ApiError>
     Ok(query)
 }
 
-struct History {
-    events: Vec<EventRead>,
-    unreadable: BTreeSet<Unreadable>,
-    next: Option<Position>,
+/// One page of a resident's history.
+#[derive(Debug)]
+pub struct History {
+    pub events: Vec<EventRead>,
+    /// Records met on the way that could not be read (the page is short by these).
+    pub unreadable: BTreeSet<Unreadable>,
+    /// The cursor of the next page; `None` on the last.
+    pub next: Option<EventPosition>,
 }
 
 /// Up to `limit` events of the resident after the cursor matching the kinds, in store order,
@@ -993,6 +1052,85 @@ fn csv_row(fields: &[String]) -> String {
     line
 }
 
+/// A page of a resident's history for the API and the console: 404 for an unknown resident;
+/// audited before the answer as `read_history`, or `export_records` for a CSV export.
+pub async fn resident_history(
+    state: &ApiState,
+    caller: &Caller,
+    id: &ResidentId,
+    query: HistoryQuery,
+) -> Result<History, ApiError> {
+    let action = if query.csv {
+        Action::ExportRecords
+    } else {
+        Action::ReadHistory
+    };
+    let wanted = id.clone();
+    let history = read(state, move |store| {
+        if store.resident(&wanted).map_err(store_err)?.is_none() {
+            return Ok(None);
+        }
+        read_history(store, &wanted, &query).map(Some).map_err(store_err)
+    })
+    .await?
+    .ok_or_else(|| not_found(format!("no resident {id}")))?;
+    state
+        .audit
+        .record(caller, action, Some(id), None)
+        .await
+        .map_err(audit_failed)?;
+    if !history.unreadable.is_empty() {
+        tracing::error!(resident = %id, unreadable = history.unreadable.len(), "history read met unreadable records");
+    }
+    Ok(history)
+}
+
+/// When and of what kind, for counting a resident's events per day.
+#[derive(Debug, Clone)]
+pub struct EventTally {
+    /// (receive time, kind name from [`EVENT_KINDS`]), earliest first.
+    pub events: Vec<(Timestamp, &'static str)>,
+    /// More than the cap were in the window: `events` holds the earliest `cap`.
+    pub capped: bool,
+    pub unreadable: usize,
+}
+
+/// The receive times and kinds of a resident's events in `[since, until)`, at most `cap` of
+/// them, through the store's per-resident index. NOT audited by itself: only for a caller
+/// that has just audited its read of this resident's history ([`resident_history`]).
+pub async fn resident_event_tally(
+    state: &ApiState,
+    id: &ResidentId,
+    since: Timestamp,
+    until: Timestamp,
+    cap: usize,
+) -> Result<EventTally, ApiError> {
+    let wanted = id.clone();
+    read(state, move |store| {
+        let page = store
+            .events(&EventFilter {
+                resident: Some(wanted),
+                since: Some(since),
+                until: Some(until),
+                limit: Some(cap.saturating_add(1)),
+                ..EventFilter::default()
+            })
+            .map_err(store_err)?;
+        let capped = page.events.len() > cap;
+        Ok(EventTally {
+            events: page
+                .events
+                .iter()
+                .take(cap)
+                .map(|read| (read.event.received_at, event_kind(&read.event.body)))
+                .collect(),
+            capped,
+            unreadable: page.unreadable.len(),
+        })
+    })
+    .await
+}
+
 /// `GET /api/v1/residents/{id}/events`: `since`, `until`, `kind` (repeatable), `limit`,
 /// `cursor`, `format=csv`. JSON audited as `read_history`, CSV as `export_records`.
 pub async fn resident_events(
@@ -1005,28 +1143,7 @@ pub async fn resident_events(
     let Query(pairs) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let query = history_query(pairs)?;
     let csv = query.csv;
-    let wanted = id.clone();
-    let history = read(&state, move |store| {
-        if store.resident(&wanted).map_err(store_err)?.is_none() {
-            return Ok(None);
-        }
-        read_history(store, &wanted, &query).map(Some).map_err(store_err)
-    })
-    .await?
-    .ok_or_else(|| not_found(format!("no resident {id}")))?;
-    let action = if csv {
-        Action::ExportRecords
-    } else {
-        Action::ReadHistory
-    };
-    state
-        .audit
-        .record(&caller, action, Some(&id), None)
-        .await
-        .map_err(audit_failed)?;
-    if !history.unreadable.is_empty() {
-        tracing::error!(resident = %id, unreadable = history.unreadable.len(), "history read met unreadable records");
-    }
+    let history = resident_history(&state, &caller, &id, query).await?;
     if csv {
         let mut body = csv_row(&CSV_COLUMNS.iter().map(|c| (*c).to_owned()).collect::<Vec<_>>());
         for read in &history.events {

@@ -14,8 +14,12 @@
 //! something carries the session's CSRF token, checked here before the handler runs.
 
 pub mod assets;
+pub mod chart;
+pub mod fleet;
+pub mod history;
 pub mod layout;
 pub mod login;
+pub mod residents;
 
 use std::collections::BTreeMap;
 

@@ -3,6 +3,7 @@
 //! alerts; the store and the command line feed them.
 
 pub mod import;
+pub mod kpi;
 pub mod register;
 pub mod suppress;
 pub mod uptake;

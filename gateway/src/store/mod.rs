@@ -5,6 +5,7 @@
 //! the data is on disk (fsync), which is what lets ingest send PUBACKs and receipts.
 
 mod access;
+mod activity;
 mod alert_changes;
 mod alert_queries;
 mod error;
@@ -27,6 +28,7 @@ pub use access::{
     AUDIT_GENESIS_HASH, AccessChange, AccessOp, AccessRefusal, AccessStore, AuditDraft, AuditEntry, AuditHead,
     SessionRecord, UserRecord,
 };
+pub use activity::{DayCalendar, REPORT_TIMEZONE, date_of_day, day_number};
 pub use alert_changes::{AlertChangePage, AlertChangeRetention, AlertChangesSince, MAX_ALERT_CHANGES_PAGE};
 pub use alert_queries::{
     AlertCursor, AlertOrder, AlertPage, AlertQuery, AlertStateFilter, InvalidAlertCursor, MAX_ALERT_PAGE,
@@ -163,6 +165,8 @@ impl Store {
         txn.open_table(SESSIONS)?;
         txn.open_table(AUDIT_LOG)?;
         txn.open_table(AUDIT_HEAD)?;
+        txn.open_table(activity::DEVICE_DAYS)?;
+        activity::build_if_missing(&txn)?;
         txn.commit()?;
         tracing::debug!(path = %path.display(), "store opened");
         Ok(Store {

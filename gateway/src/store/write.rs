@@ -229,6 +229,7 @@ impl<'s> WriteBatch<'s> {
             .map(|(e, copy)| (e.received_at.as_millis(), *e, *copy))
             .collect();
         self.write_time_index(&mut by_time)?;
+        super::activity::record_events(&self.txn, stored.iter().map(|(e, _)| *e))?;
         let mut by_resident: Vec<(&str, i64, &str, u32, u32, u32)> = stored
             .iter()
             .filter_map(|(e, copy)| {
