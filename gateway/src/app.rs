@@ -11,9 +11,11 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::access::ApiState;
-use crate::alerts::{EngineConfig, ResidentRules};
+use crate::alerts::{EngineConfig, ResidentRules, Resolution};
 use crate::config::{Config, ConfigError};
-use crate::domain::{Alert, AlertChange, AlertId, Assignment, Clock, DeviceRecord, Outcome, Resident, ResidentId};
+use crate::domain::{
+    Alert, AlertChange, AlertId, Assignment, CallOutcome, Clock, DeviceRecord, Outcome, Resident, ResidentId,
+};
 use crate::http::{HttpState, router};
 use crate::ingest::mqtt::{MqttState, mqtt_options, run_poller, spawn_outbound};
 use crate::metrics::{IngestStats, Metrics};
@@ -322,6 +324,7 @@ impl GatewayClient {
         .await
     }
 
+    /// Closes the alert with an outcome and at most a note ([`GatewayClient::resolve_with`]).
     pub async fn resolve(
         &self,
         alert: AlertId,
@@ -329,11 +332,60 @@ impl GatewayClient {
         outcome: Outcome,
         note: Option<String>,
     ) -> Result<Alert, OperatorError> {
+        let resolution = Resolution {
+            note,
+            ..Resolution::new(outcome)
+        };
+        self.resolve_with(alert, operator, resolution).await
+    }
+
+    /// Closes the alert: outcome, note, the reason for a late answer, a follow-up.
+    pub async fn resolve_with(
+        &self,
+        alert: AlertId,
+        operator: &str,
+        resolution: Resolution,
+    ) -> Result<Alert, OperatorError> {
         let operator = operator.to_owned();
         self.request(|reply| Command::Resolve {
             alert,
             operator,
+            resolution,
+            reply,
+        })
+        .await
+    }
+
+    /// Records a call to the responder at `responder` (from 0) in the alert's resident's list.
+    pub async fn record_responder_call(
+        &self,
+        alert: AlertId,
+        operator: &str,
+        responder: usize,
+        outcome: CallOutcome,
+    ) -> Result<Alert, OperatorError> {
+        let operator = operator.to_owned();
+        self.request(|reply| Command::RecordResponderCall {
+            alert,
+            operator,
+            responder,
             outcome,
+            reply,
+        })
+        .await
+    }
+
+    /// Marks the alert's follow-up done (the alert may be resolved: follow-ups outlive it).
+    pub async fn follow_up_done(
+        &self,
+        alert: AlertId,
+        operator: &str,
+        note: Option<String>,
+    ) -> Result<Alert, OperatorError> {
+        let operator = operator.to_owned();
+        self.request(|reply| Command::FollowUpDone {
+            alert,
+            operator,
             note,
             reply,
         })

@@ -517,6 +517,34 @@ impl AlertKind {
             | Self::InfrastructureIncident => Priority::Technical,
         }
     }
+
+    /// As an operator reads it in the queue and on the call page.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::PendantPress => "pendant pressed",
+            Self::Fall => "fall detected",
+            Self::Smoke => "smoke alarm",
+            Self::Heat => "heat alarm",
+            Self::CarbonMonoxide => "carbon monoxide alarm",
+            Self::Seizure => "seizure alarm",
+            Self::Flood => "flood alarm",
+            Self::TemperatureExtreme => "extreme temperature",
+            Self::DoorOpenedAtNight => "door opened at night",
+            Self::LeavingHome => "left home",
+            Self::BedNotReturned => "not back in bed",
+            Self::ChairNotReturned => "not back in chair",
+            Self::Inactivity => "no activity",
+            Self::NoMovementByTime => "no movement by the usual time",
+            Self::MedicationMissed => "medication missed",
+            Self::Tamper => "device tampered with",
+            Self::MainsPowerLost => "mains power lost",
+            Self::LowBattery => "low battery",
+            Self::DeviceOffline => "device offline",
+            Self::UnrecognisedAlarm => "unrecognised alarm (newer device)",
+            Self::KeyConflict => "device reused event numbers",
+            Self::InfrastructureIncident => "many devices offline at once",
+        }
+    }
 }
 
 /// Order in the operators' queue. Lower sorts first.
@@ -526,6 +554,17 @@ pub enum Priority {
     LifeSafety = 0,
     Wellbeing = 1,
     Technical = 2,
+}
+
+impl Priority {
+    /// As an operator reads it (the queue's badge: colour and these words).
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::LifeSafety => "Life-safety",
+            Self::Wellbeing => "Wellbeing",
+            Self::Technical => "Technical",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -647,6 +686,33 @@ impl Outcome {
                 | Self::DuplicateOrMerged
                 | Self::NoResponseEscalated
         )
+    }
+
+    /// As an operator reads it when choosing how to close an alert (docs/outcomes.md).
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::CancelledByResident => "Cancelled by the resident",
+            Self::FalseAlarm => "False alarm: resident OK",
+            Self::AdviceGiven => "Advice or reassurance given",
+            Self::ResponderAttended => "Responder attended (type not recorded)",
+            Self::EmergencyServices => "Emergency services (service not recorded)",
+            Self::MaintenanceRequested => "Maintenance requested",
+            Self::AutoCleared => "Cleared by itself",
+            Self::TestCall => "Test call",
+            Self::GroupedIntoIncident => "Grouped into an incident",
+            Self::KeyHolderAttended => "Key holder or contact attended",
+            Self::MobileResponderAttended => "Mobile responder attended",
+            Self::AmbulanceCalled => "Ambulance called",
+            Self::FireServiceCalled => "Fire service called",
+            Self::PoliceCalled => "Police called",
+            Self::ReferralGp => "Referred to the GP",
+            Self::ReferralDistrictNurse => "Referred to the district nurse",
+            Self::ReferralSocialCare => "Referred to adult social care",
+            Self::NoVoiceContactVisitMade => "No voice contact: visit made",
+            Self::NoVoiceContactNoVisit => "No voice contact: no visit",
+            Self::DuplicateOrMerged => "Duplicate of another alert",
+            Self::NoResponseEscalated => "No response: escalated",
+        }
     }
 
     pub fn kpi_class(self) -> KpiClass {

@@ -14,17 +14,19 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use crate::access::alerts_api::{
-    acknowledge_alert, add_alert_note, alert_stream, get_alert, list_alerts, resolve_alert,
+    acknowledge_alert, add_alert_note, alert_stream, follow_up_done, get_alert, list_alerts, record_responder_call,
+    resolve_alert,
 };
 use crate::access::api::{
-    audit_trail, audit_verify, change_password, create_user, disable_user, list_users, login, logout, me, reset_user,
+    audit_trail, audit_verify, change_password, change_user_role, create_user, disable_user, list_users, login, logout,
+    me, reset_user,
 };
 use crate::access::residents_api::{
     assign_device, create_resident, fleet_health, list_devices, list_residents, read_device, read_resident,
     resident_events, reveal_access_info, unassign_device, update_resident,
 };
 use crate::access::{Allowed, ApiRouter, ApiState, Role};
-use crate::console::{ConsoleRouter, fleet, history, login, residents};
+use crate::console::{ConsoleRouter, audit_page, call, fleet, history, login, residents, users, worklist};
 
 use crate::ingest::mqtt::MqttState;
 use crate::metrics::Metrics;
@@ -85,6 +87,8 @@ pub const ADMIN: &[Role] = &[Role::Admin];
 pub const RESIDENT_READERS: &[Role] = &[Role::CareStaff, Role::Operator, Role::Admin];
 /// Who reads the alert queue and its stream (care staff never see the queue).
 pub const ALERT_READERS: &[Role] = &[Role::Operator, Role::Manager];
+/// Who marks follow-ups done (the worklist: operators' call backs, care staff's visits).
+pub const FOLLOW_UP_DOERS: &[Role] = &[Role::Operator, Role::CareStaff];
 
 /// The role matrix: every `/api/v1` route and who may call it. To add a route, add a line
 /// here (`.route(Method, "/path", Allowed::Roles(ROLES), handler)`; the handler takes
@@ -106,6 +110,12 @@ pub fn api_routes(state: ApiState) -> ApiRouter {
             disable_user,
         )
         .route(Method::POST, "/users/{name}/reset", Allowed::Roles(ADMIN), reset_user)
+        .route(
+            Method::POST,
+            "/users/{name}/role",
+            Allowed::Roles(ADMIN),
+            change_user_role,
+        )
         .route(Method::GET, "/audit", Allowed::Roles(MANAGER), audit_trail)
         .route(Method::GET, "/audit/verify", Allowed::Roles(MANAGER), audit_verify)
         // Residents and devices (docs/access.md, "Residents and devices").
@@ -178,6 +188,18 @@ pub fn api_routes(state: ApiState) -> ApiRouter {
             Allowed::Roles(OPERATOR),
             resolve_alert,
         )
+        .route(
+            Method::POST,
+            "/alerts/{id}/responder-calls",
+            Allowed::Roles(OPERATOR),
+            record_responder_call,
+        )
+        .route(
+            Method::POST,
+            "/alerts/{id}/follow-up-done",
+            Allowed::Roles(FOLLOW_UP_DOERS),
+            follow_up_done,
+        )
 }
 
 /// The console's pages and who may open them (`docs/access.md`, "Console pages"): the same
@@ -208,6 +230,39 @@ pub fn console_routes(state: ApiState) -> ConsoleRouter {
             history::history_page,
         )
         .route(Method::GET, "/fleet", Allowed::ANY_ROLE, fleet::fleet_page)
+        .route(
+            Method::GET,
+            "/worklist",
+            Allowed::Roles(&[Role::Operator, Role::CareStaff]),
+            worklist::worklist_page,
+        )
+        .route(Method::GET, "/audit", Allowed::Roles(MANAGER), audit_page::audit_page)
+        .route(Method::GET, "/users", Allowed::Roles(ADMIN), users::users_page)
+        .route(Method::POST, "/users", Allowed::Roles(ADMIN), users::create_user_form)
+        .route(
+            Method::POST,
+            "/users/{name}",
+            Allowed::Roles(ADMIN),
+            users::user_action_form,
+        )
+        .route(
+            Method::GET,
+            "/queue",
+            Allowed::Roles(ALERT_READERS),
+            crate::console::queue::queue_page,
+        )
+        .route(
+            Method::GET,
+            "/queue/rows",
+            Allowed::Roles(ALERT_READERS),
+            crate::console::queue::queue_rows,
+        )
+        .route(
+            Method::GET,
+            "/alerts/{id}",
+            Allowed::Roles(ALERT_READERS),
+            call::call_page,
+        )
 }
 
 /// `GET /openapi.json` (public: the API's shape, no data), built once from the route table.

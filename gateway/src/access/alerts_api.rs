@@ -21,10 +21,12 @@ use tokio::sync::broadcast;
 use super::audit::Action;
 use super::guard::{ApiError, ApiJson};
 use super::{ApiState, Caller};
-use crate::alerts::EngineError;
+use crate::alerts::{EngineError, Resolution};
 use crate::app::GatewayClient;
-use crate::domain::{Alert, AlertChange, AlertId, AlertKind, Outcome, Priority, ResidentId, Timestamp};
-use crate::store::{AlertChangesSince, AlertCursor, AlertOrder, AlertQuery, AlertStateFilter, MAX_ALERT_PAGE};
+use crate::domain::{Alert, AlertChange, AlertId, AlertKind, CallOutcome, Outcome, Priority, ResidentId, Timestamp};
+use crate::store::{
+    AlertChangesSince, AlertCursor, AlertOrder, AlertPage, AlertQuery, AlertStateFilter, MAX_ALERT_PAGE,
+};
 use crate::writer::core::OperatorError;
 
 /// Alerts per page when the request does not say.
@@ -191,17 +193,23 @@ async fn read<T: Send + 'static>(
         .map_err(store_failed)
 }
 
+/// One page of the alerts `query` selects, read off the async threads, for the API and the
+/// console's queue alike; records that could not be read are logged with their keys.
+pub async fn alert_page(state: &ApiState, query: AlertQuery) -> Result<AlertPage, ApiError> {
+    let page = read(state, move |client| client.alert_page(&query)).await?;
+    for unreadable in &page.unreadable {
+        tracing::error!(table = unreadable.table, key = %unreadable.key, "unreadable alert record in a page");
+    }
+    Ok(page)
+}
+
 /// `GET /api/v1/alerts`: one page of alerts (filters, order, cursor).
 pub async fn list_alerts(
     State(state): State<ApiState>,
     params: Result<Query<AlertListParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(params) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let query = params.query()?;
-    let page = read(&state, move |client| client.alert_page(&query)).await?;
-    for unreadable in &page.unreadable {
-        tracing::error!(table = unreadable.table, key = %unreadable.key, "unreadable alert record in a page");
-    }
+    let page = alert_page(&state, params.query()?).await?;
     Ok(axum::Json(AlertListPage {
         unreadable: page.unreadable.len(),
         next: page.next.map(|cursor| cursor.to_string()),
@@ -210,7 +218,7 @@ pub async fn list_alerts(
     .into_response())
 }
 
-fn alert_id(path: Result<Path<String>, PathRejection>) -> Result<AlertId, ApiError> {
+pub fn alert_id(path: Result<Path<String>, PathRejection>) -> Result<AlertId, ApiError> {
     let Path(text) = path.map_err(|e| ApiError::bad_request(e.body_text()))?;
     text.parse::<u64>()
         .map(AlertId)
@@ -237,9 +245,11 @@ fn action_failed(error: OperatorError) -> ApiError {
                 EngineError::UnknownAlert(_) => StatusCode::NOT_FOUND,
                 EngineError::AlreadyResolved(_) | EngineError::InvalidTransition { .. } => StatusCode::CONFLICT,
                 EngineError::MissingOperator | EngineError::ReservedOperator(_) => StatusCode::FORBIDDEN,
-                EngineError::EmptyNote | EngineError::NoteRequired(_) | EngineError::NoteTooLong { .. } => {
-                    StatusCode::BAD_REQUEST
-                }
+                EngineError::EmptyNote
+                | EngineError::NoteRequired(_)
+                | EngineError::NoteTooLong { .. }
+                | EngineError::LateAnswerReasonRequired { .. } => StatusCode::BAD_REQUEST,
+                EngineError::NoOpenFollowUp(_) => StatusCode::CONFLICT,
                 EngineError::CorruptState { .. } => {
                     tracing::error!(error = %engine, "alert action failed");
                     StatusCode::INTERNAL_SERVER_ERROR
@@ -247,6 +257,7 @@ fn action_failed(error: OperatorError) -> ApiError {
             };
             ApiError::new(status, engine.to_string())
         }
+        OperatorError::NoSuchResponder { .. } => ApiError::bad_request(error.to_string()),
         OperatorError::NoChange(id) => ApiError::new(
             StatusCode::CONFLICT,
             format!("the action changed nothing on alert {id}"),
@@ -341,7 +352,8 @@ pub async fn add_alert_note(
 }
 
 /// Body of `POST /api/v1/alerts/{id}/resolve`: the outcome by its serde name
-/// (`docs/outcomes.md`) and the note some outcomes require.
+/// (`docs/outcomes.md`), the note some outcomes require, the reason for a late answer
+/// (required beyond 180 s for life-safety and wellbeing alerts) and a follow-up to do later.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResolveRequest {
@@ -350,6 +362,12 @@ pub struct ResolveRequest {
     pub outcome: Outcome,
     #[serde(default)]
     pub note: Option<String>,
+    /// Why the alert was answered after the 180 s standard.
+    #[serde(default)]
+    pub exception_reason: Option<String>,
+    /// A visit, call back or check promised: it stays on the worklist until done.
+    #[serde(default)]
+    pub follow_up: Option<String>,
 }
 
 impl std::fmt::Debug for ResolveRequest {
@@ -360,7 +378,8 @@ impl std::fmt::Debug for ResolveRequest {
     }
 }
 
-/// `POST /api/v1/alerts/{id}/resolve` `{"outcome": "...", "note": "..."}`.
+/// `POST /api/v1/alerts/{id}/resolve`
+/// `{"outcome": "...", "note": "...", "exception_reason": "...", "follow_up": "..."}`.
 pub async fn resolve_alert(
     State(state): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -369,9 +388,15 @@ pub async fn resolve_alert(
 ) -> Result<Response, ApiError> {
     let id = alert_id(path)?;
     let outcome = request.outcome;
+    let resolution = Resolution {
+        outcome,
+        note: request.note,
+        exception_reason: request.exception_reason,
+        follow_up: request.follow_up,
+    };
     let alert = state
         .client
-        .resolve(id, caller.username.as_str(), outcome, request.note)
+        .resolve_with(id, caller.username.as_str(), resolution)
         .await
         .map_err(action_failed)?;
     let name = serde_json::to_value(outcome)
@@ -386,6 +411,78 @@ pub async fn resolve_alert(
         format!("alert {}: {name}", id.0),
     )
     .await
+}
+
+/// Body of `POST /api/v1/alerts/{id}/responder-calls`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResponderCallRequest {
+    /// Place in the resident's responder list, from 0 (the order they are called in).
+    pub responder: usize,
+    /// `will_attend`, `cannot_attend`, `no_answer`, `left_message` or `number_unobtainable`.
+    #[schema(value_type = String)]
+    pub outcome: CallOutcome,
+}
+
+/// `POST /api/v1/alerts/{id}/responder-calls` `{"responder": 0, "outcome": "no_answer"}`: one
+/// call to a responder of the alert's resident, recorded on the open alert with the name
+/// the resident's record holds now.
+pub async fn record_responder_call(
+    State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    path: Result<Path<String>, PathRejection>,
+    ApiJson(request): ApiJson<ResponderCallRequest>,
+) -> Result<Response, ApiError> {
+    let id = alert_id(path)?;
+    let alert = state
+        .client
+        .record_responder_call(id, caller.username.as_str(), request.responder, request.outcome)
+        .await
+        .map_err(action_failed)?;
+    audited(
+        &state,
+        &caller,
+        Action::ResponderCalled,
+        alert,
+        format!(
+            "alert {}: responder {}: {}",
+            id.0,
+            request.responder,
+            request.outcome.as_str()
+        ),
+    )
+    .await
+}
+
+/// Body of `POST /api/v1/alerts/{id}/follow-up-done` (may be empty: `{}`).
+#[derive(Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FollowUpDoneRequest {
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+impl std::fmt::Debug for FollowUpDoneRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FollowUpDoneRequest").finish_non_exhaustive()
+    }
+}
+
+/// `POST /api/v1/alerts/{id}/follow-up-done` `{"note": "..."}`: the follow-up promised when
+/// the alert was resolved is done (409 if it has none outstanding).
+pub async fn follow_up_done(
+    State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    path: Result<Path<String>, PathRejection>,
+    ApiJson(request): ApiJson<FollowUpDoneRequest>,
+) -> Result<Response, ApiError> {
+    let id = alert_id(path)?;
+    let alert = state
+        .client
+        .follow_up_done(id, caller.username.as_str(), request.note)
+        .await
+        .map_err(action_failed)?;
+    audited(&state, &caller, Action::FollowUpDone, alert, format!("alert {}", id.0)).await
 }
 
 /// The query string of `GET /api/v1/alerts/stream`.

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use super::audit::{Action, draft, verify_chain};
+use super::audit::{Action, ChainReport, draft, verify_chain};
 use super::guard::{ApiError, ApiJson, ClientAddr};
 use super::password::{check_new_password, dummy_hash, hash_password, one_time_password, verify_password};
 use super::token::{new_token, token_hash};
@@ -303,6 +303,8 @@ pub struct UserView {
     pub disabled: bool,
     pub must_change_password: bool,
     pub created_at: String,
+    /// The last change to the account (password, role, disabled).
+    pub changed_at: String,
 }
 
 impl From<&UserRecord> for UserView {
@@ -313,21 +315,33 @@ impl From<&UserRecord> for UserView {
             disabled: user.disabled,
             must_change_password: user.must_change_password,
             created_at: user.created_at.to_string(),
+            changed_at: user.changed_at.to_string(),
         }
     }
 }
 
 /// `GET /api/v1/users`.
 pub async fn list_users(State(state): State<ApiState>) -> Result<Response, ApiError> {
+    Ok(axum::Json(user_views(&state)?).into_response())
+}
+
+/// Every user, by name, as the API and the users page show them.
+pub fn user_views(state: &ApiState) -> Result<Vec<UserView>, ApiError> {
     let store = state.client.store().map_err(ApiError::unavailable)?;
     let users = store.users().map_err(ApiError::unavailable)?;
-    Ok(axum::Json(users.iter().map(UserView::from).collect::<Vec<_>>()).into_response())
+    Ok(users.iter().map(UserView::from).collect())
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct NewUser {
-    username: String,
-    role: String,
+    pub username: String,
+    pub role: String,
+}
+
+/// A role as the API takes it, or a 400 naming the roles.
+fn parse_role(text: &str) -> Result<Role, ApiError> {
+    text.parse()
+        .map_err(|e: super::UnknownRole| ApiError::bad_request(e.to_string()))
 }
 
 /// Who makes an administrative change to a user, for its audit entry: a signed-in
@@ -366,6 +380,35 @@ pub fn disable_change(user: UserRecord, by: &Actor<'_>, now: Timestamp) -> Acces
             Action::UserDisabled,
             None,
             Some(name.as_str()),
+            by.client,
+        )],
+    }
+}
+
+/// Gives `user` the role `role` and revokes their sessions (a session carries the role it
+/// was opened with), audited with the old and new role. Shared by the API and the console.
+pub fn role_change(user: UserRecord, role: Role, by: &Actor<'_>, now: Timestamp) -> AccessChange {
+    let name = user.username.clone();
+    let target = format!("{name} ({} -> {role})", user.role);
+    AccessChange {
+        ops: vec![
+            AccessOp::UpdateUser(Box::new(UserRecord {
+                role,
+                changed_at: now,
+                ..user
+            })),
+            AccessOp::RevokeUserSessions {
+                username: name,
+                at: now,
+            },
+        ],
+        audit: vec![draft(
+            now,
+            by.username,
+            by.role,
+            Action::UserRoleChanged,
+            None,
+            Some(&target),
             by.client,
         )],
     }
@@ -425,11 +468,40 @@ pub async fn create_user(
     Extension(caller): Extension<Caller>,
     ApiJson(request): ApiJson<NewUser>,
 ) -> Result<Response, ApiError> {
+    let created = add_user(&state, &caller, request).await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(serde_json::json!({
+            "username": created.username,
+            "role": created.role,
+            "one_time_password": created.one_time_password,
+            "must_change_password": true,
+        })),
+    )
+        .into_response())
+}
+
+/// An account with a one-time password to hand over (shown once, never stored in clear).
+pub struct OneTimePassword {
+    pub username: Username,
+    pub role: Role,
+    pub one_time_password: String,
+}
+
+impl std::fmt::Debug for OneTimePassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OneTimePassword")
+            .field("username", &self.username)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Creates a user with a one-time password, audited: 400 for a bad name or role, 409 if the
+/// name is taken. The API and the users page both come here.
+pub async fn add_user(state: &ApiState, caller: &Caller, request: NewUser) -> Result<OneTimePassword, ApiError> {
     let username = Username::new(request.username).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let role: Role = request
-        .role
-        .parse()
-        .map_err(|e: super::UnknownRole| ApiError::bad_request(e.to_string()))?;
+    let role = parse_role(&request.role)?;
     let now = state.clock.now();
     let name = username.clone();
     let permit = state.hashing.acquire().await.map_err(ApiError::unavailable)?;
@@ -449,17 +521,12 @@ pub async fn create_user(
             caller.client,
         )],
     };
-    match apply(&state, change).await? {
-        Ok(_) => Ok((
-            StatusCode::CREATED,
-            axum::Json(serde_json::json!({
-                "username": username,
-                "role": role,
-                "one_time_password": password,
-                "must_change_password": true,
-            })),
-        )
-            .into_response()),
+    match apply(state, change).await? {
+        Ok(_) => Ok(OneTimePassword {
+            username,
+            role,
+            one_time_password: password,
+        }),
         Err(refusal @ AccessRefusal::UserExists(_)) => Err(ApiError::new(StatusCode::CONFLICT, refusal.to_string())),
         Err(refusal) => Err(ApiError::bad_request(refusal.to_string())),
     }
@@ -468,6 +535,11 @@ pub async fn create_user(
 /// The user named in the path, as stored.
 async fn existing_user(state: &ApiState, path: Result<Path<String>, PathRejection>) -> Result<UserRecord, ApiError> {
     let Path(name) = path.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    user_named(state, name)
+}
+
+/// The user `name`, as stored: 400 for a name that cannot exist, 404 for one that does not.
+fn user_named(state: &ApiState, name: String) -> Result<UserRecord, ApiError> {
     let name = Username::new(name).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let store = state.client.store().map_err(ApiError::unavailable)?;
     let user = store.user(&name).map_err(ApiError::unavailable)?;
@@ -484,6 +556,12 @@ pub async fn disable_user(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let user = existing_user(&state, path).await?;
+    let name = disable_account(&state, &caller, user).await?;
+    Ok(axum::Json(serde_json::json!({ "username": name, "disabled": true })).into_response())
+}
+
+/// Disables `user` (not the caller's own account: 409), audited; the API and the users page.
+pub async fn disable_account(state: &ApiState, caller: &Caller, user: UserRecord) -> Result<Username, ApiError> {
     if user.username == caller.username {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -492,8 +570,14 @@ pub async fn disable_user(
     }
     let name = user.username.clone();
     let change = disable_change(user, &caller.as_actor(), state.clock.now());
-    apply(&state, change).await?.map_err(ApiError::unavailable)?;
-    Ok(axum::Json(serde_json::json!({ "username": name, "disabled": true })).into_response())
+    apply(state, change).await?.map_err(ApiError::unavailable)?;
+    Ok(name)
+}
+
+/// [`disable_account`] for a user given by name (400 bad name, 404 unknown).
+pub async fn disable_named(state: &ApiState, caller: &Caller, name: String) -> Result<Username, ApiError> {
+    let user = user_named(state, name)?;
+    disable_account(state, caller, user).await
 }
 
 /// `POST /api/v1/users/{name}/reset`: a new one-time password (answered once, to be changed
@@ -504,6 +588,18 @@ pub async fn reset_user(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let user = existing_user(&state, path).await?;
+    let reset = reset_account(&state, &caller, user).await?;
+    Ok(axum::Json(serde_json::json!({
+        "username": reset.username,
+        "one_time_password": reset.one_time_password,
+        "must_change_password": true,
+    }))
+    .into_response())
+}
+
+/// Gives `user` a new one-time password and revokes their sessions, audited; the API and the
+/// users page.
+pub async fn reset_account(state: &ApiState, caller: &Caller, user: UserRecord) -> Result<OneTimePassword, ApiError> {
     let now = state.clock.now();
     let name = user.username.clone();
     let for_hash = name.clone();
@@ -514,41 +610,155 @@ pub async fn reset_user(
         .map_err(ApiError::unavailable)??;
     drop(permit);
     let change = reset_change(user, fresh.password_hash, &caller.as_actor(), now);
-    apply(&state, change).await?.map_err(ApiError::unavailable)?;
-    Ok(axum::Json(serde_json::json!({
-        "username": name,
-        "one_time_password": password,
-        "must_change_password": true,
-    }))
-    .into_response())
+    apply(state, change).await?.map_err(ApiError::unavailable)?;
+    Ok(OneTimePassword {
+        username: name,
+        role,
+        one_time_password: password,
+    })
+}
+
+/// [`reset_account`] for a user given by name (400 bad name, 404 unknown).
+pub async fn reset_named(state: &ApiState, caller: &Caller, name: String) -> Result<OneTimePassword, ApiError> {
+    let user = user_named(state, name)?;
+    reset_account(state, caller, user).await
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct RoleRequest {
+    /// `operator`, `care_staff`, `manager` or `admin`.
+    pub role: String,
+}
+
+/// A role change as made.
+#[derive(Debug, Clone, Serialize)]
+pub struct RoleChanged {
+    pub username: Username,
+    pub previous_role: Role,
+    pub role: Role,
+}
+
+/// `POST /api/v1/users/{name}/role` `{"role"}`: the user's sessions are revoked (they log in
+/// again with the new role). 400 bad role, 404 unknown user, 409 for the caller's own account
+/// or the role the user already has.
+pub async fn change_user_role(
+    State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    path: Result<Path<String>, PathRejection>,
+    ApiJson(request): ApiJson<RoleRequest>,
+) -> Result<Response, ApiError> {
+    let user = existing_user(&state, path).await?;
+    let changed = change_role(&state, &caller, user, &request.role).await?;
+    Ok(axum::Json(changed).into_response())
+}
+
+/// Changes `user`'s role, audited; the API and the users page.
+pub async fn change_role(
+    state: &ApiState,
+    caller: &Caller,
+    user: UserRecord,
+    role: &str,
+) -> Result<RoleChanged, ApiError> {
+    let role = parse_role(role)?;
+    if user.username == caller.username {
+        // An administrator demoting themself could leave nobody to administer.
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "an administrator cannot change their own role",
+        ));
+    }
+    if user.role == role {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("{} already has the role {role}", user.username),
+        ));
+    }
+    let changed = RoleChanged {
+        username: user.username.clone(),
+        previous_role: user.role,
+        role,
+    };
+    let change = role_change(user, role, &caller.as_actor(), state.clock.now());
+    apply(state, change).await?.map_err(ApiError::unavailable)?;
+    tracing::info!(user = %changed.username, role = %role, "role changed");
+    Ok(changed)
+}
+
+/// [`change_role`] for a user given by name (400 bad name, 404 unknown).
+pub async fn change_role_named(
+    state: &ApiState,
+    caller: &Caller,
+    name: String,
+    role: &str,
+) -> Result<RoleChanged, ApiError> {
+    let user = user_named(state, name)?;
+    change_role(state, caller, user, role).await
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     resident: Option<String>,
+    /// Only this user's entries.
+    user: Option<String>,
 }
 
-/// `GET /api/v1/audit?resident=ID`: who did what with one resident's records. The read is
-/// itself audited.
+/// Whose audit trail to read: a resident, and optionally only one user's entries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrailQuery {
+    pub resident: ResidentId,
+    pub user: Option<Username>,
+}
+
+impl TrailQuery {
+    /// From `?resident=&user=` as typed: 400 with the reason for a missing or bad value.
+    pub fn parse(resident: Option<String>, user: Option<String>) -> Result<Self, ApiError> {
+        let resident = resident
+            .filter(|text| !text.is_empty())
+            .ok_or_else(|| ApiError::bad_request("give the resident: /api/v1/audit?resident=ID"))?;
+        let resident = ResidentId::new(resident).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let user = user
+            .filter(|text| !text.is_empty())
+            .map(Username::new)
+            .transpose()
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        Ok(Self { resident, user })
+    }
+}
+
+/// `GET /api/v1/audit?resident=ID[&user=NAME]`: who did what with one resident's records.
+/// The read is itself audited.
 pub async fn audit_trail(
     State(state): State<ApiState>,
     Extension(caller): Extension<Caller>,
     query: Result<Query<AuditQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let resident = query
-        .resident
-        .ok_or_else(|| ApiError::bad_request("give the resident: /api/v1/audit?resident=ID"))?;
-    let resident = ResidentId::new(resident).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let query = TrailQuery::parse(query.resident, query.user)?;
+    Ok(axum::Json(read_audit_trail(&state, &caller, &query).await?).into_response())
+}
+
+/// The entries naming `query.resident` (only `query.user`'s, if given), oldest first. The
+/// read is audited first: it is not served if that fails. The API and the audit page.
+pub async fn read_audit_trail(
+    state: &ApiState,
+    caller: &Caller,
+    query: &TrailQuery,
+) -> Result<Vec<AuditEntry>, ApiError> {
+    let target = query.user.as_ref().map(|user| format!("user {user}"));
     state
         .audit
-        .record(&caller, Action::ReadAuditTrail, Some(&resident), None)
+        .record(caller, Action::ReadAuditTrail, Some(&query.resident), target.as_deref())
         .await
         .map_err(write_failed)?;
     let store = state.client.store().map_err(ApiError::unavailable)?;
-    let entries = store.audit_for_resident(&resident).map_err(ApiError::unavailable)?;
-    Ok(axum::Json(entries).into_response())
+    let mut entries = store
+        .audit_for_resident(&query.resident)
+        .map_err(ApiError::unavailable)?;
+    if let Some(user) = &query.user {
+        entries.retain(|entry| entry.username == user.as_str());
+    }
+    Ok(entries)
 }
 
 /// `GET /api/v1/audit/verify`: the whole chain checked; 200 either way, `intact` says.
@@ -556,6 +766,12 @@ pub async fn audit_verify(
     State(state): State<ApiState>,
     Extension(caller): Extension<Caller>,
 ) -> Result<Response, ApiError> {
+    Ok(axum::Json(check_audit_chain(&state, &caller).await?).into_response())
+}
+
+/// Checks the whole chain (a break is logged as an error), then records that it was checked.
+/// The API and the audit page.
+pub async fn check_audit_chain(state: &ApiState, caller: &Caller) -> Result<ChainReport, ApiError> {
     let report = {
         let store = state.client.store().map_err(ApiError::unavailable)?;
         let raw = store.audit_raw().map_err(ApiError::unavailable)?;
@@ -567,8 +783,8 @@ pub async fn audit_verify(
     }
     state
         .audit
-        .record(&caller, Action::VerifyAuditChain, None, None)
+        .record(caller, Action::VerifyAuditChain, None, None)
         .await
         .map_err(write_failed)?;
-    Ok(axum::Json(report).into_response())
+    Ok(report)
 }

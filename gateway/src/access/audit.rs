@@ -24,6 +24,8 @@ pub enum Action {
     UserCreated,
     UserDisabled,
     UserPasswordReset,
+    /// An administrator changed a user's role (target: the user, old and new role).
+    UserRoleChanged,
     /// A manager read a resident's audit trail.
     ReadAuditTrail,
     VerifyAuditChain,
@@ -43,6 +45,10 @@ pub enum Action {
     AlertAcknowledged,
     AlertNoteAdded,
     AlertResolved,
+    /// A call to one of the resident's responders and how it went (target: alert, outcome).
+    ResponderCalled,
+    /// A follow-up promised at resolution marked done (target: the alert).
+    FollowUpDone,
 }
 
 impl Action {
@@ -56,6 +62,7 @@ impl Action {
             Action::UserCreated => "user_created",
             Action::UserDisabled => "user_disabled",
             Action::UserPasswordReset => "user_password_reset",
+            Action::UserRoleChanged => "user_role_changed",
             Action::ReadAuditTrail => "read_audit_trail",
             Action::VerifyAuditChain => "verify_audit_chain",
             Action::ReadResident => "read_resident",
@@ -68,6 +75,8 @@ impl Action {
             Action::AlertAcknowledged => "alert_acknowledged",
             Action::AlertNoteAdded => "alert_note_added",
             Action::AlertResolved => "alert_resolved",
+            Action::ResponderCalled => "responder_called",
+            Action::FollowUpDone => "follow_up_done",
         }
     }
 }

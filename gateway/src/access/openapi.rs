@@ -12,7 +12,10 @@ use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ComponentsBuilder, InfoBuilder, OpenApi, OpenApiBuilder, PathsBuilder, Ref, Required};
 
-use super::alerts_api::{AlertListPage, AlertListParams, NoteRequest, ResolveRequest, StreamParams};
+use super::alerts_api::{
+    AlertListPage, AlertListParams, FollowUpDoneRequest, NoteRequest, ResolveRequest, ResponderCallRequest,
+    StreamParams,
+};
 use super::api::{AuditQuery, LoginRequest, LoginResponse, NewUser, PasswordChange, UserView};
 use super::{Allowed, RouteRule};
 
@@ -65,6 +68,16 @@ fn known(method: &str, path: &str) -> Known {
         ("POST", "/alerts/{id}/resolve") => k(
             "Resolve an alert with an outcome (audited)",
             Some("ResolveRequest"),
+            None,
+        ),
+        ("POST", "/alerts/{id}/responder-calls") => k(
+            "Record a call to one of the resident's responders (audited)",
+            Some("ResponderCallRequest"),
+            None,
+        ),
+        ("POST", "/alerts/{id}/follow-up-done") => k(
+            "Mark an alert's follow-up done, resolved or not (audited)",
+            Some("FollowUpDoneRequest"),
             None,
         ),
         _ => Known::default(),
@@ -163,6 +176,8 @@ pub fn document(rules: &[RouteRule]) -> OpenApi {
         .schema_from::<AlertListPage>()
         .schema_from::<NoteRequest>()
         .schema_from::<ResolveRequest>()
+        .schema_from::<ResponderCallRequest>()
+        .schema_from::<FollowUpDoneRequest>()
         .security_scheme(
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),

@@ -944,6 +944,26 @@ fn history_query(pairs: Vec<(String, String)>) -> Result<HistoryQuery, ApiError>
     Ok(query)
 }
 
+impl HistoryQuery {
+    /// Up to `limit` events received from `since` on, every kind, oldest first.
+    pub fn since(since: Timestamp, limit: usize) -> Self {
+        Self {
+            since: Some(since),
+            until: None,
+            kinds: BTreeSet::new(),
+            limit,
+            after: None,
+            csv: false,
+        }
+    }
+
+    /// Only events of these kinds ([`EVENT_KINDS`]; unknown names are ignored).
+    pub fn of_kinds(mut self, kinds: &[&str]) -> Self {
+        self.kinds = EVENT_KINDS.iter().copied().filter(|k| kinds.contains(k)).collect();
+        self
+    }
+}
+
 /// One page of a resident's history.
 #[derive(Debug)]
 pub struct History {
@@ -952,6 +972,13 @@ pub struct History {
     pub unreadable: BTreeSet<Unreadable>,
     /// The cursor of the next page; `None` on the last.
     pub next: Option<EventPosition>,
+}
+
+impl History {
+    /// Whether more events matched than the query's limit.
+    pub fn has_more(&self) -> bool {
+        self.next.is_some()
+    }
 }
 
 /// Up to `limit` events of the resident after the cursor matching the kinds, in store order,

@@ -27,6 +27,15 @@ pub enum EngineError {
     NoteRequired(Outcome),
     #[error("note is longer than {max} characters")]
     NoteTooLong { max: usize },
+    /// A life-safety or wellbeing alert answered later than the standard closes only with
+    /// the reason for the exception.
+    #[error(
+        "alert {alert} was answered after {answer_s} s, beyond the 180 s standard: give the reason for the exception"
+    )]
+    LateAnswerReasonRequired { alert: AlertId, answer_s: i64 },
+    /// Follow-up done on an alert without one outstanding.
+    #[error("alert {0} has no open follow-up")]
+    NoOpenFollowUp(AlertId),
     #[error("alert engine state entry {key:?} is unreadable: {reason}")]
     CorruptState { key: String, reason: String },
 }

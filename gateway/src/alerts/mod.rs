@@ -46,11 +46,14 @@ use serde::de::DeserializeOwned;
 
 pub use config::{EngineConfig, EscalationPolicy};
 pub use error::EngineError;
+pub use lifecycle::{
+    LATE_ANSWER_MS, Resolution, answer_time_so_far_ms, complete_follow_up, has_open_follow_up, needs_late_answer_reason,
+};
 pub use state::ResidentRules;
 
 use crate::domain::{
-    Alert, AlertId, AlertKind, AlertState, Change, DeviceKind, EventBody, EventKey, Outcome, ResidentId, StoredEvent,
-    Timestamp, Transition,
+    Alert, AlertId, AlertKind, AlertState, CallOutcome, Change, DeviceKind, EventBody, EventKey, Outcome, Priority,
+    ResidentId, StoredEvent, Timestamp, Transition,
 };
 use schedule::Schedule;
 use state::{AlarmRef, BedTimer, DeviceWatch, HeldCancel, ResidentState, StateKey};

@@ -17,6 +17,21 @@ const FILES: &[(&str, &str, &str)] = &[
         "text/javascript; charset=utf-8",
         include_str!("assets/console.js"),
     ),
+    (
+        "worklist.js",
+        "text/javascript; charset=utf-8",
+        include_str!("assets/worklist.js"),
+    ),
+    (
+        "queue.js",
+        "text/javascript; charset=utf-8",
+        include_str!("assets/queue.js"),
+    ),
+    (
+        "call.js",
+        "text/javascript; charset=utf-8",
+        include_str!("assets/call.js"),
+    ),
 ];
 
 /// `GET /assets/{file}` (public: no data in them).

@@ -14,12 +14,18 @@
 //! something carries the session's CSRF token, checked here before the handler runs.
 
 pub mod assets;
+pub mod audit_page;
+pub mod call;
 pub mod chart;
 pub mod fleet;
 pub mod history;
 pub mod layout;
 pub mod login;
+pub mod procedures;
+pub mod queue;
 pub mod residents;
+pub mod users;
+pub mod worklist;
 
 use std::collections::BTreeMap;
 

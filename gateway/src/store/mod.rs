@@ -167,6 +167,11 @@ impl Store {
         txn.open_table(AUDIT_HEAD)?;
         txn.open_table(activity::DEVICE_DAYS)?;
         activity::build_if_missing(&txn)?;
+        txn.open_table(AUDIT_BY_RESIDENT)?;
+        let indexed = access::catch_up_audit_index(&txn)?;
+        if indexed > 0 {
+            tracing::info!(entries = indexed, "audit entries added to the resident index");
+        }
         txn.commit()?;
         tracing::debug!(path = %path.display(), "store opened");
         Ok(Store {

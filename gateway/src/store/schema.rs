@@ -94,6 +94,13 @@ pub(crate) const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("
 pub(crate) const AUDIT_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("audit_log");
 /// "head" -> JSON `AuditHead`: the last entry's sequence and hash, so a removed tail shows.
 pub(crate) const AUDIT_HEAD: TableDefinition<&str, &[u8]> = TableDefinition::new("audit_head");
+/// (resident, seq): the audit entries naming each resident, written with the entry. Entries
+/// up to [`AUDIT_INDEXED_THROUGH_KEY`] are indexed; a store written before the index (or by
+/// an older gateway, which does not know it) is caught up when opened. Adding it needs no
+/// schema bump: an older gateway ignores the table and the newer one indexes what it missed.
+pub(crate) const AUDIT_BY_RESIDENT: TableDefinition<(&str, u64), ()> = TableDefinition::new("audit_by_resident");
+/// The highest audit seq in `audit_by_resident` (META); absent means none.
+pub(crate) const AUDIT_INDEXED_THROUGH_KEY: &str = "audit_by_resident_through";
 
 pub(crate) fn to_json<T: Serialize>(table: &'static str, value: &T) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(value).map_err(|err| StoreError::Encode {

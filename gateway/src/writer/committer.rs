@@ -20,9 +20,9 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::core::{AssignmentChange, Committed, Core, OperatorError, Received, retry_backoff};
 use super::store_slot::{OpenStore, SharedStore, store_fault_kind};
-use crate::alerts::{AlertEngine, Effect, EngineConfig, EngineError, ResidentRules};
+use crate::alerts::{AlertEngine, Effect, EngineConfig, EngineError, ResidentRules, Resolution};
 use crate::domain::{
-    Alert, AlertChange, AlertId, Assignment, Clock, DeviceRecord, Outcome, RejectReason, Resident, ResidentId,
+    Alert, AlertChange, AlertId, Assignment, CallOutcome, Clock, DeviceRecord, RejectReason, Resident, ResidentId,
     Timestamp,
 };
 use crate::ingest::mqtt::{Incoming, Outbound, OutboundItem};
@@ -57,7 +57,20 @@ pub enum Command {
     Resolve {
         alert: AlertId,
         operator: String,
-        outcome: Outcome,
+        resolution: Resolution,
+        reply: Reply<Alert>,
+    },
+    RecordResponderCall {
+        alert: AlertId,
+        operator: String,
+        /// Place in the resident's responder list, from 0.
+        responder: usize,
+        outcome: CallOutcome,
+        reply: Reply<Alert>,
+    },
+    FollowUpDone {
+        alert: AlertId,
+        operator: String,
         note: Option<String>,
         reply: Reply<Alert>,
     },
@@ -810,12 +823,22 @@ impl Shell {
         alert: AlertId,
         action: impl FnOnce(&mut AlertEngine, Timestamp) -> Result<Vec<Effect>, EngineError> + Send + 'static,
     ) -> Result<Alert, OperatorError> {
+        self.alert_write(alert, move |core, now| core.operator(now, |engine| action(engine, now)))
+            .await
+    }
+
+    /// A write of the core that changes one alert, answered with the alert as committed.
+    async fn alert_write(
+        &mut self,
+        alert: AlertId,
+        write: impl FnOnce(&mut Core, Timestamp) -> Result<Committed, OperatorError> + Send + 'static,
+    ) -> Result<Alert, OperatorError> {
         if !self.ensure_core().await {
             return Err(self.unavailable());
         }
         let now = self.clock.now();
         let result = self
-            .run(move |core| core.operator(now, |engine| action(engine, now)))
+            .run(move |core| write(core, now))
             .await
             .map_err(|_| self.unavailable())?;
         match result {
@@ -887,13 +910,39 @@ impl Shell {
             Command::Resolve {
                 alert,
                 operator,
-                outcome,
-                note,
+                resolution,
                 reply,
             } => {
                 let result = self
                     .alert_action(alert, move |engine, now| {
-                        engine.resolve(alert, &operator, outcome, note.as_deref(), now)
+                        engine.resolve_with(alert, &operator, &resolution, now)
+                    })
+                    .await;
+                let _ = reply.send(result);
+            }
+            Command::RecordResponderCall {
+                alert,
+                operator,
+                responder,
+                outcome,
+                reply,
+            } => {
+                let result = self
+                    .alert_write(alert, move |core, now| {
+                        core.record_responder_call(alert, &operator, responder, outcome, now)
+                    })
+                    .await;
+                let _ = reply.send(result);
+            }
+            Command::FollowUpDone {
+                alert,
+                operator,
+                note,
+                reply,
+            } => {
+                let result = self
+                    .alert_write(alert, move |core, now| {
+                        core.follow_up_done(alert, &operator, note.as_deref(), now)
                     })
                     .await;
                 let _ = reply.send(result);

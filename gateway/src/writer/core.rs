@@ -11,10 +11,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use protocol::{DeviceId, DownlinkBody, MAX_RECEIPT_SEQS, Presence, UplinkBody};
 
-use crate::alerts::{AlertEngine, Effect, EngineConfig, EngineError, EngineInput, ResidentRules};
+use crate::alerts::{AlertEngine, Effect, EngineConfig, EngineError, EngineInput, ResidentRules, complete_follow_up};
 use crate::domain::{
-    AlertChange, AlertId, Assignment, DeviceKind, DeviceRecord, EventBody, EventKey, OnlineState, RejectReason,
-    Resident, ResidentId, StoredEvent, Timestamp,
+    AlertChange, AlertId, Assignment, CallOutcome, DeviceKind, DeviceRecord, EventBody, EventKey, OnlineState,
+    RejectReason, Resident, ResidentId, StoredEvent, Timestamp,
 };
 use crate::ingest::classify::{Classified, Reject, classify};
 use crate::store::{InsertOutcome, NewEvent, Store, StoreError, WriteBatch};
@@ -28,6 +28,9 @@ pub enum OperatorError {
     Store(#[from] StoreError),
     #[error("the action changed nothing on alert {0}")]
     NoChange(AlertId),
+    /// The alert's resident has no responder at this place in the list (or no resident).
+    #[error("alert {alert} has no responder number {index} (counted from 0)")]
+    NoSuchResponder { alert: AlertId, index: usize },
     #[error("the gateway is shutting down")]
     Stopped,
     /// The store is down (a disk fault) and being reopened; /healthz says why.
@@ -413,6 +416,47 @@ impl Core {
     ) -> Result<Committed, OperatorError> {
         let effects = action(&mut self.engine)?;
         Ok(self.commit_effects(effects, now)?)
+    }
+
+    /// Records a call to the responder at `index` in the alert's resident's list, copying
+    /// the name the record holds now (a later edit of the list leaves the trail as it was).
+    pub fn record_responder_call(
+        &mut self,
+        alert: AlertId,
+        operator: &str,
+        index: usize,
+        outcome: CallOutcome,
+        now: Timestamp,
+    ) -> Result<Committed, OperatorError> {
+        let resident = self.engine.open_alert(alert)?.resident.clone();
+        let responder = match resident {
+            Some(resident) => self
+                .store
+                .resident(&resident)?
+                .and_then(|record| record.responders.into_iter().nth(index)),
+            None => None,
+        }
+        .ok_or(OperatorError::NoSuchResponder { alert, index })?;
+        self.operator(now, |engine| {
+            engine.record_responder_call(alert, operator, &responder.name, outcome, now)
+        })
+    }
+
+    /// Marks an alert's follow-up done. A resolved alert (the usual case: follow-ups are
+    /// promised at resolution) is read from the store, as the engine holds only open ones.
+    pub fn follow_up_done(
+        &mut self,
+        alert: AlertId,
+        operator: &str,
+        note: Option<&str>,
+        now: Timestamp,
+    ) -> Result<Committed, OperatorError> {
+        if self.engine.alert(alert).is_some() {
+            return self.operator(now, |engine| engine.follow_up_done(alert, operator, note, now));
+        }
+        let mut stored = self.store.alert(alert)?.ok_or(EngineError::UnknownAlert(alert))?;
+        complete_follow_up(&mut stored, operator, note, now)?;
+        Ok(self.commit_effects(vec![Effect::AlertChanged(stored)], now)?)
     }
 
     pub fn set_resident_rules(
