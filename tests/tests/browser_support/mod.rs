@@ -31,13 +31,16 @@ const CHROMIUM_FLAGS: &[&str] = &[
     "--no-first-run",
     "--disable-quic",
     // Screenshots the same size on every machine.
-    "--window-size=1280,900",
+    "--window-size=1280,900", // = WINDOW
     "--force-device-scale-factor=1",
     "--lang=en-GB",
 ];
 
 /// How long a page may take to show what a step waits for. Generous: it only guards a hang.
 pub const PAGE_WAIT: Duration = Duration::from_secs(10);
+
+/// The window's size (as `--window-size` gives it), in CSS pixels.
+const WINDOW: (u32, u32) = (1280, 900);
 
 /// The tallest window a screenshot grows to, in CSS pixels.
 const MAX_SCREENSHOT_HEIGHT: u64 = 3000;
@@ -274,6 +277,8 @@ impl Browser {
     /// The whole page is in the picture: the window grows to the page's height first (WebDriver
     /// screenshots show only the viewport), up to [`MAX_SCREENSHOT_HEIGHT`].
     pub async fn screenshot(&self, name: &str) -> anyhow::Result<PathBuf> {
+        // Back to the usual size first: a window grown for a long page would pad a short one.
+        self.client.set_window_size(WINDOW.0, WINDOW.1).await?;
         let heights = self
             .client
             .execute(
