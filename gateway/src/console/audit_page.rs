@@ -14,23 +14,12 @@ use super::{ConsoleError, page, url_encode};
 use crate::access::api::{TrailQuery, check_audit_chain, read_audit_trail};
 use crate::access::guard::ApiError;
 use crate::access::{ApiState, Caller, ChainReport};
-use crate::domain::Timestamp;
+
+use super::format::local_time;
 use crate::store::AuditEntry;
 
 /// Entries per page of the trail.
 pub const AUDIT_PAGE_SIZE: usize = 50;
-
-/// A time as people here read it: Europe/London, e.g. `Mon 23 Nov 10:04:05` (UTC if the zone
-/// is unavailable, marked so).
-pub fn local_time(at: Timestamp) -> String {
-    let Some(instant) = at.to_jiff() else {
-        return at.to_string();
-    };
-    match jiff::tz::TimeZone::get("Europe/London") {
-        Ok(zone) => instant.to_zoned(zone).strftime("%a %-d %b %H:%M:%S").to_string(),
-        Err(_) => format!("{} UTC", instant.strftime("%a %-d %b %H:%M:%S")),
-    }
-}
 
 #[derive(Debug, Default, Deserialize)]
 pub struct AuditPageQuery {

@@ -21,6 +21,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use maud::{Markup, html};
 
+use super::format::{duration_text, local_time, snake_name};
 use super::procedures::procedure;
 use super::{ConsoleError, csrf_field, page};
 use crate::access::alerts_api::alert_id;
@@ -31,7 +32,7 @@ use crate::access::residents_api::{
 use crate::access::{ApiState, Caller, Role};
 use crate::alerts::{LATE_ANSWER_MS, answer_time_so_far_ms, needs_late_answer_reason};
 use crate::domain::{
-    Alert, AlertKind, AlertState, CallOutcome, Change, EventBody, Outcome, Priority, ResidentId, Responder, Timestamp,
+    Alert, AlertState, CallOutcome, Change, EventBody, Outcome, Priority, ResidentId, Responder, Timestamp,
 };
 use crate::store::{AlertOrder, AlertQuery, EventRead, MAX_ALERT_PAGE};
 
@@ -63,70 +64,6 @@ const OPERATOR_OUTCOMES: &[Outcome] = &[
     Outcome::TestCall,
     Outcome::DuplicateOrMerged,
 ];
-
-/// An outcome as an operator reads it (the meanings are in docs/outcomes.md).
-pub fn outcome_label(outcome: Outcome) -> &'static str {
-    match outcome {
-        Outcome::CancelledByResident => "Cancelled by the resident",
-        Outcome::FalseAlarm => "False alarm: resident OK",
-        Outcome::AdviceGiven => "Advice or reassurance given",
-        Outcome::ResponderAttended => "Responder attended (older code)",
-        Outcome::EmergencyServices => "Emergency services (older code)",
-        Outcome::MaintenanceRequested => "Maintenance requested",
-        Outcome::AutoCleared => "Cleared by itself",
-        Outcome::TestCall => "Test call",
-        Outcome::GroupedIntoIncident => "Grouped into an incident",
-        Outcome::KeyHolderAttended => "Key holder or contact attended",
-        Outcome::MobileResponderAttended => "Mobile responder attended",
-        Outcome::AmbulanceCalled => "Ambulance called",
-        Outcome::FireServiceCalled => "Fire service called",
-        Outcome::PoliceCalled => "Police called",
-        Outcome::ReferralGp => "Referred to the GP",
-        Outcome::ReferralDistrictNurse => "Referred to district nursing",
-        Outcome::ReferralSocialCare => "Referred to adult social care",
-        Outcome::NoVoiceContactVisitMade => "No voice contact: visit made",
-        Outcome::NoVoiceContactNoVisit => "No voice contact: no visit",
-        Outcome::DuplicateOrMerged => "Duplicate of another alert",
-        Outcome::NoResponseEscalated => "No response: escalated",
-    }
-}
-
-/// An outcome's stored name (`false_alarm`), as the API takes it.
-fn outcome_code(outcome: Outcome) -> String {
-    snake_name(&outcome)
-}
-
-/// The snake_case serde name of a unit enum value.
-fn snake_name<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_value(value)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
-
-/// `pendant_press` as "pendant press".
-fn kind_label(kind: AlertKind) -> String {
-    snake_name(&kind).replace('_', " ")
-}
-
-fn priority_label(priority: Priority) -> &'static str {
-    match priority {
-        Priority::LifeSafety => "life-safety",
-        Priority::Wellbeing => "wellbeing",
-        Priority::Technical => "technical",
-    }
-}
-
-/// Europe/London local time as people read it: `Mon 23 Nov 10:04:05`.
-pub fn local_time(at: Timestamp) -> String {
-    let Some(ts) = at.to_jiff() else {
-        return at.to_string();
-    };
-    match jiff::tz::TimeZone::get("Europe/London") {
-        Ok(tz) => ts.to_zoned(tz).strftime("%a %d %b %H:%M:%S").to_string(),
-        Err(_) => format!("{} UTC", ts.strftime("%a %d %b %H:%M:%S")),
-    }
-}
 
 fn local_text(rfc3339: Option<&str>) -> String {
     rfc3339
@@ -177,7 +114,7 @@ pub async fn call_page(
         None => Vec::new(),
     };
     tracing::debug!(alert = %alert.id, user = %caller.username, "call-handling view");
-    let title = format!("Alert {}: {}", alert.id.0, kind_label(alert.kind));
+    let title = format!("Alert {}: {}", alert.id.0, alert.kind.label());
     let content = view(&caller, &alert, &resident, &earlier, now);
     Ok(page(&caller, &title, "/queue", &["call.js"], content))
 }
@@ -308,8 +245,8 @@ fn alert_facts(alert: &Alert, now: Timestamp) -> Markup {
     };
     html! {
         dl.facts {
-            dt { "Kind" } dd { (kind_label(alert.kind)) }
-            dt { "Priority" } dd { span class={ "badge " (snake_name(&alert.priority)) } { (priority_label(alert.priority)) } }
+            dt { "Kind" } dd { (alert.kind.label()) }
+            dt { "Priority" } dd { span class={ "badge " (snake_name(&alert.priority)) } { (alert.priority.label()) } }
             dt { "State" } dd { span #alert-state data-state=(state) { (state) } }
             dt { "Raised" } dd { (local_time(alert.raised_at)) }
             dt { (wait_label) }
@@ -339,18 +276,6 @@ fn alert_facts(alert: &Alert, now: Timestamp) -> Markup {
                 dt { "Escalation" } dd { "level " (alert.escalation_level) }
             }
         }
-    }
-}
-
-/// "42 s", "3 min 05 s", "2 h 10 min" (as `TEC.duration` in console.js).
-fn duration_text(ms: i64) -> String {
-    let s = ms.max(0) / 1000;
-    if s < 60 {
-        format!("{s} s")
-    } else if s < 3600 {
-        format!("{} min {:02} s", s / 60, s % 60)
-    } else {
-        format!("{} h {:02} min", s / 3600, (s % 3600) / 60)
     }
 }
 
@@ -526,8 +451,8 @@ fn resolve_form(caller: &Caller, alert: &Alert, late: bool) -> Markup {
                     select #outcome name="outcome" required {
                         option value="" { "Choose what happened" }
                         @for outcome in OPERATOR_OUTCOMES {
-                            option value=(outcome_code(*outcome)) data-requires-note=[outcome.requires_note().then_some("true")] {
-                                (outcome_label(*outcome))
+                            option value=(snake_name(outcome)) data-requires-note=[outcome.requires_note().then_some("true")] {
+                                (outcome.label())
                                 @if outcome.requires_note() { " (note required)" }
                             }
                         }
@@ -577,7 +502,7 @@ fn describe(change: &Change) -> (String, Option<&str>, Option<&str>) {
             outcome,
             note,
         } => (
-            format!("resolved: {}", outcome_label(*outcome)),
+            format!("resolved: {}", outcome.label()),
             operator.as_deref(),
             note.as_deref(),
         ),
@@ -669,10 +594,10 @@ fn earlier_table(earlier: &[Alert]) -> Markup {
                             tr {
                                 td { a href={ "/alerts/" (alert.id.0) } { (alert.id.0) } }
                                 td { (local_time(alert.raised_at)) }
-                                td { (kind_label(alert.kind)) }
+                                td { (alert.kind.label()) }
                                 td {
                                     @match alert.outcome() {
-                                        Some(outcome) => (outcome_label(outcome)),
+                                        Some(outcome) => (outcome.label()),
                                         None => span.muted { "still open" },
                                     }
                                 }
@@ -692,7 +617,7 @@ mod tests {
     #[test]
     fn every_outcome_has_a_label_and_operators_choose_no_gateway_code() {
         for outcome in Outcome::ALL {
-            assert!(!outcome_label(outcome).is_empty());
+            assert!(!outcome.label().is_empty());
         }
         for gateway_only in [
             Outcome::CancelledByResident,
@@ -701,19 +626,5 @@ mod tests {
         ] {
             assert!(!OPERATOR_OUTCOMES.contains(&gateway_only));
         }
-    }
-
-    #[test]
-    fn durations_read_like_the_queue_clock() {
-        assert_eq!(duration_text(42_000), "42 s");
-        assert_eq!(duration_text(185_000), "3 min 05 s");
-        assert_eq!(duration_text(7_800_000), "2 h 10 min");
-        assert_eq!(duration_text(-5), "0 s");
-    }
-
-    #[test]
-    fn local_time_is_london_time() {
-        // 2026-07-01 12:00 UTC is 13:00 British Summer Time.
-        assert_eq!(local_time(Timestamp(1_782_907_200_000)), "Wed 01 Jul 13:00:00");
     }
 }

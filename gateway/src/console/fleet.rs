@@ -9,7 +9,8 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use maud::{Markup, html};
 
-use super::residents::{battery_text, enum_words, id_segment, local_time_text};
+use super::format::local_time_text;
+use super::residents::{battery_text, enum_words, id_segment};
 use super::{ConsoleError, page};
 use crate::access::residents_api::{self, FleetGroup, SILENT_DAYS_MAX};
 use crate::access::{ApiState, Caller};

@@ -11,7 +11,8 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use maud::{Markup, html};
 
-use super::residents::{date_param, duration_text, enum_words, id_segment, local_time, start_of_day};
+use super::format::{duration_text, local_time, start_of_day};
+use super::residents::{date_param, enum_words, id_segment};
 use super::{ConsoleError, page};
 use crate::access::alerts_api::AlertListParams;
 use crate::access::{ApiState, Caller};

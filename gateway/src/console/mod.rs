@@ -18,6 +18,7 @@ pub mod audit_page;
 pub mod call;
 pub mod chart;
 pub mod fleet;
+pub mod format;
 pub mod history;
 pub mod layout;
 pub mod login;

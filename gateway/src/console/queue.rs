@@ -13,14 +13,12 @@
 //! ticks them with the offset between the two clocks, so a browser whose clock is wrong still
 //! shows the right answer time. The first render already carries the right class.
 
-use std::sync::LazyLock;
-
 use axum::Extension;
 use axum::extract::State;
 use axum::response::{Html, IntoResponse, Response};
-use jiff::tz::TimeZone;
 use maud::{Markup, html};
 
+use super::format::{duration_text, local_time, snake_name};
 use super::{ConsoleError, page, url_encode};
 use crate::access::alerts_api::alert_page;
 use crate::access::{ApiState, Caller, Role};
@@ -35,38 +33,6 @@ pub const ANSWER_LIMIT_MS: i64 = 180_000;
 /// Columns of a read-only row; operators have one more (the actions).
 const READ_ONLY_COLUMNS: usize = 9;
 
-/// Times shown to people are the residents' local time.
-static LOCAL_ZONE: LazyLock<TimeZone> = LazyLock::new(|| {
-    TimeZone::get("Europe/London").unwrap_or_else(|error| {
-        tracing::error!(%error, "Europe/London time zone unavailable: the console shows UTC");
-        TimeZone::UTC
-    })
-});
-
-/// `Mon 23 Nov 10:04:05`, Europe/London.
-pub fn local_time(at: Timestamp) -> String {
-    match at.to_jiff() {
-        Some(ts) => ts
-            .to_zoned(LOCAL_ZONE.clone())
-            .strftime("%a %-d %b %H:%M:%S")
-            .to_string(),
-        None => format!("{} ms", at.as_millis()),
-    }
-}
-
-/// `42 s`, `3 min 05 s`, `2 h 10 min`: the same words as `TEC.duration` in console.js, so
-/// the first render and the ticking clock agree.
-pub fn duration_text(ms: i64) -> String {
-    let s = ms.max(0) / 1000;
-    if s < 60 {
-        format!("{s} s")
-    } else if s < 3600 {
-        format!("{} min {:02} s", s / 60, s % 60)
-    } else {
-        format!("{} h {:02} min", s / 3600, (s % 3600) / 60)
-    }
-}
-
 /// The clock's class for an answer time (or a wait so far): none within 60 s, `over60`
 /// past it, `over180` past 180 s. queue.js applies the same rule every second.
 pub fn clock_class(ms: i64) -> Option<&'static str> {
@@ -77,14 +43,6 @@ pub fn clock_class(ms: i64) -> Option<&'static str> {
     } else {
         None
     }
-}
-
-/// A serde enum's snake_case name (`life_safety`, `pendant_press`): what the API calls it.
-fn serde_name<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_value(value)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
 }
 
 /// Every open alert (raised or acknowledged) in queue order: the API's first page at its
@@ -185,7 +143,7 @@ fn rows(queue: &AlertPage, now: Timestamp, operator: bool) -> Markup {
 }
 
 fn row(alert: &Alert, now: Timestamp, operator: bool) -> Markup {
-    let priority = serde_name(&alert.priority);
+    let priority = snake_name(&alert.priority);
     let answered = alert.answer_time_ms();
     let clock_ms = answered.unwrap_or_else(|| now.millis_since(alert.raised_at));
     let clock_classes = match clock_class(clock_ms) {
@@ -194,8 +152,8 @@ fn row(alert: &Alert, now: Timestamp, operator: bool) -> Markup {
     };
     let label = alert.id.to_string();
     html! {
-        tr.alert-row data-alert-id=(alert.id.0) data-priority=(priority) data-kind=(serde_name(&alert.kind))
-            data-state=(serde_name(&alert.state)) {
+        tr.alert-row data-alert-id=(alert.id.0) data-priority=(priority) data-kind=(snake_name(&alert.kind))
+            data-state=(snake_name(&alert.state)) {
             td { span class={ "badge " (priority) } { (alert.priority.label()) } }
             td {
                 a.open-alert href={ "/alerts/" (alert.id.0) } { (label) }
@@ -274,7 +232,7 @@ fn state_text(alert: &Alert) -> Markup {
     html! {
         @match (alert.state, by) {
             (AlertState::Acknowledged, Some(operator)) => { "acknowledged by " (operator) }
-            (state, _) => { (serde_name(&state)) }
+            (state, _) => { (snake_name(&state)) }
         }
     }
 }
@@ -337,7 +295,7 @@ fn form_templates() -> Markup {
                     select name="outcome" {
                         option value="" { "Choose an outcome…" }
                         @for outcome in Outcome::ALL {
-                            option value=(serde_name(&outcome)) data-note-required[outcome.requires_note()] {
+                            option value=(snake_name(&outcome)) data-note-required[outcome.requires_note()] {
                                 (outcome.label())
                                 @if outcome.requires_note() { " (note required)" }
                             }
@@ -372,20 +330,5 @@ mod tests {
         assert_eq!(clock_class(61_000), Some("over60"));
         assert_eq!(clock_class(180_000), Some("over60"));
         assert_eq!(clock_class(181_000), Some("over180"));
-    }
-
-    #[test]
-    fn durations_read_like_the_script() {
-        assert_eq!(duration_text(-5), "0 s");
-        assert_eq!(duration_text(59_999), "59 s");
-        assert_eq!(duration_text(61_000), "1 min 01 s");
-        assert_eq!(duration_text(7_800_000), "2 h 10 min");
-    }
-
-    #[test]
-    fn local_time_is_london() {
-        // 2026-11-23T10:04:05Z is GMT; 2026-07-01T10:00:00Z is BST.
-        assert_eq!(local_time(Timestamp(1_795_428_245_000)), "Mon 23 Nov 10:04:05");
-        assert_eq!(local_time(Timestamp(1_782_900_000_000)), "Wed 1 Jul 11:00:00");
     }
 }

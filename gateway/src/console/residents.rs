@@ -15,11 +15,11 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use jiff::civil::Date;
-use jiff::tz::TimeZone;
 use maud::{Markup, html};
 use protocol::UplinkBody;
 
 use super::chart::{self, DayCounts};
+use super::format::{duration_text, local_date, local_time, local_time_text, london, start_of_day};
 use super::{ConsoleError, page, url_encode};
 use crate::access::residents_api::{
     self, DeviceView, EVENT_KINDS, EventTally, HistoryQuery, ResidentDetail, decode_cursor, encode_cursor, event_kind,
@@ -42,52 +42,6 @@ const EARLIER_ALERT_PAGES: usize = 20;
 // ---------------------------------------------------------------------------------------
 // Local time
 // ---------------------------------------------------------------------------------------
-
-/// The residents' and the monitoring centre's time zone.
-pub fn london() -> TimeZone {
-    TimeZone::get("Europe/London").unwrap_or_else(|error| {
-        tracing::error!(%error, "Europe/London time zone unavailable: console times shown in UTC");
-        TimeZone::UTC
-    })
-}
-
-/// `Mon 23 Nov 10:04:05`, London time.
-pub fn local_time(at: Timestamp) -> String {
-    match at.to_jiff() {
-        Some(ts) => ts.to_zoned(london()).strftime("%a %-d %b %H:%M:%S").to_string(),
-        None => at.to_string(),
-    }
-}
-
-/// An RFC 3339 time as the API views carry it, in London time (the text itself if it is not
-/// one).
-pub fn local_time_text(text: &str) -> String {
-    text.parse::<jiff::Timestamp>()
-        .map(|ts| local_time(Timestamp::from_jiff(ts)))
-        .unwrap_or_else(|_| text.to_owned())
-}
-
-/// The London day `at` falls on.
-pub fn local_date(at: Timestamp) -> Option<Date> {
-    at.to_jiff().map(|ts| ts.to_zoned(london()).date())
-}
-
-/// Midnight at the start of `day` in London (a gap at midnight moves it later).
-pub fn start_of_day(day: Date) -> Option<Timestamp> {
-    day.to_zoned(london())
-        .ok()
-        .map(|zoned| Timestamp::from_jiff(zoned.timestamp()))
-}
-
-/// `2 min 05 s`, `45 s`.
-pub fn duration_text(ms: i64) -> String {
-    let seconds = ms.max(0) / 1000;
-    match seconds {
-        s if s < 60 => format!("{s} s"),
-        s if s < 3600 => format!("{} min {:02} s", s / 60, s % 60),
-        s => format!("{} h {:02} min", s / 3600, (s % 3600) / 60),
-    }
-}
 
 /// A serde enum's snake_case name as words (`life_safety` -> `life safety`).
 pub fn enum_words<T: serde::Serialize>(value: &T) -> String {

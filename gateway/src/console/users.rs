@@ -13,14 +13,13 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 
-use super::audit_page::local_time;
+use super::format::local_time_text;
 use super::{ConsoleError, csrf_field, form_urlencoded, page, role_label};
 use crate::access::api::{
     NewUser, OneTimePassword, UserView, add_user, change_role_named, disable_named, reset_named, user_views,
 };
 use crate::access::guard::ApiError;
 use crate::access::{ApiState, Caller, Role};
-use crate::domain::Timestamp;
 
 const TITLE: &str = "Users";
 
@@ -100,8 +99,8 @@ fn user_row(caller: &Caller, user: &UserView) -> Markup {
                 @else if user.must_change_password { "must change password" }
                 @else { "active" }
             }
-            td { (time_of(&user.created_at)) }
-            td { (time_of(&user.changed_at)) }
+            td { (local_time_text(&user.created_at)) }
+            td { (local_time_text(&user.changed_at)) }
             td.actions {
                 @if own {
                     span.muted { "Your own role and account are changed by another administrator." }
@@ -130,13 +129,6 @@ fn role_select(id: &str, current: Option<Role>) -> Markup {
             }
         }
     }
-}
-
-/// A stored RFC 3339 time as people read it.
-fn time_of(text: &str) -> String {
-    text.parse::<jiff::Timestamp>()
-        .map(|at| local_time(Timestamp::from_jiff(at)))
-        .unwrap_or_else(|_| text.to_owned())
 }
 
 /// The page that shows a one-time password: once, as the answer to the form that made it.

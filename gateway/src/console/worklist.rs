@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 use protocol::DeviceId;
 
-use super::audit_page::local_time;
+use super::format::local_time;
 use super::{ConsoleError, page};
 use crate::access::guard::ApiError;
 use crate::access::residents_api::SILENT_DAYS_DEFAULT;
