@@ -85,7 +85,8 @@ fn enum_value<T: serde::de::DeserializeOwned>(param: &str, text: &str, expected:
     })
 }
 
-fn rfc3339(param: &str, text: &str) -> Result<Timestamp, ApiError> {
+/// A query parameter's RFC 3339 time, or a 400 naming the parameter.
+pub(crate) fn rfc3339(param: &str, text: &str) -> Result<Timestamp, ApiError> {
     text.parse::<jiff::Timestamp>().map(Timestamp::from_jiff).map_err(|_| {
         ApiError::bad_request(format!(
             "bad {param}: expected an RFC 3339 time such as 2026-11-23T10:00:00Z"

@@ -6,8 +6,6 @@
 //! Registered in [`crate::http::api_routes`]; roles and audit in `docs/access.md`
 //! ("Inspection").
 
-use std::collections::BTreeSet;
-
 use axum::Extension;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
@@ -15,11 +13,12 @@ use axum::response::{IntoResponse, Response};
 use protocol::DeviceId;
 use serde::{Deserialize, Serialize};
 
+use super::alerts_api::rfc3339;
 use super::audit::Action;
 use super::guard::ApiError;
-use super::residents_api::{EventPosition as Position, decode_cursor, encode_cursor};
+use super::residents_api::{EventPosition as Position, decode_cursor, encode_cursor, events_after};
 use super::{ApiState, Caller};
-use crate::domain::{QuarantineRecord, ResidentId, StoredEvent, Timestamp};
+use crate::domain::{QuarantineRecord, ResidentId, StoredEvent};
 use crate::store::{EventFilter, EventRead, Store, StoreError, Unreadable};
 
 /// The store's name for the quarantine table, as its unreadable records are named.
@@ -80,18 +79,6 @@ pub struct InspectEventsParams {
     cursor: Option<String>,
 }
 
-fn position(read: &EventRead) -> Position {
-    (read.event.received_at, read.event.key, read.copy)
-}
-
-fn rfc3339(param: &str, text: &str) -> Result<Timestamp, ApiError> {
-    text.parse::<jiff::Timestamp>().map(Timestamp::from_jiff).map_err(|_| {
-        ApiError::bad_request(format!(
-            "bad {param}: expected an RFC 3339 time such as 2026-11-23T10:00:00Z"
-        ))
-    })
-}
-
 #[derive(Debug)]
 struct EventsQuery {
     filter: EventFilter,
@@ -141,64 +128,6 @@ impl InspectEventsParams {
             limit,
             after,
         })
-    }
-}
-
-struct EventsFound {
-    events: Vec<EventRead>,
-    unreadable: BTreeSet<Unreadable>,
-    next: Option<Position>,
-}
-
-/// Up to `limit` events matching `filter` after `after`, in store order, and the records
-/// that could not be read on the way. Reads the store in chunks from the cursor's
-/// millisecond on (one millisecond may hold more events than a chunk: then bigger chunks).
-fn events_after(
-    store: &Store,
-    filter: &EventFilter,
-    mut after: Option<Position>,
-    limit: usize,
-) -> Result<EventsFound, StoreError> {
-    let mut found = EventsFound {
-        events: Vec::new(),
-        unreadable: BTreeSet::new(),
-        next: None,
-    };
-    let mut chunk = limit.saturating_add(1).max(256);
-    loop {
-        let since = match (after, filter.since) {
-            (Some((at, _, _)), Some(since)) => Some(at.max(since)),
-            (Some((at, _, _)), None) => Some(at),
-            (None, since) => since,
-        };
-        let page = store.events(&EventFilter {
-            since,
-            limit: Some(chunk),
-            ..filter.clone()
-        })?;
-        found.unreadable.extend(page.unreadable);
-        let exhausted = page.events.len() < chunk;
-        let last = page.events.last().map(position);
-        for read in page.events {
-            if after.is_some_and(|a| position(&read) <= a) {
-                continue;
-            }
-            if found.events.len() == limit {
-                found.next = found.events.last().map(position);
-                return Ok(found);
-            }
-            found.events.push(read);
-        }
-        match last {
-            Some(last) if !exhausted => {
-                let next_after = after.map_or(last, |a| a.max(last));
-                if Some(next_after) == after {
-                    chunk = chunk.saturating_mul(2);
-                }
-                after = Some(next_after);
-            }
-            _ => return Ok(found),
-        }
     }
 }
 
@@ -261,7 +190,7 @@ pub async fn inspect_events(
         None => "inspect events".to_owned(),
     };
     let found = read(&state, move |store| {
-        events_after(store, &query.filter, query.after, query.limit)
+        events_after(store, &query.filter, query.after, query.limit, |_| true)
     })
     .await?;
     audit(&state, &caller, Action::ReadHistory, resident.as_ref(), &target).await?;

@@ -984,38 +984,53 @@ impl History {
 /// Up to `limit` events of the resident after the cursor matching the kinds, in store order,
 /// and the records that could not be read on the way.
 fn read_history(store: &Store, resident: &ResidentId, query: &HistoryQuery) -> Result<History, StoreError> {
+    let filter = EventFilter {
+        resident: Some(resident.clone()),
+        since: query.since,
+        until: query.until,
+        ..EventFilter::default()
+    };
+    events_after(store, &filter, query.after, query.limit, |read| {
+        query.kinds.is_empty() || query.kinds.contains(event_kind(&read.event.body))
+    })
+}
+
+/// Up to `limit` events matching `filter` and `keep` after the cursor `after`, in store
+/// order, and the records that could not be read on the way. Reads the store in chunks from
+/// the cursor's millisecond on; one millisecond may hold more events than a chunk, and then
+/// the chunk grows. Shared by the resident history and the inspection API.
+pub(crate) fn events_after(
+    store: &Store,
+    filter: &EventFilter,
+    mut after: Option<EventPosition>,
+    limit: usize,
+    keep: impl Fn(&EventRead) -> bool,
+) -> Result<History, StoreError> {
     let mut out = History {
         events: Vec::new(),
         unreadable: BTreeSet::new(),
         next: None,
     };
-    let mut after = query.after;
-    let mut chunk = (query.limit.saturating_add(1)).clamp(256, 10_000);
+    let mut chunk = (limit.saturating_add(1)).clamp(256, 10_000);
     loop {
-        let since = match (after, query.since) {
+        let since = match (after, filter.since) {
             (Some((at, _, _)), Some(since)) => Some(at.max(since)),
             (Some((at, _, _)), None) => Some(at),
             (None, since) => since,
         };
         let page = store.events(&EventFilter {
-            resident: Some(resident.clone()),
             since,
-            until: query.until,
             limit: Some(chunk),
-            ..EventFilter::default()
+            ..filter.clone()
         })?;
         out.unreadable.extend(page.unreadable);
         let exhausted = page.events.len() < chunk;
         let last = page.events.last().map(position);
         for read in page.events {
-            let pos = position(&read);
-            if after.is_some_and(|a| pos <= a) {
+            if after.is_some_and(|a| position(&read) <= a) || !keep(&read) {
                 continue;
             }
-            if !query.kinds.is_empty() && !query.kinds.contains(event_kind(&read.event.body)) {
-                continue;
-            }
-            if out.events.len() == query.limit {
+            if out.events.len() == limit {
                 out.next = out.events.last().map(position);
                 return Ok(out);
             }
