@@ -83,7 +83,13 @@ impl ApiClient {
         if uri.query().is_some() {
             bail!("bad --api URL {url:?}: no query string, just the gateway's address");
         }
+        // The same rustls provider as the MQTT TLS stack (aws-lc-rs): one provider in the
+        // process, so neither side has to guess between two.
+        let tls = ureq::tls::TlsConfig::builder()
+            .unversioned_rustls_crypto_provider(std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+            .build();
         let config = ureq::Agent::config_builder()
+            .tls_config(tls)
             .http_status_as_error(false)
             .timeout_global(Some(REQUEST_TIMEOUT))
             .timeout_connect(Some(CONNECT_TIMEOUT))
