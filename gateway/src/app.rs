@@ -415,6 +415,16 @@ impl GatewayClient {
         .await
     }
 
+    /// Creates a resident if the id is free: `Ok(false)` when it is taken (decided in the
+    /// single writer, so of two simultaneous creations exactly one succeeds).
+    pub async fn create_resident(&self, resident: Resident) -> Result<bool, OperatorError> {
+        self.request(|reply| Command::CreateResident {
+            resident: Box::new(resident),
+            reply,
+        })
+        .await
+    }
+
     /// Starts or ends a device assignment (overlaps refused by the store).
     pub async fn change_assignment(&self, change: AssignmentChange) -> Result<(), OperatorError> {
         self.request(|reply| Command::ChangeAssignment { change, reply }).await

@@ -531,3 +531,33 @@ async fn managers_read_a_residents_audit_trail_and_verify_the_chain() {
     assert_eq!(report["intact"], true, "{report}");
     assert!(report["entries"].as_u64().unwrap() >= 8, "{report}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_simultaneous_creations_of_one_resident_make_one_record() {
+    let (gw, passwords) = Gateway::start(&[("ada", "admin")]).await;
+    let token = gw.first_login("ada", &passwords[0], NEW).await;
+    for round in 0..10 {
+        let id = format!("R-race-{round}");
+        let body =
+            |name: &str| serde_json::json!({ "id": id, "display_name": name, "address": "1 Street" }).to_string();
+        let (one, two) = (body("First"), body("Second"));
+        let (first, second) = tokio::join!(
+            gw.call("POST", "/api/v1/residents", Some(&token), Some(&one)),
+            gw.call("POST", "/api/v1/residents", Some(&token), Some(&two)),
+        );
+        let mut statuses = [first.status, second.status];
+        statuses.sort_unstable();
+        assert_eq!(statuses, [201, 409], "round {round}: {first:?} {second:?}");
+        // The record is the winner's, whole.
+        let winner = if first.status == 201 { "First" } else { "Second" };
+        let stored = gw
+            .handle()
+            .client()
+            .store()
+            .unwrap()
+            .resident(&gateway::domain::ResidentId::new(id.clone()).unwrap())
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.display_name, winner);
+    }
+}

@@ -492,7 +492,7 @@ pub async fn create_resident(
         .ok_or_else(|| ApiError::bad_request("id is required"))?;
     let id = ResidentId::new(id).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let resident = validated(id.clone(), input)?;
-    if resident_exists(&state, &id).await? {
+    if !state.client.create_resident(resident).await.map_err(write_failed)? {
         return Err(conflict(format!("resident {id} already exists")));
     }
     state
@@ -500,7 +500,6 @@ pub async fn create_resident(
         .record(&caller, Action::ChangeResident, Some(&id), Some("created"))
         .await
         .map_err(audit_failed)?;
-    state.client.put_resident(resident).await.map_err(write_failed)?;
     Ok((
         StatusCode::CREATED,
         axum::Json(serde_json::json!({ "id": id, "created": true })),

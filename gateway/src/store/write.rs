@@ -370,6 +370,18 @@ impl<'s> WriteBatch<'s> {
         Ok(())
     }
 
+    /// Stores the resident unless one with its id exists; whether it was stored. In the
+    /// write transaction, so two creations of one id cannot both succeed.
+    pub fn create_resident(&mut self, resident: &Resident) -> Result<bool, StoreError> {
+        let mut residents = self.txn.open_table(RESIDENTS)?;
+        if residents.get(resident.id.as_str())?.is_some() {
+            return Ok(false);
+        }
+        let bytes = to_json("residents", resident)?;
+        residents.insert(resident.id.as_str(), bytes.as_slice())?;
+        Ok(true)
+    }
+
     pub fn put_resident(&mut self, resident: &Resident) -> Result<(), StoreError> {
         let bytes = to_json("residents", resident)?;
         self.txn

@@ -83,6 +83,10 @@ pub enum Command {
         resident: Box<Resident>,
         reply: Reply<()>,
     },
+    CreateResident {
+        resident: Box<Resident>,
+        reply: Reply<bool>,
+    },
     ChangeAssignment {
         change: AssignmentChange,
         reply: Reply<()>,
@@ -863,19 +867,19 @@ impl Shell {
         }
     }
 
-    async fn store_action(
+    async fn store_action<T: Send + 'static>(
         &mut self,
-        work: impl FnOnce(&mut Core) -> Result<(), StoreError> + Send + 'static,
-    ) -> Result<(), OperatorError> {
+        work: impl FnOnce(&mut Core) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, OperatorError> {
         if !self.ensure_core().await {
             return Err(self.unavailable());
         }
         let result = self.run(work).await.map_err(|_| self.unavailable())?;
         match result {
-            Ok(()) => {
+            Ok(value) => {
                 self.note_healthy();
                 self.metrics.committed(0, []);
-                Ok(())
+                Ok(value)
             }
             Err(e) => {
                 // A refused change (say, an overlapping assignment) left the engine alone.
@@ -959,6 +963,10 @@ impl Shell {
             }
             Command::PutResident { resident, reply } => {
                 let result = self.store_action(move |core| core.put_resident(&resident)).await;
+                let _ = reply.send(result);
+            }
+            Command::CreateResident { resident, reply } => {
+                let result = self.store_action(move |core| core.create_resident(&resident)).await;
                 let _ = reply.send(result);
             }
             Command::ChangeAssignment { change, reply } => {

@@ -504,6 +504,16 @@ impl Core {
         txn.commit()
     }
 
+    /// Creates the resident if the id is free; `false` (nothing written) if it is taken.
+    pub fn create_resident(&mut self, resident: &Resident) -> Result<bool, StoreError> {
+        let mut txn = self.store.begin_write()?;
+        let created = txn.create_resident(resident)?;
+        if created {
+            txn.commit()?;
+        }
+        Ok(created)
+    }
+
     pub fn put_resident(&mut self, resident: &Resident) -> Result<(), StoreError> {
         let mut txn = self.store.begin_write()?;
         txn.put_resident(resident)?;
