@@ -5,5 +5,6 @@
 pub mod import;
 pub mod kpi;
 pub mod register;
+pub mod source;
 pub mod suppress;
 pub mod uptake;

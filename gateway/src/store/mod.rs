@@ -11,6 +11,7 @@ mod alert_queries;
 mod error;
 mod problems;
 mod queries;
+mod register;
 mod schema;
 mod write;
 
@@ -166,6 +167,7 @@ impl Store {
         txn.open_table(AUDIT_LOG)?;
         txn.open_table(AUDIT_HEAD)?;
         txn.open_table(activity::DEVICE_DAYS)?;
+        txn.open_table(register::PEOPLE)?;
         activity::build_if_missing(&txn)?;
         txn.open_table(AUDIT_BY_RESIDENT)?;
         let indexed = access::catch_up_audit_index(&txn)?;
