@@ -14,6 +14,7 @@ use crate::domain::SystemClock;
 
 pub mod access;
 pub mod api_client;
+pub mod demo_data;
 pub mod inspect;
 pub mod simulate;
 
@@ -53,6 +54,9 @@ enum CliCommand {
     Audit(access::AuditArgs),
     /// Simulate homes of devices (the real firmware core) against a broker.
     Simulate(simulate::SimulateArgs),
+    /// Fill an empty data directory with a demo borough: register, devices, events, alerts
+    /// (offline: the gateway stopped).
+    DemoData(demo_data::DemoDataArgs),
 }
 
 #[derive(Debug, Args)]
@@ -110,6 +114,7 @@ pub fn main_entry() -> ExitCode {
         CliCommand::User(args) => inspection(|out| access::run_user(&args, out)),
         CliCommand::Audit(args) => inspection(|out| access::run_audit(&args, out)),
         CliCommand::Simulate(args) => simulate::run(&args),
+        CliCommand::DemoData(args) => inspection(|out| demo_data::run(&args, out)),
     }
 }
 
