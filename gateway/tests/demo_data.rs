@@ -2,7 +2,7 @@
 //! history keeps the store's contracts, the same seed gives the same store, and the KPI report
 //! has answer times to show.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use std::collections::BTreeMap;
 

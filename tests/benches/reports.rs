@@ -61,7 +61,7 @@ fn main() {
         .map(|p| {
             let first = p.from.max(YEAR_START);
             let last = p.to.map_or(YEAR_END, |to| to.min(YEAR_END));
-            (day_number(last) - day_number(first) + 1).max(0)
+            i64::from((day_number(last) - day_number(first) + 1).max(0))
         })
         .sum();
     let per_day = (target_events as f64 / device_days.max(1) as f64 - 1.0 - 1.0 / 30.0).round();

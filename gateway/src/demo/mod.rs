@@ -70,7 +70,8 @@ impl DemoConfig {
         };
         share("the TEC share", self.tec_share)?;
         share("the sensor share", self.sensor_share)?;
-        if !(self.people_scale > 0.0 && self.people_scale <= 100.0) {
+        let scale_valid = self.people_scale > 0.0 && self.people_scale <= 100.0;
+        if !scale_valid {
             return Err(DemoError::Settings(format!(
                 "the people scale must be above 0 and at most 100, not {}",
                 self.people_scale

@@ -74,10 +74,9 @@ pub struct Borough {
 }
 
 /// `count` scaled by the people scale, rounded.
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
 fn scaled(count: u32, scale: f64) -> u32 {
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    let scaled = (f64::from(count) * scale).round().max(0.0) as u32;
-    scaled
+    (f64::from(count) * scale).round().max(0.0) as u32
 }
 
 /// A uniformly chosen day of `[first, last]` (`first` if the range is empty).
@@ -148,7 +147,7 @@ struct Ids {
 }
 
 impl Ids {
-    fn next(&mut self) -> Result<ResidentId, DemoError> {
+    fn allocate(&mut self) -> Result<ResidentId, DemoError> {
         self.next += 1;
         ResidentId::new(format!("p{:05}", self.next)).map_err(|e| DemoError::Settings(e.to_string()))
     }
@@ -195,7 +194,7 @@ pub fn borough(config: &DemoConfig, rng: &mut StdRng) -> Result<Borough, DemoErr
         } else {
             None
         };
-        let id = ids.next()?;
+        let id = ids.allocate()?;
         users.push(id.clone());
         people.push(PersonRecord {
             id,
@@ -219,7 +218,7 @@ pub fn borough(config: &DemoConfig, rng: &mut StdRng) -> Result<Borough, DemoErr
             let start = day_between(rng, year_start, year_end);
             let end = start.checked_add(rng.random_range(13..=41).days()).ok();
             people.push(PersonRecord {
-                id: ids.next()?,
+                id: ids.allocate()?,
                 role: PersonRole::User,
                 service: ServiceType::ShortTerm,
                 start,
@@ -233,7 +232,7 @@ pub fn borough(config: &DemoConfig, rng: &mut StdRng) -> Result<Borough, DemoErr
                 let start = day_between(rng, year_start, year_end);
                 let service = pick(rng, &LONG_TERM_BY_SERVICE).unwrap_or(ServiceType::Homecare);
                 people.push(PersonRecord {
-                    id: ids.next()?,
+                    id: ids.allocate()?,
                     role: PersonRole::User,
                     service,
                     start,
@@ -256,7 +255,7 @@ pub fn borough(config: &DemoConfig, rng: &mut StdRng) -> Result<Borough, DemoErr
     let carer_only = scaled(CARERS, scale).saturating_sub(u32::try_from(also_users.len()).unwrap_or(u32::MAX));
     let mut carer_ids = also_users;
     for _ in 0..carer_only {
-        carer_ids.push(ids.next()?);
+        carer_ids.push(ids.allocate()?);
     }
     for id in carer_ids {
         let start = day_between(rng, Date::constant(2015, 1, 1), YEAR_END);
