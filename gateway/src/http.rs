@@ -22,6 +22,7 @@ use crate::access::api::{
     me, reset_user,
 };
 use crate::access::inspect_api::{inspect_events, inspect_quarantine};
+use crate::access::register_api::{import_assignments, import_people};
 use crate::access::residents_api::{
     assign_device, create_resident, fleet_health, list_devices, list_residents, read_device, read_resident,
     resident_events, reveal_access_info, unassign_device, update_resident,
@@ -31,6 +32,7 @@ use crate::console::{ConsoleRouter, audit_page, call, fleet, history, login, res
 
 use crate::ingest::mqtt::MqttState;
 use crate::metrics::Metrics;
+use crate::reports::import::MAX_IMPORT_BYTES;
 
 /// What the HTTP handlers read.
 #[derive(Debug, Clone)]
@@ -166,6 +168,21 @@ pub fn api_routes(state: ApiState) -> ApiRouter {
             unassign_device,
         )
         .route(Method::GET, "/fleet/health", Allowed::ANY_ROLE, fleet_health)
+        // The care register (docs/reports.md, "The care register"): CSV files as the body.
+        .route_with_body_limit(
+            Method::POST,
+            "/register/people",
+            Allowed::Roles(ADMIN),
+            MAX_IMPORT_BYTES,
+            import_people,
+        )
+        .route_with_body_limit(
+            Method::POST,
+            "/register/assignments",
+            Allowed::Roles(ADMIN),
+            MAX_IMPORT_BYTES,
+            import_assignments,
+        )
         // Alerts (docs/access.md, "Alerts").
         .route(Method::GET, "/alerts", Allowed::Roles(ALERT_READERS), list_alerts)
         .route(

@@ -14,6 +14,7 @@ use crate::domain::SystemClock;
 
 pub mod access;
 pub mod api_client;
+pub mod import;
 pub mod inspect;
 pub mod simulate;
 
@@ -51,6 +52,8 @@ enum CliCommand {
     User(access::UserArgs),
     /// Check the audit log (offline).
     Audit(access::AuditArgs),
+    /// Import the care register from CSV (offline: stop the gateway first).
+    Import(import::ImportArgs),
     /// Simulate homes of devices (the real firmware core) against a broker.
     Simulate(simulate::SimulateArgs),
 }
@@ -109,6 +112,7 @@ pub fn main_entry() -> ExitCode {
         CliCommand::Quarantine(args) => inspection(|out| inspect::run_quarantine(&args, out)),
         CliCommand::User(args) => inspection(|out| access::run_user(&args, out)),
         CliCommand::Audit(args) => inspection(|out| access::run_audit(&args, out)),
+        CliCommand::Import(args) => inspection(|out| import::run_import(&args, out)),
         CliCommand::Simulate(args) => simulate::run(&args),
     }
 }

@@ -250,6 +250,19 @@ pub fn parse_assignments(
     known: &BTreeSet<ResidentId>,
     existing: &[RegisterAssignment],
 ) -> Result<Vec<RegisterAssignment>, ImportError> {
+    Ok(parse_assignment_lines(bytes, known, existing)?
+        .into_iter()
+        .map(|(_, assignment)| assignment)
+        .collect())
+}
+
+/// [`parse_assignments`] with each assignment's line (the first, for repeated lines), so a
+/// refusal when it is written can still name the line.
+pub fn parse_assignment_lines(
+    bytes: &[u8],
+    known: &BTreeSet<ResidentId>,
+    existing: &[RegisterAssignment],
+) -> Result<Vec<(u64, RegisterAssignment)>, ImportError> {
     let mut parsed: Vec<(u64, RegisterAssignment)> = Vec::new();
     let (rows, mut errors) = rows(bytes, ASSIGNMENT_COLUMNS, ASSIGNMENT_COLUMNS)?;
     for (line, row) in rows {
@@ -294,10 +307,10 @@ pub fn parse_assignments(
     }
     errors.sort_by_key(|e| e.line);
     if errors.is_empty() {
-        let mut unique: Vec<RegisterAssignment> = Vec::new();
-        for (_, a) in parsed {
-            if !unique.contains(&a) {
-                unique.push(a);
+        let mut unique: Vec<(u64, RegisterAssignment)> = Vec::new();
+        for (line, a) in parsed {
+            if !unique.iter().any(|(_, seen)| *seen == a) {
+                unique.push((line, a));
             }
         }
         Ok(unique)

@@ -2,6 +2,7 @@
 //! monitoring KPIs. Pure functions of the register, the assignments, device activity and
 //! alerts; the store and the command line feed them.
 
+pub mod apply;
 pub mod import;
 pub mod kpi;
 pub mod register;
