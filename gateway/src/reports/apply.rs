@@ -82,27 +82,18 @@ pub fn prepare_people(bytes: &[u8]) -> Result<RegisterChange, ImportError> {
 /// Overlaps with stored assignments are checked on register dates: a stored assignment
 /// covers the London days from its start to its last instant. Because an imported
 /// assignment covers whole London days, two ranges share a day exactly when they share an
-/// instant, so this check and the store's own (on instants) agree. A stored assignment with
-/// the same device and start instant as a line is replaced by it, as `WriteBatch::assign`
-/// does (so a re-import may end an open assignment or give it to another person); it is
-/// left out of the check. That needs the lines first, so the file is read twice: once on
-/// its own (bad fields, unknown people, overlaps within the file), then against the store.
-/// Lines clashing with stored assignments are therefore listed once the file's own lines
-/// are right.
+/// instant, so this check and the store's own (on instants) agree, with one exception: a
+/// line starting the day a stored assignment of its device starts replaces it (the store's
+/// same-start rule), which holds at write time only when the stored one starts at London
+/// midnight, as imported ones do. One started mid-day through the API is refused when the
+/// file is written, naming the line, and nothing is written.
 pub fn prepare_assignments(
     bytes: &[u8],
     known: &BTreeSet<ResidentId>,
     stored: &[Assignment],
 ) -> Result<RegisterChange, ImportError> {
     let tz = report_zone();
-    let own = to_instants(parse_assignment_lines(bytes, known, &[])?, &tz)?;
-    let replaced: BTreeSet<(DeviceId, Timestamp)> = own.iter().map(|(_, a)| (a.device, a.from)).collect();
-    let devices: BTreeSet<DeviceId> = own.iter().map(|(_, a)| a.device).collect();
-    let existing: Vec<RegisterAssignment> = stored
-        .iter()
-        .filter(|a| devices.contains(&a.device) && !replaced.contains(&(a.device, a.from)))
-        .map(|a| register_dates(a, &tz))
-        .collect();
+    let existing: Vec<RegisterAssignment> = stored.iter().map(|a| register_dates(a, &tz)).collect();
     let checked = parse_assignment_lines(bytes, known, &existing)?;
     to_instants(checked, &tz).map(RegisterChange::Assignments)
 }

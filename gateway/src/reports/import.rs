@@ -243,8 +243,10 @@ fn assignment_line(row: &HashMap<String, String>) -> Result<RegisterAssignment, 
 
 /// Parses `assignments.csv` against the people the register will hold (`known`) and the
 /// assignments already stored for other people (`existing`): unknown people and overlapping
-/// assignments of one device are bad lines. An identical line to a stored assignment is fine
-/// (re-importing a file changes nothing).
+/// assignments of one device are bad lines. A stored assignment of a device starting the
+/// day a line of the same device starts is replaced by that line, as the store replaces an
+/// assignment with the same start (so re-importing a file changes nothing, and a re-import
+/// may end an open assignment).
 pub fn parse_assignments(
     bytes: &[u8],
     known: &BTreeSet<ResidentId>,
@@ -292,7 +294,11 @@ pub fn parse_assignment_lines(
         }
         if let Some(stored) = existing
             .iter()
-            .find(|b| b.device == a.device && overlap(a, b) && *b != a && !parsed.iter().any(|(_, p)| p == *b))
+            .find(|b| {
+                b.device == a.device
+                    && overlap(a, b)
+                    && !parsed.iter().any(|(_, p)| p.device == b.device && p.from == b.from)
+            })
         {
             errors.push(LineError {
                 line: *line,
