@@ -434,7 +434,10 @@ impl GatewayClient {
 
     /// Imports one checked register file through the single writer, in one transaction:
     /// `Ok(Err(line))` when the store refused a line (nothing written).
-    pub async fn import_register(&self, change: RegisterChange) -> Result<Result<ImportCounts, LineError>, OperatorError> {
+    pub async fn import_register(
+        &self,
+        change: RegisterChange,
+    ) -> Result<Result<ImportCounts, LineError>, OperatorError> {
         self.request(|reply| Command::ImportRegister {
             change: Box::new(change),
             reply,

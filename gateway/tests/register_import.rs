@@ -111,7 +111,10 @@ fn cli_imports_good_files_once_and_the_uptake_report_reads_them() {
     let out = import_file(data, "people", PEOPLE.as_bytes()).unwrap();
     assert_eq!(out.trim(), "people: nothing changed (4 records already as in the file)");
     // P3's support ends later: one record changes.
-    let changed = PEOPLE.replace("P3,user,day_care,2020-03-01,2020-12-31", "P3,user,day_care,2020-03-01,2021-01-31");
+    let changed = PEOPLE.replace(
+        "P3,user,day_care,2020-03-01,2020-12-31",
+        "P3,user,day_care,2020-03-01,2021-01-31",
+    );
     let out = import_file(data, "people", changed.as_bytes()).unwrap();
     assert_eq!(out.trim(), "people: 1 new or changed records, 3 unchanged");
 
@@ -154,7 +157,10 @@ fn cli_imports_good_files_once_and_the_uptake_report_reads_them() {
     assert_eq!(report.in_year.issued, 3);
     let audit = audit_text(&store);
     assert_eq!(audit.matches("register_imported").count(), 6, "{audit}");
-    assert!(audit.contains("people: 4 lines") && audit.contains("assignments: 3 lines"), "{audit}");
+    assert!(
+        audit.contains("people: 4 lines") && audit.contains("assignments: 3 lines"),
+        "{audit}"
+    );
 }
 
 #[test]
@@ -183,7 +189,12 @@ P1,user,homecare,2020-01-01,
     assert_eq!(snapshot(data), empty);
 
     import_file(data, "people", PEOPLE.as_bytes()).unwrap();
-    import_file(data, "assignments", b"person_id,device_id,from,to\nP1,dev-1,2020-01-01,2020-06-30\n").unwrap();
+    import_file(
+        data,
+        "assignments",
+        b"person_id,device_id,from,to\nP1,dev-1,2020-01-01,2020-06-30\n",
+    )
+    .unwrap();
     let stored = snapshot(data);
     let bad_assignments = "\
 person_id,device_id,from,to
@@ -213,7 +224,12 @@ P3,dev-2,2020-05-01,2020-05-31
     )
     .unwrap();
 
-    let e = err(import_cmd(&["people", "/no/such/file.csv", "--data", data.to_str().unwrap()]));
+    let e = err(import_cmd(&[
+        "people",
+        "/no/such/file.csv",
+        "--data",
+        data.to_str().unwrap(),
+    ]));
     assert!(e.contains("cannot open /no/such/file.csv"), "{e}");
     let missing = data.join("not-here");
     let file = data.join("people-upload.csv");
@@ -254,7 +270,10 @@ fn a_refusal_at_write_time_aborts_the_whole_import() {
     let refused = apply_register(&store, &change).unwrap().unwrap_err();
     assert_eq!(refused.line, 3, "{refused:?}");
     assert!(refused.reason.contains("dev-6"), "{refused:?}");
-    assert!(store.assignments(&device("dev-5")).unwrap().is_empty(), "line 2 not written");
+    assert!(
+        store.assignments(&device("dev-5")).unwrap().is_empty(),
+        "line 2 not written"
+    );
     assert_eq!(store.assignments(&device("dev-6")).unwrap().len(), 1);
 }
 
@@ -286,12 +305,19 @@ async fn the_admin_api_imports_through_the_writer() {
 
     // Bad lines: 400 with each line, nothing written.
     let bad = "person_id,device_id,from,to\nP9,dev-7,2020-01-01,\nP1,dev-1,2020-03-01,\nP1,dev-8,2020-01-01,\n";
-    let reply = gw.raw("POST", assignments_path, &csv_headers(&ada), bad.as_bytes()).await;
+    let reply = gw
+        .raw("POST", assignments_path, &csv_headers(&ada), bad.as_bytes())
+        .await;
     assert_eq!(reply.status, 400, "{reply:?}");
     let body = reply.json();
     assert_eq!(body["bad_lines"], 2, "{body}");
     assert_eq!(body["lines"][0]["line"], 2);
-    assert!(body["lines"][0]["reason"].as_str().unwrap().contains("unknown person P9"));
+    assert!(
+        body["lines"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("unknown person P9")
+    );
     assert_eq!(body["lines"][1]["line"], 3);
     assert!(body["error"].as_str().unwrap().contains("nothing was imported"));
     let store = gw.handle().client().store().unwrap();
@@ -299,10 +325,14 @@ async fn the_admin_api_imports_through_the_writer() {
 
     // Not an admin: 403, nothing written.
     let other = "person_id,role,service,start_date,end_date\nP7,user,homecare,2020-01-01,\n";
-    let reply = gw.raw("POST", people_path, &csv_headers(&olive), other.as_bytes()).await;
+    let reply = gw
+        .raw("POST", people_path, &csv_headers(&olive), other.as_bytes())
+        .await;
     assert_eq!(reply.status, 403, "{reply:?}");
     // Binary: refused whole.
-    let reply = gw.raw("POST", people_path, &csv_headers(&ada), b"\x89PNG\r\n\x1a\n\x00\x00").await;
+    let reply = gw
+        .raw("POST", people_path, &csv_headers(&ada), b"\x89PNG\r\n\x1a\n\x00\x00")
+        .await;
     assert_eq!(reply.status, 400, "{reply:?}");
     assert!(reply.error().contains("not a UTF-8 text file"), "{reply:?}");
     // Not declared as CSV: 415.
@@ -324,9 +354,7 @@ async fn the_admin_api_imports_through_the_writer() {
     assert_eq!(reply.status, 200, "{reply:?}");
     assert_eq!(reply.json()["changed"], 2000);
     // ...but not on other routes...
-    let reply = gw
-        .raw("POST", "/api/v1/residents", &json_headers, big.as_bytes())
-        .await;
+    let reply = gw.raw("POST", "/api/v1/residents", &json_headers, big.as_bytes()).await;
     assert_eq!(reply.status, 413, "{reply:?}");
     // ...and not beyond the import limit.
     let huge = vec![b'a'; MAX_IMPORT_BYTES + 1];
@@ -336,7 +364,10 @@ async fn the_admin_api_imports_through_the_writer() {
 
     let audit = audit_text(&store);
     assert!(audit.contains("\"register_imported\""), "{audit}");
-    assert!(audit.contains("people: 4 lines") && audit.contains("assignments: 3 lines"), "{audit}");
+    assert!(
+        audit.contains("people: 4 lines") && audit.contains("assignments: 3 lines"),
+        "{audit}"
+    );
     assert!(audit.contains("people: 2000 lines"), "{audit}");
     assert_eq!(
         audit.matches("register_imported").count(),

@@ -109,7 +109,12 @@ async fn import(
         })?;
     match state.client.import_register(change).await {
         Ok(Ok(counts)) => {
-            tracing::info!(file = what, changed = counts.changed, unchanged = counts.unchanged, "register imported");
+            tracing::info!(
+                file = what,
+                changed = counts.changed,
+                unchanged = counts.unchanged,
+                "register imported"
+            );
             Ok(axum::Json(counts).into_response())
         }
         // An assignment stored since the file was checked: the caller's view was stale.

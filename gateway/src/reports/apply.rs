@@ -8,6 +8,7 @@
 //! is fine: the assignment is stored without a device record; the uptake report reads every
 //! assignment and the per-day activity the store keeps for every device, registered or not.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::civil::Date;
@@ -61,7 +62,10 @@ impl ImportCounts {
     /// One line for a person: `people: 3 new or changed records, 12 unchanged`.
     pub fn summary(&self, what: &str) -> String {
         if self.changed == 0 {
-            format!("{what}: nothing changed ({} records already as in the file)", self.unchanged)
+            format!(
+                "{what}: nothing changed ({} records already as in the file)",
+                self.unchanged
+            )
         } else {
             format!(
                 "{what}: {} new or changed records, {} unchanged",
@@ -117,8 +121,8 @@ pub fn apply_register(store: &Store, change: &RegisterChange) -> Result<Result<I
             // or the offline command with the gateway stopped).
             let mut stored: BTreeMap<DeviceId, Vec<Assignment>> = BTreeMap::new();
             for (_, assignment) in assignments {
-                if !stored.contains_key(&assignment.device) {
-                    stored.insert(assignment.device, store.assignments(&assignment.device)?);
+                if let Entry::Vacant(slot) = stored.entry(assignment.device) {
+                    slot.insert(store.assignments(&assignment.device)?);
                 }
             }
             let mut txn = store.begin_write()?;
@@ -260,7 +264,8 @@ mod tests {
             until: Some(instant("2024-03-05T10:00:00Z")),
         };
         let clash = b"person_id,device_id,from,to\np1,dev-1,2024-03-05,\n";
-        let Err(ImportError::BadLines(lines)) = prepare_assignments(clash, &known, &[stored.clone()]) else {
+        let Err(ImportError::BadLines(lines)) = prepare_assignments(clash, &known, std::slice::from_ref(&stored))
+        else {
             panic!("an overlap with the stored assignment must be refused");
         };
         assert_eq!(lines[0].line, 2);

@@ -292,14 +292,11 @@ pub fn parse_assignment_lines(
             });
             continue;
         }
-        if let Some(stored) = existing
-            .iter()
-            .find(|b| {
-                b.device == a.device
-                    && overlap(a, b)
-                    && !parsed.iter().any(|(_, p)| p.device == b.device && p.from == b.from)
-            })
-        {
+        if let Some(stored) = existing.iter().find(|b| {
+            b.device == a.device
+                && overlap(a, b)
+                && !parsed.iter().any(|(_, p)| p.device == b.device && p.from == b.from)
+        }) {
             errors.push(LineError {
                 line: *line,
                 reason: format!(
