@@ -15,6 +15,7 @@ use crate::domain::SystemClock;
 pub mod access;
 pub mod api_client;
 pub mod inspect;
+pub mod report;
 pub mod simulate;
 
 /// Exit code for a configuration or usage error (bad file, bad value, bad flag).
@@ -51,6 +52,9 @@ enum CliCommand {
     User(access::UserArgs),
     /// Check the audit log (offline).
     Audit(access::AuditArgs),
+    /// The managers' reports: uptake of technology-enabled care and the monitoring KPIs
+    /// (offline: stop the gateway first).
+    Report(report::ReportArgs),
     /// Simulate homes of devices (the real firmware core) against a broker.
     Simulate(simulate::SimulateArgs),
 }
@@ -109,6 +113,7 @@ pub fn main_entry() -> ExitCode {
         CliCommand::Quarantine(args) => inspection(|out| inspect::run_quarantine(&args, out)),
         CliCommand::User(args) => inspection(|out| access::run_user(&args, out)),
         CliCommand::Audit(args) => inspection(|out| access::run_audit(&args, out)),
+        CliCommand::Report(args) => inspection(|out| report::run(&args, out)),
         CliCommand::Simulate(args) => simulate::run(&args),
     }
 }

@@ -5,6 +5,7 @@
 pub mod import;
 pub mod kpi;
 pub mod register;
+pub mod render;
 pub mod source;
 pub mod suppress;
 pub mod uptake;
