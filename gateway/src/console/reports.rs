@@ -143,7 +143,7 @@ fn csv_link(export: &UptakeExport) -> String {
 fn figure_cells(figures: &ShownFigures) -> Markup {
     html! {
         @for cell in [figures.people, figures.issued, figures.in_use, figures.issued_share, figures.in_use_share] {
-            td.num class=[matches!(cell, Cell::Hidden).then_some("suppressed")] { (cell.text()) }
+            td.num.suppressed[matches!(cell, Cell::Hidden)] { (cell.text()) }
         }
     }
 }
