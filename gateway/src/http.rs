@@ -220,12 +220,7 @@ pub fn api_routes(state: ApiState) -> ApiRouter {
             inspect_quarantine,
         )
         // The managers' reports (docs/access.md, "Reports").
-        .route(
-            Method::GET,
-            "/reports/uptake",
-            Allowed::Roles(MANAGER),
-            uptake_report,
-        )
+        .route(Method::GET, "/reports/uptake", Allowed::Roles(MANAGER), uptake_report)
         .route(Method::GET, "/reports/kpi", Allowed::Roles(MANAGER), kpi_report)
 }
 

@@ -16,9 +16,7 @@ use serde::Deserialize;
 
 use super::guard::ApiError;
 use super::{ApiState, Caller};
-use crate::reports::render::{
-    By, KpiExport, Period, UptakeExport, export_kpi, export_uptake, kpi_csv, uptake_csv,
-};
+use crate::reports::render::{By, KpiExport, Period, UptakeExport, export_kpi, export_uptake, kpi_csv, uptake_csv};
 use crate::reports::source::{kpi_from_store, uptake_from_store};
 use crate::reports::suppress::SuppressionRule;
 use crate::store::{Store, StoreError};
@@ -145,11 +143,7 @@ pub async fn uptake_report(
     params: Result<Query<UptakeParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(params) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let period = period_of(
-        params.from.as_deref(),
-        params.to.as_deref(),
-        params.snapshot.as_deref(),
-    )?;
+    let period = period_of(params.from.as_deref(), params.to.as_deref(), params.snapshot.as_deref())?;
     let by = by_of(params.by.as_deref())?;
     let format = format_of(params.format.as_deref())?;
     let export = read_uptake(&state, &caller, period, by).await?;
@@ -174,9 +168,6 @@ pub async fn kpi_report(
     let export = read_kpi(&state, &caller, period).await?;
     Ok(match format {
         Format::Json => axum::Json(export).into_response(),
-        Format::Csv => csv_response(
-            format!("kpi-{}-to-{}.csv", period.from, period.to),
-            kpi_csv(&export),
-        ),
+        Format::Csv => csv_response(format!("kpi-{}-to-{}.csv", period.from, period.to), kpi_csv(&export)),
     })
 }

@@ -13,9 +13,7 @@ use anyhow::Context;
 
 use super::inspect::open_existing;
 use crate::domain::{Clock, SystemClock, Timestamp};
-use crate::reports::render::{
-    By, Period, export_kpi, export_uptake, kpi_csv, kpi_table, uptake_csv, uptake_table,
-};
+use crate::reports::render::{By, Period, export_kpi, export_uptake, kpi_csv, kpi_table, uptake_csv, uptake_table};
 use crate::reports::source::{kpi_from_store, uptake_from_store};
 use crate::reports::suppress::SuppressionRule;
 

@@ -45,7 +45,11 @@ impl ReportPageQuery {
 /// The financial year (1 April to 31 March) that `today` falls in, up to `today`: what a page
 /// opened without a period shows.
 pub fn financial_year_to_date(today: Date) -> (Date, Date) {
-    let start_year = if today.month() >= 4 { today.year() } else { today.year() - 1 };
+    let start_year = if today.month() >= 4 {
+        today.year()
+    } else {
+        today.year() - 1
+    };
     let start = Date::new(start_year, 4, 1).unwrap_or(today);
     (start, today)
 }
@@ -112,11 +116,19 @@ pub async fn uptake_page(
     query: Result<Query<ReportPageQuery>, QueryRejection>,
 ) -> Response {
     let Ok(Query(query)) = query else {
-        return ConsoleError::new(StatusCode::BAD_REQUEST, "The report's parameters could not be read.").into_response();
+        return ConsoleError::new(StatusCode::BAD_REQUEST, "The report's parameters could not be read.")
+            .into_response();
     };
     let period = match period(&state, &query) {
         Ok(period) => period,
-        Err(error) => return bad_period(&caller, UPTAKE_TITLE, period_form("/reports/uptake", &query, None, true), &error),
+        Err(error) => {
+            return bad_period(
+                &caller,
+                UPTAKE_TITLE,
+                period_form("/reports/uptake", &query, None, true),
+                &error,
+            );
+        }
     };
     match read_uptake(&state, &caller, period, None).await {
         Ok(export) => {
@@ -264,7 +276,8 @@ pub fn trend_chart(months: &[ShownMonth]) -> Markup {
         .saturating_add(CHART_RIGHT);
     let height = CHART_TOP + CHART_PLOT + CHART_BOTTOM;
     let base = CHART_TOP + CHART_PLOT;
-    let x_of = |index: usize| CHART_LEFT + u32::try_from(index).unwrap_or(0).saturating_mul(CHART_STEP) + CHART_STEP / 2;
+    let x_of =
+        |index: usize| CHART_LEFT + u32::try_from(index).unwrap_or(0).saturating_mul(CHART_STEP) + CHART_STEP / 2;
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     let y_of = |share: f64| base - (share.clamp(0.0, 1.0) * f64::from(CHART_PLOT)).round() as u32;
     let lines = [
@@ -337,11 +350,19 @@ pub async fn kpi_page(
     query: Result<Query<ReportPageQuery>, QueryRejection>,
 ) -> Response {
     let Ok(Query(query)) = query else {
-        return ConsoleError::new(StatusCode::BAD_REQUEST, "The report's parameters could not be read.").into_response();
+        return ConsoleError::new(StatusCode::BAD_REQUEST, "The report's parameters could not be read.")
+            .into_response();
     };
     let period = match period(&state, &query) {
         Ok(period) => period,
-        Err(error) => return bad_period(&caller, KPI_TITLE, period_form("/reports/kpi", &query, None, false), &error),
+        Err(error) => {
+            return bad_period(
+                &caller,
+                KPI_TITLE,
+                period_form("/reports/kpi", &query, None, false),
+                &error,
+            );
+        }
     };
     match read_kpi(&state, &caller, period).await {
         Ok(export) => {
@@ -502,7 +523,10 @@ mod tests {
         assert!(svg.contains("<title>2021-01: in use 40.0%</title>"), "{svg}");
         // 100% sits on the top gridline, 50% half way down the plot.
         assert!(svg.contains(&format!(r#"cy="{}""#, CHART_TOP)), "{svg}");
-        assert!(svg.contains(&format!(r#"cy="{}""#, CHART_TOP + CHART_PLOT / 2)), "{svg}");
+        assert!(
+            svg.contains(&format!(r#"cy="{}""#, CHART_TOP + CHART_PLOT / 2)),
+            "{svg}"
+        );
         assert!(!svg.contains("style="));
     }
 

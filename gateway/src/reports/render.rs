@@ -65,9 +65,7 @@ impl Period {
         if to < from {
             return Err(PeriodError::EndsBeforeStart { from, to });
         }
-        let too_long = from
-            .checked_add(MAX_PERIOD_DAYS.days())
-            .is_ok_and(|limit| to >= limit);
+        let too_long = from.checked_add(MAX_PERIOD_DAYS.days()).is_ok_and(|limit| to >= limit);
         if too_long {
             return Err(PeriodError::TooLong);
         }
@@ -271,11 +269,7 @@ pub fn export_uptake(report: &UptakeReport, rule: Option<SuppressionRule>, by: O
             let values: Vec<u64> = report.months.iter().map(|m| value(&m.figures)).collect();
             hide(&values, None, rule)
         };
-        let hidden = [
-            column(|f| f.people),
-            column(|f| f.issued),
-            column(|f| f.in_use),
-        ];
+        let hidden = [column(|f| f.people), column(|f| f.issued), column(|f| f.in_use)];
         report
             .months
             .iter()
@@ -402,25 +396,27 @@ pub fn uptake_table(export: &UptakeExport) -> String {
         .collect();
     let headline = vec![
         [vec!["In year".to_owned()], texts(&export.in_year)].concat(),
-        [
-            vec![format!("On {}", export.snapshot_date)],
-            texts(&export.snapshot),
-        ]
-        .concat(),
+        [vec![format!("On {}", export.snapshot_date)], texts(&export.snapshot)].concat(),
     ];
     columns(&mut out, &header, &headline);
+    // The period and the snapshot as two tables each, so a breakdown fits a terminal.
+    let snapshot_title = format!("on {}", export.snapshot_date);
     for breakdown in &export.breakdowns {
-        let _ = writeln!(out, "\nBy {}", breakdown.label.to_lowercase());
-        let header: Vec<String> = std::iter::once(breakdown.label.to_owned())
-            .chain(FIGURE_HEADERS.iter().map(|h| format!("{h} (year)")))
-            .chain(FIGURE_HEADERS.iter().map(|h| format!("{h} (on {})", export.snapshot_date)))
-            .collect();
-        let rows: Vec<Vec<String>> = breakdown
-            .rows
-            .iter()
-            .map(|row| [vec![row.group.clone()], texts(&row.in_year), texts(&row.snapshot)].concat())
-            .collect();
-        columns(&mut out, &header, &rows);
+        for (when, snapshot) in [("in the period", false), (snapshot_title.as_str(), true)] {
+            let _ = writeln!(out, "\nBy {}, {when}", breakdown.label.to_lowercase());
+            let header: Vec<String> = std::iter::once(breakdown.label.to_owned())
+                .chain(FIGURE_HEADERS.iter().map(|h| (*h).to_owned()))
+                .collect();
+            let rows: Vec<Vec<String>> = breakdown
+                .rows
+                .iter()
+                .map(|row| {
+                    let figures = if snapshot { &row.snapshot } else { &row.in_year };
+                    [vec![row.group.clone()], texts(figures)].concat()
+                })
+                .collect();
+            columns(&mut out, &header, &rows);
+        }
     }
     if !export.months.is_empty() {
         out.push_str("\nBy month\n");
@@ -552,7 +548,7 @@ pub fn verdict(target: &TargetExport) -> &'static str {
 }
 
 fn optional_ms(ms: Option<i64>) -> String {
-    ms.map_or_else(|| "-".to_owned(), |ms| format!("{:.1} s", ms as f64 / 1000.0))
+    ms.map_or_else(|| "-".to_owned(), crate::console::format::duration_text)
 }
 
 fn percent(share: Option<f64>) -> String {
@@ -622,7 +618,11 @@ pub fn kpi_lines(export: &KpiExport) -> Vec<(&'static str, String, String)> {
     ));
     let no_comms = &report.no_comms;
     lines.extend([
-        ("no-comms", "device offline".to_owned(), no_comms.device_offline.to_string()),
+        (
+            "no-comms",
+            "device offline".to_owned(),
+            no_comms.device_offline.to_string(),
+        ),
         (
             "no-comms",
             "infrastructure incidents".to_owned(),
@@ -682,11 +682,7 @@ mod tests {
     use crate::reports::uptake::{MonthRow, Row};
 
     fn figures(people: u64, issued: u64, in_use: u64) -> Figures {
-        Figures {
-            people,
-            issued,
-            in_use,
-        }
+        Figures { people, issued, in_use }
     }
 
     fn report() -> UptakeReport {
@@ -753,8 +749,16 @@ mod tests {
         let csv = uptake_csv(&export);
         let mut lines = csv.lines();
         assert!(lines.next().unwrap_or_default().starts_with("# Uptake"));
-        assert!(lines.next().unwrap_or_default().starts_with("breakdown,group,in_year_people"));
-        assert_eq!(lines.next(), Some("total,All people,60,30,20,50.0,33.3,60,30,20,50.0,33.3"));
+        assert!(
+            lines
+                .next()
+                .unwrap_or_default()
+                .starts_with("breakdown,group,in_year_people")
+        );
+        assert_eq!(
+            lines.next(),
+            Some("total,All people,60,30,20,50.0,33.3,60,30,20,50.0,33.3")
+        );
         assert!(csv.contains("sex,Not recorded,*,*,0,*,*,"), "{csv}");
     }
 
