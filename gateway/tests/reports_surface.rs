@@ -418,7 +418,10 @@ fn check_cli(data: &str) -> Value {
     );
     assert!(table.contains("By role, on 2021-03-31"), "{table}");
     for carers in table.lines().filter(|l| l.starts_with("Carers ")) {
-        assert_eq!(carers.split_whitespace().collect::<Vec<_>>(), ["Carers", "*", "*", "*", "*", "*"]);
+        assert_eq!(
+            carers.split_whitespace().collect::<Vec<_>>(),
+            ["Carers", "*", "*", "*", "*", "*"]
+        );
     }
     let (code, csv, _) = cli(
         data,
