@@ -16,6 +16,7 @@ pub mod access;
 pub mod api_client;
 pub mod import;
 pub mod inspect;
+pub mod report;
 pub mod simulate;
 
 /// Exit code for a configuration or usage error (bad file, bad value, bad flag).
@@ -54,6 +55,9 @@ enum CliCommand {
     Audit(access::AuditArgs),
     /// Import the care register from CSV (offline: stop the gateway first).
     Import(import::ImportArgs),
+    /// The managers' reports: uptake of technology-enabled care and the monitoring KPIs
+    /// (offline: stop the gateway first).
+    Report(report::ReportArgs),
     /// Simulate homes of devices (the real firmware core) against a broker.
     Simulate(simulate::SimulateArgs),
 }
@@ -113,6 +117,7 @@ pub fn main_entry() -> ExitCode {
         CliCommand::User(args) => inspection(|out| access::run_user(&args, out)),
         CliCommand::Audit(args) => inspection(|out| access::run_audit(&args, out)),
         CliCommand::Import(args) => inspection(|out| import::run_import(&args, out)),
+        CliCommand::Report(args) => inspection(|out| report::run(&args, out)),
         CliCommand::Simulate(args) => simulate::run(&args),
     }
 }

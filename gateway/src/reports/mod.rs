@@ -6,6 +6,7 @@ pub mod apply;
 pub mod import;
 pub mod kpi;
 pub mod register;
+pub mod render;
 pub mod source;
 pub mod suppress;
 pub mod uptake;
