@@ -459,3 +459,22 @@ fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && token.len() <= 256).then_some(token)
 }
+
+/// A store read off the async threads: 503 when the store is unavailable or the read fails
+/// (logged with `what`).
+pub async fn read_store<T: Send + 'static>(
+    state: &ApiState,
+    what: &'static str,
+    query: impl FnOnce(&crate::store::Store) -> Result<T, crate::store::StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let client = state.client.clone();
+    tokio::task::spawn_blocking(move || {
+        let store = client.store().map_err(ApiError::unavailable)?;
+        query(&store).map_err(|e| {
+            tracing::error!(error = %e, what, "store read failed");
+            ApiError::unavailable(e)
+        })
+    })
+    .await
+    .map_err(ApiError::unavailable)?
+}

@@ -14,12 +14,11 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::guard::ApiError;
+use super::guard::{ApiError, read_store};
 use super::{ApiState, Caller};
 use crate::reports::render::{By, KpiExport, Period, UptakeExport, export_kpi, export_uptake, kpi_csv, uptake_csv};
 use crate::reports::source::{kpi_from_store, uptake_from_store};
 use crate::reports::suppress::SuppressionRule;
-use crate::store::{Store, StoreError};
 
 /// The query of `GET /api/v1/reports/uptake`; unknown parameters are refused.
 #[derive(Debug, Default, Deserialize)]
@@ -79,23 +78,6 @@ pub fn period_of(from: Option<&str>, to: Option<&str>, snapshot: Option<&str>) -
     Period::parse(from, to, snapshot).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
-/// One store read off the async runtime.
-async fn read<T: Send + 'static>(
-    state: &ApiState,
-    query: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, ApiError> {
-    let client = state.client.clone();
-    tokio::task::spawn_blocking(move || {
-        let store = client.store().map_err(ApiError::unavailable)?;
-        query(&store).map_err(|e| {
-            tracing::error!(error = %e, "report read failed");
-            ApiError::unavailable(e)
-        })
-    })
-    .await
-    .map_err(ApiError::unavailable)?
-}
-
 /// The uptake report for `period`, suppressed under the default rule, as the API exports it.
 pub async fn read_uptake(
     state: &ApiState,
@@ -110,7 +92,7 @@ pub async fn read_uptake(
         snapshot = %period.snapshot,
         "uptake report read"
     );
-    let report = read(state, move |store| {
+    let report = read_store(state, "report", move |store| {
         uptake_from_store(store, period.from, period.to, period.snapshot)
     })
     .await?;
@@ -121,7 +103,10 @@ pub async fn read_uptake(
 pub async fn read_kpi(state: &ApiState, caller: &Caller, period: Period) -> Result<KpiExport, ApiError> {
     tracing::info!(user = %caller.username, from = %period.from, to = %period.to, "KPI report read");
     let now = state.clock.now();
-    let report = read(state, move |store| kpi_from_store(store, period.from, period.to, now)).await?;
+    let report = read_store(state, "report", move |store| {
+        kpi_from_store(store, period.from, period.to, now)
+    })
+    .await?;
     Ok(export_kpi(report, period))
 }
 
