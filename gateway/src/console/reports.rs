@@ -479,6 +479,11 @@ fn kpi_content(export: &KpiExport) -> Markup {
             dl.kpi-figures #kpi-delivery {
                 dt { "Alerts raised by a late event" } dd { (report.delivery.late_alerts) }
                 dt { "Boot-counter conflicts" } dd { (report.delivery.key_conflicts) }
+                dt { "Events stored" } dd { (report.delivery.events_stored) }
+                dt { "Redelivered copies (a second try)" } dd { (report.delivery.redelivered) }
+                dt { "Delivered at the first try" } dd {
+                    (report.delivery.first_time_share().map_or_else(|| "no deliveries".to_owned(), |share| format!("{:.2}%", share * 100.0)))
+                }
             }
         }
     }

@@ -641,6 +641,24 @@ pub fn kpi_lines(export: &KpiExport) -> Vec<(&'static str, String, String)> {
             "boot-counter conflicts".to_owned(),
             report.delivery.key_conflicts.to_string(),
         ),
+        (
+            "delivery health",
+            "events stored".to_owned(),
+            report.delivery.events_stored.to_string(),
+        ),
+        (
+            "delivery health",
+            "redelivered copies".to_owned(),
+            report.delivery.redelivered.to_string(),
+        ),
+        (
+            "delivery health",
+            "delivered at the first try".to_owned(),
+            report
+                .delivery
+                .first_time_share()
+                .map_or_else(|| "-".to_owned(), |share| format!("{:.2}%", share * 100.0)),
+        ),
     ]);
     lines
 }
