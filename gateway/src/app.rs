@@ -19,6 +19,8 @@ use crate::domain::{
 use crate::http::{HttpState, router};
 use crate::ingest::mqtt::{MqttState, mqtt_options, run_poller, spawn_outbound};
 use crate::metrics::{IngestStats, Metrics};
+use crate::reports::apply::{ImportCounts, RegisterChange};
+use crate::reports::import::LineError;
 use crate::store::{
     AccessChange, AccessRefusal, AlertChangesSince, AlertPage, AlertQuery, AuditEntry, Store, StoreError,
 };
@@ -428,6 +430,19 @@ impl GatewayClient {
     /// Starts or ends a device assignment (overlaps refused by the store).
     pub async fn change_assignment(&self, change: AssignmentChange) -> Result<(), OperatorError> {
         self.request(|reply| Command::ChangeAssignment { change, reply }).await
+    }
+
+    /// Imports one checked register file through the single writer, in one transaction:
+    /// `Ok(Err(line))` when the store refused a line (nothing written).
+    pub async fn import_register(
+        &self,
+        change: RegisterChange,
+    ) -> Result<Result<ImportCounts, LineError>, OperatorError> {
+        self.request(|reply| Command::ImportRegister {
+            change: Box::new(change),
+            reply,
+        })
+        .await
     }
 
     pub async fn set_resident_rules(&self, resident: ResidentId, rules: ResidentRules) -> Result<(), OperatorError> {

@@ -22,15 +22,18 @@ use crate::access::api::{
     me, reset_user,
 };
 use crate::access::inspect_api::{inspect_events, inspect_quarantine};
+use crate::access::register_api::{import_assignments, import_people};
+use crate::access::reports_api::{kpi_report, uptake_report};
 use crate::access::residents_api::{
     assign_device, create_resident, fleet_health, list_devices, list_residents, read_device, read_resident,
     resident_events, reveal_access_info, unassign_device, update_resident,
 };
 use crate::access::{Allowed, ApiRouter, ApiState, Role};
-use crate::console::{ConsoleRouter, audit_page, call, fleet, history, login, residents, users, worklist};
+use crate::console::{ConsoleRouter, audit_page, call, fleet, history, login, reports, residents, users, worklist};
 
 use crate::ingest::mqtt::MqttState;
 use crate::metrics::Metrics;
+use crate::reports::import::MAX_IMPORT_BYTES;
 
 /// What the HTTP handlers read.
 #[derive(Debug, Clone)]
@@ -166,6 +169,21 @@ pub fn api_routes(state: ApiState) -> ApiRouter {
             unassign_device,
         )
         .route(Method::GET, "/fleet/health", Allowed::ANY_ROLE, fleet_health)
+        // The care register (docs/reports.md, "The care register"): CSV files as the body.
+        .route_with_body_limit(
+            Method::POST,
+            "/register/people",
+            Allowed::Roles(ADMIN),
+            MAX_IMPORT_BYTES,
+            import_people,
+        )
+        .route_with_body_limit(
+            Method::POST,
+            "/register/assignments",
+            Allowed::Roles(ADMIN),
+            MAX_IMPORT_BYTES,
+            import_assignments,
+        )
         // Alerts (docs/access.md, "Alerts").
         .route(Method::GET, "/alerts", Allowed::Roles(ALERT_READERS), list_alerts)
         .route(
@@ -218,6 +236,9 @@ pub fn api_routes(state: ApiState) -> ApiRouter {
             Allowed::Roles(QUARANTINE_INSPECTORS),
             inspect_quarantine,
         )
+        // The managers' reports (docs/access.md, "Reports").
+        .route(Method::GET, "/reports/uptake", Allowed::Roles(MANAGER), uptake_report)
+        .route(Method::GET, "/reports/kpi", Allowed::Roles(MANAGER), kpi_report)
 }
 
 /// The console's pages and who may open them (`docs/access.md`, "Console pages"): the same
@@ -281,6 +302,13 @@ pub fn console_routes(state: ApiState) -> ConsoleRouter {
             Allowed::Roles(ALERT_READERS),
             call::call_page,
         )
+        .route(
+            Method::GET,
+            "/reports/uptake",
+            Allowed::Roles(MANAGER),
+            reports::uptake_page,
+        )
+        .route(Method::GET, "/reports/kpi", Allowed::Roles(MANAGER), reports::kpi_page)
 }
 
 /// `GET /openapi.json` (public: the API's shape, no data), built once from the route table.

@@ -122,6 +122,17 @@ async fn staffed_with_alerts(alerts: Vec<Alert>) -> (Gateway, Staff) {
     {
         let store = Store::open_in_dir(gw.dir.path()).unwrap();
         let mut batch = store.begin_write().unwrap();
+        // R1 has a record (operators see the name); the others are ids only.
+        batch
+            .put_resident(&gateway::domain::Resident {
+                id: gateway::domain::ResidentId::new("R1").unwrap(),
+                display_name: "Ada <Lovelace>".into(),
+                address: "1 Street".into(),
+                access_notes: "key safe 4711".into(),
+                responders: Vec::new(),
+                care: Default::default(),
+            })
+            .unwrap();
         for alert in &alerts {
             batch.put_alert(alert).unwrap();
             batch.record_alert_change(alert, alert.raised_at).unwrap();
@@ -206,7 +217,7 @@ async fn the_queue_shows_open_alerts_most_urgent_first_with_every_column() {
         "data-state=\"raised\"",
         "<span class=\"badge life_safety\">Life-safety</span>",
         "<a class=\"open-alert\" href=\"/alerts/3\">A3</a> pendant pressed",
-        "<a href=\"/residents/R1\">R1</a>",
+        "<a href=\"/residents/R1\">Ada &lt;Lovelace&gt;</a><br><span class=\"muted\">R1</span>",
         "<td>pnd-1</td>",
         "<time datetime=\"2026-11-23T10:00:00Z\">Mon 23 Nov 10:00:00</time>",
         "<td>raised</td>",
@@ -340,6 +351,7 @@ async fn managers_read_the_queue_without_actions_and_care_staff_cannot_open_it()
             assert!(!html.contains(absent), "{path}: {absent} in {html}");
         }
         assert!(html.contains("<td>R1</td>"), "{path}: {html}");
+        assert!(!html.contains("Lovelace"), "managers get no names: {html}");
     }
     assert!(get(&gw, "/queue", &staff.manager).await.contains("Read only"));
 

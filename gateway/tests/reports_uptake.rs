@@ -49,6 +49,7 @@ fn active(activity: &mut ActivityIndex, device: &str, days: &[(Date, i8)]) {
                 first: at(*day, *hour),
                 last: at(*day, *hour),
                 events: 1,
+                duplicates: 0,
             },
         );
     }

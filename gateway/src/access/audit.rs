@@ -51,6 +51,8 @@ pub enum Action {
     FollowUpDone,
     /// An administrator read the quarantined payloads (`GET /api/v1/inspect/quarantine`).
     ReadQuarantine,
+    /// A care-register file was imported (target: which file and how many lines).
+    RegisterImported,
 }
 
 impl Action {
@@ -80,6 +82,7 @@ impl Action {
             Action::ResponderCalled => "responder_called",
             Action::FollowUpDone => "follow_up_done",
             Action::ReadQuarantine => "read_quarantine",
+            Action::RegisterImported => "register_imported",
         }
     }
 }

@@ -250,11 +250,41 @@ impl ApiRouter {
     /// Registers `method path` (path relative to `/api/v1`, e.g. `/audit/verify`) for the
     /// `allowed` roles. The guard runs before the handler; the handler finds the
     /// [`Caller`] in the request extensions (`Extension<Caller>`).
-    pub fn route<H, T>(mut self, method: Method, path: &str, allowed: Allowed, handler: H) -> Self
+    pub fn route<H, T>(self, method: Method, path: &str, allowed: Allowed, handler: H) -> Self
     where
         H: Handler<T, ApiState>,
         T: 'static,
     {
+        self.add(method, path, allowed, |filter| on(filter, handler))
+    }
+
+    /// [`ApiRouter::route`] for a route whose body may be up to `max_body` bytes instead of
+    /// [`MAX_BODY_BYTES`] (file uploads); larger bodies still get 413. The limit is the
+    /// innermost `DefaultBodyLimit`, so it holds for this route only.
+    pub fn route_with_body_limit<H, T>(
+        self,
+        method: Method,
+        path: &str,
+        allowed: Allowed,
+        max_body: usize,
+        handler: H,
+    ) -> Self
+    where
+        H: Handler<T, ApiState>,
+        T: 'static,
+    {
+        self.add(method, path, allowed, |filter| {
+            on(filter, handler).layer(DefaultBodyLimit::max(max_body))
+        })
+    }
+
+    fn add(
+        mut self,
+        method: Method,
+        path: &str,
+        allowed: Allowed,
+        handler: impl FnOnce(MethodFilter) -> MethodRouter<ApiState>,
+    ) -> Self {
         let full = format!("{API_PREFIX}{path}");
         let Ok(filter) = MethodFilter::try_from(method.clone()) else {
             // Only methods axum can route; anything else is left out, loudly.
@@ -266,7 +296,7 @@ impl ApiRouter {
             allowed,
             path: full.clone(),
         };
-        let method_router = on(filter, handler).route_layer(from_fn_with_state(gate, guard));
+        let method_router = handler(filter).route_layer(from_fn_with_state(gate, guard));
         let merged = match self.routes.remove(&full) {
             Some(existing) => existing.merge(method_router),
             None => method_router,
@@ -428,4 +458,23 @@ fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
     let (scheme, token) = value.split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && token.len() <= 256).then_some(token)
+}
+
+/// A store read off the async threads: 503 when the store is unavailable or the read fails
+/// (logged with `what`).
+pub async fn read_store<T: Send + 'static>(
+    state: &ApiState,
+    what: &'static str,
+    query: impl FnOnce(&crate::store::Store) -> Result<T, crate::store::StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let client = state.client.clone();
+    tokio::task::spawn_blocking(move || {
+        let store = client.store().map_err(ApiError::unavailable)?;
+        query(&store).map_err(|e| {
+            tracing::error!(error = %e, what, "store read failed");
+            ApiError::unavailable(e)
+        })
+    })
+    .await
+    .map_err(ApiError::unavailable)?
 }

@@ -15,11 +15,11 @@ use serde::{Deserialize, Serialize};
 
 use super::alerts_api::rfc3339;
 use super::audit::Action;
-use super::guard::ApiError;
+use super::guard::{ApiError, read_store};
 use super::residents_api::{EventPosition as Position, decode_cursor, encode_cursor, events_after};
 use super::{ApiState, Caller};
 use crate::domain::{QuarantineRecord, ResidentId, StoredEvent};
-use crate::store::{EventFilter, EventRead, Store, StoreError, Unreadable};
+use crate::store::{EventFilter, EventRead, Unreadable};
 
 /// The store's name for the quarantine table, as its unreadable records are named.
 const QUARANTINE_TABLE: &str = "quarantine";
@@ -131,23 +131,6 @@ impl InspectEventsParams {
     }
 }
 
-/// One store read off the async runtime.
-async fn read<T: Send + 'static>(
-    state: &ApiState,
-    query: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, ApiError> {
-    let client = state.client.clone();
-    tokio::task::spawn_blocking(move || {
-        let store = client.store().map_err(ApiError::unavailable)?;
-        query(&store).map_err(|e| {
-            tracing::error!(error = %e, "inspection read failed");
-            ApiError::unavailable(e)
-        })
-    })
-    .await
-    .map_err(ApiError::unavailable)?
-}
-
 async fn audit(
     state: &ApiState,
     caller: &Caller,
@@ -189,7 +172,7 @@ pub async fn inspect_events(
         Some(device) => format!("inspect events of device {device}"),
         None => "inspect events".to_owned(),
     };
-    let found = read(&state, move |store| {
+    let found = read_store(&state, "inspection", move |store| {
         events_after(store, &query.filter, query.after, query.limit, |_| true)
     })
     .await?;
@@ -234,7 +217,7 @@ pub async fn inspect_quarantine(
                 ))
             })?,
     };
-    let (records, kept, unreadable) = read(&state, move |store| {
+    let (records, kept, unreadable) = read_store(&state, "inspection", move |store| {
         let records = store.quarantined(Some(limit))?;
         let kept = store.quarantine_len()?;
         // The shared store lists every unreadable record it met since the gateway started:

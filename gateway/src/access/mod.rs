@@ -16,6 +16,8 @@ pub mod inspect_api;
 pub mod openapi;
 pub mod password;
 pub mod rate_limit;
+pub mod register_api;
+pub mod reports_api;
 pub mod residents_api;
 pub mod token;
 

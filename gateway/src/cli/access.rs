@@ -78,7 +78,7 @@ pub enum AuditCommand {
 /// The store in an existing data directory. `create` allows a new store file (the first user
 /// is added before the gateway ever ran) but never a new directory: a mistyped `--data` must
 /// not quietly make an empty store somewhere else.
-fn open_store(data: &Path, create: bool) -> anyhow::Result<Store> {
+pub(crate) fn open_store(data: &Path, create: bool) -> anyhow::Result<Store> {
     if !data.is_dir() {
         bail!(
             "no data directory {} (is --data the gateway's data directory?)",

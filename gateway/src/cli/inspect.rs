@@ -308,7 +308,7 @@ pub fn parse_time(text: &str, now: Timestamp) -> anyhow::Result<Timestamp> {
 }
 
 /// Opens the store without creating one: a mistyped --data must not leave an empty store behind.
-fn open_existing(data_dir: &Path) -> anyhow::Result<Store> {
+pub(crate) fn open_existing(data_dir: &Path) -> anyhow::Result<Store> {
     let path = data_dir.join(STORE_FILE_NAME);
     if !path.is_file() {
         bail!(

@@ -15,7 +15,9 @@ use crate::domain::SystemClock;
 pub mod access;
 pub mod api_client;
 pub mod demo_data;
+pub mod import;
 pub mod inspect;
+pub mod report;
 pub mod simulate;
 
 /// Exit code for a configuration or usage error (bad file, bad value, bad flag).
@@ -52,6 +54,11 @@ enum CliCommand {
     User(access::UserArgs),
     /// Check the audit log (offline).
     Audit(access::AuditArgs),
+    /// Import the care register from CSV (offline: stop the gateway first).
+    Import(import::ImportArgs),
+    /// The managers' reports: uptake of technology-enabled care and the monitoring KPIs
+    /// (offline: stop the gateway first).
+    Report(report::ReportArgs),
     /// Simulate homes of devices (the real firmware core) against a broker.
     Simulate(simulate::SimulateArgs),
     /// Fill an empty data directory with a demo borough: register, devices, events, alerts
@@ -113,6 +120,8 @@ pub fn main_entry() -> ExitCode {
         CliCommand::Quarantine(args) => inspection(|out| inspect::run_quarantine(&args, out)),
         CliCommand::User(args) => inspection(|out| access::run_user(&args, out)),
         CliCommand::Audit(args) => inspection(|out| access::run_audit(&args, out)),
+        CliCommand::Import(args) => inspection(|out| import::run_import(&args, out)),
+        CliCommand::Report(args) => inspection(|out| report::run(&args, out)),
         CliCommand::Simulate(args) => simulate::run(&args),
         CliCommand::DemoData(args) => inspection(|out| demo_data::run(&args, out)),
     }

@@ -44,6 +44,11 @@ const NAV: &[NavItem] = &[
         roles: Role::ALL,
     },
     NavItem {
+        path: "/reports/uptake",
+        label: "Reports",
+        roles: &[Role::Manager],
+    },
+    NavItem {
         path: "/audit",
         label: "Audit trail",
         roles: &[Role::Manager],

@@ -24,6 +24,7 @@ pub mod layout;
 pub mod login;
 pub mod procedures;
 pub mod queue;
+pub mod reports;
 pub mod residents;
 pub mod users;
 pub mod worklist;

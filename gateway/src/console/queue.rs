@@ -13,6 +13,8 @@
 //! ticks them with the offset between the two clocks, so a browser whose clock is wrong still
 //! shows the right answer time. The first render already carries the right class.
 
+use std::collections::HashMap;
+
 use axum::Extension;
 use axum::extract::State;
 use axum::response::{Html, IntoResponse, Response};
@@ -22,7 +24,7 @@ use super::format::{duration_text, local_time, snake_name};
 use super::{ConsoleError, page, url_encode};
 use crate::access::alerts_api::alert_page;
 use crate::access::{ApiState, Caller, Role};
-use crate::domain::{AffectedDevice, Alert, AlertKind, AlertState, Change, Outcome, Timestamp};
+use crate::domain::{AffectedDevice, Alert, AlertKind, AlertState, Change, Outcome, ResidentId, Timestamp};
 use crate::store::{AlertOrder, AlertPage, AlertQuery, AlertStateFilter, MAX_ALERT_PAGE};
 
 /// The TEC Quality standard's first mark: 97.5% of alarm calls answered within 60 s.
@@ -57,6 +59,30 @@ async fn open_queue(state: &ApiState) -> Result<AlertPage, ConsoleError> {
     Ok(alert_page(state, query).await?)
 }
 
+/// Residents' names by id, for operators: a caller is a person with a name, not an id. Only
+/// the name is read (no record, no history), and it is not audited, like the queue itself,
+/// which refreshes on every change. A name that cannot be read shows the id.
+async fn resident_names(state: &ApiState, queue: &AlertPage, operator: bool) -> HashMap<String, String> {
+    if !operator {
+        return HashMap::new();
+    }
+    let ids: Vec<ResidentId> = queue.alerts.iter().filter_map(|a| a.resident.clone()).collect();
+    let client = state.client.clone();
+    tokio::task::spawn_blocking(move || {
+        let Ok(store) = client.store() else {
+            return HashMap::new();
+        };
+        ids.into_iter()
+            .filter_map(|id| {
+                let resident = store.resident(&id).ok().flatten()?;
+                Some((id.as_str().to_owned(), resident.display_name))
+            })
+            .collect()
+    })
+    .await
+    .unwrap_or_default()
+}
+
 /// `GET /queue`: the page, with the rows as they are now.
 pub async fn queue_page(
     State(state): State<ApiState>,
@@ -64,6 +90,7 @@ pub async fn queue_page(
 ) -> Result<Response, ConsoleError> {
     let queue = open_queue(&state).await?;
     let operator = caller.role == Role::Operator;
+    let names = resident_names(&state, &queue, operator).await;
     let content = html! {
         div.queue-bar {
             p { "Updates: " strong #stream-state { "connecting…" } }
@@ -95,7 +122,7 @@ pub async fn queue_page(
                     @if operator { th scope="col" { "Actions" } }
                 }
             }
-            (rows(&queue, state.clock.now(), operator))
+            (rows(&queue, &names, state.clock.now(), operator))
         }
         @if operator { (form_templates()) }
     };
@@ -109,10 +136,11 @@ pub async fn queue_rows(
 ) -> Result<Response, ConsoleError> {
     let queue = open_queue(&state).await?;
     let operator = caller.role == Role::Operator;
-    Ok(Html(rows(&queue, state.clock.now(), operator).into_string()).into_response())
+    let names = resident_names(&state, &queue, operator).await;
+    Ok(Html(rows(&queue, &names, state.clock.now(), operator).into_string()).into_response())
 }
 
-fn rows(queue: &AlertPage, now: Timestamp, operator: bool) -> Markup {
+fn rows(queue: &AlertPage, names: &HashMap<String, String>, now: Timestamp, operator: bool) -> Markup {
     let columns = READ_ONLY_COLUMNS + usize::from(operator);
     html! {
         tbody #queue-rows data-server-now=(now.as_millis()) {
@@ -125,7 +153,7 @@ fn rows(queue: &AlertPage, now: Timestamp, operator: bool) -> Markup {
                 }
             }
             @for alert in &queue.alerts {
-                (row(alert, now, operator))
+                (row(alert, names, now, operator))
             }
             @if queue.alerts.is_empty() && queue.unreadable.is_empty() {
                 tr.queue-empty { td colspan=(columns) { "No open alerts." } }
@@ -142,7 +170,7 @@ fn rows(queue: &AlertPage, now: Timestamp, operator: bool) -> Markup {
     }
 }
 
-fn row(alert: &Alert, now: Timestamp, operator: bool) -> Markup {
+fn row(alert: &Alert, names: &HashMap<String, String>, now: Timestamp, operator: bool) -> Markup {
     let priority = snake_name(&alert.priority);
     let answered = alert.answer_time_ms();
     let clock_ms = answered.unwrap_or_else(|| now.millis_since(alert.raised_at));
@@ -165,7 +193,7 @@ fn row(alert: &Alert, now: Timestamp, operator: bool) -> Markup {
                     (incident_devices(&alert.affected_devices, operator))
                 }
             }
-            td { (resident_cell(alert.resident.as_ref().map(|r| r.as_str()), operator)) }
+            td { (resident_cell(alert.resident.as_ref().map(|r| r.as_str()), names, operator)) }
             td {
                 @if let Some(device) = alert.device {
                     (device.as_str())
@@ -212,11 +240,15 @@ fn row(alert: &Alert, now: Timestamp, operator: bool) -> Markup {
     }
 }
 
-/// Operators follow the resident's id to their record; managers do not read records.
-fn resident_cell(resident: Option<&str>, operator: bool) -> Markup {
+/// Operators see the resident's name and follow it to their record; managers do not read
+/// records and see the id.
+fn resident_cell(resident: Option<&str>, names: &HashMap<String, String>, operator: bool) -> Markup {
     html! {
         @match resident {
-            Some(id) if operator => { a href={ "/residents/" (url_encode(id)) } { (id) } }
+            Some(id) if operator => {
+                a href={ "/residents/" (url_encode(id)) } { (names.get(id).map_or(id, String::as_str)) }
+                @if names.contains_key(id) { br; span.muted { (id) } }
+            }
             Some(id) => { (id) }
             None => { span.muted { "none" } }
         }
@@ -257,7 +289,7 @@ fn incident_devices(devices: &[AffectedDevice], operator: bool) -> Markup {
                     @for device in devices {
                         tr {
                             td { (device.device.as_str()) }
-                            td { (resident_cell(device.resident.as_ref().map(|r| r.as_str()), operator)) }
+                            td { (resident_cell(device.resident.as_ref().map(|r| r.as_str()), &HashMap::new(), operator)) }
                             td { time datetime=(device.since) { (local_time(device.since)) } }
                             td {
                                 @if let Some(back_at) = device.back_at {

@@ -243,13 +243,28 @@ fn assignment_line(row: &HashMap<String, String>) -> Result<RegisterAssignment, 
 
 /// Parses `assignments.csv` against the people the register will hold (`known`) and the
 /// assignments already stored for other people (`existing`): unknown people and overlapping
-/// assignments of one device are bad lines. An identical line to a stored assignment is fine
-/// (re-importing a file changes nothing).
+/// assignments of one device are bad lines. A stored assignment of a device starting the
+/// day a line of the same device starts is replaced by that line, as the store replaces an
+/// assignment with the same start (so re-importing a file changes nothing, and a re-import
+/// may end an open assignment).
 pub fn parse_assignments(
     bytes: &[u8],
     known: &BTreeSet<ResidentId>,
     existing: &[RegisterAssignment],
 ) -> Result<Vec<RegisterAssignment>, ImportError> {
+    Ok(parse_assignment_lines(bytes, known, existing)?
+        .into_iter()
+        .map(|(_, assignment)| assignment)
+        .collect())
+}
+
+/// [`parse_assignments`] with each assignment's line (the first, for repeated lines), so a
+/// refusal when it is written can still name the line.
+pub fn parse_assignment_lines(
+    bytes: &[u8],
+    known: &BTreeSet<ResidentId>,
+    existing: &[RegisterAssignment],
+) -> Result<Vec<(u64, RegisterAssignment)>, ImportError> {
     let mut parsed: Vec<(u64, RegisterAssignment)> = Vec::new();
     let (rows, mut errors) = rows(bytes, ASSIGNMENT_COLUMNS, ASSIGNMENT_COLUMNS)?;
     for (line, row) in rows {
@@ -277,10 +292,11 @@ pub fn parse_assignments(
             });
             continue;
         }
-        if let Some(stored) = existing
-            .iter()
-            .find(|b| b.device == a.device && overlap(a, b) && *b != a && !parsed.iter().any(|(_, p)| p == *b))
-        {
+        if let Some(stored) = existing.iter().find(|b| {
+            b.device == a.device
+                && overlap(a, b)
+                && !parsed.iter().any(|(_, p)| p.device == b.device && p.from == b.from)
+        }) {
             errors.push(LineError {
                 line: *line,
                 reason: format!(
@@ -294,10 +310,10 @@ pub fn parse_assignments(
     }
     errors.sort_by_key(|e| e.line);
     if errors.is_empty() {
-        let mut unique: Vec<RegisterAssignment> = Vec::new();
-        for (_, a) in parsed {
-            if !unique.contains(&a) {
-                unique.push(a);
+        let mut unique: Vec<(u64, RegisterAssignment)> = Vec::new();
+        for (line, a) in parsed {
+            if !unique.iter().any(|(_, seen)| *seen == a) {
+                unique.push((line, a));
             }
         }
         Ok(unique)

@@ -69,12 +69,26 @@ pub struct NoComms {
     pub still_open: u64,
 }
 
-/// How well events travel, as far as alerts show it.
+/// How well events travel.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct DeliveryHealth {
     /// Alerts whose raising event arrived late (after a backlog or an outage).
     pub late_alerts: u64,
     pub key_conflicts: u64,
+    /// Events stored in the period: each was receipted, most at the first try.
+    pub events_stored: u64,
+    /// Copies of already stored events that came again (the device did not hear the receipt
+    /// in time and sent again, or the broker redelivered): how often delivery took a second try.
+    pub redelivered: u64,
+}
+
+impl DeliveryHealth {
+    /// Share of deliveries that needed no second copy.
+    pub fn first_time_share(&self) -> Option<f64> {
+        let total = self.events_stored + self.redelivered;
+        #[allow(clippy::cast_precision_loss)]
+        (total > 0).then(|| self.events_stored as f64 / total as f64)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

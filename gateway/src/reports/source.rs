@@ -50,7 +50,11 @@ pub fn kpi_from_store(store: &Store, from: Date, to: Date, now: Timestamp) -> Re
         since: Some(start),
         ..AlertFilter::default()
     })?;
-    Ok(kpi(&alerts, start, end, now.min(end)))
+    let mut report = kpi(&alerts, start, end, now.min(end));
+    let (stored, redelivered) = store.delivery_totals(from, to)?;
+    report.delivery.events_stored = stored;
+    report.delivery.redelivered = redelivered;
+    Ok(report)
 }
 
 /// The zone the reports count days in (the store's activity days are in it too).

@@ -45,12 +45,14 @@ impl AssignmentSpan {
     }
 }
 
-/// One device's activity on one local day: when it was first and last heard from.
+/// One device's activity on one local day: when it was first and last heard from, how many
+/// events were stored, and how many redelivered copies of stored events arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct DeviceDay {
     pub first: Timestamp,
     pub last: Timestamp,
     pub events: u32,
+    pub duplicates: u32,
 }
 
 /// Each device's days of activity.
@@ -334,8 +336,9 @@ impl Counter<'_> {
         };
         days.range(first..=last).any(|(_, day)| {
             // The day's reports span [first, last]; with only the day's first and last time
-            // kept, a report is credited when that span meets the assignment.
-            day.first < assignment.until.unwrap_or(Timestamp(i64::MAX)) && day.last >= assignment.from
+            // kept, a report is credited when that span meets the assignment. A day with only
+            // redelivered copies (events counted on an earlier day) is not a report.
+            day.events > 0 && day.first < assignment.until.unwrap_or(Timestamp(i64::MAX)) && day.last >= assignment.from
         })
     }
 

@@ -3,10 +3,12 @@
 //! under two million device-days).
 //!
 //! Table `device_days`: key `(device, day)` with `day` the Europe/London date as days since
-//! 1970-01-01; value 20 bytes little-endian: first `received_at` (i64 ms), last `received_at`
-//! (i64 ms), events (u32). A later version may append bytes; readers take the first 20. Only
-//! stored events count (a duplicate is not activity the store did not already have; a key
-//! conflict's copy is).
+//! 1970-01-01; value little-endian: first `received_at` (i64 ms), last `received_at` (i64 ms),
+//! events (u32), then (appended later, so absent in older records and read as 0) redelivered
+//! copies (u32). A later version may append more; readers take what they know. Events are the
+//! stored ones (a key conflict's copy counts); redelivered copies are duplicates the store
+//! already had (a retransmission after a lost receipt, a broker redelivery), which say how
+//! often delivery needed a second try, not activity.
 
 use std::collections::BTreeMap;
 
@@ -26,15 +28,18 @@ pub(crate) const DEVICE_DAYS_BUILT_KEY: &str = "device_days_built";
 /// The zone whose days the reports count in.
 pub const REPORT_TIMEZONE: &str = "Europe/London";
 
+/// The first version's value length; `duplicates` follow it.
 const VALUE_LEN: usize = 20;
 
-fn encode(day: &DeviceDay) -> [u8; VALUE_LEN] {
-    let mut bytes = [0u8; VALUE_LEN];
+fn encode(day: &DeviceDay) -> [u8; VALUE_LEN + 4] {
+    let mut bytes = [0u8; VALUE_LEN + 4];
     let (first, rest) = bytes.split_at_mut(8);
-    let (last, events) = rest.split_at_mut(8);
+    let (last, rest) = rest.split_at_mut(8);
+    let (events, duplicates) = rest.split_at_mut(4);
     first.copy_from_slice(&day.first.as_millis().to_le_bytes());
     last.copy_from_slice(&day.last.as_millis().to_le_bytes());
     events.copy_from_slice(&day.events.to_le_bytes());
+    duplicates.copy_from_slice(&day.duplicates.to_le_bytes());
     bytes
 }
 
@@ -43,10 +48,12 @@ fn decode(device: &str, day: i32, bytes: &[u8]) -> Result<DeviceDay, Unreadable>
     match (field(0..8), field(8..16), field(16..20)) {
         (Some(first), Some(last), Some(events)) => {
             let i64_of = |b: Vec<u8>| i64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
+            let u32_of = |b: Vec<u8>| u32::from_le_bytes(b.try_into().unwrap_or([0; 4]));
             Ok(DeviceDay {
                 first: Timestamp(i64_of(first)),
                 last: Timestamp(i64_of(last)),
-                events: u32::from_le_bytes(events.try_into().unwrap_or([0; 4])),
+                events: u32_of(events),
+                duplicates: field(20..24).map_or(0, u32_of),
             })
         }
         _ => Err(Unreadable::new(
@@ -136,6 +143,7 @@ fn fold<'e>(events: impl Iterator<Item = &'e StoredEvent>) -> BTreeMap<(&'e str,
                 first: at,
                 last: at,
                 events: 1,
+                duplicates: 0,
             });
     }
     days
@@ -150,10 +158,19 @@ fn merge(txn: &WriteTransaction, days: BTreeMap<(&str, i32), DeviceDay>) -> Resu
     for ((device, day), new) in days {
         let merged = match table.get((device, day))? {
             Some(old) => match decode(device, day, old.value()) {
+                Ok(old) if old.events == 0 => DeviceDay {
+                    duplicates: old.duplicates.saturating_add(new.duplicates),
+                    ..new
+                },
+                Ok(old) if new.events == 0 => DeviceDay {
+                    duplicates: old.duplicates.saturating_add(new.duplicates),
+                    ..old
+                },
                 Ok(old) => DeviceDay {
                     first: old.first.min(new.first),
                     last: old.last.max(new.last),
                     events: old.events.saturating_add(new.events),
+                    duplicates: old.duplicates.saturating_add(new.duplicates),
                 },
                 // Overwrite a damaged record with what this batch knows (logged by the caller
                 // of reads; the events themselves are intact).
@@ -172,6 +189,29 @@ pub(crate) fn record_events<'e>(
     events: impl Iterator<Item = &'e StoredEvent>,
 ) -> Result<(), StoreError> {
     merge(txn, fold(events))
+}
+
+/// Counts redelivered copies (duplicates of stored events) per device and day.
+pub(crate) fn record_duplicates<'e>(
+    txn: &WriteTransaction,
+    events: impl Iterator<Item = &'e StoredEvent>,
+) -> Result<(), StoreError> {
+    let mut calendar = DayCalendar::new();
+    let mut days: BTreeMap<(&'e str, i32), DeviceDay> = BTreeMap::new();
+    for event in events {
+        let Some(day) = calendar.day_of(event.received_at) else {
+            continue;
+        };
+        days.entry((event.key.device.as_str(), day))
+            .or_insert(DeviceDay {
+                first: event.received_at,
+                last: event.received_at,
+                events: 0,
+                duplicates: 0,
+            })
+            .duplicates += 1;
+    }
+    merge(txn, days)
 }
 
 /// Builds the table from the events of a store written before it existed (once, at open).
@@ -207,6 +247,30 @@ pub(crate) fn build_if_missing(txn: &WriteTransaction) -> Result<(), StoreError>
 }
 
 impl Store {
+    /// Events stored and redelivered copies received on the local days `[from, to]`, over
+    /// every device (a scan of the per-day table: a year of 5,000 devices is ~2M rows).
+    pub fn delivery_totals(&self, from: Date, to: Date) -> Result<(u64, u64), StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(DEVICE_DAYS)?;
+        let (first, last) = (day_number(from), day_number(to));
+        let (mut stored, mut redelivered) = (0u64, 0u64);
+        for entry in table.iter()? {
+            let (key, value) = entry?;
+            let (device, day) = key.value();
+            if day < first || day > last {
+                continue;
+            }
+            match decode(device, day, value.value()) {
+                Ok(activity) => {
+                    stored += u64::from(activity.events);
+                    redelivered += u64::from(activity.duplicates);
+                }
+                Err(unreadable) => self.problems.report(&unreadable),
+            }
+        }
+        Ok((stored, redelivered))
+    }
+
     /// The activity of `devices` on the local days `[from, to]`. Unreadable records are
     /// reported and left out.
     pub fn device_days<'d>(
@@ -248,11 +312,15 @@ mod tests {
             first: Timestamp(1),
             last: Timestamp(-2),
             events: 7,
+            duplicates: 3,
         };
         assert_eq!(decode("d", 0, &encode(&day)), Ok(day));
         let mut longer = encode(&day).to_vec();
         longer.extend_from_slice(b"later");
         assert_eq!(decode("d", 0, &longer), Ok(day));
+        // A first-version value (20 bytes) has no duplicates count: read as 0.
+        let first_version = encode(&day)[..VALUE_LEN].to_vec();
+        assert_eq!(decode("d", 0, &first_version), Ok(DeviceDay { duplicates: 0, ..day }));
         assert!(decode("d", 0, &[1, 2, 3]).is_err());
     }
 

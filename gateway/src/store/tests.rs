@@ -382,3 +382,32 @@ fn put_alert_appends_only_new_transitions() {
         );
     }
 }
+
+#[test]
+fn device_days_count_stored_events_and_redelivered_copies_per_london_day() {
+    let (_dir, store) = temp_store();
+    // 2026-07-01 23:30 UTC is 00:30 on 2 July in London: the second day.
+    let late = 1_782_948_600_000;
+    let first = event("dev-a", 1, late - 3_600_000, press());
+    let second = event("dev-a", 2, late, press());
+    assert_eq!(
+        insert(&store, &[first.clone(), second.clone()]),
+        vec![InsertOutcome::Inserted; 2]
+    );
+    // The same two again (a retransmission), and one of them a third time in the same batch.
+    assert_eq!(
+        insert(&store, &[first.clone(), second.clone(), second]),
+        vec![InsertOutcome::Duplicate; 3]
+    );
+    let device = DeviceId::new("dev-a").unwrap();
+    let (july_1, july_2) = (jiff::civil::date(2026, 7, 1), jiff::civil::date(2026, 7, 2));
+    let days = store.device_days([&device], july_1, july_2).unwrap();
+    let days = days.get(&device).unwrap();
+    let day_1 = days.get(&july_1).unwrap();
+    let day_2 = days.get(&july_2).unwrap();
+    assert_eq!((day_1.events, day_1.duplicates), (1, 1));
+    assert_eq!((day_2.events, day_2.duplicates), (1, 2));
+    assert_eq!(day_2.first, Timestamp(late));
+    assert_eq!(store.delivery_totals(july_1, july_2).unwrap(), (2, 3));
+    assert_eq!(store.delivery_totals(july_2, july_2).unwrap(), (1, 2));
+}

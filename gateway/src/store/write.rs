@@ -188,7 +188,15 @@ impl<'s> WriteBatch<'s> {
             .into_iter()
             .filter_map(|(index, copy)| Some((&events.get(index)?.event, copy)))
             .collect();
-        self.write_indexes(&stored).map(|()| outcomes)
+        self.write_indexes(&stored)?;
+        // Redelivered copies: counted per device and day for the delivery-health figures.
+        let redelivered = events
+            .iter()
+            .zip(&outcomes)
+            .filter(|(_, outcome)| **outcome == InsertOutcome::Duplicate)
+            .map(|(new, _)| &new.event);
+        super::activity::record_duplicates(&self.txn, redelivered)?;
+        Ok(outcomes)
     }
 
     /// `None` if `new` says the same as a version already stored under its key (a

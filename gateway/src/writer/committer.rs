@@ -27,6 +27,8 @@ use crate::domain::{
 };
 use crate::ingest::mqtt::{Incoming, Outbound, OutboundItem};
 use crate::metrics::Metrics;
+use crate::reports::apply::{ImportCounts, RegisterChange};
+use crate::reports::import::LineError;
 use crate::store::{
     AccessChange, AccessRefusal, AccessStore, AlertChangesSince, AuditEntry, MAX_ALERT_CHANGES_PAGE, StoreError,
 };
@@ -90,6 +92,11 @@ pub enum Command {
     ChangeAssignment {
         change: AssignmentChange,
         reply: Reply<()>,
+    },
+    /// One care-register file (people or assignments), in one transaction.
+    ImportRegister {
+        change: Box<RegisterChange>,
+        reply: Reply<Result<ImportCounts, LineError>>,
     },
     SetResidentRules {
         resident: ResidentId,
@@ -971,6 +978,10 @@ impl Shell {
             }
             Command::ChangeAssignment { change, reply } => {
                 let result = self.store_action(move |core| core.change_assignment(change)).await;
+                let _ = reply.send(result);
+            }
+            Command::ImportRegister { change, reply } => {
+                let result = self.store_action(move |core| core.import_register(&change)).await;
                 let _ = reply.send(result);
             }
             Command::SetResidentRules { resident, rules, reply } => {

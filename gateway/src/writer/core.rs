@@ -17,6 +17,8 @@ use crate::domain::{
     RejectReason, Resident, ResidentId, StoredEvent, Timestamp,
 };
 use crate::ingest::classify::{Classified, Reject, classify};
+use crate::reports::apply::{ImportCounts, RegisterChange, apply_register};
+use crate::reports::import::LineError;
 use crate::store::{InsertOutcome, NewEvent, Store, StoreError, WriteBatch};
 
 /// Why an operator action (or a register change) did not happen.
@@ -502,6 +504,11 @@ impl Core {
             AssignmentChange::End { device, at } => txn.end_assignment(&device, at)?,
         }
         txn.commit()
+    }
+
+    /// Imports one register file in one transaction (`Ok(Err(line))`: refused, nothing written).
+    pub fn import_register(&mut self, change: &RegisterChange) -> Result<Result<ImportCounts, LineError>, StoreError> {
+        apply_register(&self.store, change)
     }
 
     /// Creates the resident if the id is free; `false` (nothing written) if it is taken.
