@@ -44,18 +44,26 @@ fn encode(day: &DeviceDay) -> [u8; VALUE_LEN + 4] {
 }
 
 fn decode(device: &str, day: i32, bytes: &[u8]) -> Result<DeviceDay, Unreadable> {
-    let field = |range: std::ops::Range<usize>| bytes.get(range).map(|b| b.to_vec());
-    match (field(0..8), field(8..16), field(16..20)) {
-        (Some(first), Some(last), Some(events)) => {
-            let i64_of = |b: Vec<u8>| i64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
-            let u32_of = |b: Vec<u8>| u32::from_le_bytes(b.try_into().unwrap_or([0; 4]));
-            Ok(DeviceDay {
-                first: Timestamp(i64_of(first)),
-                last: Timestamp(i64_of(last)),
-                events: u32_of(events),
-                duplicates: field(20..24).map_or(0, u32_of),
-            })
-        }
+    // Read on every report for millions of rows: fixed-size slices, no allocation.
+    let i64_at = |at: usize| {
+        bytes
+            .get(at..at + 8)
+            .and_then(|b| b.try_into().ok())
+            .map(i64::from_le_bytes)
+    };
+    let u32_at = |at: usize| {
+        bytes
+            .get(at..at + 4)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_le_bytes)
+    };
+    match (i64_at(0), i64_at(8), u32_at(16)) {
+        (Some(first), Some(last), Some(events)) => Ok(DeviceDay {
+            first: Timestamp(first),
+            last: Timestamp(last),
+            events,
+            duplicates: u32_at(20).unwrap_or(0),
+        }),
         _ => Err(Unreadable::new(
             "device_days",
             format_args!("{device}/{day}"),
@@ -282,13 +290,18 @@ impl Store {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(DEVICE_DAYS)?;
         let (first, last) = (day_number(from), day_number(to));
+        // The dates of the range once, not a calendar sum per row (millions of rows).
+        let dates: Vec<Option<Date>> = (first..=last).map(date_of_day).collect();
         let mut index = ActivityIndex::new();
         for device in devices {
             let days = index.entry(*device).or_default();
             for entry in table.range((device.as_str(), first)..=(device.as_str(), last))? {
                 let (key, value) = entry?;
                 let day = key.value().1;
-                match (decode(device.as_str(), day, value.value()), date_of_day(day)) {
+                let date = usize::try_from(day - first)
+                    .ok()
+                    .and_then(|i| dates.get(i).copied().flatten());
+                match (decode(device.as_str(), day, value.value()), date) {
                     (Ok(activity), Some(date)) => {
                         days.insert(date, activity);
                     }
