@@ -39,12 +39,6 @@ pub struct AssignmentSpan {
     pub until: Option<Timestamp>,
 }
 
-impl AssignmentSpan {
-    fn overlaps(&self, from: Timestamp, until: Timestamp) -> bool {
-        self.from < until && self.until.is_none_or(|end| end > from)
-    }
-}
-
 /// One device's activity on one local day: when it was first and last heard from, how many
 /// events were stored, and how many redelivered copies of stored events arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -204,7 +198,7 @@ struct Windows {
 /// Builds the whole report. `snapshot_date` defaults to `to` in the caller.
 pub fn uptake(input: &UptakeInput<'_>, from: Date, to: Date, snapshot_date: Date) -> UptakeReport {
     let by_person = group_by_person(input.people);
-    let assignments = assignments_by_person(input.assignments);
+    let assignments = assignments_by_person(input.assignments, input.tz);
     let counter = Counter {
         input,
         assignments: &assignments,
@@ -272,17 +266,46 @@ fn group_by_person(people: &[PersonRecord]) -> BTreeMap<&ResidentId, Vec<&Person
     map
 }
 
-fn assignments_by_person(assignments: &[AssignmentSpan]) -> BTreeMap<&ResidentId, Vec<&AssignmentSpan>> {
-    let mut map: BTreeMap<&ResidentId, Vec<&AssignmentSpan>> = BTreeMap::new();
-    for assignment in assignments {
-        map.entry(&assignment.person).or_default().push(assignment);
+/// An assignment with the local days it touches, worked out once (a zone lookup per check
+/// would be millions of them over a report's cells).
+struct Assigned<'a> {
+    span: &'a AssignmentSpan,
+    first_day: Option<Date>,
+    /// The day of its last instant; `None` while open-ended.
+    last_day: Option<Date>,
+}
+
+impl Assigned<'_> {
+    /// It covers some instant of the local days `[first, last]`: it began on or before `last`
+    /// and its last instant is on or after `first`.
+    fn during(&self, (first, last): (Date, Date)) -> bool {
+        self.first_day.is_some_and(|day| day <= last)
+            && (self.span.until.is_none() || self.last_day.is_some_and(|day| day >= first))
+    }
+}
+
+fn local_day(at: Timestamp, tz: &TimeZone) -> Option<Date> {
+    at.to_jiff().map(|ts| ts.to_zoned(tz.clone()).date())
+}
+
+fn assignments_by_person<'a>(
+    assignments: &'a [AssignmentSpan],
+    tz: &TimeZone,
+) -> BTreeMap<&'a ResidentId, Vec<Assigned<'a>>> {
+    let mut map: BTreeMap<&ResidentId, Vec<Assigned<'a>>> = BTreeMap::new();
+    for span in assignments {
+        map.entry(&span.person).or_default().push(Assigned {
+            span,
+            first_day: local_day(span.from, tz),
+            last_day: span.until.and_then(|until| local_day(until.plus_ms(-1), tz)),
+        });
     }
     map
 }
 
 struct Counter<'a> {
     input: &'a UptakeInput<'a>,
-    assignments: &'a BTreeMap<&'a ResidentId, Vec<&'a AssignmentSpan>>,
+    assignments: &'a BTreeMap<&'a ResidentId, Vec<Assigned<'a>>>,
 }
 
 impl Counter<'_> {
@@ -302,11 +325,11 @@ impl Counter<'_> {
                 active = true;
                 let usage = record.overlap(windows.usage.0, windows.usage.1);
                 for assignment in self.assignments.get(person).into_iter().flatten() {
-                    if !self.assigned_during(assignment, support) {
+                    if !assignment.during(support) {
                         continue;
                     }
                     issued = true;
-                    if usage.is_some_and(|usage| self.reported_while_assigned(assignment, usage)) {
+                    if usage.is_some_and(|usage| self.reported_while_assigned(assignment.span, usage)) {
                         in_use = true;
                     }
                 }
@@ -316,17 +339,6 @@ impl Counter<'_> {
             figures.in_use += u64::from(in_use);
         }
         figures
-    }
-
-    /// The assignment covers some instant of the local days `[first, last]`.
-    fn assigned_during(&self, assignment: &AssignmentSpan, (first, last): (Date, Date)) -> bool {
-        match (
-            self.day_start(first),
-            last.tomorrow().ok().and_then(|day| self.day_start(day)),
-        ) {
-            (Some(start), Some(end)) => assignment.overlaps(start, end),
-            _ => false,
-        }
     }
 
     /// The device reported on a day of `[first, last]`, at a time it was with this person.
@@ -340,14 +352,6 @@ impl Counter<'_> {
             // redelivered copies (events counted on an earlier day) is not a report.
             day.events > 0 && day.first < assignment.until.unwrap_or(Timestamp(i64::MAX)) && day.last >= assignment.from
         })
-    }
-
-    fn day_start(&self, day: Date) -> Option<Timestamp> {
-        self.input
-            .tz
-            .to_timestamp(day.to_datetime(jiff::civil::Time::midnight()))
-            .ok()
-            .map(Timestamp::from_jiff)
     }
 }
 
