@@ -85,6 +85,18 @@ fn enum_value<T: serde::de::DeserializeOwned>(param: &str, text: &str, expected:
     })
 }
 
+/// `?resident=`, or a 400 saying why it is not a resident id.
+pub(crate) fn resident_param(text: Option<&str>) -> Result<Option<ResidentId>, ApiError> {
+    text.map(|s| ResidentId::new(s).map_err(|e| ApiError::bad_request(format!("bad resident: {e}"))))
+        .transpose()
+}
+
+/// `?device=`, or a 400 saying why it is not a device id.
+pub(crate) fn device_param(text: Option<&str>) -> Result<Option<protocol::DeviceId>, ApiError> {
+    text.map(|s| protocol::DeviceId::new(s).map_err(|e| ApiError::bad_request(format!("bad device: {e}"))))
+        .transpose()
+}
+
 /// A query parameter's RFC 3339 time, or a 400 naming the parameter.
 pub(crate) fn rfc3339(param: &str, text: &str) -> Result<Timestamp, ApiError> {
     text.parse::<jiff::Timestamp>().map(Timestamp::from_jiff).map_err(|_| {
@@ -113,16 +125,8 @@ impl AlertListParams {
             .as_deref()
             .map(|s| enum_value::<AlertKind>("kind", s, "an alert kind such as pendant_press or fall"))
             .transpose()?;
-        let resident = self
-            .resident
-            .as_deref()
-            .map(|s| ResidentId::new(s).map_err(|e| ApiError::bad_request(format!("bad resident: {e}"))))
-            .transpose()?;
-        let device = self
-            .device
-            .as_deref()
-            .map(|s| protocol::DeviceId::new(s).map_err(|e| ApiError::bad_request(format!("bad device: {e:?}"))))
-            .transpose()?;
+        let resident = resident_param(self.resident.as_deref())?;
+        let device = device_param(self.device.as_deref())?;
         let raised_from = self
             .raised_since
             .as_deref()

@@ -10,10 +10,9 @@ use axum::Extension;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
-use protocol::DeviceId;
 use serde::{Deserialize, Serialize};
 
-use super::alerts_api::rfc3339;
+use super::alerts_api::{device_param, resident_param, rfc3339};
 use super::audit::Action;
 use super::guard::{ApiError, read_store};
 use super::residents_api::{EventPosition as Position, decode_cursor, encode_cursor, events_after};
@@ -88,16 +87,8 @@ struct EventsQuery {
 
 impl InspectEventsParams {
     fn query(&self) -> Result<EventsQuery, ApiError> {
-        let device = self
-            .device
-            .as_deref()
-            .map(|s| DeviceId::new(s).map_err(|e| ApiError::bad_request(format!("bad device: {e}"))))
-            .transpose()?;
-        let resident = self
-            .resident
-            .as_deref()
-            .map(|s| ResidentId::new(s).map_err(|e| ApiError::bad_request(format!("bad resident: {e}"))))
-            .transpose()?;
+        let device = device_param(self.device.as_deref())?;
+        let resident = resident_param(self.resident.as_deref())?;
         let since = self.since.as_deref().map(|s| rfc3339("since", s)).transpose()?;
         let until = self.until.as_deref().map(|s| rfc3339("until", s)).transpose()?;
         let limit = match self.limit.as_deref() {
