@@ -13,5 +13,6 @@ pub mod http;
 pub mod ingest;
 pub mod metrics;
 pub mod reports;
+pub mod retention;
 pub mod store;
 pub mod writer;

@@ -17,6 +17,7 @@ pub mod api_client;
 pub mod demo_data;
 pub mod import;
 pub mod inspect;
+pub mod purge;
 pub mod report;
 pub mod simulate;
 
@@ -64,6 +65,9 @@ enum CliCommand {
     /// Fill an empty data directory with a demo borough: register, devices, events, alerts
     /// (offline: the gateway stopped).
     DemoData(demo_data::DemoDataArgs),
+    /// Remove what the retention policy no longer keeps (offline: stop the gateway first;
+    /// --dry-run counts and removes nothing).
+    Purge(purge::PurgeArgs),
 }
 
 #[derive(Debug, Args)]
@@ -124,6 +128,7 @@ pub fn main_entry() -> ExitCode {
         CliCommand::Report(args) => inspection(|out| report::run(&args, out)),
         CliCommand::Simulate(args) => simulate::run(&args),
         CliCommand::DemoData(args) => inspection(|out| demo_data::run(&args, out)),
+        CliCommand::Purge(args) => inspection(|out| purge::run_command(&args, out)),
     }
 }
 

@@ -29,6 +29,7 @@ use crate::ingest::mqtt::{Incoming, Outbound, OutboundItem};
 use crate::metrics::Metrics;
 use crate::reports::apply::{ImportCounts, RegisterChange};
 use crate::reports::import::LineError;
+use crate::retention::{RetentionStep, StepOutcome};
 use crate::store::{
     AccessChange, AccessRefusal, AccessStore, AlertChangesSince, AuditEntry, MAX_ALERT_CHANGES_PAGE, StoreError,
 };
@@ -114,6 +115,11 @@ pub enum Command {
     ApplyAccess {
         change: Box<AccessChange>,
         reply: Reply<Result<Vec<AuditEntry>, AccessRefusal>>,
+    },
+    /// One bounded step of the retention purge, in its own transaction (`crate::retention`).
+    Retention {
+        step: Box<RetentionStep>,
+        reply: Reply<StepOutcome>,
     },
 }
 
@@ -1022,6 +1028,17 @@ impl Shell {
             }
             Command::ApplyAccess { change, reply } => {
                 let result = self.access_action(change).await;
+                let _ = reply.send(result);
+            }
+            Command::Retention { step, reply } => {
+                let result = self
+                    .store_action(move |core| crate::retention::run::apply_in_core(core, &step))
+                    .await;
+                if let Ok(outcome) = &result {
+                    for (class, removed) in outcome.removed() {
+                        self.metrics.retention_removed(class, removed);
+                    }
+                }
                 let _ = reply.send(result);
             }
         }
