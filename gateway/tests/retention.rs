@@ -7,8 +7,11 @@
 
 use gateway::access::verify_chain;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
 
-use gateway::config::{Config, ConfigError};
+use gateway::config::{BrokerUrl, Config, ConfigError};
 use gateway::demo::{DemoConfig, write_demo};
 use gateway::domain::*;
 use gateway::reports::register::{Equality, PersonRecord, PersonRole, ServiceType};
@@ -478,4 +481,64 @@ fn bad_retention_values_are_clear_configuration_errors() {
         let message = config_error(toml);
         assert!(message.contains(expected), "{toml:?} gave {message:?}");
     }
+}
+
+#[derive(Debug)]
+struct ManualClock(AtomicI64);
+
+impl Clock for ManualClock {
+    fn now(&self) -> Timestamp {
+        Timestamp(self.0.load(Ordering::SeqCst))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_purges_daily_at_the_configured_london_time_through_its_writer() {
+    let (dir, store) = seeded();
+    drop(store);
+    let clock = Arc::new(ManualClock(AtomicI64::new(now().plus_ms(-60_000).as_millis())));
+    let mut config = Config {
+        data_dir: dir.path().to_path_buf(),
+        http: "127.0.0.1:0".parse().unwrap(),
+        ..Config::default()
+    };
+    // Nobody listens there: the broker connection retries in the background.
+    config.mqtt.broker = BrokerUrl::parse("mqtt://127.0.0.1:9").unwrap();
+    config.retention.batch_size = 100;
+    let handle = gateway::app::spawn(config, clock.clone()).await.unwrap();
+    let client = handle.client();
+    let events = || client.store().unwrap().event_count().unwrap();
+    // A minute before 03:30 nothing happens.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(events(), 11);
+    clock.0.fetch_add(120_000, Ordering::SeqCst);
+    let mut waited = 0;
+    while client.store().unwrap().people().unwrap().len() != 2 || events() != 3 {
+        assert!(waited < 150, "the purge did not run: {} events", events());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        waited += 1;
+    }
+    // The purge's own audit entry comes last; wait for it, then check the chain.
+    let store = client.store().unwrap();
+    let mut waited = 0;
+    while !String::from_utf8(store.audit_raw().unwrap().last().unwrap().1.clone())
+        .unwrap()
+        .contains("retention_purged")
+    {
+        assert!(waited < 100, "no purge audit entry");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        waited += 1;
+    }
+    chain_intact(&store);
+    assert_eq!(alert_ids(&store), [2, 3, 5]);
+    let metrics = client.metrics_text();
+    for line in [
+        "tec_retention_removed_total{class=\"telemetry_events\"} 5",
+        "tec_retention_removed_total{class=\"alerts\"} 2",
+        "tec_retention_removed_total{class=\"audit_entries\"} 3",
+    ] {
+        assert!(metrics.contains(line), "{line} not in {metrics}");
+    }
+    drop(store);
+    handle.shutdown().await.unwrap();
 }

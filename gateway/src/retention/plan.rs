@@ -154,6 +154,12 @@ pub enum StepOutcome {
 }
 
 impl StepOutcome {
+    /// Whether the step changed the store (an erasure's last step may remove no record yet
+    /// finish: nothing to commit then either).
+    pub fn wrote(&self) -> bool {
+        self.removed().iter().any(|(_, removed)| *removed > 0)
+    }
+
     /// (class, removed) pairs, for the metrics.
     pub fn removed(&self) -> Vec<(&'static str, u64)> {
         match self {

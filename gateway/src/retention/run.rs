@@ -60,9 +60,10 @@ pub fn apply_step(batch: &mut WriteBatch<'_>, step: &RetentionStep) -> Result<St
     })
 }
 
-/// One step in the writer, in its own transaction. Before a person's records go, the alert
-/// engine drops their rules, so it never writes them back.
-pub fn apply_in_core(core: &mut Core, step: &RetentionStep) -> Result<StepOutcome, StoreError> {
+/// One step in the writer, in its own transaction, committed only if it removed something
+/// (whether it did is the second value). Before a person's records go, the alert engine
+/// drops their rules, so it never writes them back.
+pub fn apply_in_core(core: &mut Core, step: &RetentionStep) -> Result<(StepOutcome, bool), StoreError> {
     if let PurgeStep::Erase(person) = &step.step
         && core.engine().resident_rules(person).is_some()
     {
@@ -70,8 +71,13 @@ pub fn apply_in_core(core: &mut Core, step: &RetentionStep) -> Result<StepOutcom
     }
     let mut batch = core.store().begin_write()?;
     let outcome = apply_step(&mut batch, step)?;
-    batch.commit()?;
-    Ok(outcome)
+    let wrote = outcome.wrote();
+    if wrote {
+        batch.commit()?;
+    } else {
+        batch.abort()?;
+    }
+    Ok((outcome, wrote))
 }
 
 /// The plan's inputs, read from the store.
@@ -158,7 +164,11 @@ pub fn purge_offline(
             None => {
                 let mut batch = store.begin_write()?;
                 let outcome = apply_step(&mut batch, &step)?;
-                batch.commit()?;
+                if outcome.wrote() {
+                    batch.commit()?;
+                } else {
+                    batch.abort()?;
+                }
                 outcome
             }
         };

@@ -1031,15 +1031,40 @@ impl Shell {
                 let _ = reply.send(result);
             }
             Command::Retention { step, reply } => {
-                let result = self
-                    .store_action(move |core| crate::retention::run::apply_in_core(core, &step))
-                    .await;
-                if let Ok(outcome) = &result {
-                    for (class, removed) in outcome.removed() {
-                        self.metrics.retention_removed(class, removed);
-                    }
-                }
+                let result = self.retention_step(step).await;
                 let _ = reply.send(result);
+            }
+        }
+    }
+
+    /// One retention step: its own transaction on the store (none when it found nothing to
+    /// remove, so an idle nightly purge commits nothing).
+    async fn retention_step(&mut self, step: Box<RetentionStep>) -> Result<StepOutcome, OperatorError> {
+        if !self.ensure_core().await {
+            return Err(self.unavailable());
+        }
+        let result = self
+            .run(move |core| crate::retention::run::apply_in_core(core, &step))
+            .await
+            .map_err(|_| self.unavailable())?;
+        match result {
+            Ok((outcome, committed)) => {
+                self.note_healthy();
+                if committed {
+                    self.metrics.committed(0, []);
+                }
+                for (class, removed) in outcome.removed() {
+                    self.metrics.retention_removed(class, removed);
+                }
+                Ok(outcome)
+            }
+            Err(e) => {
+                self.metrics.commit_failed();
+                if let Some(kind) = store_fault_kind(&e) {
+                    self.note_fault(kind, &e);
+                }
+                tracing::error!(error = %e, "COMMIT FAILED for a retention step");
+                Err(OperatorError::Store(e))
             }
         }
     }
