@@ -378,7 +378,7 @@ mod tests {
             person("LOAN", Some(date(2020, 1, 1))),
             person("ALERT", Some(date(2020, 1, 1))),
         ];
-        let device = protocol::DeviceId::new("D1").unwrap();
+        let device = protocol::DeviceId::new("pnd-1").unwrap();
         let assignments = vec![Assignment {
             device,
             resident: ResidentId::new("LOAN").unwrap(),
