@@ -168,7 +168,11 @@ pub async fn spawn_with_engine(
         low_battery_percent,
     };
     if config.retention.enabled {
-        tokio::spawn(crate::retention::run_daily(client.clone(), clock.clone(), config.retention.clone()));
+        tokio::spawn(crate::retention::run_daily(
+            client.clone(),
+            clock.clone(),
+            config.retention.clone(),
+        ));
     }
     let api = ApiState::new(client.clone(), clock.clone(), config.access.settings());
     let (stop_http, http_stop_rx) = oneshot::channel::<()>();

@@ -739,9 +739,7 @@ impl Config {
         }
         self.alerts.engine_config()?;
         self.access.validate()?;
-        self.retention
-            .validate()
-            .map_err(|e| invalid(e.field, e.message))?;
+        self.retention.validate().map_err(|e| invalid(e.field, e.message))?;
         Ok(())
     }
 

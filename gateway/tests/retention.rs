@@ -341,7 +341,10 @@ fn what_is_past_its_period_goes_and_everything_inside_it_stays() {
             .unwrap()
             .len()
     };
-    assert_eq!((by_resident("STAYS"), by_resident("GONE"), by_resident("ALERTED")), (2, 0, 1));
+    assert_eq!(
+        (by_resident("STAYS"), by_resident("GONE"), by_resident("ALERTED")),
+        (2, 0, 1)
+    );
     // Quarantine: the one from yesterday.
     assert_eq!(store.quarantine_len().unwrap(), 1);
     // People: GONE erased whole; ALERTED (open alert) and STAYS untouched.
@@ -364,7 +367,11 @@ fn what_is_past_its_period_goes_and_everything_inside_it_stays() {
     assert_eq!(erased.len(), 1);
     assert!(erased[0].contains("\"resident\":\"GONE\""), "{}", erased[0]);
     // What was left of GONE: the recent sensor event; people, resident and loan records.
-    assert!(erased[0].contains("erased events 1, alerts 0, records 3"), "{}", erased[0]);
+    assert!(
+        erased[0].contains("erased events 1, alerts 0, records 3"),
+        "{}",
+        erased[0]
+    );
     for secret in ["Ada Secret", "Secret Street", "key safe"] {
         assert!(text.iter().all(|t| !t.contains(secret)), "{secret} in the audit log");
     }
@@ -466,9 +473,15 @@ fn config_error(toml: &str) -> String {
 #[test]
 fn bad_retention_values_are_clear_configuration_errors() {
     let cases = [
-        ("[retention]\nalert_years = 0", "retention.alert_years: must be from 1 to 100 years, not 0"),
+        (
+            "[retention]\nalert_years = 0",
+            "retention.alert_years: must be from 1 to 100 years, not 0",
+        ),
         ("[retention]\ntelemetry_days = 0", "retention.telemetry_days"),
-        ("[retention]\naudit_years = 5", "retention.audit_years: the audit is kept longest"),
+        (
+            "[retention]\naudit_years = 5",
+            "retention.audit_years: the audit is kept longest",
+        ),
         (
             "[retention]\nalert_years = 1\ntelemetry_days = 400",
             "alerts (1 years) would be kept shorter than raw telemetry (400 days)",

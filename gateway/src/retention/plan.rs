@@ -114,9 +114,13 @@ pub fn next_run(now: Timestamp, at: Time) -> Timestamp {
         return now;
     };
     let today = local.date();
-    for date in [Some(today), today.tomorrow().ok(), today.tomorrow().ok().and_then(|d| d.tomorrow().ok())]
-        .into_iter()
-        .flatten()
+    for date in [
+        Some(today),
+        today.tomorrow().ok(),
+        today.tomorrow().ok().and_then(|d| d.tomorrow().ok()),
+    ]
+    .into_iter()
+    .flatten()
     {
         if let Ok(when) = date.to_datetime(at).to_zoned(zone()) {
             let when = Timestamp::from_jiff(when.timestamp());
@@ -132,9 +136,13 @@ pub fn next_run(now: Timestamp, at: Time) -> Timestamp {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PurgeStep {
     /// Raw events by the time index, after this index key.
-    Events { resume: Option<(i64, u64)> },
+    Events {
+        resume: Option<(i64, u64)>,
+    },
     /// Resolved alerts, after this id.
-    Alerts { resume: u64 },
+    Alerts {
+        resume: u64,
+    },
     Quarantine,
     Erase(ResidentId),
     Audit,
@@ -164,7 +172,10 @@ impl StepOutcome {
     pub fn removed(&self) -> Vec<(&'static str, u64)> {
         match self {
             StepOutcome::Events { removed, .. } => {
-                vec![("telemetry_events", removed.telemetry), ("alarm_events", removed.alarms)]
+                vec![
+                    ("telemetry_events", removed.telemetry),
+                    ("alarm_events", removed.alarms),
+                ]
             }
             StepOutcome::Alerts(progress) => vec![("alerts", progress.removed)],
             StepOutcome::Quarantine(progress) => vec![("quarantine", progress.removed)],
@@ -406,16 +417,28 @@ mod tests {
         let mut purge = Purge::new(cut, vec![person.clone()]);
         assert_eq!(purge.next_step(), Some(&PurgeStep::Events { resume: None }));
         purge.record(StepOutcome::Events {
-            removed: CompactedEvents { telemetry: 5, alarms: 1 },
+            removed: CompactedEvents {
+                telemetry: 5,
+                alarms: 1,
+            },
             resume: Some((7, 0)),
         });
         assert_eq!(purge.next_step(), Some(&PurgeStep::Events { resume: Some((7, 0)) }));
         purge.record(StepOutcome::Events {
-            removed: CompactedEvents { telemetry: 2, alarms: 0 },
+            removed: CompactedEvents {
+                telemetry: 2,
+                alarms: 0,
+            },
             resume: None,
         });
-        purge.record(StepOutcome::Alerts(Progress { removed: 3, resume: None }));
-        purge.record(StepOutcome::Quarantine(Progress { removed: 1, resume: None }));
+        purge.record(StepOutcome::Alerts(Progress {
+            removed: 3,
+            resume: None,
+        }));
+        purge.record(StepOutcome::Quarantine(Progress {
+            removed: 1,
+            resume: None,
+        }));
         assert_eq!(purge.next_step(), Some(&PurgeStep::Erase(person.clone())));
         purge.record(StepOutcome::Erase(ErasureStep {
             events: 10,
@@ -427,11 +450,19 @@ mod tests {
             ..ErasureStep::default()
         }));
         assert_eq!(purge.next_step(), Some(&PurgeStep::Audit));
-        purge.record(StepOutcome::Audit(Progress { removed: 4, resume: None }));
+        purge.record(StepOutcome::Audit(Progress {
+            removed: 4,
+            resume: None,
+        }));
         assert_eq!(purge.next_step(), None);
         let counts = purge.counts();
         assert_eq!(
-            (counts.telemetry_events, counts.alarm_events, counts.alerts, counts.quarantine),
+            (
+                counts.telemetry_events,
+                counts.alarm_events,
+                counts.alerts,
+                counts.quarantine
+            ),
             (7, 1, 3, 1)
         );
         assert_eq!((counts.audit_entries, counts.people_erased, counts.batches), (4, 1, 7));

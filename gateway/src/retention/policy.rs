@@ -69,7 +69,10 @@ impl RetentionPolicy {
         self.run_time()?;
         let years = |field: &'static str, value: u32| {
             if value == 0 || value > MAX_YEARS {
-                Err(refuse(field, format!("must be from 1 to {MAX_YEARS} years, not {value}")))
+                Err(refuse(
+                    field,
+                    format!("must be from 1 to {MAX_YEARS} years, not {value}"),
+                ))
             } else {
                 Ok(())
             }

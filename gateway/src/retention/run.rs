@@ -181,10 +181,7 @@ pub fn purge_offline(
         Some(batch) => batch.abort()?,
         None if !counts.is_empty() => {
             audit.push(purge_entry(now, &counts));
-            let change = AccessChange {
-                ops: Vec::new(),
-                audit,
-            };
+            let change = AccessChange { ops: Vec::new(), audit };
             // No ops: nothing to refuse.
             let _ = store.apply_access(&change)?;
         }
@@ -201,9 +198,7 @@ pub async fn purge_online(
     now: Timestamp,
 ) -> Result<PurgeCounts, PurgeError> {
     let mut purge = {
-        let store = client
-            .store()
-            .map_err(|e| OperatorError::Unavailable(e.to_string()))?;
+        let store = client.store().map_err(|e| OperatorError::Unavailable(e.to_string()))?;
         let policy = policy.clone();
         tokio::task::spawn_blocking(move || plan(&store, now, &policy))
             .await

@@ -168,7 +168,14 @@ impl WriteBatch<'_> {
                 }
                 events.remove((device, boot, seq, copy))?;
                 if let Some(resident) = &event.resident {
-                    by_resident.remove((resident.as_str(), event.received_at.as_millis(), device, boot, seq, copy))?;
+                    by_resident.remove((
+                        resident.as_str(),
+                        event.received_at.as_millis(),
+                        device,
+                        boot,
+                        seq,
+                        copy,
+                    ))?;
                 }
                 if telemetry {
                     removed.telemetry += 1;
@@ -473,6 +480,10 @@ impl super::Store {
 
     /// Residents with an open alert (from the open-alert index): never erased.
     pub fn residents_with_open_alerts(&self) -> Result<Vec<ResidentId>, StoreError> {
-        Ok(self.open_alerts()?.into_iter().filter_map(|alert| alert.resident).collect())
+        Ok(self
+            .open_alerts()?
+            .into_iter()
+            .filter_map(|alert| alert.resident)
+            .collect())
     }
 }
