@@ -521,6 +521,24 @@ async fn the_gateway_purges_daily_at_the_configured_london_time_through_its_writ
     let handle = gateway::app::spawn(config, clock.clone()).await.unwrap();
     let client = handle.client();
     let events = || client.store().unwrap().event_count().unwrap();
+    // GONE still has a rule in the alert engine: the erasure must leave no engine state.
+    let rules = gateway::alerts::ResidentRules {
+        bed_return_within_min: Some(30),
+        movement_expected_by: None,
+    };
+    client.set_resident_rules(res("GONE"), rules).await.unwrap();
+    let engine_keys = || -> Vec<String> {
+        client
+            .store()
+            .unwrap()
+            .engine_state()
+            .unwrap()
+            .into_iter()
+            .map(|(key, _)| key)
+            .filter(|key| key.contains("GONE"))
+            .collect()
+    };
+    assert_eq!(engine_keys(), ["rules/GONE"]);
     // A minute before 03:30 nothing happens.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(events(), 11);
@@ -544,6 +562,8 @@ async fn the_gateway_purges_daily_at_the_configured_london_time_through_its_writ
     }
     chain_intact(&store);
     assert_eq!(alert_ids(&store), [2, 3, 5]);
+    assert!(engine_keys().is_empty(), "{:?}", engine_keys());
+    assert!(store.resident(&res("GONE")).unwrap().is_none());
     let metrics = client.metrics_text();
     for line in [
         "tec_retention_removed_total{class=\"telemetry_events\"} 5",

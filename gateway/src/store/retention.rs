@@ -7,7 +7,7 @@
 //!   (telemetry earlier than alarms), with their time and resident index entries. The
 //!   per-device day summaries (`device_days`) are left alone: they are what survives.
 //! - [`WriteBatch::purge_closed_alerts`]: resolved alerts closed before a cut-off, with their
-//!   history and index entries. An open alert is never removed.
+//!   history and index entries. An open alert is never removed, nor the newest alert.
 //! - [`WriteBatch::purge_audit`]: the oldest audit entries, leaving an [`AuditCheckpoint`]
 //!   (the last removed entry's seq and hash) so the chain still verifies from there.
 //! - [`WriteBatch::purge_quarantine`]: quarantined payloads received before a cut-off.
@@ -204,8 +204,10 @@ impl WriteBatch<'_> {
     ) -> Result<Progress<u64>, StoreError> {
         let mut headers: Vec<(u64, AlertHeader)> = Vec::new();
         let mut last_examined = None;
+        let newest;
         {
             let alerts = self.txn.open_table(ALERTS)?;
+            newest = alerts.last()?.map(|(key, _)| key.value());
             for entry in alerts.range((Bound::Excluded(resume), Bound::Unbounded))?.take(limit) {
                 let (key, value) = entry?;
                 let id = key.value();
@@ -223,7 +225,9 @@ impl WriteBatch<'_> {
         let open = self.txn.open_table(OPEN_ALERTS)?;
         let mut by_resident = self.txn.open_table(ALERTS_BY_RESIDENT)?;
         for (id, header) in headers {
-            if header.state != AlertState::Resolved || open.get(id)?.is_some() {
+            // The newest alert stays whatever its age: its id is where numbering resumes
+            // after a restart (`Store::max_alert_id`), so no number is ever given twice.
+            if header.state != AlertState::Resolved || open.get(id)?.is_some() || Some(id) == newest {
                 continue;
             }
             let last_index = header.transition_count.checked_sub(1);
