@@ -575,3 +575,38 @@ async fn the_gateway_purges_daily_at_the_configured_london_time_through_its_writ
     drop(store);
     handle.shutdown().await.unwrap();
 }
+
+#[test]
+fn the_purge_command_prints_counts_per_batch_and_a_dry_run_says_would() {
+    let (dir, store) = seeded();
+    drop(store);
+    let clock = ManualClock(AtomicI64::new(now().as_millis()));
+    let mut config = Config {
+        data_dir: dir.path().to_path_buf(),
+        ..Config::default()
+    };
+    config.retention.batch_size = 100;
+    let mut out = Vec::new();
+    let counts = gateway::cli::purge::run(&config, true, &clock, &mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len() as u64, counts.batches + 1, "{text}");
+    assert!(
+        lines[0].starts_with("batch 1: telemetry events 5, alarm events 2"),
+        "{text}"
+    );
+    assert!(
+        lines
+            .last()
+            .unwrap()
+            .starts_with("retention purge would remove: telemetry events 5"),
+        "{text}"
+    );
+    let mut out = Vec::new();
+    gateway::cli::purge::run(&config, false, &clock, &mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert!(
+        text.contains("retention purge removed: telemetry events 5, alarm events 2, alerts 2"),
+        "{text}"
+    );
+}

@@ -364,14 +364,18 @@ impl WriteBatch<'_> {
                 events.remove((device.as_str(), boot, seq, copy))?;
                 by_resident.remove((id, received, device.as_str(), boot, seq, copy))?;
                 let key: TimeIndexKey = (device, boot, seq, copy);
-                let groups: Vec<((i64, u64), Vec<TimeIndexKey>)> = index
-                    .range((received, 0u64)..=(received, u64::MAX))?
-                    .filter_map(|entry| {
-                        let (k, v) = entry.ok()?;
-                        let keys = from_json::<Vec<TimeIndexKey>>("events_by_time", "erasure", v.value()).ok()?;
-                        keys.contains(&key).then(|| (k.value(), keys))
-                    })
-                    .collect();
+                let mut groups: Vec<((i64, u64), Vec<TimeIndexKey>)> = Vec::new();
+                for entry in index.range((received, 0u64)..=(received, u64::MAX))? {
+                    let (group_key, value) = entry?;
+                    let (at, group) = group_key.value();
+                    // An unreadable group is reported by readers; it cannot name this event.
+                    if let Ok(keys) =
+                        from_json::<Vec<TimeIndexKey>>("events_by_time", format_args!("{at}/{group}"), value.value())
+                        && keys.contains(&key)
+                    {
+                        groups.push(((at, group), keys));
+                    }
+                }
                 for (group_key, mut keys) in groups {
                     keys.retain(|k| *k != key);
                     if keys.is_empty() {
@@ -426,15 +430,18 @@ impl WriteBatch<'_> {
             step.records += 1;
         }
         let mut assignments = self.txn.open_table(ASSIGNMENTS)?;
-        let theirs: Vec<(String, i64)> = assignments
-            .iter()?
-            .filter_map(|entry| {
-                let (key, value) = entry.ok()?;
-                let assignment = from_json::<Assignment>("assignments", "erasure", value.value()).ok()?;
-                let (device, from) = key.value();
-                (assignment.resident == *person).then(|| (device.to_owned(), from))
-            })
-            .collect();
+        let mut theirs: Vec<(String, i64)> = Vec::new();
+        for entry in assignments.iter()? {
+            let (key, value) = entry?;
+            let (device, from) = key.value();
+            // An unreadable loan cannot be told to be theirs; readers report it.
+            if let Ok(assignment) =
+                from_json::<Assignment>("assignments", format_args!("{device}@{from}"), value.value())
+                && assignment.resident == *person
+            {
+                theirs.push((device.to_owned(), from));
+            }
+        }
         for (device, from) in theirs {
             assignments.remove((device.as_str(), from))?;
             step.records += 1;
