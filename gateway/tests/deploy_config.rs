@@ -30,7 +30,10 @@ async fn the_example_mosquitto_conf_runs_with_tls_and_passwords() {
         .replace("\nlistener 8883\n", &format!("\nlistener {port} 127.0.0.1\n"));
     let settings = conf.lines().filter(|line| !line.trim_start().starts_with('#'));
     for line in settings {
-        assert!(!line.contains("/etc/") && !line.contains("/var/"), "an unsubstituted path: {line}");
+        assert!(
+            !line.contains("/etc/") && !line.contains("/var/"),
+            "an unsubstituted path: {line}"
+        );
     }
     // Running as root, Mosquitto would switch to user `mosquitto`, who cannot read the temp dir.
     let conf = format!("user {}\n{conf}", user.trim());

@@ -247,7 +247,12 @@ impl TlsDevice {
 
     async fn publish(&self, topic: &str, seq: u32) {
         self.client
-            .publish(topic, QoS::AtLeastOnce, false, encode(1, seq, UplinkBody::Alarm(AlarmKind::PendantPress)))
+            .publish(
+                topic,
+                QoS::AtLeastOnce,
+                false,
+                encode(1, seq, UplinkBody::Alarm(AlarmKind::PendantPress)),
+            )
             .await
             .unwrap();
     }
@@ -310,16 +315,29 @@ async fn provisioned_devices_are_receipted_and_confined_to_their_own_topics() {
     let port = broker.port();
 
     // A provisioned device connects over TLS with its own credential and is receipted.
-    let mut bob_device = TlsDevice::connect(tls_options(port, "pend-bob", "pend-bob", &bob, &pki.ca_pem), "pend-bob").await;
+    let mut bob_device =
+        TlsDevice::connect(tls_options(port, "pend-bob", "pend-bob", &bob, &pki.ca_pem), "pend-bob").await;
     bob_device.publish("tec/v1/dev/pend-bob/up", 1).await;
     bob_device.expect_receipt(1).await;
-    let mut alice_device =
-        TlsDevice::connect(tls_options(port, "pend-alice", "pend-alice", &alice, &pki.ca_pem), "pend-alice").await;
+    let mut alice_device = TlsDevice::connect(
+        tls_options(port, "pend-alice", "pend-alice", &alice, &pki.ca_pem),
+        "pend-alice",
+    )
+    .await;
     alice_device.publish("tec/v1/dev/pend-alice/up", 1).await;
     alice_device.expect_receipt(1).await;
 
     // A wrong password, another device's password, and no password are refused.
-    refused_as_not_authorized(connect(tls_options(port, "pend-alice", "pend-alice", "wrong-password", &pki.ca_pem)).await);
+    refused_as_not_authorized(
+        connect(tls_options(
+            port,
+            "pend-alice",
+            "pend-alice",
+            "wrong-password",
+            &pki.ca_pem,
+        ))
+        .await,
+    );
     refused_as_not_authorized(connect(tls_options(port, "pend-alice", "pend-alice", &bob, &pki.ca_pem)).await);
     let mut anonymous = MqttOptions::new("anon", "127.0.0.1", port);
     anonymous.set_transport(Transport::tls_with_config(TlsConfiguration::Simple {
@@ -337,7 +355,10 @@ async fn provisioned_devices_are_receipted_and_confined_to_their_own_topics() {
     alice_device.publish("tec/v1/dev/pend-bob/up", 2).await;
     match tokio::time::timeout(Duration::from_secs(10), alice_device.pubacks.recv()).await {
         Ok(None) => {}
-        Ok(Some(reason)) => assert!(reason.contains("NotAuthorized"), "forged publish acknowledged: {reason}"),
+        Ok(Some(reason)) => assert!(
+            reason.contains("NotAuthorized"),
+            "forged publish acknowledged: {reason}"
+        ),
         Err(_) => panic!("neither a PUBACK nor a disconnection for the forged publish"),
     }
     bob_device.publish("tec/v1/dev/pend-bob/up", 3).await;
@@ -350,12 +371,18 @@ async fn provisioned_devices_are_receipted_and_confined_to_their_own_topics() {
 
     // Alice cannot read Bob's downlinks: a subscription to them is refused by the ACL, so
     // Bob's next receipt reaches Bob only.
-    let mut eavesdropper =
-        TlsDevice::connect(tls_options(port, "pend-alice-2", "pend-alice", &alice, &pki.ca_pem), "pend-bob").await;
+    let mut eavesdropper = TlsDevice::connect(
+        tls_options(port, "pend-alice-2", "pend-alice", &alice, &pki.ca_pem),
+        "pend-bob",
+    )
+    .await;
     bob_device.publish("tec/v1/dev/pend-bob/up", 4).await;
     bob_device.expect_receipt(4).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(eavesdropper.receipts.try_recv().is_err(), "read another device's downlinks");
+    assert!(
+        eavesdropper.receipts.try_recv().is_err(),
+        "read another device's downlinks"
+    );
 
     // Alice claiming Bob's client id: with use_username_as_clientid the broker uses her user
     // name instead, so Bob's session is not taken over; he is still connected and receipted.
@@ -381,7 +408,9 @@ async fn provisioned_devices_are_receipted_and_confined_to_their_own_topics() {
     eventually("the broker reloaded", || log_count(&broker, "Reloading config") >= 1).await;
     refused_as_not_authorized(connect(tls_options(port, "pend-alice", "pend-alice", &alice, &pki.ca_pem)).await);
     // Bob still can.
-    connect(tls_options(port, "pend-bob", "pend-bob", &bob, &pki.ca_pem)).await.unwrap();
+    connect(tls_options(port, "pend-bob", "pend-bob", &bob, &pki.ca_pem))
+        .await
+        .unwrap();
 
     // The register keeps Alice's history and marks her unregistered.
     let store = Store::open_in_dir(&site.path("data")).unwrap();
@@ -502,7 +531,10 @@ fn a_batch_provisions_every_device_and_prints_a_sheet() {
         "--broker",
         "mqtts://broker.example:8883",
     ]);
-    assert!(stdout.contains("2 devices provisioned") && stdout.contains("WARNING"), "{stdout}");
+    assert!(
+        stdout.contains("2 devices provisioned") && stdout.contains("WARNING"),
+        "{stdout}"
+    );
     let html = std::fs::read_to_string(&sheet).unwrap();
     assert_eq!(std::fs::metadata(&sheet).unwrap().permissions().mode() & 0o777, 0o600);
     assert_eq!(html.matches("class=\"card\"").count(), 2);
@@ -514,7 +546,10 @@ fn a_batch_provisions_every_device_and_prints_a_sheet() {
             .lines()
             .find_map(|line| line.strip_prefix(&format!("{id}:")))
             .unwrap();
-        let card = html.split("<section class=\"card\">").find(|card| card.contains(id)).unwrap();
+        let card = html
+            .split("<section class=\"card\">")
+            .find(|card| card.contains(id))
+            .unwrap();
         let password = card
             .split("<dd class=\"password\">")
             .nth(1)

@@ -132,12 +132,20 @@ pub fn run(args: &DeviceArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             let cards = provision(&[row], *rotate, targets, None, now).map_err(|refused| match refused {
                 Refusal::Rows(rows) => anyhow::anyhow!(
                     "{}",
-                    rows.problems.iter().map(|p| p.reason.as_str()).collect::<Vec<_>>().join("\n")
+                    rows.problems
+                        .iter()
+                        .map(|p| p.reason.as_str())
+                        .collect::<Vec<_>>()
+                        .join("\n")
                 ),
                 Refusal::Other(e) => e,
             })?;
             for card in &cards {
-                writeln!(out, "device {} provisioned; its password (shown once): {}", card.device, card.password)?;
+                writeln!(
+                    out,
+                    "device {} provisioned; its password (shown once): {}",
+                    card.device, card.password
+                )?;
             }
             writeln!(out, "{RELOAD_HINT}")?;
             Ok(())
@@ -153,7 +161,10 @@ pub fn run(args: &DeviceArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             let rows = parse_delivery(&bytes).map_err(|e| anyhow::anyhow!("{}:\n{e}", csv.display()))?;
             // Refuse an existing sheet before anything is written.
             if sheet_path.exists() {
-                bail!("{} exists: choose a new file for the sheet; nothing was provisioned", sheet_path.display());
+                bail!(
+                    "{} exists: choose a new file for the sheet; nothing was provisioned",
+                    sheet_path.display()
+                );
             }
             let sheet = SheetTarget {
                 path: sheet_path,
@@ -163,7 +174,7 @@ pub fn run(args: &DeviceArgs, out: &mut dyn Write) -> anyhow::Result<()> {
                 Refusal::Rows(rows) => anyhow::anyhow!("{}:\n{rows}", csv.display()),
                 Refusal::Other(e) => e,
             })?;
-                        writeln!(out, "{} devices provisioned", cards.len())?;
+            writeln!(out, "{} devices provisioned", cards.len())?;
             writeln!(
                 out,
                 "WARNING: {} holds their passwords: print it, hand it to the installers, then delete it",
@@ -191,8 +202,8 @@ pub fn run(args: &DeviceArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             if name.is_empty() || name.contains([':', '\n', '#', '+', '/']) || name.trim() != name {
                 bail!("invalid account name {name:?}");
             }
-            let mut passwords =
-                PasswordFile::parse(&read_or_empty(password_file)?).with_context(|| password_file.display().to_string())?;
+            let mut passwords = PasswordFile::parse(&read_or_empty(password_file)?)
+                .with_context(|| password_file.display().to_string())?;
             let password = new_password()?;
             passwords.set(name, &new_hash(&password)?);
             replace_file(password_file, passwords.render().as_bytes())?;
@@ -233,7 +244,8 @@ fn provision(
     let store = open_store(&targets.data, false)?;
     let mut passwords = PasswordFile::parse(&read_or_empty(&targets.password_file)?)
         .with_context(|| targets.password_file.display().to_string())?;
-    let mut acl = AclFile::parse(&read_or_empty(&targets.acl_file)?).with_context(|| targets.acl_file.display().to_string())?;
+    let mut acl =
+        AclFile::parse(&read_or_empty(&targets.acl_file)?).with_context(|| targets.acl_file.display().to_string())?;
 
     let mut problems = Vec::new();
     for row in rows {
@@ -261,7 +273,13 @@ fn provision(
     if let Some(target) = sheet_target {
         write_new(target.path, sheet::render(&cards, target.broker).as_bytes(), 0o600)?;
     }
-    audit(&store, Action::DeviceProvisioned, None, &provision_target(rows, rotate), now)?;
+    audit(
+        &store,
+        Action::DeviceProvisioned,
+        None,
+        &provision_target(rows, rotate),
+        now,
+    )?;
     register(&store, rows, now).context("writing the register")?;
     replace_file(&targets.password_file, passwords.render().as_bytes())?;
     replace_file(&targets.acl_file, acl.render().as_bytes())?;
@@ -287,10 +305,14 @@ fn check_row(
         ));
     }
     if provisioned && !rotate {
-        return Err(format!("device {id} is already provisioned (use --rotate to issue a new password)"));
+        return Err(format!(
+            "device {id} is already provisioned (use --rotate to issue a new password)"
+        ));
     }
     if !provisioned && rotate {
-        return Err(format!("device {id} is not provisioned: nothing to rotate (leave out --rotate)"));
+        return Err(format!(
+            "device {id} is not provisioned: nothing to rotate (leave out --rotate)"
+        ));
     }
     if let Some(resident) = &row.resident {
         match store.resident(resident) {
@@ -344,7 +366,8 @@ fn revoke(device: &DeviceId, targets: &Targets, now: Timestamp) -> anyhow::Resul
     let store = open_store(&targets.data, false)?;
     let mut passwords = PasswordFile::parse(&read_or_empty(&targets.password_file)?)
         .with_context(|| targets.password_file.display().to_string())?;
-    let mut acl = AclFile::parse(&read_or_empty(&targets.acl_file)?).with_context(|| targets.acl_file.display().to_string())?;
+    let mut acl =
+        AclFile::parse(&read_or_empty(&targets.acl_file)?).with_context(|| targets.acl_file.display().to_string())?;
     let known = store.device(device)?;
     if !acl.contains(device) && known.is_none() {
         bail!("no device {device} in the ACL file or the register");
@@ -353,7 +376,13 @@ fn revoke(device: &DeviceId, targets: &Targets, now: Timestamp) -> anyhow::Resul
         bail!("{device} has a password line but no device block in the ACL file: not a provisioned device, left alone");
     }
     let resident = store.resident_for(device, now)?;
-    audit(&store, Action::DeviceRevoked, resident.as_ref(), &format!("device {device}"), now)?;
+    audit(
+        &store,
+        Action::DeviceRevoked,
+        resident.as_ref(),
+        &format!("device {device}"),
+        now,
+    )?;
     if let Some(mut record) = known {
         let mut txn = store.begin_write()?;
         record.registered = false;
@@ -377,14 +406,21 @@ fn provision_target(rows: &[DeliveryRow], rotate: bool) -> String {
     let ids: Vec<&str> = rows.iter().map(|row| row.device.as_str()).collect();
     let mut target = format!("{verb}: {} device(s): {}", rows.len(), ids.join(" "));
     if target.len() > 1000 {
-        target.truncate(target.floor_char_boundary(990));
+        // ASCII only (device ids are), so any byte index is a character boundary.
+        target.truncate(990);
         target.push_str(" ...");
     }
     target
 }
 
 /// Recorded before the write, as the API does.
-fn audit(store: &Store, action: Action, resident: Option<&ResidentId>, target: &str, now: Timestamp) -> anyhow::Result<()> {
+fn audit(
+    store: &Store,
+    action: Action,
+    resident: Option<&ResidentId>,
+    target: &str,
+    now: Timestamp,
+) -> anyhow::Result<()> {
     let entry = draft(now, CLI_ACTOR, None, action, resident, Some(target), None);
     store
         .apply_access(&AccessChange {
@@ -408,7 +444,10 @@ fn read_limited(path: &Path) -> anyhow::Result<Vec<u8>> {
         .read_to_end(&mut bytes)
         .with_context(|| format!("cannot read {}", path.display()))?;
     if bytes.len() as u64 > MAX_CSV_BYTES {
-        bail!("{}: larger than {MAX_CSV_BYTES} bytes; nothing was provisioned", path.display());
+        bail!(
+            "{}: larger than {MAX_CSV_BYTES} bytes; nothing was provisioned",
+            path.display()
+        );
     }
     Ok(bytes)
 }
@@ -425,12 +464,19 @@ fn read_or_empty(path: &Path) -> anyhow::Result<String> {
 /// Replaces `path` atomically, keeping its mode, owner and group (Mosquitto, running as its
 /// own user, must still be able to read it); a new file is 0640.
 fn replace_file(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let existing = fs::metadata(path).ok();
     let name = path
         .file_name()
         .with_context(|| format!("{} is not a file path", path.display()))?;
-    let temp = dir.join(format!(".{}.tec-provision-{}", name.to_string_lossy(), std::process::id()));
+    let temp = dir.join(format!(
+        ".{}.tec-provision-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
     let mode = existing.as_ref().map_or(0o640, |m| m.permissions().mode() & 0o7777);
     let written = write_new(&temp, contents, mode).and_then(|()| {
         if let Some(meta) = &existing {
@@ -469,4 +515,3 @@ fn write_new(path: &Path, contents: &[u8], mode: u32) -> anyhow::Result<()> {
         .and_then(|()| file.sync_all())
         .with_context(|| format!("writing {}", path.display()))
 }
-

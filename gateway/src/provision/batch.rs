@@ -73,10 +73,7 @@ pub fn parse_delivery(bytes: &[u8]) -> Result<Vec<DeliveryRow>, BatchRefused> {
         .map_err(|e| refuse(1, format!("unreadable header: {e}")))?
         .clone();
     if header.iter().collect::<Vec<_>>() != COLUMNS {
-        return Err(refuse(
-            1,
-            format!("the header must be exactly {}", COLUMNS.join(",")),
-        ));
+        return Err(refuse(1, format!("the header must be exactly {}", COLUMNS.join(","))));
     }
     let mut rows: Vec<DeliveryRow> = Vec::new();
     let mut problems = Vec::new();

@@ -129,7 +129,11 @@ impl PasswordFile {
         self.lines
             .iter()
             .filter(|line| !is_comment_or_blank(line))
-            .find_map(|line| line.split_once(':').filter(|(name, _)| *name == user).map(|(_, hash)| hash))
+            .find_map(|line| {
+                line.split_once(':')
+                    .filter(|(name, _)| *name == user)
+                    .map(|(_, hash)| hash)
+            })
     }
 
     /// Sets `user`'s hash, replacing its line in place or appending one.
@@ -166,9 +170,9 @@ impl PasswordFile {
     }
 
     fn position(&self, user: &str) -> Option<usize> {
-        self.lines.iter().position(|line| {
-            !is_comment_or_blank(line) && line.split_once(':').is_some_and(|(name, _)| name == user)
-        })
+        self.lines
+            .iter()
+            .position(|line| !is_comment_or_blank(line) && line.split_once(':').is_some_and(|(name, _)| name == user))
     }
 }
 
@@ -291,7 +295,13 @@ mod tests {
 
     #[test]
     fn malformed_hashes_never_verify() {
-        for stored in ["", "$6$abc$def", "$7$0$AAAA$AAAA", "$7$101$!!$AAAA", "$7$101$AAAA$AAAA$x"] {
+        for stored in [
+            "",
+            "$6$abc$def",
+            "$7$0$AAAA$AAAA",
+            "$7$101$!!$AAAA",
+            "$7$101$AAAA$AAAA$x",
+        ] {
             assert!(!verify_password("x", stored), "{stored}");
         }
     }
@@ -301,7 +311,10 @@ mod tests {
         let mut file = PasswordFile::parse("# broker accounts\ngateway:$7$a\ndev-1:$7$b\n").unwrap();
         file.set("dev-1", "$7$c");
         file.set("dev-2", "$7$d");
-        assert_eq!(file.render(), "# broker accounts\ngateway:$7$a\ndev-1:$7$c\ndev-2:$7$d\n");
+        assert_eq!(
+            file.render(),
+            "# broker accounts\ngateway:$7$a\ndev-1:$7$c\ndev-2:$7$d\n"
+        );
         assert!(file.remove("dev-1"));
         assert!(!file.remove("dev-1"));
         assert_eq!(file.render(), "# broker accounts\ngateway:$7$a\ndev-2:$7$d\n");
