@@ -273,16 +273,21 @@ fn provision(
     if let Some(target) = sheet_target {
         write_new(target.path, sheet::render(&cards, target.broker).as_bytes(), 0o600)?;
     }
-    audit(
-        &store,
-        Action::DeviceProvisioned,
-        None,
-        &provision_target(rows, rotate),
-        now,
-    )?;
+    let entries = rows
+        .iter()
+        .map(|row| {
+            let verb = if rotate { "credential rotated" } else { "provisioned" };
+            let target = format!("device {} ({}) {verb}", row.device, sheet::kind_name(row.kind));
+            (Action::DeviceProvisioned, row.resident.clone(), target)
+        })
+        .collect();
+    audit(&store, entries, now)?;
     register(&store, rows, now).context("writing the register")?;
-    replace_file(&targets.password_file, passwords.render().as_bytes())?;
+    // The ACL first: a device block without a password line lets nobody in, and a re-run
+    // (without --rotate) completes it. The other order would leave a login with no rights
+    // that the checks then refuse to touch.
     replace_file(&targets.acl_file, acl.render().as_bytes())?;
+    replace_file(&targets.password_file, passwords.render().as_bytes())?;
     tracing::info!(devices = rows.len(), rotate, "devices provisioned");
     Ok(cards)
 }
@@ -378,9 +383,11 @@ fn revoke(device: &DeviceId, targets: &Targets, now: Timestamp) -> anyhow::Resul
     let resident = store.resident_for(device, now)?;
     audit(
         &store,
-        Action::DeviceRevoked,
-        resident.as_ref(),
-        &format!("device {device}"),
+        vec![(
+            Action::DeviceRevoked,
+            resident.clone(),
+            format!("device {device} revoked"),
+        )],
         now,
     )?;
     if let Some(mut record) = known {
@@ -401,31 +408,17 @@ fn revoke(device: &DeviceId, targets: &Targets, now: Timestamp) -> anyhow::Resul
     Ok(())
 }
 
-fn provision_target(rows: &[DeliveryRow], rotate: bool) -> String {
-    let verb = if rotate { "credential rotated" } else { "provisioned" };
-    let ids: Vec<&str> = rows.iter().map(|row| row.device.as_str()).collect();
-    let mut target = format!("{verb}: {} device(s): {}", rows.len(), ids.join(" "));
-    if target.len() > 1000 {
-        // ASCII only (device ids are), so any byte index is a character boundary.
-        target.truncate(990);
-        target.push_str(" ...");
-    }
-    target
-}
-
-/// Recorded before the write, as the API does.
-fn audit(
-    store: &Store,
-    action: Action,
-    resident: Option<&ResidentId>,
-    target: &str,
-    now: Timestamp,
-) -> anyhow::Result<()> {
-    let entry = draft(now, CLI_ACTOR, None, action, resident, Some(target), None);
+/// One entry per device, naming its resident (if any), so the resident's audit trail shows
+/// which device was given to them.
+fn audit(store: &Store, entries: Vec<(Action, Option<ResidentId>, String)>, now: Timestamp) -> anyhow::Result<()> {
+    let drafts = entries
+        .iter()
+        .map(|(action, resident, target)| draft(now, CLI_ACTOR, None, *action, resident.as_ref(), Some(target), None))
+        .collect();
     store
         .apply_access(&AccessChange {
             ops: Vec::new(),
-            audit: vec![entry],
+            audit: drafts,
         })?
         .map_err(|refusal| anyhow::anyhow!("audit entry refused: {refusal}"))?;
     Ok(())

@@ -73,7 +73,8 @@ pub fn render(cards: &[Card], broker: Option<&str>) -> String {
     page.into_string()
 }
 
-fn kind_name(kind: DeviceKind) -> String {
+/// A kind's snake_case name, as `--kind` and the CSV take it.
+pub fn kind_name(kind: DeviceKind) -> String {
     serde_json::to_value(kind)
         .ok()
         .and_then(|value| value.as_str().map(str::to_owned))
