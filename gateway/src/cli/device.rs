@@ -58,6 +58,7 @@ pub enum DeviceCommand {
     /// Register a device, give it a new random password (printed once) and write its broker
     /// password and ACL entries. Offline: stop the gateway first.
     Provision {
+        /// The device id: its MQTT user name and client id.
         id: String,
         /// pendant, fall_detector, smoke_detector, ..., hub, other.
         #[arg(long, value_name = "KIND")]
@@ -93,6 +94,7 @@ pub enum DeviceCommand {
     /// Remove a device's broker password and ACL entries, end its current assignment and mark
     /// it unregistered. Its history is kept. Offline: stop the gateway first.
     Revoke {
+        /// The device id.
         id: String,
         #[command(flatten)]
         targets: Targets,
@@ -100,6 +102,7 @@ pub enum DeviceCommand {
     /// Set a new random password for a service account such as the gateway's own (`gateway`),
     /// printed once; its rights are in the ACL header you keep. Touches only the password file.
     BrokerAccount {
+        /// The account's user name, e.g. `gateway`.
         name: String,
         #[arg(long, value_name = "PATH")]
         password_file: PathBuf,
