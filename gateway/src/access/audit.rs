@@ -53,6 +53,11 @@ pub enum Action {
     ReadQuarantine,
     /// A care-register file was imported (target: which file and how many lines).
     RegisterImported,
+    /// Devices registered with new broker credentials, or their credentials rotated
+    /// (`tec-gateway device provision`; target: the device ids).
+    DeviceProvisioned,
+    /// A device's broker credentials removed and its assignment ended (target: the device).
+    DeviceRevoked,
 }
 
 impl Action {
@@ -83,6 +88,8 @@ impl Action {
             Action::FollowUpDone => "follow_up_done",
             Action::ReadQuarantine => "read_quarantine",
             Action::RegisterImported => "register_imported",
+            Action::DeviceProvisioned => "device_provisioned",
+            Action::DeviceRevoked => "device_revoked",
         }
     }
 }

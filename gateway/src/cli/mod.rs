@@ -15,6 +15,7 @@ use crate::domain::SystemClock;
 pub mod access;
 pub mod api_client;
 pub mod demo_data;
+pub mod device;
 pub mod import;
 pub mod inspect;
 pub mod report;
@@ -64,6 +65,9 @@ enum CliCommand {
     /// Fill an empty data directory with a demo borough: register, devices, events, alerts
     /// (offline: the gateway stopped).
     DemoData(demo_data::DemoDataArgs),
+    /// Provision devices with their own broker credentials, or revoke them (Mosquitto password
+    /// and ACL files; offline: stop the gateway first). See docs/deployment.md.
+    Device(device::DeviceArgs),
 }
 
 #[derive(Debug, Args)]
@@ -124,6 +128,7 @@ pub fn main_entry() -> ExitCode {
         CliCommand::Report(args) => inspection(|out| report::run(&args, out)),
         CliCommand::Simulate(args) => simulate::run(&args),
         CliCommand::DemoData(args) => inspection(|out| demo_data::run(&args, out)),
+        CliCommand::Device(args) => inspection(|out| device::run(&args, out)),
     }
 }
 
