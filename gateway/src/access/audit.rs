@@ -58,6 +58,11 @@ pub enum Action {
     /// Everything held about a person whose care ended long ago was erased (resident: the
     /// id; target: counts of what went, never any of it).
     PersonErased,
+    /// Devices registered with new broker credentials, or their credentials rotated
+    /// (`tec-gateway device provision`; target: the device ids).
+    DeviceProvisioned,
+    /// A device's broker credentials removed and its assignment ended (target: the device).
+    DeviceRevoked,
 }
 
 impl Action {
@@ -90,6 +95,8 @@ impl Action {
             Action::RegisterImported => "register_imported",
             Action::RetentionPurged => "retention_purged",
             Action::PersonErased => "person_erased",
+            Action::DeviceProvisioned => "device_provisioned",
+            Action::DeviceRevoked => "device_revoked",
         }
     }
 }

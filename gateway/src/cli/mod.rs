@@ -15,6 +15,7 @@ use crate::domain::SystemClock;
 pub mod access;
 pub mod api_client;
 pub mod demo_data;
+pub mod device;
 pub mod import;
 pub mod inspect;
 pub mod purge;
@@ -68,6 +69,9 @@ enum CliCommand {
     /// Remove what the retention policy no longer keeps (offline: stop the gateway first;
     /// --dry-run counts and removes nothing).
     Purge(purge::PurgeArgs),
+    /// Provision devices with their own broker credentials, or revoke them (Mosquitto password
+    /// and ACL files; offline: stop the gateway first). See docs/deployment.md.
+    Device(device::DeviceArgs),
 }
 
 #[derive(Debug, Args)]
@@ -129,6 +133,7 @@ pub fn main_entry() -> ExitCode {
         CliCommand::Simulate(args) => simulate::run(&args),
         CliCommand::DemoData(args) => inspection(|out| demo_data::run(&args, out)),
         CliCommand::Purge(args) => inspection(|out| purge::run_command(&args, out)),
+        CliCommand::Device(args) => inspection(|out| device::run(&args, out)),
     }
 }
 
