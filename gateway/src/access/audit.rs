@@ -53,6 +53,10 @@ pub enum Action {
     ReadQuarantine,
     /// A care-register file was imported (target: which file and how many lines).
     RegisterImported,
+    /// An administrator took an online backup of the store (target: the backup file).
+    BackupTaken,
+    /// An administrator downloaded a backup file (target: the file).
+    BackupDownloaded,
 }
 
 impl Action {
@@ -83,6 +87,8 @@ impl Action {
             Action::FollowUpDone => "follow_up_done",
             Action::ReadQuarantine => "read_quarantine",
             Action::RegisterImported => "register_imported",
+            Action::BackupTaken => "backup_taken",
+            Action::BackupDownloaded => "backup_downloaded",
         }
     }
 }
