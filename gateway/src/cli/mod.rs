@@ -14,9 +14,11 @@ use crate::domain::SystemClock;
 
 pub mod access;
 pub mod api_client;
+pub mod backup;
 pub mod demo_data;
 pub mod import;
 pub mod inspect;
+pub mod progress;
 pub mod report;
 pub mod simulate;
 
@@ -64,6 +66,11 @@ enum CliCommand {
     /// Fill an empty data directory with a demo borough: register, devices, events, alerts
     /// (offline: the gateway stopped).
     DemoData(demo_data::DemoDataArgs),
+    /// Write a verified, consistent snapshot of the store to a file: from a running gateway
+    /// (--api, an administrator's token) or a stopped one (--data-dir).
+    Backup(backup::BackupArgs),
+    /// Restore a backup file into a new or empty data directory (the gateway stopped).
+    Restore(backup::RestoreArgs),
 }
 
 #[derive(Debug, Args)]
@@ -124,6 +131,8 @@ pub fn main_entry() -> ExitCode {
         CliCommand::Report(args) => inspection(|out| report::run(&args, out)),
         CliCommand::Simulate(args) => simulate::run(&args),
         CliCommand::DemoData(args) => inspection(|out| demo_data::run(&args, out)),
+        CliCommand::Backup(args) => inspection(|out| backup::run_backup(&args, out)),
+        CliCommand::Restore(args) => inspection(|out| backup::run_restore(&args, out)),
     }
 }
 

@@ -342,7 +342,13 @@ fn counts_of(summary: &BackupSummary) -> BTreeMap<&'static str, u64> {
 /// this gateway reads. The file is opened for writing (redb checks that way), so callers
 /// verify a file of their own (the fresh backup, or the restore's copy).
 pub fn verify_backup(path: &Path) -> Result<BackupSummary, BackupError> {
-    let bytes = std::fs::metadata(path).map_err(BackupError::io(path))?.len();
+    let mut summary = verify_open(path)?;
+    // Measured once redb has closed the file (closing writes its allocator state).
+    summary.bytes = std::fs::metadata(path).map_err(BackupError::io(path))?.len();
+    Ok(summary)
+}
+
+fn verify_open(path: &Path) -> Result<BackupSummary, BackupError> {
     let mut db = Database::open(path).map_err(|e| BackupError::not_a_backup(path, e))?;
     match db.check_integrity() {
         Ok(true) => {}
@@ -401,7 +407,7 @@ pub fn verify_backup(path: &Path) -> Result<BackupSummary, BackupError> {
         taken_at_ms,
         schema_version,
         tables,
-        bytes,
+        bytes: 0,
     })
 }
 
