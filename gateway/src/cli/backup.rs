@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use clap::{ArgGroup, Args};
 
 use super::api_client::{ApiArgs, ApiClient, TOKEN_ENV, read_token};
-use super::progress::{Unit, bar, follow};
+use super::progress::{Unit, bar, follow, spinner};
 use crate::access::backup_api::BackupTaken;
 use crate::domain::{Clock, SystemClock};
 use crate::http::ADMIN;
@@ -76,8 +76,7 @@ fn backup_through_api(url: &str, args: &BackupArgs) -> anyhow::Result<BackupSumm
     let client = ApiClient::new(url, || {
         read_token(args.api.token_file.as_deref(), std::env::var(TOKEN_ENV).ok())
     })?;
-    let waiting = bar("snapshot on the gateway", 0, Unit::Items);
-    waiting.enable_steady_tick(std::time::Duration::from_millis(200));
+    let waiting = spinner("snapshot on the gateway");
     let taken: BackupTaken = client.post_empty("/backup", "backup", ADMIN)?;
     waiting.finish_and_clear();
     let partial = partial_of(&args.out);

@@ -41,3 +41,13 @@ pub fn follow(bar: &ProgressBar) -> impl FnMut(u64, u64) + '_ {
         bar.set_position(done);
     }
 }
+
+/// A spinner for a step whose size is not known (it ticks by itself); hidden like [`bar`].
+pub fn spinner(what: &str) -> ProgressBar {
+    let bar = bar(what, 0, Unit::Items);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg} {elapsed}").unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar
+}
