@@ -87,6 +87,8 @@ pub struct Gateway {
     pub dir: tempfile::TempDir,
     pub clock: Arc<ManualClock>,
     pub handle: Option<GatewayHandle>,
+    /// A real broker's URL (`start_with_broker`), kept across restarts.
+    pub broker: Option<String>,
 }
 
 pub fn config(data: &Path) -> Config {
@@ -100,21 +102,38 @@ pub fn config(data: &Path) -> Config {
     config
 }
 
+/// [`config`], with the broker at `broker` when given.
+pub fn config_with(data: &Path, broker: Option<&str>) -> Config {
+    let mut config = config(data);
+    if let Some(url) = broker {
+        config.mqtt.broker = BrokerUrl::parse(url).unwrap();
+    }
+    config
+}
+
 impl Gateway {
     /// A new data directory (with these users added offline first), and a gateway on it.
     pub async fn start(users: &[(&str, &str)]) -> (Self, Vec<String>) {
+        Self::start_with_broker(users, None).await
+    }
+
+    /// As [`Gateway::start`], connected to the broker at `broker` (e.g. a test's Mosquitto).
+    pub async fn start_with_broker(users: &[(&str, &str)], broker: Option<String>) -> (Self, Vec<String>) {
         let dir = tempfile::tempdir().unwrap();
         let passwords = users
             .iter()
             .map(|(name, role)| add_user(dir.path(), name, role))
             .collect();
         let clock = Arc::new(ManualClock(AtomicI64::new(T0)));
-        let handle = spawn(config(dir.path()), clock.clone()).await.unwrap();
+        let handle = spawn(config_with(dir.path(), broker.as_deref()), clock.clone())
+            .await
+            .unwrap();
         (
             Self {
                 dir,
                 clock,
                 handle: Some(handle),
+                broker,
             },
             passwords,
         )
@@ -132,7 +151,8 @@ impl Gateway {
 
     pub async fn restart(&mut self) {
         self.stop().await;
-        self.handle = Some(spawn(config(self.dir.path()), self.clock.clone()).await.unwrap());
+        let config = config_with(self.dir.path(), self.broker.as_deref());
+        self.handle = Some(spawn(config, self.clock.clone()).await.unwrap());
     }
 
     pub fn data(&self) -> &str {
