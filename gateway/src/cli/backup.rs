@@ -121,8 +121,14 @@ fn download_and_verify(client: &ApiClient, taken: &BackupTaken, partial: &Path) 
 
 pub fn run_restore(args: &RestoreArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let progress = bar("restore", 0, Unit::Bytes);
-    let summary = restore_backup(&args.from, &args.data, &mut follow(&progress))?;
+    // redb reports some damage by panicking (caught and refused in `verify_backup`): keep its
+    // message off the terminal, the refusal below says what happened.
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let restored = restore_backup(&args.from, &args.data, &mut follow(&progress));
+    std::panic::set_hook(hook);
     progress.finish_and_clear();
+    let summary = restored?;
     writeln!(
         out,
         "restored {} into {} (snapshot of {}), verified:",

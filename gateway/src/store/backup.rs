@@ -342,7 +342,20 @@ fn counts_of(summary: &BackupSummary) -> BTreeMap<&'static str, u64> {
 /// this gateway reads. The file is opened for writing (redb checks that way), so callers
 /// verify a file of their own (the fresh backup, or the restore's copy).
 pub fn verify_backup(path: &Path) -> Result<BackupSummary, BackupError> {
-    let mut summary = verify_open(path)?;
+    // redb panics on some damaged pages instead of returning an error: a damaged file is
+    // refused like any other, never the end of the gateway or the command.
+    let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| verify_open(path)));
+    let mut summary = match checked {
+        Ok(result) => result?,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("unreadable");
+            return Err(BackupError::not_a_backup(path, format_args!("damaged: {what}")));
+        }
+    };
     // Measured once redb has closed the file (closing writes its allocator state).
     summary.bytes = std::fs::metadata(path).map_err(BackupError::io(path))?.len();
     Ok(summary)

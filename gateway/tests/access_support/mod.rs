@@ -160,32 +160,11 @@ impl Gateway {
     }
 
     pub async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> Reply {
-        let mut headers = Vec::new();
-        if body.is_some() {
-            headers.push(("Content-Type", "application/json".to_owned()));
-        }
-        if let Some(token) = token {
-            headers.push(("Authorization", format!("Bearer {token}")));
-        }
-        self.raw(method, path, &headers, body.unwrap_or("").as_bytes()).await
+        call_at(self.handle().http_addr(), method, path, token, body).await
     }
 
     pub async fn raw(&self, method: &str, path: &str, headers: &[(&str, String)], body: &[u8]) -> Reply {
-        let mut stream = tokio::net::TcpStream::connect(self.handle().http_addr()).await.unwrap();
-        let mut request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n",
-            body.len()
-        );
-        for (name, value) in headers {
-            request.push_str(&format!("{name}: {value}\r\n"));
-        }
-        request.push_str("\r\n");
-        stream.write_all(request.as_bytes()).await.unwrap();
-        // A server may answer 413 before reading the whole body and close: that is fine.
-        let _ = stream.write_all(body).await;
-        let mut response = Vec::new();
-        let _ = stream.read_to_end(&mut response).await;
-        Reply::parse(&response)
+        raw_at(self.handle().http_addr(), method, path, headers, body).await
     }
 
     /// Logs in; panics unless it works.
@@ -221,6 +200,48 @@ pub struct Reply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: String,
+}
+
+/// [`Gateway::call`] on the gateway listening at `addr` (e.g. a second gateway of a test).
+pub async fn call_at(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> Reply {
+    let mut headers = Vec::new();
+    if body.is_some() {
+        headers.push(("Content-Type", "application/json".to_owned()));
+    }
+    if let Some(token) = token {
+        headers.push(("Authorization", format!("Bearer {token}")));
+    }
+    raw_at(addr, method, path, &headers, body.unwrap_or("").as_bytes()).await
+}
+
+pub async fn raw_at(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> Reply {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    // A server may answer 413 before reading the whole body and close: that is fine.
+    let _ = stream.write_all(body).await;
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response).await;
+    Reply::parse(&response)
 }
 
 impl Reply {
