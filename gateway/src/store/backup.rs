@@ -522,3 +522,45 @@ pub(crate) fn create_every_table(txn: &WriteTransaction) -> Result<(), StoreErro
     every_table!(create);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// The store holds exactly the listed tables (so `Store::open` and the backup agree), and
+    /// a backup of it holds every one of them.
+    #[test]
+    fn the_table_list_is_the_store_and_the_backup() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_in_dir(dir.path()).unwrap();
+        let txn = store.db.begin_read().unwrap();
+        let in_store: BTreeSet<String> = txn.list_tables().unwrap().map(|t| t.name().to_owned()).collect();
+        drop(txn);
+        let listed: BTreeSet<String> = table_names().into_iter().map(str::to_owned).collect();
+        assert_eq!(in_store, listed);
+        assert_eq!(listed.len(), table_names().len(), "no table listed twice");
+
+        let out = dir.path().join("copy.redb");
+        let report = store.backup_to(&out, 5, &mut |_, _| {}).unwrap();
+        let copied: Vec<&str> = report.summary.tables.iter().map(|t| t.table.as_str()).collect();
+        assert_eq!(copied, table_names());
+        assert_eq!(report.summary.taken_at_ms, 5);
+        assert_eq!(verify_backup(&out).unwrap(), report.summary);
+    }
+
+    /// A table the list does not name stops the backup instead of being left out of it.
+    #[test]
+    fn a_table_missing_from_the_list_refuses_the_backup() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_in_dir(dir.path()).unwrap();
+        let txn = store.db.begin_write().unwrap();
+        txn.open_table(TableDefinition::<u64, u64>::new("added_later")).unwrap();
+        txn.commit().unwrap();
+        let out = dir.path().join("copy.redb");
+        let refused = store.backup_to(&out, 0, &mut |_, _| {}).unwrap_err();
+        assert!(matches!(&refused, BackupError::UnknownTable(name) if name == "added_later"), "{refused}");
+        assert!(!out.exists() && !partial_path(&out).exists());
+    }
+}
