@@ -277,12 +277,7 @@ pub fn api_routes(state: ApiState) -> ApiRouter {
         .route(Method::GET, "/reports/kpi", Allowed::Roles(MANAGER), kpi_report)
         // Online backup (docs/access.md, "Backup").
         .route(Method::POST, "/backup", Allowed::Roles(ADMIN), take_backup)
-        .route(
-            Method::GET,
-            "/backups/{file}",
-            Allowed::Roles(ADMIN),
-            download_backup,
-        )
+        .route(Method::GET, "/backups/{file}", Allowed::Roles(ADMIN), download_backup)
 }
 
 /// The console's pages and who may open them (`docs/access.md`, "Console pages"): the same
@@ -500,7 +495,11 @@ mod tests {
         let (status, body) = call(state, Method::GET, "/readyz").await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         let found = ready(&body);
-        assert_eq!(found.not_ready.keys().collect::<Vec<_>>(), ["broker", "store"], "{body}");
+        assert_eq!(
+            found.not_ready.keys().collect::<Vec<_>>(),
+            ["broker", "store"],
+            "{body}"
+        );
         assert!(found.not_ready["store"].contains("committer"), "{body}");
     }
 

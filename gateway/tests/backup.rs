@@ -194,7 +194,11 @@ async fn a_backup_under_load_restores_into_a_gateway_serving_the_same_history() 
     assert!(cli.status.success(), "{}", text(&cli.stderr));
     let printed = text(&cli.stdout);
     assert!(printed.contains("verified") && printed.contains("events"), "{printed}");
-    assert!(text(&cli.stderr).is_empty(), "no progress bar off a terminal: {}", text(&cli.stderr));
+    assert!(
+        text(&cli.stderr).is_empty(),
+        "no progress bar off a terminal: {}",
+        text(&cli.stderr)
+    );
     assert!(verify_backup(&downloaded).unwrap().rows("events") >= snapshot_events);
 
     // More load after the snapshots, then stop it and let everything be committed.
@@ -228,10 +232,16 @@ async fn a_backup_under_load_restores_into_a_gateway_serving_the_same_history() 
     .await
     .unwrap();
     assert!(restore.status.success(), "{}", text(&restore.stderr));
-    assert!(text(&restore.stdout).contains(&format!("{snapshot_events}")), "{}", text(&restore.stdout));
+    assert!(
+        text(&restore.stdout).contains(&format!("{snapshot_events}")),
+        "{}",
+        text(&restore.stdout)
+    );
 
     // A gateway on the restored directory answers the same: the users' sessions came along.
-    let second = spawn(access_support::config(&restored), gw.clock.clone()).await.unwrap();
+    let second = spawn(access_support::config(&restored), gw.clock.clone())
+        .await
+        .unwrap();
     let original_api = |path: &'static str, token: String| {
         let gw = &gw;
         async move { gw.call("GET", path, Some(&token), None).await }
@@ -252,7 +262,10 @@ async fn a_backup_under_load_restores_into_a_gateway_serving_the_same_history() 
             // The load device's last contact moved on after the snapshot; the list is the same.
             for list in [&mut original, &mut copy] {
                 for device in list.as_array_mut().unwrap() {
-                    device.as_object_mut().unwrap().retain(|k, _| k == "id" || k == "kind" || k == "resident");
+                    device
+                        .as_object_mut()
+                        .unwrap()
+                        .retain(|k, _| k == "id" || k == "kind" || k == "resident");
                 }
             }
         }
@@ -272,16 +285,30 @@ async fn a_backup_under_load_restores_into_a_gateway_serving_the_same_history() 
     // after the snapshot, which are the load device's latest.
     let mut rest = original.events.clone();
     rest.retain(|read| !copy.events.contains(read));
-    assert_eq!(copy.events.len() + rest.len(), original.events.len(), "the copy holds nothing new");
-    let copied_load = copy.events.iter().filter(|r| r.event.key.device == load).map(|r| r.event.key.seq);
+    assert_eq!(
+        copy.events.len() + rest.len(),
+        original.events.len(),
+        "the copy holds nothing new"
+    );
+    let copied_load = copy
+        .events
+        .iter()
+        .filter(|r| r.event.key.device == load)
+        .map(|r| r.event.key.seq);
     let last_copied = copied_load.max().unwrap();
     assert!(
-        rest.iter().all(|r| r.event.key.device == load && r.event.key.seq > last_copied),
+        rest.iter()
+            .all(|r| r.event.key.device == load && r.event.key.seq > last_copied),
         "only later load events are missing from the copy"
     );
     assert_eq!(
         (copy.alerts, copy.residents, copy.people, copy.assignments),
-        (original.alerts, original.residents, original.people, original.assignments)
+        (
+            original.alerts,
+            original.residents,
+            original.people,
+            original.assignments
+        )
     );
     assert_eq!(copy.devices.len(), original.devices.len());
 }
@@ -305,18 +332,28 @@ fn offline_backup_restore_and_its_refusals() {
     let printed = text(&out.stdout);
     for table in &summary.tables {
         assert!(
-            printed.lines().any(|line| line.split_whitespace().collect::<Vec<_>>() == [table.table.as_str(), &table.rows.to_string()]),
+            printed
+                .lines()
+                .any(|line| line.split_whitespace().collect::<Vec<_>>()
+                    == [table.table.as_str(), &table.rows.to_string()]),
             "{} {} not printed: {printed}",
             table.table,
             table.rows
         );
     }
-    assert!(summary.rows("events") > 1000 && summary.rows("alerts") > 0, "{summary:?}");
+    assert!(
+        summary.rows("events") > 1000 && summary.rows("alerts") > 0,
+        "{summary:?}"
+    );
 
     // Never over an existing file.
     let again = tec_gateway(&["backup", "--data-dir", data_arg, "--out", &path("b.redb")]);
     assert_eq!(again.status.code(), Some(1));
-    assert!(text(&again.stderr).contains("already exists"), "{}", text(&again.stderr));
+    assert!(
+        text(&again.stderr).contains("already exists"),
+        "{}",
+        text(&again.stderr)
+    );
 
     // Restore into a fresh directory: the same history.
     let fresh = path("fresh");
@@ -330,7 +367,11 @@ fn offline_backup_restore_and_its_refusals() {
     // A non-empty directory is refused, and left as it was.
     let refused = tec_gateway(&["restore", "--from", &path("b.redb"), "--data-dir", data_arg]);
     assert_eq!(refused.status.code(), Some(1));
-    assert!(text(&refused.stderr).contains("is not empty"), "{}", text(&refused.stderr));
+    assert!(
+        text(&refused.stderr).contains("is not empty"),
+        "{}",
+        text(&refused.stderr)
+    );
 
     // Damaged files are refused with a clear error, and leave no store behind.
     let good = std::fs::read(path("b.redb")).unwrap();
@@ -341,23 +382,36 @@ fn offline_backup_restore_and_its_refusals() {
     }
     std::fs::write(path("flipped.redb"), &flipped).unwrap();
     std::fs::write(path("noise.redb"), b"not a database at all").unwrap();
-    for (name, target) in [
-        ("truncated.redb", "t1"),
-        ("flipped.redb", "t2"),
-        ("noise.redb", "t3"),
-    ] {
+    for (name, target) in [("truncated.redb", "t1"), ("flipped.redb", "t2"), ("noise.redb", "t3")] {
         let out = tec_gateway(&["restore", "--from", &path(name), "--data-dir", &path(target)]);
         let stderr = text(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{name}: {stderr}");
-        assert!(stderr.contains("is not a usable tec-gateway backup"), "{name}: {stderr}");
+        assert!(
+            stderr.contains("is not a usable tec-gateway backup"),
+            "{name}: {stderr}"
+        );
         assert!(stderr.contains(name), "names the file: {stderr}");
         assert!(!Path::new(&path(target)).join(STORE_FILE_NAME).exists(), "{name}");
-        assert_eq!(std::fs::read_dir(path(target)).unwrap().count(), 0, "{name}: nothing left behind");
+        assert_eq!(
+            std::fs::read_dir(path(target)).unwrap().count(),
+            0,
+            "{name}: nothing left behind"
+        );
     }
     // A store file is not a backup (no manifest, nothing verified).
     let store_file = data.join(STORE_FILE_NAME);
-    let out = tec_gateway(&["restore", "--from", store_file.to_str().unwrap(), "--data-dir", &path("t4")]);
-    assert!(text(&out.stderr).contains("no backup manifest"), "{}", text(&out.stderr));
+    let out = tec_gateway(&[
+        "restore",
+        "--from",
+        store_file.to_str().unwrap(),
+        "--data-dir",
+        &path("t4"),
+    ]);
+    assert!(
+        text(&out.stderr).contains("no backup manifest"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = tec_gateway(&["restore", "--from", &path("missing.redb"), "--data-dir", &path("t5")]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("missing.redb"), "{}", text(&out.stderr));
@@ -379,13 +433,25 @@ async fn the_command_line_refuses_bad_input() {
         let cases: Vec<(Vec<&str>, i32, &str)> = vec![
             (vec!["backup", "--data-dir", &data], 2, "--out"),
             (vec!["backup", "--out", &out], 2, "--api"),
-            (vec!["backup", "--out", &out, "--data-dir", &data, "--api", &api], 2, "cannot be used with"),
+            (
+                vec!["backup", "--out", &out, "--data-dir", &data, "--api", &api],
+                2,
+                "cannot be used with",
+            ),
             (vec!["backup", "--out", &out, "--api", "ftp://x"], 1, "bad --api URL"),
             (vec!["backup", "--out", &out, "--api", &api], 1, "TEC_API_TOKEN"),
-            (vec!["backup", "--out", &out, "--api", &api, "--token-file", &token], 1, "needs a user with the role admin"),
+            (
+                vec!["backup", "--out", &out, "--api", &api, "--token-file", &token],
+                1,
+                "needs a user with the role admin",
+            ),
             // The running gateway holds the store: the offline backup says to go online.
             (vec!["backup", "--out", &out, "--data-dir", &data], 1, "--api"),
-            (vec!["backup", "--out", &out, "--data-dir", "/nonexistent/dir"], 1, "no store in"),
+            (
+                vec!["backup", "--out", &out, "--data-dir", "/nonexistent/dir"],
+                1,
+                "no store in",
+            ),
             (vec!["restore", "--data-dir", &data], 2, "--from"),
             (vec!["restore", "--from", &out], 2, "--data-dir"),
         ];
@@ -403,7 +469,11 @@ async fn the_command_line_refuses_bad_input() {
         assert!(!stderr.contains("panicked"), "{args}: {stderr}");
     }
     assert!(!work.path().join("b.redb").exists());
-    assert_eq!(std::fs::read_dir(work.path()).unwrap().count(), 1, "only the token file");
+    assert_eq!(
+        std::fs::read_dir(work.path()).unwrap().count(),
+        1,
+        "only the token file"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -469,7 +539,8 @@ fn an_alarm_commit_is_not_held_up_by_a_backup() {
         seq += 1;
         let started = Instant::now();
         let mut txn = store.begin_write().unwrap();
-        txn.insert_events(&[event(seq, UplinkBody::Alarm(AlarmKind::PendantPress))]).unwrap();
+        txn.insert_events(&[event(seq, UplinkBody::Alarm(AlarmKind::PendantPress))])
+            .unwrap();
         txn.commit().unwrap();
         started.elapsed()
     };
@@ -506,6 +577,13 @@ fn an_alarm_commit_is_not_held_up_by_a_backup() {
     );
     // The snapshot holds what was committed before it began, and the commits went on during it.
     assert!(report.summary.rows("events") >= u64::from(EVENTS));
-    assert!(n >= 3, "alarm commits went on during the backup ({n} in {:?})", report.took);
-    assert!(max < Duration::from_secs(2), "an alarm commit waited {max:?} during the backup");
+    assert!(
+        n >= 3,
+        "alarm commits went on during the backup ({n} in {:?})",
+        report.took
+    );
+    assert!(
+        max < Duration::from_secs(2),
+        "an alarm commit waited {max:?} during the backup"
+    );
 }

@@ -112,7 +112,10 @@ async fn log_lines_never_carry_a_residents_name_notes_or_a_password() {
     let mut alert_id = None;
     for _ in 0..100 {
         let alerts = call("GET", "/api/v1/alerts".into(), olive, None).await.json();
-        alert_id = alerts["alerts"].as_array().and_then(|a| a.first()).map(|a| a["id"].clone());
+        alert_id = alerts["alerts"]
+            .as_array()
+            .and_then(|a| a.first())
+            .map(|a| a["id"].clone());
         if alert_id.is_some() {
             break;
         }
@@ -155,12 +158,24 @@ async fn log_lines_never_carry_a_residents_name_notes_or_a_password() {
 
     let logs = captured.text();
     // The capture works: the scenario's own log lines are there.
-    for expected in ["resident=R-1", "alert acknowledged", "alert resolved", "access information revealed", "backup written"] {
+    for expected in [
+        "resident=R-1",
+        "alert acknowledged",
+        "alert resolved",
+        "access information revealed",
+        "backup written",
+    ] {
         assert!(logs.contains(expected), "no {expected:?} in the captured logs:\n{logs}");
     }
     let lines: Vec<&str> = logs
         .lines()
-        .filter(|line| line.contains(MARKER) || line.contains(NEW) || passwords.iter().any(|p| line.contains(p.as_str())))
+        .filter(|line| {
+            line.contains(MARKER) || line.contains(NEW) || passwords.iter().any(|p| line.contains(p.as_str()))
+        })
         .collect();
-    assert!(lines.is_empty(), "log lines with a name, note or password:\n{}", lines.join("\n"));
+    assert!(
+        lines.is_empty(),
+        "log lines with a name, note or password:\n{}",
+        lines.join("\n")
+    );
 }

@@ -57,7 +57,10 @@ fn backup_dir(store_path: &Path) -> PathBuf {
 }
 
 /// `POST /api/v1/backup`.
-pub async fn take_backup(State(state): State<ApiState>, Extension(caller): Extension<Caller>) -> Result<Response, ApiError> {
+pub async fn take_backup(
+    State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Response, ApiError> {
     let now = state.clock.now();
     let file = backup_file_name(now).ok_or_else(|| ApiError::unavailable("the clock is out of range"))?;
     let store = state.client.store().map_err(ApiError::unavailable)?;

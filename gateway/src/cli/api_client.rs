@@ -209,7 +209,10 @@ impl ApiClient {
             progress(done, total);
         }
         if total != 0 && done != total {
-            bail!("the download of {path} from {} stopped at {done} of {total} bytes", self.base);
+            bail!(
+                "the download of {path} from {} stopped at {done} of {total} bytes",
+                self.base
+            );
         }
         Ok(done)
     }

@@ -23,7 +23,12 @@ pub struct BackupArgs {
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
     /// The data directory of a STOPPED gateway (for a running one, use --api).
-    #[arg(long = "data-dir", visible_alias = "data", value_name = "DIR", conflicts_with = "api")]
+    #[arg(
+        long = "data-dir",
+        visible_alias = "data",
+        value_name = "DIR",
+        conflicts_with = "api"
+    )]
     pub data: Option<PathBuf>,
     #[command(flatten)]
     pub api: ApiArgs,
@@ -41,14 +46,22 @@ pub struct RestoreArgs {
 
 pub fn run_backup(args: &BackupArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     if args.out.exists() {
-        bail!("{} already exists: a backup never overwrites a file", args.out.display());
+        bail!(
+            "{} already exists: a backup never overwrites a file",
+            args.out.display()
+        );
     }
     let summary = match (&args.api.api, &args.data) {
         (Some(url), _) => backup_through_api(url, args)?,
         (None, Some(data)) => backup_offline(data, &args.out)?,
         (None, None) => bail!("say where from: --api URL (a running gateway) or --data-dir DIR (a stopped one)"),
     };
-    writeln!(out, "backup written to {} ({} bytes), verified:", args.out.display(), summary.bytes)?;
+    writeln!(
+        out,
+        "backup written to {} ({} bytes), verified:",
+        args.out.display(),
+        summary.bytes
+    )?;
     write!(out, "{}", summary.table_lines())?;
     Ok(())
 }
@@ -107,7 +120,8 @@ fn download_and_verify(client: &ApiClient, taken: &BackupTaken, partial: &Path) 
         &mut follow(&progress),
     )?;
     progress.finish_and_clear();
-    file.sync_all().with_context(|| format!("writing {}", partial.display()))?;
+    file.sync_all()
+        .with_context(|| format!("writing {}", partial.display()))?;
     drop(file);
     if bytes != taken.summary.bytes {
         bail!("downloaded {bytes} bytes, the gateway wrote {}", taken.summary.bytes);

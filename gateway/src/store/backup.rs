@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use redb::{
-    Database, Durability, Key, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
-    MultimapTableHandle, TableDefinition, TableHandle, Value, WriteTransaction,
+    Database, Durability, Key, MultimapTableHandle, ReadTransaction, ReadableDatabase, ReadableTable,
+    ReadableTableMetadata, TableDefinition, TableHandle, Value, WriteTransaction,
 };
 use serde::{Deserialize, Serialize};
 
@@ -365,7 +365,12 @@ fn verify_open(path: &Path) -> Result<BackupSummary, BackupError> {
     let mut db = Database::open(path).map_err(|e| BackupError::not_a_backup(path, e))?;
     match db.check_integrity() {
         Ok(true) => {}
-        Ok(false) => return Err(BackupError::not_a_backup(path, "redb found damage (it was repaired in this copy)")),
+        Ok(false) => {
+            return Err(BackupError::not_a_backup(
+                path,
+                "redb found damage (it was repaired in this copy)",
+            ));
+        }
         Err(e) => return Err(BackupError::not_a_backup(path, e)),
     }
     let txn = db.begin_read().map_err(|e| BackupError::not_a_backup(path, e))?;
@@ -560,7 +565,10 @@ mod tests {
         txn.commit().unwrap();
         let out = dir.path().join("copy.redb");
         let refused = store.backup_to(&out, 0, &mut |_, _| {}).unwrap_err();
-        assert!(matches!(&refused, BackupError::UnknownTable(name) if name == "added_later"), "{refused}");
+        assert!(
+            matches!(&refused, BackupError::UnknownTable(name) if name == "added_later"),
+            "{refused}"
+        );
         assert!(!out.exists() && !partial_path(&out).exists());
     }
 }

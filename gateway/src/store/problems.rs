@@ -83,7 +83,10 @@ mod tests {
         let err = serde_json::from_str::<u64>("\"Ann Smith, 1 Test Street\"").unwrap_err();
         let logged = without_quoted_values(&err.to_string());
         assert!(!logged.contains("Ann"), "{logged}");
-        assert!(logged.starts_with("invalid type: string \"…\", expected u64"), "{logged}");
+        assert!(
+            logged.starts_with("invalid type: string \"…\", expected u64"),
+            "{logged}"
+        );
         let missing = "missing field `display_name` at line 1 column 9";
         assert_eq!(without_quoted_values(missing), missing);
         assert_eq!(without_quoted_values("cut \"short"), "cut \"…\"");
