@@ -12,6 +12,7 @@ pub mod domain;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
+pub mod provision;
 pub mod reports;
 pub mod store;
 pub mod writer;

@@ -57,6 +57,11 @@ pub enum Action {
     BackupTaken,
     /// An administrator downloaded a backup file (target: the file).
     BackupDownloaded,
+    /// Devices registered with new broker credentials, or their credentials rotated
+    /// (`tec-gateway device provision`; target: the device ids).
+    DeviceProvisioned,
+    /// A device's broker credentials removed and its assignment ended (target: the device).
+    DeviceRevoked,
 }
 
 impl Action {
@@ -89,6 +94,8 @@ impl Action {
             Action::RegisterImported => "register_imported",
             Action::BackupTaken => "backup_taken",
             Action::BackupDownloaded => "backup_downloaded",
+            Action::DeviceProvisioned => "device_provisioned",
+            Action::DeviceRevoked => "device_revoked",
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod access;
 pub mod api_client;
 pub mod backup;
 pub mod demo_data;
+pub mod device;
 pub mod import;
 pub mod inspect;
 pub mod progress;
@@ -71,6 +72,9 @@ enum CliCommand {
     Backup(backup::BackupArgs),
     /// Restore a backup file into a new or empty data directory (the gateway stopped).
     Restore(backup::RestoreArgs),
+    /// Provision devices with their own broker credentials, or revoke them (Mosquitto password
+    /// and ACL files; offline: stop the gateway first). See docs/deployment.md.
+    Device(device::DeviceArgs),
 }
 
 #[derive(Debug, Args)]
@@ -133,6 +137,7 @@ pub fn main_entry() -> ExitCode {
         CliCommand::DemoData(args) => inspection(|out| demo_data::run(&args, out)),
         CliCommand::Backup(args) => inspection(|out| backup::run_backup(&args, out)),
         CliCommand::Restore(args) => inspection(|out| backup::run_restore(&args, out)),
+        CliCommand::Device(args) => inspection(|out| device::run(&args, out)),
     }
 }
 
