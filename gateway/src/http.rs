@@ -21,6 +21,7 @@ use crate::access::api::{
     audit_trail, audit_verify, change_password, change_user_role, create_user, disable_user, list_users, login, logout,
     me, reset_user,
 };
+use crate::access::backup_api::{download_backup, take_backup};
 use crate::access::inspect_api::{inspect_events, inspect_quarantine};
 use crate::access::register_api::{import_assignments, import_people};
 use crate::access::reports_api::{kpi_report, uptake_report};
@@ -43,7 +44,41 @@ pub struct HttpState {
     pub committer_alive: Arc<AtomicBool>,
 }
 
+/// `GET /readyz`'s body: what is not ready, by component (`broker`, `store`), and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Readiness {
+    pub ready: bool,
+    pub not_ready: std::collections::BTreeMap<String, String>,
+}
+
 impl HttpState {
+    /// Ready to take traffic: subscribed on the broker (alarms flow in) and the store
+    /// committing (they are kept and acknowledged). Unlike `/healthz` this names each part.
+    pub fn readiness(&self) -> Readiness {
+        let mut not_ready = std::collections::BTreeMap::new();
+        let store = if !self.committer_alive.load(Ordering::Acquire) {
+            Some("committer is not running".to_owned())
+        } else if let Some(fault) = self.metrics.store_fault() {
+            Some(fault)
+        } else if self.metrics.commit_failing() {
+            Some("store commits are failing; nothing is being acknowledged".to_owned())
+        } else {
+            None
+        };
+        if let Some(reason) = store {
+            not_ready.insert("store".to_owned(), reason);
+        }
+        if !self.mqtt.connected.load(Ordering::Acquire) {
+            not_ready.insert("broker".to_owned(), "not connected to the MQTT broker".to_owned());
+        } else if !self.mqtt.subscribed.load(Ordering::Acquire) {
+            not_ready.insert("broker".to_owned(), "connected but not yet subscribed".to_owned());
+        }
+        Readiness {
+            ready: not_ready.is_empty(),
+            not_ready,
+        }
+    }
+
     /// `None` when healthy, else why not (a store fault says which, and how often).
     pub fn unhealthy_reason(&self) -> Option<String> {
         if !self.committer_alive.load(Ordering::Acquire) {
@@ -66,6 +101,7 @@ impl HttpState {
 pub fn router(state: HttpState, api: Option<ApiState>) -> Router {
     let open = Router::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(state);
     match api {
@@ -239,6 +275,9 @@ pub fn api_routes(state: ApiState) -> ApiRouter {
         // The managers' reports (docs/access.md, "Reports").
         .route(Method::GET, "/reports/uptake", Allowed::Roles(MANAGER), uptake_report)
         .route(Method::GET, "/reports/kpi", Allowed::Roles(MANAGER), kpi_report)
+        // Online backup (docs/access.md, "Backup").
+        .route(Method::POST, "/backup", Allowed::Roles(ADMIN), take_backup)
+        .route(Method::GET, "/backups/{file}", Allowed::Roles(ADMIN), download_backup)
 }
 
 /// The console's pages and who may open them (`docs/access.md`, "Console pages"): the same
@@ -336,6 +375,17 @@ async fn healthz(State(state): State<HttpState>) -> Response {
     }
 }
 
+/// 200 when [`HttpState::readiness`] is ready, else 503; the JSON body either way.
+async fn readyz(State(state): State<HttpState>) -> Response {
+    let readiness = state.readiness();
+    let status = if readiness.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(readiness)).into_response()
+}
+
 async fn metrics(State(state): State<HttpState>) -> Response {
     (
         [(
@@ -417,6 +467,40 @@ mod tests {
         let (status, body) = call(state, Method::GET, "/healthz").await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert!(body.contains("committer"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn readyz_names_what_is_not_ready() {
+        let state = state();
+        let ready = |body: &str| serde_json::from_str::<Readiness>(body).unwrap();
+        let (status, body) = call(state.clone(), Method::GET, "/readyz").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        let found = ready(&body);
+        assert!(!found.ready);
+        assert_eq!(found.not_ready.keys().collect::<Vec<_>>(), ["broker"], "{body}");
+        assert!(found.not_ready["broker"].contains("not connected"), "{body}");
+        state.mqtt.connected.store(true, Ordering::Release);
+        let (_, body) = call(state.clone(), Method::GET, "/readyz").await;
+        assert!(ready(&body).not_ready["broker"].contains("subscribed"), "{body}");
+        state.mqtt.subscribed.store(true, Ordering::Release);
+        let (status, body) = call(state.clone(), Method::GET, "/readyz").await;
+        assert_eq!((status, ready(&body).ready), (StatusCode::OK, true), "{body}");
+        state.metrics.commit_failed();
+        let (status, body) = call(state.clone(), Method::GET, "/readyz").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(ready(&body).not_ready.keys().collect::<Vec<_>>(), ["store"], "{body}");
+        state.metrics.committed(1, [std::time::Duration::from_millis(1)]);
+        state.committer_alive.store(false, Ordering::Release);
+        state.mqtt.connected.store(false, Ordering::Release);
+        let (status, body) = call(state, Method::GET, "/readyz").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        let found = ready(&body);
+        assert_eq!(
+            found.not_ready.keys().collect::<Vec<_>>(),
+            ["broker", "store"],
+            "{body}"
+        );
+        assert!(found.not_ready["store"].contains("committer"), "{body}");
     }
 
     #[tokio::test]

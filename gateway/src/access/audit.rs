@@ -58,6 +58,10 @@ pub enum Action {
     /// Everything held about a person whose care ended long ago was erased (resident: the
     /// id; target: counts of what went, never any of it).
     PersonErased,
+    /// An administrator took an online backup of the store (target: the backup file).
+    BackupTaken,
+    /// An administrator downloaded a backup file (target: the file).
+    BackupDownloaded,
     /// Devices registered with new broker credentials, or their credentials rotated
     /// (`tec-gateway device provision`; target: the device ids).
     DeviceProvisioned,
@@ -95,6 +99,8 @@ impl Action {
             Action::RegisterImported => "register_imported",
             Action::RetentionPurged => "retention_purged",
             Action::PersonErased => "person_erased",
+            Action::BackupTaken => "backup_taken",
+            Action::BackupDownloaded => "backup_downloaded",
             Action::DeviceProvisioned => "device_provisioned",
             Action::DeviceRevoked => "device_revoked",
         }

@@ -11,6 +11,7 @@
 pub mod alerts_api;
 pub mod api;
 pub mod audit;
+pub mod backup_api;
 pub mod guard;
 pub mod inspect_api;
 pub mod openapi;

@@ -130,28 +130,117 @@ impl ApiClient {
                 )
             });
         }
-        let reason = serde_json::from_str::<serde_json::Value>(&body)
+        Err(self.refusal(status, &body, path_and_query, command, roles))
+    }
+
+    /// `POST /api/v1{path}` with no body, answered with JSON. A backup takes as long as the
+    /// store is large: no overall time limit, only the connection's.
+    pub fn post_empty<T: DeserializeOwned>(&self, path: &str, command: &str, roles: &[Role]) -> anyhow::Result<T> {
+        let url = format!("{}/api/v1{path}", self.base);
+        let mut response = self
+            .agent
+            .post(&url)
+            .config()
+            .timeout_global(None)
+            .build()
+            .header("Authorization", format!("Bearer {}", self.token))
+            .header("Accept", "application/json")
+            .send_empty()
+            .map_err(|e| self.transport_error(e))?;
+        let status = response.status().as_u16();
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_ANSWER_BYTES)
+            .read_to_string()
+            .with_context(|| format!("reading the answer from {}", self.base))?;
+        if status == 200 {
+            return serde_json::from_str(&body)
+                .with_context(|| format!("the answer from {} is not the gateway API's JSON", self.base));
+        }
+        Err(self.refusal(status, &body, path, command, roles))
+    }
+
+    /// `GET /api/v1{path}` streamed into `out` (no size or time limit: a backup file), telling
+    /// `progress` (bytes so far, Content-Length). Returns the bytes written; a body cut short
+    /// of its Content-Length is an error.
+    pub fn download(
+        &self,
+        path: &str,
+        command: &str,
+        roles: &[Role],
+        out: &mut dyn std::io::Write,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> anyhow::Result<u64> {
+        use std::io::Read as _;
+        let url = format!("{}/api/v1{path}", self.base);
+        let mut response = self
+            .agent
+            .get(&url)
+            .config()
+            .timeout_global(None)
+            .build()
+            .header("Authorization", format!("Bearer {}", self.token))
+            .call()
+            .map_err(|e| self.transport_error(e))?;
+        let status = response.status().as_u16();
+        if status != 200 {
+            let body = response
+                .body_mut()
+                .with_config()
+                .limit(MAX_ANSWER_BYTES)
+                .read_to_string()
+                .unwrap_or_default();
+            return Err(self.refusal(status, &body, path, command, roles));
+        }
+        let total = response.body().content_length().unwrap_or(0);
+        let mut reader = response.body_mut().with_config().limit(u64::MAX).reader();
+        let mut buffer = vec![0u8; 256 * 1024];
+        let mut done = 0u64;
+        loop {
+            let n = reader
+                .read(&mut buffer)
+                .with_context(|| format!("downloading {path} from {}", self.base))?;
+            let Some(chunk) = buffer.get(..n).filter(|chunk| !chunk.is_empty()) else {
+                break;
+            };
+            out.write_all(chunk).context("writing the download")?;
+            done += n as u64;
+            progress(done, total);
+        }
+        if total != 0 && done != total {
+            bail!(
+                "the download of {path} from {} stopped at {done} of {total} bytes",
+                self.base
+            );
+        }
+        Ok(done)
+    }
+
+    /// What a refused request means, for a person (401: log in again; 403: which role).
+    fn refusal(&self, status: u16, body: &str, path: &str, command: &str, roles: &[Role]) -> anyhow::Error {
+        let reason = serde_json::from_str::<serde_json::Value>(body)
             .ok()
             .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
             .unwrap_or_else(|| body.chars().take(200).collect());
         let roles: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
         match status {
-            401 => bail!(
+            401 => anyhow::anyhow!(
                 "the gateway at {} refused the token (401: {reason}); log in again (POST /api/v1/login) and \
                  pass the new token with --token-file or {TOKEN_ENV}",
                 self.base
             ),
-            403 => bail!(
+            403 => anyhow::anyhow!(
                 "the gateway at {} refused (403: {reason}); `tec-gateway {command} --api` needs a user with the role {}",
                 self.base,
                 roles.join(" or ")
             ),
-            404 => bail!(
-                "the gateway at {} has no {path_and_query} (404): is --api the gateway's HTTP address, and the \
+            404 => anyhow::anyhow!(
+                "the gateway at {} has no {path} (404: {reason}): is --api the gateway's HTTP address, and the \
                  gateway this version?",
                 self.base
             ),
-            _ => bail!("the gateway at {} answered {status}: {reason}", self.base),
+            _ => anyhow::anyhow!("the gateway at {} answered {status}: {reason}", self.base),
         }
     }
 

@@ -1,14 +1,13 @@
 //! `tec-gateway demo-data`: writes a realistic borough (register, devices, events, alerts)
 //! into an empty data directory, with the gateway stopped (see `crate::demo`).
 
-use std::io::Write as _;
 use std::path::PathBuf;
-use std::time::Instant;
 
 use anyhow::Context as _;
 use clap::Args;
 use jiff::civil::Date;
 
+use super::progress;
 use crate::demo::{DemoConfig, Progress, write_demo};
 use crate::domain::Timestamp;
 use crate::store::{REPORT_TIMEZONE, Store};
@@ -50,24 +49,17 @@ pub fn run(args: &DemoDataArgs, out: &mut dyn std::io::Write) -> anyhow::Result<
 
     let store = Store::open_in_dir(&args.data)
         .with_context(|| format!("opening the store in {} (is the gateway stopped?)", args.data.display()))?;
-    let started = Instant::now();
-    let mut stderr = std::io::stderr();
+    let bar = progress::bar("demo borough", 0, progress::Unit::Items);
     let summary = write_demo(&store, &config, &mut |progress: &Progress| {
-        // One line rewritten in place: a long run shows it is moving and how far it has got.
-        let _ = write!(
-            stderr,
-            "\r{} {:>5.1}%  {} of {} days  {} events  {} alerts  {:.0} s ",
-            progress.day,
-            f64::from(progress.days_done) * 100.0 / f64::from(progress.days_total.max(1)),
-            progress.days_done,
-            progress.days_total,
-            progress.events,
-            progress.alerts,
-            started.elapsed().as_secs_f64(),
-        );
-        let _ = stderr.flush();
-    })?;
-    eprintln!();
+        bar.set_length(u64::from(progress.days_total));
+        bar.set_position(u64::from(progress.days_done));
+        bar.set_message(format!(
+            "{}: {} events, {} alerts; days",
+            progress.day, progress.events, progress.alerts
+        ));
+    });
+    bar.finish_and_clear();
+    let summary = summary?;
     writeln!(
         out,
         "demo borough written to {}: {} register records, {} residents with {} devices, {} events, {} alerts \

@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 
 use super::access::open_store;
+use super::progress::spinner;
 use crate::access::audit::{Action, draft};
 use crate::domain::{Clock, SystemClock};
 use crate::reports::apply::{RegisterChange, apply_register, known_people, prepare_assignments, prepare_people};
@@ -46,7 +47,9 @@ pub fn run_import(args: &ImportArgs, out: &mut dyn Write) -> anyhow::Result<()> 
         ImportCommand::People { file, data } | ImportCommand::Assignments { file, data } => (file, data),
     };
     let store = open_store(data, false)?;
+    let step = spinner(&format!("reading {}", file.display()));
     let bytes = read_file(file)?;
+    step.set_message(format!("checking {} bytes", bytes.len()));
     let prepared = match &args.command {
         ImportCommand::People { .. } => prepare_people(&bytes),
         ImportCommand::Assignments { .. } => {
@@ -54,9 +57,15 @@ pub fn run_import(args: &ImportArgs, out: &mut dyn Write) -> anyhow::Result<()> 
             prepare_assignments(&bytes, &known, &store.all_assignments()?)
         }
     };
-    let change = prepared.map_err(|e| refused(file, &e))?;
+    let change = prepared.map_err(|e| {
+        step.finish_and_clear();
+        refused(file, &e)
+    })?;
+    step.set_message(format!("writing {}", change.what()));
     audit(&store, &change)?;
-    match apply_register(&store, &change)? {
+    let applied = apply_register(&store, &change);
+    step.finish_and_clear();
+    match applied? {
         Ok(counts) => {
             writeln!(out, "{}", counts.summary(change.what()))?;
             Ok(())

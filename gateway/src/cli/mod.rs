@@ -14,11 +14,13 @@ use crate::domain::SystemClock;
 
 pub mod access;
 pub mod api_client;
+pub mod backup;
 pub mod demo_data;
 pub mod device;
 pub mod import;
 pub mod inspect;
 pub mod purge;
+pub mod progress;
 pub mod report;
 pub mod simulate;
 
@@ -69,6 +71,11 @@ enum CliCommand {
     /// Remove what the retention policy no longer keeps (offline: stop the gateway first;
     /// --dry-run counts and removes nothing).
     Purge(purge::PurgeArgs),
+    /// Write a verified, consistent snapshot of the store to a file: from a running gateway
+    /// (--api, an administrator's token) or a stopped one (--data-dir).
+    Backup(backup::BackupArgs),
+    /// Restore a backup file into a new or empty data directory (the gateway stopped).
+    Restore(backup::RestoreArgs),
     /// Provision devices with their own broker credentials, or revoke them (Mosquitto password
     /// and ACL files; offline: stop the gateway first). See docs/deployment.md.
     Device(device::DeviceArgs),
@@ -133,6 +140,8 @@ pub fn main_entry() -> ExitCode {
         CliCommand::Simulate(args) => simulate::run(&args),
         CliCommand::DemoData(args) => inspection(|out| demo_data::run(&args, out)),
         CliCommand::Purge(args) => inspection(|out| purge::run_command(&args, out)),
+        CliCommand::Backup(args) => inspection(|out| backup::run_backup(&args, out)),
+        CliCommand::Restore(args) => inspection(|out| backup::run_restore(&args, out)),
         CliCommand::Device(args) => inspection(|out| device::run(&args, out)),
     }
 }

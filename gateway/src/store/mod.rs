@@ -8,6 +8,7 @@ mod access;
 mod activity;
 mod alert_changes;
 mod alert_queries;
+mod backup;
 mod error;
 mod problems;
 mod queries;
@@ -34,6 +35,10 @@ pub use activity::{DayCalendar, REPORT_TIMEZONE, date_of_day, day_number};
 pub use alert_changes::{AlertChangePage, AlertChangeRetention, AlertChangesSince, MAX_ALERT_CHANGES_PAGE};
 pub use alert_queries::{
     AlertCursor, AlertOrder, AlertPage, AlertQuery, AlertStateFilter, InvalidAlertCursor, MAX_ALERT_PAGE,
+};
+pub use backup::{
+    BackupError, BackupReport, BackupSummary, Progress as BackupProgress, TableRows, restore_backup, table_names,
+    verify_backup,
 };
 pub use error::{StoreError, Unreadable};
 pub use retention::{AuditCheckpoint, CompactedEvents, ErasureState, ErasureStep, Progress};
@@ -151,27 +156,8 @@ impl Store {
             }
         }
         // Create every table up front so read transactions never meet a missing one.
-        txn.open_table(EVENTS)?;
-        txn.open_table(EVENTS_BY_TIME)?;
-        txn.open_table(EVENTS_BY_RESIDENT)?;
-        txn.open_table(ALERTS)?;
-        txn.open_table(ALERT_TRANSITIONS)?;
-        txn.open_table(OPEN_ALERTS)?;
-        txn.open_table(ALERTS_BY_RESIDENT)?;
-        txn.open_table(ALERT_CHANGES)?;
-        txn.open_table(QUARANTINE)?;
-        txn.open_table(DEVICES)?;
-        txn.open_table(RESIDENTS)?;
-        txn.open_table(ASSIGNMENTS)?;
-        txn.open_table(ENGINE_STATE)?;
-        txn.open_table(USERS)?;
-        txn.open_table(SESSIONS)?;
-        txn.open_table(AUDIT_LOG)?;
-        txn.open_table(AUDIT_HEAD)?;
-        txn.open_table(activity::DEVICE_DAYS)?;
-        txn.open_table(register::PEOPLE)?;
+        backup::create_every_table(&txn)?;
         activity::build_if_missing(&txn)?;
-        txn.open_table(AUDIT_BY_RESIDENT)?;
         let indexed = access::catch_up_audit_index(&txn)?;
         if indexed > 0 {
             tracing::info!(entries = indexed, "audit entries added to the resident index");

@@ -28,7 +28,7 @@ impl Problems {
         tracing::error!(
             table = unreadable.table,
             key = %unreadable.key,
-            detail = %unreadable.detail,
+            detail = %without_quoted_values(&unreadable.detail),
             "unreadable store record (skipped by this query, listed in Store::unreadable)"
         );
         if listed.len() < LISTED_MAX {
@@ -45,5 +45,50 @@ impl Problems {
 
     pub(crate) fn count(&self) -> u64 {
         self.count.load(Ordering::Relaxed)
+    }
+}
+
+/// A decoder's message without the values it quotes (`invalid type: string "Ann Smith"`):
+/// a damaged record may hold a name, and logs carry ids, never names. Field names (in
+/// backticks) and positions stay, so the log still says what is wrong where.
+pub(crate) fn without_quoted_values(detail: &str) -> String {
+    let mut out = String::with_capacity(detail.len());
+    let mut quoted = false;
+    for c in detail.chars() {
+        match (quoted, c) {
+            (false, '"') => {
+                out.push_str("\"…");
+                quoted = true;
+            }
+            (true, '"') => {
+                out.push('"');
+                quoted = false;
+            }
+            (true, _) => {}
+            (false, c) => out.push(c),
+        }
+    }
+    if quoted {
+        out.push('"');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoted_values_are_left_out_of_logged_details() {
+        let err = serde_json::from_str::<u64>("\"Ann Smith, 1 Test Street\"").unwrap_err();
+        let logged = without_quoted_values(&err.to_string());
+        assert!(!logged.contains("Ann"), "{logged}");
+        assert!(
+            logged.starts_with("invalid type: string \"…\", expected u64"),
+            "{logged}"
+        );
+        let missing = "missing field `display_name` at line 1 column 9";
+        assert_eq!(without_quoted_values(missing), missing);
+        assert_eq!(without_quoted_values("cut \"short"), "cut \"…\"");
     }
 }

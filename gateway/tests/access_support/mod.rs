@@ -87,6 +87,8 @@ pub struct Gateway {
     pub dir: tempfile::TempDir,
     pub clock: Arc<ManualClock>,
     pub handle: Option<GatewayHandle>,
+    /// A real broker's URL (`start_with_broker`), kept across restarts.
+    pub broker: Option<String>,
 }
 
 pub fn config(data: &Path) -> Config {
@@ -100,21 +102,38 @@ pub fn config(data: &Path) -> Config {
     config
 }
 
+/// [`config`], with the broker at `broker` when given.
+pub fn config_with(data: &Path, broker: Option<&str>) -> Config {
+    let mut config = config(data);
+    if let Some(url) = broker {
+        config.mqtt.broker = BrokerUrl::parse(url).unwrap();
+    }
+    config
+}
+
 impl Gateway {
     /// A new data directory (with these users added offline first), and a gateway on it.
     pub async fn start(users: &[(&str, &str)]) -> (Self, Vec<String>) {
+        Self::start_with_broker(users, None).await
+    }
+
+    /// As [`Gateway::start`], connected to the broker at `broker` (e.g. a test's Mosquitto).
+    pub async fn start_with_broker(users: &[(&str, &str)], broker: Option<String>) -> (Self, Vec<String>) {
         let dir = tempfile::tempdir().unwrap();
         let passwords = users
             .iter()
             .map(|(name, role)| add_user(dir.path(), name, role))
             .collect();
         let clock = Arc::new(ManualClock(AtomicI64::new(T0)));
-        let handle = spawn(config(dir.path()), clock.clone()).await.unwrap();
+        let handle = spawn(config_with(dir.path(), broker.as_deref()), clock.clone())
+            .await
+            .unwrap();
         (
             Self {
                 dir,
                 clock,
                 handle: Some(handle),
+                broker,
             },
             passwords,
         )
@@ -132,7 +151,8 @@ impl Gateway {
 
     pub async fn restart(&mut self) {
         self.stop().await;
-        self.handle = Some(spawn(config(self.dir.path()), self.clock.clone()).await.unwrap());
+        let config = config_with(self.dir.path(), self.broker.as_deref());
+        self.handle = Some(spawn(config, self.clock.clone()).await.unwrap());
     }
 
     pub fn data(&self) -> &str {
@@ -140,32 +160,11 @@ impl Gateway {
     }
 
     pub async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> Reply {
-        let mut headers = Vec::new();
-        if body.is_some() {
-            headers.push(("Content-Type", "application/json".to_owned()));
-        }
-        if let Some(token) = token {
-            headers.push(("Authorization", format!("Bearer {token}")));
-        }
-        self.raw(method, path, &headers, body.unwrap_or("").as_bytes()).await
+        call_at(self.handle().http_addr(), method, path, token, body).await
     }
 
     pub async fn raw(&self, method: &str, path: &str, headers: &[(&str, String)], body: &[u8]) -> Reply {
-        let mut stream = tokio::net::TcpStream::connect(self.handle().http_addr()).await.unwrap();
-        let mut request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n",
-            body.len()
-        );
-        for (name, value) in headers {
-            request.push_str(&format!("{name}: {value}\r\n"));
-        }
-        request.push_str("\r\n");
-        stream.write_all(request.as_bytes()).await.unwrap();
-        // A server may answer 413 before reading the whole body and close: that is fine.
-        let _ = stream.write_all(body).await;
-        let mut response = Vec::new();
-        let _ = stream.read_to_end(&mut response).await;
-        Reply::parse(&response)
+        raw_at(self.handle().http_addr(), method, path, headers, body).await
     }
 
     /// Logs in; panics unless it works.
@@ -201,6 +200,48 @@ pub struct Reply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: String,
+}
+
+/// [`Gateway::call`] on the gateway listening at `addr` (e.g. a second gateway of a test).
+pub async fn call_at(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> Reply {
+    let mut headers = Vec::new();
+    if body.is_some() {
+        headers.push(("Content-Type", "application/json".to_owned()));
+    }
+    if let Some(token) = token {
+        headers.push(("Authorization", format!("Bearer {token}")));
+    }
+    raw_at(addr, method, path, &headers, body.unwrap_or("").as_bytes()).await
+}
+
+pub async fn raw_at(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> Reply {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    // A server may answer 413 before reading the whole body and close: that is fine.
+    let _ = stream.write_all(body).await;
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response).await;
+    Reply::parse(&response)
 }
 
 impl Reply {
