@@ -17,9 +17,13 @@ use std::net::SocketAddr;
 use std::num::NonZeroU16;
 use std::time::Duration;
 
+use rmqtt::codec::v5::DisconnectReasonCode;
 use rmqtt::context::ServerContext;
+use rmqtt::hook::{Handler, HookResult, Parameter, ReturnType, Type};
 use rmqtt::net::Builder;
 use rmqtt::server::MqttServer;
+use rmqtt::session::SessionState;
+use rmqtt::types::{Disconnect, From as Sender, Publish};
 use tokio::task::JoinHandle;
 
 /// The plugin that stores retained messages: rmqtt's core no longer keeps them itself.
@@ -90,6 +94,11 @@ impl EmbeddedBroker {
         rmqtt_retainer::register(&scx, true, false)
             .await
             .map_err(|e| BrokerError::Retainer(e.into()))?;
+        let hooks = scx.extends.hook_mgr().register();
+        hooks
+            .add(Type::ClientDisconnected, Box::new(WillOnRequest { scx: scx.clone() }))
+            .await;
+        hooks.start().await;
         let listener = Builder::new()
             .name("tec-demo")
             .laddr(listen)
@@ -146,6 +155,41 @@ impl EmbeddedBroker {
             )));
         }
         tracing::info!(addr = %self.addr, "embedded MQTT broker stopped");
+    }
+}
+
+/// Publishes a client's last will when it disconnects with reason 0x04 "Disconnect with Will
+/// Message". MQTT 5 (3.14.2.1) requires the server to publish the will then; rmqtt 0.24 treats
+/// every DISCONNECT as normal and drops the will. The firmware sends 0x04 when its radio link
+/// goes, so that the gateway hears `Offline` at once: without this, a pendant whose link drops
+/// would look online in the demo until its keep-alive ran out. (A link that drops without any
+/// DISCONNECT gets its will from rmqtt itself.)
+struct WillOnRequest {
+    scx: ServerContext,
+}
+
+#[async_trait::async_trait]
+impl Handler for WillOnRequest {
+    async fn hook(&self, param: &Parameter, acc: Option<HookResult>) -> ReturnType {
+        if let Parameter::ClientDisconnected(session, _) = param
+            && let Ok(Some(Disconnect::V5(disconnect))) = session.disconnect().await
+            && disconnect.reason_code == DisconnectReasonCode::DisconnectWithWillMessage
+            && let Ok(connect) = session.connect_info().await
+            && let Some(will) = connect.last_will()
+        {
+            let client = session.id.client_id.to_string();
+            match Publish::try_from(will) {
+                Ok(publish) => {
+                    let sender = Sender::from_lastwill(session.id.clone());
+                    let expiry = Some(QUEUED_MESSAGE_LIFETIME);
+                    if let Err(error) = SessionState::forwards(&self.scx, sender, publish, false, expiry).await {
+                        tracing::warn!(%client, %error, "embedded broker: last will not published");
+                    }
+                }
+                Err(error) => tracing::warn!(%client, %error, "embedded broker: unreadable last will"),
+            }
+        }
+        (true, acc)
     }
 }
 
