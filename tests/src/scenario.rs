@@ -109,7 +109,11 @@ impl Drop for Scenario {
 
 /// A gateway [`Config`](gateway::config::Config) for running it in process against `broker` (for
 /// `gateway::app::spawn`): data in `data_dir`, HTTP on a free port, the broker's gateway user.
-pub fn in_process_config(broker: &impl BrokerEndpoint, data_dir: &Path, client_id: &str) -> Result<gateway::config::Config> {
+pub fn in_process_config(
+    broker: &impl BrokerEndpoint,
+    data_dir: &Path,
+    client_id: &str,
+) -> Result<gateway::config::Config> {
     let mut config = gateway::config::Config {
         data_dir: data_dir.to_path_buf(),
         http: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),

@@ -159,9 +159,7 @@ impl TestBroker {
     pub fn log_tail(&self, lines: usize) -> String {
         match self {
             Self::Mosquitto(broker) => Broker::log_tail(broker, lines),
-            Self::Embedded(_) => {
-                "(the embedded broker logs through tracing: run with RUST_LOG=rmqtt=debug)".into()
-            }
+            Self::Embedded(_) => "(the embedded broker logs through tracing: run with RUST_LOG=rmqtt=debug)".into(),
         }
     }
 

@@ -39,7 +39,8 @@ max_payload_size = "1MB"
 /// Log directives that keep the broker's own logs (rmqtt logs through `log`, bridged into
 /// `tracing`) at warn. A program that builds its default filter adds these; RUST_LOG, when
 /// set, replaces the whole filter and so can ask for more.
-pub const QUIET_LOG_DIRECTIVES: &str = "rmqtt=warn,rmqtt_net=warn,rmqtt_codec=warn,rmqtt_retainer=warn,rmqtt_utils=warn";
+pub const QUIET_LOG_DIRECTIVES: &str =
+    "rmqtt=warn,rmqtt_net=warn,rmqtt_codec=warn,rmqtt_retainer=warn,rmqtt_utils=warn";
 
 /// Outgoing QoS 1 messages in flight per client. The gateway acknowledges only after commit, so
 /// this caps its commit batches (Mosquitto's tests run unlimited); the client's own MQTT 5
@@ -243,7 +244,10 @@ mod tests {
 
         // A subscriber that comes later still gets it: the retainer plugin holds it.
         let (subscriber, mut subscriber_loop) = client(&broker, "subscriber");
-        subscriber.subscribe("tec/v1/dev/+/status", QoS::AtLeastOnce).await.unwrap();
+        subscriber
+            .subscribe("tec/v1/dev/+/status", QoS::AtLeastOnce)
+            .await
+            .unwrap();
         let publish = next_publish(&mut subscriber_loop).await;
         assert!(publish.retain);
         assert_eq!(&publish.payload[..], b"online");

@@ -369,9 +369,10 @@ pub async fn unacknowledged_messages_are_redelivered_to_a_returning_persistent_s
     .unwrap();
 
     let admin = broker.admin();
-    let publisher = e2e::devices::RawClient::connect("redeliver-publisher", broker.host(), broker.port(), admin.as_ref(), 10)
-        .await
-        .unwrap();
+    let publisher =
+        e2e::devices::RawClient::connect("redeliver-publisher", broker.host(), broker.port(), admin.as_ref(), 10)
+            .await
+            .unwrap();
     let payloads: Vec<Vec<u8>> = (0..5u8).map(|n| vec![b'm', n]).collect();
     for payload in &payloads {
         publisher.publish(&topic, payload.clone()).await.unwrap();
@@ -407,7 +408,10 @@ pub async fn unacknowledged_messages_are_redelivered_to_a_returning_persistent_s
     .await
     .unwrap();
     client.disconnect().await.unwrap();
-    let _ = tokio::time::timeout(Duration::from_secs(1), async { while eventloop.poll().await.is_ok() {} }).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while eventloop.poll().await.is_ok() {}
+    })
+    .await;
     drop(client);
     drop(eventloop);
 
