@@ -71,8 +71,9 @@ pub enum BrokerError {
     Retainer(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
-/// A running embedded broker. [`EmbeddedBroker::shutdown`] stops it; dropping it without that
-/// stops accepting connections but leaves open ones to the runtime's end.
+/// A running embedded broker. [`EmbeddedBroker::shutdown`] stops it and closes every client
+/// connection; dropping it stops only the accept loop (open connections last until the
+/// runtime ends).
 #[derive(Debug)]
 pub struct EmbeddedBroker {
     addr: SocketAddr,
@@ -142,10 +143,10 @@ impl EmbeddedBroker {
     /// Stops accepting connections, then closes every client's connection (their last wills
     /// are published to whoever is still subscribed; nothing is persisted). Stop the gateway
     /// first so that it commits and acknowledges what it holds.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
         self.server.abort();
         // The aborted accept loop drops the listening socket.
-        let _ = self.server.await;
+        let _ = (&mut self.server).await;
         let senders: Vec<_> = {
             let shared = self.scx.extends.shared().await;
             shared.iter().filter_map(|entry| entry.tx()).collect()
@@ -156,6 +157,12 @@ impl EmbeddedBroker {
             )));
         }
         tracing::info!(addr = %self.addr, "embedded MQTT broker stopped");
+    }
+}
+
+impl Drop for EmbeddedBroker {
+    fn drop(&mut self) {
+        self.server.abort();
     }
 }
 
@@ -226,7 +233,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn port_zero_gets_a_real_port_and_replays_retained_messages() {
+    async fn port_zero_gets_a_real_port_replays_retained_messages_and_shutdown_closes_everything() {
         let broker = EmbeddedBroker::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
         assert_ne!(broker.addr().port(), 0);
         assert_eq!(broker.url(), format!("mqtt://127.0.0.1:{}", broker.addr().port()));
@@ -255,5 +262,11 @@ mod tests {
         let addr = broker.addr();
         broker.shutdown().await;
         assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "still listening");
+        // Open connections are closed too, not left to the runtime's end.
+        let closed = tokio::time::timeout(Duration::from_secs(10), async {
+            while subscriber_loop.poll().await.is_ok() {}
+        })
+        .await;
+        assert!(closed.is_ok(), "the subscriber's connection outlived the shutdown");
     }
 }
