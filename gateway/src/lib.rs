@@ -4,6 +4,7 @@
 pub mod access;
 pub mod alerts;
 pub mod app;
+pub mod broker;
 pub mod cli;
 pub mod config;
 pub mod console;

@@ -1,20 +1,22 @@
-//! The usual end-to-end setup in one call: a broker with per-device credentials and ACLs, a data
-//! dir with the devices registered, and the gateway process connected to both.
+//! The usual end-to-end setup in one call: a broker (Mosquitto with per-device credentials and
+//! ACLs, or the embedded demo broker), a data dir with the devices registered, and the gateway
+//! process connected to both.
 
 use gateway::domain::DeviceKind;
 use protocol::DeviceId;
 use std::path::{Path, PathBuf};
 
-use crate::broker::{Broker, BrokerAuth, BrokerOptions};
+use crate::broker::BrokerAuth;
 use crate::check;
 use crate::devices::FleetOptions;
 use crate::error::{HarnessError, Result};
 use crate::gateway_process::{GatewayOptions, GatewayProcess};
+use crate::test_broker::{BrokerEndpoint, BrokerKind, TestBroker};
 
 /// A running broker and gateway on a private data dir. On a panicking drop it prints both logs.
 #[derive(Debug)]
 pub struct Scenario {
-    pub broker: Broker,
+    pub broker: TestBroker,
     pub gateway: GatewayProcess,
     pub binary: PathBuf,
     /// Owns the data dir and the gateway's log.
@@ -30,6 +32,8 @@ pub struct ScenarioSetup {
     pub unregistered: Vec<DeviceId>,
     /// Extra arguments for `run`.
     pub gateway_args: Vec<String>,
+    /// Mosquitto (passwords and ACL for the devices above) or the anonymous embedded broker.
+    pub broker: BrokerKind,
 }
 
 impl Scenario {
@@ -37,11 +41,7 @@ impl Scenario {
         let binary = binary.into();
         let ids = setup.registered.iter().chain(&setup.unregistered);
         let auth = BrokerAuth::for_devices(ids.map(DeviceId::as_str));
-        let gateway_user = auth.gateway.clone();
-        let broker = Broker::start_with(BrokerOptions {
-            auth: Some(auth),
-            ..BrokerOptions::default()
-        })?;
+        let broker = TestBroker::start(setup.broker, Some(auth))?;
         let dir = tempfile::Builder::new()
             .prefix("tec-e2e-")
             .tempdir()
@@ -50,10 +50,12 @@ impl Scenario {
         check::register_devices(&data_dir, &setup.registered, DeviceKind::Pendant)?;
         let mut options = GatewayOptions::new(binary.clone(), broker.url(), data_dir);
         options.extra_args = setup.gateway_args;
-        options.env = vec![
-            ("TEC_GATEWAY_MQTT_USERNAME".into(), gateway_user.username),
-            ("TEC_GATEWAY_MQTT_PASSWORD".into(), gateway_user.password),
-        ];
+        if let Some(auth) = broker.auth() {
+            options.env = vec![
+                ("TEC_GATEWAY_MQTT_USERNAME".into(), auth.gateway.username.clone()),
+                ("TEC_GATEWAY_MQTT_PASSWORD".into(), auth.gateway.password.clone()),
+            ];
+        }
         let gateway = GatewayProcess::start(options)?;
         Ok(Self {
             broker,
@@ -67,17 +69,17 @@ impl Scenario {
         self.gateway.data_dir()
     }
 
-    /// Fleet options for these devices on this broker, authenticated.
+    /// Fleet options for these devices on this broker, authenticated if it authenticates.
     pub fn fleet_options(&self, ids: &[DeviceId]) -> FleetOptions {
         let mut options = FleetOptions::for_devices(self.broker.host(), self.broker.port(), ids.to_vec());
-        options.authenticate = true;
+        options.authenticate = self.broker.auth().is_some();
         options
     }
 
     /// Both logs, for a failure message.
     pub fn logs(&self) -> String {
         format!(
-            "--- gateway log (tail) ---\n{}\n--- mosquitto log (tail) ---\n{}",
+            "--- gateway log (tail) ---\n{}\n--- broker log (tail) ---\n{}",
             self.gateway.log_tail(60),
             self.broker.log_tail(30)
         )
@@ -107,7 +109,11 @@ impl Drop for Scenario {
 
 /// A gateway [`Config`](gateway::config::Config) for running it in process against `broker` (for
 /// `gateway::app::spawn`): data in `data_dir`, HTTP on a free port, the broker's gateway user.
-pub fn in_process_config(broker: &Broker, data_dir: &Path, client_id: &str) -> Result<gateway::config::Config> {
+pub fn in_process_config(
+    broker: &impl BrokerEndpoint,
+    data_dir: &Path,
+    client_id: &str,
+) -> Result<gateway::config::Config> {
     let mut config = gateway::config::Config {
         data_dir: data_dir.to_path_buf(),
         http: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),

@@ -1,118 +1,20 @@
-//! Nothing acknowledged is ever lost: many devices, the real gateway process, a real broker.
-//! Every uplink sent must be stored exactly once and receipted, through graceful runs, gateway
-//! crashes (SIGKILL) and broker restarts.
+//! Nothing acknowledged is ever lost: many devices, the real gateway process, a real Mosquitto
+//! with per-device passwords and the production ACL. The cases in `delivery_cases` run here and
+//! against the embedded demo broker (`embedded_broker.rs`); the tests below restart or stop the
+//! broker, which only Mosquitto does (the embedded broker lives and dies with the demo, and
+//! keeps nothing on disk), so they are Mosquitto-only.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+mod delivery_cases;
 
 use std::time::{Duration, Instant};
 
 use e2e::check::reconcile_store;
-use e2e::{Fleet, Scenario, ScenarioSetup, device_ids};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use e2e::{BrokerKind, Fleet, Scenario, ScenarioSetup, device_ids};
 
 const GATEWAY: &str = env!("CARGO_BIN_EXE_gateway-under-test");
 
-fn seed() -> u64 {
-    std::env::var("E2E_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0x7EC0_0001)
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn many_devices_every_event_stored_once_and_receipted() {
-    let ids = device_ids("pnd", 100).unwrap();
-    let mut scenario = Scenario::start(
-        GATEWAY,
-        ScenarioSetup {
-            registered: ids.clone(),
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let mut options = scenario.fleet_options(&ids);
-    options.events_per_device = 50;
-    options.interval = Duration::from_millis(40);
-    options.alarm_every = Some(25);
-    let mut fleet = Fleet::connect(options).await.unwrap();
-    let started = Instant::now();
-    fleet.start_load();
-    let progress = fleet.wait_all_receipted(Duration::from_secs(120)).await.unwrap();
-    eprintln!(
-        "5,000 uplinks from 100 devices receipted in {:?}: {progress:?}",
-        started.elapsed()
-    );
-    assert_eq!(progress.published, 5_000);
-    assert_eq!(progress.unknown_receipts, 0);
-
-    let metrics = scenario.gateway.metrics().unwrap();
-    assert_eq!(metrics.get("tec_events_stored_total"), 5_000.0);
-    assert!(metrics.get("tec_ingest_received_total") >= 5_000.0);
-    assert_eq!(metrics.sum("tec_ingest_rejected_total"), 0.0);
-    assert!(metrics.get("tec_receipts_sent_total") > 0.0);
-    assert_eq!(metrics.get("tec_mqtt_connected"), 1.0);
-    assert_eq!(metrics.get("tec_unregistered_device_events_total"), 0.0);
-    let mean_batch = metrics
-        .histogram_mean("tec_commit_batch_size")
-        .expect("commit batch histogram");
-    let p99 = metrics
-        .histogram_quantile("tec_receive_to_commit_seconds", 0.99)
-        .expect("latency histogram");
-    eprintln!("mean commit batch {mean_batch:.1}, receive-to-commit p99 <= {p99} s");
-    assert!(mean_batch >= 1.0);
-
-    let sent = fleet.sent();
-    fleet.stop().await;
-    tokio::task::block_in_place(|| scenario.stop_gateway()).unwrap();
-    reconcile_store(scenario.data_dir(), &sent).unwrap().assert_exact();
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn gateway_killed_repeatedly_loses_nothing() {
-    let seed = seed();
-    eprintln!("E2E_SEED={seed}");
-    let mut rng = StdRng::seed_from_u64(seed);
-    let ids = device_ids("kil", 50).unwrap();
-    let mut scenario = Scenario::start(
-        GATEWAY,
-        ScenarioSetup {
-            registered: ids.clone(),
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let mut options = scenario.fleet_options(&ids);
-    options.events_per_device = 100;
-    options.interval = Duration::from_millis(100);
-    options.resend_after = Duration::from_secs(2);
-    let mut fleet = Fleet::connect(options).await.unwrap();
-    fleet.start_load();
-
-    let kills = 6;
-    for round in 0..kills {
-        // Short runs kill it while it is still draining what queued during the last outage.
-        let run_for = Duration::from_millis(rng.random_range(100..1_400));
-        let down_for = Duration::from_millis(rng.random_range(0..1_200));
-        tokio::time::sleep(run_for).await;
-        let before = fleet.progress();
-        tokio::task::block_in_place(|| scenario.gateway.kill_hard()).unwrap();
-        tokio::time::sleep(down_for).await;
-        tokio::task::block_in_place(|| scenario.gateway.restart()).unwrap_or_else(|e| panic!("restart {round}: {e}"));
-        eprintln!(
-            "kill {round}: after {run_for:?} up, {down_for:?} down; published {} receipted {}",
-            before.published, before.receipted
-        );
-    }
-    let progress = fleet.wait_all_receipted(Duration::from_secs(120)).await.unwrap();
-    eprintln!("after {kills} kills: {progress:?}");
-    assert_eq!(progress.published, 5_000);
-    assert_eq!(scenario.gateway.starts(), kills + 1);
-
-    let sent = fleet.sent();
-    fleet.stop().await;
-    tokio::task::block_in_place(|| scenario.stop_gateway()).unwrap();
-    reconcile_store(scenario.data_dir(), &sent).unwrap().assert_exact();
-}
+delivery_cases::delivery_tests!(BrokerKind::Mosquitto);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_restarted_mid_stream_loses_nothing() {
@@ -254,43 +156,6 @@ async fn broker_killed_hard_devices_outboxes_cover_the_loss() {
     let progress = fleet.wait_all_receipted(Duration::from_secs(120)).await.unwrap();
     assert_eq!(progress.published, 2_400);
     tokio::task::block_in_place(|| scenario.gateway.wait_healthy(Duration::from_secs(10))).unwrap();
-
-    let sent = fleet.sent();
-    fleet.stop().await;
-    tokio::task::block_in_place(|| scenario.stop_gateway()).unwrap();
-    reconcile_store(scenario.data_dir(), &sent).unwrap().assert_exact();
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn gateway_stopped_gracefully_under_load_loses_nothing() {
-    let ids = device_ids("trm", 40).unwrap();
-    let mut scenario = Scenario::start(
-        GATEWAY,
-        ScenarioSetup {
-            registered: ids.clone(),
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let mut options = scenario.fleet_options(&ids);
-    options.events_per_device = 60;
-    options.interval = Duration::from_millis(50);
-    let mut fleet = Fleet::connect(options).await.unwrap();
-    fleet.start_load();
-    for round in 0..3u64 {
-        // While uplinks are arriving: after each further quarter of the 2,400.
-        fleet
-            .wait_progress("the stream to go on", Duration::from_secs(60), |p| {
-                p.published >= (round + 1) * 600
-            })
-            .await
-            .unwrap();
-        // SIGTERM while uplinks are arriving: a clean exit, then a clean start on the same data.
-        tokio::task::block_in_place(|| scenario.stop_gateway()).unwrap_or_else(|e| panic!("SIGTERM {round}: {e}"));
-        tokio::task::block_in_place(|| scenario.gateway.restart()).unwrap();
-    }
-    let progress = fleet.wait_all_receipted(Duration::from_secs(120)).await.unwrap();
-    assert_eq!(progress.published, 2_400);
 
     let sent = fleet.sent();
     fleet.stop().await;

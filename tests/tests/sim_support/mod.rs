@@ -1,6 +1,6 @@
 //! Shared by the simulator end-to-end tests and the simulator benchmark: the real gateway in
-//! process against a private Mosquitto, homes registered with a resident, simulated devices
-//! (the real firmware core) with the broker's credentials.
+//! process against a private broker (Mosquitto or the embedded one), homes registered with a
+//! resident, simulated devices (the real firmware core) with the broker's credentials.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use e2e::Broker;
+use e2e::{Broker, BrokerEndpoint};
 use gateway::app::GatewayHandle;
 use gateway::config::{BrokerUrl, Config};
 use gateway::domain::{
@@ -25,7 +25,7 @@ use protocol::DeviceId;
 use simulator::{DeviceKind as SimKind, DeviceSpec};
 use tokio::sync::broadcast;
 
-pub fn gateway_config(broker: &Broker, data_dir: &Path) -> Config {
+pub fn gateway_config(broker: &impl BrokerEndpoint, data_dir: &Path) -> Config {
     let mut config = Config {
         data_dir: data_dir.to_path_buf(),
         http: "127.0.0.1:0".parse().unwrap(),
@@ -41,7 +41,7 @@ pub fn gateway_config(broker: &Broker, data_dir: &Path) -> Config {
 }
 
 /// The real gateway, in process, connected and subscribed.
-pub async fn start_gateway(broker: &Broker, data_dir: &Path) -> GatewayHandle {
+pub async fn start_gateway(broker: &impl BrokerEndpoint, data_dir: &Path) -> GatewayHandle {
     let handle = gateway::app::spawn(gateway_config(broker, data_dir), Arc::new(SystemClock))
         .await
         .unwrap();
@@ -96,7 +96,7 @@ pub async fn register_home(gateway: &GatewayHandle, resident: &str, devices: &[(
 }
 
 /// A device spec with the broker's credentials for `id` (if it authenticates).
-pub fn device_spec(broker: &Broker, id: DeviceId) -> DeviceSpec {
+pub fn device_spec(broker: &impl BrokerEndpoint, id: DeviceId) -> DeviceSpec {
     let password = broker
         .device_credentials(id.as_str())
         .map(|c| c.password)
@@ -146,26 +146,45 @@ pub fn init_tracing() {
     }
 }
 
-/// A broker that prints its log when dropped during a panic (a failing test).
-pub struct LoggedBroker(pub Broker);
+/// A broker (Mosquitto, or either kind as [`e2e::TestBroker`]) that prints its log when
+/// dropped during a panic (a failing test).
+pub struct LoggedBroker<B: BrokerEndpoint = Broker>(pub B);
 
-impl std::ops::Deref for LoggedBroker {
-    type Target = Broker;
-    fn deref(&self) -> &Broker {
+impl<B: BrokerEndpoint> std::ops::Deref for LoggedBroker<B> {
+    type Target = B;
+    fn deref(&self) -> &B {
         &self.0
     }
 }
 
-impl std::ops::DerefMut for LoggedBroker {
-    fn deref_mut(&mut self) -> &mut Broker {
+impl<B: BrokerEndpoint> std::ops::DerefMut for LoggedBroker<B> {
+    fn deref_mut(&mut self) -> &mut B {
         &mut self.0
     }
 }
 
-impl Drop for LoggedBroker {
+impl<B: BrokerEndpoint> BrokerEndpoint for LoggedBroker<B> {
+    fn host(&self) -> &str {
+        self.0.host()
+    }
+    fn port(&self) -> u16 {
+        self.0.port()
+    }
+    fn url(&self) -> String {
+        self.0.url()
+    }
+    fn auth(&self) -> Option<&e2e::BrokerAuth> {
+        self.0.auth()
+    }
+    fn log_tail(&self, lines: usize) -> String {
+        self.0.log_tail(lines)
+    }
+}
+
+impl<B: BrokerEndpoint> Drop for LoggedBroker<B> {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("--- mosquitto log (tail) ---\n{}", self.0.log_tail(80));
+            eprintln!("--- broker log (tail) ---\n{}", self.0.log_tail(80));
         }
     }
 }
@@ -187,7 +206,7 @@ pub struct WireObserver {
 }
 
 impl WireObserver {
-    pub async fn start(broker: &Broker, client_id: &str) -> Self {
+    pub async fn start(broker: &impl BrokerEndpoint, client_id: &str) -> Self {
         use rumqttc::v5::mqttbytes::QoS;
         use rumqttc::v5::mqttbytes::v5::Packet;
         use rumqttc::v5::{AsyncClient, Event, MqttOptions};
@@ -196,10 +215,8 @@ impl WireObserver {
         options.set_clean_start(false);
         options.set_session_expiry_interval(Some(3_600));
         options.set_keep_alive(Duration::from_secs(5));
-        if let Some(auth) = broker.auth()
-            && let Some(admin) = &auth.admin
-        {
-            options.set_credentials(admin.username.clone(), admin.password.clone());
+        if let Some(admin) = broker.admin() {
+            options.set_credentials(admin.username, admin.password);
         }
         let (client, mut eventloop) = AsyncClient::new(options, 1_000);
         client.subscribe("tec/v1/dev/+/up", QoS::AtLeastOnce).await.unwrap();
@@ -273,14 +290,15 @@ pub struct DeviceWire {
 }
 
 impl DeviceWire {
-    pub async fn watch(broker: &Broker, id: DeviceId) -> Self {
+    pub async fn watch(broker: &impl BrokerEndpoint, id: DeviceId) -> Self {
         use rumqttc::v5::mqttbytes::QoS;
         use rumqttc::v5::mqttbytes::v5::{Filter, Packet};
         use rumqttc::v5::{AsyncClient, Event, MqttOptions};
 
-        let admin = broker.auth().and_then(|auth| auth.admin.clone()).unwrap();
         let mut options = MqttOptions::new(format!("wire-{id}"), broker.host(), broker.port());
-        options.set_credentials(admin.username, admin.password);
+        if let Some(admin) = broker.admin() {
+            options.set_credentials(admin.username, admin.password);
+        }
         let (client, mut eventloop) = AsyncClient::new(options, 100);
         let filters = [protocol::Topic::up(id), protocol::Topic::down(id)]
             .map(|topic| Filter::new(topic.to_string(), QoS::AtLeastOnce));
