@@ -14,6 +14,7 @@ use crate::domain::SystemClock;
 
 pub mod access;
 pub mod api_client;
+pub mod demo;
 pub mod demo_data;
 pub mod import;
 pub mod inspect;
@@ -64,6 +65,9 @@ enum CliCommand {
     /// Fill an empty data directory with a demo borough: register, devices, events, alerts
     /// (offline: the gateway stopped).
     DemoData(demo_data::DemoDataArgs),
+    /// Try it: the gateway, its console and simulated homes raising alarms, on a fresh data
+    /// directory with a user per role, until Ctrl-C.
+    Demo(demo::DemoArgs),
 }
 
 #[derive(Debug, Args)]
@@ -124,6 +128,7 @@ pub fn main_entry() -> ExitCode {
         CliCommand::Report(args) => inspection(|out| report::run(&args, out)),
         CliCommand::Simulate(args) => simulate::run(&args),
         CliCommand::DemoData(args) => inspection(|out| demo_data::run(&args, out)),
+        CliCommand::Demo(args) => demo::run(&args),
     }
 }
 
