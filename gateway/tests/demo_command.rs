@@ -283,11 +283,11 @@ fn bad_input_is_refused_clearly_and_leaves_nothing_behind() {
     let tmp = tempfile::tempdir().unwrap();
     let run = |args: &[&str]| demo_command(tmp.path(), args).output().unwrap();
     let unreachable = format!("mqtt://127.0.0.1:{}", free_port());
-    let args = |extra: &[&'static str]| {
+    fn args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
         let mut all = vec!["--broker", "mqtt://127.0.0.1:1", "--http", "127.0.0.1:0"];
         all.extend_from_slice(extra);
         all
-    };
+    }
 
     refused(
         &run(&args(&["--tempo", "0"])),
@@ -324,7 +324,7 @@ fn bad_input_is_refused_clearly_and_leaves_nothing_behind() {
     );
     assert_eq!(
         entries(tmp.path()),
-        vec![full],
+        vec![full.clone()],
         "no temporary data directory left behind"
     );
 }

@@ -41,8 +41,8 @@ pub struct DemoArgs {
     #[arg(long, value_name = "N", default_value_t = 200)]
     pub homes: usize,
     /// Calls for help (presses, falls, smoke) this many times as often as real residents make
-    /// them, 1 to 5000. At 200, 200 homes raise an alarm about every ten seconds.
-    #[arg(long, value_name = "X", default_value_t = 200.0)]
+    /// them, 1 to 5000. At 300, 200 homes raise an alarm every six or seven seconds.
+    #[arg(long, value_name = "X", default_value_t = 300.0)]
     pub tempo: f64,
     /// Same seed, same borough and same simulated days.
     #[arg(long, value_name = "S", default_value_t = 1)]
@@ -206,7 +206,8 @@ fn plain_broker_url(url: &str) -> Result<BrokerUrl, DemoCliError> {
 /// and the gateway, in that order.
 async fn demo_with_broker(args: &DemoArgs, broker: &BrokerUrl, data_dir: &Path) -> Result<(), DemoCliError> {
     // Listen first: a Ctrl-C during start-up must still mean a clean stop.
-    let stop = ShutdownSignals::install();
+    let stop = ShutdownSignals::install().wait();
+    tokio::pin!(stop);
     let rates = demo_rates(args.tempo)?;
     super::simulate::probe_broker(&broker.host, broker.port)
         .await
@@ -221,16 +222,23 @@ async fn demo_with_broker(args: &DemoArgs, broker: &BrokerUrl, data_dir: &Path) 
     .await??;
 
     let handle = app::spawn(gateway_config(args.http, broker, data_dir), Arc::new(SystemClock)).await?;
-    if !wait_until_subscribed(&handle).await {
-        handle.shutdown().await?;
-        return Err(DemoCliError::NotReady(GATEWAY_READY_TIMEOUT));
+    tokio::select! {
+        subscribed = wait_until_subscribed(&handle) => if !subscribed {
+            handle.shutdown().await?;
+            return Err(DemoCliError::NotReady(GATEWAY_READY_TIMEOUT));
+        },
+        // Stopped before the homes started: nothing more to do.
+        () = &mut stop => {
+            handle.shutdown().await?;
+            return Ok(());
+        }
     }
     print_welcome(args, broker, handle.http_addr(), data_dir, &logins);
     tracing::info!(homes, tempo = args.tempo, "demo homes starting");
 
     let mut homes_config = simulator::SimConfig::new(broker.host.clone(), broker.port, homes, seed);
     homes_config.rates = rates;
-    let simulated = simulator::run(homes_config, stop.wait()).await;
+    let simulated = simulator::run(homes_config, stop).await;
     // The homes have stopped (each device said goodbye); now the gateway commits what it has.
     let stopped = handle.shutdown().await;
     let report = simulated?;

@@ -66,8 +66,8 @@ pub struct Login {
 
 /// The simulated residents' rates at `tempo`: calls for help (presses, falls, smoke) `tempo`
 /// times as often as the simulator's realistic defaults; everything else (sensors, batteries,
-/// radio outages) as real. At tempo 200 each home calls for help about 44 times a day, so 200
-/// homes raise an alarm every ten seconds or so, the first within seconds of starting.
+/// radio outages) as real. At tempo 300 each home calls for help about 67 times a day, so 200
+/// homes raise an alarm every six or seven seconds, the first within seconds of starting.
 pub fn demo_rates(tempo: f64) -> Result<HomeRates, DemoRunError> {
     if !(tempo.is_finite() && (1.0..=MAX_TEMPO).contains(&tempo)) {
         return Err(DemoRunError::BadTempo(tempo));
