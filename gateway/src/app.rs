@@ -167,6 +167,13 @@ pub async fn spawn_with_engine(
         alerts: alerts_tx,
         low_battery_percent,
     };
+    if config.retention.enabled {
+        tokio::spawn(crate::retention::run_daily(
+            client.clone(),
+            clock.clone(),
+            config.retention.clone(),
+        ));
+    }
     let api = ApiState::new(client.clone(), clock.clone(), config.access.settings());
     let (stop_http, http_stop_rx) = oneshot::channel::<()>();
     let app = router(
@@ -475,6 +482,18 @@ impl GatewayClient {
     /// Runs due engine timers now instead of at the next wake-up (tests with a manual clock).
     pub async fn run_timers(&self) -> Result<(), OperatorError> {
         self.request(|reply| Command::RunTimers { reply }).await
+    }
+
+    /// Applies one retention step through the writer, in its own transaction.
+    pub async fn retention_step(
+        &self,
+        step: crate::retention::RetentionStep,
+    ) -> Result<crate::retention::StepOutcome, OperatorError> {
+        self.request(|reply| Command::Retention {
+            step: Box::new(step),
+            reply,
+        })
+        .await
     }
 }
 

@@ -194,6 +194,8 @@ pub struct Config {
     pub log: LogConfig,
     pub alerts: AlertsConfig,
     pub access: AccessConfig,
+    /// How long each class of data is kept (`docs/retention.md`).
+    pub retention: crate::retention::RetentionPolicy,
 }
 
 /// Access control for the `/api/v1` API (`docs/access.md`).
@@ -265,6 +267,7 @@ impl Default for Config {
             log: LogConfig::default(),
             alerts: AlertsConfig::default(),
             access: AccessConfig::default(),
+            retention: crate::retention::RetentionPolicy::default(),
         }
     }
 }
@@ -736,6 +739,7 @@ impl Config {
         }
         self.alerts.engine_config()?;
         self.access.validate()?;
+        self.retention.validate().map_err(|e| invalid(e.field, e.message))?;
         Ok(())
     }
 
@@ -938,6 +942,38 @@ pub const FIELD_DOCS: &[FieldDoc] = &[
     FieldDoc {
         path: "access.secure_cookies",
         meaning: "mark the console's session cookie `Secure`: set it when the console is served over HTTPS through a TLS proxy (a request with `X-Forwarded-Proto: https` gets it anyway)",
+    },
+    FieldDoc {
+        path: "retention.enabled",
+        meaning: "run the retention purge daily inside the gateway (`docs/retention.md`; `tec-gateway purge` works either way)",
+    },
+    FieldDoc {
+        path: "retention.run_at",
+        meaning: "Europe/London time of the daily purge (HH:MM)",
+    },
+    FieldDoc {
+        path: "retention.telemetry_days",
+        meaning: "raw heartbeats and sensor telemetry are removed after this many days; the per-device day summaries stay",
+    },
+    FieldDoc {
+        path: "retention.alert_years",
+        meaning: "alarm events, alerts and their history are removed this many years after the alert was resolved (open alerts never)",
+    },
+    FieldDoc {
+        path: "retention.audit_years",
+        meaning: "audit entries are removed this many years after they were written (at least alert_years and erase_after_care_years)",
+    },
+    FieldDoc {
+        path: "retention.erase_after_care_years",
+        meaning: "a person in the care register is erased this many years after their care and device loans ended",
+    },
+    FieldDoc {
+        path: "retention.quarantine_days",
+        meaning: "quarantined (unreadable) payloads are removed after this many days",
+    },
+    FieldDoc {
+        path: "retention.batch_size",
+        meaning: "keys per purge transaction: the longest an alarm commit waits behind the purge (100 to 100000)",
     },
 ];
 

@@ -13,6 +13,8 @@ pub mod domain;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
+pub mod provision;
 pub mod reports;
+pub mod retention;
 pub mod store;
 pub mod writer;

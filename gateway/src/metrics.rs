@@ -15,6 +15,11 @@ use prometheus_client::registry::Registry;
 use crate::domain::{AlertKind, RejectReason};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClassLabel {
+    class: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabel {
     reason: &'static str,
 }
@@ -106,6 +111,7 @@ pub struct Metrics {
     store_reopens: Family<OutcomeLabel, Counter>,
     store_healthy: Gauge,
     abandoned: Counter,
+    retention_removed: Family<ClassLabel, Counter>,
     /// Set while the store refuses work; cleared by the next successful commit.
     store_fault: Mutex<Option<StoreFault>>,
     store_error_total: AtomicU64,
@@ -148,6 +154,7 @@ impl Metrics {
         let store_healthy = Gauge::default();
         store_healthy.set(1);
         let abandoned = Counter::default();
+        let retention_removed = Family::<ClassLabel, Counter>::default();
         // prometheus-client appends `_total` to counter names.
         registry.register(
             "tec_ingest_received",
@@ -237,6 +244,11 @@ impl Metrics {
             "Publishes left unacked at shutdown because the store was down (redelivered by the broker)",
             abandoned.clone(),
         );
+        registry.register(
+            "tec_retention_removed",
+            "Records removed by the retention purge, by class",
+            retention_removed.clone(),
+        );
         for outcome in ["ok", "failed"] {
             store_reopens.get_or_create(&OutcomeLabel { outcome }).inc_by(0);
         }
@@ -269,6 +281,7 @@ impl Metrics {
             store_reopens,
             store_healthy,
             abandoned,
+            retention_removed,
             store_fault: Mutex::new(None),
             store_error_total: AtomicU64::new(0),
             connected: AtomicBool::new(false),
@@ -277,6 +290,11 @@ impl Metrics {
             ingest_publishes: AtomicU64::new(0),
             latency_us: Mutex::new(hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3).ok()),
         }
+    }
+
+    /// Records the retention purge removed, by class (`crate::retention`).
+    pub fn retention_removed(&self, class: &'static str, n: u64) {
+        self.retention_removed.get_or_create(&ClassLabel { class }).inc_by(n);
     }
 
     pub fn received(&self, n: u64) {

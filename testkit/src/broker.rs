@@ -75,6 +75,9 @@ pub struct BrokerOptions {
     /// default). Production sets it so an oversize publish is refused at the publisher instead of
     /// being silently dropped on the way to a gateway whose maximum packet size it exceeds.
     pub message_size_limit: u32,
+    /// A password file and ACL file written by someone else (e.g. `tec-gateway device
+    /// provision`), used as they are instead of `auth`'s generated ones.
+    pub auth_files: Option<AuthFiles>,
     /// Lines appended to the listener's config; `{dir}` stands for the broker's directory
     /// (e.g. `cafile {dir}/ca.pem` for a TLS listener).
     pub extra_config: String,
@@ -88,9 +91,17 @@ impl Default for BrokerOptions {
             autosave_interval_s: 60,
             extra_files: Vec::new(),
             message_size_limit: 0,
+            auth_files: None,
             extra_config: String::new(),
         }
     }
+}
+
+/// Paths of a password file and an ACL file for [`BrokerOptions::auth_files`].
+#[derive(Debug, Clone)]
+pub struct AuthFiles {
+    pub password_file: PathBuf,
+    pub acl_file: PathBuf,
 }
 
 /// A running (or stopped) Mosquitto. Killed on drop.
@@ -186,6 +197,14 @@ impl Broker {
         Ok(())
     }
 
+    /// SIGHUP: Mosquitto rereads its password and ACL files.
+    pub fn reload(&self) -> Result<()> {
+        match &self.child {
+            Some(child) => signal(child.id(), "HUP"),
+            None => Err(HarnessError::Other("mosquitto is not running".into())),
+        }
+    }
+
     /// Graceful stop, then start again on the same port with the same persistence file.
     pub fn restart(&mut self) -> Result<()> {
         self.stop()?;
@@ -229,11 +248,16 @@ impl Broker {
         );
         let _ = writeln!(conf, "connection_messages true");
         let _ = writeln!(conf, "log_timestamp_format %H:%M:%S");
-        match &o.auth {
-            None => {
+        match (&o.auth, &o.auth_files) {
+            (_, Some(files)) => {
+                let _ = writeln!(conf, "allow_anonymous false");
+                let _ = writeln!(conf, "password_file {}", files.password_file.display());
+                let _ = writeln!(conf, "acl_file {}", files.acl_file.display());
+            }
+            (None, None) => {
                 let _ = writeln!(conf, "allow_anonymous true");
             }
-            Some(auth) => {
+            (Some(auth), None) => {
                 let passwords = dir.join("passwd");
                 let acl = dir.join("acl");
                 write_password_file(&passwords, auth)?;

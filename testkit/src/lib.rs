@@ -6,5 +6,5 @@ pub mod broker;
 pub mod error;
 pub mod net;
 
-pub use broker::{Broker, BrokerAuth, BrokerOptions, Credentials};
+pub use broker::{AuthFiles, Broker, BrokerAuth, BrokerOptions, Credentials};
 pub use error::{HarnessError, Result};

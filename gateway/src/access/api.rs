@@ -775,8 +775,9 @@ pub async fn check_audit_chain(state: &ApiState, caller: &Caller) -> Result<Chai
     let report = {
         let store = state.client.store().map_err(ApiError::unavailable)?;
         let raw = store.audit_raw().map_err(ApiError::unavailable)?;
+        let checkpoint = store.audit_checkpoint().map_err(ApiError::unavailable)?;
         let head = store.audit_head().map_err(ApiError::unavailable)?;
-        verify_chain(&raw, head.as_ref())
+        verify_chain(&raw, checkpoint.as_ref(), head.as_ref())
     };
     if let Some(broken) = &report.first_break {
         tracing::error!(seq = broken.seq, "AUDIT CHAIN BROKEN: {broken}");

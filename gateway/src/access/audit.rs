@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::{Caller, Role};
 use crate::app::GatewayClient;
 use crate::domain::{Clock, ResidentId};
-use crate::store::{AUDIT_GENESIS_HASH, AccessChange, AuditDraft, AuditEntry, AuditHead};
+use crate::store::{AUDIT_GENESIS_HASH, AccessChange, AuditCheckpoint, AuditDraft, AuditEntry, AuditHead};
 use crate::writer::core::OperatorError;
 
 /// What an audit entry records. Stored as its text ([`Action::as_str`]); never rename one.
@@ -53,6 +53,16 @@ pub enum Action {
     ReadQuarantine,
     /// A care-register file was imported (target: which file and how many lines).
     RegisterImported,
+    /// The retention purge removed records past their period (target: counts per class).
+    RetentionPurged,
+    /// Everything held about a person whose care ended long ago was erased (resident: the
+    /// id; target: counts of what went, never any of it).
+    PersonErased,
+    /// Devices registered with new broker credentials, or their credentials rotated
+    /// (`tec-gateway device provision`; target: the device ids).
+    DeviceProvisioned,
+    /// A device's broker credentials removed and its assignment ended (target: the device).
+    DeviceRevoked,
 }
 
 impl Action {
@@ -83,6 +93,10 @@ impl Action {
             Action::FollowUpDone => "follow_up_done",
             Action::ReadQuarantine => "read_quarantine",
             Action::RegisterImported => "register_imported",
+            Action::RetentionPurged => "retention_purged",
+            Action::PersonErased => "person_erased",
+            Action::DeviceProvisioned => "device_provisioned",
+            Action::DeviceRevoked => "device_revoked",
         }
     }
 }
@@ -174,20 +188,33 @@ pub struct ChainReport {
     pub intact: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_break: Option<ChainBreak>,
+    /// The retention purged the entries up to this seq; the chain is checked from the
+    /// checkpoint it left (`store/retention.rs`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub starts_after: Option<u64>,
 }
 
-/// Checks every entry: sequence numbers from 1 without gaps, each entry's hash over its own
-/// content, each `prev_hash` equal to the previous entry's hash, and the head equal to the last
-/// entry. Names the first entry where that fails.
-pub fn verify_chain(raw: &[(u64, Vec<u8>)], head: Option<&AuditHead>) -> ChainReport {
+/// Checks every entry: sequence numbers from 1 (or from just after the retention's
+/// checkpoint) without gaps, each entry's hash over its own content, each `prev_hash` equal to
+/// the previous entry's hash (the first kept one to the checkpoint's), and the head equal to
+/// the last entry. Names the first entry where that fails.
+pub fn verify_chain(
+    raw: &[(u64, Vec<u8>)],
+    checkpoint: Option<&AuditCheckpoint>,
+    head: Option<&AuditHead>,
+) -> ChainReport {
     let entries = raw.len() as u64;
+    let starts_after = checkpoint.map(|checkpoint| checkpoint.seq);
     let broken = |seq: u64, reason: String| ChainReport {
         entries,
         intact: false,
         first_break: Some(ChainBreak { seq, reason }),
+        starts_after,
     };
-    let mut expected_seq = 1u64;
-    let mut prev_hash = AUDIT_GENESIS_HASH.to_owned();
+    let (mut expected_seq, mut prev_hash) = match checkpoint {
+        Some(checkpoint) => (checkpoint.seq.saturating_add(1), checkpoint.hash.clone()),
+        None => (1u64, AUDIT_GENESIS_HASH.to_owned()),
+    };
     for (seq, bytes) in raw {
         if *seq != expected_seq {
             let reason = if *seq > expected_seq {
@@ -240,6 +267,7 @@ pub fn verify_chain(raw: &[(u64, Vec<u8>)], head: Option<&AuditHead>) -> ChainRe
             entries,
             intact: true,
             first_break: None,
+            starts_after,
         },
     }
 }

@@ -170,11 +170,16 @@ pub fn run_audit(args: &AuditArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         AuditCommand::Verify { data } => {
             let store = open_store(data, false)?;
             let raw = store.audit_raw()?;
+            let checkpoint = store.audit_checkpoint()?;
             let head = store.audit_head()?;
-            let report = verify_chain(&raw, head.as_ref());
+            let report = verify_chain(&raw, checkpoint.as_ref(), head.as_ref());
             match report.first_break {
                 None => {
-                    writeln!(out, "audit chain intact: {} entries", report.entries)?;
+                    write!(out, "audit chain intact: {} entries", report.entries)?;
+                    if let Some(purged) = report.starts_after {
+                        write!(out, " (entries 1 to {purged} were removed by the retention purge)")?;
+                    }
+                    writeln!(out)?;
                     Ok(())
                 }
                 Some(broken) => bail!("AUDIT CHAIN BROKEN at {broken} ({} entries found)", report.entries),

@@ -16,8 +16,10 @@ pub mod access;
 pub mod api_client;
 pub mod demo;
 pub mod demo_data;
+pub mod device;
 pub mod import;
 pub mod inspect;
+pub mod purge;
 pub mod report;
 pub mod simulate;
 
@@ -68,6 +70,12 @@ enum CliCommand {
     /// Try it: the gateway, its console and simulated homes raising alarms, on a fresh data
     /// directory with a user per role, until Ctrl-C.
     Demo(demo::DemoArgs),
+    /// Remove what the retention policy no longer keeps (offline: stop the gateway first;
+    /// --dry-run counts and removes nothing).
+    Purge(purge::PurgeArgs),
+    /// Provision devices with their own broker credentials, or revoke them (Mosquitto password
+    /// and ACL files; offline: stop the gateway first). See docs/deployment.md.
+    Device(device::DeviceArgs),
 }
 
 #[derive(Debug, Args)]
@@ -129,6 +137,8 @@ pub fn main_entry() -> ExitCode {
         CliCommand::Simulate(args) => simulate::run(&args),
         CliCommand::DemoData(args) => inspection(|out| demo_data::run(&args, out)),
         CliCommand::Demo(args) => demo::run(&args),
+        CliCommand::Purge(args) => inspection(|out| purge::run_command(&args, out)),
+        CliCommand::Device(args) => inspection(|out| device::run(&args, out)),
     }
 }
 

@@ -12,6 +12,7 @@ mod error;
 mod problems;
 mod queries;
 mod register;
+mod retention;
 mod schema;
 mod write;
 
@@ -35,6 +36,7 @@ pub use alert_queries::{
     AlertCursor, AlertOrder, AlertPage, AlertQuery, AlertStateFilter, InvalidAlertCursor, MAX_ALERT_PAGE,
 };
 pub use error::{StoreError, Unreadable};
+pub use retention::{AuditCheckpoint, CompactedEvents, ErasureState, ErasureStep, Progress};
 pub use schema::SCHEMA_VERSION;
 pub use write::{InsertOutcome, NewEvent, WriteBatch};
 

@@ -101,7 +101,7 @@ impl NewEvent {
 /// A write transaction on the store. Dropping it without [`WriteBatch::commit`] discards it.
 pub struct WriteBatch<'s> {
     pub(super) txn: WriteTransaction,
-    problems: &'s Problems,
+    pub(super) problems: &'s Problems,
     quarantine_capacity: usize,
     pub(super) alert_change_retention: super::AlertChangeRetention,
 }

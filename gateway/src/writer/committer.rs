@@ -29,6 +29,7 @@ use crate::ingest::mqtt::{Incoming, Outbound, OutboundItem};
 use crate::metrics::Metrics;
 use crate::reports::apply::{ImportCounts, RegisterChange};
 use crate::reports::import::LineError;
+use crate::retention::{RetentionStep, StepOutcome};
 use crate::store::{
     AccessChange, AccessRefusal, AccessStore, AlertChangesSince, AuditEntry, MAX_ALERT_CHANGES_PAGE, StoreError,
 };
@@ -114,6 +115,11 @@ pub enum Command {
     ApplyAccess {
         change: Box<AccessChange>,
         reply: Reply<Result<Vec<AuditEntry>, AccessRefusal>>,
+    },
+    /// One bounded step of the retention purge, in its own transaction (`crate::retention`).
+    Retention {
+        step: Box<RetentionStep>,
+        reply: Reply<StepOutcome>,
     },
 }
 
@@ -1023,6 +1029,42 @@ impl Shell {
             Command::ApplyAccess { change, reply } => {
                 let result = self.access_action(change).await;
                 let _ = reply.send(result);
+            }
+            Command::Retention { step, reply } => {
+                let result = self.retention_step(step).await;
+                let _ = reply.send(result);
+            }
+        }
+    }
+
+    /// One retention step: its own transaction on the store (none when it found nothing to
+    /// remove, so an idle nightly purge commits nothing).
+    async fn retention_step(&mut self, step: Box<RetentionStep>) -> Result<StepOutcome, OperatorError> {
+        if !self.ensure_core().await {
+            return Err(self.unavailable());
+        }
+        let result = self
+            .run(move |core| crate::retention::run::apply_in_core(core, &step))
+            .await
+            .map_err(|_| self.unavailable())?;
+        match result {
+            Ok((outcome, committed)) => {
+                self.note_healthy();
+                if committed {
+                    self.metrics.committed(0, []);
+                }
+                for (class, removed) in outcome.removed() {
+                    self.metrics.retention_removed(class, removed);
+                }
+                Ok(outcome)
+            }
+            Err(e) => {
+                self.metrics.commit_failed();
+                if let Some(kind) = store_fault_kind(&e) {
+                    self.note_fault(kind, &e);
+                }
+                tracing::error!(error = %e, "COMMIT FAILED for a retention step");
+                Err(OperatorError::Store(e))
             }
         }
     }

@@ -1,5 +1,5 @@
 //! A real browser for the console tests: Debian's headless Chromium driven through its
-//! chromedriver (packages `chromium` and `chromium-driver`, installed by `.ci/run`), started by
+//! chromedriver (packages `chromium` and `chromium-driver`, installed by `scripts/test`), started by
 //! the test on a free port with a fresh profile, and killed when dropped. Without them the
 //! test fails with the install command; it never skips.
 
@@ -69,7 +69,7 @@ impl Chromedriver {
         for (path, package) in [(CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")] {
             if !Path::new(path).exists() {
                 bail!(
-                    "{path} is missing: `apt-get install -y chromium chromium-driver` (.ci/run does); package {package}"
+                    "{path} is missing: `apt-get install -y chromium chromium-driver` (scripts/test does); package {package}"
                 );
             }
         }
