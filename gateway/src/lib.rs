@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod console;
 pub mod demo;
+pub mod demo_run;
 pub mod domain;
 pub mod http;
 pub mod ingest;

@@ -15,6 +15,7 @@ use crate::domain::SystemClock;
 pub mod access;
 pub mod api_client;
 pub mod backup;
+pub mod demo;
 pub mod demo_data;
 pub mod device;
 pub mod import;
@@ -68,6 +69,9 @@ enum CliCommand {
     /// Fill an empty data directory with a demo borough: register, devices, events, alerts
     /// (offline: the gateway stopped).
     DemoData(demo_data::DemoDataArgs),
+    /// Try it: the gateway, its console and simulated homes raising alarms, on a fresh data
+    /// directory with a user per role, until Ctrl-C.
+    Demo(demo::DemoArgs),
     /// Remove what the retention policy no longer keeps (offline: stop the gateway first;
     /// --dry-run counts and removes nothing).
     Purge(purge::PurgeArgs),
@@ -139,6 +143,7 @@ pub fn main_entry() -> ExitCode {
         CliCommand::Report(args) => inspection(|out| report::run(&args, out)),
         CliCommand::Simulate(args) => simulate::run(&args),
         CliCommand::DemoData(args) => inspection(|out| demo_data::run(&args, out)),
+        CliCommand::Demo(args) => demo::run(&args),
         CliCommand::Purge(args) => inspection(|out| purge::run_command(&args, out)),
         CliCommand::Backup(args) => inspection(|out| backup::run_backup(&args, out)),
         CliCommand::Restore(args) => inspection(|out| backup::run_restore(&args, out)),

@@ -125,7 +125,7 @@ pub fn sim_config(args: &SimulateArgs) -> Result<simulator::SimConfig, SimulateE
 }
 
 /// Fails fast (instead of devices retrying forever) when nothing listens at the address.
-async fn probe_broker(host: &str, port: u16) -> Result<(), SimulateError> {
+pub(super) async fn probe_broker(host: &str, port: u16) -> Result<(), SimulateError> {
     let unreachable = |reason: String| SimulateError::Unreachable {
         host: host.to_owned(),
         port,

@@ -256,7 +256,7 @@ const STREETS: &[&str] = &[
 ];
 
 /// A fictional resident (names and addresses drawn from short lists by number).
-fn resident(plan: &TecPlan, number: usize) -> Resident {
+pub(crate) fn resident(plan: &TecPlan, number: usize) -> Resident {
     let pick = |list: &[&str], n: usize| list.get(n % list.len()).copied().unwrap_or_default().to_owned();
     let surname = pick(SURNAMES, number / 3);
     Resident {
