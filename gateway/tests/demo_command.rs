@@ -1,6 +1,7 @@
-//! `tec-gateway demo`, the real binary against a private Mosquitto: it prints the console URL
-//! and a one-time login per role, a simulated resident's alarm reaches the alert queue within
-//! 30 s, and SIGTERM or SIGINT stops it with exit code 0 and its temporary data directory gone.
+//! `tec-gateway demo`, the real binary: with nothing installed (its embedded broker, no PATH) it
+//! prints the console URL and a one-time login per role, a simulated resident's alarm reaches the
+//! alert queue within 30 s, and Ctrl-C stops it with exit code 0, its ports closed and its
+//! temporary data directory gone. With `--broker` it runs against a private Mosquitto.
 //! Bad input is refused with a clear message, a non-zero exit code and nothing left behind.
 //! Fails, never skips, when Mosquitto is not installed.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
@@ -38,7 +39,12 @@ struct Demo {
 
 impl Demo {
     fn start(tmp: &Path, args: &[&str]) -> Demo {
+        Demo::start_with(tmp, args, &[])
+    }
+
+    fn start_with(tmp: &Path, args: &[&str], env: &[(&str, &str)]) -> Demo {
         let mut child = demo_command(tmp, args)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -145,22 +151,19 @@ fn entries(dir: &Path) -> Vec<PathBuf> {
 }
 
 #[test]
-fn an_alarm_reaches_the_queue_and_sigterm_stops_the_demo_and_removes_its_data() {
-    let broker = Mosquitto::start();
+fn with_nothing_installed_an_alarm_reaches_the_queue_and_ctrl_c_stops_everything() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut demo = Demo::start(
+    let empty_path = tempfile::tempdir().unwrap();
+    let mut demo = Demo::start_with(
         tmp.path(),
-        &[
-            "--broker",
-            &broker.url(),
-            "--http",
-            "127.0.0.1:0",
-            "--homes",
-            "40",
-            "--tempo",
-            "2000",
-        ],
+        &["--http", "127.0.0.1:0", "--homes", "40", "--tempo", "2000"],
+        // No broker, no other program to find: the demo needs nothing but itself.
+        &[("PATH", empty_path.path().to_str().unwrap())],
     );
+    let first = demo.wait_for_line("TEC demo: ", START_TIMEOUT);
+    let broker = value_after(&first, "on the embedded broker ").to_owned();
+    let broker_addr: std::net::SocketAddr = broker.strip_prefix("mqtt://").unwrap().parse().unwrap();
+    assert!(broker_addr.ip().is_loopback(), "{first}");
     let console = value_after(&demo.wait_for_line("console: ", START_TIMEOUT), "console: ").to_owned();
     assert!(
         console.starts_with("http://127.0.0.1:") && console.ends_with('/'),
@@ -228,10 +231,22 @@ fn an_alarm_reaches_the_queue_and_sigterm_stops_the_demo_and_removes_its_data() 
         "the resident has a record with a name: {record}"
     );
 
-    demo.signal("TERM");
+    let http_addr: std::net::SocketAddr = console
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap();
+    demo.signal("INT");
     let (status, rest, stderr) = demo.wait();
     assert_eq!(status.code(), Some(0), "stderr: {stderr}");
     assert!(rest.contains("demo stopped"), "stdout: {rest}");
+    // One process held both ports: with it gone, neither the broker nor the console answers.
+    for addr in [broker_addr, http_addr] {
+        assert!(
+            std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err(),
+            "{addr} still accepts connections after the demo stopped"
+        );
+    }
     assert!(!stderr.contains("panicked"), "stderr: {stderr}");
     assert!(!data_dir.exists(), "the temporary data directory is removed");
     assert!(
@@ -242,7 +257,7 @@ fn an_alarm_reaches_the_queue_and_sigterm_stops_the_demo_and_removes_its_data() 
 }
 
 #[test]
-fn ctrl_c_stops_the_demo_and_keeps_a_requested_data_dir() {
+fn against_mosquitto_sigterm_stops_the_demo_and_keeps_a_requested_data_dir() {
     let broker = Mosquitto::start();
     let tmp = tempfile::tempdir().unwrap();
     let kept = tmp.path().join("kept");
@@ -259,10 +274,12 @@ fn ctrl_c_stops_the_demo_and_keeps_a_requested_data_dir() {
             kept.to_str().unwrap(),
         ],
     );
-    let line = demo.wait_for_line("data directory: ", START_TIMEOUT);
+    let first = demo.wait_for_line("TEC demo: ", START_TIMEOUT);
+    assert!(first.contains(&format!("on the broker {}", broker.url())), "{first}");
+    let line = demo.wait_for_line("data directory: ", Duration::from_secs(5));
     assert!(line.contains("kept at exit"), "{line}");
     demo.wait_for_line("Ctrl-C stops the demo", Duration::from_secs(5));
-    demo.signal("INT");
+    demo.signal("TERM");
     let (status, _, stderr) = demo.wait();
     assert_eq!(status.code(), Some(0), "stderr: {stderr}");
     assert!(
@@ -308,7 +325,10 @@ fn bad_input_is_refused_clearly_and_leaves_nothing_behind() {
         2,
         "bad broker URL",
     );
-    refused(&run(&["--http", "127.0.0.1:0"]), 2, "--broker");
+    // The console's port taken: the embedded broker and the data directory go with the demo.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_addr = taken.local_addr().unwrap().to_string();
+    refused(&run(&["--http", &taken_addr, "--homes", "2"]), 1, "did not start");
 
     let full = tmp.path().join("full");
     std::fs::create_dir(&full).unwrap();

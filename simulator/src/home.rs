@@ -127,6 +127,8 @@ pub struct HomeModel {
     /// Minute index at which a night-time trip ends (back to bed).
     night_trip_until: Option<u64>,
     batteries: [Battery; 5],
+    /// A pendant press this many ms into the first minute (see [`HomeModel::with_opening_press`]).
+    opening_press_ms: Option<u64>,
 }
 
 impl HomeModel {
@@ -155,7 +157,15 @@ impl HomeModel {
             in_bed: None,
             night_trip_until: None,
             batteries,
+            opening_press_ms: None,
         }
+    }
+
+    /// The resident presses the pendant `delay_ms` into the first minute, besides whatever the
+    /// rates bring: a demo shows an alarm at once instead of whenever chance has it.
+    pub fn with_opening_press(mut self, delay_ms: u64) -> Self {
+        self.opening_press_ms = Some(delay_ms);
+        self
     }
 
     fn chance_per_day(&mut self, per_day: f64) -> bool {
@@ -168,6 +178,11 @@ impl HomeModel {
 
     /// What happens during minute `index` of the simulation, `minute_of_day` on the clock.
     pub fn minute(&mut self, index: u64, minute_of_day: u16, out: &mut Vec<Action>) {
+        if index == 0
+            && let Some(delay_ms) = self.opening_press_ms
+        {
+            out.push(input(delay_ms, DeviceKind::Pendant, Input::ButtonPressed));
+        }
         let awake_hours = minute_of_day >= self.wake_minute && minute_of_day < self.bed_minute;
         let tripping = self.night_trip_until.is_some_and(|until| index < until);
         let up = awake_hours || tripping;
@@ -376,6 +391,30 @@ mod tests {
             all.extend_from_slice(&minute);
         }
         all
+    }
+
+    #[test]
+    fn an_opening_press_comes_once_in_the_first_minute() {
+        let quiet = HomeRates {
+            presses_per_day: 0.0,
+            falls_per_day: 0.0,
+            smoke_per_day: 0.0,
+            ..HomeRates::default()
+        };
+        let mut model = HomeModel::new(1, 7, quiet).with_opening_press(3_000);
+        let mut presses = Vec::new();
+        let mut minute = Vec::new();
+        for index in 0..120u64 {
+            minute.clear();
+            model.minute(index, (7 * 60 + index) as u16, &mut minute);
+            presses.extend(
+                minute
+                    .iter()
+                    .filter(|a| a.kind == ActionKind::Input(Input::ButtonPressed))
+                    .map(|a| (index, a.delay_ms, a.device)),
+            );
+        }
+        assert_eq!(presses, vec![(0, 3_000, DeviceKind::Pendant)]);
     }
 
     #[test]

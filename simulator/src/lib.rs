@@ -110,6 +110,9 @@ pub struct SimConfig {
     /// Homes start spread over this much real time, so the broker is not hit by every
     /// connection at once.
     pub ramp_up: Duration,
+    /// The first home's resident presses the pendant this long after the home starts (a
+    /// demo's first alarm, on cue); `None`: only the rates decide.
+    pub opening_press: Option<Duration>,
 }
 
 impl SimConfig {
@@ -131,6 +134,7 @@ impl SimConfig {
             rates: HomeRates::default(),
             keep_alive_s: DEFAULT_KEEP_ALIVE_S,
             ramp_up: Duration::from_secs(5),
+            opening_press: None,
         }
     }
 }
@@ -312,7 +316,13 @@ async fn run_worker(
                 spec.seed = config.seed;
                 devices.push((kind, spawn_local_device(spec)?));
             }
-            let model = HomeModel::new(number, config.seed, config.rates);
+            let mut model = HomeModel::new(number, config.seed, config.rates);
+            if number == config.first_home
+                && let Some(after) = config.opening_press
+            {
+                // In the home's simulated time, so that it comes `after` in real time.
+                model = model.with_opening_press((after.as_secs_f64() * config.speed * 1_000.0) as u64);
+            }
             let minute_of_day = ((u64::from(config.start_minute_of_day) + clock.now_ms() / 60_000) % 1_440) as u16;
             // Each home keeps its own minute grid from when it started.
             let home_clock = SimClock::new(config.speed);

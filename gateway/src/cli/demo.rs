@@ -3,8 +3,9 @@
 //! register and residents and one user per role, until Ctrl-C or SIGTERM. Calls for help come
 //! `--tempo` times as often as in life, so the queue shows an alarm within seconds.
 //!
-//! The broker is an input: [`demo_with_broker`] runs everything against the broker at an
-//! address, and [`run`] decides which broker that is.
+//! With nothing installed it runs its own MQTT 5 broker in the process (`crate::broker`:
+//! anonymous, in memory, loopback only); `--broker URL` runs against an existing one instead.
+//! [`demo_with_broker`] runs everything against the broker at an address, whichever it is.
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -22,6 +23,8 @@ use crate::demo_run::{Login, demo_rates, prepare_store};
 use crate::domain::{Clock as _, SystemClock, Timestamp};
 use crate::store::{REPORT_TIMEZONE, Store};
 
+/// When the first simulated resident presses the pendant after the homes start.
+const OPENING_PRESS_AFTER: Duration = Duration::from_secs(3);
 /// How long the gateway may take to connect and subscribe before the demo gives up.
 const GATEWAY_READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long the broker keeps the demo gateway's session after it stops: short, because every
@@ -30,10 +33,11 @@ const DEMO_SESSION_EXPIRY_S: u32 = 60;
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// The MQTT broker to run against, mqtt://host[:port]. Use a test broker, never a
-    /// production one: the simulated devices publish on it as real devices would.
+    /// An existing MQTT broker to run against, mqtt://host[:port], instead of the embedded one.
+    /// Use a test broker, never a production one: the simulated devices publish on it as real
+    /// devices would.
     #[arg(long, value_name = "URL")]
-    pub broker: String,
+    pub broker: Option<String>,
     /// Where the web console listens (port 0 picks a free one; the URL is printed).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     pub http: SocketAddr,
@@ -58,6 +62,8 @@ pub struct DemoArgs {
 pub enum DemoCliError {
     #[error("bad broker URL {url:?}: {reason}")]
     BadBrokerUrl { url: String, reason: String },
+    #[error("cannot start the embedded MQTT broker: {0}")]
+    EmbeddedBroker(#[from] crate::broker::BrokerError),
     #[error(transparent)]
     Setup(#[from] crate::demo_run::DemoRunError),
     #[error("--data-dir {0} is not empty: the demo starts from an empty data directory")]
@@ -158,7 +164,7 @@ impl DataDir {
 /// Runs the demo until Ctrl-C or SIGTERM; errors go to stderr with a non-zero exit code.
 pub fn run(args: &DemoArgs) -> ExitCode {
     super::init_logging(&LogConfig {
-        level: "warn".into(),
+        level: format!("warn,{}", crate::broker::QUIET_LOG_DIRECTIVES),
         ..LogConfig::default()
     });
     match demo(args) {
@@ -171,7 +177,7 @@ pub fn run(args: &DemoArgs) -> ExitCode {
 }
 
 fn demo(args: &DemoArgs) -> Result<(), DemoCliError> {
-    let broker = plain_broker_url(&args.broker)?;
+    let external_broker = args.broker.as_deref().map(plain_broker_url).transpose()?;
     // Checked before anything is made, so bad input leaves nothing behind.
     demo_rates(args.tempo)?;
     if args.homes == 0 {
@@ -182,10 +188,28 @@ fn demo(args: &DemoArgs) -> Result<(), DemoCliError> {
         .enable_all()
         .build()
         .map_err(DemoCliError::Runtime)
-        .and_then(|runtime| runtime.block_on(demo_with_broker(args, &broker, data_dir.path())));
+        .and_then(|runtime| runtime.block_on(demo_on(args, external_broker.as_ref(), data_dir.path())));
     // The runtime is gone (the store closed with the gateway): the directory can go.
     let closed = data_dir.close();
     outcome.and(closed)
+}
+
+/// Runs the demo against `external` or, without one, against an embedded broker on a free
+/// loopback port, stopped after the gateway so that the gateway commits and acknowledges what
+/// it holds first.
+async fn demo_on(args: &DemoArgs, external: Option<&BrokerUrl>, data_dir: &Path) -> Result<(), DemoCliError> {
+    if let Some(broker) = external {
+        return demo_with_broker(args, broker, data_dir).await;
+    }
+    let embedded = crate::broker::EmbeddedBroker::start(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+    let url = BrokerUrl {
+        tls: false,
+        host: embedded.addr().ip().to_string(),
+        port: embedded.addr().port(),
+    };
+    let outcome = demo_with_broker(args, &url, data_dir).await;
+    embedded.shutdown().await;
+    outcome
 }
 
 /// The simulated devices speak plain MQTT only.
@@ -238,6 +262,8 @@ async fn demo_with_broker(args: &DemoArgs, broker: &BrokerUrl, data_dir: &Path) 
 
     let mut homes_config = simulator::SimConfig::new(broker.host.clone(), broker.port, homes, seed);
     homes_config.rates = rates;
+    // The first home calls for help at once, so the queue shows an alarm within seconds.
+    homes_config.opening_press = Some(OPENING_PRESS_AFTER);
     let simulated = simulator::run(homes_config, stop).await;
     // The homes have stopped (each device said goodbye); now the gateway commits what it has.
     let stopped = handle.shutdown().await;
@@ -285,8 +311,13 @@ fn london_today(now: Timestamp) -> jiff::civil::Date {
 }
 
 fn print_welcome(args: &DemoArgs, broker: &BrokerUrl, http: SocketAddr, data_dir: &Path, logins: &[Login]) {
+    let which = if args.broker.is_some() {
+        "the broker"
+    } else {
+        "the embedded broker"
+    };
     let mut text = format!(
-        "TEC demo: {} simulated homes ({} devices) at tempo {} on {broker}\n\
+        "TEC demo: {} simulated homes ({} devices) at tempo {} on {which} {broker}\n\
          console: http://{http}/\n\
          one-time logins (each must set a new password at first login):\n",
         args.homes,

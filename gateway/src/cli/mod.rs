@@ -20,8 +20,8 @@ pub mod demo_data;
 pub mod device;
 pub mod import;
 pub mod inspect;
-pub mod purge;
 pub mod progress;
+pub mod purge;
 pub mod report;
 pub mod simulate;
 
