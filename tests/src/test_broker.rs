@@ -68,7 +68,8 @@ impl BrokerEndpoint for Broker {
 /// A running broker of either kind.
 #[derive(Debug)]
 pub enum TestBroker {
-    Mosquitto(Broker),
+    /// Boxed: a Mosquitto handle (its options and config) is far larger than the embedded one's.
+    Mosquitto(Box<Broker>),
     Embedded(EmbeddedTestBroker),
 }
 
@@ -77,10 +78,10 @@ impl TestBroker {
     /// embedded broker is anonymous and ignores it.
     pub fn start(kind: BrokerKind, auth: Option<BrokerAuth>) -> Result<Self> {
         match kind {
-            BrokerKind::Mosquitto => Ok(Self::Mosquitto(Broker::start_with(BrokerOptions {
+            BrokerKind::Mosquitto => Ok(Self::Mosquitto(Box::new(Broker::start_with(BrokerOptions {
                 auth,
                 ..BrokerOptions::default()
-            })?)),
+            })?))),
             BrokerKind::Embedded => Ok(Self::Embedded(EmbeddedTestBroker::start()?)),
         }
     }
@@ -125,7 +126,7 @@ impl TestBroker {
 
 impl From<Broker> for TestBroker {
     fn from(broker: Broker) -> Self {
-        Self::Mosquitto(broker)
+        Self::Mosquitto(Box::new(broker))
     }
 }
 
