@@ -21,10 +21,10 @@ mod tests {
     #[test]
     fn a_provider_is_installed_and_a_second_call_keeps_it() {
         super::install_crypto_provider();
-        let first = rustls::crypto::CryptoProvider::get_default().map(|p| std::sync::Arc::as_ptr(p));
+        let first = rustls::crypto::CryptoProvider::get_default().map(std::sync::Arc::as_ptr);
         assert!(first.is_some());
         super::install_crypto_provider();
-        let second = rustls::crypto::CryptoProvider::get_default().map(|p| std::sync::Arc::as_ptr(p));
+        let second = rustls::crypto::CryptoProvider::get_default().map(std::sync::Arc::as_ptr);
         assert_eq!(first, second);
     }
 }
