@@ -161,6 +161,9 @@ struct FaultRun {
     /// `None`: skipped, with the reason.
     skipped: Option<String>,
     injected: Instant,
+    /// When the fault was cleared (the gateway restarted, the broker back, the link restored,
+    /// the disk freed).
+    cleared: Instant,
     outage: Duration,
     /// Events in the devices' outboxes (sent or waiting, not receipted) when the fault hit.
     in_flight: usize,
@@ -345,6 +348,7 @@ async fn run(campaign: Campaign) {
             fault,
             skipped,
             injected,
+            cleared,
             outage,
             in_flight,
             dropped_by_devices: dropped(&devices) - dropped_before,
@@ -360,7 +364,6 @@ async fn run(campaign: Campaign) {
         &mut next_presser,
         campaign.presses,
         campaign.settle,
-        None,
     )
     .await;
     load_running.store(false, Ordering::SeqCst);
@@ -416,7 +419,7 @@ async fn run(campaign: Campaign) {
     for key in copies.keys() {
         let known = index_of
             .get(&key.device)
-            .is_some_and(|&i| |i| key.boot == finals[i].boot && key.seq < finals[i].next_seq);
+            .is_some_and(|&i| key.boot == finals[i].boot && key.seq < finals[i].next_seq);
         if !known {
             extra.push(*key);
         }
@@ -475,11 +478,15 @@ async fn run(campaign: Campaign) {
             let delay = event.delivery_delay_ms();
             if press.held_up {
                 held_up_in[row] += 1;
-                if delay.is_none_or(|d| d <= threshold) {
+                if delay.is_none_or(|d| d <= threshold) && alert.late_by_ms.is_none() {
                     problems.push(format!(
-                        "{}: held up by {} but delivery delay {delay:?} ms",
+                        "{}: held up by {} ({:.1} s from the press to the clearing), delivery delay {delay:?} ms, \
+                         alert {} raised {:?} ms after the device time, not marked late",
                         event.key,
-                        runs[row - 1].fault.label()
+                        runs[row - 1].fault.label(),
+                        runs[row - 1].cleared.saturating_duration_since(press.at).as_secs_f64(),
+                        alert.id.0,
+                        event.device_time.map(|t| alert.raised_at.millis_since(t)),
                     ));
                 }
             }
