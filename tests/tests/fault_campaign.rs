@@ -475,31 +475,33 @@ async fn run(campaign: Campaign) {
                 continue;
             };
             let threshold = campaign.late_threshold.as_millis() as i64;
-            let delay = event.delivery_delay_ms();
-            if press.held_up {
-                held_up_in[row] += 1;
-                if delay.is_none_or(|d| d <= threshold) && alert.late_by_ms.is_none() {
-                    problems.push(format!(
-                        "{}: held up by {} ({:.1} s from the press to the clearing), delivery delay {delay:?} ms, \
-                         alert {} raised {:?} ms after the device time, not marked late",
-                        event.key,
-                        runs[row - 1].fault.label(),
-                        runs[row - 1].cleared.saturating_duration_since(press.at).as_secs_f64(),
-                        alert.id.0,
-                        event.device_time.map(|t| alert.raised_at.millis_since(t)),
-                    ));
-                }
-            }
+            // From the press (the device's clock) to the alert in front of an operator.
+            let to_alert = event.device_time.map(|t| alert.raised_at.millis_since(t));
             if *raised {
-                let late = delay.is_some_and(|d| d > threshold);
+                let late = to_alert.is_some_and(|d| d > threshold);
                 if late != alert.late_by_ms.is_some() {
                     problems.push(format!(
-                        "{}: delay {delay:?} ms but alert {} late_by_ms {:?}",
+                        "{}: raised {to_alert:?} ms after the press, but alert {} late_by_ms {:?}",
                         event.key, alert.id.0, alert.late_by_ms
                     ));
                 }
                 if alert.late_by_ms.is_some() {
                     late_in[row] += 1;
+                }
+            }
+            if press.held_up {
+                held_up_in[row] += 1;
+                if !*raised || alert.late_by_ms.is_none() {
+                    problems.push(format!(
+                        "{}: held up by {} ({:.1} s from the press to the clearing), delivery delay {:?} ms, \
+                         alert {} ({}) raised {to_alert:?} ms after the press, not marked late",
+                        event.key,
+                        runs[row - 1].fault.label(),
+                        runs[row - 1].cleared.saturating_duration_since(press.at).as_secs_f64(),
+                        event.delivery_delay_ms(),
+                        alert.id.0,
+                        if *raised { "raised by it" } else { "joined" },
+                    ));
                 }
             }
         }
