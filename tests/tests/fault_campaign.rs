@@ -167,6 +167,9 @@ struct FaultRun {
     outage: Duration,
     /// Events in the devices' outboxes (sent or waiting, not receipted) when the fault hit.
     in_flight: usize,
+    /// Events the devices numbered between the fault and its clearing (all of them had to
+    /// wait for it to clear, or to be retransmitted around it).
+    made_during: u64,
     /// Telemetry the devices dropped from full outboxes during this fault (never receipted).
     dropped_by_devices: u64,
     /// From clearing the fault to `/readyz` 200.
@@ -264,6 +267,7 @@ async fn run(campaign: Campaign) {
         .await;
         let in_flight: usize = devices.iter().map(|d| d.view().outbox_depth).sum();
         let dropped_before = dropped(&devices);
+        let numbered_before = numbered(&devices);
         let injected = Instant::now();
         let mut skipped = None;
         let mut saw_not_ready = false;
@@ -276,7 +280,6 @@ async fn run(campaign: Campaign) {
             Fault::GatewayKilled => {
                 tokio::task::block_in_place(|| gateway.kill_hard()).unwrap();
                 press_during_outage(&devices, &mut presses, &mut next_presser, &campaign, outage).await;
-                saw_not_ready = true;
                 let cleared = Instant::now();
                 tokio::task::block_in_place(|| gateway.restart()).unwrap();
                 cleared
@@ -322,6 +325,7 @@ async fn run(campaign: Campaign) {
                 }
             },
         };
+        let made_during = numbered(&devices) - numbered_before;
         // Recovery by itself: nobody touches the gateway from here on.
         let mut ready_after = None;
         let recovery_deadline = cleared + Duration::from_secs(120);
@@ -351,6 +355,7 @@ async fn run(campaign: Campaign) {
             cleared,
             outage,
             in_flight,
+            made_during,
             dropped_by_devices: dropped(&devices) - dropped_before,
             ready_after,
             drained_after,
@@ -535,11 +540,12 @@ async fn run(campaign: Campaign) {
     );
     println!();
     println!(
-        "| fault | outage | events in flight | receipted | lost | duplicated | dropped by devices | alarms (held up / late) | /readyz 200 after | outboxes drained after |"
+        "| fault | outage | events in flight at the fault | events made during it | receipted | lost | duplicated | \
+         dropped by devices | alarms (held up / late) | /readyz 200 after | outboxes drained after |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     println!(
-        "| (load before the first fault) | - | - | {} | {} | {} | - | {} (- / {}) | - | - |",
+        "| (load before the first fault) | - | - | - | {} | {} | {} | - | {} (- / {}) | - | - |",
         receipted_in[0],
         lost_in[0].len(),
         duplicated_in[0].len(),
@@ -549,15 +555,20 @@ async fn run(campaign: Campaign) {
     for (i, r) in runs.iter().enumerate() {
         let row = i + 1;
         if let Some(why) = &r.skipped {
-            println!("| {} | skipped: {why} | | | | | | | | |", r.fault.label());
+            println!("| {} | skipped: {why} | | | | | | | | | |", r.fault.label());
             continue;
         }
         println!(
-            "| {} | {:.1} s{} | {} | {} | {} | {} | {} | {} ({} / {}) | {:.2} s | {:.2} s |",
+            "| {} | {:.1} s{} | {} | {} | {} | {} | {} | {} | {} ({} / {}) | {:.2} s | {:.2} s |",
             r.fault.label(),
             r.outage.as_secs_f64(),
-            if r.saw_not_ready { ", /readyz 503" } else { "" },
+            match (r.fault, r.saw_not_ready) {
+                (Fault::GatewayKilled, _) => ", no gateway",
+                (_, true) => ", /readyz 503",
+                (_, false) => "",
+            },
             r.in_flight,
+            r.made_during,
             receipted_in[row],
             lost_in[row].len(),
             duplicated_in[row].len(),
@@ -609,6 +620,10 @@ fn sent_key(key: &EventKey) -> SentKey {
         boot: key.boot,
         seq: key.seq,
     }
+}
+
+fn numbered(devices: &[DeviceHandle]) -> u64 {
+    devices.iter().map(|d| u64::from(d.view().next_seq)).sum()
 }
 
 fn dropped(devices: &[DeviceHandle]) -> u64 {
