@@ -18,4 +18,5 @@ pub mod provision;
 pub mod reports;
 pub mod retention;
 pub mod store;
+pub mod tls;
 pub mod writer;

@@ -81,6 +81,8 @@ async fn the_example_mosquitto_conf_runs_with_tls_and_passwords() {
     let connect = |password: &str| {
         let mut options = MqttOptions::new("gateway", "127.0.0.1", port);
         options.set_credentials("gateway", password);
+        // The gateway's crate turns two rustls providers on: pick one, as the gateway does.
+        gateway::tls::install_crypto_provider();
         options.set_transport(Transport::tls_with_config(TlsConfiguration::Simple {
             ca: ca_pem.as_bytes().to_vec(),
             alpn: None,

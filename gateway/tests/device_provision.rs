@@ -162,6 +162,8 @@ fn tls_options(port: u16, client_id: &str, user: &str, password: &str, ca_pem: &
     let mut options = MqttOptions::new(client_id, "127.0.0.1", port);
     options.set_keep_alive(Duration::from_secs(30));
     options.set_credentials(user, password);
+    // The gateway's crate turns two rustls providers on: pick one, as the gateway does.
+    gateway::tls::install_crypto_provider();
     options.set_transport(Transport::tls_with_config(TlsConfiguration::Simple {
         ca: ca_pem.as_bytes().to_vec(),
         alpn: None,
@@ -340,6 +342,8 @@ async fn provisioned_devices_are_receipted_and_confined_to_their_own_topics() {
     );
     refused_as_not_authorized(connect(tls_options(port, "pend-alice", "pend-alice", &bob, &pki.ca_pem)).await);
     let mut anonymous = MqttOptions::new("anon", "127.0.0.1", port);
+    // The gateway's crate turns two rustls providers on: pick one, as the gateway does.
+    gateway::tls::install_crypto_provider();
     anonymous.set_transport(Transport::tls_with_config(TlsConfiguration::Simple {
         ca: pki.ca_pem.as_bytes().to_vec(),
         alpn: None,

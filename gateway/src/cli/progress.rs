@@ -1,4 +1,4 @@
-//! Progress bars for the long commands (backup, restore, import, demo-data): drawn on stderr
+//! Progress bars for the long commands (backup, restore, import, demo-data, purge): drawn on stderr
 //! only when stderr is a terminal, so tests, pipes and logs get no control characters.
 
 use std::io::IsTerminal as _;

@@ -29,12 +29,17 @@ pub struct PurgeArgs {
 pub fn run(config: &Config, dry_run: bool, clock: &dyn Clock, out: &mut dyn Write) -> anyhow::Result<PurgeCounts> {
     let store = open_store(&config.data_dir, false)?;
     let mut batch_error = None;
+    // Its size is known only at the end: a spinner with the running counts (terminal only).
+    let spinner = super::progress::spinner("purging");
     let mut progress = |counts: &PurgeCounts| {
+        spinner.set_message(format!("purging: {counts}"));
         if let Err(e) = writeln!(out, "batch {}: {counts}", counts.batches) {
             batch_error.get_or_insert(e);
         }
     };
-    let counts = purge_offline(&store, &config.retention, clock.now(), dry_run, &mut progress)?;
+    let purged = purge_offline(&store, &config.retention, clock.now(), dry_run, &mut progress);
+    spinner.finish_and_clear();
+    let counts = purged?;
     if let Some(e) = batch_error {
         return Err(e.into());
     }

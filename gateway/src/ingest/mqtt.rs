@@ -149,6 +149,8 @@ pub fn mqtt_options(config: &MqttConfig) -> Result<MqttOptions, ConfigError> {
         options.set_credentials(username.clone(), config.password.clone().unwrap_or_default());
     }
     if broker.tls {
+        // rumqttc builds its rustls client from the process default provider.
+        crate::tls::install_crypto_provider();
         let read = |path: &std::path::Path| {
             std::fs::read(path).map_err(|source| ConfigError::Read {
                 path: path.to_owned(),
