@@ -39,7 +39,7 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -296,7 +296,7 @@ async fn run(campaign: Campaign) {
                 Instant::now()
             }
             Fault::Partition => {
-                relay.cut();
+                relay.cut().await;
                 press_during_outage(&devices, &mut presses, &mut next_presser, &campaign, outage).await;
                 relay.restore();
                 Instant::now()
@@ -850,7 +850,25 @@ impl Drop for ReceiptLedger {
 struct LinkRelay {
     port: u16,
     cut: Arc<watch::Sender<bool>>,
+    /// Relayed connections still open: a cut is complete when none is.
+    open: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// Counts a relayed connection until its task ends, however it ends.
+struct OpenConnection(Arc<AtomicUsize>);
+
+impl OpenConnection {
+    fn new(open: &Arc<AtomicUsize>) -> Self {
+        open.fetch_add(1, Ordering::SeqCst);
+        Self(open.clone())
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl LinkRelay {
@@ -858,8 +876,10 @@ impl LinkRelay {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let cut = Arc::new(watch::Sender::new(false));
+        let open = Arc::new(AtomicUsize::new(0));
         let task = {
             let cut = cut.clone();
+            let open = open.clone();
             tokio::spawn(async move {
                 loop {
                     let Ok((mut inbound, _)) = listener.accept().await else {
@@ -869,7 +889,9 @@ impl LinkRelay {
                         continue;
                     }
                     let mut cut_seen = cut.subscribe();
+                    let counted = OpenConnection::new(&open);
                     tokio::spawn(async move {
+                        let _counted = counted;
                         let Ok(mut outbound) = TcpStream::connect(upstream).await else {
                             return;
                         };
@@ -883,11 +905,18 @@ impl LinkRelay {
                 }
             })
         };
-        Self { port, cut, task }
+        Self { port, cut, open, task }
     }
 
-    fn cut(&self) {
+    /// Cuts the link and returns once no relayed connection is left open: from then on no
+    /// byte passes (an event the device publishes later must wait for the restore).
+    async fn cut(&self) {
         self.cut.send_replace(true);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.open.load(Ordering::SeqCst) > 0 {
+            assert!(Instant::now() < deadline, "relayed connections still open 10 s after the cut");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     fn restore(&self) {
