@@ -383,7 +383,11 @@ async fn run(campaign: Campaign) {
     // ---- the ledger against the store, offline ----
     let store = check::open_store(&data_dir).unwrap();
     let page = store.events(&EventFilter::default()).unwrap();
-    assert!(page.unreadable.is_empty(), "unreadable stored records: {:?}", page.unreadable);
+    assert!(
+        page.unreadable.is_empty(),
+        "unreadable stored records: {:?}",
+        page.unreadable
+    );
     let events = page.into_events();
     let index_of: HashMap<DeviceId, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
     let mut copies: BTreeMap<SentKey, usize> = BTreeMap::new();
@@ -449,8 +453,10 @@ async fn run(campaign: Campaign) {
     }
     let mut stored_presses: Vec<Vec<&gateway::domain::StoredEvent>> = vec![Vec::new(); ids.len()];
     for event in &events {
-        if matches!(event.body, EventBody::Uplink(UplinkBody::Alarm(AlarmKind::PendantPress)))
-            && let Some(&index) = index_of.get(&event.key.device)
+        if matches!(
+            event.body,
+            EventBody::Uplink(UplinkBody::Alarm(AlarmKind::PendantPress))
+        ) && let Some(&index) = index_of.get(&event.key.device)
         {
             stored_presses[index].push(event);
         }
@@ -596,7 +602,11 @@ async fn run(campaign: Campaign) {
         duplicated.len(),
         &duplicated[..duplicated.len().min(5)]
     );
-    assert!(extra.is_empty(), "stored but never numbered by a device: {:?}", &extra[..extra.len().min(5)]);
+    assert!(
+        extra.is_empty(),
+        "stored but never numbered by a device: {:?}",
+        &extra[..extra.len().min(5)]
+    );
     assert!(
         unreceipted <= dropped_total,
         "{unreceipted} events never receipted, but the devices dropped only {dropped_total}"
@@ -636,7 +646,7 @@ fn register_homes(data_dir: &Path, ids: &[DeviceId]) {
     let store = check::open_store(data_dir).unwrap();
     let mut batch = store.begin_write().unwrap();
     for (index, id) in ids.iter().enumerate() {
-        let resident = ResidentId::new(&format!("res-{index:05}")).unwrap();
+        let resident = ResidentId::new(format!("res-{index:05}")).unwrap();
         batch
             .put_resident(&Resident {
                 id: resident.clone(),
@@ -664,7 +674,13 @@ fn register_homes(data_dir: &Path, ids: &[DeviceId]) {
 
 /// `count` presses spread over `window`, on the next devices in turn (so each press raises an
 /// alert of its own while the campaign has devices to spare); returns when `window` is over.
-async fn press_over(devices: &[DeviceHandle], presses: &mut Vec<Press>, next: &mut usize, count: usize, window: Duration) {
+async fn press_over(
+    devices: &[DeviceHandle],
+    presses: &mut Vec<Press>,
+    next: &mut usize,
+    count: usize,
+    window: Duration,
+) {
     let start = Instant::now();
     for k in 0..count {
         let at = start + window.mul_f64(k as f64 / count.max(1) as f64);
@@ -914,7 +930,10 @@ impl LinkRelay {
         self.cut.send_replace(true);
         let deadline = Instant::now() + Duration::from_secs(10);
         while self.open.load(Ordering::SeqCst) > 0 {
-            assert!(Instant::now() < deadline, "relayed connections still open 10 s after the cut");
+            assert!(
+                Instant::now() < deadline,
+                "relayed connections still open 10 s after the cut"
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }

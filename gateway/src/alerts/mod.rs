@@ -371,7 +371,8 @@ impl AlertEngine {
                 }
                 UplinkBody::Alarm(kind) => {
                     if let Some(alert_kind) = AlertKind::for_alarm(kind) {
-                        let trigger = self.alarm_trigger(alert_kind, event, registered, kind.resident_cancellable(), now);
+                        let trigger =
+                            self.alarm_trigger(alert_kind, event, registered, kind.resident_cancellable(), now);
                         self.raise_or_join(trigger, now, effects);
                     }
                 }
