@@ -205,8 +205,9 @@ impl AlertEngine {
         event: &StoredEvent,
         registered: bool,
         cancellable: bool,
+        now: Timestamp,
     ) -> Trigger {
-        let mut trigger = self.event_trigger(kind, event, registered);
+        let mut trigger = self.event_trigger(kind, event, registered, now);
         trigger.alarm = Some(AlarmRef {
             event: event.key,
             occurred_at: occurred_at(event),
@@ -215,7 +216,16 @@ impl AlertEngine {
         trigger
     }
 
-    pub(super) fn event_trigger(&self, kind: AlertKind, event: &StoredEvent, registered: bool) -> Trigger {
+    /// `now`: the commit that raises the alert. Lateness runs from the device's clock to it,
+    /// not to the receive time, so that an event the gateway held while its store could not
+    /// commit (a full disk) is late too: the operator saw it only now.
+    pub(super) fn event_trigger(
+        &self,
+        kind: AlertKind,
+        event: &StoredEvent,
+        registered: bool,
+        now: Timestamp,
+    ) -> Trigger {
         Trigger {
             kind,
             resident: event.resident.clone(),
@@ -224,7 +234,8 @@ impl AlertEngine {
             alarm: None,
             unregistered: !registered,
             late_by_ms: event
-                .delivery_delay_ms()
+                .device_time
+                .map(|sent| now.max(event.received_at).millis_since(sent).max(0))
                 .filter(|delay| *delay > self.config.late_threshold_ms),
             may_raise: true,
             detail: None,
@@ -247,7 +258,7 @@ impl AlertEngine {
         };
         if battery_percent < self.config.low_battery_percent {
             if self.latch_battery(device) {
-                let mut trigger = self.event_trigger(AlertKind::LowBattery, event, registered);
+                let mut trigger = self.event_trigger(AlertKind::LowBattery, event, registered, now);
                 trigger.detail = Some(format!("battery at {battery_percent}%"));
                 self.raise_or_join(trigger, now, effects);
             }

@@ -57,7 +57,8 @@ pub struct EngineConfig {
     /// The low-battery latch only clears above this, so a battery hovering around the
     /// threshold raises one alert, not one per heartbeat.
     pub battery_recovered_percent: u8,
-    /// An event whose delivery took longer than this marks the alert it raises as late.
+    /// An event that raises its alert longer than this after its device time (delivery, or a
+    /// wait for the store to take it) marks the alert as late.
     pub late_threshold_ms: i64,
     pub escalation: EscalationPolicy,
     /// The residents' local time zone, for the night period and the daily rules.

@@ -354,7 +354,7 @@ impl AlertEngine {
         match &event.body {
             EventBody::Unrecognised { body_tag, .. } if *body_tag == UPLINK_ALARM_TAG => {
                 self.raise_or_join(
-                    self.alarm_trigger(AlertKind::UnrecognisedAlarm, event, registered, false),
+                    self.alarm_trigger(AlertKind::UnrecognisedAlarm, event, registered, false, now),
                     now,
                     effects,
                 );
@@ -365,13 +365,14 @@ impl AlertEngine {
                     self.clear_condition(AlertKind::MainsPowerLost, device, "mains power restored", now, effects);
                 }
                 UplinkBody::Alarm(AlarmKind::LowBattery { .. }) => {
-                    let mut trigger = self.alarm_trigger(AlertKind::LowBattery, event, registered, false);
+                    let mut trigger = self.alarm_trigger(AlertKind::LowBattery, event, registered, false, now);
                     trigger.may_raise = self.latch_battery(device);
                     self.raise_or_join(trigger, now, effects);
                 }
                 UplinkBody::Alarm(kind) => {
                     if let Some(alert_kind) = AlertKind::for_alarm(kind) {
-                        let trigger = self.alarm_trigger(alert_kind, event, registered, kind.resident_cancellable());
+                        let trigger =
+                            self.alarm_trigger(alert_kind, event, registered, kind.resident_cancellable(), now);
                         self.raise_or_join(trigger, now, effects);
                     }
                 }

@@ -68,7 +68,7 @@ impl AlertEngine {
         match state {
             SensorState::DoorOpen if night && device_kind == DeviceKind::DoorSensor => {
                 self.raise_or_join(
-                    self.event_trigger(AlertKind::DoorOpenedAtNight, event, registered),
+                    self.event_trigger(AlertKind::DoorOpenedAtNight, event, registered, now),
                     now,
                     effects,
                 );
