@@ -22,6 +22,7 @@ use e2e::devices::{RawClient, body_for, encode};
 use e2e::{Broker, BrokerOptions};
 use gateway::domain::{AlertState, SystemClock};
 use protocol::{AlarmKind, DeviceId, Topic, UplinkBody};
+use tokio::sync::broadcast;
 
 fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -57,8 +58,10 @@ async fn publish_telemetry(broker: &Broker, messages: usize, devices: usize, pub
                 let device = i % per_publisher_devices;
                 // The two parts (before and after the alarm) use different sequence ranges.
                 let seq = (part << 20) | (i / per_publisher_devices) as u32;
+                // A third heartbeats, the rest sensor changes (body_for's 1..=4).
+                let kind = if i % 3 == 0 { 0 } else { 1 + (i % 4) as u32 };
                 client
-                    .publish(&topics[device], encode(1, seq, body_for(seq, None)).unwrap())
+                    .publish(&topics[device], encode(1, seq, body_for(kind, None)).unwrap())
                     .await
                     .unwrap();
             }
@@ -134,7 +137,15 @@ async fn run_once(messages: usize, devices: usize, publishers: usize) -> Outcome
     let recorder = {
         let seen = seen.clone();
         tokio::spawn(async move {
-            while let Ok(change) = alerts.recv().await {
+            loop {
+                let change = match alerts.recv().await {
+                    Ok(change) => change,
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        eprintln!("alert stream lagged by {missed}");
+                        continue;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                };
                 if change.alert.state == AlertState::Raised
                     && let Some(device) = change.alert.device
                 {
