@@ -127,7 +127,10 @@ async fn run_once(messages: usize, devices: usize, publishers: usize) -> Outcome
     publish_telemetry(&broker, messages / 2, devices, publishers, 0).await;
     press(&pendants, during).await;
     publish_telemetry(&broker, messages - messages / 2, devices, publishers, 1).await;
-    eprintln!("queued {messages} telemetry uplinks and 1 alarm in {:.2?}", queueing.elapsed());
+    eprintln!(
+        "queued {messages} telemetry uplinks and 1 alarm in {:.2?}",
+        queueing.elapsed()
+    );
 
     // The restart; the second alarm is pressed as soon as the gateway is back.
     let restarted = Instant::now();
