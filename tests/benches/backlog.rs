@@ -90,6 +90,9 @@ async fn press(client: &RawClient, device: &str) {
         .unwrap();
 }
 
+/// An alert raised by a device, when it reached the stream, and its `late_by_ms`.
+type RaisedSeen = (String, Instant, Option<i64>);
+
 struct Outcome {
     during_after_restart: Duration,
     after_after_press: Duration,
@@ -136,7 +139,7 @@ async fn run_once(messages: usize, devices: usize, publishers: usize) -> Outcome
     let restarted = Instant::now();
     let handle = gateway::app::spawn(config(), clock).await.unwrap();
     let mut alerts = handle.subscribe_alerts();
-    let seen: Arc<Mutex<Vec<(String, Instant, Option<i64>)>>> = Arc::default();
+    let seen: Arc<Mutex<Vec<RaisedSeen>>> = Arc::default();
     let recorder = {
         let seen = seen.clone();
         tokio::spawn(async move {
