@@ -2,8 +2,10 @@
 //! compared with a plain MQTT subscriber draining the same backlog (the reference: the broker and
 //! the network path with no storage at all).
 //!
-//! `cargo bench -p tec-tests --bench ingest` (BENCH_N uplinks, default 200000, from
-//! BENCH_DEVICES publishers, default 100). Figures go into BENCHMARKS.md.
+//! `cargo bench -p tec-tests --bench ingest` (BENCH_N uplinks, default 2,000,000 so each drain
+//! lasts about 10 s or more, from BENCH_DEVICES publishers, default 100; BENCH_RUNS pairs, default
+//! 5, plain and gateway alternating so a neighbour's load falls on both alike). It prints each
+//! run and the spread of the ratio. Figures go into BENCHMARKS.md.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use std::sync::Arc;
@@ -168,9 +170,25 @@ fn quiet_broker() -> BrokerOptions {
     }
 }
 
+/// The 1-minute load average, to print next to each run's figures (the machine is shared).
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
+}
+
+/// Minimum, median and maximum (nearest rank) of a non-empty sample.
+fn spread(values: &[f64]) -> Option<(f64, f64, f64)> {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    Some((*sorted.first()?, *sorted.get(sorted.len() / 2)?, *sorted.last()?))
+}
+
 fn main() {
-    let n = env_or("BENCH_N", 200_000);
+    let n = env_or("BENCH_N", 2_000_000);
     let devices = env_or("BENCH_DEVICES", 100).max(1);
+    let runs = env_or("BENCH_RUNS", 5).max(1);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -181,30 +199,59 @@ fn main() {
 
         // BENCH_ONLY=gateway skips the baseline (for profiling the gateway alone).
         let only_gateway = std::env::var("BENCH_ONLY").is_ok_and(|v| v == "gateway");
-        let plain = if only_gateway {
-            None
-        } else {
-            let broker = Broker::start_with(quiet_broker()).unwrap();
-            let plain = plain_drain(&broker, n, devices).await;
-            println!("(a) plain rumqttc subscriber: drained {n} in {:.2} s = {:.0} msg/s", plain.seconds, plain.rate);
-            Some(plain)
-        };
+        let mut ratios = Vec::new();
+        let (mut plain_rates, mut gateway_rates) = (Vec::new(), Vec::new());
+        for run in 1..=runs {
+            let plain = if only_gateway {
+                None
+            } else {
+                let load_before = load_average();
+                let broker = Broker::start_with(quiet_broker()).unwrap();
+                let plain = plain_drain(&broker, n, devices).await;
+                println!(
+                    "run {run} (a) plain rumqttc subscriber: drained {n} in {:.2} s = {:.0} msg/s (load {load_before} -> {})",
+                    plain.seconds,
+                    plain.rate,
+                    load_average()
+                );
+                plain_rates.push(plain.rate);
+                Some(plain)
+            };
 
-        let broker = Broker::start_with(quiet_broker()).unwrap();
-        let (gateway, stats) = gateway_drain(&broker, n, devices).await;
-        println!("(b) gateway (durable commits, receipts): drained {n} in {:.2} s = {:.0} msg/s", gateway.seconds, gateway.rate);
-        println!(
-            "    stored {}, duplicates {}, commits {}, mean batch {:.1}, receipts sent {}, receive-to-commit p50 {:?} p99 {:?}",
-            stats.stored,
-            stats.duplicates,
-            stats.commits,
-            stats.mean_batch_size,
-            stats.receipts_sent,
-            stats.receive_to_commit_p50,
-            stats.receive_to_commit_p99
-        );
-        if let Some(plain) = plain {
-            println!("ratio gateway/plain = {:.2} (target >= 0.90)", gateway.rate / plain.rate);
+            let load_before = load_average();
+            let broker = Broker::start_with(quiet_broker()).unwrap();
+            let (gateway, stats) = gateway_drain(&broker, n, devices).await;
+            println!(
+                "run {run} (b) gateway (durable commits, receipts): drained {n} in {:.2} s = {:.0} msg/s (load {load_before} -> {})",
+                gateway.seconds,
+                gateway.rate,
+                load_average()
+            );
+            println!(
+                "    stored {}, duplicates {}, commits {}, mean batch {:.1}, receipts sent {}, receive-to-commit p50 {:?} p99 {:?}",
+                stats.stored,
+                stats.duplicates,
+                stats.commits,
+                stats.mean_batch_size,
+                stats.receipts_sent,
+                stats.receive_to_commit_p50,
+                stats.receive_to_commit_p99
+            );
+            gateway_rates.push(gateway.rate);
+            if let Some(plain) = plain {
+                let ratio = gateway.rate / plain.rate;
+                println!("run {run} ratio gateway/plain = {ratio:.2} (target >= 1.0 on every run)");
+                ratios.push(ratio);
+            }
+        }
+        for (what, values) in [("plain msg/s", &plain_rates), ("gateway msg/s", &gateway_rates), ("ratio", &ratios)] {
+            if let Some((min, median, max)) = spread(values) {
+                println!("{what} over {} runs: min {min:.2}, median {median:.2}, max {max:.2}", values.len());
+            }
+        }
+        let below = ratios.iter().filter(|&&r| r < 1.0).count();
+        if !ratios.is_empty() {
+            println!("runs where the gateway drained slower than the plain subscriber: {below} of {}", ratios.len());
         }
     });
 }
