@@ -46,8 +46,8 @@ use e2e::devices::{RawClient, encode};
 use e2e::gateway_process::run_cli;
 use e2e::{Broker, BrokerOptions, GatewayOptions, GatewayProcess};
 use protocol::{
-    DeviceId, DeviceStatus, Downlink, DownlinkBody, FirmwareVersion, MAX_DOWNLINK_LEN, SensorState, Topic,
-    Uplink, UplinkBody, decode_uplink, encode_downlink, peek_uplink_header,
+    DeviceId, DeviceStatus, Downlink, DownlinkBody, FirmwareVersion, MAX_DOWNLINK_LEN, SensorState, Topic, Uplink,
+    UplinkBody, decode_uplink, encode_downlink, peek_uplink_header,
 };
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::Packet;
@@ -148,7 +148,9 @@ fn describe(samples: &[Duration]) -> String {
 
 async fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).await.unwrap();
-    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     let request = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{auth}Content-Type: application/json\r\n\
          Content-Length: {}\r\n\r\n{body}",
@@ -213,7 +215,7 @@ async fn follow_alerts(addr: SocketAddr, token: String, out: mpsc::UnboundedSend
         }
     }
     let mut pending = String::new();
-    let mut on_text = |text: &str, pending: &mut String| {
+    let on_text = |text: &str, pending: &mut String| {
         let arrived = Instant::now();
         pending.push_str(text);
         while let Some(newline) = pending.find('\n') {
@@ -262,7 +264,10 @@ fn spawn_firmware_devices(broker: &Broker, ids: Vec<DeviceId>) -> Vec<DeviceHand
     std::thread::Builder::new()
         .name("firmware-devices".into())
         .spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             let local = tokio::task::LocalSet::new();
             local.block_on(&runtime, async move {
                 let handles: Vec<DeviceHandle> = ids
@@ -280,7 +285,9 @@ fn spawn_firmware_devices(broker: &Broker, ids: Vec<DeviceId>) -> Vec<DeviceHand
 async fn wait_ready(handles: &mut [DeviceHandle]) {
     for handle in handles {
         handle
-            .wait_for(Duration::from_secs(60), |v| v.connected && v.outbox_depth == 0 && v.next_seq > 0)
+            .wait_for(Duration::from_secs(60), |v| {
+                v.connected && v.outbox_depth == 0 && v.next_seq > 0
+            })
             .await
             .unwrap();
     }
@@ -330,7 +337,13 @@ async fn start_echo(broker: &Broker, arrivals: mpsc::UnboundedSender<Instant>) -
                     let Ok((_, header, _)) = peek_uplink_header(&publish.payload) else {
                         continue;
                     };
-                    if matches!(decode_uplink(&publish.payload), Ok(Uplink { body: UplinkBody::Alarm(_), .. })) {
+                    if matches!(
+                        decode_uplink(&publish.payload),
+                        Ok(Uplink {
+                            body: UplinkBody::Alarm(_),
+                            ..
+                        })
+                    ) {
                         let _ = arrivals.send(arrived);
                     }
                     let mut seqs = heapless::Vec::new();
@@ -341,7 +354,8 @@ async fn start_echo(broker: &Broker, arrivals: mpsc::UnboundedSender<Instant>) -
                         seqs,
                     });
                     let bytes = encode_downlink(&receipt, &mut buf).unwrap().to_vec();
-                    let _ = client.try_publish(Topic::down(topic.device_id).to_string(), QoS::AtLeastOnce, false, bytes);
+                    let _ =
+                        client.try_publish(Topic::down(topic.device_id).to_string(), QoS::AtLeastOnce, false, bytes);
                 }
                 Ok(_) => {}
                 Err(e) => {
@@ -440,8 +454,8 @@ async fn generate(
         let now = tick.tick().await;
         let elapsed = now.saturating_duration_since(started).as_secs_f64();
         let due_heartbeats = (elapsed / period.as_secs_f64() * own as f64) as u64;
-        // Sensor changes: the same stagger, half a device's period later.
-        let due_sensors = ((elapsed / sensor_period.as_secs_f64() - 0.5).max(0.0) * own as f64) as u64;
+        // Sensor changes: the same stagger over their longer period.
+        let due_sensors = (elapsed / sensor_period.as_secs_f64() * own as f64) as u64;
         while heartbeats < due_heartbeats || sensors < due_sensors {
             let (local, body) = if heartbeats < due_heartbeats {
                 let local = heartbeats % own;
@@ -521,6 +535,8 @@ async fn run_point(devices: u64, period: Duration, secs: Duration, press_per_s: 
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
+    // Users first, offline, as an administrator would before the gateway ever ran.
+    std::fs::create_dir_all(&data).unwrap();
     let binary = Path::new(env!("CARGO_BIN_EXE_gateway-under-test"));
     let user_add = run_cli(
         binary,
@@ -620,7 +636,10 @@ async fn run_point(devices: u64, period: Duration, secs: Duration, press_per_s: 
     let total = published.load(Ordering::Relaxed) as f64 + metrics_before.get("tec_ingest_received_total");
     let drain_started = Instant::now();
     while gateway.metrics().unwrap().get("tec_ingest_received_total") < total + presses as f64 {
-        assert!(drain_started.elapsed() < Duration::from_secs(120), "gateway did not take everything in");
+        assert!(
+            drain_started.elapsed() < Duration::from_secs(120),
+            "gateway did not take everything in"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let wall = started.elapsed().as_secs_f64();
@@ -682,7 +701,12 @@ fn main() {
     let sizes: Vec<u64> = std::env::var("LOAD_DEVICES")
         .unwrap_or_else(|_| "10000".into())
         .split(',')
-        .map(|s| s.trim().replace('_', "").parse().expect("LOAD_DEVICES: numbers, comma-separated"))
+        .map(|s| {
+            s.trim()
+                .replace('_', "")
+                .parse()
+                .expect("LOAD_DEVICES: numbers, comma-separated")
+        })
         .collect();
     let period = Duration::from_secs(env_u64("LOAD_PERIOD_S", 300).max(1));
     let secs = Duration::from_secs(env_u64("LOAD_SECS", period.as_secs()).max(1));
