@@ -885,7 +885,7 @@ pub const FIELD_DOCS: &[FieldDoc] = &[
     },
     FieldDoc {
         path: "alerts.late_threshold_ms",
-        meaning: "events delivered later than this mark their alert as late",
+        meaning: "events that raise their alert later than this after their device time (delivery, or a wait for the store) mark it as late",
     },
     FieldDoc {
         path: "alerts.time_zone",
