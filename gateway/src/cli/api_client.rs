@@ -108,13 +108,41 @@ impl ApiClient {
     /// `GET /api/v1{path_and_query}` as JSON. `command` and `roles` name what a 403 means.
     pub fn get<T: DeserializeOwned>(&self, path_and_query: &str, command: &str, roles: &[Role]) -> anyhow::Result<T> {
         let url = format!("{}/api/v1{path_and_query}", self.base);
-        let mut response = self
+        let response = self
             .agent
             .get(&url)
             .header("Authorization", format!("Bearer {}", self.token))
             .header("Accept", "application/json")
             .call()
             .map_err(|e| self.transport_error(e))?;
+        self.json_answer(response, path_and_query, command, roles)
+    }
+
+    /// `POST /api/v1{path}` with no body, answered with JSON. A backup takes as long as the
+    /// store is large: no overall time limit, only the connection's.
+    pub fn post_empty<T: DeserializeOwned>(&self, path: &str, command: &str, roles: &[Role]) -> anyhow::Result<T> {
+        let url = format!("{}/api/v1{path}", self.base);
+        let response = self
+            .agent
+            .post(&url)
+            .config()
+            .timeout_global(None)
+            .build()
+            .header("Authorization", format!("Bearer {}", self.token))
+            .header("Accept", "application/json")
+            .send_empty()
+            .map_err(|e| self.transport_error(e))?;
+        self.json_answer(response, path, command, roles)
+    }
+
+    /// A 200 answer's JSON (read up to [`MAX_ANSWER_BYTES`]), or the refusal it stands for.
+    fn json_answer<T: DeserializeOwned>(
+        &self,
+        mut response: ureq::http::Response<ureq::Body>,
+        path: &str,
+        command: &str,
+        roles: &[Role],
+    ) -> anyhow::Result<T> {
         let status = response.status().as_u16();
         let body = response
             .body_mut()
@@ -129,34 +157,6 @@ impl ApiClient {
                     self.base
                 )
             });
-        }
-        Err(self.refusal(status, &body, path_and_query, command, roles))
-    }
-
-    /// `POST /api/v1{path}` with no body, answered with JSON. A backup takes as long as the
-    /// store is large: no overall time limit, only the connection's.
-    pub fn post_empty<T: DeserializeOwned>(&self, path: &str, command: &str, roles: &[Role]) -> anyhow::Result<T> {
-        let url = format!("{}/api/v1{path}", self.base);
-        let mut response = self
-            .agent
-            .post(&url)
-            .config()
-            .timeout_global(None)
-            .build()
-            .header("Authorization", format!("Bearer {}", self.token))
-            .header("Accept", "application/json")
-            .send_empty()
-            .map_err(|e| self.transport_error(e))?;
-        let status = response.status().as_u16();
-        let body = response
-            .body_mut()
-            .with_config()
-            .limit(MAX_ANSWER_BYTES)
-            .read_to_string()
-            .with_context(|| format!("reading the answer from {}", self.base))?;
-        if status == 200 {
-            return serde_json::from_str(&body)
-                .with_context(|| format!("the answer from {} is not the gateway API's JSON", self.base));
         }
         Err(self.refusal(status, &body, path, command, roles))
     }
