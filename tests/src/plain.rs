@@ -71,7 +71,13 @@ impl PlainSubscriber {
         let poller = tokio::spawn(async move {
             loop {
                 match eventloop.poll().await {
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    Ok(Event::Incoming(Packet::ConnAck(connack))) => {
+                        // A resumed session still holds its subscription, and the broker sends
+                        // the queued backlog before the SUBACK of the (harmless) re-subscribe:
+                        // with millions queued, waiting for that SUBACK would time out.
+                        if connack.session_present {
+                            poll_subscribed.fetch_add(1, Ordering::Relaxed);
+                        }
                         let client = poll_client.clone();
                         tokio::spawn(async move {
                             let _ = client.subscribe(ALL_UPLINKS_FILTER, QoS::AtLeastOnce).await;
