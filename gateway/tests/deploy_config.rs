@@ -3,12 +3,13 @@
 //! authenticates an account written by `tec-gateway device broker-account`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+mod tls_support;
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
 use rumqttc::v5::mqttbytes::v5::Packet;
 use rumqttc::v5::{AsyncClient, Event, MqttOptions};
 use rumqttc::{TlsConfiguration, Transport};
@@ -40,7 +41,11 @@ async fn the_example_mosquitto_conf_runs_with_tls_and_passwords() {
     std::fs::write(dir.path().join("mosquitto.conf"), conf).unwrap();
     std::fs::copy(deploy.join("acl"), dir.path().join("acl")).unwrap();
 
-    let (ca_pem, server_pem, server_key) = pki();
+    let tls_support::Pki {
+        ca_pem,
+        server_pem,
+        server_key_pem: server_key,
+    } = tls_support::pki();
     std::fs::write(dir.path().join("ca.pem"), &ca_pem).unwrap();
     std::fs::write(dir.path().join("server.pem"), server_pem).unwrap();
     std::fs::write(dir.path().join("server.key"), server_key).unwrap();
@@ -106,19 +111,4 @@ async fn the_example_mosquitto_conf_runs_with_tls_and_passwords() {
     let _ = broker.wait();
     assert!(accepted, "the account written by broker-account was refused");
     assert!(refused, "a wrong password was accepted");
-}
-
-fn pki() -> (String, String, String) {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(DnType::CommonName, "tec test CA");
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let server_key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-    params
-        .subject_alt_names
-        .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
-    let server = params.signed_by(&server_key, &ca, &ca_key).unwrap();
-    (ca.pem(), server.pem(), server_key.serialize_pem())
 }

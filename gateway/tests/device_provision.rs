@@ -5,8 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 mod ingest_support;
+mod tls_support;
 
-use std::net::{IpAddr, Ipv4Addr};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -20,38 +20,12 @@ use gateway::provision::mosquitto::verify_password;
 use gateway::store::{AccessStore as _, EventFilter, Store};
 use ingest_support::{encode, eventually};
 use protocol::{AlarmKind, DeviceId, DownlinkBody, UplinkBody, decode_downlink};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{ConnectReturnCode, Packet};
 use rumqttc::v5::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions};
 use rumqttc::{TlsConfiguration, Transport};
+use tls_support::{Pki, pki};
 use tokio::sync::mpsc;
-
-struct Pki {
-    ca_pem: String,
-    server_pem: String,
-    server_key_pem: String,
-}
-
-fn pki() -> Pki {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(DnType::CommonName, "tec test CA");
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let server_key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-    params
-        .subject_alt_names
-        .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
-    params.distinguished_name.push(DnType::CommonName, "127.0.0.1");
-    let server = params.signed_by(&server_key, &ca, &ca_key).unwrap();
-    Pki {
-        ca_pem: ca.pem(),
-        server_pem: server.pem(),
-        server_key_pem: server_key.serialize_pem(),
-    }
-}
 
 /// A data directory with an empty store, the committed ACL header, no password file yet.
 struct Site {

@@ -3,8 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 mod ingest_support;
+mod tls_support;
 
-use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -12,33 +12,7 @@ use gateway::app;
 use gateway::config::{BrokerUrl, Config};
 use gateway::domain::SystemClock;
 use ingest_support::{Mosquitto, eventually};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
-
-struct Pki {
-    ca_pem: String,
-    server_pem: String,
-    server_key_pem: String,
-}
-
-fn pki() -> Pki {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(DnType::CommonName, "tec test CA");
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let server_key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-    params
-        .subject_alt_names
-        .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
-    params.distinguished_name.push(DnType::CommonName, "127.0.0.1");
-    let server = params.signed_by(&server_key, &ca, &ca_key).unwrap();
-    Pki {
-        ca_pem: ca.pem(),
-        server_pem: server.pem(),
-        server_key_pem: server_key.serialize_pem(),
-    }
-}
+use tls_support::{Pki, pki};
 
 fn tls_broker(pki: &Pki) -> Mosquitto {
     Mosquitto::start_with(testkit::BrokerOptions {
