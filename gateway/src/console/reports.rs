@@ -106,6 +106,32 @@ fn bad_period(caller: &Caller, title: &str, form: Markup, error: &ApiError) -> R
     (error.status, page(caller, title, NAV_PATH, &[], content)).into_response()
 }
 
+/// The report page's query and the period it names, or the page that says why not (400 for an
+/// unreadable query, the form with the error for a bad period). Boxed: a `Response` is large.
+fn page_period(
+    state: &ApiState,
+    caller: &Caller,
+    query: Result<Query<ReportPageQuery>, QueryRejection>,
+    title: &str,
+    path: &str,
+    uptake_form: bool,
+) -> Result<(ReportPageQuery, Period), Box<Response>> {
+    let Ok(Query(query)) = query else {
+        return Err(Box::new(
+            ConsoleError::new(StatusCode::BAD_REQUEST, "The report's parameters could not be read.").into_response(),
+        ));
+    };
+    match period(state, &query) {
+        Ok(period) => Ok((query, period)),
+        Err(error) => Err(Box::new(bad_period(
+            caller,
+            title,
+            period_form(path, &query, None, uptake_form),
+            &error,
+        ))),
+    }
+}
+
 const UPTAKE_TITLE: &str = "Uptake of technology-enabled care";
 const KPI_TITLE: &str = "Monitoring KPIs";
 
@@ -115,20 +141,9 @@ pub async fn uptake_page(
     Extension(caller): Extension<Caller>,
     query: Result<Query<ReportPageQuery>, QueryRejection>,
 ) -> Response {
-    let Ok(Query(query)) = query else {
-        return ConsoleError::new(StatusCode::BAD_REQUEST, "The report's parameters could not be read.")
-            .into_response();
-    };
-    let period = match period(&state, &query) {
-        Ok(period) => period,
-        Err(error) => {
-            return bad_period(
-                &caller,
-                UPTAKE_TITLE,
-                period_form("/reports/uptake", &query, None, true),
-                &error,
-            );
-        }
+    let (query, period) = match page_period(&state, &caller, query, UPTAKE_TITLE, "/reports/uptake", true) {
+        Ok(read) => read,
+        Err(refused) => return *refused,
     };
     match read_uptake(&state, &caller, period, None).await {
         Ok(export) => {
@@ -349,20 +364,9 @@ pub async fn kpi_page(
     Extension(caller): Extension<Caller>,
     query: Result<Query<ReportPageQuery>, QueryRejection>,
 ) -> Response {
-    let Ok(Query(query)) = query else {
-        return ConsoleError::new(StatusCode::BAD_REQUEST, "The report's parameters could not be read.")
-            .into_response();
-    };
-    let period = match period(&state, &query) {
-        Ok(period) => period,
-        Err(error) => {
-            return bad_period(
-                &caller,
-                KPI_TITLE,
-                period_form("/reports/kpi", &query, None, false),
-                &error,
-            );
-        }
+    let (query, period) = match page_period(&state, &caller, query, KPI_TITLE, "/reports/kpi", false) {
+        Ok(read) => read,
+        Err(refused) => return *refused,
     };
     match read_kpi(&state, &caller, period).await {
         Ok(export) => {
