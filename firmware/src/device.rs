@@ -650,6 +650,21 @@ impl Device {
         if encode_uplink(&uplink, &mut scratch).is_err() {
             return Err(DeviceError::TooLarge { seq });
         }
+        self.keep(uplink).map(|()| seq)
+    }
+
+    /// Puts an unreceipted event kept in flash from an earlier boot back into the outbox,
+    /// unchanged (same `(boot, seq)`, same bytes on the wire: the gateway deduplicates it if it
+    /// already has it, and receipts it either way). Call at start, before the first
+    /// [`Device::tick`], in the order the events were stored. See [`crate::persist`].
+    pub fn restore(&mut self, uplink: Uplink) -> Result<(), DeviceError> {
+        self.keep(uplink)
+    }
+
+    /// Puts a numbered event into the outbox, or an alarm the outbox has no room for into the
+    /// backlog.
+    fn keep(&mut self, uplink: Uplink) -> Result<(), DeviceError> {
+        let seq = uplink.header.seq;
         let alarm = uplink.body.is_alarm();
         // Alarms keep their order: while older ones wait in the backlog, so do new ones.
         let result = if alarm && !self.backlog.is_empty() {
@@ -661,9 +676,9 @@ impl Device {
             }
         };
         match result {
-            Ok(()) => Ok(seq),
+            Ok(()) => Ok(()),
             Err((source, uplink)) => match self.backlog.push(uplink) {
-                Ok(()) => Ok(seq),
+                Ok(()) => Ok(()),
                 Err(_) => {
                     self.alarms_lost = self.alarms_lost.saturating_add(1);
                     Err(DeviceError::AlarmNotQueued { seq, source })
@@ -698,6 +713,11 @@ impl Device {
 
     pub fn outbox(&self) -> &Outbox {
         &self.outbox
+    }
+
+    /// Alarms waiting for room in the outbox (it is full of unreceipted alarms), oldest first.
+    pub fn alarm_backlog(&self) -> &[Uplink] {
+        &self.backlog
     }
 
     /// Events waiting for a receipt (outbox plus alarm backlog).

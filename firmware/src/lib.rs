@@ -10,6 +10,7 @@ pub mod hw;
 pub mod indication;
 pub mod input;
 pub mod outbox;
+pub mod persist;
 pub mod rng;
 pub mod session;
 
