@@ -6,20 +6,27 @@
 //! Between samples, and after the script, the clock jumps straight to the session's next
 //! deadline. It switches the device off ([`Event::Stop`]) once the broker has receipted every
 //! expected uplink and the device's outbox is empty, or, failing that, at [`TIME_LIMIT_MS`].
+//!
+//! It also owns the flash: after every step of the session ([`Platform::show`]) it syncs the
+//! alarm log with the device ([`OutboxMirror::sync`]), and once the press alarm is in flash
+//! and the broker has not receipted it, it cuts the power: `wait` never returns again, and
+//! `main` drops the session mid-flight and boots a new device, which restores the log.
 
-use core::cell::RefCell;
+use core::cell::{Cell, RefCell};
+use core::task::Poll;
 
 use firmware::Input;
 use firmware::device::{Device, DeviceError};
 use firmware::hw::button::{ActiveLevel, Button};
 use firmware::hw::fall::FallDetector;
 use firmware::hw::lis3dh::{Config, Lis3dh, SlaveAddr, ctrl_reg1_value, ctrl_reg4_value};
+use firmware::persist::{FlashAlarmLog, OutboxMirror};
 use firmware::session::{Event, Platform, SessionState};
 use heapless::Deque;
 
 use crate::broker::Broker;
 use crate::console::{line, out, out_u32};
-use crate::world::{FALL_TRACE, SAMPLE_MS, ScriptedButtonPin, ScriptedLis3dh};
+use crate::world::{FALL_TRACE, RamFlash, SAMPLE_MS, ScriptedButtonPin, ScriptedLis3dh};
 
 /// The button goes down here (after the fall's alarm) and is released 200 ms later.
 const PRESS_FROM_MS: u64 = 6_000;
@@ -50,12 +57,19 @@ pub struct Scenario<'b> {
     out_of_time: bool,
     device_errors: u8,
     driver_errors: u8,
-    /// From the last `show`: the device's outbox depth and whether its session was up.
+    /// From the last `show`: the device's outbox depth.
     outbox_depth: usize,
+    /// False from the power cut until the next boot.
+    power: &'b Cell<bool>,
+    power_cuts: u8,
+    log: FlashAlarmLog<RamFlash>,
+    mirror: OutboxMirror,
+    restored_alarms: u16,
+    flash_errors: u8,
 }
 
 impl<'b> Scenario<'b> {
-    pub fn new(broker: &'b RefCell<Broker>) -> Self {
+    pub fn new(broker: &'b RefCell<Broker>, power: &'b Cell<bool>, log: FlashAlarmLog<RamFlash>) -> Self {
         let bus = ScriptedLis3dh::new(FALL_TRACE);
         let trace_end_ms = bus.samples() as u64 * SAMPLE_MS;
         let mut accelerometer = Lis3dh::new(bus, SlaveAddr::Sa0Low);
@@ -84,6 +98,30 @@ impl<'b> Scenario<'b> {
             device_errors: 0,
             driver_errors: 0,
             outbox_depth: usize::MAX,
+            power,
+            power_cuts: 0,
+            log,
+            mirror: OutboxMirror::default(),
+            restored_alarms: 0,
+            flash_errors: 0,
+        }
+    }
+
+    /// Powers up a freshly booted `device`: puts the alarms in flash back into it.
+    pub async fn power_up(&mut self, device: &mut Device) {
+        self.power.set(true);
+        match OutboxMirror::restore(&mut self.log, device).await {
+            Ok((mirror, restored)) => {
+                self.mirror = mirror;
+                self.restored_alarms = self.restored_alarms.saturating_add(restored.alarms);
+                out("flash: ");
+                out_u32(u32::from(restored.alarms));
+                line(" unreceipted alarm(s) restored into the outbox");
+            }
+            Err(_) => {
+                line("flash: the alarm log could not be read");
+                self.flash_errors = self.flash_errors.saturating_add(1);
+            }
         }
     }
 
@@ -95,11 +133,27 @@ impl<'b> Scenario<'b> {
             chip.ctrl_reg1 == ctrl_reg1_value(Config::default()) && chip.ctrl_reg4 == ctrl_reg4_value(Config::default())
         });
         let checks = [
-            (self.accelerometer_ready && configured, "LIS3DH identified and configured by the driver"),
+            (
+                self.accelerometer_ready && configured,
+                "LIS3DH identified and configured by the driver",
+            ),
             (self.driver_errors == 0, "no I2C or pin errors"),
             (self.falls == 1, "the fall trace raised exactly one fall"),
             (self.presses == 1, "the button raised exactly one press"),
             (self.device_errors == 0, "no device core errors"),
+            (
+                self.power_cuts == 1,
+                "one power cut, with the press alarm in flash and unreceipted",
+            ),
+            (
+                self.restored_alarms == 1,
+                "the rebooted device restored that alarm from flash",
+            ),
+            (
+                self.mirror.stored().is_empty(),
+                "the alarm log is empty at the end (all receipted)",
+            ),
+            (self.flash_errors == 0, "no flash errors"),
             (!self.out_of_time, "finished within the time limit"),
         ];
         let mut ok = true;
@@ -121,7 +175,11 @@ impl<'b> Scenario<'b> {
                         out("t=");
                         out_u32(now as u32);
                         out(" ms  fall detector: ");
-                        line(if input == Input::FallDetected { "FallDetected" } else { "other input" });
+                        line(if input == Input::FallDetected {
+                            "FallDetected"
+                        } else {
+                            "other input"
+                        });
                         self.falls = self.falls.saturating_add(u8::from(input == Input::FallDetected));
                         let _ = self.pending.push_back(Event::Input(input));
                     }
@@ -135,7 +193,11 @@ impl<'b> Scenario<'b> {
                 out("t=");
                 out_u32(now as u32);
                 out(" ms  button: ");
-                line(if input == Input::ButtonPressed { "ButtonPressed" } else { "ButtonHeld" });
+                line(if input == Input::ButtonPressed {
+                    "ButtonPressed"
+                } else {
+                    "ButtonHeld"
+                });
                 self.presses = self.presses.saturating_add(u8::from(input == Input::ButtonPressed));
                 let _ = self.pending.push_back(Event::Input(input));
             }
@@ -146,7 +208,11 @@ impl<'b> Scenario<'b> {
 
     fn done(&self) -> bool {
         let broker = self.broker.borrow();
-        self.now_ms >= self.script_end_ms && broker.all_receipted() && broker.is_open() && self.outbox_depth == 0
+        self.now_ms >= self.script_end_ms
+            && broker.all_receipted()
+            && broker.is_open()
+            && self.outbox_depth == 0
+            && self.mirror.stored().is_empty()
     }
 
     fn stop(&mut self, reason: &str) -> Option<Event> {
@@ -165,6 +231,10 @@ impl Platform for Scenario<'_> {
     }
 
     async fn wait(&mut self, deadline_ms: u64) -> Option<Event> {
+        if !self.power.get() {
+            // Nothing runs without power: main sees this and drops the session.
+            return core::future::poll_fn(|_| Poll::Pending).await;
+        }
         self.waits = self.waits.saturating_add(1);
         if let Some(event) = self.pending.pop_front() {
             return Some(event);
@@ -191,8 +261,32 @@ impl Platform for Scenario<'_> {
         None
     }
 
-    fn show(&mut self, device: &Device, _session: &SessionState, _now_ms: u64) {
+    fn show(&mut self, device: &Device, _session: &SessionState, now_ms: u64) {
         self.outbox_depth = device.outbox_depth();
+        // The flash completes at once, so the sync is done before the session goes on.
+        match embassy_futures::block_on(self.mirror.sync(&mut self.log, device)) {
+            Ok(synced) if synced.stored > 0 || synced.removed > 0 => {
+                out("flash: stored ");
+                out_u32(u32::from(synced.stored));
+                out(", removed ");
+                out_u32(u32::from(synced.removed));
+                out(" alarm(s); ");
+                out_u32(self.mirror.stored().len() as u32);
+                line(" unreceipted in flash");
+            }
+            Ok(_) => {}
+            Err(_) => {
+                line("flash: the alarm log could not be updated");
+                self.flash_errors = self.flash_errors.saturating_add(1);
+            }
+        }
+        if self.power_cuts == 0 && self.broker.borrow().press_withheld() && !self.mirror.stored().is_empty() {
+            self.power_cuts = 1;
+            self.power.set(false);
+            out("t=");
+            out_u32(now_ms as u32);
+            line(" ms  POWER CUT: the device loses its RAM, the press alarm is only in flash");
+        }
     }
 
     fn device_error(&mut self, error: DeviceError) {

@@ -1,10 +1,13 @@
 //! The scripted hardware around the firmware's drivers: a LIS3DH on an I2C bus that plays a
-//! recorded trace, and a button pin pressed for a while.
+//! recorded trace, a button pin pressed for a while, and the flash the alarm log lives in.
 
 use core::convert::Infallible;
 
 use embedded_hal::digital::{ErrorType as PinErrorType, InputPin};
 use embedded_hal::i2c::{self, ErrorKind, I2c, NoAcknowledgeSource, Operation, SevenBitAddress};
+use embedded_storage_async::nor_flash::{
+    ErrorType as FlashErrorType, MultiwriteNorFlash, NorFlash, NorFlashErrorKind, ReadNorFlash,
+};
 
 /// The fall the accelerometer plays: one 6-byte OUT_X_L..OUT_Z_H burst per 10 ms sample
 /// (±8 g, 12-bit), made and checked by the firmware's `hw_fall` tests.
@@ -127,3 +130,74 @@ impl InputPin for ScriptedButtonPin {
         Ok(self.pressed())
     }
 }
+
+/// Bytes of flash given to the alarm log: two erase pages (the least the log works with).
+pub const ALARM_LOG_BYTES: usize = 2 * RamFlash::PAGE;
+
+/// NOR flash for the alarm log, kept in RAM beside the scenario so that it outlives the
+/// device across the simulated power cut (as the chip's flash would) without depending on
+/// QEMU's emulation of the flash controller. NOR rules: erased bytes read 0xFF, programming
+/// only clears bits, so a word may be programmed again (`MultiwriteNorFlash`).
+#[derive(Debug)]
+pub struct RamFlash {
+    bytes: [u8; ALARM_LOG_BYTES],
+}
+
+impl RamFlash {
+    /// Erase pages of 256 bytes (the LM3S6965's are 1 KiB): room for a page header and the
+    /// largest record, and a small model (it lives on the stack, in the measured RAM).
+    const PAGE: usize = 256;
+
+    pub const fn erased() -> Self {
+        Self {
+            bytes: [0xFF; ALARM_LOG_BYTES],
+        }
+    }
+
+    fn range(&mut self, offset: u32, len: usize, align: usize) -> Result<&mut [u8], NorFlashErrorKind> {
+        let start = offset as usize;
+        if !start.is_multiple_of(align) || !len.is_multiple_of(align) {
+            return Err(NorFlashErrorKind::NotAligned);
+        }
+        self.bytes
+            .get_mut(start..start.saturating_add(len))
+            .ok_or(NorFlashErrorKind::OutOfBounds)
+    }
+}
+
+impl FlashErrorType for RamFlash {
+    type Error = NorFlashErrorKind;
+}
+
+impl ReadNorFlash for RamFlash {
+    const READ_SIZE: usize = 1;
+
+    async fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), NorFlashErrorKind> {
+        bytes.copy_from_slice(self.range(offset, bytes.len(), 1)?);
+        Ok(())
+    }
+
+    fn capacity(&self) -> usize {
+        ALARM_LOG_BYTES
+    }
+}
+
+impl NorFlash for RamFlash {
+    const WRITE_SIZE: usize = 4;
+    const ERASE_SIZE: usize = Self::PAGE;
+
+    async fn erase(&mut self, from: u32, to: u32) -> Result<(), NorFlashErrorKind> {
+        let len = to.checked_sub(from).ok_or(NorFlashErrorKind::OutOfBounds)? as usize;
+        self.range(from, len, Self::PAGE)?.fill(0xFF);
+        Ok(())
+    }
+
+    async fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), NorFlashErrorKind> {
+        for (cell, new) in self.range(offset, bytes.len(), 4)?.iter_mut().zip(bytes) {
+            *cell &= new;
+        }
+        Ok(())
+    }
+}
+
+impl MultiwriteNorFlash for RamFlash {}

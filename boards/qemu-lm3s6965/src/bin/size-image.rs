@@ -1,14 +1,16 @@
 //! The firmware as a board links it, for the flash budget only: the device core, the button
 //! and fall drivers, the LIS3DH driver and the MQTT session (rust-mqtt), on a polling
-//! executor, without the QEMU scenario's scripted world (broker, trace, console), which is
-//! test equipment and not firmware. It is built, never run.
+//! executor, and with the `alarm-log` feature also the alarm log in flash (`persist`,
+//! sequential-storage); without the QEMU scenario's scripted world (broker, trace, console),
+//! which is test equipment and not firmware. It is built, never run.
 //!
 //! The board's peripherals are reduced to one register access each (LM3S6965 addresses):
 //! the transport to UART0's data register (a cellular modem in transparent mode would sit
 //! there), the accelerometer's bus to I2C0's data register, the button to a GPIO pin, the
-//! clock to SysTick's counter. Their real drivers are small next to the firmware (they are
-//! what the headroom under the budget is for); everything the firmware itself contributes
-//! is here, with the same optimisation settings as the QEMU image.
+//! clock to SysTick's counter; the flash to its controller's address, data and command
+//! registers. Their real drivers are small next to the firmware (they are what the headroom
+//! under the budget is for); everything the firmware itself contributes is here, with the
+//! same optimisation settings as the QEMU image.
 #![no_std]
 #![no_main]
 
@@ -23,6 +25,8 @@ use firmware::device::{Device, DeviceSetup};
 use firmware::hw::button::{ActiveLevel, Button};
 use firmware::hw::fall::FallDetector;
 use firmware::hw::lis3dh::{Config, Lis3dh, SlaveAddr};
+#[cfg(feature = "alarm-log")]
+use firmware::persist::{FlashAlarmLog, OutboxMirror};
 use firmware::session::{self, Backoff, Connector, Event, Platform, SessionConfig, SessionState};
 use protocol::{DeviceConfig, DeviceId, FirmwareVersion};
 
@@ -41,7 +45,8 @@ fn read_register(address: usize) -> u32 {
 }
 
 fn write_register(address: usize, value: u32) {
-    // SAFETY: as in `read_register`; writing the data register only queues a byte.
+    // SAFETY: as in `read_register`; the writes go to data and command registers that act
+    // only on their own peripheral.
     unsafe { core::ptr::write_volatile(address as *mut u32, value) }
 }
 
@@ -123,12 +128,93 @@ impl InputPin for SelectButton {
     }
 }
 
+/// The on-chip flash, for the alarm log.
+#[cfg(feature = "alarm-log")]
+mod flash {
+    use embedded_storage_async::nor_flash::{
+        ErrorType as FlashErrorType, MultiwriteNorFlash, NorFlash, NorFlashErrorKind, ReadNorFlash,
+    };
+
+    use super::{read_register, write_register};
+
+    /// Flash controller: address, data, and command (with its write key) registers.
+    const FLASH_FMA: usize = 0x400F_D000;
+    const FLASH_FMD: usize = 0x400F_D004;
+    const FLASH_FMC: usize = 0x400F_D008;
+    const FMC_WRITE_KEY: u32 = 0xA442_0000;
+    const FMC_WRITE: u32 = 1 << 0;
+    const FMC_ERASE: u32 = 1 << 1;
+    /// The last 8 KiB of the 256 KiB flash hold the alarm log.
+    pub const ALARM_LOG: core::ops::Range<u32> = 0x3_E000..0x4_0000;
+
+    /// Memory-mapped reads, word programs and page erases through the controller (1 KiB
+    /// pages).
+    #[derive(Debug)]
+    pub struct OnChipFlash;
+
+    impl OnChipFlash {
+        fn command(address: u32, data: u32, command: u32) {
+            write_register(FLASH_FMA, address);
+            write_register(FLASH_FMD, data);
+            write_register(FLASH_FMC, FMC_WRITE_KEY | command);
+            while read_register(FLASH_FMC) & command != 0 {}
+        }
+    }
+
+    impl FlashErrorType for OnChipFlash {
+        type Error = NorFlashErrorKind;
+    }
+
+    impl ReadNorFlash for OnChipFlash {
+        const READ_SIZE: usize = 1;
+
+        async fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), NorFlashErrorKind> {
+            for (index, byte) in bytes.iter_mut().enumerate() {
+                *byte = read_register(offset as usize + index) as u8;
+            }
+            Ok(())
+        }
+
+        fn capacity(&self) -> usize {
+            256 * 1024
+        }
+    }
+
+    impl NorFlash for OnChipFlash {
+        const WRITE_SIZE: usize = 4;
+        const ERASE_SIZE: usize = 1024;
+
+        async fn erase(&mut self, from: u32, to: u32) -> Result<(), NorFlashErrorKind> {
+            for page in (from..to).step_by(Self::ERASE_SIZE) {
+                Self::command(page, 0, FMC_ERASE);
+            }
+            Ok(())
+        }
+
+        async fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), NorFlashErrorKind> {
+            let (words, []) = bytes.as_chunks::<4>() else {
+                return Err(NorFlashErrorKind::NotAligned);
+            };
+            for (address, word) in (offset..).step_by(4).zip(words) {
+                Self::command(address, u32::from_le_bytes(*word), FMC_WRITE);
+            }
+            Ok(())
+        }
+    }
+
+    impl MultiwriteNorFlash for OnChipFlash {}
+}
+
 #[derive(Debug)]
 struct Board {
     accelerometer: Lis3dh<I2c0>,
     fall: FallDetector,
     button: Button,
     pin: SelectButton,
+    #[cfg(feature = "alarm-log")]
+    log: FlashAlarmLog<flash::OnChipFlash>,
+    #[cfg(feature = "alarm-log")]
+    mirror: OutboxMirror,
 }
 
 impl Platform for Board {
@@ -149,11 +235,19 @@ impl Platform for Board {
         }
     }
 
-    fn show(&mut self, _device: &Device, _session: &SessionState, _now_ms: u64) {}
+    fn show(&mut self, device: &Device, _session: &SessionState, _now_ms: u64) {
+        #[cfg(feature = "alarm-log")]
+        let _ = embassy_futures::block_on(self.mirror.sync(&mut self.log, device));
+        let _ = device;
+    }
 }
 
 #[entry]
 fn main() -> ! {
+    #[cfg(feature = "alarm-log")]
+    let Ok(log) = FlashAlarmLog::new(flash::OnChipFlash, flash::ALARM_LOG) else {
+        halt()
+    };
     if let Ok(device_id) = DeviceId::new("size-image") {
         let mut boot_counter = MemoryBootCounter::new(0);
         let boot = boot_counter.load_and_increment().unwrap_or(1);
@@ -164,6 +258,10 @@ fn main() -> ! {
             fall: FallDetector::default(),
             button: Button::default(),
             pin: SelectButton,
+            #[cfg(feature = "alarm-log")]
+            log,
+            #[cfg(feature = "alarm-log")]
+            mirror: OutboxMirror::default(),
         };
         let setup = DeviceSetup {
             boot,
@@ -176,6 +274,10 @@ fn main() -> ! {
             activity: None,
         };
         let mut device = Device::new(setup, 0);
+        #[cfg(feature = "alarm-log")]
+        if let Ok((mirror, _)) = embassy_futures::block_on(OutboxMirror::restore(&mut board.log, &mut device)) {
+            board.mirror = mirror;
+        }
         let mut state = SessionState::new(Backoff::default(), session::DEFAULT_KEEP_ALIVE_S, u64::from(boot), 0);
         let config = SessionConfig {
             device_id,
@@ -191,6 +293,10 @@ fn main() -> ! {
             &mut boot_counter,
         ));
     }
+    halt()
+}
+
+fn halt() -> ! {
     #[allow(clippy::empty_loop)]
     loop {}
 }
