@@ -80,9 +80,9 @@ impl Expected {
 
     fn name(self) -> &'static str {
         match self {
-            Self::Heartbeat => "heartbeat",
-            Self::Fall => "alarm Fall",
-            Self::Press => "alarm PendantPress",
+            Self::Heartbeat => "Heartbeat",
+            Self::Fall => "Alarm(Fall)",
+            Self::Press => "Alarm(PendantPress)",
         }
     }
 }
@@ -106,6 +106,7 @@ struct Seen {
 pub struct Broker {
     client_id: DeviceId,
     up: String<MAX_TOPIC_LEN>,
+    alarm: String<MAX_TOPIC_LEN>,
     down: String<MAX_TOPIC_LEN>,
     status: String<MAX_TOPIC_LEN>,
     /// Connections opened so far; the current one is number `connects`.
@@ -130,6 +131,7 @@ impl Broker {
         Self {
             client_id,
             up: Topic::up(client_id).to_heapless(),
+            alarm: Topic::alarm(client_id).to_heapless(),
             down: Topic::down(client_id).to_heapless(),
             status: Topic::status(client_id).to_heapless(),
             connects: 0,
@@ -392,7 +394,9 @@ impl Broker {
             self.on_status(payload);
             self.puback(packet_id);
         } else if topic == self.up.as_str() {
-            self.on_uplink(payload, packet_id);
+            self.on_uplink(payload, packet_id, false);
+        } else if topic == self.alarm.as_str() {
+            self.on_uplink(payload, packet_id, true);
         } else {
             out("device -> broker: PUBLISH on ");
             line(topic);
@@ -422,20 +426,30 @@ impl Broker {
         }
     }
 
-    fn on_uplink(&mut self, payload: &[u8], packet_id: [u8; 2]) {
+    /// An uplink on the up topic, or (`on_alarm_topic`) on the alarm topic.
+    fn on_uplink(&mut self, payload: &[u8], packet_id: [u8; 2], on_alarm_topic: bool) {
         let Ok(uplink) = decode_uplink(payload) else {
             self.violation("undecodable uplink");
             return;
         };
+        // SPEC 2.1: alarms and their cancels on the alarm topic, everything else on up.
+        if uplink.body.is_alarm() != on_alarm_topic {
+            self.violation("uplink on the wrong topic (alarms go on /alarm, the rest on /up)");
+        }
+        let topic_name = if on_alarm_topic { "/alarm" } else { "/up" };
         let (boot, seq) = (uplink.header.boot, uplink.header.seq);
         let Some(kind) = Expected::of(&uplink.body) else {
-            out("device -> broker: PUBLISH up, seq ");
+            out("device -> broker: PUBLISH ");
+            out(topic_name);
+            out(", seq ");
             out_u32(seq);
             line(", not expected");
             self.violation("uplink kind");
             return;
         };
-        out("device -> broker: PUBLISH up ");
+        out("device -> broker: PUBLISH ");
+        out(topic_name);
+        out(" ");
         out(kind.name());
         out(", boot ");
         out_u32(boot);
