@@ -359,11 +359,11 @@ impl Drop for Postgres {
     fn drop(&mut self) {
         // Immediate shutdown: the postmaster ends its backends too (a SIGKILL would leave them
         // to notice on their own). The data is thrown away with the temp dir.
-        if let Some(mut child) = self.child.take() {
-            if signal(child.id(), "QUIT").is_err() || wait_for_exit(&mut child, SERVER_TIMEOUT, "postgres").is_err() {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
+        if let Some(mut child) = self.child.take()
+            && (signal(child.id(), "QUIT").is_err() || wait_for_exit(&mut child, SERVER_TIMEOUT, "postgres").is_err())
+        {
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 }
