@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use gateway::domain::*;
 use gateway::store::postgres::{CommitOutcome, LeaseAttempt, PgError, PgStore, PgStoreOptions};
-use gateway::store::{InsertOutcome, NewEvent, Store};
+use gateway::store::{AlertChangeRetention, InsertOutcome, NewEvent, Store};
 use protocol::{AlarmKind, DeviceId, UplinkBody};
 use testkit::{Postgres, PostgresOptions};
 use tokio_postgres::NoTls;
@@ -230,45 +230,38 @@ async fn an_alert_and_its_change_commit_with_the_events_or_not_at_all() {
     let mut batch = store.begin_write().await.unwrap();
     batch.insert_events(&[press("pnd-1", 1, 10)]).await.unwrap();
     batch.put_alert(&sample_alert(2)).await.unwrap();
-    assert_eq!(
-        batch
-            .record_alert_change(&sample_alert(2), Timestamp(10))
-            .await
-            .unwrap(),
-        1
-    );
+    let seq = batch.record_alert_change(&sample_alert(2), Timestamp(10)).await;
+    assert_eq!(seq.unwrap(), 1);
+    batch.put_engine_state("timers", Some(b"v1")).await.unwrap();
     assert_eq!(batch.commit().await, CommitOutcome::Committed);
     assert_eq!(store.alert(AlertId(4)).await.unwrap(), Some(sample_alert(2)));
     assert_eq!(store.last_alert_change_seq().await.unwrap(), 1);
+    let timers = [("timers".to_string(), b"v1".to_vec())];
+    assert_eq!(store.engine_state().await.unwrap(), timers);
 
-    // A transaction dropped before its commit leaves nothing: no event, no join, no seq.
+    // A transaction dropped before its commit leaves nothing: no event, no join, no seq, and
+    // the engine state as it was.
     let mut batch = store.begin_write().await.unwrap();
     batch.insert_events(&[press("pnd-1", 2, 20)]).await.unwrap();
     batch.put_alert(&sample_alert(3)).await.unwrap();
-    assert_eq!(
-        batch
-            .record_alert_change(&sample_alert(3), Timestamp(20))
-            .await
-            .unwrap(),
-        2
-    );
+    let seq = batch.record_alert_change(&sample_alert(3), Timestamp(20)).await;
+    assert_eq!(seq.unwrap(), 2);
+    batch.put_engine_state("timers", None).await.unwrap();
     drop(batch);
     assert_eq!(store.event_count().await.unwrap(), 1);
     assert_eq!(store.alert(AlertId(4)).await.unwrap(), Some(sample_alert(2)));
     assert_eq!(store.last_alert_change_seq().await.unwrap(), 1);
+    assert_eq!(store.engine_state().await.unwrap(), timers);
 
     // The join committed: one more transition, the next seq.
     let mut batch = store.begin_write().await.unwrap();
     batch.put_alert(&sample_alert(3)).await.unwrap();
-    assert_eq!(
-        batch
-            .record_alert_change(&sample_alert(3), Timestamp(30))
-            .await
-            .unwrap(),
-        2
-    );
+    let seq = batch.record_alert_change(&sample_alert(3), Timestamp(30)).await;
+    assert_eq!(seq.unwrap(), 2);
+    batch.put_engine_state("timers", None).await.unwrap();
     assert_eq!(batch.commit().await, CommitOutcome::Committed);
     assert_eq!(store.alert(AlertId(4)).await.unwrap(), Some(sample_alert(3)));
+    assert!(store.engine_state().await.unwrap().is_empty());
 
     // A failed statement aborts the transaction: its commit is reported rolled back.
     let mut batch = store.begin_write().await.unwrap();
@@ -277,6 +270,42 @@ async fn an_alert_and_its_change_commit_with_the_events_or_not_at_all() {
     assert!(batch.put_alert(&bad).await.is_err());
     assert!(matches!(batch.commit().await, CommitOutcome::RolledBack { .. }));
     assert_eq!(store.last_alert_change_seq().await.unwrap(), 2);
+}
+
+#[tokio::test]
+async fn the_change_log_keeps_what_its_retention_says() {
+    let server = Postgres::start().unwrap();
+    let options = PgStoreOptions {
+        alert_change_retention: AlertChangeRetention {
+            max_age_ms: 1_000,
+            max_count: 3,
+        },
+        ..PgStoreOptions::new("gw-a", LONG_LEASE)
+    };
+    let mut store = PgStore::connect(&config(&server), options).await.unwrap();
+    assert!(matches!(
+        store.acquire_lease().await.unwrap(),
+        LeaseAttempt::Acquired(_)
+    ));
+    let kept = |server: &Postgres| server.psql("SELECT string_agg(seq::text, ',' ORDER BY seq) FROM alert_changes");
+    for at in 1..=6 {
+        let mut batch = store.begin_write().await.unwrap();
+        batch
+            .record_alert_change(&sample_alert(1), Timestamp(at))
+            .await
+            .unwrap();
+        assert_eq!(batch.commit().await, CommitOutcome::Committed);
+    }
+    assert_eq!(kept(&server).unwrap(), "4,5,6", "at most max_count");
+    // Much later: everything older than max_age goes, except the newest change.
+    let mut batch = store.begin_write().await.unwrap();
+    batch
+        .record_alert_change(&sample_alert(1), Timestamp(60_000))
+        .await
+        .unwrap();
+    assert_eq!(batch.commit().await, CommitOutcome::Committed);
+    assert_eq!(kept(&server).unwrap(), "7");
+    assert_eq!(store.last_alert_change_seq().await.unwrap(), 7);
 }
 
 #[tokio::test]
@@ -436,6 +465,34 @@ async fn a_backend_terminated_during_commit_is_an_unknown_outcome() {
     let (outcomes, committed) = insert_and_commit(&mut restarted, &events).await;
     assert_eq!(outcomes, [InsertOutcome::Duplicate]);
     assert_eq!(committed, CommitOutcome::Committed);
+}
+
+/// What a failover relies on: everything reported committed on the primary is on the
+/// synchronous standby, the lease included, so after promotion a new leader finds every
+/// event and fences the old epoch.
+#[tokio::test]
+async fn after_promotion_the_standby_has_every_committed_event_and_the_lease() {
+    let (mut primary, mut replica) = replicated_pair();
+    let lease_ttl = Duration::from_secs(1);
+    let mut old = leader(&primary, "gw-old", lease_ttl).await;
+    let old_epoch = old.lease().unwrap().epoch;
+    let events: Vec<NewEvent> = (1..=100).map(|seq| press("pnd-1", seq, 10)).collect();
+    let (_, committed) = insert_and_commit(&mut old, &events).await;
+    assert_eq!(committed, CommitOutcome::Committed);
+
+    primary.stop_immediately().unwrap();
+    replica.promote().unwrap();
+    let mut new = connect(&replica, "gw-new", lease_ttl).await;
+    assert_eq!(
+        new.event_count().await.unwrap(),
+        100,
+        "a committed event is on the standby"
+    );
+    let new_epoch = take_over(&mut new).await;
+    assert!(new_epoch > old_epoch, "the lease's epoch was replicated too");
+    let (outcomes, committed) = insert_and_commit(&mut new, &events).await;
+    assert_eq!(committed, CommitOutcome::Committed);
+    assert!(outcomes.iter().all(|outcome| *outcome == InsertOutcome::Duplicate));
 }
 
 /// Not a test of speed (no assertion on it): prints what batched inserts take on this

@@ -16,7 +16,7 @@ use super::PgError;
 /// (version, what it does, SQL). Versions start at 1 and have no gaps.
 const MIGRATIONS: &[(i32, &str, &str)] = &[(
     1,
-    "events, alerts, the alert-change log and the writer lease",
+    "events, alerts, the alert-change log, engine state and the writer lease",
     r"
 CREATE TABLE tec_leader_lease (
     name        text PRIMARY KEY,
@@ -59,6 +59,10 @@ CREATE TABLE alert_changes (
     seq             bigint PRIMARY KEY,
     committed_at_ms bigint NOT NULL,
     alert           jsonb NOT NULL
+);
+CREATE TABLE engine_state (
+    key   text PRIMARY KEY,
+    value bytea NOT NULL
 );
 ",
 )];

@@ -113,7 +113,8 @@ impl PgStore {
     }
 
     /// Extends the held lease. `Fenced` if it was lost (taken over, or expired unrenewed):
-    /// this gateway is then a standby.
+    /// this gateway is then a standby. Any failure forgets the lease (a renewal whose answer
+    /// was lost may or may not have happened): writing again takes it anew, at a new epoch.
     pub async fn renew_lease(&mut self) -> Result<&Lease, PgError> {
         let held = self.lease.take().ok_or(PgError::NotLeader)?;
         let renewed = lease::renew(&self.client, &held, self.options.lease_ttl).await?;
@@ -179,10 +180,10 @@ impl PgStore {
 
     /// The alert with its whole history.
     pub async fn alert(&self, id: AlertId) -> Result<Option<Alert>, PgError> {
-        let key = i64::try_from(id.0).map_err(|_| PgError::OutOfRange {
-            what: "alert id",
-            value: i64::MAX,
-        })?;
+        // Ids beyond bigint are never stored (`put_alert` refuses them).
+        let Ok(key) = i64::try_from(id.0) else {
+            return Ok(None);
+        };
         let Some(row) = self
             .client
             .query_opt("SELECT header::text FROM alerts WHERE id = $1", &[&key])
@@ -210,6 +211,15 @@ impl PgStore {
             })
             .collect::<Result<Vec<_>, PgError>>()?;
         Ok(Some(header.into_alert(transitions)))
+    }
+
+    /// Every alert-engine state entry, for rebuilding the engine.
+    pub async fn engine_state(&self) -> Result<Vec<(String, Vec<u8>)>, PgError> {
+        let rows = self
+            .client
+            .query("SELECT key, value FROM engine_state ORDER BY key", &[])
+            .await?;
+        rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect()
     }
 
     /// The newest committed alert-change seq; 0 if there was none yet.

@@ -391,6 +391,27 @@ impl<'s> PgWriteBatch<'s> {
         })
     }
 
+    /// Sets (or, with `None`, deletes) one opaque alert-engine state entry.
+    pub async fn put_engine_state(&mut self, key: &str, value: Option<&[u8]>) -> Result<(), PgError> {
+        let result = match value {
+            Some(value) => {
+                self.txn
+                    .execute(
+                        "INSERT INTO engine_state (key, value) VALUES ($1, $2)
+                     ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                        &[&key, &value],
+                    )
+                    .await
+            }
+            None => {
+                self.txn
+                    .execute("DELETE FROM engine_state WHERE key = $1", &[&key])
+                    .await
+            }
+        };
+        self.guard(result.map(drop).map_err(PgError::from))
+    }
+
     /// Commits, and says how that ended. Never cancelled or timed out: a commit abandoned
     /// half-way is exactly an unknown outcome. Only `Committed` may lead to receipts.
     pub async fn commit(self) -> CommitOutcome {
