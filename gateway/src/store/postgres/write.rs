@@ -258,10 +258,15 @@ impl<'s> PgWriteBatch<'s> {
         let rows = self
             .txn
             .query(
+                // One primary-key lookup per key, whatever the planner's statistics say: a
+                // plain join is planned as a scan of the whole table while it is young and
+                // unanalysed (measured: 54 ms against 3 ms for 1,024 keys in 40,960 events).
+                // `OFFSET 0` keeps the lateral subquery from being flattened into that join.
                 "SELECT e.device, e.boot, e.seq, e.copy, e.received_at_ms, e.resident, e.payload
-                 FROM events e
-                 JOIN unnest($1::text[], $2::int8[], $3::int8[]) AS k(device, boot, seq)
-                   ON (e.device, e.boot, e.seq) = (k.device, k.boot, k.seq)
+                 FROM unnest($1::text[], $2::int8[], $3::int8[]) AS k(device, boot, seq)
+                 CROSS JOIN LATERAL (
+                     SELECT * FROM events e WHERE (e.device, e.boot, e.seq) = (k.device, k.boot, k.seq) OFFSET 0
+                 ) e
                  ORDER BY e.device, e.boot, e.seq, e.copy",
                 &[&devices, &boots, &seqs],
             )
