@@ -49,6 +49,14 @@ fn seconds(ttl: Duration) -> f64 {
 /// Takes the lease for `holder` if it is vacant or expired (with a new epoch), in one
 /// statement: two standbys trying at once cannot both win.
 pub(super) async fn acquire(client: &Client, holder: &str, ttl: Duration) -> Result<LeaseAttempt, PgError> {
+    // A look without a lock first: the takeover statement locks the row even when it finds
+    // the lease held, and so would wait for the leader's write in flight and then hold up
+    // its next one, every time a standby asks.
+    if let Some(held) = held_lease(client).await?
+        && held.expires_in_ms > 0
+    {
+        return Ok(held.into_attempt());
+    }
     let taken = client
         .query_opt(
             "INSERT INTO tec_leader_lease AS lease (name, holder, epoch, acquired_at, expires_at)
@@ -70,18 +78,43 @@ pub(super) async fn acquire(client: &Client, holder: &str, ttl: Duration) -> Res
         tracing::info!(holder, epoch = lease.epoch, "took the writer lease");
         return Ok(LeaseAttempt::Acquired(lease));
     }
-    let row = client
-        .query_one(
-            "SELECT holder, epoch, (extract(epoch FROM expires_at - now()) * 1000)::bigint
-             FROM tec_leader_lease WHERE name = $1",
-            &[&WRITER_LEASE],
-        )
-        .await?;
-    Ok(LeaseAttempt::HeldBy {
-        holder: row.try_get(0)?,
-        epoch: row.try_get(1)?,
-        expires_in_ms: row.try_get(2)?,
-    })
+    // Taken by someone else between the look and the takeover. The row is never deleted, so
+    // it is there to read (if an administrator removed it, this fails: try again).
+    let row = client.query_one(HELD_LEASE, &[&WRITER_LEASE]).await?;
+    Ok(HeldLease::from_row(&row)?.into_attempt())
+}
+
+const HELD_LEASE: &str = "SELECT holder, epoch, (extract(epoch FROM expires_at - now()) * 1000)::bigint
+                          FROM tec_leader_lease WHERE name = $1";
+
+/// The lease row as a standby sees it.
+struct HeldLease {
+    holder: String,
+    epoch: i64,
+    expires_in_ms: i64,
+}
+
+impl HeldLease {
+    fn from_row(row: &tokio_postgres::Row) -> Result<Self, tokio_postgres::Error> {
+        Ok(Self {
+            holder: row.try_get(0)?,
+            epoch: row.try_get(1)?,
+            expires_in_ms: row.try_get(2)?,
+        })
+    }
+
+    fn into_attempt(self) -> LeaseAttempt {
+        LeaseAttempt::HeldBy {
+            holder: self.holder,
+            epoch: self.epoch,
+            expires_in_ms: self.expires_in_ms,
+        }
+    }
+}
+
+async fn held_lease(client: &Client) -> Result<Option<HeldLease>, PgError> {
+    let row = client.query_opt(HELD_LEASE, &[&WRITER_LEASE]).await?;
+    Ok(row.as_ref().map(HeldLease::from_row).transpose()?)
 }
 
 /// Extends `lease` by `ttl` from now, if it is still this holder's, at its epoch, and
