@@ -1,6 +1,7 @@
 //! The device's MQTT 5 session over rust-mqtt: connect with per-device credentials and an
 //! `Offline` last will, announce `Online{boot}`, subscribe to the down topic, publish the
-//! device core's uplinks (QoS 1), feed downlinks back into it, ping to keep the connection
+//! device core's uplinks (QoS 1: alarms and their cancels on the alarm topic, everything else
+//! on the up topic, SPEC 2.1), feed downlinks back into it, ping to keep the connection
 //! alive, and reconnect with exponential backoff and jitter.
 //!
 //! Everything that does not need the connection lives in [`SessionState`] and [`Backoff`]
@@ -337,6 +338,7 @@ pub enum SessionError {
 #[derive(Debug, Clone)]
 struct Topics {
     up: String<MAX_TOPIC_LEN>,
+    alarm: String<MAX_TOPIC_LEN>,
     down: String<MAX_TOPIC_LEN>,
     status: String<MAX_TOPIC_LEN>,
 }
@@ -398,6 +400,7 @@ pub async fn run<C: Connector, P: Platform, B: BootCounter>(
     let id = config.device_id;
     let topics = Topics {
         up: Topic::up(id).to_heapless(),
+        alarm: Topic::alarm(id).to_heapless(),
         down: Topic::down(id).to_heapless(),
         status: Topic::status(id).to_heapless(),
     };
@@ -432,12 +435,15 @@ pub async fn run<C: Connector, P: Platform, B: BootCounter>(
         .will(will);
     let up_topic = TopicName::new(MqttString::from_str(&topics.up).map_err(|_| SessionError::InvalidTopic)?)
         .ok_or(SessionError::InvalidTopic)?;
+    let alarm_topic = TopicName::new(MqttString::from_str(&topics.alarm).map_err(|_| SessionError::InvalidTopic)?)
+        .ok_or(SessionError::InvalidTopic)?;
     let down_filter = TopicFilter::new(MqttString::from_str(&topics.down).map_err(|_| SessionError::InvalidTopic)?)
         .ok_or(SessionError::InvalidTopic)?;
     let names = Names {
         client_id: &client_id,
         status: &status_topic,
         up: &up_topic,
+        alarm: &alarm_topic,
         down: &down_filter,
         offline,
     };
@@ -516,6 +522,10 @@ struct Names<'n> {
     client_id: &'n MqttString<'n>,
     status: &'n TopicName<'n>,
     up: &'n TopicName<'n>,
+    /// Alarms and their cancels (first copies and retransmissions alike): the gateway reads
+    /// this topic on a session of its own, so an alarm never waits behind telemetry queued
+    /// for the gateway, and a cancel never overtakes its alarm.
+    alarm: &'n TopicName<'n>,
     down: &'n TopicFilter<'n>,
     offline: &'n [u8],
 }
@@ -645,7 +655,8 @@ async fn serve<C: Connector, P: Platform, B: BootCounter>(
             let Some(transmit) = device.poll_transmit(now) else {
                 break;
             };
-            let publication = PublicationOptions::new(TopicReference::Name(names.up.as_borrowed())).at_least_once();
+            let topic = if transmit.alarm { names.alarm } else { names.up };
+            let publication = PublicationOptions::new(TopicReference::Name(topic.as_borrowed())).at_least_once();
             if let Err(error) = client
                 .publish(&publication, Bytes::from(transmit.payload.as_slice()))
                 .await

@@ -17,7 +17,7 @@ use crate::domain::{
     Alert, AlertChange, AlertId, Assignment, CallOutcome, Clock, DeviceRecord, Outcome, Resident, ResidentId,
 };
 use crate::http::{HttpState, router};
-use crate::ingest::mqtt::{MqttState, mqtt_options, run_poller, spawn_outbound};
+use crate::ingest::mqtt::{Lane, MqttSessions, PerLane, mqtt_options, run_poller, spawn_outbound};
 use crate::metrics::{IngestStats, Metrics};
 use crate::reports::apply::{ImportCounts, RegisterChange};
 use crate::reports::import::LineError;
@@ -69,9 +69,9 @@ pub struct GatewayHandle {
     client: GatewayClient,
     stop_intake: watch::Sender<bool>,
     stop_http: Option<oneshot::Sender<()>>,
-    poller: JoinHandle<()>,
+    pollers: PerLane<JoinHandle<()>>,
     committer: JoinHandle<()>,
-    outbound: JoinHandle<()>,
+    outbound: PerLane<JoinHandle<()>>,
     http: JoinHandle<()>,
     shutdown_timeout: std::time::Duration,
 }
@@ -91,7 +91,10 @@ pub async fn spawn_with_engine(
     clock: Arc<dyn Clock>,
 ) -> Result<GatewayHandle, StartError> {
     config.validate()?;
-    let options = mqtt_options(&config.mqtt)?;
+    let options = PerLane {
+        telemetry: mqtt_options(&config.mqtt, Lane::Telemetry)?,
+        alarms: mqtt_options(&config.mqtt, Lane::Alarms)?,
+    };
     let data_dir = config.data_dir.clone();
     let quarantine_capacity = config.ingest.quarantine_capacity;
     // The committer opens the store again with this after a fault.
@@ -123,22 +126,33 @@ pub async fn spawn_with_engine(
     })?;
 
     let metrics = Arc::new(Metrics::new());
-    let mqtt = Arc::new(MqttState::new(config.mqtt.inflight_budget_bytes));
+    let mqtt = Arc::new(MqttSessions::new(config.mqtt.inflight_budget_bytes));
     let committer_alive = Arc::new(AtomicBool::new(true));
-    let (client, eventloop) = AsyncClient::new(options, config.mqtt.request_channel_capacity);
+    let capacity = config.mqtt.request_channel_capacity;
+    let (client, eventloop) = AsyncClient::new(options.telemetry, capacity);
+    let (alarm_client, alarm_eventloop) = AsyncClient::new(options.alarms, capacity);
     let (intake_tx, intake_rx) = mpsc::channel(config.ingest.queue_capacity);
+    let (alarm_intake_tx, alarm_intake_rx) = mpsc::channel(config.ingest.queue_capacity);
     let (commands_tx, commands_rx) = mpsc::channel(256);
     let (alerts_tx, _) = broadcast::channel(ALERT_STREAM_CAPACITY);
     let (stop_intake, stop_rx) = watch::channel(false);
-    let (outbound, outbound_task) = spawn_outbound(client.clone(), mqtt.clone(), metrics.clone());
+    let (outbound, outbound_task) = spawn_outbound(client.clone(), mqtt.telemetry.clone(), metrics.clone());
+    let (alarm_outbound, alarm_outbound_task) =
+        spawn_outbound(alarm_client.clone(), mqtt.alarms.clone(), metrics.clone());
 
     let committer = Committer {
         core,
         store: store.clone(),
         open_store,
-        intake: intake_rx,
+        intake: PerLane {
+            telemetry: intake_rx,
+            alarms: alarm_intake_rx,
+        },
         commands: commands_rx,
-        outbound,
+        outbound: PerLane {
+            telemetry: outbound,
+            alarms: alarm_outbound,
+        },
         alerts: alerts_tx.clone(),
         metrics: metrics.clone(),
         clock: clock.clone(),
@@ -148,15 +162,26 @@ pub async fn spawn_with_engine(
         shutdown: stop_intake.subscribe(),
     };
     let committer_task = tokio::spawn(committer.run());
-    let poller_task = tokio::spawn(run_poller(
-        eventloop,
-        client,
-        intake_tx,
-        stop_rx,
-        mqtt.clone(),
-        metrics.clone(),
-        clock.clone(),
-    ));
+    let pollers = PerLane {
+        telemetry: tokio::spawn(run_poller(
+            eventloop,
+            client,
+            intake_tx,
+            stop_rx.clone(),
+            mqtt.telemetry.clone(),
+            metrics.clone(),
+            clock.clone(),
+        )),
+        alarms: tokio::spawn(run_poller(
+            alarm_eventloop,
+            alarm_client,
+            alarm_intake_tx,
+            stop_rx,
+            mqtt.alarms.clone(),
+            metrics.clone(),
+            clock.clone(),
+        )),
+    };
 
     let client = GatewayClient {
         http_addr,
@@ -200,9 +225,12 @@ pub async fn spawn_with_engine(
         client,
         stop_intake,
         stop_http: Some(stop_http),
-        poller: poller_task,
+        pollers,
         committer: committer_task,
-        outbound: outbound_task,
+        outbound: PerLane {
+            telemetry: outbound_task,
+            alarms: alarm_outbound_task,
+        },
         http: http_task,
         shutdown_timeout: config.shutdown_timeout(),
     })
@@ -216,7 +244,7 @@ pub struct GatewayClient {
     http_addr: SocketAddr,
     store: Arc<SharedStore>,
     metrics: Arc<Metrics>,
-    mqtt: Arc<MqttState>,
+    mqtt: Arc<MqttSessions>,
     commands: mpsc::Sender<Command>,
     alerts: broadcast::Sender<AlertChange>,
     /// The alert engine's low-battery threshold, so views of the fleet agree with its alerts.
@@ -252,7 +280,7 @@ impl GatewayClient {
         self.metrics.snapshot()
     }
 
-    /// Connected to the broker and subscribed.
+    /// Both MQTT sessions (telemetry and alarms) connected to the broker and subscribed.
     pub fn mqtt_ready(&self) -> bool {
         self.mqtt.ready()
     }
@@ -510,16 +538,22 @@ impl GatewayHandle {
         let _ = self.stop_intake.send(true);
         let timeout = self.shutdown_timeout;
         let mut committer = self.committer;
-        let mut outbound = self.outbound;
-        let mut poller = self.poller;
-        // The committer ends once intake is closed and drained; the outbound task then
-        // drains its acks and downlinks and sends DISCONNECT; the poller ends on it.
+        let PerLane {
+            telemetry: mut outbound,
+            alarms: mut alarm_outbound,
+        } = self.outbound;
+        let PerLane {
+            telemetry: mut poller,
+            alarms: mut alarm_poller,
+        } = self.pollers;
+        // The committer ends once both intakes are closed and drained; each session's outbound
+        // task then drains its acks and downlinks and sends DISCONNECT; its poller ends on it.
         let shared_store = self.client.store.clone();
         drop(self.client);
         let drained = tokio::time::timeout(timeout, async {
             let committed = (&mut committer).await;
-            let sent = (&mut outbound).await;
-            let polled = (&mut poller).await;
+            let sent = (&mut outbound).await.and((&mut alarm_outbound).await);
+            let polled = (&mut poller).await.and((&mut alarm_poller).await);
             committed.and(sent).and(polled)
         })
         .await;
@@ -542,8 +576,9 @@ impl GatewayHandle {
             }
             Err(_) => {
                 committer.abort();
-                outbound.abort();
-                poller.abort();
+                for task in [outbound, alarm_outbound, poller, alarm_poller] {
+                    task.abort();
+                }
                 self.http.abort();
                 Err(ShutdownError::Timeout(timeout))
             }

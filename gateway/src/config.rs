@@ -283,6 +283,13 @@ pub struct MqttConfig {
     pub username: Option<String>,
     #[serde(serialize_with = "serialize_redacted")]
     pub password: Option<String>,
+    /// The alarm session's broker user (SPEC 2.1). It needs its own: under Mosquitto's
+    /// `use_username_as_clientid` two sessions of one user would take each other over.
+    /// Default: `{username}-alarms` when `username` is set.
+    pub alarm_username: Option<String>,
+    /// Default: `password`.
+    #[serde(serialize_with = "serialize_redacted")]
+    pub alarm_password: Option<String>,
     /// PEM file with the CA certificate(s) that signed the broker's certificate (mqtts);
     /// without it the system roots are used.
     pub ca_file: Option<PathBuf>,
@@ -317,6 +324,8 @@ impl Default for MqttConfig {
             client_id: DEFAULT_CLIENT_ID.into(),
             username: None,
             password: None,
+            alarm_username: None,
+            alarm_password: None,
             ca_file: None,
             client_cert_file: None,
             client_key_file: None,
@@ -333,6 +342,28 @@ impl Default for MqttConfig {
     }
 }
 
+impl MqttConfig {
+    /// The alarm session's client id: the gateway's own with `-alarms`, so the broker keeps
+    /// a second queue, of alarms only, while the gateway is away.
+    pub fn alarm_client_id(&self) -> String {
+        format!("{}-alarms", self.client_id)
+    }
+
+    /// The alarm session's user name and password, if the broker wants credentials.
+    pub fn alarm_credentials(&self) -> Option<(String, String)> {
+        let username = self
+            .alarm_username
+            .clone()
+            .or_else(|| self.username.as_ref().map(|username| format!("{username}-alarms")))?;
+        let password = self
+            .alarm_password
+            .clone()
+            .or_else(|| self.password.clone())
+            .unwrap_or_default();
+        Some((username, password))
+    }
+}
+
 impl fmt::Debug for MqttConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never print the password.
@@ -341,6 +372,8 @@ impl fmt::Debug for MqttConfig {
             .field("client_id", &self.client_id)
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("alarm_username", &self.alarm_username)
+            .field("alarm_password", &self.alarm_password.as_ref().map(|_| "<redacted>"))
             .field("ca_file", &self.ca_file)
             .field("client_cert_file", &self.client_cert_file)
             .field("client_key_file", &self.client_key_file)
@@ -677,6 +710,25 @@ impl Config {
                      the gateway's session; use a character devices cannot have, e.g. {DEFAULT_CLIENT_ID:?}",
                     mqtt.client_id
                 ),
+            ));
+        }
+        if protocol::DeviceId::new(&mqtt.alarm_client_id()).is_ok() {
+            return Err(invalid(
+                "mqtt.client_id",
+                format!(
+                    "the alarm session's client id {:?} is a valid device id, so a device could take \
+                     over that session; use a character devices cannot have, e.g. {DEFAULT_CLIENT_ID:?}",
+                    mqtt.alarm_client_id()
+                ),
+            ));
+        }
+        if let (Some(alarm), Some(main)) = (mqtt.alarm_credentials(), &mqtt.username)
+            && &alarm.0 == main
+        {
+            return Err(invalid(
+                "mqtt.alarm_username",
+                "must differ from mqtt.username: a broker that takes the client id from the user name \
+                 would let the two sessions take each other over",
             ));
         }
         if mqtt.keep_alive_s < 5 || mqtt.keep_alive_s > 65_535 {
@@ -1074,7 +1126,8 @@ mod tests {
     #[test]
     fn client_id_that_is_a_device_id_is_refused() {
         assert!(protocol::DeviceId::new(DEFAULT_CLIENT_ID).is_err());
-        for taken in ["tec-gateway", "gw-test", "pnd-0001", "abc", "a_b-c"] {
+        // "gw" is not a device id (too short), but its alarm session's "gw-alarms" is.
+        for taken in ["tec-gateway", "gw-test", "pnd-0001", "abc", "a_b-c", "gw"] {
             let mut config = Config::default();
             config.mqtt.client_id = taken.into();
             let err = config.validate().unwrap_err().to_string();
@@ -1083,11 +1136,38 @@ mod tests {
                 "{taken}: {err}"
             );
         }
-        for fine in ["tec.gateway", "Gateway", "gw", "tec-gateway.site-2", "tec gateway"] {
+        for fine in ["tec.gateway", "Gateway", "tec-gateway.site-2", "tec gateway"] {
             let mut config = Config::default();
             config.mqtt.client_id = fine.into();
             assert!(config.validate().is_ok(), "{fine}");
         }
+    }
+
+    #[test]
+    fn the_alarm_session_has_its_own_client_id_and_user() {
+        let mut config = Config::default();
+        assert_eq!(config.mqtt.alarm_client_id(), "tec.gateway-alarms");
+        assert_eq!(config.mqtt.alarm_credentials(), None);
+        config.mqtt.username = Some("gateway".into());
+        config.mqtt.password = Some("s3cret".into());
+        assert_eq!(
+            config.mqtt.alarm_credentials(),
+            Some(("gateway-alarms".into(), "s3cret".into()))
+        );
+        config.mqtt.alarm_username = Some("alarm-reader".into());
+        config.mqtt.alarm_password = Some("other".into());
+        assert_eq!(
+            config.mqtt.alarm_credentials(),
+            Some(("alarm-reader".into(), "other".into()))
+        );
+        assert!(config.validate().is_ok());
+        config.mqtt.alarm_username = Some("gateway".into());
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("mqtt.alarm_username"), "{err}");
+        assert!(
+            !format!("{:?}", config.mqtt).contains("other"),
+            "alarm password printed"
+        );
     }
 
     #[test]

@@ -32,7 +32,7 @@ use crate::access::residents_api::{
 use crate::access::{Allowed, ApiRouter, ApiState, Role};
 use crate::console::{ConsoleRouter, audit_page, call, fleet, history, login, reports, residents, users, worklist};
 
-use crate::ingest::mqtt::MqttState;
+use crate::ingest::mqtt::MqttSessions;
 use crate::metrics::Metrics;
 use crate::reports::import::MAX_IMPORT_BYTES;
 
@@ -40,7 +40,7 @@ use crate::reports::import::MAX_IMPORT_BYTES;
 #[derive(Debug, Clone)]
 pub struct HttpState {
     pub metrics: Arc<Metrics>,
-    pub mqtt: Arc<MqttState>,
+    pub mqtt: Arc<MqttSessions>,
     pub committer_alive: Arc<AtomicBool>,
 }
 
@@ -68,10 +68,8 @@ impl HttpState {
         if let Some(reason) = store {
             not_ready.insert("store".to_owned(), reason);
         }
-        if !self.mqtt.connected.load(Ordering::Acquire) {
-            not_ready.insert("broker".to_owned(), "not connected to the MQTT broker".to_owned());
-        } else if !self.mqtt.subscribed.load(Ordering::Acquire) {
-            not_ready.insert("broker".to_owned(), "connected but not yet subscribed".to_owned());
+        if let Some(reason) = self.mqtt.not_ready_reason() {
+            not_ready.insert("broker".to_owned(), reason);
         }
         Readiness {
             ready: not_ready.is_empty(),
@@ -87,12 +85,8 @@ impl HttpState {
             Some(fault)
         } else if self.metrics.commit_failing() {
             Some("store commits are failing; nothing is being acknowledged".into())
-        } else if !self.mqtt.connected.load(Ordering::Acquire) {
-            Some("not connected to the MQTT broker".into())
-        } else if !self.mqtt.subscribed.load(Ordering::Acquire) {
-            Some("connected but not yet subscribed".into())
         } else {
-            None
+            self.mqtt.not_ready_reason()
         }
     }
 }
@@ -408,7 +402,7 @@ mod tests {
     fn state() -> HttpState {
         HttpState {
             metrics: Arc::new(Metrics::new()),
-            mqtt: Arc::new(MqttState::default()),
+            mqtt: Arc::new(MqttSessions::new(crate::config::DEFAULT_INFLIGHT_BUDGET_BYTES)),
             committer_alive: Arc::new(AtomicBool::new(true)),
         }
     }
@@ -427,11 +421,17 @@ mod tests {
         let (status, body) = call(state.clone(), Method::GET, "/healthz").await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert!(body.contains("not connected"), "{body}");
-        state.mqtt.connected.store(true, Ordering::Release);
+        state.mqtt.telemetry.connected.store(true, Ordering::Release);
+        state.mqtt.alarms.connected.store(true, Ordering::Release);
         let (status, body) = call(state.clone(), Method::GET, "/healthz").await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert!(body.contains("subscribed"), "{body}");
-        state.mqtt.subscribed.store(true, Ordering::Release);
+        state.mqtt.telemetry.subscribed.store(true, Ordering::Release);
+        // Telemetry flowing is not enough: alarms on their own topic would be left unread.
+        let (status, body) = call(state.clone(), Method::GET, "/healthz").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body.contains("alarm session"), "{body}");
+        state.mqtt.alarms.subscribed.store(true, Ordering::Release);
         assert_eq!(
             call(state.clone(), Method::GET, "/healthz").await,
             (StatusCode::OK, "ok\n".into())
@@ -479,10 +479,18 @@ mod tests {
         assert!(!found.ready);
         assert_eq!(found.not_ready.keys().collect::<Vec<_>>(), ["broker"], "{body}");
         assert!(found.not_ready["broker"].contains("not connected"), "{body}");
-        state.mqtt.connected.store(true, Ordering::Release);
+        state.mqtt.telemetry.connected.store(true, Ordering::Release);
+        state.mqtt.alarms.connected.store(true, Ordering::Release);
         let (_, body) = call(state.clone(), Method::GET, "/readyz").await;
         assert!(ready(&body).not_ready["broker"].contains("subscribed"), "{body}");
-        state.mqtt.subscribed.store(true, Ordering::Release);
+        state.mqtt.telemetry.subscribed.store(true, Ordering::Release);
+        let (_, body) = call(state.clone(), Method::GET, "/readyz").await;
+        assert_eq!(
+            ready(&body).not_ready["broker"],
+            "alarm session: connected but not yet subscribed",
+            "{body}"
+        );
+        state.mqtt.alarms.subscribed.store(true, Ordering::Release);
         let (status, body) = call(state.clone(), Method::GET, "/readyz").await;
         assert_eq!((status, ready(&body).ready), (StatusCode::OK, true), "{body}");
         state.metrics.commit_failed();
@@ -491,7 +499,7 @@ mod tests {
         assert_eq!(ready(&body).not_ready.keys().collect::<Vec<_>>(), ["store"], "{body}");
         state.metrics.committed(1, [std::time::Duration::from_millis(1)]);
         state.committer_alive.store(false, Ordering::Release);
-        state.mqtt.connected.store(false, Ordering::Release);
+        state.mqtt.telemetry.connected.store(false, Ordering::Release);
         let (status, body) = call(state, Method::GET, "/readyz").await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         let found = ready(&body);

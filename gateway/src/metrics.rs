@@ -66,6 +66,10 @@ pub struct IngestStats {
     pub receive_to_commit_p50: Option<Duration>,
     pub receive_to_commit_p99: Option<Duration>,
     pub mqtt_connected: bool,
+    /// The alarm session (SPEC 2.1) connected and subscribed.
+    pub alarm_session_connected: bool,
+    /// Uplinks on the alarm topic that were not alarms (stored all the same).
+    pub off_lane: u64,
     /// Store operations that failed, all kinds (I/O, closed, ...).
     pub store_errors: u64,
     /// Attempts to reopen the store after a fault, successful or not.
@@ -105,6 +109,8 @@ pub struct Metrics {
     batch_size: Histogram,
     receive_to_commit: Histogram,
     mqtt_connected: Gauge,
+    alarm_session_connected: Gauge,
+    off_lane: Counter,
     open_alerts: Gauge,
     unreadable_records: Gauge,
     store_errors: Family<KindLabel, Counter>,
@@ -116,6 +122,7 @@ pub struct Metrics {
     store_fault: Mutex<Option<StoreFault>>,
     store_error_total: AtomicU64,
     connected: AtomicBool,
+    alarm_connected: AtomicBool,
     /// The latest commit attempt failed (cleared by the next success).
     failing: AtomicBool,
     ingest_commits: AtomicU64,
@@ -147,6 +154,8 @@ impl Metrics {
         let batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 17));
         let receive_to_commit = Histogram::new(exponential_buckets(0.000_25, 2.0, 18));
         let mqtt_connected = Gauge::default();
+        let alarm_session_connected = Gauge::default();
+        let off_lane = Counter::default();
         let open_alerts = Gauge::default();
         let unreadable_records = Gauge::default();
         let store_errors = Family::<KindLabel, Counter>::default();
@@ -218,6 +227,16 @@ impl Metrics {
             "1 while connected and subscribed to the broker",
             mqtt_connected.clone(),
         );
+        registry.register(
+            "tec_mqtt_alarm_session_connected",
+            "1 while the alarm session (its own client id, reading tec/v1/dev/+/alarm) is connected and subscribed",
+            alarm_session_connected.clone(),
+        );
+        registry.register(
+            "tec_uplinks_off_lane",
+            "Uplinks that came on the alarm topic but were not alarms or cancels (stored as usual)",
+            off_lane.clone(),
+        );
         registry.register("tec_open_alerts", "Alerts not yet resolved", open_alerts.clone());
         registry.register(
             "tec_store_unreadable_records",
@@ -275,6 +294,8 @@ impl Metrics {
             batch_size,
             receive_to_commit,
             mqtt_connected,
+            alarm_session_connected,
+            off_lane,
             open_alerts,
             unreadable_records,
             store_errors,
@@ -285,6 +306,7 @@ impl Metrics {
             store_fault: Mutex::new(None),
             store_error_total: AtomicU64::new(0),
             connected: AtomicBool::new(false),
+            alarm_connected: AtomicBool::new(false),
             failing: AtomicBool::new(false),
             ingest_commits: AtomicU64::new(0),
             ingest_publishes: AtomicU64::new(0),
@@ -440,6 +462,15 @@ impl Metrics {
         self.mqtt_connected.set(i64::from(connected));
     }
 
+    pub fn set_alarm_session_connected(&self, connected: bool) {
+        self.alarm_connected.store(connected, Ordering::Relaxed);
+        self.alarm_session_connected.set(i64::from(connected));
+    }
+
+    pub fn off_lane(&self, n: u64) {
+        self.off_lane.inc_by(n);
+    }
+
     pub fn mqtt_connected(&self) -> bool {
         self.connected.load(Ordering::Relaxed)
     }
@@ -497,6 +528,8 @@ impl Metrics {
             receive_to_commit_p50: p50,
             receive_to_commit_p99: p99,
             mqtt_connected: self.mqtt_connected(),
+            alarm_session_connected: self.alarm_connected.load(Ordering::Relaxed),
+            off_lane: self.off_lane.get(),
             store_errors: self.store_error_total.load(Ordering::Relaxed),
             store_reopens: ["ok", "failed"]
                 .into_iter()

@@ -283,6 +283,12 @@ async fn provisioned_devices_are_receipted_and_confined_to_their_own_topics() {
         "--acl-file",
         &site.path("acl").display().to_string(),
     ]));
+    let accounts: Vec<String> = site
+        .read("passwd")
+        .lines()
+        .filter_map(|line| line.split_once(':').map(|(user, _)| user.to_owned()))
+        .collect();
+    assert_eq!(accounts, ["gateway", "gateway-alarms"]);
     let alice = site.provision("pend-alice");
     let bob = site.provision("pend-bob");
     assert_ne!(alice, bob);
@@ -290,10 +296,11 @@ async fn provisioned_devices_are_receipted_and_confined_to_their_own_topics() {
     let gateway = start_gateway(&site, &broker, &pki, &gateway_password).await;
     let port = broker.port();
 
-    // A provisioned device connects over TLS with its own credential and is receipted.
+    // A provisioned device connects over TLS with its own credential and is receipted, on its
+    // alarm topic (read by the gateway's alarm session, logged in as `gateway-alarms`) as on up.
     let mut bob_device =
         TlsDevice::connect(tls_options(port, "pend-bob", "pend-bob", &bob, &pki.ca_pem), "pend-bob").await;
-    bob_device.publish("tec/v1/dev/pend-bob/up", 1).await;
+    bob_device.publish("tec/v1/dev/pend-bob/alarm", 1).await;
     bob_device.expect_receipt(1).await;
     let mut alice_device = TlsDevice::connect(
         tls_options(port, "pend-alice", "pend-alice", &alice, &pki.ca_pem),
@@ -325,12 +332,12 @@ async fn provisioned_devices_are_receipted_and_confined_to_their_own_topics() {
     }));
     refused_as_not_authorized(connect(anonymous).await);
 
-    // Alice publishing on Bob's topic is refused: Mosquitto 2.0.11 closes her connection (a
-    // later version may answer PUBACK "not authorized" instead; either is a refusal). The
+    // Alice publishing on Bob's alarm topic is refused: Mosquitto 2.0.11 closes her connection
+    // (a later version may answer PUBACK "not authorized" instead; either is a refusal). The
     // gateway never stores it: Bob's own next event, sent after it, is his only new one.
     let before = events_of(&gateway, "pend-bob");
     while alice_device.pubacks.try_recv().is_ok() {}
-    alice_device.publish("tec/v1/dev/pend-bob/up", 2).await;
+    alice_device.publish("tec/v1/dev/pend-bob/alarm", 2).await;
     match tokio::time::timeout(Duration::from_secs(10), alice_device.pubacks.recv()).await {
         Ok(None) => {}
         Ok(Some(reason)) => assert!(

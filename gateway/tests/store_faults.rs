@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use gateway::alerts::EngineConfig;
 use gateway::domain::{AlertChange, AlertId, Clock, SystemClock};
-use gateway::ingest::mqtt::{Incoming, Outbound, OutboundItem};
+use gateway::ingest::mqtt::{Incoming, Lane, Outbound, OutboundItem, PerLane};
 use gateway::metrics::Metrics;
 use gateway::store::{Store, StoreError};
 use gateway::writer::committer::{Command, Committer};
@@ -195,9 +195,13 @@ impl Harness {
             core,
             store: store.clone(),
             open_store,
-            intake: intake_rx,
+            // No alarm session here: its intake is closed from the start.
+            intake: PerLane {
+                telemetry: intake_rx,
+                alarms: mpsc::channel(1).1,
+            },
             commands: commands_rx,
-            outbound,
+            outbound: PerLane::both(outbound),
             alerts: alerts_tx,
             metrics: metrics.clone(),
             clock,
@@ -239,6 +243,7 @@ impl Harness {
             publish,
             received_at: SystemClock.now(),
             arrived: std::time::Instant::now(),
+            lane: Lane::Telemetry,
             connection: 1,
             in_flight: gateway::ingest::mqtt::InFlightCharge::none(),
         };

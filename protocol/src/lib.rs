@@ -13,11 +13,14 @@ pub use downlink::{
     DOWNLINK_BODY_VARIANTS, DeviceConfig, Downlink, DownlinkBody, MAX_RECEIPT_SEQS, PRESENCE_VARIANTS, Presence,
     StatusMessage, config_limits,
 };
-pub use topic::{ALL_STATUS_FILTER, ALL_UPLINKS_FILTER, MAX_TOPIC_LEN, TOPIC_PREFIX, Topic, TopicError, TopicKind};
+pub use topic::{
+    ALL_ALARMS_FILTER, ALL_STATUS_FILTER, ALL_UPLINKS_FILTER, MAX_TOPIC_LEN, TOPIC_PREFIX, Topic, TopicError, TopicKind,
+};
 pub use uplink::{
     ALARM_KIND_VARIANTS, ActivitySummary, AlarmKind, COMMAND_RESULT_VARIANTS, CommandResult, DEVICE_TIME_MAX_MS,
     DEVICE_TIME_MIN_MS, DeviceStatus, FirmwareVersion, MAX_ACTIVITY_WINDOWS, SENSOR_STATE_VARIANTS, SensorState,
-    UPLINK_ALARM_TAG, UPLINK_BODY_VARIANTS, Uplink, UplinkBody, UplinkHeader, device_time_accepted,
+    UPLINK_ALARM_CANCELLED_TAG, UPLINK_ALARM_TAG, UPLINK_BODY_VARIANTS, Uplink, UplinkBody, UplinkHeader,
+    device_time_accepted,
 };
 pub use wire::{
     DecodeError, EncodeError, MAX_DOWNLINK_LEN, MAX_STATUS_LEN, MAX_UPLINK_LEN, decode_downlink, decode_status,

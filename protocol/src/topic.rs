@@ -1,4 +1,4 @@
-//! MQTT topics: `tec/v1/dev/{device_id}/{up|down|status}`.
+//! MQTT topics: `tec/v1/dev/{device_id}/{up|alarm|down|status}`.
 
 use core::fmt::{self, Write as _};
 
@@ -8,19 +8,25 @@ use crate::device_id::{DeviceId, DeviceIdError, MAX_DEVICE_ID_LEN};
 /// protocol; additive changes keep it (see SPEC.md, "Versioning").
 pub const TOPIC_PREFIX: &str = "tec/v1/dev/";
 
-/// Longest topic this protocol produces: prefix, the longest id, and `/status`.
+/// Longest topic this protocol produces: prefix, the longest id, and `/status` (the longest kind).
 pub const MAX_TOPIC_LEN: usize = TOPIC_PREFIX.len() + MAX_DEVICE_ID_LEN + "/status".len();
 
 /// Subscription filter for every device's uplink topic (the gateway subscribes to this).
 pub const ALL_UPLINKS_FILTER: &str = "tec/v1/dev/+/up";
+/// Subscription filter for every device's alarm topic (the gateway's alarm session, SPEC 2.1).
+pub const ALL_ALARMS_FILTER: &str = "tec/v1/dev/+/alarm";
 /// Subscription filter for every device's status (presence / last will) topic.
 pub const ALL_STATUS_FILTER: &str = "tec/v1/dev/+/status";
 
 /// Which of a device's topics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TopicKind {
-    /// Device to gateway: [`crate::Uplink`] messages.
+    /// Device to gateway: [`crate::Uplink`] messages other than alarms.
     Up,
+    /// Device to gateway: [`crate::Uplink`] messages whose body is an alarm or its cancel,
+    /// on a topic of their own so that the gateway reads them on a session of their own and
+    /// they never queue behind telemetry (SPEC 2.1).
+    Alarm,
     /// Gateway to device: [`crate::Downlink`] messages.
     Down,
     /// Device presence: [`crate::Presence`], also the device's MQTT last will.
@@ -32,6 +38,7 @@ impl TopicKind {
     pub const fn suffix(self) -> &'static str {
         match self {
             TopicKind::Up => "up",
+            TopicKind::Alarm => "alarm",
             TopicKind::Down => "down",
             TopicKind::Status => "status",
         }
@@ -45,7 +52,7 @@ pub enum TopicError {
     WrongPrefix,
     #[error("topic has no kind level after the device id")]
     MissingKind,
-    #[error("topic kind is not up, down or status")]
+    #[error("topic kind is not up, alarm, down or status")]
     UnknownKind,
     #[error("topic has levels after the kind")]
     TrailingLevels,
@@ -69,6 +76,10 @@ impl Topic {
         Self::new(device_id, TopicKind::Up)
     }
 
+    pub const fn alarm(device_id: DeviceId) -> Self {
+        Self::new(device_id, TopicKind::Alarm)
+    }
+
     pub const fn down(device_id: DeviceId) -> Self {
         Self::new(device_id, TopicKind::Down)
     }
@@ -86,6 +97,7 @@ impl Topic {
         }
         let kind = match kind {
             "up" => TopicKind::Up,
+            "alarm" => TopicKind::Alarm,
             "down" => TopicKind::Down,
             "status" => TopicKind::Status,
             _ => return Err(TopicError::UnknownKind),
@@ -119,7 +131,7 @@ mod tests {
 
     #[test]
     fn builds_and_parses_each_kind() {
-        for kind in [TopicKind::Up, TopicKind::Down, TopicKind::Status] {
+        for kind in [TopicKind::Up, TopicKind::Alarm, TopicKind::Down, TopicKind::Status] {
             let topic = Topic::new(id("pnd-42"), kind);
             let text = topic.to_heapless();
             assert_eq!(text.as_str(), format!("tec/v1/dev/pnd-42/{}", kind.suffix()));

@@ -92,6 +92,9 @@ pub const UPLINK_BODY_VARIANTS: u32 = 6;
 /// Wire tag of [`UplinkBody::Alarm`]: a receiver that cannot decode an alarm's kind must
 /// still treat it as an alarm.
 pub const UPLINK_ALARM_TAG: u32 = 0;
+/// Wire tag of [`UplinkBody::AlarmCancelled`]: with [`UPLINK_ALARM_TAG`], what belongs on the
+/// alarm topic (SPEC 2.1), even from a revision whose bodies a receiver cannot read.
+pub const UPLINK_ALARM_CANCELLED_TAG: u32 = 1;
 
 /// Kinds of alarm. Life-safety kinds first; the gateway maps each to a priority.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

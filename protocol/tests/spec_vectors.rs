@@ -25,9 +25,9 @@ use protocol::{
     DEVICE_TIME_MIN_MS, DOWNLINK_BODY_VARIANTS, DecodeError, DeviceConfig, DeviceStatus, Downlink, DownlinkBody,
     EncodeError, FirmwareVersion, MAX_ACTIVITY_WINDOWS, MAX_DEVICE_ID_LEN, MAX_DOWNLINK_LEN, MAX_RECEIPT_SEQS,
     MAX_STATUS_LEN, MAX_TOPIC_LEN, MAX_UPLINK_LEN, MIN_DEVICE_ID_LEN, PRESENCE_VARIANTS, PROTOCOL_VERSION, Presence,
-    SENSOR_STATE_VARIANTS, SensorState, StatusMessage, UPLINK_ALARM_TAG, UPLINK_BODY_VARIANTS, Uplink, UplinkBody,
-    UplinkHeader, decode_downlink, decode_status, decode_uplink, encode_downlink, encode_status, encode_uplink,
-    peek_uplink_header,
+    SENSOR_STATE_VARIANTS, SensorState, StatusMessage, UPLINK_ALARM_CANCELLED_TAG, UPLINK_ALARM_TAG,
+    UPLINK_BODY_VARIANTS, Uplink, UplinkBody, UplinkHeader, decode_downlink, decode_status, decode_uplink,
+    encode_downlink, encode_status, encode_uplink, peek_uplink_header,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -1206,6 +1206,20 @@ fn unknown_alarm_kind_is_still_an_alarm() {
     match decode_uplink(&bytes) {
         Err(DecodeError::UnknownVariant { body_tag }) => assert_eq!(body_tag, UPLINK_ALARM_TAG),
         other => panic!("expected UnknownVariant, got {other:?}"),
+    }
+}
+
+#[test]
+fn the_alarm_lane_tags_are_the_wire_tags() {
+    let cases = [
+        (UplinkBody::Alarm(AlarmKind::PendantPress), UPLINK_ALARM_TAG),
+        (UplinkBody::AlarmCancelled { alarm_seq: 7 }, UPLINK_ALARM_CANCELLED_TAG),
+    ];
+    for (body, tag) in cases {
+        let mut buf = [0u8; MAX_UPLINK_LEN];
+        let bytes = encode_uplink(&Uplink::new(header(3, 7, None), body), &mut buf).unwrap();
+        let (_, _, body_bytes) = peek_uplink_header(bytes).unwrap();
+        assert_eq!(body_bytes.first().copied(), Some(tag as u8));
     }
 }
 

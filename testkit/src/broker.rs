@@ -36,9 +36,10 @@ impl Credentials {
     }
 }
 
-/// Password authentication with the production ACL: each device may write only its own up and
-/// status topics and read only its own down topic; the gateway reads every up/status topic and
-/// writes every down topic.
+/// Password authentication with the production ACL: each device may write only its own up,
+/// alarm and status topics and read only its own down topic; the gateway reads every up/status
+/// topic, its alarm session (user `{gateway}-alarms`, the gateway's password, as the gateway's
+/// configuration defaults to) every alarm topic, and both write every down topic.
 #[derive(Debug, Clone)]
 pub struct BrokerAuth {
     pub gateway: Credentials,
@@ -48,6 +49,14 @@ pub struct BrokerAuth {
 }
 
 impl BrokerAuth {
+    /// The gateway's alarm-session user, as the gateway derives it from its own.
+    pub fn gateway_alarms(&self) -> Credentials {
+        Credentials::new(
+            format!("{}-alarms", self.gateway.username),
+            self.gateway.password.clone(),
+        )
+    }
+
     /// Credentials for the gateway user `gateway`, `admin`, and one per device id.
     pub fn for_devices<'a>(ids: impl IntoIterator<Item = &'a str>) -> Self {
         Self {
@@ -324,12 +333,16 @@ fn acl_text(auth: &BrokerAuth) -> String {
     let _ = writeln!(acl, "topic read tec/v1/dev/+/up");
     let _ = writeln!(acl, "topic read tec/v1/dev/+/status");
     let _ = writeln!(acl, "topic write tec/v1/dev/+/down");
+    let _ = writeln!(acl, "\nuser {}", auth.gateway_alarms().username);
+    let _ = writeln!(acl, "topic read tec/v1/dev/+/alarm");
+    let _ = writeln!(acl, "topic write tec/v1/dev/+/down");
     if let Some(admin) = &auth.admin {
         let _ = writeln!(acl, "\nuser {}", admin.username);
         let _ = writeln!(acl, "topic readwrite #");
     }
     // Patterns apply to every user; `%u` is the authenticated username, i.e. the device id.
     let _ = writeln!(acl, "\npattern write tec/v1/dev/%u/up");
+    let _ = writeln!(acl, "pattern write tec/v1/dev/%u/alarm");
     let _ = writeln!(acl, "pattern write tec/v1/dev/%u/status");
     let _ = writeln!(acl, "pattern read tec/v1/dev/%u/down");
     acl
@@ -338,7 +351,9 @@ fn acl_text(auth: &BrokerAuth) -> String {
 /// Writes `user:password` lines, then hashes them all in one `mosquitto_passwd -U` call.
 fn write_password_file(path: &Path, auth: &BrokerAuth) -> Result<()> {
     let mut plain = String::new();
-    let users = std::iter::once(&auth.gateway)
+    let gateway_alarms = auth.gateway_alarms();
+    let users = [&auth.gateway, &gateway_alarms]
+        .into_iter()
         .chain(auth.admin.iter())
         .chain(auth.devices.iter());
     for user in users {

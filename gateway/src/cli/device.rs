@@ -99,8 +99,9 @@ pub enum DeviceCommand {
         #[command(flatten)]
         targets: Targets,
     },
-    /// Set a new random password for a service account such as the gateway's own (`gateway`),
-    /// printed once; its rights are in the ACL header you keep. Touches only the password file.
+    /// Set a new random password for a service account such as the gateway's own (`gateway`)
+    /// and its alarm session's (`gateway-alarms`, same password), printed once; their rights
+    /// are in the ACL header you keep. The ACL's device blocks are rewritten in the current form.
     BrokerAccount {
         /// The account's user name, e.g. `gateway`.
         name: String,
@@ -199,18 +200,39 @@ pub fn run(args: &DeviceArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             acl_file,
         } => {
             let acl = AclFile::parse(&read_or_empty(acl_file)?).with_context(|| acl_file.display().to_string())?;
-            if DeviceId::new(name).is_ok_and(|id| acl.contains(&id)) {
-                bail!("{name} is a provisioned device: use `device provision {name} --rotate`");
-            }
             if name.is_empty() || name.contains([':', '\n', '#', '+', '/']) || name.trim() != name {
                 bail!("invalid account name {name:?}");
+            }
+            // The gateway's alarm session logs in as `{name}-alarms` with the same password
+            // (what its configuration defaults to), so both accounts are set together.
+            let alarm_account = format!("{name}-alarms");
+            for account in [name, &alarm_account] {
+                if DeviceId::new(account).is_ok_and(|id| acl.contains(&id)) {
+                    bail!("{account} is a provisioned device: use `device provision {account} --rotate`");
+                }
             }
             let mut passwords = PasswordFile::parse(&read_or_empty(password_file)?)
                 .with_context(|| password_file.display().to_string())?;
             let password = new_password()?;
-            passwords.set(name, &new_hash(&password)?);
+            let hash = new_hash(&password)?;
+            passwords.set(name, &hash);
+            passwords.set(&alarm_account, &hash);
             replace_file(password_file, passwords.render().as_bytes())?;
-            writeln!(out, "broker account {name}; its password (shown once): {password}")?;
+            // Rewritten so that device blocks from before the alarm topic gain its line.
+            if acl_file.exists() {
+                replace_file(acl_file, acl.render().as_bytes())?;
+            }
+            writeln!(
+                out,
+                "broker accounts {name} and {alarm_account} (the gateway's alarm session); their password (shown once): {password}"
+            )?;
+            if !acl.header_has_user(&alarm_account) {
+                writeln!(
+                    out,
+                    "WARNING: the ACL has no `user {alarm_account}` block: add one that reads tec/v1/dev/+/alarm \
+                     and writes tec/v1/dev/+/down (see deploy/acl), or alarms on their own topic go unread"
+                )?;
+            }
             writeln!(out, "{RELOAD_HINT}")?;
             Ok(())
         }

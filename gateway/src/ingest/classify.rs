@@ -2,7 +2,8 @@
 //! Pure and total: any topic and payload bytes give a verdict, never a panic.
 
 use protocol::{
-    DecodeError, DeviceId, MAX_UPLINK_LEN, Presence, Topic, TopicKind, UPLINK_ALARM_TAG, UplinkHeader, decode_status,
+    DecodeError, DeviceId, MAX_UPLINK_LEN, Presence, Topic, TopicKind, UPLINK_ALARM_CANCELLED_TAG, UPLINK_ALARM_TAG,
+    UplinkHeader, decode_status,
 };
 
 use crate::domain::{EventBody, QuarantineRecord, RejectReason, Timestamp};
@@ -22,6 +23,10 @@ pub enum Classified {
         version: u8,
         header: UplinkHeader,
         body: EventBody,
+        /// Came on the alarm topic but is not an alarm or its cancel: stored like any uplink
+        /// (the topic is a lane, not a meaning) and counted, so a device that misuses the lane
+        /// is seen and gains nothing.
+        off_lane: bool,
     },
     /// A device's presence (status topic, often its last will).
     Presence { device: DeviceId, presence: Presence },
@@ -74,12 +79,15 @@ pub fn classify(topic: &[u8], payload: &[u8]) -> Classified {
             RejectReason::ForeignTopic,
             "a down topic is ours to publish, not to receive",
         )),
-        TopicKind::Up => classify_uplink(topic.device_id, payload),
+        TopicKind::Up => classify_uplink(topic.device_id, payload, false),
+        TopicKind::Alarm => classify_uplink(topic.device_id, payload, true),
         TopicKind::Status => classify_status(topic.device_id, payload),
     }
 }
 
-fn classify_uplink(device: DeviceId, payload: &[u8]) -> Classified {
+/// `on_alarm_topic`: the payload is handled exactly as on `up` (SPEC 2.1); only whether it
+/// belonged there is noted.
+fn classify_uplink(device: DeviceId, payload: &[u8], on_alarm_topic: bool) -> Classified {
     if payload.len() > MAX_UPLINK_LEN {
         return Classified::Reject(Reject::new(
             RejectReason::Oversize,
@@ -99,14 +107,27 @@ fn classify_uplink(device: DeviceId, payload: &[u8]) -> Classified {
                 };
                 tracing::warn!(%device, boot = decoded.header.boot, seq = decoded.header.seq, body_tag, "uplink body malformed; stored raw (an unreadable tag counts as an alarm)");
             }
+            let off_lane = on_alarm_topic && !belongs_on_alarm_lane(&decoded.body);
             Classified::Event {
                 device,
                 version: decoded.version,
                 header: decoded.header,
                 body: decoded.body,
+                off_lane,
             }
         }
         Err(e) => Classified::Reject(decode_reject(e)),
+    }
+}
+
+/// An alarm or its cancel. A body this revision cannot read belongs there if its tag is the
+/// alarm's or the cancel's.
+fn belongs_on_alarm_lane(body: &EventBody) -> bool {
+    match body {
+        EventBody::Uplink(uplink) => uplink.is_alarm(),
+        EventBody::Unrecognised { body_tag, .. } => {
+            *body_tag == UPLINK_ALARM_TAG || *body_tag == UPLINK_ALARM_CANCELLED_TAG
+        }
     }
 }
 
@@ -175,14 +196,54 @@ mod tests {
                 version,
                 header,
                 body,
+                off_lane,
             } => {
                 assert_eq!(device.as_str(), "pnd-1");
                 assert_eq!(version, 1);
                 assert_eq!((header.boot, header.seq), (2, 9));
                 assert_eq!(body, EventBody::Uplink(UplinkBody::Alarm(AlarmKind::PendantPress)));
+                assert!(!off_lane);
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn the_alarm_topic_is_a_lane_not_a_meaning() {
+        const ALARM: &[u8] = b"tec/v1/dev/pnd-1/alarm";
+        let on_lane = [
+            encode(UplinkBody::Alarm(AlarmKind::Fall)),
+            encode(UplinkBody::AlarmCancelled { alarm_seq: 8 }),
+            // From a newer revision: unreadable, but tagged as an alarm or a cancel.
+            vec![1, 3, 7, 0, 0, 0x80, 0x01],
+            vec![1, 3, 7, 0, 1, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f],
+        ];
+        for payload in on_lane {
+            match classify(ALARM, &payload) {
+                Classified::Event { off_lane, .. } => assert!(!off_lane, "{payload:02x?}"),
+                other => panic!("{other:?}"),
+            }
+        }
+        // Anything else on the alarm topic is stored all the same, and flagged.
+        let heartbeat = encode(UplinkBody::SensorChange {
+            input: 1,
+            state: protocol::SensorState::DoorOpen,
+        });
+        for payload in [heartbeat, vec![1, 3, 7, 0, 40, 1, 2]] {
+            match classify(ALARM, &payload) {
+                Classified::Event { off_lane, body, .. } => {
+                    assert!(off_lane, "{body:?}");
+                    assert!(!body.is_alarm());
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        // The same bytes on `up` are not flagged: older firmware sends alarms there.
+        match classify(UP, &encode(UplinkBody::Alarm(AlarmKind::Fall))) {
+            Classified::Event { off_lane, body, .. } => assert!(!off_lane && body.is_alarm()),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(reason(classify(ALARM, b"\x00junk")), RejectReason::BadVersion);
     }
 
     #[test]

@@ -1,6 +1,11 @@
 //! The MQTT edge: connection options, the task that polls rumqttc's event loop, and the
 //! task that sends acks and downlinks.
 //!
+//! The gateway keeps two MQTT sessions, each with its own client id, queue at the broker,
+//! in-flight budget, poller and outbound task ([`Lane`]): telemetry (`up` and `status`) and
+//! alarms (`alarm`). The broker queues each session's messages apart, so after an outage the
+//! alarms arrive at once instead of behind the whole telemetry backlog (SPEC 2.1).
+//!
 //! The poller never awaits `publish()`/`ack()` (that deadlocks once the request channel is
 //! full); it only forwards publishes. Acks and downlinks go through [`Outbound`], a FIFO
 //! that its own task drains, so the committer never blocks on the request channel either.
@@ -38,10 +43,98 @@ pub struct Incoming {
     pub received_at: Timestamp,
     /// For the receive-to-commit histogram.
     pub arrived: Instant,
-    /// Which connection it came on; an ack is only valid on the same connection.
+    /// Which session it came on: its ack goes back on that session.
+    pub lane: Lane,
+    /// Which connection of that session it came on; an ack is only valid on the same
+    /// connection.
     pub connection: u64,
     /// Its share of the in-flight byte budget ([`InFlightCharge::none`] outside the MQTT task).
     pub in_flight: InFlightCharge,
+}
+
+/// Which of the gateway's two MQTT sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Lane {
+    /// Everything but alarms: `tec/v1/dev/+/up` and `tec/v1/dev/+/status`.
+    Telemetry,
+    /// `tec/v1/dev/+/alarm`: alarms and their cancels, committed before telemetry.
+    Alarms,
+}
+
+impl Lane {
+    /// What the session subscribes to.
+    pub fn filters(self) -> &'static [&'static str] {
+        match self {
+            Lane::Telemetry => &[protocol::ALL_UPLINKS_FILTER, protocol::ALL_STATUS_FILTER],
+            Lane::Alarms => &[protocol::ALL_ALARMS_FILTER],
+        }
+    }
+
+    /// For logs and health messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Lane::Telemetry => "telemetry session",
+            Lane::Alarms => "alarm session",
+        }
+    }
+}
+
+/// One value per session.
+#[derive(Debug, Clone, Default)]
+pub struct PerLane<T> {
+    pub telemetry: T,
+    pub alarms: T,
+}
+
+impl<T> PerLane<T> {
+    pub fn get(&self, lane: Lane) -> &T {
+        match lane {
+            Lane::Telemetry => &self.telemetry,
+            Lane::Alarms => &self.alarms,
+        }
+    }
+}
+
+impl<T: Clone> PerLane<T> {
+    /// The same value (e.g. one detached outbound queue) for both sessions.
+    pub fn both(value: T) -> Self {
+        Self {
+            telemetry: value.clone(),
+            alarms: value,
+        }
+    }
+}
+
+/// Both sessions' connection states.
+pub type MqttSessions = PerLane<Arc<MqttState>>;
+
+impl MqttSessions {
+    /// Both sessions with `in_flight_budget_bytes` each (see `mqtt.inflight_budget_bytes`):
+    /// a flood on one lane cannot take the other's budget.
+    pub fn new(in_flight_budget_bytes: usize) -> Self {
+        Self {
+            telemetry: Arc::new(MqttState::new(Lane::Telemetry, in_flight_budget_bytes)),
+            alarms: Arc::new(MqttState::new(Lane::Alarms, in_flight_budget_bytes)),
+        }
+    }
+
+    /// Both sessions connected and subscribed: telemetry and alarms both flow in.
+    pub fn ready(&self) -> bool {
+        self.telemetry.ready() && self.alarms.ready()
+    }
+
+    /// `None` when both sessions are connected and subscribed; else what is missing, by session.
+    pub fn not_ready_reason(&self) -> Option<String> {
+        let reasons: Vec<String> = [&self.telemetry, &self.alarms]
+            .into_iter()
+            .filter_map(|state| {
+                state
+                    .not_ready_reason()
+                    .map(|why| format!("{}: {why}", state.lane.name()))
+            })
+            .collect();
+        (!reasons.is_empty()).then(|| reasons.join("; "))
+    }
 }
 
 /// Bytes of the in-flight budget one forwarded publish holds; given back when the last clone is
@@ -61,9 +154,10 @@ impl InFlightCharge {
     }
 }
 
-/// Connection state shared with /healthz, the poller and the outbound task.
+/// One session's connection state, shared with /healthz, its poller and its outbound task.
 #[derive(Debug)]
 pub struct MqttState {
+    pub lane: Lane,
     /// Bumped on every CONNACK.
     pub connection: AtomicU64,
     pub connected: AtomicBool,
@@ -74,21 +168,16 @@ pub struct MqttState {
     in_flight_capacity: usize,
 }
 
-impl Default for MqttState {
-    fn default() -> Self {
-        Self::new(crate::config::DEFAULT_INFLIGHT_BUDGET_BYTES)
-    }
-}
-
 /// What a publish is charged against the in-flight budget besides its topic and payload: the
 /// `Incoming` and what the committer builds from it (event, record, step).
 const PUBLISH_OVERHEAD_BYTES: usize = 512;
 
 impl MqttState {
     /// `in_flight_budget_bytes`: see `mqtt.inflight_budget_bytes`.
-    pub fn new(in_flight_budget_bytes: usize) -> Self {
+    pub fn new(lane: Lane, in_flight_budget_bytes: usize) -> Self {
         let capacity = in_flight_budget_bytes.clamp(1, Semaphore::MAX_PERMITS);
         Self {
+            lane,
             connection: AtomicU64::new(0),
             connected: AtomicBool::new(false),
             subscribed: AtomicBool::new(false),
@@ -99,6 +188,23 @@ impl MqttState {
 
     pub fn ready(&self) -> bool {
         self.connected.load(Ordering::Relaxed) && self.subscribed.load(Ordering::Relaxed)
+    }
+
+    fn not_ready_reason(&self) -> Option<&'static str> {
+        if !self.connected.load(Ordering::Acquire) {
+            Some("not connected to the MQTT broker")
+        } else if !self.subscribed.load(Ordering::Acquire) {
+            Some("connected but not yet subscribed")
+        } else {
+            None
+        }
+    }
+
+    fn set_connected_metric(&self, metrics: &Metrics, connected: bool) {
+        match self.lane {
+            Lane::Telemetry => metrics.set_mqtt_connected(connected),
+            Lane::Alarms => metrics.set_alarm_session_connected(connected),
+        }
     }
 
     /// Bytes of the in-flight budget not taken now.
@@ -126,11 +232,15 @@ impl MqttState {
     }
 }
 
-/// rumqttc options from our configuration. Reads the TLS files, so a missing CA file is
-/// a startup error rather than a reconnect loop.
-pub fn mqtt_options(config: &MqttConfig) -> Result<MqttOptions, ConfigError> {
+/// rumqttc options for one session from our configuration. Reads the TLS files, so a missing
+/// CA file is a startup error rather than a reconnect loop.
+pub fn mqtt_options(config: &MqttConfig, lane: Lane) -> Result<MqttOptions, ConfigError> {
     let broker = &config.broker;
-    let mut options = MqttOptions::new(config.client_id.clone(), broker.host.clone(), broker.port);
+    let client_id = match lane {
+        Lane::Telemetry => config.client_id.clone(),
+        Lane::Alarms => config.alarm_client_id(),
+    };
+    let mut options = MqttOptions::new(client_id, broker.host.clone(), broker.port);
     options
         .set_clean_start(false)
         .set_session_expiry_interval(Some(config.session_expiry_s))
@@ -145,8 +255,15 @@ pub fn mqtt_options(config: &MqttConfig) -> Result<MqttOptions, ConfigError> {
     let mut network = options.network_options();
     network.set_tcp_nodelay(true);
     options.set_network_options(network);
-    if let Some(username) = &config.username {
-        options.set_credentials(username.clone(), config.password.clone().unwrap_or_default());
+    let credentials = match lane {
+        Lane::Telemetry => config
+            .username
+            .clone()
+            .map(|username| (username, config.password.clone().unwrap_or_default())),
+        Lane::Alarms => config.alarm_credentials(),
+    };
+    if let Some((username, password)) = credentials {
+        options.set_credentials(username, password);
     }
     if broker.tls {
         // rumqttc builds its rustls client from the process default provider.
@@ -197,7 +314,7 @@ pub enum OutboundItem {
     },
 }
 
-/// Handle to the outbound FIFO. Unbounded on purpose: its length is bounded by what the
+/// Handle to one session's outbound FIFO. Unbounded on purpose: its length is bounded by what the
 /// broker may have in flight to us (receive maximum) plus the downlinks for it, and a
 /// bounded queue here could deadlock the committer against the poller.
 #[derive(Debug, Clone)]
@@ -234,7 +351,7 @@ impl Outbound {
     }
 }
 
-/// Starts the outbound task. It ends (and disconnects cleanly) once every [`Outbound`]
+/// Starts a session's outbound task. It ends (and disconnects cleanly) once every [`Outbound`]
 /// handle is dropped and the queue is drained.
 pub fn spawn_outbound(
     client: AsyncClient,
@@ -249,7 +366,11 @@ pub fn spawn_outbound(
                 OutboundItem::Ack { publish, connection } => {
                     if connection != state.connection.load(Ordering::Acquire) {
                         // The broker resends it on the new connection; that copy is acked.
-                        tracing::debug!(pkid = publish.pkid, "ack for an earlier connection skipped");
+                        tracing::debug!(
+                            pkid = publish.pkid,
+                            session = state.lane.name(),
+                            "ack for an earlier connection skipped"
+                        );
                         continue;
                     }
                     if let Err(e) = client.ack(&publish).await {
@@ -348,6 +469,7 @@ pub async fn run_poller(
                     publish,
                     received_at,
                     arrived,
+                    lane: state.lane,
                     connection: state.connection.load(Ordering::Acquire),
                     in_flight,
                 };
@@ -360,14 +482,18 @@ pub async fn run_poller(
                 backoff = Duration::from_millis(100);
                 state.connection.fetch_add(1, Ordering::AcqRel);
                 state.connected.store(true, Ordering::Release);
-                tracing::info!(session_present = connack.session_present, "connected to the broker");
+                tracing::info!(
+                    session_present = connack.session_present,
+                    session = state.lane.name(),
+                    "connected to the broker"
+                );
                 if connack.session_present {
                     // The broker kept our subscriptions with the session.
                     state.subscribed.store(true, Ordering::Release);
-                    metrics.set_mqtt_connected(true);
+                    state.set_connected_metric(&metrics, true);
                 } else {
                     state.subscribed.store(false, Ordering::Release);
-                    subscribe(client.clone());
+                    subscribe(client.clone(), state.lane);
                 }
             }
             Ok(Event::Incoming(Packet::SubAck(suback))) => {
@@ -376,33 +502,35 @@ pub async fn run_poller(
                     .iter()
                     .all(|code| matches!(code, SubscribeReasonCode::Success(_)));
                 if granted {
-                    tracing::info!("subscribed to uplink and status topics");
+                    tracing::info!(session = state.lane.name(), filters = ?state.lane.filters(), "subscribed");
                     state.subscribed.store(true, Ordering::Release);
-                    metrics.set_mqtt_connected(true);
+                    state.set_connected_metric(&metrics, true);
                 } else {
-                    tracing::error!(codes = ?suback.return_codes, "broker refused a subscription (check its ACL)");
+                    // Not ready until it is: /readyz and /healthz name the session.
+                    tracing::error!(session = state.lane.name(), filters = ?state.lane.filters(), codes = ?suback.return_codes, "broker refused a subscription (check its ACL)");
                 }
             }
             Ok(Event::Incoming(Packet::Disconnect(disconnect))) => {
-                tracing::warn!(reason = ?disconnect.reason_code, "broker sent DISCONNECT");
+                tracing::warn!(reason = ?disconnect.reason_code, session = state.lane.name(), "broker sent DISCONNECT");
             }
             Ok(Event::Outgoing(Outgoing::Disconnect)) => {
-                tracing::info!("disconnected from the broker");
+                tracing::info!(session = state.lane.name(), "disconnected from the broker");
                 break;
             }
             Ok(_) => {}
             Err(e) => {
                 let was_connected = state.connected.swap(false, Ordering::AcqRel);
                 state.subscribed.store(false, Ordering::Release);
-                metrics.set_mqtt_connected(false);
+                state.set_connected_metric(&metrics, false);
+                let session = state.lane.name();
                 if forward.is_none() {
-                    tracing::info!(error = %e, "connection ended while stopping");
+                    tracing::info!(error = %e, session, "connection ended while stopping");
                     break;
                 }
                 if was_connected {
-                    tracing::warn!(error = %e, "MQTT connection lost; reconnecting");
+                    tracing::warn!(error = %e, session, "MQTT connection lost; reconnecting");
                 } else {
-                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot connect to the broker");
+                    tracing::warn!(error = %e, session, retry_in_ms = backoff.as_millis() as u64, "cannot connect to the broker");
                 }
                 tokio::select! {
                     () = tokio::time::sleep(backoff) => {}
@@ -414,7 +542,7 @@ pub async fn run_poller(
     }
     state.connected.store(false, Ordering::Release);
     state.subscribed.store(false, Ordering::Release);
-    metrics.set_mqtt_connected(false);
+    state.set_connected_metric(&metrics, false);
 }
 
 /// The publish with its own copies of topic and payload, and without MQTT properties (the
@@ -430,10 +558,12 @@ fn detach(publish: Publish) -> Publish {
 }
 
 /// Subscribes from a separate task: the poller must not await the request channel.
-fn subscribe(client: AsyncClient) {
+fn subscribe(client: AsyncClient, lane: Lane) {
     tokio::spawn(async move {
-        let filters = [protocol::ALL_UPLINKS_FILTER, protocol::ALL_STATUS_FILTER]
-            .map(|filter| Filter::new(filter, QoS::AtLeastOnce));
+        let filters = lane
+            .filters()
+            .iter()
+            .map(|filter| Filter::new(*filter, QoS::AtLeastOnce));
         if let Err(e) = client.subscribe_many(filters).await {
             tracing::error!(error = %e, "could not queue the subscription");
         }
@@ -448,13 +578,40 @@ mod tests {
     #[test]
     fn plain_options() {
         let config = MqttConfig::default();
-        let options = mqtt_options(&config).unwrap();
+        let options = mqtt_options(&config, Lane::Telemetry).unwrap();
+        assert_eq!(options.client_id(), "tec.gateway");
         assert_eq!(options.broker_address(), ("127.0.0.1".to_owned(), 1883));
         assert!(!options.clean_start());
         assert!(options.manual_acks());
         assert_eq!(options.session_expiry_interval(), Some(86_400));
         assert_eq!(options.max_packet_size(), Some(4096));
         assert!(matches!(options.transport(), Transport::Tcp));
+        // The alarm session: the same broker and session settings, its own client id.
+        let alarms = mqtt_options(&config, Lane::Alarms).unwrap();
+        assert_eq!(alarms.client_id(), "tec.gateway-alarms");
+        assert!(!alarms.clean_start());
+        assert!(alarms.manual_acks());
+        assert_eq!(alarms.session_expiry_interval(), Some(86_400));
+    }
+
+    #[test]
+    fn each_session_reports_its_own_readiness() {
+        let sessions = MqttSessions::new(4096);
+        assert!(!sessions.ready());
+        for state in [&sessions.telemetry, &sessions.alarms] {
+            state.connected.store(true, Ordering::Release);
+        }
+        sessions.telemetry.subscribed.store(true, Ordering::Release);
+        assert!(!sessions.ready());
+        assert_eq!(
+            sessions.not_ready_reason().as_deref(),
+            Some("alarm session: connected but not yet subscribed")
+        );
+        sessions.alarms.subscribed.store(true, Ordering::Release);
+        assert!(sessions.ready());
+        assert_eq!(sessions.not_ready_reason(), None);
+        assert_eq!(Lane::Alarms.filters(), ["tec/v1/dev/+/alarm"]);
+        assert_eq!(Lane::Telemetry.filters(), ["tec/v1/dev/+/up", "tec/v1/dev/+/status"]);
     }
 
     fn publish(topic: &str, payload_len: usize) -> Publish {
@@ -463,7 +620,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_budget_is_held_until_the_last_copy_of_a_publish_is_dropped() {
-        let state = Arc::new(MqttState::new(10_000));
+        let state = Arc::new(MqttState::new(Lane::Telemetry, 10_000));
         let big = detach(publish("tec/v1/dev/abc/up", 3_000));
         let cost = state.in_flight_cost(&big);
         assert_eq!(cost, 3_000 + "tec/v1/dev/abc/up".len() + PUBLISH_OVERHEAD_BYTES);
@@ -471,6 +628,7 @@ mod tests {
             publish: big.clone(),
             received_at: Timestamp(1),
             arrived: Instant::now(),
+            lane: Lane::Telemetry,
             connection: 1,
             in_flight,
         };
@@ -513,7 +671,7 @@ mod tests {
 
     #[test]
     fn no_publish_costs_more_than_the_whole_budget() {
-        let state = MqttState::new(4096);
+        let state = MqttState::new(Lane::Telemetry, 4096);
         assert_eq!(state.in_flight_cost(&publish("t", 4_000)), 4096);
     }
 
@@ -545,7 +703,7 @@ mod tests {
             ca_file: Some(ca),
             ..MqttConfig::default()
         };
-        let options = mqtt_options(&config).unwrap();
+        let options = mqtt_options(&config, Lane::Telemetry).unwrap();
         assert_eq!(options.broker_address().1, 8883);
         assert!(matches!(
             options.transport(),
@@ -556,7 +714,10 @@ mod tests {
             broker: BrokerUrl::parse("mqtts://broker.example:9999").unwrap(),
             ..MqttConfig::default()
         };
-        assert!(matches!(mqtt_options(&config).unwrap().transport(), Transport::Tls(_)));
+        assert!(matches!(
+            mqtt_options(&config, Lane::Telemetry).unwrap().transport(),
+            Transport::Tls(_)
+        ));
     }
 
     #[test]
@@ -567,10 +728,16 @@ mod tests {
             ca_file: Some(dir.path().join("missing.pem")),
             ..MqttConfig::default()
         };
-        assert!(matches!(mqtt_options(&config), Err(ConfigError::Read { .. })));
+        assert!(matches!(
+            mqtt_options(&config, Lane::Telemetry),
+            Err(ConfigError::Read { .. })
+        ));
         let junk = dir.path().join("junk.pem");
         std::fs::write(&junk, "not a cert").unwrap();
         config.ca_file = Some(junk);
-        assert!(matches!(mqtt_options(&config), Err(ConfigError::Invalid { .. })));
+        assert!(matches!(
+            mqtt_options(&config, Lane::Telemetry),
+            Err(ConfigError::Invalid { .. })
+        ));
     }
 }

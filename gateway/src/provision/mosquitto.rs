@@ -224,14 +224,18 @@ impl AclFile {
         self.devices.contains(id)
     }
 
+    /// Whether the operator's header has a `user NAME` block.
+    pub fn header_has_user(&self, name: &str) -> bool {
+        self.header.iter().any(|line| {
+            let mut words = line.split_whitespace();
+            words.next() == Some("user") && words.next() == Some(name) && words.next().is_none()
+        })
+    }
+
     /// Refuses a device id that names an account of the header (e.g. `gateway`): that
     /// account's rights would then apply to the device.
     pub fn check_not_reserved(&self, name: &str) -> Result<(), BrokerFileError> {
-        let reserved = self.header.iter().any(|line| {
-            let mut words = line.split_whitespace();
-            words.next() == Some("user") && words.next() == Some(name) && words.next().is_none()
-        });
-        if reserved {
+        if self.header_has_user(name) {
             return Err(BrokerFileError::ReservedName { name: name.to_owned() });
         }
         Ok(())
@@ -263,13 +267,14 @@ impl AclFile {
     }
 }
 
-/// A device's rights: publish its own uplinks and status (including its last will, which
-/// Mosquitto checks as a publish), read its own downlinks. Nothing else.
+/// A device's rights: publish its own uplinks, alarms and status (including its last will,
+/// which Mosquitto checks as a publish), read its own downlinks. Nothing else.
 pub fn device_block(id: &DeviceId) -> String {
     let mut block = String::new();
     let _ = writeln!(block, "{DEVICE_MARKER}{id}");
     let _ = writeln!(block, "user {id}");
     let _ = writeln!(block, "topic write tec/v1/dev/{id}/up");
+    let _ = writeln!(block, "topic write tec/v1/dev/{id}/alarm");
     let _ = writeln!(block, "topic write tec/v1/dev/{id}/status");
     let _ = writeln!(block, "topic read tec/v1/dev/{id}/down");
     block
@@ -345,7 +350,21 @@ mod tests {
         acl.add(DeviceId::new("dev-1").unwrap());
         let text = acl.render();
         assert_eq!(AclFile::parse(&text).unwrap(), acl);
-        assert!(text.contains("user dev-2\ntopic write tec/v1/dev/dev-2/up\n"));
+        assert!(text.contains(
+            "user dev-2\ntopic write tec/v1/dev/dev-2/up\ntopic write tec/v1/dev/dev-2/alarm\n\
+             topic write tec/v1/dev/dev-2/status\ntopic read tec/v1/dev/dev-2/down\n"
+        ));
+        // A block written before the alarm topic existed gets its alarm line when re-rendered.
+        let old_block = format!(
+            "{header}\n# tec-gateway device dev-9\nuser dev-9\ntopic write tec/v1/dev/dev-9/up\n\
+             topic write tec/v1/dev/dev-9/status\ntopic read tec/v1/dev/dev-9/down\n"
+        );
+        assert!(
+            AclFile::parse(&old_block)
+                .unwrap()
+                .render()
+                .contains("topic write tec/v1/dev/dev-9/alarm\n")
+        );
         let mut again = AclFile::parse(&text).unwrap();
         assert!(again.remove(&DeviceId::new("dev-1").unwrap()));
         let text = again.render();

@@ -25,7 +25,7 @@ use crate::domain::{
     Alert, AlertChange, AlertId, Assignment, CallOutcome, Clock, DeviceRecord, RejectReason, Resident, ResidentId,
     Timestamp,
 };
-use crate::ingest::mqtt::{Incoming, Outbound, OutboundItem};
+use crate::ingest::mqtt::{Incoming, Lane, Outbound, OutboundItem, PerLane};
 use crate::metrics::Metrics;
 use crate::reports::apply::{ImportCounts, RegisterChange};
 use crate::reports::import::LineError;
@@ -130,9 +130,13 @@ pub struct Committer {
     pub store: Arc<SharedStore>,
     /// Opens the store again after a fault.
     pub open_store: OpenStore,
-    pub intake: mpsc::Receiver<Incoming>,
+    /// One intake per MQTT session. Whenever the alarm session's is not empty, the next batch
+    /// is taken from it alone: an alarm waits for the commit under way, never for telemetry.
+    pub intake: PerLane<mpsc::Receiver<Incoming>>,
     pub commands: mpsc::Receiver<Command>,
-    pub outbound: Outbound,
+    /// Acks go back on the session their publish came on, and so do the receipts of an
+    /// alarm-lane batch; other downlinks go on the telemetry session.
+    pub outbound: PerLane<Outbound>,
     /// The live stream: each committed alert change with its change-log seq.
     pub alerts: broadcast::Sender<AlertChange>,
     pub metrics: Arc<Metrics>,
@@ -195,7 +199,7 @@ impl Committer {
             core,
             store,
             open_store,
-            mut intake,
+            intake,
             commands,
             outbound,
             alerts,
@@ -238,45 +242,65 @@ impl Committer {
             store_failures: 0,
             next_reopen: tokio::time::Instant::now(),
         };
+        let PerLane {
+            telemetry: mut telemetry_intake,
+            alarms: mut alarm_intake,
+        } = intake;
+        let (mut telemetry_open, mut alarms_open) = (true, true);
         let mut buf: Vec<Incoming> = Vec::with_capacity(max_batch);
+        let mut alarm_buf: Vec<Incoming> = Vec::new();
         // One timer across iterations: recreating it each time would never let it fire
         // while batches keep arriving, and escalations would starve under load.
         let timer = tokio::time::sleep(shell.timer_sleep());
         tokio::pin!(timer);
-        loop {
+        while telemetry_open || alarms_open {
             let wanted = tokio::time::Instant::now() + shell.timer_sleep();
             if wanted < timer.deadline() {
                 timer.as_mut().reset(wanted);
             }
-            tokio::select! {
+            // In this order: alarms first, then operators' actions, then timers, then telemetry.
+            let (lane, received) = tokio::select! {
                 biased;
-                command = shell.commands.recv(), if shell.commands_open => match command {
-                    Some(command) => shell.command(command).await,
-                    None => shell.commands_open = false,
-                },
+                received = alarm_intake.recv_many(&mut alarm_buf, max_batch), if alarms_open => (Lane::Alarms, received),
+                command = shell.commands.recv(), if shell.commands_open => {
+                    match command {
+                        Some(command) => shell.command(command).await,
+                        None => shell.commands_open = false,
+                    }
+                    continue;
+                }
                 () = &mut timer => {
                     shell.timers(false).await;
                     timer.as_mut().reset(tokio::time::Instant::now() + shell.timer_sleep());
+                    continue;
                 }
-                received = intake.recv_many(&mut buf, max_batch) => {
-                    if received == 0 {
-                        break;
-                    }
-                    let batch = std::mem::replace(&mut buf, Vec::with_capacity(max_batch));
-                    if shell.ingest(batch).await == Flow::Stop {
-                        intake.close();
-                        let mut left = 0u64;
-                        while intake.try_recv().is_ok() {
-                            left += 1;
-                        }
-                        shell.metrics.abandoned(left);
-                        tracing::warn!(
-                            queued = left,
-                            "stopping while the store is down: nothing uncommitted was acked; the broker redelivers it"
-                        );
-                        break;
+                received = telemetry_intake.recv_many(&mut buf, max_batch), if telemetry_open => (Lane::Telemetry, received),
+            };
+            if received == 0 {
+                match lane {
+                    Lane::Alarms => alarms_open = false,
+                    Lane::Telemetry => telemetry_open = false,
+                }
+                continue;
+            }
+            let batch = match lane {
+                Lane::Alarms => std::mem::take(&mut alarm_buf),
+                Lane::Telemetry => std::mem::replace(&mut buf, Vec::with_capacity(max_batch)),
+            };
+            if shell.ingest(batch, lane).await == Flow::Stop {
+                let mut left = 0u64;
+                for intake in [&mut alarm_intake, &mut telemetry_intake] {
+                    intake.close();
+                    while intake.try_recv().is_ok() {
+                        left += 1;
                     }
                 }
+                shell.metrics.abandoned(left);
+                tracing::warn!(
+                    queued = left,
+                    "stopping while the store is down: nothing uncommitted was acked; the broker redelivers it"
+                );
+                break;
             }
         }
         // Intake closed: answer what is still queued rather than leave callers hanging.
@@ -318,7 +342,7 @@ struct Shell {
     store: Arc<SharedStore>,
     open_store: OpenStore,
     engine_config: EngineConfig,
-    outbound: Outbound,
+    outbound: PerLane<Outbound>,
     alerts: broadcast::Sender<AlertChange>,
     metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
@@ -634,15 +658,16 @@ impl Shell {
         }
     }
 
-    /// Commits the batch, acking each publish once it is stored (or quarantined).
-    async fn ingest(&mut self, batch: Vec<Incoming>) -> Flow {
+    /// Commits the batch (all from the `lane` session), acking each publish once it is stored
+    /// (or quarantined).
+    async fn ingest(&mut self, batch: Vec<Incoming>, lane: Lane) -> Flow {
         let received: Arc<Vec<Received>> = Arc::new(batch.iter().map(received).collect());
         // Parts still to commit, the next on top; a part that fails without a store fault
         // is split in halves until the publish that fails alone is found.
         let mut pending: Vec<Range<usize>> = Vec::with_capacity(8);
         pending.push(0..batch.len());
         while let Some(part) = pending.pop() {
-            let attempt = match self.commit_part(&batch, &received, part.clone()).await {
+            let attempt = match self.commit_part(&batch, &received, part.clone(), lane).await {
                 Attempt::Poison(reason) if part.len() <= 1 => {
                     self.quarantine_poison(&batch, &received, part.start, &reason).await
                 }
@@ -670,7 +695,13 @@ impl Shell {
     }
 
     /// Commits `part` of the batch, waiting out store faults (reopening the store).
-    async fn commit_part(&mut self, batch: &[Incoming], received: &Arc<Vec<Received>>, part: Range<usize>) -> Attempt {
+    async fn commit_part(
+        &mut self,
+        batch: &[Incoming],
+        received: &Arc<Vec<Received>>,
+        part: Range<usize>,
+        lane: Lane,
+    ) -> Attempt {
         let size = part.len();
         let mut attempt = 0u32;
         loop {
@@ -681,7 +712,7 @@ impl Shell {
             let now = self.clock.now();
             let job = received.clone();
             let range = part.clone();
-            let span = tracing::debug_span!("ingest_batch", size, attempt);
+            let span = tracing::debug_span!("ingest_batch", size, attempt, session = lane.name());
             let started = std::time::Instant::now();
             let result = self
                 .run(move |core| span.in_scope(|| core.ingest(job.get(range).unwrap_or_default(), now)))
@@ -698,6 +729,7 @@ impl Shell {
                     self.metrics
                         .device_time_out_of_range(committed.device_time_out_of_range);
                     self.metrics.key_conflicts(committed.key_conflicts);
+                    self.metrics.off_lane(committed.off_lane);
                     for reason in &committed.rejected {
                         self.metrics.rejected(*reason);
                     }
@@ -712,7 +744,7 @@ impl Shell {
                         duplicates = committed.duplicates,
                         "batch committed"
                     );
-                    self.after_commit(committed);
+                    self.after_commit_on(committed, lane);
                     return Attempt::Committed;
                 }
                 Ok(Err(e)) => {
@@ -781,7 +813,7 @@ impl Shell {
     }
 
     fn ack(&self, incoming: &Incoming) {
-        self.outbound.send(OutboundItem::Ack {
+        self.outbound.get(incoming.lane).send(OutboundItem::Ack {
             publish: incoming.publish.clone(),
             connection: incoming.connection,
         });
@@ -789,6 +821,12 @@ impl Shell {
 
     /// Receipts, then the engine's downlinks, then the live stream.
     fn after_commit(&mut self, committed: Committed) {
+        self.after_commit_on(committed, Lane::Telemetry);
+    }
+
+    /// [`Self::after_commit`], with the downlinks sent on the `lane` session: an alarm's
+    /// receipt does not queue behind the telemetry session's acks while it drains a backlog.
+    fn after_commit_on(&mut self, committed: Committed, lane: Lane) {
         let Committed {
             receipts,
             downlinks,
@@ -796,7 +834,7 @@ impl Shell {
             ..
         } = committed;
         for (device, body) in receipts.into_iter().chain(downlinks) {
-            self.outbound.send(OutboundItem::Downlink { device, body });
+            self.outbound.get(lane).send(OutboundItem::Downlink { device, body });
         }
         for alert in alerts {
             self.announce(alert);
@@ -1118,8 +1156,13 @@ mod tests {
         committer: Committer,
         store: Arc<SharedStore>,
         intake: mpsc::Sender<Incoming>,
+        /// The alarm session's intake.
+        alarms: mpsc::Sender<Incoming>,
         commands: mpsc::Sender<Command>,
+        /// The telemetry session's acks and downlinks.
         sent: mpsc::UnboundedReceiver<OutboundItem>,
+        /// The alarm session's.
+        alarm_sent: mpsc::UnboundedReceiver<OutboundItem>,
         alerts: broadcast::Receiver<AlertChange>,
         metrics: Arc<Metrics>,
         stop: watch::Sender<bool>,
@@ -1137,8 +1180,10 @@ mod tests {
         hooks(&mut core);
         let store = Arc::new(SharedStore::new(core.store().clone()));
         let (intake_tx, intake) = mpsc::channel(16);
+        let (alarms_tx, alarm_intake) = mpsc::channel(16);
         let (commands_tx, commands) = mpsc::channel(4);
         let (outbound, sent) = Outbound::detached();
+        let (alarm_outbound, alarm_sent) = Outbound::detached();
         let (alerts, alert_rx) = broadcast::channel(16);
         let metrics = Arc::new(Metrics::new());
         let (stop, shutdown) = watch::channel(false);
@@ -1146,9 +1191,15 @@ mod tests {
             core,
             store: store.clone(),
             open_store,
-            intake,
+            intake: PerLane {
+                telemetry: intake,
+                alarms: alarm_intake,
+            },
             commands,
-            outbound,
+            outbound: PerLane {
+                telemetry: outbound,
+                alarms: alarm_outbound,
+            },
             alerts,
             metrics: metrics.clone(),
             clock,
@@ -1161,8 +1212,10 @@ mod tests {
             committer,
             store,
             intake: intake_tx,
+            alarms: alarms_tx,
             commands: commands_tx,
             sent,
+            alarm_sent,
             alerts: alert_rx,
             metrics,
             stop,
@@ -1186,8 +1239,24 @@ mod tests {
             publish,
             received_at: SystemClock.now(),
             arrived: Instant::now(),
+            lane: Lane::Telemetry,
             connection: 1,
             in_flight: crate::ingest::mqtt::InFlightCharge::none(),
+        }
+    }
+
+    /// An uplink from `device`, on `topic` (`up` or `alarm`), as it came on `lane`.
+    fn uplink_on(lane: Lane, pkid: u16, device: &str, topic: &str, seq: u32, body: UplinkBody) -> Incoming {
+        let mut buf = [0u8; MAX_UPLINK_LEN];
+        let header = UplinkHeader {
+            boot: 1,
+            seq,
+            device_time_ms: None,
+        };
+        let payload = encode_uplink(&Uplink::new(header, body), &mut buf).unwrap().to_vec();
+        Incoming {
+            lane,
+            ..incoming(pkid, &format!("tec/v1/dev/{device}/{topic}"), payload)
         }
     }
 
@@ -1220,6 +1289,8 @@ mod tests {
             alerts: mut alert_rx,
             metrics,
             stop: _stop,
+            alarms: _,
+            alarm_sent: _,
         } = rig(dir.path(), Arc::new(SystemClock), EngineConfig::default(), |core| {
             core.fail_next_commits = 2;
         });
@@ -1292,6 +1363,115 @@ mod tests {
         ));
 
         drop(intake_tx);
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn alarms_are_committed_first_and_answered_on_their_own_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let Rig {
+            committer,
+            intake,
+            alarms,
+            mut sent,
+            mut alarm_sent,
+            alerts: mut alert_rx,
+            metrics,
+            ..
+        } = rig(dir.path(), Arc::new(SystemClock), EngineConfig::default(), |_| {});
+        // Queued before the committer starts: telemetry first (with an old device's alarm on
+        // `up`), then an alarm on the alarm lane, and a heartbeat sent there by mistake.
+        let heartbeat = || {
+            UplinkBody::Heartbeat(protocol::DeviceStatus {
+                battery_mv: 2900,
+                battery_percent: 80,
+                rssi_dbm: -60,
+                uptime_s: 10,
+                firmware: protocol::FirmwareVersion {
+                    major: 1,
+                    minor: 0,
+                    patch: 0,
+                },
+                heartbeat_interval_s: 300,
+                outbox_depth: 0,
+                events_dropped: 0,
+            })
+        };
+        intake
+            .send(uplink_on(Lane::Telemetry, 1, "old-1", "up", 1, heartbeat()))
+            .await
+            .unwrap();
+        intake
+            .send(uplink_on(
+                Lane::Telemetry,
+                2,
+                "old-1",
+                "up",
+                2,
+                UplinkBody::Alarm(AlarmKind::PendantPress),
+            ))
+            .await
+            .unwrap();
+        alarms
+            .send(uplink_on(
+                Lane::Alarms,
+                7,
+                "new-1",
+                "alarm",
+                5,
+                UplinkBody::Alarm(AlarmKind::Fall),
+            ))
+            .await
+            .unwrap();
+        alarms
+            .send(uplink_on(Lane::Alarms, 8, "new-1", "alarm", 6, heartbeat()))
+            .await
+            .unwrap();
+        let task = tokio::spawn(committer.run());
+
+        // The alarm lane's batch was committed first, although it was queued last.
+        let first = alert_rx.recv().await.unwrap();
+        let second = alert_rx.recv().await.unwrap();
+        assert_eq!(
+            (
+                first.alert.device.map(|d| d.to_string()),
+                second.alert.device.map(|d| d.to_string())
+            ),
+            (Some("new-1".to_owned()), Some("old-1".to_owned()))
+        );
+        // Each session acks its own publishes and carries the receipts of its own batches.
+        let mut on_alarm_session = vec![alarm_sent.recv().await.unwrap(), alarm_sent.recv().await.unwrap()];
+        on_alarm_session.push(alarm_sent.recv().await.unwrap());
+        assert_eq!(acked_pkids(&on_alarm_session), vec![7, 8]);
+        assert!(matches!(
+            on_alarm_session.get(2),
+            Some(OutboundItem::Downlink {
+                device,
+                body: DownlinkBody::Receipt { boot: 1, seqs },
+            }) if device.as_str() == "new-1" && seqs.as_slice() == [5, 6]
+        ));
+        let mut on_telemetry_session = Vec::new();
+        while acked_pkids(&on_telemetry_session).len() < 2 {
+            on_telemetry_session.push(sent.recv().await.unwrap());
+        }
+        assert_eq!(acked_pkids(&on_telemetry_session), vec![1, 2]);
+        // The heartbeat on the alarm topic was stored like any other, and counted.
+        let stats = metrics.snapshot();
+        assert_eq!((stats.stored, stats.off_lane), (4, 1));
+
+        // Closing one lane does not stop the committer; closing both does.
+        drop(alarms);
+        intake
+            .send(uplink_on(Lane::Telemetry, 3, "old-1", "up", 3, heartbeat()))
+            .await
+            .unwrap();
+        loop {
+            let item = sent.recv().await.unwrap();
+            if acked_pkids(std::slice::from_ref(&item)) == [3] {
+                break;
+            }
+        }
+        drop(intake);
         task.await.unwrap();
     }
 

@@ -79,6 +79,8 @@ pub struct Committed {
     pub unregistered: u64,
     /// Uplinks whose device time was outside the protocol's range (taken as unknown).
     pub device_time_out_of_range: u64,
+    /// Uplinks on the alarm topic that were not alarms (stored all the same).
+    pub off_lane: u64,
 }
 
 /// The store plus the engine it feeds. The engine has exactly one owner: this.
@@ -170,7 +172,12 @@ impl Core {
                     version,
                     header,
                     body,
+                    off_lane,
                 } => {
+                    if off_lane {
+                        tracing::warn!(%device, boot = header.boot, seq = header.seq, "a non-alarm uplink came on the alarm topic; stored as usual");
+                        out.off_lane += 1;
+                    }
                     let (record, created) = device_entry(&mut devices, &mut unreadable_devices, &txn, device)?;
                     if std::mem::take(created) {
                         tracing::info!(%device, "first event from a device not in the register");

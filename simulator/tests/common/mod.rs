@@ -10,8 +10,8 @@
 use std::time::Duration;
 
 use protocol::{
-    ALL_STATUS_FILTER, ALL_UPLINKS_FILTER, DeviceId, Downlink, DownlinkBody, MAX_DOWNLINK_LEN, Presence, Topic,
-    TopicKind, Uplink, decode_status, decode_uplink, encode_downlink,
+    ALL_ALARMS_FILTER, ALL_STATUS_FILTER, ALL_UPLINKS_FILTER, DeviceId, Downlink, DownlinkBody, MAX_DOWNLINK_LEN,
+    Presence, Topic, TopicKind, Uplink, decode_status, decode_uplink, encode_downlink,
 };
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio::sync::mpsc;
@@ -112,6 +112,7 @@ pub async fn stand_in(port: u16, password: Option<&str>) -> (mpsc::UnboundedRece
     }
     let (client, mut eventloop) = AsyncClient::new(options, 1_000);
     client.subscribe(ALL_UPLINKS_FILTER, QoS::AtLeastOnce).await.unwrap();
+    client.subscribe(ALL_ALARMS_FILTER, QoS::AtLeastOnce).await.unwrap();
     client.subscribe(ALL_STATUS_FILTER, QoS::AtLeastOnce).await.unwrap();
     let (seen_tx, seen_rx) = mpsc::unbounded_channel();
     // Publish from a task of its own: awaiting `publish` in the polling task deadlocks
@@ -144,8 +145,16 @@ pub async fn stand_in(port: u16, password: Option<&str>) -> (mpsc::UnboundedRece
             };
             let topic = Topic::parse(&publish.topic).unwrap();
             match topic.kind {
-                TopicKind::Up => {
+                TopicKind::Up | TopicKind::Alarm => {
                     let uplink = decode_uplink(&publish.payload).unwrap();
+                    // The firmware's lanes: alarms and their cancels on `alarm`, the rest on `up`.
+                    assert_eq!(
+                        topic.kind == TopicKind::Alarm,
+                        uplink.body.is_alarm(),
+                        "{:?} on the {} topic",
+                        uplink.body,
+                        topic.kind.suffix()
+                    );
                     let receipt = Downlink::new(DownlinkBody::Receipt {
                         boot: uplink.header.boot,
                         seqs: heapless::Vec::from_slice(&[uplink.header.seq]).unwrap(),
@@ -164,7 +173,7 @@ pub async fn stand_in(port: u16, password: Option<&str>) -> (mpsc::UnboundedRece
             }
         }
     });
-    for _ in 0..2 {
+    for _ in 0..3 {
         tokio::time::timeout(Duration::from_secs(10), subscribed_rx.recv())
             .await
             .expect("stand-in subscribed");

@@ -21,7 +21,7 @@ use gateway::domain::{
     Timestamp,
 };
 use gateway::store::EventFilter;
-use protocol::DeviceId;
+use protocol::{DeviceId, TopicKind};
 use simulator::{DeviceKind as SimKind, DeviceSpec};
 use tokio::sync::broadcast;
 
@@ -219,7 +219,10 @@ impl WireObserver {
             options.set_credentials(admin.username, admin.password);
         }
         let (client, mut eventloop) = AsyncClient::new(options, 1_000);
-        client.subscribe("tec/v1/dev/+/up", QoS::AtLeastOnce).await.unwrap();
+        // Both uplink lanes on one session: the broker delivers them in the order it took them.
+        let filters = [protocol::ALL_UPLINKS_FILTER, protocol::ALL_ALARMS_FILTER]
+            .map(|filter| rumqttc::v5::mqttbytes::v5::Filter::new(filter, QoS::AtLeastOnce));
+        client.subscribe_many(filters).await.unwrap();
         let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
         let (subscribed_tx, subscribed_rx) = tokio::sync::oneshot::channel();
         let mut subscribed_tx = Some(subscribed_tx);
@@ -236,10 +239,10 @@ impl WireObserver {
                         }
                         Ok(Event::Incoming(Packet::Publish(publish))) => {
                             let topic = String::from_utf8_lossy(&publish.topic).into_owned();
-                            let device = topic
-                                .strip_prefix("tec/v1/dev/")
-                                .and_then(|rest| rest.strip_suffix("/up"))
-                                .and_then(|id| DeviceId::new(id).ok());
+                            let device = protocol::Topic::parse(&topic)
+                                .ok()
+                                .filter(|topic| matches!(topic.kind, TopicKind::Up | TopicKind::Alarm))
+                                .map(|topic| topic.device_id);
                             if let (Some(device), Ok(uplink)) = (device, protocol::decode_uplink(&publish.payload)) {
                                 seen.lock().unwrap().push(SeenUplink {
                                     device,
@@ -300,8 +303,12 @@ impl DeviceWire {
             options.set_credentials(admin.username, admin.password);
         }
         let (client, mut eventloop) = AsyncClient::new(options, 100);
-        let filters = [protocol::Topic::up(id), protocol::Topic::down(id)]
-            .map(|topic| Filter::new(topic.to_string(), QoS::AtLeastOnce));
+        let filters = [
+            protocol::Topic::up(id),
+            protocol::Topic::alarm(id),
+            protocol::Topic::down(id),
+        ]
+        .map(|topic| Filter::new(topic.to_string(), QoS::AtLeastOnce));
         client.subscribe_many(filters).await.unwrap();
         let (up_tx, uplinks) = tokio::sync::mpsc::unbounded_channel();
         let (down_tx, downlinks) = tokio::sync::mpsc::unbounded_channel();
