@@ -119,6 +119,14 @@ async fn a_batch_stored_twice_is_stored_once_and_then_reported_duplicate() {
             .unwrap(),
         "1"
     );
+    // A database migrated by a newer gateway is refused, not misread.
+    server
+        .psql("INSERT INTO tec_schema_migrations (version, description) VALUES (99, 'from the future')")
+        .unwrap();
+    match PgStore::connect(&config(&server), PgStoreOptions::new("gw-c", LONG_LEASE)).await {
+        Err(PgError::SchemaTooNew { found: 99, supported }) => assert!(supported < 99),
+        other => panic!("a newer schema was not refused: {other:?}"),
+    }
 }
 
 /// The same batches through redb and PostgreSQL: the same outcome for every event and the
@@ -319,7 +327,10 @@ async fn a_replaced_leader_can_no_longer_write() {
         LeaseAttempt::HeldBy { holder, epoch, .. } => assert_eq!((holder.as_str(), epoch), ("gw-old", old_epoch)),
         taken => panic!("took a lease that was held: {taken:?}"),
     }
-    assert!(new.begin_write().await.is_err(), "a standby does not write");
+    assert!(
+        matches!(new.begin_write().await, Err(PgError::NotLeader)),
+        "a standby does not write"
+    );
 
     // The old leader stops renewing (paused, partitioned); the standby takes over.
     let new_epoch = take_over(&mut new).await;
