@@ -372,10 +372,15 @@ impl Drop for Postgres {
 
 /// The `bin` directory of the newest PostgreSQL installed under [`POSTGRES_ROOT`].
 pub fn find_binaries() -> Result<PathBuf> {
+    find_binaries_in(Path::new(POSTGRES_ROOT))
+}
+
+/// The `bin` directory of the newest `<root>/<major version>/bin/postgres`.
+fn find_binaries_in(root: &Path) -> Result<PathBuf> {
     let missing = || HarnessError::PostgresMissing {
-        looked_in: POSTGRES_ROOT.to_string(),
+        looked_in: root.display().to_string(),
     };
-    let entries = fs::read_dir(POSTGRES_ROOT).map_err(|_| missing())?;
+    let entries = fs::read_dir(root).map_err(|_| missing())?;
     let newest = entries
         .filter_map(|entry| {
             let entry = entry.ok()?;
@@ -431,6 +436,23 @@ fn check_output(program: &str, output: &Output) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_newest_installed_version_is_found_and_none_is_a_clear_error() -> Result<()> {
+        let root = tempfile::tempdir().map_err(HarnessError::io("temp dir"))?;
+        let missing = find_binaries_in(root.path()).map(|_| ()).unwrap_err().to_string();
+        assert!(missing.contains("apt-get install postgresql"), "{missing}");
+        for version in ["13", "15", "9"] {
+            let bin = root.path().join(version).join("bin");
+            fs::create_dir_all(&bin).map_err(HarnessError::io("bin dir"))?;
+            fs::write(bin.join("postgres"), "").map_err(HarnessError::io("postgres"))?;
+        }
+        // Not a version, or no server in it: ignored.
+        fs::create_dir_all(root.path().join("common/bin")).map_err(HarnessError::io("common"))?;
+        fs::create_dir_all(root.path().join("17/bin")).map_err(HarnessError::io("17"))?;
+        assert_eq!(find_binaries_in(root.path())?, root.path().join("15/bin"));
+        Ok(())
+    }
 
     #[test]
     fn a_cluster_starts_answers_and_keeps_data_across_a_restart() -> Result<()> {
