@@ -10,6 +10,8 @@ mod alert_changes;
 mod alert_queries;
 mod backup;
 mod error;
+/// The PostgreSQL store (issue 12), beside redb; see `docs/postgres.md`.
+pub mod postgres;
 mod problems;
 mod queries;
 mod register;
