@@ -10,6 +10,13 @@ pub enum HarnessError {
     )]
     MosquittoMissing { path: String },
 
+    #[error(
+        "PostgreSQL is not installed (no <version>/bin/postgres under {looked_in}): install the Debian \
+         package `postgresql` (apt-get install postgresql); the store's tests need a real server and \
+         never skip"
+    )]
+    PostgresMissing { looked_in: String },
+
     #[error("{what} did not happen within {waited:?}{}", detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default())]
     Timeout {
         what: String,

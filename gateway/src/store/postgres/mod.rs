@@ -1,0 +1,258 @@
+//! The gateway's event store on PostgreSQL (issue 12: high availability on a replicated
+//! database), beside the redb store: events idempotent on `(device, boot, seq)` with the same
+//! duplicate and conflict rules, alerts and the alert-change log in the same transaction, a
+//! writer lease that fences a replaced leader, and commits that say whether they are known to
+//! have happened ([`CommitOutcome`]). `docs/postgres.md` explains the schema, the lease
+//! protocol and the outcome rules, and the store seam that will let the writer run on either.
+//!
+//! One [`PgStore`] is one connection: the single writer's. Its connection task forwards the
+//! server's notices to the store, which is how a commit learns that its wait for the
+//! synchronous standby was cancelled.
+
+mod error;
+mod lease;
+mod migrations;
+mod write;
+
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_postgres::error::DbError;
+use tokio_postgres::{AsyncMessage, Client, NoTls};
+
+pub use error::PgError;
+pub use lease::{Lease, LeaseAttempt};
+pub use migrations::PG_SCHEMA_VERSION;
+pub use write::{CommitOutcome, PgWriteBatch};
+
+use super::schema::AlertHeader;
+use super::{AlertChangeRetention, EventRead, Unreadable};
+use crate::domain::{Alert, AlertId, EventKey, Transition};
+
+/// How a gateway uses its PostgreSQL store.
+#[derive(Debug, Clone)]
+pub struct PgStoreOptions {
+    /// This gateway's name in the writer lease; unique per running process (a restarted
+    /// gateway takes the lease anew, at a new epoch).
+    pub holder: String,
+    /// How long a taken or renewed lease lasts by the database's clock. A standby takes over
+    /// at the earliest this long after the leader's last renewal.
+    pub lease_ttl: Duration,
+    pub alert_change_retention: AlertChangeRetention,
+}
+
+impl PgStoreOptions {
+    pub fn new(holder: impl Into<String>, lease_ttl: Duration) -> Self {
+        Self {
+            holder: holder.into(),
+            lease_ttl,
+            alert_change_retention: AlertChangeRetention::default(),
+        }
+    }
+}
+
+/// A connection to the PostgreSQL store, with the writer lease if this gateway holds it.
+#[derive(Debug)]
+pub struct PgStore {
+    client: Client,
+    notices: mpsc::UnboundedReceiver<DbError>,
+    options: PgStoreOptions,
+    lease: Option<Lease>,
+}
+
+impl PgStore {
+    /// Connects, sets the session up and migrates the schema. A session left idle inside a
+    /// transaction for a lease's length (a paused or partitioned leader) is ended by the
+    /// server, so its lock on the lease row cannot keep a standby from taking over.
+    pub async fn connect(config: &tokio_postgres::Config, options: PgStoreOptions) -> Result<Self, PgError> {
+        let (mut client, mut connection) = config.connect(NoTls).await?;
+        let (notice_sender, notices) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                match message {
+                    Ok(AsyncMessage::Notice(notice)) => {
+                        // The store gone: nobody to tell; the connection still winds down.
+                        let _ = notice_sender.send(notice);
+                    }
+                    Ok(_) => {}
+                    Err(err) => {
+                        tracing::warn!(error = %err, "PostgreSQL connection lost");
+                        break;
+                    }
+                }
+            }
+        });
+        let idle_ms = options.lease_ttl.as_millis().clamp(1, i32::MAX as u128);
+        client
+            .batch_execute(&format!(
+                "SET idle_in_transaction_session_timeout = {idle_ms}; SET application_name = 'tec-gateway'"
+            ))
+            .await?;
+        let found = migrations::migrate(&mut client).await?;
+        tracing::debug!(schema_before = found, "PostgreSQL store connected");
+        Ok(Self {
+            client,
+            notices,
+            options,
+            lease: None,
+        })
+    }
+
+    /// The lease this gateway holds, as of its last acquire or renewal.
+    pub fn lease(&self) -> Option<&Lease> {
+        self.lease.as_ref()
+    }
+
+    /// Takes the writer lease if it is vacant or expired.
+    pub async fn acquire_lease(&mut self) -> Result<LeaseAttempt, PgError> {
+        let attempt = lease::acquire(&self.client, &self.options.holder, self.options.lease_ttl).await?;
+        if let LeaseAttempt::Acquired(lease) = &attempt {
+            self.lease = Some(lease.clone());
+        }
+        Ok(attempt)
+    }
+
+    /// Extends the held lease. `Fenced` if it was lost (taken over, or expired unrenewed):
+    /// this gateway is then a standby. Any failure forgets the lease (a renewal whose answer
+    /// was lost may or may not have happened): writing again takes it anew, at a new epoch.
+    pub async fn renew_lease(&mut self) -> Result<&Lease, PgError> {
+        let held = self.lease.take().ok_or(PgError::NotLeader)?;
+        let renewed = lease::renew(&self.client, &held, self.options.lease_ttl).await?;
+        Ok(self.lease.insert(renewed))
+    }
+
+    /// Gives the lease up (a clean shutdown), so a standby takes over without waiting.
+    pub async fn release_lease(&mut self) -> Result<(), PgError> {
+        if let Some(held) = self.lease.take() {
+            lease::release(&self.client, &held).await?;
+            tracing::info!(epoch = held.epoch, "released the writer lease");
+        }
+        Ok(())
+    }
+
+    /// Opens a write transaction, fenced: `Fenced` (and the lease forgotten) if the lease is
+    /// no longer this gateway's.
+    pub async fn begin_write(&mut self) -> Result<PgWriteBatch<'_>, PgError> {
+        let held = self.lease.clone().ok_or(PgError::NotLeader)?;
+        let txn = self.client.transaction().await?;
+        let begun = PgWriteBatch::begin(txn, &mut self.notices, &held, self.options.alert_change_retention).await;
+        match begun {
+            Err(err @ PgError::Fenced { .. }) => {
+                tracing::warn!(error = %err, "fenced: no longer the writer");
+                self.lease = None;
+                Err(err)
+            }
+            other => other,
+        }
+    }
+
+    /// Every event stored under `key`: the first, then any conflicting copies.
+    pub async fn event_copies(&self, key: &EventKey) -> Result<Vec<EventRead>, PgError> {
+        let rows = self
+            .client
+            .query(
+                "SELECT copy, received_at_ms, resident, payload FROM events
+                 WHERE device = $1 AND boot = $2 AND seq = $3 ORDER BY copy",
+                &[&key.device.as_str(), &i64::from(key.boot), &i64::from(key.seq)],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let copy = write::stored_u32("copy", row.try_get(0)?)?;
+                let event = write::decode_row(*key, copy, row.try_get(1)?, row.try_get(2)?, row.try_get(3)?)?;
+                Ok(EventRead { copy, event })
+            })
+            .collect()
+    }
+
+    /// Events stored, conflicting copies included.
+    pub async fn event_count(&self) -> Result<u64, PgError> {
+        let count: i64 = self
+            .client
+            .query_one("SELECT count(*) FROM events", &[])
+            .await?
+            .try_get(0)?;
+        u64::try_from(count).map_err(|_| PgError::OutOfRange {
+            what: "event count",
+            value: count,
+        })
+    }
+
+    /// The alert with its whole history.
+    pub async fn alert(&self, id: AlertId) -> Result<Option<Alert>, PgError> {
+        // Ids beyond bigint are never stored (`put_alert` refuses them).
+        let Ok(key) = i64::try_from(id.0) else {
+            return Ok(None);
+        };
+        let Some(row) = self
+            .client
+            .query_opt("SELECT header::text FROM alerts WHERE id = $1", &[&key])
+            .await?
+        else {
+            return Ok(None);
+        };
+        let header: AlertHeader = from_json("alerts", id, row.try_get(0)?)?;
+        let rows = self
+            .client
+            .query(
+                "SELECT idx, transition::text FROM alert_transitions WHERE alert_id = $1 AND idx < $2 ORDER BY idx",
+                &[&key, &i64::from(header.transition_count)],
+            )
+            .await?;
+        let transitions = rows
+            .iter()
+            .map(|row| {
+                let index: i64 = row.try_get(0)?;
+                Ok(from_json::<Transition>(
+                    "alert_transitions",
+                    format_args!("{id}/{index}"),
+                    row.try_get(1)?,
+                )?)
+            })
+            .collect::<Result<Vec<_>, PgError>>()?;
+        Ok(Some(header.into_alert(transitions)))
+    }
+
+    /// Every alert-engine state entry, for rebuilding the engine.
+    pub async fn engine_state(&self) -> Result<Vec<(String, Vec<u8>)>, PgError> {
+        let rows = self
+            .client
+            .query("SELECT key, value FROM engine_state ORDER BY key", &[])
+            .await?;
+        rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect()
+    }
+
+    /// The newest committed alert-change seq; 0 if there was none yet.
+    pub async fn last_alert_change_seq(&self) -> Result<u64, PgError> {
+        let row = self
+            .client
+            .query_opt("SELECT value FROM tec_counters WHERE name = 'alert_change_seq'", &[])
+            .await?;
+        let seq: i64 = match row {
+            Some(row) => row.try_get(0)?,
+            None => 0,
+        };
+        u64::try_from(seq).map_err(|_| PgError::OutOfRange {
+            what: "alert change seq",
+            value: seq,
+        })
+    }
+
+    /// The server process serving this connection (for operators and tests that need to
+    /// find this session in `pg_stat_activity`).
+    pub async fn backend_pid(&self) -> Result<i32, PgError> {
+        Ok(self
+            .client
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await?
+            .try_get(0)?)
+    }
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(
+    table: &'static str,
+    key: impl std::fmt::Display,
+    text: &str,
+) -> Result<T, Unreadable> {
+    serde_json::from_str(text).map_err(|err| Unreadable::new(table, key, err))
+}
