@@ -38,6 +38,13 @@
 //! below any send window, so in practice only a dead link does this, and then the
 //! transport's own error ends it.
 //!
+//! # Alarms in flash
+//!
+//! Whenever the device core may have queued something, and before anything is published,
+//! the session calls [`Platform::persist`]: a board with an alarm log
+//! ([`crate::persist`]) stores new unreceipted alarms there, so a power cut after that point
+//! loses none, and drops receipted ones.
+//!
 //! # Receive buffer
 //!
 //! rust-mqtt keeps received packet contents in a [`BumpBuffer`] of [`MQTT_RX_BUFFER_LEN`]
@@ -308,6 +315,14 @@ pub trait Platform {
     fn wait(&mut self, deadline_ms: u64) -> impl Future<Output = Option<Event>>;
     /// Called after every step: show [`Device::indication`] (and, on a host, observe).
     fn show(&mut self, device: &Device, session: &SessionState, now_ms: u64);
+    /// Called whenever the device core may have queued or cleared something (an input, a
+    /// receipt, a tick), before anything is published: a board that keeps unreceipted alarms
+    /// in flash stores them here ([`crate::persist::OutboxMirror::sync`]), so that an alarm is
+    /// durable before it goes out. The default keeps nothing.
+    fn persist(&mut self, device: &Device) -> impl Future<Output = ()> {
+        let _ = device;
+        core::future::ready(())
+    }
     /// The device core could not do something (e.g. keep an alarm); log or signal it.
     fn device_error(&mut self, error: DeviceError) {
         let _ = error;
@@ -464,6 +479,7 @@ pub async fn run<C: Connector, P: Platform, B: BootCounter>(
             if let Err(error) = device.tick(now) {
                 platform.device_error(error);
             }
+            platform.persist(device).await;
             platform.show(device, state, now);
             let deadline = state.next_deadline_ms().min(device.next_wakeup_ms(now));
             match platform.wait(deadline).await {
@@ -600,6 +616,7 @@ async fn serve<C: Connector, P: Platform, B: BootCounter>(
             if let Err(error) = device.tick(now) {
                 platform.device_error(error);
             }
+            platform.persist(device).await;
             platform.show(device, state, now);
             let deadline = connect_deadline.min(device.next_wakeup_ms(now));
             let step = {
@@ -642,6 +659,8 @@ async fn serve<C: Connector, P: Platform, B: BootCounter>(
         if let Err(error) = device.tick(now) {
             platform.device_error(error);
         }
+        // Stored before it is sent: a power cut from here on cannot lose a queued alarm.
+        platform.persist(device).await;
         // Publish what is due, within MQTT flow control (the Online presence counts too).
         let quota = u16::try_from(SEND_MAXIMUM)
             .unwrap_or(u16::MAX)

@@ -1,6 +1,6 @@
 //! MQTT topics: `tec/v1/dev/{device_id}/{up|alarm|down|status}`.
 
-use core::fmt::{self, Write as _};
+use core::fmt;
 
 use crate::device_id::{DeviceId, DeviceIdError, MAX_DEVICE_ID_LEN};
 
@@ -108,9 +108,12 @@ impl Topic {
 
     /// The topic as a fixed-capacity string, for no-heap callers.
     pub fn to_heapless(&self) -> heapless::String<MAX_TOPIC_LEN> {
+        // Built from its parts rather than with `write!`, which would link `core::fmt` into
+        // every device. Capacity is computed from the longest topic, so nothing is cut.
         let mut out = heapless::String::new();
-        // Capacity is computed from the longest possible topic, so this cannot overflow.
-        let _ = write!(out, "{self}");
+        for part in [TOPIC_PREFIX, self.device_id.as_str(), "/", self.kind.suffix()] {
+            let _ = out.push_str(part);
+        }
         out
     }
 }
@@ -135,6 +138,7 @@ mod tests {
             let topic = Topic::new(id("pnd-42"), kind);
             let text = topic.to_heapless();
             assert_eq!(text.as_str(), format!("tec/v1/dev/pnd-42/{}", kind.suffix()));
+            assert_eq!(text.as_str(), topic.to_string(), "to_heapless and Display agree");
             assert_eq!(Topic::parse(&text), Ok(topic));
         }
     }

@@ -7,10 +7,11 @@
 //! deadline. It switches the device off ([`Event::Stop`]) once the broker has receipted every
 //! expected uplink and the device's outbox is empty, or, failing that, at [`TIME_LIMIT_MS`].
 //!
-//! It also owns the flash: after every step of the session ([`Platform::show`]) it syncs the
-//! alarm log with the device ([`OutboxMirror::sync`]), and once the press alarm is in flash
-//! and the broker has not receipted it, it cuts the power: `wait` never returns again, and
-//! `main` drops the session mid-flight and boots a new device, which restores the log.
+//! It also owns the flash: whenever the session asks ([`Platform::persist`], before it
+//! publishes) it syncs the alarm log with the device ([`OutboxMirror::sync`]), and once the
+//! press alarm is in flash and the broker has not receipted it, it cuts the power: `wait`
+//! never returns again, and `main` drops the session mid-flight and boots a new device, which
+//! restores the log.
 
 use core::cell::{Cell, RefCell};
 use core::task::Poll;
@@ -261,10 +262,8 @@ impl Platform for Scenario<'_> {
         None
     }
 
-    fn show(&mut self, device: &Device, _session: &SessionState, now_ms: u64) {
-        self.outbox_depth = device.outbox_depth();
-        // The flash completes at once, so the sync is done before the session goes on.
-        match embassy_futures::block_on(self.mirror.sync(&mut self.log, device)) {
+    async fn persist(&mut self, device: &Device) {
+        match self.mirror.sync(&mut self.log, device).await {
             Ok(synced) if synced.stored > 0 || synced.removed > 0 => {
                 out("flash: stored ");
                 out_u32(u32::from(synced.stored));
@@ -280,6 +279,10 @@ impl Platform for Scenario<'_> {
                 self.flash_errors = self.flash_errors.saturating_add(1);
             }
         }
+    }
+
+    fn show(&mut self, device: &Device, _session: &SessionState, now_ms: u64) {
+        self.outbox_depth = device.outbox_depth();
         if self.power_cuts == 0 && self.broker.borrow().press_withheld() && !self.mirror.stored().is_empty() {
             self.power_cuts = 1;
             self.power.set(false);

@@ -235,10 +235,11 @@ impl Platform for Board {
         }
     }
 
-    fn show(&mut self, device: &Device, _session: &SessionState, _now_ms: u64) {
-        #[cfg(feature = "alarm-log")]
-        let _ = embassy_futures::block_on(self.mirror.sync(&mut self.log, device));
-        let _ = device;
+    fn show(&mut self, _device: &Device, _session: &SessionState, _now_ms: u64) {}
+
+    #[cfg(feature = "alarm-log")]
+    async fn persist(&mut self, device: &Device) {
+        let _ = self.mirror.sync(&mut self.log, device).await;
     }
 }
 
