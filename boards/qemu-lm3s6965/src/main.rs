@@ -8,8 +8,8 @@
 //! * an in-memory transport whose peer is a scripted MQTT 5 broker ([`broker`]) that acks
 //!   and receipts every uplink, except that it drops the link under the fall alarm, and
 //!   receipts nothing for the press alarm until the device has been through a power cut,
-//! * the alarm log ([`firmware::persist`]) on a flash that outlives the power cut, from which
-//!   the rebooted device (boot 2) restores the unreceipted press alarm.
+//! * the alarm log and the boot counter ([`firmware::persist`]) on a flash that outlives the
+//!   power cut, from which the rebooted device (boot 2) restores the unreceipted press alarm.
 //!
 //! It prints what the device sends through semihosting and exits with status 0 only if
 //! every expected uplink was published and receipted, each repeat byte-identical, the alarm
@@ -32,9 +32,9 @@ use core::cell::{Cell, RefCell};
 use cortex_m_rt::{ExceptionFrame, entry, exception};
 use cortex_m_semihosting::debug;
 use embassy_futures::select::{Either, select};
-use firmware::boot::{BootCounter, MemoryBootCounter};
+use firmware::boot::BootCounter;
 use firmware::device::{Device, DeviceSetup};
-use firmware::persist::FlashAlarmLog;
+use firmware::persist::{FlashAlarmLog, FlashBootCounter};
 use firmware::session::{self, Backoff, SessionConfig, SessionState};
 use protocol::{DeviceConfig, DeviceId, FirmwareVersion};
 
@@ -87,8 +87,11 @@ fn run() -> bool {
     let power = Cell::new(true);
     let mut connector = MemoryConnector::new(&broker);
     let mut scenario = Scenario::new(&broker, &power, log);
-    // In flash on a real board: it survives the power cut.
-    let mut boot_counter = MemoryBootCounter::new(0);
+    // In flash too (a range of its own): it survives the power cut.
+    let Ok(mut boot_counter) = FlashBootCounter::new(RamFlash::erased(), 0..ALARM_LOG_BYTES as u32) else {
+        line("boot counter range refused");
+        return false;
+    };
     let config = SessionConfig {
         device_id,
         password: b"qemu",

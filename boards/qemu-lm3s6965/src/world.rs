@@ -131,11 +131,12 @@ impl InputPin for ScriptedButtonPin {
     }
 }
 
-/// Bytes of flash given to the alarm log: two erase pages (the least the log works with).
+/// Bytes of flash given to the alarm log, and as much to the boot counter: two erase pages
+/// each (the least they work with).
 pub const ALARM_LOG_BYTES: usize = 2 * RamFlash::PAGE;
 
-/// NOR flash for the alarm log, kept in RAM beside the scenario so that it outlives the
-/// device across the simulated power cut (as the chip's flash would) without depending on
+/// NOR flash for the alarm log or the boot counter, kept in RAM beside the scenario so that it
+/// outlives the device across the simulated power cut (as the chip's flash would) without depending on
 /// QEMU's emulation of the flash controller. NOR rules: erased bytes read 0xFF, programming
 /// only clears bits, so a word may be programmed again (`MultiwriteNorFlash`).
 #[derive(Debug)]

@@ -38,7 +38,7 @@ impl<F: MultiwriteNorFlash> core::fmt::Debug for FlashAlarmLog<F> {
 
 /// Why a log range is not usable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("alarm log range must be whole erase pages of the flash, at least two")]
+#[error("log range must be whole erase pages of the flash, at least two")]
 pub struct BadRange;
 
 impl<F: MultiwriteNorFlash> FlashAlarmLog<F> {
@@ -60,7 +60,7 @@ impl<F: MultiwriteNorFlash> FlashAlarmLog<F> {
     }
 }
 
-fn persist_error<E: core::fmt::Debug>(error: StorageError<E>) -> PersistError<E> {
+pub(super) fn persist_error<E: core::fmt::Debug>(error: StorageError<E>) -> PersistError<E> {
     match error {
         StorageError::Storage { value, .. } => PersistError::Flash(value),
         StorageError::FullStorage => PersistError::Full,

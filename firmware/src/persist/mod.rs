@@ -14,6 +14,8 @@
 //!   (after every step of the board's loop) stores the alarms new in the outbox or its backlog
 //!   and removes the receipted ones; [`OutboxMirror::restore`] (at start) puts what the log
 //!   holds back into the new boot's [`Device`], under its old `(boot, seq)`.
+//! * [`FlashBootCounter`] keeps the boot counter (`crate::boot::BootCounter`) in flash the
+//!   same way, in a range of its own: without it a reboot would reuse `(boot, seq)` keys.
 //!
 //! # Durability
 //!
@@ -25,9 +27,11 @@
 //! cancellations) are kept: telemetry is dropped first under pressure anyway, and a heartbeat
 //! from before a reboot tells the gateway nothing the new boot's does not.
 
+mod boot;
 mod flash;
 
-pub use flash::FlashAlarmLog;
+pub use boot::FlashBootCounter;
+pub use flash::{BadRange, FlashAlarmLog};
 
 use core::fmt::Debug;
 use core::future::Future;
@@ -75,6 +79,9 @@ pub enum PersistError<E: Debug> {
     /// The log's implementation reported an inconsistency of its own.
     #[error("alarm log internal error")]
     Internal,
+    /// The boot counter is at `u32::MAX`: wrapping would reuse boot numbers.
+    #[error("boot counter exhausted")]
+    Exhausted,
 }
 
 /// What a log read back that it could not hand on.

@@ -1,7 +1,7 @@
 //! The firmware as a board links it, for the flash budget only: the device core, the button
 //! and fall drivers, the LIS3DH driver and the MQTT session (rust-mqtt), on a polling
-//! executor, and with the `alarm-log` feature also the alarm log in flash (`persist`,
-//! sequential-storage); without the QEMU scenario's scripted world (broker, trace, console),
+//! executor, and with the `alarm-log` feature also the alarm log and the boot counter in flash
+//! (`persist`, sequential-storage); without the QEMU scenario's scripted world (broker, trace, console),
 //! which is test equipment and not firmware. It is built, never run.
 //!
 //! The board's peripherals are reduced to one register access each (LM3S6965 addresses):
@@ -20,13 +20,13 @@ use cortex_m_rt::entry;
 use embedded_hal::digital::{ErrorType as PinErrorType, InputPin};
 use embedded_hal::i2c::{self, I2c, Operation};
 use embedded_io_async::{ErrorKind, ErrorType, Read, Write};
-use firmware::boot::{BootCounter, MemoryBootCounter};
+use firmware::boot::BootCounter;
 use firmware::device::{Device, DeviceSetup};
 use firmware::hw::button::{ActiveLevel, Button};
 use firmware::hw::fall::FallDetector;
 use firmware::hw::lis3dh::{Config, Lis3dh, SlaveAddr};
 #[cfg(feature = "alarm-log")]
-use firmware::persist::{FlashAlarmLog, OutboxMirror};
+use firmware::persist::{FlashAlarmLog, FlashBootCounter, OutboxMirror};
 use firmware::session::{self, Backoff, Connector, Event, Platform, SessionConfig, SessionState};
 use protocol::{DeviceConfig, DeviceId, FirmwareVersion};
 
@@ -144,8 +144,10 @@ mod flash {
     const FMC_WRITE_KEY: u32 = 0xA442_0000;
     const FMC_WRITE: u32 = 1 << 0;
     const FMC_ERASE: u32 = 1 << 1;
-    /// The last 8 KiB of the 256 KiB flash hold the alarm log.
+    /// The last 8 KiB of the 256 KiB flash hold the alarm log, the 8 KiB before the boot
+    /// counter.
     pub const ALARM_LOG: core::ops::Range<u32> = 0x3_E000..0x4_0000;
+    pub const BOOT_COUNTER: core::ops::Range<u32> = 0x3_C000..0x3_E000;
 
     /// Memory-mapped reads, word programs and page erases through the controller (1 KiB
     /// pages).
@@ -250,7 +252,13 @@ fn main() -> ! {
         halt()
     };
     if let Ok(device_id) = DeviceId::new("size-image") {
-        let mut boot_counter = MemoryBootCounter::new(0);
+        // Without the alarm-log feature, a RAM counter stands in for the flash one.
+        #[cfg(not(feature = "alarm-log"))]
+        let mut boot_counter = firmware::boot::MemoryBootCounter::new(0);
+        #[cfg(feature = "alarm-log")]
+        let Ok(mut boot_counter) = FlashBootCounter::new(flash::OnChipFlash, flash::BOOT_COUNTER) else {
+            halt()
+        };
         let boot = boot_counter.load_and_increment().unwrap_or(1);
         let mut accelerometer = Lis3dh::new(I2c0, SlaveAddr::Sa0Low);
         let _ = accelerometer.init(Config::default());
