@@ -844,6 +844,14 @@ pub const FIELD_DOCS: &[FieldDoc] = &[
         meaning: "broker password (needs a username; never printed)",
     },
     FieldDoc {
+        path: "mqtt.alarm_username",
+        meaning: "broker user of the alarm session (client id `{client_id}-alarms`, reads tec/v1/dev/+/alarm); default `{username}-alarms` when username is set; must differ from username",
+    },
+    FieldDoc {
+        path: "mqtt.alarm_password",
+        meaning: "the alarm session's broker password (default: mqtt.password; never printed)",
+    },
+    FieldDoc {
         path: "mqtt.ca_file",
         meaning: "mqtts: PEM CA that signed the broker's certificate (without it: the system roots)",
     },

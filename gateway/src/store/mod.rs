@@ -125,10 +125,16 @@ pub struct Store {
     problems: Problems,
 }
 
+/// Ceiling of redb's page cache. redb's own default is 1 GiB, which at a national fleet's
+/// working set would let the cache alone take the gateway's whole memory budget (1 GB at
+/// 1,000,000 devices, BENCHMARKS.md); this holds the tables' interior pages many times over.
+pub const STORE_CACHE_BYTES: usize = 256 * 1024 * 1024;
+
 impl Store {
     /// Opens (or creates) the store file at `path`. Refuses a file written by a newer schema.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        Self::init(Database::create(path)?, path)
+        let db = Database::builder().set_cache_size(STORE_CACHE_BYTES).create(path)?;
+        Self::init(db, path)
     }
 
     /// Opens (or creates) the store on a custom redb storage backend; `path` only names it
