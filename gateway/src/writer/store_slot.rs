@@ -66,12 +66,33 @@ pub fn store_fault_kind(error: &StoreError) -> Option<&'static str> {
             _ => "database",
         }),
         StoreError::InUse => Some("in_use"),
+        StoreError::Fenced { .. } => Some("fenced"),
+        StoreError::NotLeader => Some("not_leader"),
+        StoreError::RolledBack { .. } => Some("rolled_back"),
+        StoreError::CommitUnknown { .. } => Some("commit_unknown"),
+        StoreError::Postgres(pg) => postgres_fault_kind(pg),
         StoreError::SchemaTooNew { .. } => Some("schema_too_new"),
         StoreError::Corrupt { .. }
         | StoreError::Unreadable(_)
         | StoreError::Encode { .. }
         | StoreError::OverlappingAssignment { .. }
         | StoreError::NoActiveAssignment { .. } => None,
+    }
+}
+
+/// PostgreSQL: a data exception (SQLSTATE class 22) or an integrity violation (23) comes from
+/// what was written (a poison message); anything else from the database or the connection.
+fn postgres_fault_kind(error: &crate::store::postgres::PgError) -> Option<&'static str> {
+    use crate::store::postgres::PgError;
+    match error {
+        PgError::Db(db) => match db.code().map(|code| code.code().get(..2)) {
+            Some(Some("22" | "23")) => None,
+            _ => Some("postgres"),
+        },
+        PgError::OutOfRange { .. } | PgError::Encode { .. } | PgError::Unreadable(_) | PgError::Refused(_) => None,
+        PgError::Fenced { .. } => Some("fenced"),
+        PgError::NotLeader => Some("not_leader"),
+        PgError::SchemaTooNew { .. } => Some("schema_too_new"),
     }
 }
 
