@@ -69,9 +69,10 @@ pub trait WriteStore {
     where
         Self: 's;
 
-    /// Opens a write transaction: fenced on PostgreSQL (`StoreError::Fenced`,
+    /// Opens a write transaction (not `begin_write`, so it never shadows the redb store's own
+    /// method on an `Arc<Store>`): fenced on PostgreSQL (`StoreError::Fenced`,
     /// `StoreError::NotLeader`); redb's file lock already makes its one process the only writer.
-    fn begin_write(&mut self) -> Result<Self::Txn<'_>, StoreError>;
+    fn begin_txn(&mut self) -> Result<Self::Txn<'_>, StoreError>;
 
     /// What the core reads to rebuild its alert engine: the highest alert id stored, the open
     /// alerts, and the engine's state entries.
@@ -137,7 +138,7 @@ impl WriteTxn for WriteBatch<'_> {
 impl WriteStore for Arc<Store> {
     type Txn<'s> = WriteBatch<'s>;
 
-    fn begin_write(&mut self) -> Result<WriteBatch<'_>, StoreError> {
+    fn begin_txn(&mut self) -> Result<WriteBatch<'_>, StoreError> {
         Store::begin_write(self)
     }
 
@@ -240,7 +241,7 @@ impl WriteTxn for PgTxn<'_> {
 impl WriteStore for PgWriter {
     type Txn<'s> = PgTxn<'s>;
 
-    fn begin_write(&mut self) -> Result<PgTxn<'_>, StoreError> {
+    fn begin_txn(&mut self) -> Result<PgTxn<'_>, StoreError> {
         let PgWriter { store, runtime } = self;
         let batch = runtime.block_on(store.begin_write())?;
         Ok(PgTxn { batch, runtime })

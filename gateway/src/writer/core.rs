@@ -159,7 +159,7 @@ impl<S: WriteStore> Core<S> {
     /// events in one go (which tells new from duplicate), then let the device records and the
     /// engine see the publishes in arrival order.
     pub fn ingest(&mut self, batch: &[Received], now: Timestamp) -> Result<Committed, StoreError> {
-        let mut txn = self.store.begin_write()?;
+        let mut txn = self.store.begin_txn()?;
         let mut out = Committed::default();
         let classified: Vec<Classified> = batch
             .iter()
@@ -415,7 +415,7 @@ impl<S: WriteStore> Core<S> {
             reason: RejectReason::ProcessingFailed,
             detail: detail.to_owned(),
         };
-        let mut txn = self.store.begin_write()?;
+        let mut txn = self.store.begin_txn()?;
         txn.quarantine(&reject.to_record(&received.topic, &received.payload, received.received_at))?;
         txn.commit().into_result()
     }
@@ -448,7 +448,7 @@ impl<S: WriteStore> Core<S> {
 
     fn commit_effects(&mut self, effects: Vec<Effect>, now: Timestamp) -> Result<Committed, StoreError> {
         let mut out = Committed::default();
-        let mut txn = self.store.begin_write()?;
+        let mut txn = self.store.begin_txn()?;
         let wrote = persist_effects(&mut self.engine, &mut txn, effects, now, &mut out)?;
         if wrote {
             txn.commit().into_result()?;

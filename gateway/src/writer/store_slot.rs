@@ -124,4 +124,26 @@ mod tests {
         };
         assert_eq!(store_fault_kind(&encode), None);
     }
+
+    #[test]
+    fn a_commit_not_known_to_have_happened_is_a_fault_never_poison() {
+        use crate::store::CommitOutcome;
+        // Retried whole after a reopen (nothing acked), never split as if the batch were bad.
+        let unknown = CommitOutcome::Unknown(StoreError::CommitUnknown {
+            reason: "no answer to COMMIT".into(),
+        });
+        let error = unknown.into_result().unwrap_err();
+        assert_eq!(store_fault_kind(&error), Some("commit_unknown"));
+        let refused = CommitOutcome::RolledBack(StoreError::RolledBack {
+            reason: "serialization failure".into(),
+        });
+        assert_eq!(
+            store_fault_kind(&refused.into_result().unwrap_err()),
+            Some("rolled_back")
+        );
+        // redb's own commit error keeps its kind: a full disk is still told apart.
+        let full = CommitOutcome::Unknown(StoreError::Io(std::io::Error::from_raw_os_error(28)));
+        assert_eq!(store_fault_kind(&full.into_result().unwrap_err()), Some("no_space"));
+        assert!(CommitOutcome::Committed.into_result().is_ok());
+    }
 }
