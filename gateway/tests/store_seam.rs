@@ -7,10 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use gateway::alerts::EngineConfig;
+use gateway::alerts::{AlertEngine, Effect, EngineConfig, EngineError, Resolution};
 use gateway::domain::*;
 use gateway::store::postgres::{LeaseAttempt, PgStore, PgStoreOptions};
-use gateway::store::{EventRead, PgWriter, Store, StoreError, WriteStore};
+use gateway::store::{
+    AlertOrder, AlertPage, AlertQuery, AlertStateFilter, EventFilter, EventPage, EventRead, PgBlocking, ReadStore,
+    Store, StoreError, WriteStore,
+};
 use gateway::writer::{Committed, Core, Received};
 use protocol::{
     AlarmKind, DeviceId, DeviceStatus, DownlinkBody, FirmwareVersion, MAX_STATUS_LEN, MAX_UPLINK_LEN, Presence,
@@ -73,7 +76,7 @@ fn press() -> UplinkBody {
 
 /// What one commit asks the shell to do, and its counts.
 #[derive(Debug, PartialEq)]
-struct Outcome {
+struct Asked {
     receipts: Vec<(DeviceId, DownlinkBody)>,
     downlinks: Vec<(DeviceId, DownlinkBody)>,
     alerts: Vec<AlertChange>,
@@ -81,7 +84,7 @@ struct Outcome {
     rejected: Vec<RejectReason>,
 }
 
-impl From<Committed> for Outcome {
+impl From<Committed> for Asked {
     fn from(out: Committed) -> Self {
         Self {
             receipts: out.receipts,
@@ -108,7 +111,7 @@ const DEVICES: [&str; 3] = ["pnd-1", "pnd-2", "pnd-3"];
 
 /// New events, an in-batch and a redelivered duplicate, a reused key, alarms raising and
 /// joining alerts (one with a resident), a presence, and junk quarantined; then a timer tick.
-fn scenario<S: WriteStore>(core: &mut Core<S>) -> Vec<Outcome> {
+fn scenario<S: WriteStore>(core: &mut Core<S>) -> Vec<Asked> {
     let first = vec![
         online("pnd-2", 1, 1_000),
         uplink("pnd-1", 1, 1, heartbeat(), 1_001),
@@ -192,7 +195,7 @@ async fn held_in_postgres(store: &PgStore) -> Held {
     }
 }
 
-fn receipted(outcome: &Outcome) -> Vec<(DeviceId, u32, Vec<u32>)> {
+fn receipted(outcome: &Asked) -> Vec<(DeviceId, u32, Vec<u32>)> {
     outcome
         .receipts
         .iter()
@@ -235,7 +238,7 @@ fn the_core_ingests_alike_on_redb_and_postgres() {
         batch.assign(&assignment()).await.unwrap();
         assert!(batch.commit().await.is_committed());
     });
-    let writer = PgWriter::new(pg, runtime.handle().clone());
+    let writer = PgBlocking::new(pg, runtime.handle().clone());
     let mut on_postgres = Core::open(writer, EngineConfig::default(), Timestamp(1_000)).unwrap();
     let postgres_outcomes = scenario(&mut on_postgres);
 
@@ -295,6 +298,167 @@ fn the_core_ingests_alike_on_redb_and_postgres() {
     );
 }
 
+/// Every page of `query`, following the cursor.
+fn all_pages(store: &impl ReadStore, mut query: AlertQuery) -> Vec<AlertPage> {
+    let mut pages = Vec::new();
+    loop {
+        let page = store.alert_page(&query).unwrap();
+        let next = page.next;
+        pages.push(page);
+        match next {
+            Some(next) => query.after = Some(next),
+            None => return pages,
+        }
+    }
+}
+
+/// What the console reads after the scenario: the queue, alert lists paged both ways, and
+/// histories by resident, device and time.
+#[derive(Debug, PartialEq)]
+struct ConsoleView {
+    queue: Vec<AlertPage>,
+    by_id: Vec<AlertPage>,
+    residents_alerts: Vec<AlertPage>,
+    resolved: Vec<AlertPage>,
+    histories: Vec<EventPage>,
+}
+
+fn console_view(store: &impl ReadStore) -> ConsoleView {
+    let open = AlertQuery {
+        state: Some(AlertStateFilter::Open),
+        limit: 2,
+        ..AlertQuery::default()
+    };
+    let res = ResidentId::new("res-1").unwrap();
+    let filters = [
+        EventFilter::default(),
+        EventFilter {
+            resident: Some(res.clone()),
+            ..EventFilter::default()
+        },
+        EventFilter {
+            device: Some(dev("pnd-1")),
+            ..EventFilter::default()
+        },
+        EventFilter {
+            since: Some(Timestamp(1_002)),
+            until: Some(Timestamp(3_002)),
+            limit: Some(2),
+            ..EventFilter::default()
+        },
+    ];
+    ConsoleView {
+        queue: all_pages(store, open.clone()),
+        by_id: all_pages(
+            store,
+            AlertQuery {
+                order: AlertOrder::Id,
+                limit: 1,
+                ..AlertQuery::default()
+            },
+        ),
+        residents_alerts: all_pages(
+            store,
+            AlertQuery {
+                resident: Some(res),
+                limit: 10,
+                ..AlertQuery::default()
+            },
+        ),
+        resolved: all_pages(
+            store,
+            AlertQuery {
+                state: Some(AlertStateFilter::Resolved),
+                limit: 10,
+                ..AlertQuery::default()
+            },
+        ),
+        histories: filters.iter().map(|filter| store.events(filter).unwrap()).collect(),
+    }
+}
+
+#[test]
+fn the_console_reads_alike_from_redb_and_postgres() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = Postgres::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let redb = Arc::new(Store::open_in_dir(dir.path()).unwrap());
+    let mut txn = redb.begin_write().unwrap();
+    txn.assign(&assignment()).unwrap();
+    txn.commit().unwrap();
+    let mut on_redb = Core::open(redb.clone(), EngineConfig::default(), Timestamp(1_000)).unwrap();
+    scenario(&mut on_redb);
+
+    let config: tokio_postgres::Config = server.connection_string("postgres").parse().unwrap();
+    let mut pg = runtime
+        .block_on(PgStore::connect(
+            &config,
+            PgStoreOptions::new("gw-seam", Duration::from_secs(60)),
+        ))
+        .unwrap();
+    runtime.block_on(async {
+        assert!(matches!(pg.acquire_lease().await.unwrap(), LeaseAttempt::Acquired(_)));
+        let mut batch = pg.begin_write().await.unwrap();
+        batch.assign(&assignment()).await.unwrap();
+        assert!(batch.commit().await.is_committed());
+    });
+    let mut on_postgres = Core::open(
+        PgBlocking::new(pg, runtime.handle().clone()),
+        EngineConfig::default(),
+        Timestamp(1_000),
+    )
+    .unwrap();
+    scenario(&mut on_postgres);
+    // One alert resolved (an operator action through the seam), so the lists hold open and
+    // closed alerts.
+    let resolved_in_redb = Asked::from(on_redb.operator(Timestamp(3_700_000), resolve_oldest).unwrap());
+    let resolved_in_postgres = Asked::from(on_postgres.operator(Timestamp(3_700_000), resolve_oldest).unwrap());
+    assert_eq!(resolved_in_redb.alerts.len(), 1);
+    assert_eq!(resolved_in_postgres, resolved_in_redb);
+
+    let in_redb = console_view(redb.as_ref());
+    let in_postgres = console_view(on_postgres.store());
+    // The views hold what they should, so the comparison means something.
+    assert!(
+        in_redb.queue.len() > 1,
+        "the open queue spans pages: {:?}",
+        in_redb.queue
+    );
+    assert_eq!(
+        in_redb.queue[0].alerts[0].kind,
+        AlertKind::Fall,
+        "life-safety first, oldest first"
+    );
+    assert!(in_redb.by_id.len() > 2);
+    let residents_kinds: Vec<(AlertKind, Option<&str>)> = in_redb.residents_alerts[0]
+        .alerts
+        .iter()
+        .map(|alert| (alert.kind, alert.resident.as_ref().map(ResidentId::as_str)))
+        .collect();
+    assert!(
+        residents_kinds.contains(&(AlertKind::Fall, Some("res-1")))
+            && residents_kinds.iter().all(|(_, resident)| *resident == Some("res-1")),
+        "{residents_kinds:?}"
+    );
+    assert_eq!(in_redb.resolved[0].alerts.len(), 1);
+    let counts: Vec<usize> = in_redb.histories.iter().map(|page| page.events.len()).collect();
+    assert_eq!(counts, [5, 1, 3, 2]);
+    assert_eq!(in_postgres, in_redb);
+}
+
+fn resolve_oldest(engine: &mut AlertEngine) -> Result<Vec<Effect>, EngineError> {
+    let id = engine.open_alerts().map(|alert| alert.id).min().expect("an open alert");
+    let resolution = Resolution {
+        exception_reason: Some("test: answered after the hour's tick".into()),
+        ..Resolution::new(Outcome::FalseAlarm)
+    };
+    engine.resolve_with(id, "op-1", &resolution, Timestamp(3_700_000))
+}
+
 #[test]
 fn a_fenced_postgres_core_commits_nothing_and_says_so() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -313,7 +477,7 @@ fn a_fenced_postgres_core_commits_nothing_and_says_so() {
         LeaseAttempt::Acquired(_)
     ));
     let mut core = Core::open(
-        PgWriter::new(old, runtime.handle().clone()),
+        PgBlocking::new(old, runtime.handle().clone()),
         EngineConfig::default(),
         Timestamp(1_000),
     )

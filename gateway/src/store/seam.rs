@@ -1,10 +1,12 @@
-//! The store seam, write side: what the committer's core needs of a store to ingest a batch,
-//! fire timers and apply operator actions, with two implementations: the redb [`Store`]
-//! (by delegation, behaviour unchanged) and the PostgreSQL store ([`PgWriter`]).
+//! The store seam: what the committer's core needs of a store to ingest a batch, fire timers
+//! and apply operator actions ([`WriteStore`], [`WriteTxn`]), and what the console reads
+//! ([`ReadStore`], so far its alert queue and a resident's history), with two
+//! implementations: the redb [`Store`] (by delegation, behaviour unchanged) and the
+//! PostgreSQL store ([`PgBlocking`]).
 //!
 //! Batch-shaped on purpose: a PostgreSQL round trip per call, not per publish, so the core
 //! reads every device of a batch in one call and every resident in another. Synchronous like
-//! the core, which runs on tokio's blocking pool; [`PgWriter`] runs the async client there
+//! the core, which runs on tokio's blocking pool; [`PgBlocking`] runs the async client there
 //! with a runtime [`Handle`]. `docs/postgres.md` ("The store seam") says what is wired.
 
 use std::sync::Arc;
@@ -13,7 +15,9 @@ use protocol::DeviceId;
 use tokio::runtime::Handle;
 
 use super::postgres::{self, PgStore, PgWriteBatch};
-use super::{InsertOutcome, NewEvent, Store, StoreError, Unreadable, WriteBatch};
+use super::{
+    AlertPage, AlertQuery, EventFilter, EventPage, InsertOutcome, NewEvent, Store, StoreError, Unreadable, WriteBatch,
+};
 use crate::domain::{Alert, AlertId, DeviceRecord, QuarantineRecord, ResidentId, Timestamp};
 
 /// How a write transaction ended, whichever the store. Only `Committed` allows a PUBACK, a
@@ -79,6 +83,34 @@ pub trait WriteStore {
     fn max_alert_id(&self) -> Result<Option<AlertId>, StoreError>;
     fn open_alerts(&self) -> Result<Vec<Alert>, StoreError>;
     fn engine_state(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+}
+
+/// What the console reads (the rest of the read side is listed in `docs/postgres.md`).
+pub trait ReadStore {
+    /// One page of the alerts `query` selects: the operators' queue, or any filtered list.
+    fn alert_page(&self, query: &AlertQuery) -> Result<AlertPage, StoreError>;
+    /// Events matching `filter` in receive-time order: a resident's history, a device's.
+    fn events(&self, filter: &EventFilter) -> Result<EventPage, StoreError>;
+}
+
+impl ReadStore for Store {
+    fn alert_page(&self, query: &AlertQuery) -> Result<AlertPage, StoreError> {
+        Store::alert_page(self, query)
+    }
+
+    fn events(&self, filter: &EventFilter) -> Result<EventPage, StoreError> {
+        Store::events(self, filter)
+    }
+}
+
+impl ReadStore for PgBlocking {
+    fn alert_page(&self, query: &AlertQuery) -> Result<AlertPage, StoreError> {
+        Ok(self.block_on(self.store.alert_page(query))?)
+    }
+
+    fn events(&self, filter: &EventFilter) -> Result<EventPage, StoreError> {
+        Ok(self.block_on(self.store.events(filter))?)
+    }
 }
 
 impl WriteTxn for WriteBatch<'_> {
@@ -160,12 +192,12 @@ impl WriteStore for Arc<Store> {
 /// its own), never from an async task; and the runtime must be multi-threaded, since its
 /// workers drive the connection while the caller waits.
 #[derive(Debug)]
-pub struct PgWriter {
+pub struct PgBlocking {
     store: PgStore,
     runtime: Handle,
 }
 
-impl PgWriter {
+impl PgBlocking {
     pub fn new(store: PgStore, runtime: Handle) -> Self {
         Self { store, runtime }
     }
@@ -238,11 +270,11 @@ impl WriteTxn for PgTxn<'_> {
     }
 }
 
-impl WriteStore for PgWriter {
+impl WriteStore for PgBlocking {
     type Txn<'s> = PgTxn<'s>;
 
     fn begin_txn(&mut self) -> Result<PgTxn<'_>, StoreError> {
-        let PgWriter { store, runtime } = self;
+        let PgBlocking { store, runtime } = self;
         let batch = runtime.block_on(store.begin_write())?;
         Ok(PgTxn { batch, runtime })
     }

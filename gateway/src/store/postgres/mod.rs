@@ -12,6 +12,7 @@
 mod error;
 mod lease;
 mod migrations;
+mod read;
 mod register;
 mod write;
 
