@@ -26,7 +26,7 @@ use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{Filter, Packet, Publish, SubscribeReasonCode};
 use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
 use rumqttc::{Outgoing, TlsConfiguration, Transport};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use crate::config::{ConfigError, MqttConfig};
 use crate::domain::{Clock, Timestamp};
@@ -162,6 +162,8 @@ pub struct MqttState {
     pub connection: AtomicU64,
     pub connected: AtomicBool,
     pub subscribed: AtomicBool,
+    /// Woken each time the session becomes ready (connected and subscribed).
+    became_ready: Notify,
     /// Bytes of publishes forwarded and not yet let go of by the committer: the poller takes,
     /// [`InFlightCharge`] gives back. One permit is one byte.
     in_flight: Arc<Semaphore>,
@@ -181,6 +183,7 @@ impl MqttState {
             connection: AtomicU64::new(0),
             connected: AtomicBool::new(false),
             subscribed: AtomicBool::new(false),
+            became_ready: Notify::new(),
             in_flight: Arc::new(Semaphore::new(capacity)),
             in_flight_capacity: capacity,
         }
@@ -188,6 +191,23 @@ impl MqttState {
 
     pub fn ready(&self) -> bool {
         self.connected.load(Ordering::Relaxed) && self.subscribed.load(Ordering::Relaxed)
+    }
+
+    /// Returns once the session is connected and subscribed.
+    pub async fn wait_ready(&self) {
+        loop {
+            let notified = self.became_ready.notified();
+            if self.ready() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    fn mark_ready(&self, metrics: &Metrics) {
+        self.subscribed.store(true, Ordering::Release);
+        self.set_connected_metric(metrics, true);
+        self.became_ready.notify_waiters();
     }
 
     fn not_ready_reason(&self) -> Option<&'static str> {
@@ -489,8 +509,7 @@ pub async fn run_poller(
                 );
                 if connack.session_present {
                     // The broker kept our subscriptions with the session.
-                    state.subscribed.store(true, Ordering::Release);
-                    state.set_connected_metric(&metrics, true);
+                    state.mark_ready(&metrics);
                 } else {
                     state.subscribed.store(false, Ordering::Release);
                     subscribe(client.clone(), state.lane);
@@ -503,8 +522,7 @@ pub async fn run_poller(
                     .all(|code| matches!(code, SubscribeReasonCode::Success(_)));
                 if granted {
                     tracing::info!(session = state.lane.name(), filters = ?state.lane.filters(), "subscribed");
-                    state.subscribed.store(true, Ordering::Release);
-                    state.set_connected_metric(&metrics, true);
+                    state.mark_ready(&metrics);
                 } else {
                     // Not ready until it is: /readyz and /healthz name the session.
                     tracing::error!(session = state.lane.name(), filters = ?state.lane.filters(), codes = ?suback.return_codes, "broker refused a subscription (check its ACL)");
@@ -616,6 +634,22 @@ mod tests {
 
     fn publish(topic: &str, payload_len: usize) -> Publish {
         Publish::new(topic, QoS::AtLeastOnce, vec![7u8; payload_len], None)
+    }
+
+    #[tokio::test]
+    async fn waiting_for_a_session_ends_when_it_is_ready() {
+        let state = Arc::new(MqttState::new(Lane::Alarms, 4096));
+        let waiter = tokio::spawn({
+            let state = state.clone();
+            async move { state.wait_ready().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        state.connected.store(true, Ordering::Release);
+        state.mark_ready(&Metrics::new());
+        waiter.await.unwrap();
+        // Already ready: returns at once.
+        state.wait_ready().await;
     }
 
     #[tokio::test]
