@@ -70,7 +70,7 @@ pub struct AlertCursor {
 }
 
 impl AlertCursor {
-    fn of(header: &AlertHeader) -> Self {
+    pub(crate) fn of(header: &AlertHeader) -> Self {
         Self {
             priority: header.priority,
             raised_at: header.raised_at,
@@ -140,7 +140,7 @@ pub struct AlertQuery {
 }
 
 impl AlertQuery {
-    fn matches(&self, header: &AlertHeader) -> bool {
+    pub(crate) fn matches(&self, header: &AlertHeader) -> bool {
         self.state.is_none_or(|state| state.matches(header.state))
             && self.priority.is_none_or(|priority| header.priority == priority)
             && self.kind.is_none_or(|kind| header.kind == kind)
@@ -154,7 +154,7 @@ impl AlertQuery {
     }
 
     /// Whether `cursor` comes after the page boundary in this query's order.
-    fn after_boundary(&self, cursor: &AlertCursor) -> bool {
+    pub(crate) fn after_boundary(&self, cursor: &AlertCursor) -> bool {
         match (self.after, self.order) {
             (None, _) => true,
             (Some(after), AlertOrder::Queue) => *cursor > after,

@@ -53,6 +53,49 @@ pub enum StoreError {
 
     #[error("database error: {0}")]
     Db(#[source] Box<redb::Error>),
+
+    /// PostgreSQL: another gateway holds the writer lease now (or this one's ran out): this
+    /// gateway must not write or receipt anything. The transaction was rolled back.
+    #[error(
+        "fenced: this gateway's writer lease (epoch {epoch}) is no longer valid; the lease is {}",
+        current.as_ref().map_or_else(|| "vacant".to_string(), |(holder, epoch)| format!("held by {holder} at epoch {epoch}"))
+    )]
+    Fenced { epoch: i64, current: Option<(String, i64)> },
+
+    /// PostgreSQL: a write was asked for without holding the writer lease.
+    #[error("this gateway does not hold the writer lease: only the leader writes")]
+    NotLeader,
+
+    /// The database refused the commit: nothing of the transaction is stored.
+    #[error("the database rolled the transaction back: {reason}")]
+    RolledBack { reason: String },
+
+    /// Whether the commit happened is not known (the connection was lost during COMMIT, or
+    /// it returned with a warning): nothing may be acknowledged for it.
+    #[error("the commit's outcome is unknown: {reason}")]
+    CommitUnknown { reason: String },
+
+    /// Any other PostgreSQL failure (a query failed, the connection is gone).
+    #[error(transparent)]
+    Postgres(Box<super::postgres::PgError>),
+}
+
+impl From<super::postgres::PgError> for StoreError {
+    fn from(err: super::postgres::PgError) -> Self {
+        use super::postgres::PgError;
+        match err {
+            PgError::Fenced { epoch, current } => Self::Fenced { epoch, current },
+            PgError::NotLeader => Self::NotLeader,
+            PgError::SchemaTooNew { found, supported } => Self::SchemaTooNew {
+                found: u32::try_from(found).unwrap_or(0),
+                supported: u32::try_from(supported).unwrap_or(0),
+            },
+            PgError::Encode { table, detail } => Self::Encode { table, detail },
+            PgError::Unreadable(unreadable) => Self::Unreadable(unreadable),
+            PgError::Refused(refused) => *refused,
+            other @ (PgError::Db(_) | PgError::OutOfRange { .. }) => Self::Postgres(Box::new(other)),
+        }
+    }
 }
 
 /// A stored record this gateway cannot decode (damaged, or written against the rules in

@@ -17,6 +17,8 @@ mod queries;
 mod register;
 mod retention;
 mod schema;
+/// The store seam: one interface over redb and PostgreSQL for the writer's core and the console.
+pub mod seam;
 mod write;
 
 use std::path::{Path, PathBuf};
@@ -45,6 +47,7 @@ pub use backup::{
 pub use error::{StoreError, Unreadable};
 pub use retention::{AuditCheckpoint, CompactedEvents, ErasureState, ErasureStep, Progress};
 pub use schema::SCHEMA_VERSION;
+pub use seam::{CommitOutcome, PgBlocking, PgTxn, ReadStore, WriteStore, WriteTxn};
 pub use write::{InsertOutcome, NewEvent, WriteBatch};
 
 use problems::Problems;

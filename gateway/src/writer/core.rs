@@ -19,7 +19,7 @@ use crate::domain::{
 use crate::ingest::classify::{Classified, Reject, classify};
 use crate::reports::apply::{ImportCounts, RegisterChange, apply_register};
 use crate::reports::import::LineError;
-use crate::store::{InsertOutcome, NewEvent, Store, StoreError, WriteBatch};
+use crate::store::{InsertOutcome, NewEvent, Store, StoreError, WriteStore, WriteTxn};
 
 /// Why an operator action (or a register change) did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -84,9 +84,12 @@ pub struct Committed {
 }
 
 /// The store plus the engine it feeds. The engine has exactly one owner: this.
+///
+/// Ingest, timers and operator actions work on any [`WriteStore`] (redb, the default, or
+/// PostgreSQL); the register and resident changes still need the redb store.
 #[derive(Debug)]
-pub struct Core {
-    store: Arc<Store>,
+pub struct Core<S = Arc<Store>> {
+    store: S,
     engine: AlertEngine,
     engine_config: EngineConfig,
     /// Test hook: fail this many ingest commits (after doing all the work) before succeeding.
@@ -106,9 +109,9 @@ pub(crate) enum PoisonKind {
     Panic,
 }
 
-impl Core {
+impl<S: WriteStore> Core<S> {
     /// Rebuilds the engine from what the store holds.
-    pub fn open(store: Arc<Store>, engine_config: EngineConfig, now: Timestamp) -> Result<Self, OperatorError> {
+    pub fn open(store: S, engine_config: EngineConfig, now: Timestamp) -> Result<Self, OperatorError> {
         let engine = restore_engine(&store, &engine_config, now)?;
         Ok(Self {
             store,
@@ -121,7 +124,7 @@ impl Core {
         })
     }
 
-    pub fn store(&self) -> &Arc<Store> {
+    pub fn store(&self) -> &S {
         &self.store
     }
 
@@ -156,17 +159,22 @@ impl Core {
     /// events in one go (which tells new from duplicate), then let the device records and the
     /// engine see the publishes in arrival order.
     pub fn ingest(&mut self, batch: &[Received], now: Timestamp) -> Result<Committed, StoreError> {
-        let mut txn = self.store.begin_write()?;
+        let mut txn = self.store.begin_txn()?;
         let mut out = Committed::default();
-        let mut devices: HashMap<DeviceId, (DeviceRecord, bool)> = HashMap::new();
-        // Devices whose stored record is unreadable: used, never overwritten (it stays listed).
-        let mut unreadable_devices: HashSet<DeviceId> = HashSet::new();
+        let classified: Vec<Classified> = batch
+            .iter()
+            .map(|incoming| classify(&incoming.topic, &incoming.payload))
+            .collect();
+        let BatchDevices {
+            mut devices,
+            unreadable: unreadable_devices,
+            residents,
+        } = BatchDevices::read(&mut txn, batch, &classified)?;
         let mut receipts = Receipts::default();
-        let mut residents = ResidentCache::default();
         let mut events: Vec<NewEvent> = Vec::with_capacity(batch.len());
         let mut steps: Vec<Step> = Vec::with_capacity(batch.len());
-        for incoming in batch {
-            match classify(&incoming.topic, &incoming.payload) {
+        for (incoming, classified) in batch.iter().zip(classified) {
+            match classified {
                 Classified::Event {
                     device,
                     version,
@@ -178,7 +186,7 @@ impl Core {
                         tracing::warn!(%device, boot = header.boot, seq = header.seq, "a non-alarm uplink came on the alarm topic; stored as usual");
                         out.off_lane += 1;
                     }
-                    let (record, created) = device_entry(&mut devices, &mut unreadable_devices, &txn, device)?;
+                    let (record, created) = device_entry(&mut devices, device);
                     if std::mem::take(created) {
                         tracing::info!(%device, "first event from a device not in the register");
                     }
@@ -194,7 +202,7 @@ impl Core {
                                 boot: header.boot,
                                 seq: header.seq,
                             },
-                            resident: residents.lookup(&txn, device, incoming.received_at)?,
+                            resident: residents.get(&device).cloned().flatten(),
                             received_at: incoming.received_at,
                             device_time: device_time(device, header.device_time_ms, &mut out),
                             protocol_version: version,
@@ -205,7 +213,7 @@ impl Core {
                     });
                 }
                 Classified::Presence { device, presence } => {
-                    let (record, _) = device_entry(&mut devices, &mut unreadable_devices, &txn, device)?;
+                    let (record, _) = device_entry(&mut devices, device);
                     // A retained presence is the broker replaying old news: never a boot that
                     // went back now.
                     let boot_went_back = match presence {
@@ -214,7 +222,7 @@ impl Core {
                             .map(|min_boot| (boot, min_boot)),
                         Presence::Online { .. } | Presence::Offline => None,
                     };
-                    let resident = residents.lookup(&txn, device, incoming.received_at)?;
+                    let resident = residents.get(&device).cloned().flatten();
                     steps.push(Step::Presence {
                         device,
                         presence,
@@ -366,11 +374,12 @@ impl Core {
                 .map(|(device, min_boot)| (device, DownlinkBody::BootFloor { min_boot })),
         );
         let effects = self.engine.handle_batch(inputs, now);
-        for (record, _) in devices.values() {
-            if !unreadable_devices.contains(&record.id) {
-                txn.put_device(record)?;
-            }
-        }
+        let writable: Vec<&DeviceRecord> = devices
+            .values()
+            .map(|(record, _)| record)
+            .filter(|record| !unreadable_devices.contains(&record.id))
+            .collect();
+        txn.put_devices(&writable)?;
         out.receipts = receipts.into_downlinks();
         persist_effects(&mut self.engine, &mut txn, effects, now, &mut out)?;
         #[cfg(test)]
@@ -395,7 +404,7 @@ impl Core {
             drop(txn);
             return Err(StoreError::Io(std::io::Error::other("injected commit failure")));
         }
-        txn.commit()?;
+        txn.commit().into_result()?;
         Ok(out)
     }
 
@@ -406,9 +415,9 @@ impl Core {
             reason: RejectReason::ProcessingFailed,
             detail: detail.to_owned(),
         };
-        let mut txn = self.store.begin_write()?;
+        let mut txn = self.store.begin_txn()?;
         txn.quarantine(&reject.to_record(&received.topic, &received.payload, received.received_at))?;
-        txn.commit()
+        txn.commit().into_result()
     }
 
     /// Fires due engine timers (no-comms, bed, movement, escalation).
@@ -427,6 +436,29 @@ impl Core {
         Ok(self.commit_effects(effects, now)?)
     }
 
+    pub fn set_resident_rules(
+        &mut self,
+        resident: ResidentId,
+        rules: ResidentRules,
+        now: Timestamp,
+    ) -> Result<Committed, StoreError> {
+        let effects = self.engine.set_resident_rules(resident, rules, now);
+        self.commit_effects(effects, now)
+    }
+
+    fn commit_effects(&mut self, effects: Vec<Effect>, now: Timestamp) -> Result<Committed, StoreError> {
+        let mut out = Committed::default();
+        let mut txn = self.store.begin_txn()?;
+        let wrote = persist_effects(&mut self.engine, &mut txn, effects, now, &mut out)?;
+        if wrote {
+            txn.commit().into_result()?;
+        }
+        Ok(out)
+    }
+}
+
+/// What still needs the redb store: reads of residents and resolved alerts, the register.
+impl Core {
     /// Records a call to the responder at `index` in the alert's resident's list, copying
     /// the name the record holds now (a later edit of the list leaves the trail as it was).
     pub fn record_responder_call(
@@ -466,16 +498,6 @@ impl Core {
         let mut stored = self.store.alert(alert)?.ok_or(EngineError::UnknownAlert(alert))?;
         complete_follow_up(&mut stored, operator, note, now)?;
         Ok(self.commit_effects(vec![Effect::AlertChanged(stored)], now)?)
-    }
-
-    pub fn set_resident_rules(
-        &mut self,
-        resident: ResidentId,
-        rules: ResidentRules,
-        now: Timestamp,
-    ) -> Result<Committed, StoreError> {
-        let effects = self.engine.set_resident_rules(resident, rules, now);
-        self.commit_effects(effects, now)
     }
 
     /// Registers (or re-registers) a device, keeping what ingest learnt about it, and
@@ -533,23 +555,13 @@ impl Core {
         txn.put_resident(resident)?;
         txn.commit()
     }
-
-    fn commit_effects(&mut self, effects: Vec<Effect>, now: Timestamp) -> Result<Committed, StoreError> {
-        let mut out = Committed::default();
-        let mut txn = self.store.begin_write()?;
-        let wrote = persist_effects(&mut self.engine, &mut txn, effects, now, &mut out)?;
-        if wrote {
-            txn.commit()?;
-        }
-        Ok(out)
-    }
 }
 
 /// Writes alerts, their numbered change-log entries and engine state into `txn`; true if
 /// anything was written. A change and its log entry share the transaction: both or neither.
 fn persist_effects(
     engine: &mut AlertEngine,
-    txn: &mut WriteBatch<'_>,
+    txn: &mut impl WriteTxn,
     effects: Vec<Effect>,
     committed_at: Timestamp,
     out: &mut Committed,
@@ -577,7 +589,11 @@ fn persist_effects(
     Ok(wrote)
 }
 
-fn restore_engine(store: &Store, config: &EngineConfig, now: Timestamp) -> Result<AlertEngine, OperatorError> {
+fn restore_engine(
+    store: &impl WriteStore,
+    config: &EngineConfig,
+    now: Timestamp,
+) -> Result<AlertEngine, OperatorError> {
     let next = store
         .max_alert_id()?
         .map_or(AlertId(1), |id| AlertId(id.0.saturating_add(1)));
@@ -621,32 +637,66 @@ fn device_time(device: DeviceId, device_time_ms: Option<u64>, out: &mut Committe
     }
 }
 
-/// The batch's view of a device: from the batch cache, the store, or new and unregistered.
-/// A stored record that cannot be read is left as it is (listed by the store) and the device
-/// handled as unregistered: its alarms still alert, flagged.
-fn device_entry<'m>(
-    devices: &'m mut HashMap<DeviceId, (DeviceRecord, bool)>,
-    unreadable: &mut HashSet<DeviceId>,
-    txn: &WriteBatch<'_>,
-    device: DeviceId,
-) -> Result<(&'m mut DeviceRecord, &'m mut bool), StoreError> {
-    let entry = match devices.entry(device) {
-        std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
-        std::collections::hash_map::Entry::Vacant(slot) => {
-            let value = match txn.device(&device) {
-                Ok(Some(record)) => (record, false),
-                Ok(None) => (DeviceRecord::new(device, DeviceKind::Other, false), true),
-                Err(StoreError::Unreadable(problem)) => {
-                    tracing::error!(%device, %problem, "device record unreadable: handled as unregistered, left unchanged");
-                    unreadable.insert(device);
-                    (DeviceRecord::new(device, DeviceKind::Other, false), false)
-                }
-                Err(other) => return Err(other),
+/// Every device of a batch as the batch sees it, and each one's resident, read in one call
+/// each before the batch is applied (a round trip each on PostgreSQL, not one per publish).
+struct BatchDevices {
+    /// Each device's record and whether it is new (not in the register).
+    devices: HashMap<DeviceId, (DeviceRecord, bool)>,
+    /// Devices whose stored record is unreadable: handled as unregistered, never overwritten
+    /// (the store keeps listing it for a human).
+    unreadable: HashSet<DeviceId>,
+    /// Each device's resident at its first publish in the batch: a batch spans milliseconds.
+    residents: HashMap<DeviceId, Option<ResidentId>>,
+}
+
+impl BatchDevices {
+    fn read(txn: &mut impl WriteTxn, batch: &[Received], classified: &[Classified]) -> Result<Self, StoreError> {
+        let mut first_seen: Vec<(DeviceId, Timestamp)> = Vec::new();
+        let mut seen: HashSet<DeviceId> = HashSet::new();
+        for (incoming, classified) in batch.iter().zip(classified) {
+            let device = match classified {
+                Classified::Event { device, .. } | Classified::Presence { device, .. } => *device,
+                Classified::Reject(_) => continue,
             };
-            slot.insert(value)
+            if seen.insert(device) {
+                first_seen.push((device, incoming.received_at));
+            }
         }
-    };
-    Ok((&mut entry.0, &mut entry.1))
+        let ids: Vec<DeviceId> = first_seen.iter().map(|(device, _)| *device).collect();
+        let stored = txn.devices(&ids)?;
+        let residents = txn.residents_for(&first_seen)?;
+        let mut devices = HashMap::with_capacity(ids.len());
+        let mut unreadable = HashSet::new();
+        for (device, found) in ids.iter().zip(stored) {
+            let entry = match found {
+                Ok(Some(record)) => (record, false),
+                Ok(None) => (DeviceRecord::new(*device, DeviceKind::Other, false), true),
+                Err(problem) => {
+                    tracing::error!(%device, %problem, "device record unreadable: handled as unregistered, left unchanged");
+                    unreadable.insert(*device);
+                    (DeviceRecord::new(*device, DeviceKind::Other, false), false)
+                }
+            };
+            devices.insert(*device, entry);
+        }
+        Ok(Self {
+            devices,
+            unreadable,
+            residents: ids.into_iter().zip(residents).collect(),
+        })
+    }
+}
+
+/// The batch's view of a device (read in [`BatchDevices::read`]; new and unregistered if the
+/// store did not answer for it).
+fn device_entry(
+    devices: &mut HashMap<DeviceId, (DeviceRecord, bool)>,
+    device: DeviceId,
+) -> (&mut DeviceRecord, &mut bool) {
+    let entry = devices
+        .entry(device)
+        .or_insert_with(|| (DeviceRecord::new(device, DeviceKind::Other, false), true));
+    (&mut entry.0, &mut entry.1)
 }
 
 /// Records the boot floor to send a device after the commit (the latest per device).
@@ -661,27 +711,6 @@ fn touch(record: &mut DeviceRecord, at: Timestamp, version: u8) {
     record.last_seen = Some(record.last_seen.map_or(at, |seen| seen.max(at)));
     record.protocol_version = Some(version);
     record.online = OnlineState::Online;
-}
-
-/// Each device's resident, looked up once per batch: a batch spans milliseconds, and an
-/// assignment lookup per event (a table open and a range scan) would dominate the batch.
-#[derive(Debug, Default)]
-struct ResidentCache(HashMap<DeviceId, Option<ResidentId>>);
-
-impl ResidentCache {
-    fn lookup(
-        &mut self,
-        txn: &WriteBatch<'_>,
-        device: DeviceId,
-        at: Timestamp,
-    ) -> Result<Option<ResidentId>, StoreError> {
-        if let Some(resident) = self.0.get(&device) {
-            return Ok(resident.clone());
-        }
-        let resident = txn.resident_for(&device, at)?;
-        self.0.insert(device, resident.clone());
-        Ok(resident)
-    }
 }
 
 /// Sequence numbers to receipt, per device and boot, in first-seen order.

@@ -66,12 +66,33 @@ pub fn store_fault_kind(error: &StoreError) -> Option<&'static str> {
             _ => "database",
         }),
         StoreError::InUse => Some("in_use"),
+        StoreError::Fenced { .. } => Some("fenced"),
+        StoreError::NotLeader => Some("not_leader"),
+        StoreError::RolledBack { .. } => Some("rolled_back"),
+        StoreError::CommitUnknown { .. } => Some("commit_unknown"),
+        StoreError::Postgres(pg) => postgres_fault_kind(pg),
         StoreError::SchemaTooNew { .. } => Some("schema_too_new"),
         StoreError::Corrupt { .. }
         | StoreError::Unreadable(_)
         | StoreError::Encode { .. }
         | StoreError::OverlappingAssignment { .. }
         | StoreError::NoActiveAssignment { .. } => None,
+    }
+}
+
+/// PostgreSQL: a data exception (SQLSTATE class 22) or an integrity violation (23) comes from
+/// what was written (a poison message); anything else from the database or the connection.
+fn postgres_fault_kind(error: &crate::store::postgres::PgError) -> Option<&'static str> {
+    use crate::store::postgres::PgError;
+    match error {
+        PgError::Db(db) => match db.code().map(|code| code.code().get(..2)) {
+            Some(Some("22" | "23")) => None,
+            _ => Some("postgres"),
+        },
+        PgError::OutOfRange { .. } | PgError::Encode { .. } | PgError::Unreadable(_) | PgError::Refused(_) => None,
+        PgError::Fenced { .. } => Some("fenced"),
+        PgError::NotLeader => Some("not_leader"),
+        PgError::SchemaTooNew { .. } => Some("schema_too_new"),
     }
 }
 
@@ -102,5 +123,27 @@ mod tests {
             detail: "x".into(),
         };
         assert_eq!(store_fault_kind(&encode), None);
+    }
+
+    #[test]
+    fn a_commit_not_known_to_have_happened_is_a_fault_never_poison() {
+        use crate::store::CommitOutcome;
+        // Retried whole after a reopen (nothing acked), never split as if the batch were bad.
+        let unknown = CommitOutcome::Unknown(StoreError::CommitUnknown {
+            reason: "no answer to COMMIT".into(),
+        });
+        let error = unknown.into_result().unwrap_err();
+        assert_eq!(store_fault_kind(&error), Some("commit_unknown"));
+        let refused = CommitOutcome::RolledBack(StoreError::RolledBack {
+            reason: "serialization failure".into(),
+        });
+        assert_eq!(
+            store_fault_kind(&refused.into_result().unwrap_err()),
+            Some("rolled_back")
+        );
+        // redb's own commit error keeps its kind: a full disk is still told apart.
+        let full = CommitOutcome::Unknown(StoreError::Io(std::io::Error::from_raw_os_error(28)));
+        assert_eq!(store_fault_kind(&full.into_result().unwrap_err()), Some("no_space"));
+        assert!(CommitOutcome::Committed.into_result().is_ok());
     }
 }

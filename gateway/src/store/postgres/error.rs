@@ -37,6 +37,11 @@ pub enum PgError {
     #[error(transparent)]
     Unreadable(#[from] crate::store::Unreadable),
 
+    /// A write the store's rules refuse (an assignment overlapping another), as the redb
+    /// store refuses it.
+    #[error(transparent)]
+    Refused(Box<crate::store::StoreError>),
+
     /// A stored number outside the range of the domain type it stands for (u32 keys are
     /// stored as bigint: PostgreSQL has no unsigned types).
     #[error("stored {what} = {value} is out of range")]

@@ -14,10 +14,11 @@ use tokio_postgres::Client;
 use super::PgError;
 
 /// (version, what it does, SQL). Versions start at 1 and have no gaps.
-const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "events, alerts, the alert-change log, engine state and the writer lease",
-    r"
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "events, alerts, the alert-change log, engine state and the writer lease",
+        r"
 CREATE TABLE tec_leader_lease (
     name        text PRIMARY KEY,
     holder      text NOT NULL,
@@ -65,10 +66,31 @@ CREATE TABLE engine_state (
     value bytea NOT NULL
 );
 ",
-)];
+    ),
+    (
+        2,
+        "the device register, assignments and the quarantine",
+        r"
+CREATE TABLE devices (
+    id     text PRIMARY KEY,
+    record jsonb NOT NULL
+);
+CREATE TABLE assignments (
+    device  text NOT NULL,
+    from_ms bigint NOT NULL,
+    record  jsonb NOT NULL,
+    PRIMARY KEY (device, from_ms)
+);
+CREATE TABLE quarantine (
+    seq    bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    record bytea NOT NULL
+);
+",
+    ),
+];
 
 /// The newest schema version this gateway knows.
-pub const PG_SCHEMA_VERSION: i32 = 1;
+pub const PG_SCHEMA_VERSION: i32 = 2;
 
 /// Any constant distinct from other applications' advisory locks: "tec-mig" in ASCII.
 const MIGRATION_LOCK: i64 = 0x0074_6563_2d6d_6967;

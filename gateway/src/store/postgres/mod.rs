@@ -12,9 +12,14 @@
 mod error;
 mod lease;
 mod migrations;
+mod read;
+mod register;
 mod write;
 
+use std::collections::HashMap;
 use std::time::Duration;
+
+use protocol::DeviceId;
 
 use tokio::sync::mpsc;
 use tokio_postgres::error::DbError;
@@ -25,9 +30,9 @@ pub use lease::{Lease, LeaseAttempt};
 pub use migrations::PG_SCHEMA_VERSION;
 pub use write::{CommitOutcome, PgWriteBatch};
 
-use super::schema::AlertHeader;
+use super::schema::{AlertHeader, decode_quarantine};
 use super::{AlertChangeRetention, EventRead, Unreadable};
-use crate::domain::{Alert, AlertId, EventKey, Transition};
+use crate::domain::{Alert, AlertId, DeviceRecord, EventKey, QuarantineRecord, Transition};
 
 /// How a gateway uses its PostgreSQL store.
 #[derive(Debug, Clone)]
@@ -39,6 +44,8 @@ pub struct PgStoreOptions {
     /// at the earliest this long after the leader's last renewal.
     pub lease_ttl: Duration,
     pub alert_change_retention: AlertChangeRetention,
+    /// The quarantine keeps this many of the newest records (the redb store's rule).
+    pub quarantine_capacity: usize,
 }
 
 impl PgStoreOptions {
@@ -47,6 +54,7 @@ impl PgStoreOptions {
             holder: holder.into(),
             lease_ttl,
             alert_change_retention: AlertChangeRetention::default(),
+            quarantine_capacity: super::DEFAULT_QUARANTINE_CAPACITY,
         }
     }
 }
@@ -135,7 +143,7 @@ impl PgStore {
     pub async fn begin_write(&mut self) -> Result<PgWriteBatch<'_>, PgError> {
         let held = self.lease.clone().ok_or(PgError::NotLeader)?;
         let txn = self.client.transaction().await?;
-        let begun = PgWriteBatch::begin(txn, &mut self.notices, &held, self.options.alert_change_retention).await;
+        let begun = PgWriteBatch::begin(txn, &mut self.notices, &held, &self.options).await;
         match begun {
             Err(err @ PgError::Fenced { .. }) => {
                 tracing::warn!(error = %err, "fenced: no longer the writer");
@@ -211,6 +219,94 @@ impl PgStore {
             })
             .collect::<Result<Vec<_>, PgError>>()?;
         Ok(Some(header.into_alert(transitions)))
+    }
+
+    /// Every open alert with its whole history, in id order, for rebuilding the engine.
+    pub async fn open_alerts(&self) -> Result<Vec<Alert>, PgError> {
+        let headers = self
+            .client
+            .query("SELECT id, header::text FROM alerts WHERE open ORDER BY id", &[])
+            .await?;
+        let transitions = self
+            .client
+            .query(
+                "SELECT t.alert_id, t.idx, t.transition::text FROM alert_transitions t
+                 JOIN alerts a ON a.id = t.alert_id WHERE a.open ORDER BY t.alert_id, t.idx",
+                &[],
+            )
+            .await?;
+        let mut histories: HashMap<i64, Vec<Transition>> = HashMap::new();
+        for row in &transitions {
+            let id: i64 = row.try_get(0)?;
+            let index: i64 = row.try_get(1)?;
+            let transition =
+                from_json::<Transition>("alert_transitions", format_args!("{id}/{index}"), row.try_get(2)?)?;
+            histories.entry(id).or_default().push(transition);
+        }
+        headers
+            .iter()
+            .map(|row| {
+                let id: i64 = row.try_get(0)?;
+                let header: AlertHeader = from_json("alerts", id, row.try_get(1)?)?;
+                let mut history = histories.remove(&id).unwrap_or_default();
+                // Rows beyond the header's count belong to no committed state of the alert.
+                history.truncate(header.transition_count as usize);
+                Ok(header.into_alert(history))
+            })
+            .collect()
+    }
+
+    /// The highest alert id ever stored (the engine numbers new alerts after it).
+    pub async fn max_alert_id(&self) -> Result<Option<AlertId>, PgError> {
+        let max: Option<i64> = self
+            .client
+            .query_one("SELECT max(id) FROM alerts", &[])
+            .await?
+            .try_get(0)?;
+        max.map(|id| {
+            u64::try_from(id).map(AlertId).map_err(|_| PgError::OutOfRange {
+                what: "alert id",
+                value: id,
+            })
+        })
+        .transpose()
+    }
+
+    /// The device's record; `Unreadable` if it does not decode.
+    pub async fn device(&self, id: &DeviceId) -> Result<Option<DeviceRecord>, PgError> {
+        let row = self
+            .client
+            .query_opt("SELECT record::text FROM devices WHERE id = $1", &[&id.as_str()])
+            .await?;
+        match row {
+            Some(row) => Ok(Some(from_json("devices", id, row.try_get(0)?)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Quarantined payloads, newest first; unreadable ones are left out (and logged).
+    pub async fn quarantined(&self, limit: Option<usize>) -> Result<Vec<QuarantineRecord>, PgError> {
+        let limit = limit.map_or(i64::MAX, |limit| i64::try_from(limit).unwrap_or(i64::MAX));
+        let rows = self
+            .client
+            .query(
+                "SELECT seq, record FROM quarantine ORDER BY seq DESC LIMIT $1",
+                &[&limit],
+            )
+            .await?;
+        let mut found = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let seq: i64 = row.try_get(0)?;
+            let seq = u64::try_from(seq).map_err(|_| PgError::OutOfRange {
+                what: "quarantine seq",
+                value: seq,
+            })?;
+            match decode_quarantine(seq, row.try_get(1)?) {
+                Ok(record) => found.push(record),
+                Err(unreadable) => tracing::warn!(error = %unreadable, "a quarantined record cannot be read"),
+            }
+        }
+        Ok(found)
     }
 
     /// Every alert-engine state entry, for rebuilding the engine.

@@ -46,9 +46,10 @@ impl CommitOutcome {
 
 /// A write transaction. Dropping it without [`PgWriteBatch::commit`] rolls it back.
 pub struct PgWriteBatch<'s> {
-    txn: Transaction<'s>,
+    pub(super) txn: Transaction<'s>,
     notices: &'s mut UnboundedReceiver<DbError>,
     alert_change_retention: AlertChangeRetention,
+    pub(super) quarantine_capacity: usize,
     /// A statement of this transaction failed: PostgreSQL has aborted it, and a COMMIT would
     /// quietly roll back. Committing it reports `RolledBack`.
     failed: bool,
@@ -75,7 +76,7 @@ impl<'s> PgWriteBatch<'s> {
         txn: Transaction<'s>,
         notices: &'s mut UnboundedReceiver<DbError>,
         lease: &Lease,
-        alert_change_retention: AlertChangeRetention,
+        options: &super::PgStoreOptions,
     ) -> Result<Self, PgError> {
         let row = txn
             .query_opt(
@@ -91,7 +92,8 @@ impl<'s> PgWriteBatch<'s> {
             Some((holder, epoch, true)) if holder == lease.holder && epoch == lease.epoch => Ok(Self {
                 txn,
                 notices,
-                alert_change_retention,
+                alert_change_retention: options.alert_change_retention,
+                quarantine_capacity: options.quarantine_capacity,
                 failed: false,
             }),
             other => {
@@ -108,7 +110,7 @@ impl<'s> PgWriteBatch<'s> {
     }
 
     /// Notes a failed statement: PostgreSQL aborts the whole transaction on any error.
-    fn guard<T>(&mut self, result: Result<T, PgError>) -> Result<T, PgError> {
+    pub(super) fn guard<T>(&mut self, result: Result<T, PgError>) -> Result<T, PgError> {
         if result.is_err() {
             self.failed = true;
         }

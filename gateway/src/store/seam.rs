@@ -1,0 +1,293 @@
+//! The store seam: what the committer's core needs of a store to ingest a batch, fire timers
+//! and apply operator actions ([`WriteStore`], [`WriteTxn`]), and what the console reads
+//! ([`ReadStore`], so far its alert queue and a resident's history), with two
+//! implementations: the redb [`Store`] (by delegation, behaviour unchanged) and the
+//! PostgreSQL store ([`PgBlocking`]).
+//!
+//! Batch-shaped on purpose: a PostgreSQL round trip per call, not per publish, so the core
+//! reads every device of a batch in one call and every resident in another. Synchronous like
+//! the core, which runs on tokio's blocking pool; [`PgBlocking`] runs the async client there
+//! with a runtime [`Handle`]. `docs/postgres.md` ("The store seam") says what is wired.
+
+use std::sync::Arc;
+
+use protocol::DeviceId;
+use tokio::runtime::Handle;
+
+use super::postgres::{self, PgStore, PgWriteBatch};
+use super::{
+    AlertPage, AlertQuery, EventFilter, EventPage, InsertOutcome, NewEvent, Store, StoreError, Unreadable, WriteBatch,
+};
+use crate::domain::{Alert, AlertId, DeviceRecord, QuarantineRecord, ResidentId, Timestamp};
+
+/// How a write transaction ended, whichever the store. Only `Committed` allows a PUBACK, a
+/// receipt or anything else that tells the outside the data is stored.
+#[must_use = "nothing may be acknowledged unless the commit is Committed"]
+#[derive(Debug)]
+pub enum CommitOutcome {
+    Committed,
+    /// Nothing of the transaction is stored (the database refused the commit).
+    RolledBack(StoreError),
+    /// It may or may not be stored: redb's commit failed (an fsync that reports failure may
+    /// still have reached the disk), or PostgreSQL's COMMIT lost its connection or returned a
+    /// warning (see [`postgres::CommitOutcome`]). Receipt nothing: the device resends, and a
+    /// resent event that did land is a duplicate, receipted after a later successful commit.
+    Unknown(StoreError),
+}
+
+impl CommitOutcome {
+    /// `Ok` only when committed; otherwise the error the caller handles like any failed
+    /// write (nothing acked, the engine rebuilt from the store, the batch retried).
+    pub fn into_result(self) -> Result<(), StoreError> {
+        match self {
+            CommitOutcome::Committed => Ok(()),
+            CommitOutcome::RolledBack(error) | CommitOutcome::Unknown(error) => Err(error),
+        }
+    }
+}
+
+/// One write transaction. Dropping it without [`WriteTxn::commit`] rolls it back.
+pub trait WriteTxn {
+    /// Stores the events; for each, new, a duplicate or a reused key (first arrival wins).
+    fn insert_events(&mut self, events: &[NewEvent]) -> Result<Vec<InsertOutcome>, StoreError>;
+    /// The devices' records as this transaction sees them, in the order asked. A record that
+    /// does not decode is `Err` (and listed by the store): the caller must not overwrite it.
+    fn devices(&mut self, ids: &[DeviceId]) -> Result<Vec<Result<Option<DeviceRecord>, Unreadable>>, StoreError>;
+    fn put_devices(&mut self, records: &[&DeviceRecord]) -> Result<(), StoreError>;
+    /// Each device's resident at its instant, in the order asked.
+    fn residents_for(&mut self, at: &[(DeviceId, Timestamp)]) -> Result<Vec<Option<ResidentId>>, StoreError>;
+    fn put_alert(&mut self, alert: &Alert) -> Result<(), StoreError>;
+    /// Appends the alert as it is after this change to the alert-change log; its seq.
+    fn record_alert_change(&mut self, alert: &Alert, committed_at: Timestamp) -> Result<u64, StoreError>;
+    /// Sets (or, with `None`, deletes) one opaque alert-engine state entry.
+    fn put_engine_state(&mut self, key: &str, value: Option<&[u8]>) -> Result<(), StoreError>;
+    fn quarantine(&mut self, record: &QuarantineRecord) -> Result<(), StoreError>;
+    /// Commits durably and says how that ended. Never timed out or cancelled.
+    fn commit(self) -> CommitOutcome;
+}
+
+/// A store the committer's core writes to. `&mut self`: one writer, one transaction at a time
+/// (PostgreSQL: one connection; redb: its single write transaction).
+pub trait WriteStore {
+    type Txn<'s>: WriteTxn
+    where
+        Self: 's;
+
+    /// Opens a write transaction (not `begin_write`, so it never shadows the redb store's own
+    /// method on an `Arc<Store>`): fenced on PostgreSQL (`StoreError::Fenced`,
+    /// `StoreError::NotLeader`); redb's file lock already makes its one process the only writer.
+    fn begin_txn(&mut self) -> Result<Self::Txn<'_>, StoreError>;
+
+    /// What the core reads to rebuild its alert engine: the highest alert id stored, the open
+    /// alerts, and the engine's state entries.
+    fn max_alert_id(&self) -> Result<Option<AlertId>, StoreError>;
+    fn open_alerts(&self) -> Result<Vec<Alert>, StoreError>;
+    fn engine_state(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+}
+
+/// What the console reads (the rest of the read side is listed in `docs/postgres.md`).
+pub trait ReadStore {
+    /// One page of the alerts `query` selects: the operators' queue, or any filtered list.
+    fn alert_page(&self, query: &AlertQuery) -> Result<AlertPage, StoreError>;
+    /// Events matching `filter` in receive-time order: a resident's history, a device's.
+    fn events(&self, filter: &EventFilter) -> Result<EventPage, StoreError>;
+}
+
+impl ReadStore for Store {
+    fn alert_page(&self, query: &AlertQuery) -> Result<AlertPage, StoreError> {
+        Store::alert_page(self, query)
+    }
+
+    fn events(&self, filter: &EventFilter) -> Result<EventPage, StoreError> {
+        Store::events(self, filter)
+    }
+}
+
+impl ReadStore for PgBlocking {
+    fn alert_page(&self, query: &AlertQuery) -> Result<AlertPage, StoreError> {
+        Ok(self.block_on(self.store.alert_page(query))?)
+    }
+
+    fn events(&self, filter: &EventFilter) -> Result<EventPage, StoreError> {
+        Ok(self.block_on(self.store.events(filter))?)
+    }
+}
+
+impl WriteTxn for WriteBatch<'_> {
+    fn insert_events(&mut self, events: &[NewEvent]) -> Result<Vec<InsertOutcome>, StoreError> {
+        WriteBatch::insert_events(self, events)
+    }
+
+    fn devices(&mut self, ids: &[DeviceId]) -> Result<Vec<Result<Option<DeviceRecord>, Unreadable>>, StoreError> {
+        ids.iter()
+            .map(|id| match WriteBatch::device(self, id) {
+                Ok(found) => Ok(Ok(found)),
+                Err(StoreError::Unreadable(unreadable)) => Ok(Err(unreadable)),
+                Err(other) => Err(other),
+            })
+            .collect()
+    }
+
+    fn put_devices(&mut self, records: &[&DeviceRecord]) -> Result<(), StoreError> {
+        records
+            .iter()
+            .try_for_each(|record| WriteBatch::put_device(self, record))
+    }
+
+    fn residents_for(&mut self, at: &[(DeviceId, Timestamp)]) -> Result<Vec<Option<ResidentId>>, StoreError> {
+        at.iter()
+            .map(|(device, at)| WriteBatch::resident_for(self, device, *at))
+            .collect()
+    }
+
+    fn put_alert(&mut self, alert: &Alert) -> Result<(), StoreError> {
+        WriteBatch::put_alert(self, alert)
+    }
+
+    fn record_alert_change(&mut self, alert: &Alert, committed_at: Timestamp) -> Result<u64, StoreError> {
+        WriteBatch::record_alert_change(self, alert, committed_at)
+    }
+
+    fn put_engine_state(&mut self, key: &str, value: Option<&[u8]>) -> Result<(), StoreError> {
+        WriteBatch::put_engine_state(self, key, value)
+    }
+
+    fn quarantine(&mut self, record: &QuarantineRecord) -> Result<(), StoreError> {
+        WriteBatch::quarantine(self, record)
+    }
+
+    /// redb's commit error is kept whole (the committer tells a full disk from a latched
+    /// I/O error by it) as an unknown outcome.
+    fn commit(self) -> CommitOutcome {
+        match WriteBatch::commit(self) {
+            Ok(()) => CommitOutcome::Committed,
+            Err(error) => CommitOutcome::Unknown(error),
+        }
+    }
+}
+
+/// The redb store is shared with its readers; its writer is whoever holds the `Arc` mutably.
+impl WriteStore for Arc<Store> {
+    type Txn<'s> = WriteBatch<'s>;
+
+    fn begin_txn(&mut self) -> Result<WriteBatch<'_>, StoreError> {
+        Store::begin_write(self)
+    }
+
+    fn max_alert_id(&self) -> Result<Option<AlertId>, StoreError> {
+        Store::max_alert_id(self)
+    }
+
+    fn open_alerts(&self) -> Result<Vec<Alert>, StoreError> {
+        Store::open_alerts(self)
+    }
+
+    fn engine_state(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        Store::engine_state(self)
+    }
+}
+
+/// The PostgreSQL store for the synchronous core: every call runs the async client on
+/// `runtime` and waits. Call it from a blocking thread (tokio's blocking pool, or a thread of
+/// its own), never from an async task; and the runtime must be multi-threaded, since its
+/// workers drive the connection while the caller waits.
+#[derive(Debug)]
+pub struct PgBlocking {
+    store: PgStore,
+    runtime: Handle,
+}
+
+impl PgBlocking {
+    pub fn new(store: PgStore, runtime: Handle) -> Self {
+        Self { store, runtime }
+    }
+
+    pub fn store(&self) -> &PgStore {
+        &self.store
+    }
+
+    /// For the lease (acquire, renew, release) between transactions.
+    pub fn store_mut(&mut self) -> &mut PgStore {
+        &mut self.store
+    }
+
+    /// Runs one of the store's async calls to its end.
+    pub fn block_on<F: std::future::Future>(&self, work: F) -> F::Output {
+        self.runtime.block_on(work)
+    }
+}
+
+/// A fenced PostgreSQL write transaction, driven synchronously.
+#[derive(Debug)]
+pub struct PgTxn<'s> {
+    batch: PgWriteBatch<'s>,
+    runtime: &'s Handle,
+}
+
+impl WriteTxn for PgTxn<'_> {
+    fn insert_events(&mut self, events: &[NewEvent]) -> Result<Vec<InsertOutcome>, StoreError> {
+        Ok(self.runtime.block_on(self.batch.insert_events(events))?)
+    }
+
+    fn devices(&mut self, ids: &[DeviceId]) -> Result<Vec<Result<Option<DeviceRecord>, Unreadable>>, StoreError> {
+        Ok(self.runtime.block_on(self.batch.devices(ids))?)
+    }
+
+    fn put_devices(&mut self, records: &[&DeviceRecord]) -> Result<(), StoreError> {
+        Ok(self.runtime.block_on(self.batch.put_devices(records))?)
+    }
+
+    fn residents_for(&mut self, at: &[(DeviceId, Timestamp)]) -> Result<Vec<Option<ResidentId>>, StoreError> {
+        Ok(self.runtime.block_on(self.batch.residents_for(at))?)
+    }
+
+    fn put_alert(&mut self, alert: &Alert) -> Result<(), StoreError> {
+        Ok(self.runtime.block_on(self.batch.put_alert(alert))?)
+    }
+
+    fn record_alert_change(&mut self, alert: &Alert, committed_at: Timestamp) -> Result<u64, StoreError> {
+        Ok(self
+            .runtime
+            .block_on(self.batch.record_alert_change(alert, committed_at))?)
+    }
+
+    fn put_engine_state(&mut self, key: &str, value: Option<&[u8]>) -> Result<(), StoreError> {
+        Ok(self.runtime.block_on(self.batch.put_engine_state(key, value))?)
+    }
+
+    fn quarantine(&mut self, record: &QuarantineRecord) -> Result<(), StoreError> {
+        Ok(self.runtime.block_on(self.batch.quarantine(record))?)
+    }
+
+    fn commit(self) -> CommitOutcome {
+        match self.runtime.block_on(self.batch.commit()) {
+            postgres::CommitOutcome::Committed => CommitOutcome::Committed,
+            postgres::CommitOutcome::RolledBack { reason } => {
+                CommitOutcome::RolledBack(StoreError::RolledBack { reason })
+            }
+            postgres::CommitOutcome::Unknown { reason } => CommitOutcome::Unknown(StoreError::CommitUnknown { reason }),
+        }
+    }
+}
+
+impl WriteStore for PgBlocking {
+    type Txn<'s> = PgTxn<'s>;
+
+    fn begin_txn(&mut self) -> Result<PgTxn<'_>, StoreError> {
+        let PgBlocking { store, runtime } = self;
+        let batch = runtime.block_on(store.begin_write())?;
+        Ok(PgTxn { batch, runtime })
+    }
+
+    fn max_alert_id(&self) -> Result<Option<AlertId>, StoreError> {
+        Ok(self.block_on(self.store.max_alert_id())?)
+    }
+
+    fn open_alerts(&self) -> Result<Vec<Alert>, StoreError> {
+        Ok(self.block_on(self.store.open_alerts())?)
+    }
+
+    fn engine_state(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        Ok(self.block_on(self.store.engine_state())?)
+    }
+}
