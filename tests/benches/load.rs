@@ -320,10 +320,10 @@ async fn start_echo(broker: &Broker, arrivals: mpsc::UnboundedSender<Instant>) -
     network.set_tcp_nodelay(true);
     options.set_network_options(network);
     let (client, mut eventloop) = AsyncClient::new(options, 1_000);
-    client
-        .subscribe(protocol::ALL_UPLINKS_FILTER, QoS::AtLeastOnce)
-        .await
-        .unwrap();
+    // The firmware sends alarms on their own topic (SPEC 2.1), the rest on up.
+    let filters = [protocol::ALL_UPLINKS_FILTER, protocol::ALL_ALARMS_FILTER]
+        .map(|filter| rumqttc::v5::mqttbytes::v5::Filter::new(filter, QoS::AtLeastOnce));
+    client.subscribe_many(filters).await.unwrap();
     let (subscribed_tx, mut subscribed) = mpsc::unbounded_channel();
     let task = tokio::spawn(async move {
         loop {
