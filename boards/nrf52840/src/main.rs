@@ -1,0 +1,168 @@
+//! The TEC pendant firmware on a Nordic nRF52840 (Cortex-M4F), on embassy: the real device
+//! core ([`firmware::device::Device`]) and MQTT session ([`firmware::session::run`]) with
+//!
+//! * the button on a GPIO input (pull-up, pressed = low) through the firmware's debouncer,
+//! * a LIS3DH on TWIM0 (I2C, 400 kHz) through the firmware's driver (embedded-hal-async 1.0)
+//!   and fall detector, both sampled at 100 Hz ([`pendant`]),
+//! * the LED and the buzzer on GPIO outputs (active high) following the core's indication,
+//! * the alarm log and the boot counter in the chip's own flash through the NVMC
+//!   ([`firmware::persist`]; where: `memory.x`),
+//! * the network behind [`modem::Modem`], which the board integrator supplies: as built here
+//!   the modem is [`modem::NotIntegrated`] and the device never connects.
+//!
+//! Pin map (the pendant PCB's, not a development kit's): button P0.11, LED P0.13, buzzer
+//! P0.14, LIS3DH SDA P0.26 / SCL P0.27 with SA0 to ground. P0.06/P0.08 are left for the
+//! modem's UART.
+//!
+//! Start-up order matters for the contracts: the boot counter is incremented in flash before
+//! the device core exists (no `(boot, seq)` is ever reused), and the unreceipted alarms of
+//! the previous boot are restored from flash into the outbox before the first event.
+#![no_std]
+#![no_main]
+
+mod modem;
+mod pendant;
+
+use core::cell::RefCell;
+
+use embassy_embedded_hal::adapter::BlockingAsync;
+use embassy_embedded_hal::flash::partition::BlockingPartition;
+use embassy_executor::Spawner;
+use embassy_nrf::gpio::{Input, Level, Output, OutputDrive, Pull};
+use embassy_nrf::nvmc::Nvmc;
+use embassy_nrf::{bind_interrupts, peripherals, twim};
+use embassy_sync::blocking_mutex::Mutex;
+use embassy_sync::blocking_mutex::raw::NoopRawMutex;
+use firmware::boot::BootCounter;
+use firmware::device::{Device, DeviceSetup};
+use firmware::hw::feedback::Feedback;
+use firmware::hw::lis3dh::{Config as Lis3dhConfig, Lis3dhAsync, SlaveAddr};
+use firmware::persist::{FlashAlarmLog, FlashBootCounter, OutboxMirror};
+use firmware::session::{self, Backoff, Platform, SessionConfig, SessionState};
+use protocol::{DeviceConfig, DeviceId, FirmwareVersion};
+
+use crate::modem::{BrokerAddress, ModemConnector, NotIntegrated};
+use crate::pendant::Pendant;
+
+/// Provisioning: the device's identity and broker credentials, written per device at
+/// manufacture (an integrator reads them from UICR or a provisioning page instead).
+const DEVICE_ID: &str = "nrf52840-unprovisioned";
+const PASSWORD: &[u8] = b"";
+const BROKER: BrokerAddress = BrokerAddress {
+    host: "broker.invalid",
+    port: 8883,
+};
+const FIRMWARE: FirmwareVersion = FirmwareVersion {
+    major: 0,
+    minor: 1,
+    patch: 0,
+};
+
+/// The flash above the image (memory.x): 6 erase pages of alarm log, then 2 of boot counter.
+const STORAGE_START: u32 = 0x000F_8000;
+const ALARM_LOG_BYTES: u32 = 6 * 4096;
+const BOOT_COUNTER_BYTES: u32 = 2 * 4096;
+const _: () = assert!(STORAGE_START + ALARM_LOG_BYTES + BOOT_COUNTER_BYTES == 1024 * 1024);
+
+bind_interrupts!(struct Irqs {
+    TWISPI0 => twim::InterruptHandler<peripherals::TWISPI0>;
+});
+
+#[embassy_executor::main]
+async fn main(_spawner: Spawner) {
+    let p = embassy_nrf::init(Default::default());
+
+    // One NVMC, two partitions: the log and the counter cannot write into each other.
+    let flash = Mutex::<NoopRawMutex, _>::new(RefCell::new(Nvmc::new(p.NVMC)));
+    let log_flash = BlockingAsync::new(BlockingPartition::new(&flash, STORAGE_START, ALARM_LOG_BYTES));
+    let boot_flash = BlockingAsync::new(BlockingPartition::new(
+        &flash,
+        STORAGE_START + ALARM_LOG_BYTES,
+        BOOT_COUNTER_BYTES,
+    ));
+    // The ranges are constants that fit their partitions: a refusal is a build mistake.
+    let Ok(mut log) = FlashAlarmLog::new(log_flash, 0..ALARM_LOG_BYTES) else {
+        restart()
+    };
+    let Ok(mut boot_counter) = FlashBootCounter::new(boot_flash, 0..BOOT_COUNTER_BYTES) else {
+        restart()
+    };
+    // Never run with a boot number that is not durable: the gateway would drop new events
+    // as duplicates of old ones. A flash that cannot store it restarts the device.
+    let Ok(boot) = boot_counter.load_and_increment() else {
+        restart()
+    };
+    let Ok(device_id) = DeviceId::new(DEVICE_ID) else {
+        restart()
+    };
+
+    let button_pin = Input::new(p.P0_11, Pull::Up);
+    let feedback = Feedback::new(
+        Output::new(p.P0_13, Level::Low, OutputDrive::Standard),
+        Output::new(p.P0_14, Level::Low, OutputDrive::Standard),
+    );
+    let mut twim_config = twim::Config::default();
+    twim_config.frequency = twim::Frequency::K400;
+    // EasyDMA reads only RAM: register addresses the driver writes from flash are copied here.
+    let mut twim_tx = [0u8; 8];
+    let twim = twim::Twim::new(p.TWISPI0, Irqs, p.P0_26, p.P0_27, twim_config, &mut twim_tx);
+    let mut lis3dh = Lis3dhAsync::new(twim, SlaveAddr::Sa0Low);
+    // The driver's defaults are what the fall detector expects: 100 Hz, ±8 g (impacts
+    // reach several g), high resolution.
+    let accelerometer = lis3dh.init(Lis3dhConfig::default()).await.ok().map(|()| lis3dh);
+
+    let mut device = Device::new(
+        DeviceSetup {
+            boot,
+            firmware: FIRMWARE,
+            config: DeviceConfig::default(),
+            activity: None,
+        },
+        embassy_time::Instant::now().as_millis(),
+    );
+    // Unreceipted alarms of the previous boot go out again (same keys: the gateway
+    // deduplicates). An unreadable log leaves the device running with what it has.
+    let mirror = match OutboxMirror::restore(&mut log, &mut device).await {
+        Ok((mirror, _restored)) => mirror,
+        Err(_) => OutboxMirror::default(),
+    };
+    let mut pendant = Pendant::new(button_pin, accelerometer, feedback, log, mirror);
+
+    // The reconnect jitter's seed from the chip's true random generator: pendants that lose
+    // the broker together (an outage) must not all come back at the same instants.
+    let jitter_seed = embassy_nrf::rng::Rng::new_blocking(p.RNG).blocking_next_u64();
+    let config = SessionConfig {
+        device_id,
+        password: PASSWORD,
+        keep_alive_s: session::DEFAULT_KEEP_ALIVE_S,
+    };
+    let mut state = SessionState::new(
+        Backoff::default(),
+        session::DEFAULT_KEEP_ALIVE_S,
+        jitter_seed,
+        pendant.now_ms(),
+    );
+    let mut connector = ModemConnector::new(NotIntegrated, BROKER);
+    // Returns only on `Event::Stop`, which this pendant never raises (it has no off switch).
+    let _ = session::run(
+        &mut device,
+        &mut state,
+        &config,
+        &mut connector,
+        &mut pendant,
+        &mut boot_counter,
+    )
+    .await;
+    restart()
+}
+
+/// Restarts the chip: start-up runs again (boot counter, alarms restored from flash).
+fn restart() -> ! {
+    cortex_m::peripheral::SCB::sys_reset()
+}
+
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo<'_>) -> ! {
+    // A pendant must come back: restart, and the unreceipted alarms come back from flash.
+    restart()
+}
