@@ -82,18 +82,18 @@ async fn main(_spawner: Spawner) {
     ));
     // The ranges are constants that fit their partitions: a refusal is a build mistake.
     let Ok(mut log) = FlashAlarmLog::new(log_flash, 0..ALARM_LOG_BYTES) else {
-        restart()
+        park()
     };
     let Ok(mut boot_counter) = FlashBootCounter::new(boot_flash, 0..BOOT_COUNTER_BYTES) else {
-        restart()
+        park()
     };
     // Never run with a boot number that is not durable: the gateway would drop new events
-    // as duplicates of old ones. A flash that cannot store it restarts the device.
+    // as duplicates of old ones.
     let Ok(boot) = boot_counter.load_and_increment() else {
-        restart()
+        park()
     };
     let Ok(device_id) = DeviceId::new(DEVICE_ID) else {
-        restart()
+        park()
     };
 
     let button_pin = Input::new(p.P0_11, Pull::Up);
@@ -143,8 +143,7 @@ async fn main(_spawner: Spawner) {
         pendant.now_ms(),
     );
     let mut connector = ModemConnector::new(NotIntegrated, BROKER);
-    // Returns only on `Event::Stop`, which this pendant never raises (it has no off switch).
-    let _ = session::run(
+    let ended = session::run(
         &mut device,
         &mut state,
         &config,
@@ -153,7 +152,21 @@ async fn main(_spawner: Spawner) {
         &mut boot_counter,
     )
     .await;
-    restart()
+    match ended {
+        // Only on `Event::Stop`, which this pendant never raises (it has no off switch).
+        Ok(()) => restart(),
+        // The provisioned identity or password is not valid MQTT: a restart cannot fix it.
+        Err(_) => park(),
+    }
+}
+
+/// Stops for good, for faults a restart cannot fix (bad provisioning, a flash that cannot hold
+/// the boot counter): a reset loop would only wear the flash. The manufacturing test of a
+/// pendant (first boot, then a press receipted) finds such a unit before it ships.
+fn park() -> ! {
+    loop {
+        cortex_m::asm::wfe();
+    }
 }
 
 /// Restarts the chip: start-up runs again (boot counter, alarms restored from flash).
