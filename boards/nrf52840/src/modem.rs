@@ -5,7 +5,7 @@
 //!
 //! This crate ships no modem driver. [`NotIntegrated`] is the integration point: it makes the
 //! image build and link, and refuses every connect, so an image built from this crate as is
-//! never reaches a broker (the device then keeps its alarms in flash and shows "sending").
+//! never reaches a broker (the device then keeps its alarms in flash and shows "no connection").
 //! An integrator replaces it in `main` with a driver for the fitted module.
 
 use core::fmt::Debug;
