@@ -217,14 +217,14 @@ pub async fn run<M: Modem>(p: PendantParts, modem: M) -> ! {
 /// Stops for good, for faults a restart cannot fix (bad provisioning, a flash that cannot hold
 /// the boot counter): a reset loop would only wear the flash. The manufacturing test of a
 /// pendant (first boot, then a press receipted) finds such a unit before it ships.
-pub fn park() -> ! {
+fn park() -> ! {
     loop {
         cortex_m::asm::wfe();
     }
 }
 
 /// Restarts the chip: start-up runs again (boot counter, alarms restored from flash).
-pub fn restart() -> ! {
+fn restart() -> ! {
     cortex_m::peripheral::SCB::sys_reset()
 }
 
