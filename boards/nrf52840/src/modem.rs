@@ -25,6 +25,11 @@ pub struct BrokerAddress {
 /// A network module that opens a byte stream to the broker. The stream carries MQTT as is,
 /// so it must be the TLS stream when the broker requires TLS (cellular modules offer TLS
 /// sockets; otherwise a TLS client goes between the socket and the session).
+///
+/// The session drops a pending `read` whenever an input or a deadline comes first, and reads
+/// again later: a socket's `read` must lose no bytes when its future is dropped (one that
+/// copies out of a receive buffer only when it completes, like embassy-nrf's `BufferedUarte`,
+/// does not).
 pub trait Modem {
     type Socket: Read + Write;
     type Error: Debug;
