@@ -1381,22 +1381,7 @@ mod tests {
         } = rig(dir.path(), Arc::new(SystemClock), EngineConfig::default(), |_| {});
         // Queued before the committer starts: telemetry first (with an old device's alarm on
         // `up`), then an alarm on the alarm lane, and a heartbeat sent there by mistake.
-        let heartbeat = || {
-            UplinkBody::Heartbeat(protocol::DeviceStatus {
-                battery_mv: 2900,
-                battery_percent: 80,
-                rssi_dbm: -60,
-                uptime_s: 10,
-                firmware: protocol::FirmwareVersion {
-                    major: 1,
-                    minor: 0,
-                    patch: 0,
-                },
-                heartbeat_interval_s: 300,
-                outbox_depth: 0,
-                events_dropped: 0,
-            })
-        };
+        let heartbeat = crate::writer::core::tests::heartbeat;
         intake
             .send(uplink_on(Lane::Telemetry, 1, "old-1", "up", 1, heartbeat()))
             .await

@@ -756,7 +756,7 @@ pub fn retry_backoff(base: Duration, failures: u32) -> Duration {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::time::Instant;
 
     use protocol::{AlarmKind, DeviceStatus, FirmwareVersion, MAX_UPLINK_LEN, Uplink, UplinkHeader, encode_uplink};
@@ -791,7 +791,8 @@ mod tests {
         incoming(&format!("tec/v1/dev/{device}/up"), bytes, at)
     }
 
-    fn heartbeat() -> UplinkBody {
+    /// A plausible heartbeat, for tests of the writer.
+    pub(crate) fn heartbeat() -> UplinkBody {
         UplinkBody::Heartbeat(DeviceStatus {
             battery_mv: 2900,
             battery_percent: 80,
