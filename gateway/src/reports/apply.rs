@@ -8,7 +8,6 @@
 //! is fine: the assignment is stored without a device record; the uptake report reads every
 //! assignment and the per-day activity the store keeps for every device, registered or not.
 
-use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::civil::Date;
@@ -18,7 +17,7 @@ use protocol::DeviceId;
 use super::import::{ImportError, LineError, parse_assignment_lines, parse_people};
 use super::register::{PersonRecord, RegisterAssignment};
 use crate::domain::{Assignment, ResidentId, Timestamp};
-use crate::store::{REPORT_TIMEZONE, Store, StoreError};
+use crate::store::{REPORT_TIMEZONE, Store, StoreError, WriteTxn};
 
 /// One register file, checked and ready to write in one transaction.
 #[derive(Debug, Clone, PartialEq)]
@@ -106,26 +105,41 @@ pub fn prepare_assignments(
 /// when the store refused a line (an assignment overlapping one stored since the file was
 /// checked); then nothing was written.
 pub fn apply_register(store: &Store, change: &RegisterChange) -> Result<Result<ImportCounts, LineError>, StoreError> {
+    let mut txn = store.begin_write()?;
+    let counts = match write_register(&mut txn, change)? {
+        Ok(counts) => counts,
+        // Dropping `txn` unwritten aborts it: nothing of this import is stored.
+        Err(line) => return Ok(Err(line)),
+    };
+    txn.commit()?;
+    Ok(Ok(counts))
+}
+
+/// Writes the change into `txn` (of either store), which the caller commits only on
+/// `Ok(Ok(counts))`; on `Ok(Err(line))` (a line the store refused) it must be dropped, so
+/// nothing of the file is stored.
+pub fn write_register(
+    txn: &mut impl WriteTxn,
+    change: &RegisterChange,
+) -> Result<Result<ImportCounts, LineError>, StoreError> {
     match change {
         RegisterChange::People(people) => {
-            let mut txn = store.begin_write()?;
             let changed = txn.upsert_people(people)?;
-            txn.commit()?;
             Ok(Ok(ImportCounts {
                 changed,
                 unchanged: people.len() - changed,
             }))
         }
         RegisterChange::Assignments(assignments) => {
-            // Read before the transaction: the caller is the only writer (the committer,
-            // or the offline command with the gateway stopped).
-            let mut stored: BTreeMap<DeviceId, Vec<Assignment>> = BTreeMap::new();
-            for (_, assignment) in assignments {
-                if let Entry::Vacant(slot) = stored.entry(assignment.device) {
-                    slot.insert(store.assignments(&assignment.device)?);
-                }
-            }
-            let mut txn = store.begin_write()?;
+            // Every device's assignments as stored before this file, read in one call.
+            let devices: Vec<DeviceId> = assignments
+                .iter()
+                .map(|(_, assignment)| assignment.device)
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            let stored: BTreeMap<DeviceId, Vec<Assignment>> =
+                devices.iter().copied().zip(txn.assignments(&devices)?).collect();
             let mut counts = ImportCounts {
                 changed: 0,
                 unchanged: 0,
@@ -140,7 +154,6 @@ pub fn apply_register(store: &Store, change: &RegisterChange) -> Result<Result<I
                 }
                 match txn.assign(assignment) {
                     Ok(()) => counts.changed += 1,
-                    // Dropping `txn` unwritten aborts it: nothing of this import is stored.
                     Err(refusal @ StoreError::OverlappingAssignment { .. }) => {
                         return Ok(Err(LineError {
                             line: *line,
@@ -150,7 +163,6 @@ pub fn apply_register(store: &Store, change: &RegisterChange) -> Result<Result<I
                     Err(other) => return Err(other),
                 }
             }
-            txn.commit()?;
             Ok(Ok(counts))
         }
     }

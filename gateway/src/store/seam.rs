@@ -18,7 +18,8 @@ use super::postgres::{self, PgStore, PgWriteBatch};
 use super::{
     AlertPage, AlertQuery, EventFilter, EventPage, InsertOutcome, NewEvent, Store, StoreError, Unreadable, WriteBatch,
 };
-use crate::domain::{Alert, AlertId, DeviceRecord, QuarantineRecord, ResidentId, Timestamp};
+use crate::domain::{Alert, AlertId, Assignment, DeviceRecord, QuarantineRecord, Resident, ResidentId, Timestamp};
+use crate::reports::register::PersonRecord;
 
 /// How a write transaction ended, whichever the store. Only `Committed` allows a PUBACK, a
 /// receipt or anything else that tells the outside the data is stored.
@@ -62,6 +63,23 @@ pub trait WriteTxn {
     /// Sets (or, with `None`, deletes) one opaque alert-engine state entry.
     fn put_engine_state(&mut self, key: &str, value: Option<&[u8]>) -> Result<(), StoreError>;
     fn quarantine(&mut self, record: &QuarantineRecord) -> Result<(), StoreError>;
+    /// The resident as this transaction sees it (`StoreError::Unreadable` if it does not decode).
+    fn resident(&mut self, id: &ResidentId) -> Result<Option<Resident>, StoreError>;
+    /// The alert with its whole history as this transaction sees it (a resolved one too: the
+    /// engine holds only open alerts).
+    fn alert(&mut self, id: AlertId) -> Result<Option<Alert>, StoreError>;
+    /// Stores the resident unless its id is taken; whether it was stored.
+    fn create_resident(&mut self, resident: &Resident) -> Result<bool, StoreError>;
+    fn put_resident(&mut self, resident: &Resident) -> Result<(), StoreError>;
+    /// Records a loan of a device: one starting at the same instant as an existing one
+    /// replaces it; any other overlap is `StoreError::OverlappingAssignment`.
+    fn assign(&mut self, assignment: &Assignment) -> Result<(), StoreError>;
+    /// Ends the device's assignment covering `at`, at `at` (`StoreError::NoActiveAssignment`).
+    fn end_assignment(&mut self, device: &DeviceId, at: Timestamp) -> Result<(), StoreError>;
+    /// Each device's assignments, earliest first, in the order asked.
+    fn assignments(&mut self, devices: &[DeviceId]) -> Result<Vec<Vec<Assignment>>, StoreError>;
+    /// Inserts or replaces the care register's records; how many were new or different.
+    fn upsert_people(&mut self, people: &[PersonRecord]) -> Result<usize, StoreError>;
     /// Commits durably and says how that ended. Never timed out or cancelled.
     fn commit(self) -> CommitOutcome;
 }
@@ -154,6 +172,41 @@ impl WriteTxn for WriteBatch<'_> {
 
     fn quarantine(&mut self, record: &QuarantineRecord) -> Result<(), StoreError> {
         WriteBatch::quarantine(self, record)
+    }
+
+    fn resident(&mut self, id: &ResidentId) -> Result<Option<Resident>, StoreError> {
+        WriteBatch::resident(self, id)
+    }
+
+    fn alert(&mut self, id: AlertId) -> Result<Option<Alert>, StoreError> {
+        WriteBatch::alert(self, id)
+    }
+
+    fn create_resident(&mut self, resident: &Resident) -> Result<bool, StoreError> {
+        WriteBatch::create_resident(self, resident)
+    }
+
+    fn put_resident(&mut self, resident: &Resident) -> Result<(), StoreError> {
+        WriteBatch::put_resident(self, resident)
+    }
+
+    fn assign(&mut self, assignment: &Assignment) -> Result<(), StoreError> {
+        WriteBatch::assign(self, assignment)
+    }
+
+    fn end_assignment(&mut self, device: &DeviceId, at: Timestamp) -> Result<(), StoreError> {
+        WriteBatch::end_assignment(self, device, at)
+    }
+
+    fn assignments(&mut self, devices: &[DeviceId]) -> Result<Vec<Vec<Assignment>>, StoreError> {
+        devices
+            .iter()
+            .map(|device| WriteBatch::assignments(self, device))
+            .collect()
+    }
+
+    fn upsert_people(&mut self, people: &[PersonRecord]) -> Result<usize, StoreError> {
+        WriteBatch::upsert_people(self, people)
     }
 
     /// redb's commit error is kept whole (the committer tells a full disk from a latched
@@ -257,6 +310,38 @@ impl WriteTxn for PgTxn<'_> {
 
     fn quarantine(&mut self, record: &QuarantineRecord) -> Result<(), StoreError> {
         Ok(self.runtime.block_on(self.batch.quarantine(record))?)
+    }
+
+    fn resident(&mut self, id: &ResidentId) -> Result<Option<Resident>, StoreError> {
+        Ok(self.runtime.block_on(self.batch.resident(id))?)
+    }
+
+    fn alert(&mut self, id: AlertId) -> Result<Option<Alert>, StoreError> {
+        Ok(self.runtime.block_on(self.batch.alert(id))?)
+    }
+
+    fn create_resident(&mut self, resident: &Resident) -> Result<bool, StoreError> {
+        Ok(self.runtime.block_on(self.batch.create_resident(resident))?)
+    }
+
+    fn put_resident(&mut self, resident: &Resident) -> Result<(), StoreError> {
+        Ok(self.runtime.block_on(self.batch.put_resident(resident))?)
+    }
+
+    fn assign(&mut self, assignment: &Assignment) -> Result<(), StoreError> {
+        Ok(self.runtime.block_on(self.batch.assign(assignment))?)
+    }
+
+    fn end_assignment(&mut self, device: &DeviceId, at: Timestamp) -> Result<(), StoreError> {
+        Ok(self.runtime.block_on(self.batch.end_assignment(device, at))?)
+    }
+
+    fn assignments(&mut self, devices: &[DeviceId]) -> Result<Vec<Vec<Assignment>>, StoreError> {
+        Ok(self.runtime.block_on(self.batch.assignments(devices))?)
+    }
+
+    fn upsert_people(&mut self, people: &[PersonRecord]) -> Result<usize, StoreError> {
+        Ok(self.runtime.block_on(self.batch.upsert_people(people))?)
     }
 
     fn commit(self) -> CommitOutcome {

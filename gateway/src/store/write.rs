@@ -10,7 +10,7 @@ use super::problems::Problems;
 use super::schema::*;
 use super::{QUARANTINE_PAYLOAD_LIMIT, StoreError, queries};
 use crate::domain::{
-    Alert, Assignment, DeviceRecord, EventBody, QuarantineRecord, Resident, ResidentId, StoredEvent, Timestamp,
+    Alert, AlertId, Assignment, DeviceRecord, EventBody, QuarantineRecord, Resident, ResidentId, StoredEvent, Timestamp,
 };
 
 /// What [`WriteBatch::insert_events`] did with one event.
@@ -439,6 +439,41 @@ impl<'s> WriteBatch<'s> {
 
     pub fn resident_for(&self, device: &DeviceId, at: Timestamp) -> Result<Option<ResidentId>, StoreError> {
         queries::resident_for_in(&self.txn.open_table(ASSIGNMENTS)?, self.problems, device, at)
+    }
+
+    /// The device's assignments as this batch would leave them, earliest first.
+    pub fn assignments(&self, device: &DeviceId) -> Result<Vec<Assignment>, StoreError> {
+        queries::assignments_in(&self.txn.open_table(ASSIGNMENTS)?, self.problems, device)
+    }
+
+    /// Reads the resident as this batch would leave it; an unreadable record is
+    /// `StoreError::Unreadable` (and reported).
+    pub fn resident(&self, id: &ResidentId) -> Result<Option<Resident>, StoreError> {
+        let found = self
+            .txn
+            .open_table(RESIDENTS)?
+            .get(id.as_str())?
+            .map(|value| from_json("residents", id, value.value()))
+            .transpose();
+        if let Err(unreadable) = &found {
+            self.problems.report(unreadable);
+        }
+        Ok(found?)
+    }
+
+    /// Reads the alert, with its whole history, as this batch would leave it; an unreadable
+    /// one is `StoreError::Unreadable` (and reported).
+    pub fn alert(&self, id: AlertId) -> Result<Option<Alert>, StoreError> {
+        let found = queries::alert_in(
+            &self.txn.open_table(ALERTS)?,
+            &self.txn.open_table(ALERT_TRANSITIONS)?,
+            self.problems,
+            id.0,
+        );
+        if let Err(StoreError::Unreadable(unreadable)) = &found {
+            self.problems.report(unreadable);
+        }
+        found
     }
 
     /// Sets (or, with `None`, deletes) one opaque alert-engine state entry.

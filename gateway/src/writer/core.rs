@@ -17,7 +17,7 @@ use crate::domain::{
     RejectReason, Resident, ResidentId, StoredEvent, Timestamp,
 };
 use crate::ingest::classify::{Classified, Reject, classify};
-use crate::reports::apply::{ImportCounts, RegisterChange, apply_register};
+use crate::reports::apply::{ImportCounts, RegisterChange, write_register};
 use crate::reports::import::LineError;
 use crate::store::{InsertOutcome, NewEvent, Store, StoreError, WriteStore, WriteTxn};
 
@@ -85,8 +85,7 @@ pub struct Committed {
 
 /// The store plus the engine it feeds. The engine has exactly one owner: this.
 ///
-/// Ingest, timers and operator actions work on any [`WriteStore`] (redb, the default, or
-/// PostgreSQL); the register and resident changes still need the redb store.
+/// Works on any [`WriteStore`]: redb (the default) or PostgreSQL.
 #[derive(Debug)]
 pub struct Core<S = Arc<Store>> {
     store: S,
@@ -447,20 +446,13 @@ impl<S: WriteStore> Core<S> {
     }
 
     fn commit_effects(&mut self, effects: Vec<Effect>, now: Timestamp) -> Result<Committed, StoreError> {
-        let mut out = Committed::default();
-        let mut txn = self.store.begin_txn()?;
-        let wrote = persist_effects(&mut self.engine, &mut txn, effects, now, &mut out)?;
-        if wrote {
-            txn.commit().into_result()?;
-        }
-        Ok(out)
+        let txn = self.store.begin_txn()?;
+        commit_effects_in(&mut self.engine, txn, effects, now)
     }
-}
 
-/// What still needs the redb store: reads of residents and resolved alerts, the register.
-impl Core {
     /// Records a call to the responder at `index` in the alert's resident's list, copying
     /// the name the record holds now (a later edit of the list leaves the trail as it was).
+    /// The resident is read in the transaction that records the call.
     pub fn record_responder_call(
         &mut self,
         alert: AlertId,
@@ -470,21 +462,23 @@ impl Core {
         now: Timestamp,
     ) -> Result<Committed, OperatorError> {
         let resident = self.engine.open_alert(alert)?.resident.clone();
+        let mut txn = self.store.begin_txn()?;
         let responder = match resident {
-            Some(resident) => self
-                .store
+            Some(resident) => txn
                 .resident(&resident)?
                 .and_then(|record| record.responders.into_iter().nth(index)),
             None => None,
         }
         .ok_or(OperatorError::NoSuchResponder { alert, index })?;
-        self.operator(now, |engine| {
-            engine.record_responder_call(alert, operator, &responder.name, outcome, now)
-        })
+        let effects = self
+            .engine
+            .record_responder_call(alert, operator, &responder.name, outcome, now)?;
+        Ok(commit_effects_in(&mut self.engine, txn, effects, now)?)
     }
 
     /// Marks an alert's follow-up done. A resolved alert (the usual case: follow-ups are
-    /// promised at resolution) is read from the store, as the engine holds only open ones.
+    /// promised at resolution) is read from the store, as the engine holds only open ones,
+    /// in the transaction that writes it back.
     pub fn follow_up_done(
         &mut self,
         alert: AlertId,
@@ -495,17 +489,30 @@ impl Core {
         if self.engine.alert(alert).is_some() {
             return self.operator(now, |engine| engine.follow_up_done(alert, operator, note, now));
         }
-        let mut stored = self.store.alert(alert)?.ok_or(EngineError::UnknownAlert(alert))?;
+        let mut txn = self.store.begin_txn()?;
+        let mut stored = txn.alert(alert)?.ok_or(EngineError::UnknownAlert(alert))?;
         complete_follow_up(&mut stored, operator, note, now)?;
-        Ok(self.commit_effects(vec![Effect::AlertChanged(stored)], now)?)
+        Ok(commit_effects_in(
+            &mut self.engine,
+            txn,
+            vec![Effect::AlertChanged(stored)],
+            now,
+        )?)
     }
 
     /// Registers (or re-registers) a device, keeping what ingest learnt about it, and
     /// optionally records its assignment to a resident.
     pub fn register_device(&mut self, record: DeviceRecord, assignment: Option<Assignment>) -> Result<(), StoreError> {
-        let mut txn = self.store.begin_write()?;
+        let mut txn = self.store.begin_txn()?;
         let mut merged = record;
-        if let Some(known) = txn.device(&merged.id)? {
+        let known = txn
+            .devices(std::slice::from_ref(&merged.id))?
+            .into_iter()
+            .next()
+            .transpose()
+            .map_err(StoreError::Unreadable)?
+            .flatten();
+        if let Some(known) = known {
             merged.firmware = merged.firmware.or(known.firmware);
             merged.protocol_version = merged.protocol_version.or(known.protocol_version);
             merged.last_seen = merged.last_seen.or(known.last_seen);
@@ -518,43 +525,66 @@ impl Core {
                 merged.online = known.online;
             }
         }
-        txn.put_device(&merged)?;
+        txn.put_devices(&[&merged])?;
         if let Some(assignment) = assignment {
             txn.assign(&assignment)?;
         }
-        txn.commit()
+        txn.commit().into_result()
     }
 
     /// Starts an assignment or ends the one covering an instant (the admin API).
     pub fn change_assignment(&mut self, change: AssignmentChange) -> Result<(), StoreError> {
-        let mut txn = self.store.begin_write()?;
+        let mut txn = self.store.begin_txn()?;
         match change {
             AssignmentChange::Assign(assignment) => txn.assign(&assignment)?,
             AssignmentChange::End { device, at } => txn.end_assignment(&device, at)?,
         }
-        txn.commit()
+        txn.commit().into_result()
     }
 
     /// Imports one register file in one transaction (`Ok(Err(line))`: refused, nothing written).
     pub fn import_register(&mut self, change: &RegisterChange) -> Result<Result<ImportCounts, LineError>, StoreError> {
-        apply_register(&self.store, change)
+        let mut txn = self.store.begin_txn()?;
+        let counts = match write_register(&mut txn, change)? {
+            Ok(counts) => counts,
+            // Dropped uncommitted: nothing of the file is stored.
+            Err(line) => return Ok(Err(line)),
+        };
+        txn.commit().into_result()?;
+        Ok(Ok(counts))
     }
 
     /// Creates the resident if the id is free; `false` (nothing written) if it is taken.
     pub fn create_resident(&mut self, resident: &Resident) -> Result<bool, StoreError> {
-        let mut txn = self.store.begin_write()?;
+        let mut txn = self.store.begin_txn()?;
         let created = txn.create_resident(resident)?;
         if created {
-            txn.commit()?;
+            txn.commit().into_result()?;
         }
         Ok(created)
     }
 
     pub fn put_resident(&mut self, resident: &Resident) -> Result<(), StoreError> {
-        let mut txn = self.store.begin_write()?;
+        let mut txn = self.store.begin_txn()?;
         txn.put_resident(resident)?;
-        txn.commit()
+        txn.commit().into_result()
     }
+}
+
+/// Persists `effects` into `txn` and commits it if anything was written (an action that
+/// changed nothing leaves no transaction behind).
+fn commit_effects_in(
+    engine: &mut AlertEngine,
+    mut txn: impl WriteTxn,
+    effects: Vec<Effect>,
+    now: Timestamp,
+) -> Result<Committed, StoreError> {
+    let mut out = Committed::default();
+    let wrote = persist_effects(engine, &mut txn, effects, now, &mut out)?;
+    if wrote {
+        txn.commit().into_result()?;
+    }
+    Ok(out)
 }
 
 /// Writes alerts, their numbered change-log entries and engine state into `txn`; true if

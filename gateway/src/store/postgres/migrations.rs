@@ -87,10 +87,26 @@ CREATE TABLE quarantine (
 );
 ",
     ),
+    (
+        3,
+        "the resident register and the care register's people",
+        r"
+CREATE TABLE residents (
+    id     text PRIMARY KEY,
+    record jsonb NOT NULL
+);
+CREATE TABLE people (
+    id     text NOT NULL,
+    role   text NOT NULL,
+    record jsonb NOT NULL,
+    PRIMARY KEY (id, role)
+);
+",
+    ),
 ];
 
 /// The newest schema version this gateway knows.
-pub const PG_SCHEMA_VERSION: i32 = 2;
+pub const PG_SCHEMA_VERSION: i32 = 3;
 
 /// Any constant distinct from other applications' advisory locks: "tec-mig" in ASCII.
 const MIGRATION_LOCK: i64 = 0x0074_6563_2d6d_6967;

@@ -23,7 +23,7 @@ use protocol::DeviceId;
 
 use tokio::sync::mpsc;
 use tokio_postgres::error::DbError;
-use tokio_postgres::{AsyncMessage, Client, NoTls};
+use tokio_postgres::{AsyncMessage, Client, GenericClient, NoTls};
 
 pub use error::PgError;
 pub use lease::{Lease, LeaseAttempt};
@@ -188,37 +188,7 @@ impl PgStore {
 
     /// The alert with its whole history.
     pub async fn alert(&self, id: AlertId) -> Result<Option<Alert>, PgError> {
-        // Ids beyond bigint are never stored (`put_alert` refuses them).
-        let Ok(key) = i64::try_from(id.0) else {
-            return Ok(None);
-        };
-        let Some(row) = self
-            .client
-            .query_opt("SELECT header::text FROM alerts WHERE id = $1", &[&key])
-            .await?
-        else {
-            return Ok(None);
-        };
-        let header: AlertHeader = from_json("alerts", id, row.try_get(0)?)?;
-        let rows = self
-            .client
-            .query(
-                "SELECT idx, transition::text FROM alert_transitions WHERE alert_id = $1 AND idx < $2 ORDER BY idx",
-                &[&key, &i64::from(header.transition_count)],
-            )
-            .await?;
-        let transitions = rows
-            .iter()
-            .map(|row| {
-                let index: i64 = row.try_get(0)?;
-                Ok(from_json::<Transition>(
-                    "alert_transitions",
-                    format_args!("{id}/{index}"),
-                    row.try_get(1)?,
-                )?)
-            })
-            .collect::<Result<Vec<_>, PgError>>()?;
-        Ok(Some(header.into_alert(transitions)))
+        alert_in(&self.client, id).await
     }
 
     /// Every open alert with its whole history, in id order, for rebuilding the engine.
@@ -351,4 +321,38 @@ fn from_json<T: serde::de::DeserializeOwned>(
     text: &str,
 ) -> Result<T, Unreadable> {
     serde_json::from_str(text).map_err(|err| Unreadable::new(table, key, err))
+}
+
+/// The alert `id` with its whole history, read through `client` (the store's connection, or
+/// a write transaction, which sees its own changes).
+async fn alert_in(client: &impl GenericClient, id: AlertId) -> Result<Option<Alert>, PgError> {
+    // Ids beyond bigint are never stored (`put_alert` refuses them).
+    let Ok(key) = i64::try_from(id.0) else {
+        return Ok(None);
+    };
+    let Some(row) = client
+        .query_opt("SELECT header::text FROM alerts WHERE id = $1", &[&key])
+        .await?
+    else {
+        return Ok(None);
+    };
+    let header: AlertHeader = from_json("alerts", id, row.try_get(0)?)?;
+    let rows = client
+        .query(
+            "SELECT idx, transition::text FROM alert_transitions WHERE alert_id = $1 AND idx < $2 ORDER BY idx",
+            &[&key, &i64::from(header.transition_count)],
+        )
+        .await?;
+    let transitions = rows
+        .iter()
+        .map(|row| {
+            let index: i64 = row.try_get(0)?;
+            Ok(from_json::<Transition>(
+                "alert_transitions",
+                format_args!("{id}/{index}"),
+                row.try_get(1)?,
+            )?)
+        })
+        .collect::<Result<Vec<_>, PgError>>()?;
+    Ok(Some(header.into_alert(transitions)))
 }

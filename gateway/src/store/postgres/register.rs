@@ -2,14 +2,20 @@
 //! what ingest reads and writes besides events and alerts, batch-shaped so a batch of 1,024
 //! publishes costs a few round trips, not one per device. The records are the redb store's
 //! own JSON (and its quarantine encoding), so an export from one store reads in the other.
+//!
+//! The resident register (residents, the care register's people, the end of an assignment)
+//! is here too, with the redb store's rules: a resident is created only if its id is free,
+//! an assignment ends only where one covers the instant, and a person's record counts as
+//! changed only if it differs from the stored one.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use protocol::DeviceId;
 
 use super::PgError;
 use super::write::{PgWriteBatch, to_json};
-use crate::domain::{Assignment, DeviceRecord, QuarantineRecord, ResidentId, Timestamp};
+use crate::domain::{Alert, AlertId, Assignment, DeviceRecord, QuarantineRecord, Resident, ResidentId, Timestamp};
+use crate::reports::register::PersonRecord;
 use crate::store::schema::encode_quarantine;
 use crate::store::{QUARANTINE_PAYLOAD_LIMIT, StoreError, Unreadable};
 
@@ -201,5 +207,219 @@ impl PgWriteBatch<'_> {
             )
             .await?;
         Ok(())
+    }
+
+    /// Ends the device's assignment that covers `at`, at `at`;
+    /// `StoreError::NoActiveAssignment` (as a `PgError::Refused`) if none does. An unreadable
+    /// one covers nothing, as in redb.
+    pub async fn end_assignment(&mut self, device: &DeviceId, at: Timestamp) -> Result<(), PgError> {
+        let result = self.end_assignment_unguarded(device, at).await;
+        self.guard(result)
+    }
+
+    async fn end_assignment_unguarded(&mut self, device: &DeviceId, at: Timestamp) -> Result<(), PgError> {
+        let row = self
+            .txn
+            .query_opt(
+                "SELECT from_ms, record::text FROM assignments WHERE device = $1 AND from_ms <= $2
+                 ORDER BY from_ms DESC LIMIT 1",
+                &[&device.as_str(), &at.as_millis()],
+            )
+            .await?;
+        let covering = match &row {
+            Some(row) => {
+                let from_ms: i64 = row.try_get(0)?;
+                match super::from_json::<Assignment>(
+                    "assignments",
+                    format_args!("{device}@{from_ms}"),
+                    row.try_get(1)?,
+                ) {
+                    Ok(assignment) => assignment.covers(at).then_some(assignment),
+                    Err(unreadable) => {
+                        tracing::warn!(error = %unreadable, "an assignment cannot be read; it covers nothing");
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
+        let Some(mut current) = covering else {
+            return Err(PgError::Refused(Box::new(StoreError::NoActiveAssignment {
+                device: *device,
+                at,
+            })));
+        };
+        current.until = Some(at);
+        let text = to_json("assignments", &current)?;
+        self.txn
+            .execute(
+                "UPDATE assignments SET record = $3::text::jsonb WHERE device = $1 AND from_ms = $2",
+                &[&device.as_str(), &current.from.as_millis(), &text],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The devices' assignments as this transaction sees them, each earliest first, in the
+    /// order asked; unreadable ones are left out (and logged), as in redb.
+    pub async fn assignments(&mut self, devices: &[DeviceId]) -> Result<Vec<Vec<Assignment>>, PgError> {
+        let result = self.assignments_unguarded(devices).await;
+        self.guard(result)
+    }
+
+    async fn assignments_unguarded(&mut self, devices: &[DeviceId]) -> Result<Vec<Vec<Assignment>>, PgError> {
+        let names: Vec<&str> = devices.iter().map(DeviceId::as_str).collect();
+        let rows = self
+            .txn
+            .query(
+                "SELECT device, from_ms, record::text FROM assignments WHERE device = ANY($1::text[])
+                 ORDER BY device, from_ms",
+                &[&names],
+            )
+            .await?;
+        let mut by_device: HashMap<String, Vec<Assignment>> = HashMap::new();
+        for row in &rows {
+            let device: String = row.try_get(0)?;
+            let from_ms: i64 = row.try_get(1)?;
+            match super::from_json::<Assignment>("assignments", format_args!("{device}@{from_ms}"), row.try_get(2)?) {
+                Ok(assignment) => by_device.entry(device).or_default().push(assignment),
+                Err(unreadable) => tracing::warn!(error = %unreadable, "an assignment cannot be read; left out"),
+            }
+        }
+        Ok(devices
+            .iter()
+            .map(|device| by_device.get(device.as_str()).cloned().unwrap_or_default())
+            .collect())
+    }
+
+    /// The resident's record as this transaction sees it; `Unreadable` if it does not decode.
+    pub async fn resident(&mut self, id: &ResidentId) -> Result<Option<Resident>, PgError> {
+        let result = self.resident_unguarded(id).await;
+        self.guard(result)
+    }
+
+    async fn resident_unguarded(&mut self, id: &ResidentId) -> Result<Option<Resident>, PgError> {
+        let row = self
+            .txn
+            .query_opt("SELECT record::text FROM residents WHERE id = $1", &[&id.as_str()])
+            .await?;
+        match row {
+            Some(row) => Ok(Some(super::from_json("residents", id, row.try_get(0)?)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Stores the resident unless one with its id exists; whether it was stored. Two
+    /// creations of one id cannot both succeed (the primary key, in the fenced transaction).
+    pub async fn create_resident(&mut self, resident: &Resident) -> Result<bool, PgError> {
+        let result = self.create_resident_unguarded(resident).await;
+        self.guard(result)
+    }
+
+    async fn create_resident_unguarded(&mut self, resident: &Resident) -> Result<bool, PgError> {
+        let text = to_json("residents", resident)?;
+        let inserted = self
+            .txn
+            .execute(
+                "INSERT INTO residents (id, record) VALUES ($1, $2::text::jsonb) ON CONFLICT (id) DO NOTHING",
+                &[&resident.id.as_str(), &text],
+            )
+            .await?;
+        Ok(inserted == 1)
+    }
+
+    /// Inserts or replaces the resident's record.
+    pub async fn put_resident(&mut self, resident: &Resident) -> Result<(), PgError> {
+        let result = self.put_resident_unguarded(resident).await;
+        self.guard(result)
+    }
+
+    async fn put_resident_unguarded(&mut self, resident: &Resident) -> Result<(), PgError> {
+        let text = to_json("residents", resident)?;
+        self.txn
+            .execute(
+                "INSERT INTO residents (id, record) VALUES ($1, $2::text::jsonb)
+                 ON CONFLICT (id) DO UPDATE SET record = EXCLUDED.record",
+                &[&resident.id.as_str(), &text],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Inserts or replaces each person's record for its role (re-importing a file changes
+    /// nothing). Returns how many were new or different, counted as redb counts them: in
+    /// file order, each against the record stored or written before it (JSON compared as
+    /// values). Two round trips, whatever the file's length.
+    pub async fn upsert_people(&mut self, people: &[PersonRecord]) -> Result<usize, PgError> {
+        let result = self.upsert_people_unguarded(people).await;
+        self.guard(result)
+    }
+
+    async fn upsert_people_unguarded(&mut self, people: &[PersonRecord]) -> Result<usize, PgError> {
+        if people.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<&str> = people.iter().map(|person| person.id.as_str()).collect();
+        let roles: Vec<&str> = people.iter().map(|person| person.role.code()).collect();
+        let rows = self
+            .txn
+            .query(
+                "SELECT p.id, p.role, p.record::text FROM people p
+                 JOIN unnest($1::text[], $2::text[]) AS k(id, role) ON (p.id, p.role) = (k.id, k.role)",
+                &[&ids, &roles],
+            )
+            .await?;
+        let mut current: HashMap<(String, String), serde_json::Value> = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let id: String = row.try_get(0)?;
+            let role: String = row.try_get(1)?;
+            let text: &str = row.try_get(2)?;
+            // jsonb always holds valid JSON; a record this gateway cannot decode is still
+            // compared (and replaced) as redb compares bytes.
+            let value = serde_json::from_str(text).map_err(|err| Unreadable::new("people", format_args!("{id}/{role}"), err))?;
+            current.insert((id, role), value);
+        }
+        let mut changed = 0;
+        let mut written: HashSet<(String, String)> = HashSet::new();
+        for person in people {
+            let value = serde_json::to_value(person).map_err(|err| PgError::Encode {
+                table: "people",
+                detail: err.to_string(),
+            })?;
+            let key = (person.id.as_str().to_owned(), person.role.code().to_owned());
+            if current.get(&key) != Some(&value) {
+                current.insert(key.clone(), value);
+                written.insert(key);
+                changed += 1;
+            }
+        }
+        if written.is_empty() {
+            return Ok(0);
+        }
+        let mut ids: Vec<&str> = Vec::with_capacity(written.len());
+        let mut roles: Vec<&str> = Vec::with_capacity(written.len());
+        let mut texts: Vec<String> = Vec::with_capacity(written.len());
+        for key in &written {
+            if let Some(value) = current.get(key) {
+                ids.push(&key.0);
+                roles.push(&key.1);
+                texts.push(value.to_string());
+            }
+        }
+        self.txn
+            .execute(
+                "INSERT INTO people (id, role, record)
+                 SELECT id, role, record::jsonb FROM unnest($1::text[], $2::text[], $3::text[]) AS p(id, role, record)
+                 ON CONFLICT (id, role) DO UPDATE SET record = EXCLUDED.record",
+                &[&ids, &roles, &texts],
+            )
+            .await?;
+        Ok(changed)
+    }
+
+    /// The alert with its whole history as this transaction sees it.
+    pub async fn alert(&mut self, id: AlertId) -> Result<Option<Alert>, PgError> {
+        let result = super::alert_in(&self.txn, id).await;
+        self.guard(result)
     }
 }
