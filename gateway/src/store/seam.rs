@@ -109,6 +109,20 @@ pub trait ReadStore {
     fn alert_page(&self, query: &AlertQuery) -> Result<AlertPage, StoreError>;
     /// Events matching `filter` in receive-time order: a resident's history, a device's.
     fn events(&self, filter: &EventFilter) -> Result<EventPage, StoreError>;
+    /// The device's record (`StoreError::Unreadable` if it does not decode).
+    fn device(&self, id: &DeviceId) -> Result<Option<DeviceRecord>, StoreError>;
+    /// Every readable device record, by id.
+    fn devices(&self) -> Result<Vec<DeviceRecord>, StoreError>;
+    /// The resident's record (`StoreError::Unreadable` if it does not decode).
+    fn resident(&self, id: &ResidentId) -> Result<Option<Resident>, StoreError>;
+    /// Every readable resident, by id.
+    fn residents(&self) -> Result<Vec<Resident>, StoreError>;
+    /// The device's readable assignments, earliest first.
+    fn assignments(&self, device: &DeviceId) -> Result<Vec<Assignment>, StoreError>;
+    /// Every readable assignment, by device and start.
+    fn all_assignments(&self) -> Result<Vec<Assignment>, StoreError>;
+    /// Every readable care-register record, by person id and role.
+    fn people(&self) -> Result<Vec<PersonRecord>, StoreError>;
 }
 
 impl ReadStore for Store {
@@ -119,6 +133,34 @@ impl ReadStore for Store {
     fn events(&self, filter: &EventFilter) -> Result<EventPage, StoreError> {
         Store::events(self, filter)
     }
+
+    fn device(&self, id: &DeviceId) -> Result<Option<DeviceRecord>, StoreError> {
+        Store::device(self, id)
+    }
+
+    fn devices(&self) -> Result<Vec<DeviceRecord>, StoreError> {
+        Store::devices(self)
+    }
+
+    fn resident(&self, id: &ResidentId) -> Result<Option<Resident>, StoreError> {
+        Store::resident(self, id)
+    }
+
+    fn residents(&self) -> Result<Vec<Resident>, StoreError> {
+        Store::residents(self)
+    }
+
+    fn assignments(&self, device: &DeviceId) -> Result<Vec<Assignment>, StoreError> {
+        Store::assignments(self, device)
+    }
+
+    fn all_assignments(&self) -> Result<Vec<Assignment>, StoreError> {
+        Store::all_assignments(self)
+    }
+
+    fn people(&self) -> Result<Vec<PersonRecord>, StoreError> {
+        Store::people(self)
+    }
 }
 
 impl ReadStore for PgBlocking {
@@ -128,6 +170,34 @@ impl ReadStore for PgBlocking {
 
     fn events(&self, filter: &EventFilter) -> Result<EventPage, StoreError> {
         Ok(self.block_on(self.store.events(filter))?)
+    }
+
+    fn device(&self, id: &DeviceId) -> Result<Option<DeviceRecord>, StoreError> {
+        Ok(self.block_on(self.store.device(id))?)
+    }
+
+    fn devices(&self) -> Result<Vec<DeviceRecord>, StoreError> {
+        Ok(self.block_on(self.store.devices())?)
+    }
+
+    fn resident(&self, id: &ResidentId) -> Result<Option<Resident>, StoreError> {
+        Ok(self.block_on(self.store.resident(id))?)
+    }
+
+    fn residents(&self) -> Result<Vec<Resident>, StoreError> {
+        Ok(self.block_on(self.store.residents())?)
+    }
+
+    fn assignments(&self, device: &DeviceId) -> Result<Vec<Assignment>, StoreError> {
+        Ok(self.block_on(self.store.assignments(device))?)
+    }
+
+    fn all_assignments(&self) -> Result<Vec<Assignment>, StoreError> {
+        Ok(self.block_on(self.store.all_assignments())?)
+    }
+
+    fn people(&self) -> Result<Vec<PersonRecord>, StoreError> {
+        Ok(self.block_on(self.store.people())?)
     }
 }
 

@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet};
 
 use protocol::DeviceId;
 
-use super::PgError;
+use super::{PgError, PgStore};
 use super::write::{PgWriteBatch, to_json};
 use crate::domain::{Alert, AlertId, Assignment, DeviceRecord, QuarantineRecord, Resident, ResidentId, Timestamp};
 use crate::reports::register::PersonRecord;
@@ -422,4 +422,107 @@ impl PgWriteBatch<'_> {
         let result = super::alert_in(&self.txn, id).await;
         self.guard(result)
     }
+}
+
+/// The registers as the console, the HTTP API and the reports read them, in the redb store's
+/// orders (keys compared as bytes, `COLLATE "C"`, whatever the database's locale). Unreadable
+/// records are left out and logged, as redb leaves them out and lists them.
+impl PgStore {
+    /// Every readable device record, by id.
+    pub async fn devices(&self) -> Result<Vec<DeviceRecord>, PgError> {
+        let rows = self
+            .client
+            .query("SELECT id, record::text FROM devices ORDER BY id COLLATE \"C\"", &[])
+            .await?;
+        readable(&rows, "devices", |row| Ok(row.try_get::<_, String>(0)?))
+    }
+
+    /// The resident's record; `Unreadable` if it does not decode.
+    pub async fn resident(&self, id: &ResidentId) -> Result<Option<Resident>, PgError> {
+        let row = self
+            .client
+            .query_opt("SELECT record::text FROM residents WHERE id = $1", &[&id.as_str()])
+            .await?;
+        match row {
+            Some(row) => Ok(Some(super::from_json("residents", id, row.try_get(0)?)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every readable resident, by id.
+    pub async fn residents(&self) -> Result<Vec<Resident>, PgError> {
+        let rows = self
+            .client
+            .query("SELECT id, record::text FROM residents ORDER BY id COLLATE \"C\"", &[])
+            .await?;
+        readable(&rows, "residents", |row| Ok(row.try_get::<_, String>(0)?))
+    }
+
+    /// The device's readable assignments, earliest first.
+    pub async fn assignments(&self, device: &DeviceId) -> Result<Vec<Assignment>, PgError> {
+        let rows = self
+            .client
+            .query(
+                "SELECT device, from_ms, record::text FROM assignments WHERE device = $1 ORDER BY from_ms",
+                &[&device.as_str()],
+            )
+            .await?;
+        readable(&rows, "assignments", assignment_key)
+    }
+
+    /// Every readable assignment, of every device, by device and start.
+    pub async fn all_assignments(&self) -> Result<Vec<Assignment>, PgError> {
+        let rows = self
+            .client
+            .query(
+                "SELECT device, from_ms, record::text FROM assignments ORDER BY device COLLATE \"C\", from_ms",
+                &[],
+            )
+            .await?;
+        readable(&rows, "assignments", assignment_key)
+    }
+
+    /// Every readable care-register record, by person id and role code.
+    pub async fn people(&self) -> Result<Vec<PersonRecord>, PgError> {
+        let rows = self
+            .client
+            .query(
+                "SELECT id, role, record::text FROM people ORDER BY id COLLATE \"C\", role COLLATE \"C\"",
+                &[],
+            )
+            .await?;
+        readable(&rows, "people", |row| {
+            Ok(format!(
+                "{}/{}",
+                row.try_get::<_, &str>(0)?,
+                row.try_get::<_, &str>(1)?
+            ))
+        })
+    }
+}
+
+fn assignment_key(row: &tokio_postgres::Row) -> Result<String, PgError> {
+    Ok(format!(
+        "{}@{}",
+        row.try_get::<_, &str>(0)?,
+        row.try_get::<_, i64>(1)?
+    ))
+}
+
+/// The rows' records (JSON text in the last column) that decode; the others are logged by
+/// their key (`key_of`) and left out.
+fn readable<T: serde::de::DeserializeOwned>(
+    rows: &[tokio_postgres::Row],
+    table: &'static str,
+    key_of: impl Fn(&tokio_postgres::Row) -> Result<String, PgError>,
+) -> Result<Vec<T>, PgError> {
+    let mut found = Vec::with_capacity(rows.len());
+    for row in rows {
+        let last = row.len().saturating_sub(1);
+        match super::from_json::<T>(table, key_of(row)?, row.try_get(last)?) {
+            Ok(record) => found.push(record),
+            Err(unreadable) => tracing::warn!(error = %unreadable, "a record cannot be read; left out"),
+        }
+    }
+    Ok(found)
 }
