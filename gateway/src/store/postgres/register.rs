@@ -12,8 +12,8 @@ use std::collections::{HashMap, HashSet};
 
 use protocol::DeviceId;
 
-use super::{PgError, PgStore};
 use super::write::{PgWriteBatch, to_json};
+use super::{PgError, PgStore};
 use crate::domain::{Alert, AlertId, Assignment, DeviceRecord, QuarantineRecord, Resident, ResidentId, Timestamp};
 use crate::reports::register::PersonRecord;
 use crate::store::schema::encode_quarantine;
@@ -229,11 +229,8 @@ impl PgWriteBatch<'_> {
         let covering = match &row {
             Some(row) => {
                 let from_ms: i64 = row.try_get(0)?;
-                match super::from_json::<Assignment>(
-                    "assignments",
-                    format_args!("{device}@{from_ms}"),
-                    row.try_get(1)?,
-                ) {
+                match super::from_json::<Assignment>("assignments", format_args!("{device}@{from_ms}"), row.try_get(1)?)
+                {
                     Ok(assignment) => assignment.covers(at).then_some(assignment),
                     Err(unreadable) => {
                         tracing::warn!(error = %unreadable, "an assignment cannot be read; it covers nothing");
@@ -376,7 +373,8 @@ impl PgWriteBatch<'_> {
             let text: &str = row.try_get(2)?;
             // jsonb always holds valid JSON; a record this gateway cannot decode is still
             // compared (and replaced) as redb compares bytes.
-            let value = serde_json::from_str(text).map_err(|err| Unreadable::new("people", format_args!("{id}/{role}"), err))?;
+            let value = serde_json::from_str(text)
+                .map_err(|err| Unreadable::new("people", format_args!("{id}/{role}"), err))?;
             current.insert((id, role), value);
         }
         let mut changed = 0;
@@ -492,21 +490,13 @@ impl PgStore {
             )
             .await?;
         readable(&rows, "people", |row| {
-            Ok(format!(
-                "{}/{}",
-                row.try_get::<_, &str>(0)?,
-                row.try_get::<_, &str>(1)?
-            ))
+            Ok(format!("{}/{}", row.try_get::<_, &str>(0)?, row.try_get::<_, &str>(1)?))
         })
     }
 }
 
 fn assignment_key(row: &tokio_postgres::Row) -> Result<String, PgError> {
-    Ok(format!(
-        "{}@{}",
-        row.try_get::<_, &str>(0)?,
-        row.try_get::<_, i64>(1)?
-    ))
+    Ok(format!("{}@{}", row.try_get::<_, &str>(0)?, row.try_get::<_, i64>(1)?))
 }
 
 /// The rows' records (JSON text in the last column) that decode; the others are logged by
