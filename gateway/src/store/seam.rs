@@ -1,7 +1,7 @@
-//! The store seam: what the committer's core needs of a store to ingest a batch, fire timers
-//! and apply operator actions ([`WriteStore`], [`WriteTxn`]), and what the console reads
-//! ([`ReadStore`], so far its alert queue and a resident's history), with two
-//! implementations: the redb [`Store`] (by delegation, behaviour unchanged) and the
+//! The store seam: what the committer's core needs of a store to ingest a batch, fire timers,
+//! apply operator actions and change the registers ([`WriteStore`], [`WriteTxn`]), and what
+//! the console reads ([`ReadStore`], so far its alert queue, histories and the registers),
+//! with two implementations: the redb [`Store`] (by delegation, behaviour unchanged) and the
 //! PostgreSQL store ([`PgBlocking`]).
 //!
 //! Batch-shaped on purpose: a PostgreSQL round trip per call, not per publish, so the core
