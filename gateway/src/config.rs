@@ -196,6 +196,7 @@ pub struct Config {
     pub access: AccessConfig,
     /// How long each class of data is kept (`docs/retention.md`).
     pub retention: crate::retention::RetentionPolicy,
+    pub store: StoreConfig,
 }
 
 /// Access control for the `/api/v1` API (`docs/access.md`).
@@ -268,6 +269,7 @@ impl Default for Config {
             alerts: AlertsConfig::default(),
             access: AccessConfig::default(),
             retention: crate::retention::RetentionPolicy::default(),
+            store: StoreConfig::default(),
         }
     }
 }
@@ -385,6 +387,230 @@ impl fmt::Debug for MqttConfig {
             .field("request_channel_capacity", &self.request_channel_capacity)
             .field("connect_timeout_s", &self.connect_timeout_s)
             .finish()
+    }
+}
+
+/// Which store the gateway writes to (`docs/postgres.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreKind {
+    /// One redb file in `data_dir`: the embedded default.
+    #[default]
+    Redb,
+    /// A shared PostgreSQL database: one leader gateway writes under a lease, others stand by.
+    Postgres,
+}
+
+/// Default writer lease on PostgreSQL: a standby takes over at the earliest this long after
+/// the leader's last renewal, and the leader renews at a third of it.
+pub const DEFAULT_LEASE_S: u64 = 10;
+/// Shortest lease accepted: the leader renews at a third of it between batches, and a batch
+/// commit must fit comfortably inside one renewal period.
+pub const MIN_LEASE_S: u64 = 3;
+/// Longest lease accepted: a dead leader's alarms wait this long for a standby.
+pub const MAX_LEASE_S: u64 = 300;
+
+/// The store: redb (default) or PostgreSQL with a writer lease.
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    pub kind: StoreKind,
+    /// libpq connection string (`postgres://user:password@host:5432/db` or
+    /// `host=... user=... password=...`); needed with `kind = "postgres"`. Its password is
+    /// never printed.
+    #[serde(serialize_with = "serialize_postgres_url")]
+    pub postgres_url: Option<String>,
+    /// The writer lease's length in seconds (PostgreSQL).
+    pub lease_s: u64,
+    /// This gateway's name in the writer lease; unique per running process. Default:
+    /// the host name and the process id.
+    pub holder: Option<String>,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            kind: StoreKind::Redb,
+            postgres_url: None,
+            lease_s: DEFAULT_LEASE_S,
+            holder: None,
+        }
+    }
+}
+
+impl StoreConfig {
+    pub fn lease(&self) -> Duration {
+        Duration::from_secs(self.lease_s)
+    }
+
+    /// The configured holder, or `{host name}-{process id}`: unique per running process, so
+    /// a restarted gateway takes the lease anew (at a new epoch) rather than inheriting it.
+    pub fn holder(&self) -> String {
+        self.holder
+            .clone()
+            .unwrap_or_else(|| format!("{}-{}", host_name(), std::process::id()))
+    }
+
+    /// The parsed connection settings (`kind = "postgres"` only; validated at start).
+    pub fn postgres_config(&self) -> Result<tokio_postgres::Config, ConfigError> {
+        let url = self
+            .postgres_url
+            .as_deref()
+            .ok_or_else(|| invalid("store.postgres_url", "is needed with store.kind = \"postgres\""))?;
+        // The parser's message never quotes the text, so it cannot leak the password.
+        url.parse()
+            .map_err(|e| invalid("store.postgres_url", format!("not a PostgreSQL connection string: {e}")))
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !(MIN_LEASE_S..=MAX_LEASE_S).contains(&self.lease_s) {
+            return Err(invalid(
+                "store.lease_s",
+                format!("must be from {MIN_LEASE_S} to {MAX_LEASE_S} seconds"),
+            ));
+        }
+        if let Some(holder) = &self.holder
+            && (holder.trim().is_empty() || holder.len() > 200)
+        {
+            return Err(invalid("store.holder", "must be 1-200 characters, not only spaces"));
+        }
+        match self.kind {
+            StoreKind::Postgres => {
+                self.postgres_config()?;
+            }
+            StoreKind::Redb => {
+                if self.postgres_url.is_some() {
+                    return Err(invalid(
+                        "store.postgres_url",
+                        "is set but store.kind is \"redb\"; set store.kind = \"postgres\" to use it",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreConfig")
+            .field("kind", &self.kind)
+            .field("postgres_url", &self.postgres_url.as_deref().map(redact_postgres_url))
+            .field("lease_s", &self.lease_s)
+            .field("holder", &self.holder)
+            .finish()
+    }
+}
+
+/// The machine's name for the default lease holder (Linux; `gateway` where it is unknown).
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "gateway".to_owned())
+}
+
+const REDACTED: &str = "<redacted>";
+
+/// The connection string with its password replaced, in either form libpq accepts: a URL's
+/// `user:password@` and `password=` query parameter, or a key-value string's `password=...`
+/// (quoted or not). If the password still shows afterwards (a form this does not know), the
+/// whole string is withheld.
+pub fn redact_postgres_url(url: &str) -> String {
+    let redacted = if let Some((scheme, rest)) = url.split_once("://") {
+        let (authority, tail) = match rest.find(['/', '?']) {
+            Some(end) => rest.split_at(end),
+            None => (rest, ""),
+        };
+        let authority = match authority.rsplit_once('@') {
+            Some((userinfo, hosts)) => match userinfo.split_once(':') {
+                Some((user, _password)) => format!("{user}:{REDACTED}@{hosts}"),
+                None => format!("{userinfo}@{hosts}"),
+            },
+            None => authority.to_owned(),
+        };
+        let tail = match tail.split_once('?') {
+            Some((path, query)) => {
+                let query: Vec<String> = query
+                    .split('&')
+                    .map(|pair| match pair.split_once('=') {
+                        Some(("password", _)) => format!("password={REDACTED}"),
+                        _ => pair.to_owned(),
+                    })
+                    .collect();
+                format!("{path}?{}", query.join("&"))
+            }
+            None => tail.to_owned(),
+        };
+        format!("{scheme}://{authority}{tail}")
+    } else {
+        redact_key_value_password(url)
+    };
+    let password = url
+        .parse::<tokio_postgres::Config>()
+        .ok()
+        .and_then(|config| config.get_password().map(<[u8]>::to_vec));
+    match password {
+        Some(password) if !password.is_empty() && contains_bytes(redacted.as_bytes(), &password) => REDACTED.to_owned(),
+        _ => redacted,
+    }
+}
+
+/// `password=value` or `password = 'quoted value'` in a key-value connection string.
+fn redact_key_value_password(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("password") {
+        let (before, from_key) = rest.split_at(start);
+        out.push_str(before);
+        let after_key = &from_key["password".len()..];
+        let trimmed = after_key.trim_start();
+        let preceded_by_boundary = before.is_empty() || before.ends_with(char::is_whitespace);
+        match trimmed.strip_prefix('=') {
+            Some(value) if preceded_by_boundary => {
+                let value = value.trim_start();
+                let end = if let Some(quoted) = value.strip_prefix('\'') {
+                    let mut escaped = false;
+                    let mut end = value.len();
+                    for (index, c) in quoted.char_indices() {
+                        match c {
+                            _ if escaped => escaped = false,
+                            '\\' => escaped = true,
+                            '\'' => {
+                                end = index + 2;
+                                break;
+                            }
+                            _ => {}
+                        }
+                    }
+                    end
+                } else {
+                    value.find(char::is_whitespace).unwrap_or(value.len())
+                };
+                out.push_str("password=");
+                out.push_str(REDACTED);
+                rest = value.get(end..).unwrap_or("");
+            }
+            _ => {
+                out.push_str("password");
+                rest = after_key;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn contains_bytes(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|window| window == needle)
+}
+
+/// A connection string serialises with its password redacted.
+fn serialize_postgres_url<S: serde::Serializer>(url: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match url {
+        Some(url) => s.serialize_some(&redact_postgres_url(url)),
+        None => s.serialize_none(),
     }
 }
 
@@ -792,6 +1018,7 @@ impl Config {
         self.alerts.engine_config()?;
         self.access.validate()?;
         self.retention.validate().map_err(|e| invalid(e.field, e.message))?;
+        self.store.validate()?;
         Ok(())
     }
 
@@ -1035,6 +1262,22 @@ pub const FIELD_DOCS: &[FieldDoc] = &[
         path: "retention.batch_size",
         meaning: "keys per purge transaction: the longest an alarm commit waits behind the purge (100 to 100000)",
     },
+    FieldDoc {
+        path: "store.kind",
+        meaning: "redb (one file in data_dir) or postgres (a shared database: one leader writes, others stand by)",
+    },
+    FieldDoc {
+        path: "store.postgres_url",
+        meaning: "PostgreSQL connection string, needed with kind = postgres (its password is never printed)",
+    },
+    FieldDoc {
+        path: "store.lease_s",
+        meaning: "PostgreSQL writer lease in seconds (3 to 300): a standby takes over this long after the leader's last renewal",
+    },
+    FieldDoc {
+        path: "store.holder",
+        meaning: "this gateway's name in the writer lease, unique per process (default: host name and process id)",
+    },
 ];
 
 impl Config {
@@ -1191,6 +1434,115 @@ mod tests {
         config.mqtt.max_packet_bytes = 512;
         let err = config.validate().unwrap_err().to_string();
         assert!(err.contains("mqtt.max_packet_bytes"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod store_tests {
+    use super::*;
+
+    fn postgres(url: &str) -> Config {
+        let mut config = Config::default();
+        config.store.kind = StoreKind::Postgres;
+        config.store.postgres_url = Some(url.into());
+        config
+    }
+
+    #[test]
+    fn the_default_store_is_redb_and_postgres_needs_a_url() {
+        let config = Config::default();
+        assert_eq!(config.store.kind, StoreKind::Redb);
+        assert_eq!(config.store.lease(), Duration::from_secs(DEFAULT_LEASE_S));
+        let mut no_url = Config::default();
+        no_url.store.kind = StoreKind::Postgres;
+        let error = no_url.validate().unwrap_err().to_string();
+        assert!(
+            error.contains("store.postgres_url") && error.contains("needed"),
+            "{error}"
+        );
+        assert!(postgres("postgres://gw:pw@127.0.0.1:5432/tec").validate().is_ok());
+        assert!(
+            postgres("host=127.0.0.1 port=5432 user=gw password=pw dbname=tec")
+                .validate()
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn bad_store_settings_are_refused_with_their_field() {
+        let error = postgres("postgres://gw@127.0.0.1:notaport/tec")
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("store.postgres_url"), "{error}");
+        let mut unused_url = Config::default();
+        unused_url.store.postgres_url = Some("postgres://127.0.0.1/tec".into());
+        let error = unused_url.validate().unwrap_err().to_string();
+        assert!(
+            error.contains("store.postgres_url") && error.contains("redb"),
+            "{error}"
+        );
+        for lease_s in [0, 2, 301] {
+            let mut config = postgres("postgres://127.0.0.1/tec");
+            config.store.lease_s = lease_s;
+            let error = config.validate().unwrap_err().to_string();
+            assert!(error.contains("store.lease_s"), "{lease_s}: {error}");
+        }
+        let mut blank_holder = postgres("postgres://127.0.0.1/tec");
+        blank_holder.store.holder = Some("  ".into());
+        let error = blank_holder.validate().unwrap_err().to_string();
+        assert!(error.contains("store.holder"), "{error}");
+        let parsed: Result<Config, _> = toml::from_str("[store]\nkind = \"sqlite\"\n");
+        assert!(parsed.is_err());
+    }
+
+    #[test]
+    fn the_holder_defaults_to_host_and_process() {
+        let store = StoreConfig::default();
+        assert!(
+            store.holder().ends_with(&format!("-{}", std::process::id())),
+            "{}",
+            store.holder()
+        );
+        let named = StoreConfig {
+            holder: Some("site-a".into()),
+            ..StoreConfig::default()
+        };
+        assert_eq!(named.holder(), "site-a");
+    }
+
+    #[test]
+    fn the_postgres_password_is_never_printed_or_serialised() {
+        for (url, kept) in [
+            (
+                "postgres://gw:hunter2@db.example:5432/tec",
+                "postgres://gw:<redacted>@db.example:5432/tec",
+            ),
+            (
+                "postgresql://gw:hunter2@db.example",
+                "postgresql://gw:<redacted>@db.example",
+            ),
+            (
+                "postgres://gw@db.example/tec?password=hunter2&sslmode=disable",
+                "postgres://gw@db.example/tec?password=<redacted>&sslmode=disable",
+            ),
+            (
+                "host=db.example user=gw password=hunter2 dbname=tec",
+                "host=db.example user=gw password=<redacted> dbname=tec",
+            ),
+            (
+                "host=db.example password = 'hunter2 \\' x' dbname=tec",
+                "host=db.example password=<redacted> dbname=tec",
+            ),
+            ("postgres://gw@db.example/tec", "postgres://gw@db.example/tec"),
+        ] {
+            assert_eq!(redact_postgres_url(url), kept, "{url}");
+            let config = postgres(url);
+            assert!(config.validate().is_ok(), "{url}");
+            assert!(!format!("{config:?}").contains("hunter2"), "{url}");
+            let serialised = toml::to_string(&config).unwrap();
+            assert!(!serialised.contains("hunter2"), "{url}: {serialised}");
+        }
     }
 }
 

@@ -53,6 +53,7 @@ fn example_file_parses_to_the_defaults() {
     assert_eq!(format!("{:?}", config.mqtt), format!("{:?}", defaults.mqtt));
     assert_eq!(format!("{:?}", config.ingest), format!("{:?}", defaults.ingest));
     assert_eq!(format!("{:?}", config.log), format!("{:?}", defaults.log));
+    assert_eq!(format!("{:?}", config.store), format!("{:?}", defaults.store));
     assert_eq!(
         format!("{:?}", config.alerts.engine_config().unwrap()),
         format!("{:?}", gateway::alerts::EngineConfig::default())
@@ -323,4 +324,40 @@ fn check_config_prints_the_effective_config_without_the_password() {
     let help = binary().arg("--help").output().unwrap();
     assert!(help.status.success());
     assert!(String::from_utf8_lossy(&help.stdout).contains("TEC_GATEWAY_BROKER"));
+}
+
+#[test]
+fn a_postgres_store_is_read_printed_without_its_password_and_refused_by_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "pg.toml",
+        "[store]\nkind = \"postgres\"\npostgres_url = \"postgres://gw:pg-s3cret@127.0.0.1:5432/tec\"\nlease_s = 6\nholder = \"site-a\"\n",
+    );
+    let config = Config::load(Some(&file), &no_env, &Overrides::default()).unwrap();
+    assert_eq!(config.store.kind, gateway::config::StoreKind::Postgres);
+    assert_eq!((config.store.lease_s, config.store.holder().as_str()), (6, "site-a"));
+    let output = binary()
+        .args(["check-config", "--config", &file.display().to_string()])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("postgres://gw:<redacted>@127.0.0.1:5432/tec"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("pg-s3cret"), "{stdout}");
+    // Until the writer runs on PostgreSQL, `run` says so instead of quietly using redb.
+    let output = binary()
+        .args(["run", "--config", &file.display().to_string()])
+        .env("TEC_GATEWAY_DATA", dir.path().join("data"))
+        .env("TEC_GATEWAY_HTTP", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("not served yet"), "{stderr}");
+    assert!(!stderr.contains("pg-s3cret"), "{stderr}");
+    assert!(!dir.path().join("data").exists(), "a redb store was created");
 }

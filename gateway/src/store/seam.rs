@@ -334,6 +334,24 @@ impl PgBlocking {
         &mut self.store
     }
 
+    /// Takes the writer lease if it is vacant or expired ([`PgStore::acquire_lease`]).
+    pub fn acquire_lease(&mut self) -> Result<postgres::LeaseAttempt, StoreError> {
+        let PgBlocking { store, runtime } = self;
+        Ok(runtime.block_on(store.acquire_lease())?)
+    }
+
+    /// Extends the held lease; `Fenced` or `NotLeader` once it is lost ([`PgStore::renew_lease`]).
+    pub fn renew_lease(&mut self) -> Result<postgres::Lease, StoreError> {
+        let PgBlocking { store, runtime } = self;
+        Ok(runtime.block_on(store.renew_lease())?.clone())
+    }
+
+    /// Gives the lease up at a clean shutdown, so a standby need not wait for it to expire.
+    pub fn release_lease(&mut self) -> Result<(), StoreError> {
+        let PgBlocking { store, runtime } = self;
+        Ok(runtime.block_on(store.release_lease())?)
+    }
+
     /// Runs one of the store's async calls to its end.
     pub fn block_on<F: std::future::Future>(&self, work: F) -> F::Output {
         self.runtime.block_on(work)

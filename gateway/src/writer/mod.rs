@@ -8,9 +8,11 @@
 //!   engine timers, operator commands; acks, receipts, downlinks and the live stream only
 //!   after the commit.
 //! - [`store_slot`]: the store shared with readers, reopened by the committer after a fault.
+//! - [`leadership`]: on PostgreSQL, when to renew the writer lease or try to take it.
 
 pub mod committer;
 pub mod core;
+pub mod leadership;
 pub mod store_slot;
 
 pub use self::core::{Committed, Core, OperatorError, Received};
