@@ -21,6 +21,8 @@ use protocol::{
 };
 use testkit::Postgres;
 
+mod seam_support;
+
 fn dev(id: &str) -> DeviceId {
     DeviceId::new(id).unwrap()
 }
@@ -461,40 +463,16 @@ fn resolve_oldest(engine: &mut AlertEngine) -> Result<Vec<Effect>, EngineError> 
 
 #[test]
 fn a_fenced_postgres_core_commits_nothing_and_says_so() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let server = Postgres::start().unwrap();
-    let config: tokio_postgres::Config = server.connection_string("postgres").parse().unwrap();
-    let lease = Duration::from_secs(1);
-    let mut old = runtime
-        .block_on(PgStore::connect(&config, PgStoreOptions::new("gw-old", lease)))
-        .unwrap();
-    assert!(matches!(
-        runtime.block_on(old.acquire_lease()).unwrap(),
-        LeaseAttempt::Acquired(_)
-    ));
-    let mut core = Core::open(
-        PgBlocking::new(old, runtime.handle().clone()),
-        EngineConfig::default(),
-        Timestamp(1_000),
-    )
-    .unwrap();
-    let alarm = [uplink("pnd-1", 1, 1, press(), 1_000)];
     // Another gateway takes the lease once it runs out unrenewed.
-    let mut new = runtime
-        .block_on(PgStore::connect(&config, PgStoreOptions::new("gw-new", lease)))
-        .unwrap();
-    runtime.block_on(async {
-        loop {
-            if let LeaseAttempt::Acquired(_) = new.acquire_lease().await.unwrap() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    });
+    let seam_support::Fenced {
+        mut core,
+        new,
+        taken,
+        runtime,
+        server: _server,
+    } = seam_support::fenced_core(Duration::from_secs(1), Timestamp(1_000), |_| {});
+    assert!(taken.epoch > 1, "a takeover raises the epoch");
+    let alarm = [uplink("pnd-1", 1, 1, press(), 1_000)];
     match core.ingest(&alarm, Timestamp(1_000)) {
         Err(StoreError::Fenced { current, .. }) => {
             assert_eq!(current.map(|(holder, _)| holder).as_deref(), Some("gw-new"));

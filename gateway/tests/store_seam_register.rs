@@ -20,6 +20,8 @@ use gateway::writer::{Core, OperatorError, Received};
 use protocol::{AlarmKind, DeviceId, MAX_UPLINK_LEN, Uplink, UplinkBody, UplinkHeader, encode_uplink};
 use testkit::Postgres;
 
+mod seam_support;
+
 fn dev(id: &str) -> DeviceId {
     DeviceId::new(id).unwrap()
 }
@@ -390,39 +392,15 @@ fn register_changes_go_alike_on_redb_and_postgres() {
 /// A PostgreSQL core whose lease was taken over changes no register: fenced, then not leader.
 #[test]
 fn a_fenced_postgres_core_changes_no_register() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let server = Postgres::start().unwrap();
-    let config: tokio_postgres::Config = server.connection_string("postgres").parse().unwrap();
-    let connect = |holder: &str, ttl: Duration| {
-        runtime
-            .block_on(PgStore::connect(&config, PgStoreOptions::new(holder, ttl)))
-            .unwrap()
-    };
-    let mut old = connect("gw-old", Duration::from_millis(200));
-    assert!(matches!(
-        runtime.block_on(old.acquire_lease()).unwrap(),
-        LeaseAttempt::Acquired(_)
-    ));
-    let mut core = Core::open(
-        PgBlocking::new(old, runtime.handle().clone()),
-        EngineConfig::default(),
-        Timestamp(0),
-    )
-    .unwrap();
-    assert!(core.create_resident(&resident("res-1", "Ann", &["Bob"])).unwrap());
-
-    // The lease runs out; another gateway takes it.
-    let mut new = connect("gw-new", Duration::from_secs(60));
-    let taken = loop {
-        match runtime.block_on(new.acquire_lease()).unwrap() {
-            LeaseAttempt::Acquired(lease) => break lease,
-            LeaseAttempt::HeldBy { .. } => std::thread::sleep(Duration::from_millis(50)),
-        }
-    };
+    let seam_support::Fenced {
+        mut core,
+        new,
+        taken,
+        runtime,
+        server: _server,
+    } = seam_support::fenced_core(Duration::from_millis(200), Timestamp(0), |core| {
+        assert!(core.create_resident(&resident("res-1", "Ann", &["Bob"])).unwrap());
+    });
     assert!(taken.epoch > 1);
 
     let fenced = core.put_resident(&resident("res-1", "Changed", &[]));
