@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use gateway::alerts::{AlertEngine, Effect, EngineConfig, EngineError, Resolution};
 use gateway::domain::*;
-use gateway::store::postgres::{LeaseAttempt, PgStore, PgStoreOptions};
+use gateway::store::postgres::PgStore;
 use gateway::store::{
     AlertOrder, AlertPage, AlertQuery, AlertStateFilter, EventFilter, EventPage, EventRead, PgBlocking, ReadStore,
     Store, StoreError, WriteStore,
@@ -210,13 +210,7 @@ fn receipted(outcome: &Asked) -> Vec<(DeviceId, u32, Vec<u32>)> {
 
 #[test]
 fn the_core_ingests_alike_on_redb_and_postgres() {
-    // Multi-threaded: its workers drive the PostgreSQL connection while the core, on this
-    // (non-async) thread, waits on each call, as it would on tokio's blocking pool.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = seam_support::runtime();
     let server = Postgres::start().unwrap();
 
     let dir = tempfile::tempdir().unwrap();
@@ -227,15 +221,8 @@ fn the_core_ingests_alike_on_redb_and_postgres() {
     let mut on_redb = Core::open(redb.clone(), EngineConfig::default(), Timestamp(1_000)).unwrap();
     let redb_outcomes = scenario(&mut on_redb);
 
-    let config: tokio_postgres::Config = server.connection_string("postgres").parse().unwrap();
-    let mut pg = runtime
-        .block_on(PgStore::connect(
-            &config,
-            PgStoreOptions::new("gw-seam", Duration::from_secs(60)),
-        ))
-        .unwrap();
+    let mut pg = seam_support::leading_store(&runtime, &server, "gw-seam", Duration::from_secs(60));
     runtime.block_on(async {
-        assert!(matches!(pg.acquire_lease().await.unwrap(), LeaseAttempt::Acquired(_)));
         let mut batch = pg.begin_write().await.unwrap();
         batch.assign(&assignment()).await.unwrap();
         assert!(batch.commit().await.is_committed());
@@ -381,11 +368,7 @@ fn console_view(store: &impl ReadStore) -> ConsoleView {
 
 #[test]
 fn the_console_reads_alike_from_redb_and_postgres() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = seam_support::runtime();
     let server = Postgres::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let redb = Arc::new(Store::open_in_dir(dir.path()).unwrap());
@@ -395,15 +378,8 @@ fn the_console_reads_alike_from_redb_and_postgres() {
     let mut on_redb = Core::open(redb.clone(), EngineConfig::default(), Timestamp(1_000)).unwrap();
     scenario(&mut on_redb);
 
-    let config: tokio_postgres::Config = server.connection_string("postgres").parse().unwrap();
-    let mut pg = runtime
-        .block_on(PgStore::connect(
-            &config,
-            PgStoreOptions::new("gw-seam", Duration::from_secs(60)),
-        ))
-        .unwrap();
+    let mut pg = seam_support::leading_store(&runtime, &server, "gw-seam", Duration::from_secs(60));
     runtime.block_on(async {
-        assert!(matches!(pg.acquire_lease().await.unwrap(), LeaseAttempt::Acquired(_)));
         let mut batch = pg.begin_write().await.unwrap();
         batch.assign(&assignment()).await.unwrap();
         assert!(batch.commit().await.is_committed());

@@ -13,7 +13,6 @@ use gateway::alerts::{EngineConfig, Resolution};
 use gateway::domain::*;
 use gateway::reports::apply::{known_people, prepare_assignments, prepare_people};
 use gateway::reports::register::PersonRecord;
-use gateway::store::postgres::{LeaseAttempt, PgStore, PgStoreOptions};
 use gateway::store::{PgBlocking, ReadStore, Store, WriteStore};
 use gateway::writer::core::AssignmentChange;
 use gateway::writer::{Core, OperatorError, Received};
@@ -266,13 +265,7 @@ fn registers(store: &dyn ReadStore) -> Registers {
 
 #[test]
 fn register_changes_go_alike_on_redb_and_postgres() {
-    // Multi-threaded: its workers drive the PostgreSQL connection while the core, on this
-    // (non-async) thread, waits on each call, as it would on tokio's blocking pool.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = seam_support::runtime();
     let server = Postgres::start().unwrap();
 
     let dir = tempfile::tempdir().unwrap();
@@ -280,17 +273,7 @@ fn register_changes_go_alike_on_redb_and_postgres() {
     let mut on_redb = Core::open(redb.clone(), EngineConfig::default(), Timestamp(0)).unwrap();
     let redb_results = scenario(&mut on_redb, |store: &Arc<Store>| &**store);
 
-    let config: tokio_postgres::Config = server.connection_string("postgres").parse().unwrap();
-    let mut pg = runtime
-        .block_on(PgStore::connect(
-            &config,
-            PgStoreOptions::new("gw-register", Duration::from_secs(60)),
-        ))
-        .unwrap();
-    assert!(matches!(
-        runtime.block_on(pg.acquire_lease()).unwrap(),
-        LeaseAttempt::Acquired(_)
-    ));
+    let pg = seam_support::leading_store(&runtime, &server, "gw-register", Duration::from_secs(60));
     let writer = PgBlocking::new(pg, runtime.handle().clone());
     let mut on_postgres = Core::open(writer, EngineConfig::default(), Timestamp(0)).unwrap();
     let postgres_results = scenario(&mut on_postgres, |store: &PgBlocking| store);

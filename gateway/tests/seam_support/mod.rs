@@ -1,5 +1,5 @@
-//! Shared by the store-seam tests: a writer core on a private PostgreSQL cluster whose lease
-//! another gateway has taken over, to check that a replaced leader writes nothing.
+//! Shared by the store-seam tests: the runtime and a leading PostgreSQL store they all start
+//! with, and a writer core whose lease another gateway has taken over.
 
 use std::time::Duration;
 
@@ -23,26 +23,41 @@ pub struct Fenced {
     pub server: Postgres,
 }
 
-/// A core that takes the lease for `lease`, does `while_leading`, and is then replaced by
-/// another gateway once the lease ran out unrenewed.
-pub fn fenced_core(lease: Duration, opened_at: Timestamp, while_leading: impl FnOnce(&mut Core<PgBlocking>)) -> Fenced {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+/// Multi-threaded: its workers drive the PostgreSQL connection while a core on the test's own
+/// (non-async) thread waits on each call, as it would on tokio's blocking pool.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
+        .unwrap()
+}
+
+/// A store on `server` holding the writer lease as `holder` for `lease`.
+pub fn leading_store(runtime: &tokio::runtime::Runtime, server: &Postgres, holder: &str, lease: Duration) -> PgStore {
+    let config: tokio_postgres::Config = server.connection_string("postgres").parse().unwrap();
+    let mut store = runtime
+        .block_on(PgStore::connect(&config, PgStoreOptions::new(holder, lease)))
         .unwrap();
+    assert!(matches!(
+        runtime.block_on(store.acquire_lease()).unwrap(),
+        LeaseAttempt::Acquired(_)
+    ));
+    store
+}
+
+/// A core that takes the lease for `lease`, does `while_leading`, and is then replaced by
+/// another gateway once the lease ran out unrenewed.
+pub fn fenced_core(lease: Duration, opened_at: Timestamp, while_leading: impl FnOnce(&mut Core<PgBlocking>)) -> Fenced {
+    let runtime = runtime();
     let server = Postgres::start().unwrap();
+    let old = leading_store(&runtime, &server, "gw-old", lease);
     let config: tokio_postgres::Config = server.connection_string("postgres").parse().unwrap();
     let connect = |holder: &str, ttl: Duration| {
         runtime
             .block_on(PgStore::connect(&config, PgStoreOptions::new(holder, ttl)))
             .unwrap()
     };
-    let mut old = connect("gw-old", lease);
-    assert!(matches!(
-        runtime.block_on(old.acquire_lease()).unwrap(),
-        LeaseAttempt::Acquired(_)
-    ));
     let mut core = Core::open(
         PgBlocking::new(old, runtime.handle().clone()),
         EngineConfig::default(),
