@@ -70,9 +70,6 @@ pub enum ShutdownError {
     Task(#[from] tokio::task::JoinError),
 }
 
-/// How long the telemetry session waits at start for the alarm session to be ready.
-const ALARM_SESSION_HEAD_START: std::time::Duration = std::time::Duration::from_secs(2);
-
 /// A running gateway. Derefs to [`GatewayClient`] for everything but the shutdown.
 #[derive(Debug)]
 pub struct GatewayHandle {
@@ -175,38 +172,27 @@ pub async fn spawn_with_engine(
         shutdown: stop_intake.subscribe(),
     };
     let committer_task = tokio::spawn(committer.run());
-    let telemetry_poller = run_poller(
-        eventloop,
-        client,
-        intake_tx,
-        stop_rx.clone(),
-        mqtt.telemetry.clone(),
-        metrics.clone(),
-        clock.clone(),
-    );
-    let alarm_session = mqtt.alarms.clone();
     let pollers = PerLane {
-        // The alarm session connects first: after an outage the broker then hands over the
-        // queued alarms before it starts pushing the telemetry backlog (rumqttc connects on the
-        // first poll). A broker that refuses the alarm session must not stop telemetry too.
-        telemetry: tokio::spawn(async move {
-            if tokio::time::timeout(ALARM_SESSION_HEAD_START, alarm_session.wait_ready())
-                .await
-                .is_err()
-            {
-                tracing::warn!(
-                    waited_ms = ALARM_SESSION_HEAD_START.as_millis() as u64,
-                    "alarm session not ready; connecting the telemetry session anyway"
-                );
-            }
-            telemetry_poller.await;
-        }),
+        // The alarm session connects first, at start and after every outage: the broker then
+        // hands over the queued alarms before it starts pushing the telemetry backlog (rumqttc
+        // connects on a poll). A broker that refuses the alarm session must not stop telemetry.
+        telemetry: tokio::spawn(run_poller(
+            eventloop,
+            client,
+            intake_tx,
+            stop_rx.clone(),
+            mqtt.telemetry.clone(),
+            Some(mqtt.alarms.clone()),
+            metrics.clone(),
+            clock.clone(),
+        )),
         alarms: tokio::spawn(run_poller(
             alarm_eventloop,
             alarm_client,
             alarm_intake_tx,
             stop_rx,
             mqtt.alarms.clone(),
+            None,
             metrics.clone(),
             clock.clone(),
         )),

@@ -18,13 +18,13 @@
 //! the socket fills and TCP slows the broker.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use protocol::{DeviceId, Downlink, DownlinkBody, MAX_DOWNLINK_LEN, Topic, encode_downlink};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{Filter, Packet, Publish, SubscribeReasonCode};
-use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
+use rumqttc::v5::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions};
 use rumqttc::{Outgoing, TlsConfiguration, Transport};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
@@ -162,12 +162,56 @@ pub struct MqttState {
     pub connection: AtomicU64,
     pub connected: AtomicBool,
     pub subscribed: AtomicBool,
-    /// Woken each time the session becomes ready (connected and subscribed).
-    became_ready: Notify,
+    /// How the last connection attempt ended (an [`Attempt`]), for the telemetry session's
+    /// wait on the alarm session.
+    last_attempt: AtomicU8,
+    /// Woken each time the session becomes ready or an attempt fails.
+    status_changed: Notify,
     /// Bytes of publishes forwarded and not yet let go of by the committer: the poller takes,
     /// [`InFlightCharge`] gives back. One permit is one byte.
     in_flight: Arc<Semaphore>,
     in_flight_capacity: usize,
+}
+
+/// How a session's last connection attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Attempt {
+    NotYet = 0,
+    Connected = 1,
+    /// The broker could not be reached or the connection dropped.
+    Unreachable = 2,
+    /// The broker answered and said no (credentials, TLS, an unexpected packet).
+    Refused = 3,
+}
+
+impl Attempt {
+    fn from_u8(value: u8) -> Self {
+        match value {
+            1 => Self::Connected,
+            2 => Self::Unreachable,
+            3 => Self::Refused,
+            _ => Self::NotYet,
+        }
+    }
+
+    fn of(error: &ConnectionError) -> Self {
+        match error {
+            ConnectionError::ConnectionRefused(_) | ConnectionError::NotConnAck(_) | ConnectionError::Tls(_) => {
+                Self::Refused
+            }
+            _ => Self::Unreachable,
+        }
+    }
+}
+
+/// Why the telemetry session stopped waiting for the alarm session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadStart {
+    Ready,
+    Refused,
+    NotSubscribed,
+    GaveUp,
 }
 
 /// What a publish is charged against the in-flight budget besides its topic and payload: the
@@ -183,7 +227,8 @@ impl MqttState {
             connection: AtomicU64::new(0),
             connected: AtomicBool::new(false),
             subscribed: AtomicBool::new(false),
-            became_ready: Notify::new(),
+            last_attempt: AtomicU8::new(Attempt::NotYet as u8),
+            status_changed: Notify::new(),
             in_flight: Arc::new(Semaphore::new(capacity)),
             in_flight_capacity: capacity,
         }
@@ -193,21 +238,54 @@ impl MqttState {
         self.connected.load(Ordering::Relaxed) && self.subscribed.load(Ordering::Relaxed)
     }
 
-    /// Returns once the session is connected and subscribed.
-    pub async fn wait_ready(&self) {
-        loop {
-            let notified = self.became_ready.notified();
-            if self.ready() {
-                return;
-            }
-            notified.await;
-        }
-    }
-
     fn mark_ready(&self, metrics: &Metrics) {
         self.subscribed.store(true, Ordering::Release);
         self.set_connected_metric(metrics, true);
-        self.became_ready.notify_waiters();
+        self.status_changed.notify_waiters();
+    }
+
+    fn last_attempt(&self) -> Attempt {
+        Attempt::from_u8(self.last_attempt.load(Ordering::Acquire))
+    }
+
+    fn record_attempt(&self, attempt: Attempt) {
+        self.last_attempt.store(attempt as u8, Ordering::Release);
+        self.status_changed.notify_waiters();
+    }
+
+    /// Waits before the telemetry session (re)connects until this (the alarm) session is ready,
+    /// so after any outage the broker hands over the queued alarms before the telemetry backlog.
+    /// Waits as long as the broker cannot be reached (telemetry could not connect either), but
+    /// not for a session the broker refuses or does not subscribe within `grace`, and never
+    /// longer than `cap` in all: telemetry must not stop because the alarm session did.
+    pub async fn head_start(&self, grace: Duration, cap: Duration) -> HeadStart {
+        let waited = tokio::time::Instant::now();
+        let mut connected_since: Option<tokio::time::Instant> = None;
+        loop {
+            let changed = self.status_changed.notified();
+            if self.ready() {
+                return HeadStart::Ready;
+            }
+            let mut left = cap.saturating_sub(waited.elapsed());
+            match self.last_attempt() {
+                Attempt::Refused => return HeadStart::Refused,
+                Attempt::Connected => {
+                    let since = *connected_since.get_or_insert_with(tokio::time::Instant::now);
+                    left = left.min(grace.saturating_sub(since.elapsed()));
+                    if left.is_zero() {
+                        return HeadStart::NotSubscribed;
+                    }
+                }
+                Attempt::NotYet | Attempt::Unreachable => connected_since = None,
+            }
+            if left.is_zero() {
+                return HeadStart::GaveUp;
+            }
+            tokio::select! {
+                () = changed => {}
+                () = tokio::time::sleep(left) => {}
+            }
+        }
     }
 
     fn not_ready_reason(&self) -> Option<&'static str> {
@@ -423,23 +501,58 @@ pub fn spawn_outbound(
     (outbound, task)
 }
 
+/// How long the telemetry session waits for a connected alarm session to be subscribed.
+const ALARM_SUBSCRIBE_GRACE: Duration = Duration::from_secs(2);
+/// The longest the telemetry session waits for the alarm session before connecting anyway.
+const ALARM_HEAD_START_CAP: Duration = Duration::from_secs(30);
+
+/// The longest pause between connection attempts. The alarm session retries every second at
+/// most: each second it is away is a second every queued alarm waits.
+fn max_backoff(lane: Lane) -> Duration {
+    match lane {
+        Lane::Alarms => Duration::from_secs(1),
+        Lane::Telemetry => Duration::from_secs(5),
+    }
+}
+
 /// Polls the event loop: forwards publishes to the committer until `stop` turns true,
 /// then keeps polling (so acks and the disconnect go out) until the disconnect is sent.
+/// With `after`, every (re)connect first waits for that session ([`MqttState::head_start`]).
+#[allow(clippy::too_many_arguments)]
 pub async fn run_poller(
     mut eventloop: EventLoop,
     client: AsyncClient,
     forward: mpsc::Sender<Incoming>,
     mut stop: watch::Receiver<bool>,
     state: Arc<MqttState>,
+    after: Option<Arc<MqttState>>,
     metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
 ) {
     let mut forward = Some(forward);
     let mut backoff = Duration::from_millis(100);
+    let mut connecting = true;
     loop {
         if forward.is_some() && *stop.borrow() {
             tracing::info!("MQTT intake stopped; finishing acks before disconnect");
             forward = None;
+        }
+        if let (true, Some(first), Some(_)) = (connecting, after.as_ref(), forward.as_ref()) {
+            connecting = false;
+            let verdict = tokio::select! {
+                verdict = first.head_start(ALARM_SUBSCRIBE_GRACE, ALARM_HEAD_START_CAP) => Some(verdict),
+                _ = stop.changed() => None,
+            };
+            match verdict {
+                Some(HeadStart::Ready) => {}
+                Some(verdict) => tracing::warn!(
+                    ?verdict,
+                    session = state.lane.name(),
+                    waiting_for = first.lane.name(),
+                    "that session is not ready; connecting anyway"
+                ),
+                None => continue,
+            }
         }
         let event = tokio::select! {
             changed = stop.changed(), if forward.is_some() => {
@@ -502,6 +615,7 @@ pub async fn run_poller(
                 backoff = Duration::from_millis(100);
                 state.connection.fetch_add(1, Ordering::AcqRel);
                 state.connected.store(true, Ordering::Release);
+                state.record_attempt(Attempt::Connected);
                 tracing::info!(
                     session_present = connack.session_present,
                     session = state.lane.name(),
@@ -540,6 +654,8 @@ pub async fn run_poller(
                 let was_connected = state.connected.swap(false, Ordering::AcqRel);
                 state.subscribed.store(false, Ordering::Release);
                 state.set_connected_metric(&metrics, false);
+                state.record_attempt(Attempt::of(&e));
+                connecting = true;
                 let session = state.lane.name();
                 if forward.is_none() {
                     tracing::info!(error = %e, session, "connection ended while stopping");
@@ -554,7 +670,7 @@ pub async fn run_poller(
                     () = tokio::time::sleep(backoff) => {}
                     _ = stop.changed() => {}
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                backoff = (backoff * 2).min(max_backoff(state.lane));
             }
         }
     }
@@ -635,21 +751,69 @@ mod tests {
     fn publish(topic: &str, payload_len: usize) -> Publish {
         Publish::new(topic, QoS::AtLeastOnce, vec![7u8; payload_len], None)
     }
+    fn refused() -> ConnectionError {
+        ConnectionError::ConnectionRefused(rumqttc::v5::mqttbytes::v5::ConnectReturnCode::NotAuthorized)
+    }
 
-    #[tokio::test]
-    async fn waiting_for_a_session_ends_when_it_is_ready() {
-        let state = Arc::new(MqttState::new(Lane::Alarms, 4096));
+    fn unreachable() -> ConnectionError {
+        ConnectionError::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))
+    }
+
+    const GRACE: Duration = Duration::from_secs(2);
+    const CAP: Duration = Duration::from_secs(30);
+
+    #[tokio::test(start_paused = true)]
+    async fn telemetry_waits_for_the_alarm_session_while_the_broker_is_unreachable() {
+        let alarms = Arc::new(MqttState::new(Lane::Alarms, 4096));
+        alarms.record_attempt(Attempt::of(&unreachable()));
         let waiter = tokio::spawn({
-            let state = state.clone();
-            async move { state.wait_ready().await }
+            let alarms = alarms.clone();
+            async move { alarms.head_start(GRACE, CAP).await }
         });
-        tokio::task::yield_now().await;
+        // Past the grace: an unreachable broker is waited out, not timed out.
+        tokio::time::sleep(Duration::from_secs(10)).await;
         assert!(!waiter.is_finished());
-        state.connected.store(true, Ordering::Release);
-        state.mark_ready(&Metrics::new());
-        waiter.await.unwrap();
-        // Already ready: returns at once.
-        state.wait_ready().await;
+        alarms.record_attempt(Attempt::of(&unreachable()));
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(!waiter.is_finished());
+        alarms.connected.store(true, Ordering::Release);
+        alarms.record_attempt(Attempt::Connected);
+        alarms.mark_ready(&Metrics::new());
+        assert_eq!(waiter.await.unwrap(), HeadStart::Ready);
+        // Already ready: at once.
+        assert_eq!(alarms.head_start(GRACE, CAP).await, HeadStart::Ready);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn telemetry_does_not_wait_for_an_alarm_session_the_broker_refuses() {
+        let alarms = Arc::new(MqttState::new(Lane::Alarms, 4096));
+        let waiter = tokio::spawn({
+            let alarms = alarms.clone();
+            async move { alarms.head_start(GRACE, CAP).await }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!waiter.is_finished(), "the alarm session has not tried yet");
+        alarms.record_attempt(Attempt::of(&refused()));
+        assert_eq!(waiter.await.unwrap(), HeadStart::Refused);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn telemetry_waits_only_a_grace_for_an_alarm_subscription() {
+        let alarms = MqttState::new(Lane::Alarms, 4096);
+        alarms.connected.store(true, Ordering::Release);
+        alarms.record_attempt(Attempt::Connected);
+        let started = tokio::time::Instant::now();
+        assert_eq!(alarms.head_start(GRACE, CAP).await, HeadStart::NotSubscribed);
+        assert_eq!(started.elapsed(), GRACE);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn telemetry_connects_anyway_after_the_cap() {
+        let alarms = MqttState::new(Lane::Alarms, 4096);
+        alarms.record_attempt(Attempt::of(&unreachable()));
+        let started = tokio::time::Instant::now();
+        assert_eq!(alarms.head_start(GRACE, CAP).await, HeadStart::GaveUp);
+        assert_eq!(started.elapsed(), CAP);
     }
 
     #[tokio::test]
