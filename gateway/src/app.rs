@@ -21,11 +21,12 @@ use crate::ingest::mqtt::{Lane, MqttSessions, PerLane, mqtt_options, run_poller,
 use crate::metrics::{IngestStats, Metrics};
 use crate::reports::apply::{ImportCounts, RegisterChange};
 use crate::reports::import::LineError;
-use crate::store::PgBlocking;
+use crate::store::pg_reader::PgReader;
 use crate::store::postgres::{PgError, PgStore, PgStoreOptions};
 use crate::store::{
     AccessChange, AccessRefusal, AlertChangesSince, AlertPage, AlertQuery, AuditEntry, Store, StoreError,
 };
+use crate::store::{ConsoleReads, PgBlocking};
 use crate::writer::backend::{CommitterStore, LeadingPg, LeaseMemory};
 use crate::writer::committer::{Command, Committer, OpenCommitterStore};
 use crate::writer::core::{AssignmentChange, Core, OperatorError};
@@ -121,7 +122,7 @@ pub async fn spawn_with_engine(
                 Core::open(store, engine_config, now).map_err(StartError::Engine)
             })
             .await??;
-            launch(config, core, open_store, clock).await
+            launch(config, core, open_store, None, clock).await
         }
         crate::config::StoreKind::Postgres => {
             let pg = config.store.postgres_config()?;
@@ -135,9 +136,10 @@ pub async fn spawn_with_engine(
                 .await?
                 .map_err(StartError::Engine)?;
             let runtime = tokio::runtime::Handle::current();
+            let reader = Arc::new(PgReader::new(pg.clone(), options.clone(), runtime.clone()));
             let open_store: OpenCommitterStore<LeadingPg> =
                 Arc::new(move || LeadingPg::connect(&pg, options.clone(), memory.clone(), runtime.clone()));
-            launch(config, core, open_store, clock).await
+            launch(config, core, open_store, Some(reader), clock).await
         }
     }
 }
@@ -196,6 +198,7 @@ async fn launch<S: CommitterStore>(
     config: Config,
     core: Core<S>,
     open_store: OpenCommitterStore<S>,
+    pg_reader: Option<Arc<PgReader>>,
     clock: Arc<dyn Clock>,
 ) -> Result<GatewayHandle, StartError> {
     let options = PerLane {
@@ -285,6 +288,7 @@ async fn launch<S: CommitterStore>(
     let client = GatewayClient {
         http_addr,
         store,
+        pg_reader,
         metrics: metrics.clone(),
         mqtt: mqtt.clone(),
         commands: commands_tx,
@@ -343,6 +347,8 @@ async fn launch<S: CommitterStore>(
 pub struct GatewayClient {
     http_addr: SocketAddr,
     store: Arc<SharedStore>,
+    /// The console's reads on PostgreSQL (`None` on redb: they read `store`).
+    pg_reader: Option<Arc<PgReader>>,
     metrics: Arc<Metrics>,
     mqtt: Arc<MqttSessions>,
     commands: mpsc::Sender<Command>,
@@ -374,6 +380,15 @@ impl GatewayClient {
     /// it go: holding it keeps the old database open and delays the reopen.
     pub fn store(&self) -> Result<Arc<Store>, StoreUnavailable> {
         self.store.get()
+    }
+
+    /// What the console, the API and the live stream read, on either store. A read is
+    /// blocking and brief: from async code call it in `spawn_blocking`.
+    pub fn reads(&self) -> Result<Arc<dyn ConsoleReads>, StoreUnavailable> {
+        match &self.pg_reader {
+            Some(reader) => Ok(reader.clone()),
+            None => Ok(self.store.get()?),
+        }
     }
 
     pub fn stats(&self) -> IngestStats {
@@ -414,20 +429,20 @@ impl GatewayClient {
     /// first, at most `limit` (capped at [`crate::store::MAX_ALERT_CHANGES_PAGE`]). A store
     /// read: blocking, brief; from async code call it in `spawn_blocking`.
     pub fn alert_changes_since(&self, after: u64, limit: usize) -> Result<AlertChangesSince, OperatorError> {
-        let store = self.store().map_err(|e| OperatorError::Unavailable(e.to_string()))?;
-        Ok(Store::alert_changes_since(&store, after, limit)?)
+        let store = self.reads().map_err(|e| OperatorError::Unavailable(e.to_string()))?;
+        Ok(store.alert_changes_since(after, limit)?)
     }
 
     /// One page of alerts for the operators' API (filters, order, cursor: [`AlertQuery`]).
     /// A store read, like [`GatewayClient::alert_changes_since`].
     pub fn alert_page(&self, query: &AlertQuery) -> Result<AlertPage, OperatorError> {
-        let store = self.store().map_err(|e| OperatorError::Unavailable(e.to_string()))?;
+        let store = self.reads().map_err(|e| OperatorError::Unavailable(e.to_string()))?;
         Ok(store.alert_page(query)?)
     }
 
     /// One alert with its whole history; `None` for an id never allocated.
     pub fn alert(&self, id: AlertId) -> Result<Option<Alert>, OperatorError> {
-        let store = self.store().map_err(|e| OperatorError::Unavailable(e.to_string()))?;
+        let store = self.reads().map_err(|e| OperatorError::Unavailable(e.to_string()))?;
         Ok(store.alert(id)?)
     }
 

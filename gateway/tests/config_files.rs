@@ -327,7 +327,7 @@ fn check_config_prints_the_effective_config_without_the_password() {
 }
 
 #[test]
-fn a_postgres_store_is_read_printed_without_its_password_and_refused_by_run() {
+fn a_postgres_store_is_read_printed_without_its_password_and_waited_for_by_run() {
     let dir = tempfile::tempdir().unwrap();
     let file = write(
         dir.path(),
@@ -348,16 +348,34 @@ fn a_postgres_store_is_read_printed_without_its_password_and_refused_by_run() {
         "{stdout}"
     );
     assert!(!stdout.contains("pg-s3cret"), "{stdout}");
-    // Until the writer runs on PostgreSQL, `run` says so instead of quietly using redb.
-    let output = binary()
+    // Unreachable, the database is retried (a standby waits for it as for a lease), saying so
+    // without the password, and a SIGTERM ends the wait. Nothing falls back to redb.
+    let log = dir.path().join("run.log");
+    let mut child = binary()
         .args(["run", "--config", &file.display().to_string()])
         .env("TEC_GATEWAY_DATA", dir.path().join("data"))
         .env("TEC_GATEWAY_HTTP", "127.0.0.1:0")
-        .output()
+        // Nothing listens on the URL's port 5432 here: 127.0.0.1 refuses at once.
+        .stderr(std::fs::File::create(&log).unwrap())
+        .stdout(std::process::Stdio::null())
+        .spawn()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "{stderr}");
-    assert!(stderr.contains("not served yet"), "{stderr}");
+    let started = std::time::Instant::now();
+    let mut stderr = String::new();
+    while !stderr.contains("cannot reach PostgreSQL; retrying") {
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "{stderr}");
+        assert!(child.try_wait().unwrap().is_none(), "run exited: {stderr}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        stderr = std::fs::read_to_string(&log).unwrap();
+    }
+    let terminated = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(terminated.success());
+    let status = child.wait().unwrap();
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    assert!(status.success(), "{status}: {stderr}");
     assert!(!stderr.contains("pg-s3cret"), "{stderr}");
     assert!(!dir.path().join("data").exists(), "a redb store was created");
 }

@@ -124,7 +124,7 @@ pub async fn start_session(
         });
     }
     // The same work whether or not the user exists: unknown users are checked against a dummy hash.
-    let store = state.client.store().map_err(ApiError::unavailable)?;
+    let store = state.client.reads().map_err(ApiError::unavailable)?;
     let user = match &username {
         Some(name) => store.user(name).map_err(ApiError::unavailable)?,
         None => None,
@@ -237,7 +237,7 @@ pub async fn set_password(state: &ApiState, caller: &Caller, request: PasswordCh
     if request.new_password == request.old_password {
         return Err(ApiError::bad_request("the new password must differ from the old one"));
     }
-    let store = state.client.store().map_err(ApiError::unavailable)?;
+    let store = state.client.reads().map_err(ApiError::unavailable)?;
     let user = store
         .user(&caller.username)
         .map_err(ApiError::unavailable)?
@@ -327,7 +327,7 @@ pub async fn list_users(State(state): State<ApiState>) -> Result<Response, ApiEr
 
 /// Every user, by name, as the API and the users page show them.
 pub fn user_views(state: &ApiState) -> Result<Vec<UserView>, ApiError> {
-    let store = state.client.store().map_err(ApiError::unavailable)?;
+    let store = state.client.reads().map_err(ApiError::unavailable)?;
     let users = store.users().map_err(ApiError::unavailable)?;
     Ok(users.iter().map(UserView::from).collect())
 }
@@ -541,7 +541,7 @@ async fn existing_user(state: &ApiState, path: Result<Path<String>, PathRejectio
 /// The user `name`, as stored: 400 for a name that cannot exist, 404 for one that does not.
 fn user_named(state: &ApiState, name: String) -> Result<UserRecord, ApiError> {
     let name = Username::new(name).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let store = state.client.store().map_err(ApiError::unavailable)?;
+    let store = state.client.reads().map_err(ApiError::unavailable)?;
     let user = store.user(&name).map_err(ApiError::unavailable)?;
     drop(store);
     user.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no user {name}")))
@@ -751,7 +751,7 @@ pub async fn read_audit_trail(
         .record(caller, Action::ReadAuditTrail, Some(&query.resident), target.as_deref())
         .await
         .map_err(write_failed)?;
-    let store = state.client.store().map_err(ApiError::unavailable)?;
+    let store = state.client.reads().map_err(ApiError::unavailable)?;
     let mut entries = store
         .audit_for_resident(&query.resident)
         .map_err(ApiError::unavailable)?;
@@ -773,6 +773,7 @@ pub async fn audit_verify(
 /// The API and the audit page.
 pub async fn check_audit_chain(state: &ApiState, caller: &Caller) -> Result<ChainReport, ApiError> {
     let report = {
+        // The retention's audit checkpoint is kept on redb only so far.
         let store = state.client.store().map_err(ApiError::unavailable)?;
         let raw = store.audit_raw().map_err(ApiError::unavailable)?;
         let checkpoint = store.audit_checkpoint().map_err(ApiError::unavailable)?;

@@ -27,7 +27,6 @@ use super::token::token_hash;
 use super::{AccessSettings, Role, Username};
 use crate::app::GatewayClient;
 use crate::domain::Clock;
-use crate::store::AccessStore;
 
 /// Every API path starts with this.
 pub const API_PREFIX: &str = "/api/v1";
@@ -403,7 +402,7 @@ fn authorise(gate: &Gate, request: &Request) -> Result<Option<Caller>, ApiError>
 /// 401. Shared by the API guard and the console's page gate.
 pub fn session_user(state: &ApiState, token: &str) -> Result<crate::store::UserRecord, ApiError> {
     let hash = token_hash(token);
-    let store = state.client.store().map_err(ApiError::unavailable)?;
+    let store = state.client.reads().map_err(ApiError::unavailable)?;
     let session = store.session(&hash).map_err(ApiError::unavailable)?;
     let now = state.clock.now();
     let session = session
@@ -463,6 +462,25 @@ fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
 /// A store read off the async threads: 503 when the store is unavailable or the read fails
 /// (logged with `what`).
 pub async fn read_store<T: Send + 'static>(
+    state: &ApiState,
+    what: &'static str,
+    query: impl FnOnce(&dyn crate::store::ConsoleReads) -> Result<T, crate::store::StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let client = state.client.clone();
+    tokio::task::spawn_blocking(move || {
+        let store = client.reads().map_err(ApiError::unavailable)?;
+        query(&*store).map_err(|e| {
+            tracing::error!(error = %e, what, "store read failed");
+            ApiError::unavailable(e)
+        })
+    })
+    .await
+    .map_err(ApiError::unavailable)?
+}
+
+/// [`read_store`] for what only the redb store keeps so far (the reports' daily activity,
+/// the unreadable-record registry): 503 naming PostgreSQL on a PostgreSQL gateway.
+pub async fn read_redb_store<T: Send + 'static>(
     state: &ApiState,
     what: &'static str,
     query: impl FnOnce(&crate::store::Store) -> Result<T, crate::store::StoreError> + Send + 'static,

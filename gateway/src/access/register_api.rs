@@ -73,7 +73,7 @@ pub async fn import_assignments(
 ) -> Result<Response, ApiError> {
     let client = state.client.clone();
     let prepared = tokio::task::spawn_blocking(move || {
-        let store = client.store().map_err(ApiError::unavailable)?;
+        let store = client.reads().map_err(ApiError::unavailable)?;
         let people = store.people().map_err(ApiError::unavailable)?;
         let stored = store.all_assignments().map_err(ApiError::unavailable)?;
         Ok::<_, ApiError>(prepare_assignments(&body, &known_people(&people), &stored))

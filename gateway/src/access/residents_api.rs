@@ -23,7 +23,7 @@ use crate::domain::{
     Alert, AlertKind, Assignment, CareProfile, DeviceRecord, EventBody, EventKey, OnlineState, Resident, ResidentId,
     Responder, Timestamp,
 };
-use crate::store::{AlertFilter, EventFilter, EventRead, Store, StoreError, Unreadable};
+use crate::store::{AlertFilter, ConsoleReads, EventFilter, EventRead, StoreError, Unreadable};
 use crate::writer::core::{AssignmentChange, OperatorError};
 
 /// Longest display name, address, access notes (characters), responders and their fields.
@@ -95,12 +95,12 @@ fn audit_failed(error: OperatorError) -> ApiError {
 /// One store query off the async runtime; the store is dropped when it returns.
 async fn read<T: Send + 'static>(
     state: &ApiState,
-    query: impl FnOnce(&Store) -> Result<T, ApiError> + Send + 'static,
+    query: impl FnOnce(&dyn ConsoleReads) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     let client = state.client.clone();
     tokio::task::spawn_blocking(move || {
-        let store = client.store().map_err(ApiError::unavailable)?;
-        query(&store)
+        let store = client.reads().map_err(ApiError::unavailable)?;
+        query(&*store)
     })
     .await
     .map_err(ApiError::unavailable)?
@@ -192,7 +192,7 @@ fn alert_summary(alert: &Alert) -> AlertSummary {
 }
 
 /// Devices currently assigned to each resident, with their records: one scan of the register.
-fn current_devices(store: &Store, now: Timestamp) -> Result<Vec<(ResidentId, DeviceRecord)>, StoreError> {
+fn current_devices(store: &dyn ConsoleReads, now: Timestamp) -> Result<Vec<(ResidentId, DeviceRecord)>, StoreError> {
     let mut found = Vec::new();
     for device in store.devices()? {
         if let Some(resident) = store.resident_for(&device.id, now)? {
@@ -223,7 +223,12 @@ pub async fn resident_list(state: &ApiState, caller: &Caller) -> Result<Vec<Resi
     let list = read(state, move |store| {
         let residents = store.residents().map_err(store_err)?;
         let devices = current_devices(store, now).map_err(store_err)?;
-        let open = store.open_alerts().map_err(store_err)?;
+        let open = store
+            .alerts(&AlertFilter {
+                open_only: true,
+                ..AlertFilter::default()
+            })
+            .map_err(store_err)?;
         Ok(residents
             .into_iter()
             .map(|resident| {
@@ -770,7 +775,12 @@ pub async fn fleet_health_report(state: &ApiState, silent_days: u32) -> Result<F
     let (devices, open) = read(state, |store| {
         Ok((
             store.devices().map_err(store_err)?,
-            store.open_alerts().map_err(store_err)?,
+            store
+                .alerts(&AlertFilter {
+                    open_only: true,
+                    ..AlertFilter::default()
+                })
+                .map_err(store_err)?,
         ))
     })
     .await?;
@@ -982,7 +992,7 @@ impl History {
 
 /// Up to `limit` events of the resident after the cursor matching the kinds, in store order,
 /// and the records that could not be read on the way.
-fn read_history(store: &Store, resident: &ResidentId, query: &HistoryQuery) -> Result<History, StoreError> {
+fn read_history(store: &dyn ConsoleReads, resident: &ResidentId, query: &HistoryQuery) -> Result<History, StoreError> {
     let filter = EventFilter {
         resident: Some(resident.clone()),
         since: query.since,
@@ -999,7 +1009,7 @@ fn read_history(store: &Store, resident: &ResidentId, query: &HistoryQuery) -> R
 /// the cursor's millisecond on; one millisecond may hold more events than a chunk, and then
 /// the chunk grows. Shared by the resident history and the inspection API.
 pub(crate) fn events_after(
-    store: &Store,
+    store: &dyn ConsoleReads,
     filter: &EventFilter,
     mut after: Option<EventPosition>,
     limit: usize,

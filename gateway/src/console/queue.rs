@@ -69,7 +69,7 @@ async fn resident_names(state: &ApiState, queue: &AlertPage, operator: bool) -> 
     let ids: Vec<ResidentId> = queue.alerts.iter().filter_map(|a| a.resident.clone()).collect();
     let client = state.client.clone();
     tokio::task::spawn_blocking(move || {
-        let Ok(store) = client.store() else {
+        let Ok(store) = client.reads() else {
             return HashMap::new();
         };
         ids.into_iter()

@@ -189,7 +189,7 @@ async fn read_input(state: &ApiState) -> Result<WorklistInput, ApiError> {
     let now = state.clock.now();
     let low_battery_percent = state.client.low_battery_percent();
     tokio::task::spawn_blocking(move || {
-        let store = client.store().map_err(ApiError::unavailable)?;
+        let store = client.reads().map_err(ApiError::unavailable)?;
         let devices = store.devices().map_err(ApiError::unavailable)?;
         let mut wearer = HashMap::new();
         for device in &devices {

@@ -11,6 +11,7 @@ mod alert_queries;
 mod backup;
 mod error;
 /// The PostgreSQL store (issue 12), beside redb; see `docs/postgres.md`.
+pub mod pg_reader;
 pub mod postgres;
 mod problems;
 mod queries;
@@ -47,7 +48,7 @@ pub use backup::{
 pub use error::{StoreError, Unreadable};
 pub use retention::{AuditCheckpoint, CompactedEvents, ErasureState, ErasureStep, Progress};
 pub use schema::SCHEMA_VERSION;
-pub use seam::{CommitOutcome, PgBlocking, PgTxn, ReadStore, WriteStore, WriteTxn};
+pub use seam::{CommitOutcome, ConsoleReads, PgBlocking, PgTxn, ReadStore, WriteStore, WriteTxn};
 pub use write::{InsertOutcome, NewEvent, WriteBatch};
 
 use problems::Problems;

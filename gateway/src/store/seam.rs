@@ -16,7 +16,8 @@ use tokio::runtime::Handle;
 
 use super::postgres::{self, PgStore, PgWriteBatch};
 use super::{
-    AlertPage, AlertQuery, EventFilter, EventPage, InsertOutcome, NewEvent, Store, StoreError, Unreadable, WriteBatch,
+    AlertChangesSince, AlertFilter, AlertPage, AlertQuery, EventFilter, EventPage, InsertOutcome, NewEvent, Store,
+    StoreError, Unreadable, WriteBatch,
 };
 use crate::domain::{Alert, AlertId, Assignment, DeviceRecord, QuarantineRecord, Resident, ResidentId, Timestamp};
 use crate::reports::register::PersonRecord;
@@ -103,6 +104,11 @@ pub trait WriteStore {
     fn engine_state(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
 }
 
+/// Everything the console, the HTTP API and the live stream read, from either store.
+pub trait ConsoleReads: ReadStore + super::AccessStore + Send + Sync {}
+
+impl<T: ReadStore + super::AccessStore + Send + Sync> ConsoleReads for T {}
+
 /// What the console reads (the rest of the read side is listed in `docs/postgres.md`).
 pub trait ReadStore {
     /// One page of the alerts `query` selects: the operators' queue, or any filtered list.
@@ -123,6 +129,20 @@ pub trait ReadStore {
     fn all_assignments(&self) -> Result<Vec<Assignment>, StoreError>;
     /// Every readable care-register record, by person id and role.
     fn people(&self) -> Result<Vec<PersonRecord>, StoreError>;
+    /// The resident the device was assigned to at `at`.
+    fn resident_for(&self, device: &DeviceId, at: Timestamp) -> Result<Option<ResidentId>, StoreError>;
+    /// One alert with its whole history; `None` for an id never allocated.
+    fn alert(&self, id: AlertId) -> Result<Option<Alert>, StoreError>;
+    /// Alerts matching `filter`, in id order.
+    fn alerts(&self, filter: &AlertFilter) -> Result<Vec<Alert>, StoreError>;
+    fn residents_with_open_alerts(&self) -> Result<Vec<ResidentId>, StoreError>;
+    /// The newest quarantined payloads first, at most `limit`.
+    fn quarantined(&self, limit: Option<usize>) -> Result<Vec<QuarantineRecord>, StoreError>;
+    fn quarantine_len(&self) -> Result<u64, StoreError>;
+    fn event_count(&self) -> Result<u64, StoreError>;
+    /// The alert-change log after `after`, for a live client resuming (`Last-Event-ID`).
+    fn alert_changes_since(&self, after: u64, limit: usize) -> Result<AlertChangesSince, StoreError>;
+    fn last_alert_change_seq(&self) -> Result<u64, StoreError>;
 }
 
 impl ReadStore for Store {
@@ -161,6 +181,42 @@ impl ReadStore for Store {
     fn people(&self) -> Result<Vec<PersonRecord>, StoreError> {
         Store::people(self)
     }
+
+    fn resident_for(&self, device: &DeviceId, at: Timestamp) -> Result<Option<ResidentId>, StoreError> {
+        Store::resident_for(self, device, at)
+    }
+
+    fn alert(&self, id: AlertId) -> Result<Option<Alert>, StoreError> {
+        Store::alert(self, id)
+    }
+
+    fn alerts(&self, filter: &AlertFilter) -> Result<Vec<Alert>, StoreError> {
+        Store::alerts(self, filter)
+    }
+
+    fn residents_with_open_alerts(&self) -> Result<Vec<ResidentId>, StoreError> {
+        Store::residents_with_open_alerts(self)
+    }
+
+    fn quarantined(&self, limit: Option<usize>) -> Result<Vec<QuarantineRecord>, StoreError> {
+        Store::quarantined(self, limit)
+    }
+
+    fn quarantine_len(&self) -> Result<u64, StoreError> {
+        Store::quarantine_len(self)
+    }
+
+    fn event_count(&self) -> Result<u64, StoreError> {
+        Store::event_count(self)
+    }
+
+    fn alert_changes_since(&self, after: u64, limit: usize) -> Result<AlertChangesSince, StoreError> {
+        Store::alert_changes_since(self, after, limit)
+    }
+
+    fn last_alert_change_seq(&self) -> Result<u64, StoreError> {
+        Store::last_alert_change_seq(self)
+    }
 }
 
 impl ReadStore for PgBlocking {
@@ -198,6 +254,42 @@ impl ReadStore for PgBlocking {
 
     fn people(&self) -> Result<Vec<PersonRecord>, StoreError> {
         Ok(self.block_on(self.store.people())?)
+    }
+
+    fn resident_for(&self, device: &DeviceId, at: Timestamp) -> Result<Option<ResidentId>, StoreError> {
+        Ok(self.block_on(self.store.resident_for(device, at))?)
+    }
+
+    fn alert(&self, id: AlertId) -> Result<Option<Alert>, StoreError> {
+        Ok(self.block_on(self.store.alert(id))?)
+    }
+
+    fn alerts(&self, filter: &AlertFilter) -> Result<Vec<Alert>, StoreError> {
+        Ok(self.block_on(self.store.alerts(filter))?)
+    }
+
+    fn residents_with_open_alerts(&self) -> Result<Vec<ResidentId>, StoreError> {
+        Ok(self.block_on(self.store.residents_with_open_alerts())?)
+    }
+
+    fn quarantined(&self, limit: Option<usize>) -> Result<Vec<QuarantineRecord>, StoreError> {
+        Ok(self.block_on(self.store.quarantined(limit))?)
+    }
+
+    fn quarantine_len(&self) -> Result<u64, StoreError> {
+        Ok(self.block_on(self.store.quarantine_len())?)
+    }
+
+    fn event_count(&self) -> Result<u64, StoreError> {
+        Ok(self.block_on(self.store.event_count())?)
+    }
+
+    fn alert_changes_since(&self, after: u64, limit: usize) -> Result<AlertChangesSince, StoreError> {
+        Ok(self.block_on(self.store.alert_changes_since(after, limit))?)
+    }
+
+    fn last_alert_change_seq(&self) -> Result<u64, StoreError> {
+        Ok(self.block_on(self.store.last_alert_change_seq())?)
     }
 }
 

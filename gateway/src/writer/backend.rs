@@ -194,8 +194,9 @@ impl CommitterStore for LeadingPg {
     }
 
     fn alert_changes_since(&mut self, after: u64, limit: usize) -> Result<AlertChangesSince, StoreError> {
-        let runtime = self.store.runtime().clone();
-        Ok(runtime.block_on(self.store.store_mut().alert_changes_since(after, limit))?)
+        Ok(self
+            .store
+            .block_on(self.store.store().alert_changes_since(after, limit))?)
     }
 
     /// The PostgreSQL store reports an unreadable record with the read that met it (an error

@@ -13,6 +13,7 @@ mod error;
 mod lease;
 mod migrations;
 mod read;
+mod reads;
 mod register;
 mod write;
 
@@ -31,8 +32,8 @@ pub use migrations::PG_SCHEMA_VERSION;
 pub use write::{CommitOutcome, PgWriteBatch};
 
 use super::schema::{AlertHeader, decode_quarantine};
-use super::{AlertChangePage, AlertChangeRetention, AlertChangesSince, EventRead, MAX_ALERT_CHANGES_PAGE, Unreadable};
-use crate::domain::{Alert, AlertChange, AlertId, DeviceRecord, EventKey, QuarantineRecord, Transition};
+use super::{AlertChangeRetention, EventRead, Unreadable};
+use crate::domain::{Alert, AlertId, DeviceRecord, EventKey, QuarantineRecord, Transition};
 
 /// How a gateway uses its PostgreSQL store.
 #[derive(Debug, Clone)]
@@ -312,84 +313,6 @@ impl PgStore {
             what: "alert change seq",
             value: seq,
         })
-    }
-
-    /// Alert changes with a seq above `after`, oldest first, at most `limit` (capped at
-    /// [`MAX_ALERT_CHANGES_PAGE`]), as [`crate::store::Store::alert_changes_since`] gives them
-    /// on redb; read in one snapshot so the page and the log's bounds agree.
-    pub async fn alert_changes_since(&mut self, after: u64, limit: usize) -> Result<AlertChangesSince, PgError> {
-        let limit = limit.min(MAX_ALERT_CHANGES_PAGE);
-        let txn = self
-            .client
-            .build_transaction()
-            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await?;
-        let last: i64 = txn
-            .query_opt("SELECT value FROM tec_counters WHERE name = 'alert_change_seq'", &[])
-            .await?
-            .map(|row| row.try_get(0))
-            .transpose()?
-            .unwrap_or(0);
-        let last_seq = u64::try_from(last).map_err(|_| PgError::OutOfRange {
-            what: "alert change seq",
-            value: last,
-        })?;
-        if after > last_seq {
-            return Ok(AlertChangesSince::Ahead { last_seq });
-        }
-        let oldest: Option<i64> = txn
-            .query_one("SELECT min(seq) FROM alert_changes", &[])
-            .await?
-            .try_get(0)?;
-        let oldest_kept = oldest.and_then(|seq| u64::try_from(seq).ok()).unwrap_or(last_seq + 1);
-        if after.saturating_add(1) < oldest_kept {
-            return Ok(AlertChangesSince::TooOld { oldest_kept, last_seq });
-        }
-        let mut page = AlertChangePage {
-            next_after: after,
-            last_seq,
-            ..AlertChangePage::default()
-        };
-        if limit == 0 {
-            return Ok(AlertChangesSince::Changes(page));
-        }
-        // `after` is at most `last_seq`, which came from a bigint.
-        let from = i64::try_from(after).unwrap_or(i64::MAX);
-        let rows = txn
-            .query(
-                "SELECT seq, committed_at_ms, alert::text FROM alert_changes WHERE seq > $1 ORDER BY seq LIMIT $2",
-                &[&from, &i64::try_from(limit).unwrap_or(i64::MAX)],
-            )
-            .await?;
-        for row in &rows {
-            let seq: i64 = row.try_get(0)?;
-            let committed_at: i64 = row.try_get(1)?;
-            let seq = u64::try_from(seq).map_err(|_| PgError::OutOfRange {
-                what: "alert change seq",
-                value: seq,
-            })?;
-            page.next_after = seq;
-            let read = match from_json::<AlertHeader>("alert_changes", seq, row.try_get(2)?) {
-                Ok(header) => alert_from_header(&txn, header).await,
-                Err(unreadable) => Err(PgError::Unreadable(unreadable)),
-            };
-            match read {
-                Ok(alert) => page.changes.push(AlertChange {
-                    seq,
-                    committed_at: crate::domain::Timestamp::from_millis(committed_at),
-                    alert,
-                }),
-                Err(PgError::Unreadable(unreadable)) => {
-                    tracing::error!(%unreadable, "unreadable alert change in PostgreSQL");
-                    page.unreadable.push(unreadable);
-                }
-                Err(other) => return Err(other),
-            }
-        }
-        txn.commit().await?;
-        Ok(AlertChangesSince::Changes(page))
     }
 
     /// The server process serving this connection (for operators and tests that need to
