@@ -29,7 +29,10 @@ impl PgStore {
     pub async fn user(&self, username: &Username) -> Result<Option<UserRecord>, PgError> {
         let row = self
             .client
-            .query_opt("SELECT record::text FROM users WHERE username = $1", &[&username.as_str()])
+            .query_opt(
+                "SELECT record::text FROM users WHERE username = $1",
+                &[&username.as_str()],
+            )
             .await?;
         match row {
             Some(row) => Ok(Some(reported(from_json("users", username, row.try_get(0)?))?)),
@@ -58,7 +61,10 @@ impl PgStore {
     pub async fn session(&self, token_hash: &str) -> Result<Option<SessionRecord>, PgError> {
         let row = self
             .client
-            .query_opt("SELECT record::text FROM sessions WHERE token_hash = $1", &[&token_hash])
+            .query_opt(
+                "SELECT record::text FROM sessions WHERE token_hash = $1",
+                &[&token_hash],
+            )
             .await?;
         match row {
             Some(row) => Ok(Some(reported(from_json(
