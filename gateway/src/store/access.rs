@@ -25,7 +25,8 @@ use crate::domain::{ResidentId, Timestamp};
 
 /// `prev_hash` of the first audit entry.
 pub const AUDIT_GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
-const HEAD_KEY: &str = "head";
+/// The audit head's key (redb) or row name (PostgreSQL).
+pub(crate) const HEAD_KEY: &str = "head";
 
 /// A user as stored. The password is an argon2id PHC string, never the password.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,6 +176,25 @@ pub fn audit_hash(mut value: serde_json::Value) -> String {
     }
     let bytes = serde_json::to_vec(&value).unwrap_or_default();
     hex(&Sha256::digest(&bytes))
+}
+
+/// The entry `draft` becomes at `seq` after an entry hashed `prev_hash`, its hash computed: one
+/// rule for every store, so a chain verifies whichever store wrote it.
+pub(crate) fn chain_entry(seq: u64, prev_hash: &str, draft: &AuditDraft) -> Result<AuditEntry, serde_json::Error> {
+    let mut entry = AuditEntry {
+        seq,
+        at: draft.at,
+        username: draft.username.clone(),
+        role: draft.role.map(|role| role.as_str().to_owned()),
+        action: draft.action.clone(),
+        resident: draft.resident.as_ref().map(|r| r.as_str().to_owned()),
+        target: draft.target.clone(),
+        client: draft.client.clone(),
+        prev_hash: prev_hash.to_owned(),
+        hash: String::new(),
+    };
+    entry.hash = audit_hash(serde_json::to_value(&entry)?);
+    Ok(entry)
 }
 
 impl AccessStore for Store {
@@ -393,23 +413,10 @@ fn append_audit(txn: &WriteTransaction, drafts: &[AuditDraft]) -> Result<Vec<Aud
     let mut appended = Vec::with_capacity(drafts.len());
     for draft in drafts {
         seq += 1;
-        let mut entry = AuditEntry {
-            seq,
-            at: draft.at,
-            username: draft.username.clone(),
-            role: draft.role.map(|role| role.as_str().to_owned()),
-            action: draft.action.clone(),
-            resident: draft.resident.as_ref().map(|r| r.as_str().to_owned()),
-            target: draft.target.clone(),
-            client: draft.client.clone(),
-            prev_hash: prev_hash.clone(),
-            hash: String::new(),
-        };
-        let value = serde_json::to_value(&entry).map_err(|e| StoreError::Encode {
+        let entry = chain_entry(seq, &prev_hash, draft).map_err(|e| StoreError::Encode {
             table: "audit_log",
             detail: e.to_string(),
         })?;
-        entry.hash = audit_hash(value);
         log.insert(seq, to_json("audit_log", &entry)?.as_slice())?;
         prev_hash = entry.hash.clone();
         appended.push(entry);

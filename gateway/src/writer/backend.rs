@@ -36,8 +36,9 @@ pub trait CommitterStore: WriteStore + Send + Sized + 'static {
     fn keep_leading(&mut self) -> Result<(), StoreError>;
     /// At a clean stop: gives the writer lease up, so a standby need not wait for it to run out.
     fn step_down(&mut self) -> Result<(), StoreError>;
-    /// Users, sessions and the audit chain, in one transaction.
-    fn apply_access(&self, change: &AccessChange) -> Result<Result<Vec<AuditEntry>, AccessRefusal>, StoreError>;
+    /// Users, sessions and the audit chain, in one transaction. `&mut`: on PostgreSQL the
+    /// transaction holds the store's one connection.
+    fn apply_access(&mut self, change: &AccessChange) -> Result<Result<Vec<AuditEntry>, AccessRefusal>, StoreError>;
     /// One retention step, in its own transaction.
     fn apply_retention(core: &mut Core<Self>, step: &RetentionStep) -> Result<(StepOutcome, bool), StoreError>;
 }
@@ -72,7 +73,7 @@ impl CommitterStore for Arc<Store> {
         Ok(())
     }
 
-    fn apply_access(&self, change: &AccessChange) -> Result<Result<Vec<AuditEntry>, AccessRefusal>, StoreError> {
+    fn apply_access(&mut self, change: &AccessChange) -> Result<Result<Vec<AuditEntry>, AccessRefusal>, StoreError> {
         AccessStore::apply_access(&**self, change)
     }
 
@@ -222,10 +223,10 @@ impl CommitterStore for LeadingPg {
         self.release()
     }
 
-    fn apply_access(&self, _change: &AccessChange) -> Result<Result<Vec<AuditEntry>, AccessRefusal>, StoreError> {
-        Err(StoreError::NotOnPostgres {
-            what: "user accounts and the audit chain",
-        })
+    /// Renews the lease first if that is due, as for any write; the transaction is fenced.
+    fn apply_access(&mut self, change: &AccessChange) -> Result<Result<Vec<AuditEntry>, AccessRefusal>, StoreError> {
+        self.keep_leading()?;
+        self.store.apply_access(change)
     }
 
     fn apply_retention(_core: &mut Core<Self>, _step: &RetentionStep) -> Result<(StepOutcome, bool), StoreError> {

@@ -1193,7 +1193,7 @@ impl<S: CommitterStore> Shell<S> {
             return Err(self.unavailable());
         }
         let result = self
-            .run(move |core| core.store().apply_access(&change))
+            .run(move |core| core.store_mut().apply_access(&change))
             .await
             .map_err(|_| self.unavailable())?;
         match result {

@@ -7,7 +7,8 @@
 //! received, keyed `(device, boot, seq, copy)` (u32s as bigint: PostgreSQL has no unsigned
 //! types); alert headers and transitions apart; the alert-change log numbered by a counter row
 //! updated in the writing transaction, so seqs follow commit order without gaps; JSON records
-//! follow the same only-add rules as redb's.
+//! follow the same only-add rules as redb's. The audit log keeps each entry's bytes exactly as
+//! hashed (bytea, not jsonb, which would reorder keys), beside the resident it names.
 
 use tokio_postgres::Client;
 
@@ -103,10 +104,38 @@ CREATE TABLE people (
 );
 ",
     ),
+    (
+        4,
+        "user accounts, login sessions and the hash-chained audit log",
+        r#"
+CREATE TABLE users (
+    username text COLLATE "C" PRIMARY KEY,
+    record   jsonb NOT NULL
+);
+CREATE TABLE sessions (
+    token_hash    text COLLATE "C" PRIMARY KEY,
+    username      text NOT NULL,
+    expires_at_ms bigint NOT NULL,
+    record        jsonb NOT NULL
+);
+CREATE INDEX sessions_by_user ON sessions (username);
+CREATE INDEX sessions_by_expiry ON sessions (expires_at_ms);
+CREATE TABLE audit_log (
+    seq      bigint PRIMARY KEY,
+    resident text COLLATE "C",
+    entry    bytea NOT NULL
+);
+CREATE INDEX audit_by_resident ON audit_log (resident, seq) WHERE resident IS NOT NULL;
+CREATE TABLE audit_head (
+    name   text PRIMARY KEY,
+    record jsonb NOT NULL
+);
+"#,
+    ),
 ];
 
 /// The newest schema version this gateway knows.
-pub const PG_SCHEMA_VERSION: i32 = 3;
+pub const PG_SCHEMA_VERSION: i32 = 4;
 
 /// Any constant distinct from other applications' advisory locks: "tec-mig" in ASCII.
 const MIGRATION_LOCK: i64 = 0x0074_6563_2d6d_6967;

@@ -9,6 +9,7 @@
 //! server's notices to the store, which is how a commit learns that its wait for the
 //! synchronous standby was cancelled.
 
+mod access;
 mod error;
 mod lease;
 mod migrations;
