@@ -307,6 +307,12 @@ fn settings(server: &Postgres) -> String {
         .unwrap()
 }
 
+/// The 1, 5 and 15 minute load averages (`/proc/loadavg`): was anything else running?
+fn load_average() -> String {
+    let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    loadavg.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+}
+
 /// The file system `path` is on (`/proc/mounts`: the longest mount point above it).
 fn filesystem_of(path: &Path) -> String {
     let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
@@ -328,6 +334,7 @@ fn filesystem_of(path: &Path) -> String {
 fn main() {
     let knobs = Knobs::from_env();
     println!("machine: {}", machine_info());
+    println!("load average before: {}", load_average());
 
     let runtime = runtime();
     let alone = Postgres::start_with(PostgresOptions {
@@ -433,6 +440,24 @@ fn main() {
         "events stored: redb {}, postgres {}, postgres+sync {}",
         counts[0], counts[1], counts[2]
     );
+    let redb_bytes = std::fs::metadata(redb_dir.path().join(gateway::store::STORE_FILE_NAME))
+        .unwrap()
+        .len();
+    let pg_bytes = |server: &Postgres| {
+        server
+            .psql("SELECT pg_database_size('postgres')")
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+    };
+    let mib = |bytes: u64| bytes as f64 / f64::from(1u32 << 20);
+    println!(
+        "on disk: redb file {:.0} MiB (events with their time, resident and device-day indexes), \
+         postgres database {:.0} MiB, postgres+sync {:.0} MiB (WAL not counted)",
+        mib(redb_bytes),
+        mib(pg_bytes(&alone)),
+        mib(pg_bytes(&primary))
+    );
     assert_eq!(counts, [stored; 3], "a store holds other than the {stored} events sent");
     // And the standby has replayed them all (a synchronous commit waits for its flush, not
     // its replay).
@@ -444,4 +469,5 @@ fn main() {
     })
     .unwrap();
     println!("the standby holds all {stored} events too");
+    println!("load average after: {}", load_average());
 }
