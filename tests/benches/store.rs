@@ -3,15 +3,17 @@
 //! a second cluster whose every commit waits for a synchronous streaming standby. Each store
 //! takes the same fresh events (sensor changes and heartbeats over many devices, every
 //! `(device, boot, seq)` unique) in batches of each size, one durable commit per batch, then
-//! a redelivery of already stored events (the duplicates path). Prints events/s and the
+//! a redelivery of already stored events (the duplicates path). Each batch size starts on
+//! stores of the same size (emptied, then filled without timing), so a row does not depend
+//! on how much the rows before it stored. Prints events/s and the
 //! latency of the commit alone and of the whole batch (begin, insert, commit), p50/p99/max,
 //! and PostgreSQL's rate as a ratio of redb's for each batch size.
 //!
 //! `cargo bench -p tec-tests --bench store`. Knobs: STORE_BENCH_EVENTS (262_144: events per
 //! batch size), STORE_BENCH_MAX_COMMITS (1_000: fewer events for the small batches, so batch
 //! size 1 does not take minutes), STORE_BENCH_BATCHES (1,64,1024,8192), STORE_BENCH_DEVICES
-//! (10_000), STORE_BENCH_DUPLICATES (65_536: events redelivered) at STORE_BENCH_DUPLICATE_BATCH
-//! (1_024). Fails if PostgreSQL is not installed. Figures go into BENCHMARKS.md.
+//! (10_000), STORE_BENCH_PREFILL (262_144: events in each store before the timed ones),
+//! STORE_BENCH_DUPLICATES (65_536: events redelivered) at STORE_BENCH_DUPLICATE_BATCH (1_024). Fails if PostgreSQL is not installed. Figures go into BENCHMARKS.md.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -32,6 +34,8 @@ use gateway::store::{CommitOutcome, InsertOutcome, NewEvent, PgBlocking, Store, 
 use protocol::{DeviceId, DeviceStatus, FirmwareVersion, PROTOCOL_VERSION, SensorState, UplinkBody};
 use testkit::{Postgres, PostgresOptions};
 
+/// Batch size of the untimed prefill.
+const PREFILL_BATCH: usize = 8_192;
 /// The standby's name in the primary's `synchronous_standby_names`.
 const STANDBY_NAME: &str = "tec_bench_standby";
 /// Long enough that the lease never needs renewing during the run (renewals are commits of
@@ -54,6 +58,7 @@ struct Knobs {
     max_commits: usize,
     batches: Vec<usize>,
     devices: u32,
+    prefill: usize,
     duplicates: usize,
     duplicate_batch: usize,
 }
@@ -79,6 +84,7 @@ impl Knobs {
             max_commits: env_or("STORE_BENCH_MAX_COMMITS", 1_000).max(1),
             batches,
             devices: env_or("STORE_BENCH_DEVICES", 10_000).max(1),
+            prefill: env_or("STORE_BENCH_PREFILL", 262_144),
             duplicates: env_or("STORE_BENCH_DUPLICATES", 65_536),
             duplicate_batch: env_or("STORE_BENCH_DUPLICATE_BATCH", 1_024).max(1),
         }
@@ -228,6 +234,8 @@ fn ingest<S: WriteStore>(store: &mut S, batches: &[Vec<NewEvent>], expected: Ins
 /// The stores, in the order they run at each batch size.
 struct Stores {
     redb: Arc<Store>,
+    /// Where the redb file is; deleted when replaced.
+    redb_dir: tempfile::TempDir,
     postgres: PgBlocking,
     synchronous: PgBlocking,
 }
@@ -241,6 +249,32 @@ impl Stores {
             ingest(&mut self.postgres, batches, expected),
             ingest(&mut self.synchronous, batches, expected),
         ]
+    }
+
+    /// Empties every store: a new redb file, PostgreSQL's events truncated (`servers`: the
+    /// clusters of `postgres` and `synchronous`).
+    fn empty(&mut self, servers: [&Postgres; 2]) {
+        let redb_dir = tempfile::tempdir().unwrap();
+        self.redb = Arc::new(Store::open_in_dir(redb_dir.path()).unwrap());
+        self.redb_dir = redb_dir;
+        for server in servers {
+            server.psql("TRUNCATE events").unwrap();
+        }
+    }
+
+    fn event_counts(&self) -> [u64; 3] {
+        let pg = |store: &PgBlocking| store.block_on(store.store().event_count()).unwrap();
+        [
+            self.redb.event_count().unwrap(),
+            pg(&self.postgres),
+            pg(&self.synchronous),
+        ]
+    }
+
+    fn redb_bytes(&self) -> u64 {
+        std::fs::metadata(self.redb_dir.path().join(gateway::store::STORE_FILE_NAME))
+            .unwrap()
+            .len()
     }
 }
 
@@ -292,6 +326,15 @@ fn leading_store(runtime: &tokio::runtime::Runtime, server: &Postgres) -> PgBloc
         LeaseAttempt::Acquired(_) => PgBlocking::new(store, runtime.handle().clone()),
         held => panic!("the lease of a new cluster is held: {held:?}"),
     }
+}
+
+/// The events table with its indexes, in bytes.
+fn events_bytes(server: &Postgres) -> u64 {
+    server
+        .psql("SELECT pg_total_relation_size('events')")
+        .unwrap()
+        .parse()
+        .unwrap()
 }
 
 /// PostgreSQL's own default (the test harness sets 32MB, so that many clusters fit at once).
@@ -367,14 +410,15 @@ fn main() {
     println!("postgres+sync (primary): {}", settings(&primary));
     println!("postgres+sync: standby {STANDBY_NAME} {replication}, a second cluster on the same machine and disk");
 
-    let redb_dir = tempfile::tempdir().unwrap();
     println!(
         "redb and the clusters' data: {} ({})",
         std::env::temp_dir().display(),
-        filesystem_of(redb_dir.path())
+        filesystem_of(&std::env::temp_dir())
     );
+    let redb_dir = tempfile::tempdir().unwrap();
     let mut stores = Stores {
         redb: Arc::new(Store::open_in_dir(redb_dir.path()).unwrap()),
+        redb_dir,
         postgres: leading_store(&runtime, &alone),
         synchronous: leading_store(&runtime, &primary),
     };
@@ -387,33 +431,58 @@ fn main() {
         knobs.devices,
         sample / 2
     );
+    println!(
+        "each batch size starts on emptied stores (a new redb file; PostgreSQL's events truncated) \
+         filled with {} events in batches of {PREFILL_BATCH}, not timed",
+        knobs.prefill
+    );
     println!("latencies in ms: commit = commit() alone; batch = begin_txn + insert_events + commit");
     println!();
     println!("fresh events (every key new: Inserted)");
     print_header();
-    let mut stored: u64 = 0;
+    let prefill = knobs.prefill as u64;
+    let mut stored = 0;
     let mut rates: Vec<(usize, [f64; 3])> = Vec::new();
+    let mut sizes: Vec<(usize, [u64; 3])> = Vec::new();
     for &size in &knobs.batches {
+        stores.empty([&alone, &primary]);
+        stores.ingest_each(
+            &fleet.batches(0..prefill, PREFILL_BATCH, false),
+            InsertOutcome::Inserted,
+        );
         let count = knobs.events_at(size) as u64;
-        let batches = fleet.batches(stored..stored + count, size, false);
-        stored += count;
+        let batches = fleet.batches(prefill..prefill + count, size, false);
         let runs = stores.ingest_each(&batches, InsertOutcome::Inserted);
         for (name, run) in STORE_NAMES.iter().zip(&runs) {
             print_run(name, size, run);
         }
         rates.push((size, runs.each_ref().map(Run::events_per_s)));
+        stored = prefill + count;
+        // Every store holds exactly the events sent, once each.
+        assert_eq!(
+            stores.event_counts(),
+            [stored; 3],
+            "a store holds other than the {stored} events sent"
+        );
+        sizes.push((
+            size,
+            [stores.redb_bytes(), events_bytes(&alone), events_bytes(&primary)],
+        ));
     }
 
     let duplicates = (knobs.duplicates as u64).min(stored);
-    println!();
-    println!("redelivered events (the first {duplicates} stored, an hour later: Duplicate)");
-    print_header();
-    let batches = fleet.batches(0..duplicates, knobs.duplicate_batch, true);
-    let runs = stores.ingest_each(&batches, InsertOutcome::Duplicate);
-    for (name, run) in STORE_NAMES.iter().zip(&runs) {
-        print_run(name, knobs.duplicate_batch, run);
-    }
-    let duplicate_rates = runs.each_ref().map(Run::events_per_s);
+    let duplicate_rates = (duplicates > 0).then(|| {
+        println!();
+        println!("redelivered events (the first {duplicates} the last stores hold, an hour later: Duplicate)");
+        print_header();
+        let batches = fleet.batches(0..duplicates, knobs.duplicate_batch, true);
+        let runs = stores.ingest_each(&batches, InsertOutcome::Duplicate);
+        for (name, run) in STORE_NAMES.iter().zip(&runs) {
+            print_run(name, knobs.duplicate_batch, run);
+        }
+        runs.each_ref().map(Run::events_per_s)
+    });
+    assert_eq!(stores.event_counts(), [stored; 3], "a redelivery was stored");
 
     println!();
     println!("PostgreSQL's events/s as a ratio of redb's (same run)");
@@ -422,45 +491,27 @@ fn main() {
     for (size, rates) in &rates {
         println!("{size:>12} {:>10.3} {:>14.3}", ratio(rates, 1), ratio(rates, 2));
     }
-    println!(
-        "{:>12} {:>10.3} {:>14.3}",
-        format!("dup {}", knobs.duplicate_batch),
-        ratio(&duplicate_rates, 1),
-        ratio(&duplicate_rates, 2)
-    );
+    if let Some(rates) = &duplicate_rates {
+        let label = format!("dup {}", knobs.duplicate_batch);
+        println!("{label:>12} {:>10.3} {:>14.3}", ratio(rates, 1), ratio(rates, 2));
+    }
 
-    // Every store holds exactly the events sent, once each.
-    let counts = [
-        stores.redb.event_count().unwrap(),
-        runtime.block_on(stores.postgres.store().event_count()).unwrap(),
-        runtime.block_on(stores.synchronous.store().event_count()).unwrap(),
-    ];
     println!();
     println!(
-        "events stored: redb {}, postgres {}, postgres+sync {}",
-        counts[0], counts[1], counts[2]
+        "on disk after each batch size, MiB: the redb file (events with their time, resident and \
+         device-day indexes); PostgreSQL's events table with its indexes"
     );
-    let redb_bytes = std::fs::metadata(redb_dir.path().join(gateway::store::STORE_FILE_NAME))
-        .unwrap()
-        .len();
-    let pg_bytes = |server: &Postgres| {
-        server
-            .psql("SELECT pg_database_size('postgres')")
-            .unwrap()
-            .parse::<u64>()
-            .unwrap()
-    };
-    let mib = |bytes: u64| bytes as f64 / f64::from(1u32 << 20);
     println!(
-        "on disk: redb file {:.0} MiB (events with their time, resident and device-day indexes), \
-         postgres database {:.0} MiB, postgres+sync {:.0} MiB (WAL not counted)",
-        mib(redb_bytes),
-        mib(pg_bytes(&alone)),
-        mib(pg_bytes(&primary))
+        "{:>12} {:>8} {:>10} {:>14}",
+        "batch", "redb", "postgres", "postgres+sync"
     );
-    assert_eq!(counts, [stored; 3], "a store holds other than the {stored} events sent");
-    // And the standby has replayed them all (a synchronous commit waits for its flush, not
-    // its replay).
+    let mib = |bytes: u64| bytes as f64 / f64::from(1u32 << 20);
+    for (size, [redb, pg, sync]) in &sizes {
+        println!("{size:>12} {:>8.0} {:>10.0} {:>14.0}", mib(*redb), mib(*pg), mib(*sync));
+    }
+
+    // The standby has replayed every event (a synchronous commit waits for its flush, not its
+    // replay).
     let expected = stored.to_string();
     testkit::net::wait_until("the standby to replay every event", Duration::from_secs(60), || {
         standby
@@ -468,6 +519,7 @@ fn main() {
             .is_ok_and(|count| count == expected)
     })
     .unwrap();
-    println!("the standby holds all {stored} events too");
+    println!();
+    println!("each store holds the last {stored} events sent, once each; so does the standby");
     println!("load average after: {}", load_average());
 }
