@@ -7,7 +7,8 @@
 //! stores of the same size (emptied, then filled without timing), so a row does not depend
 //! on how much the rows before it stored. Prints events/s and the
 //! latency of the commit alone and of the whole batch (begin, insert, commit), p50/p99/max,
-//! and PostgreSQL's rate as a ratio of redb's for each batch size.
+//! and PostgreSQL's rate as a ratio of redb's for each batch size. The three stores take
+//! turns (eight a batch size), so a drift in the disk's latency touches all three alike.
 //!
 //! `cargo bench -p tec-tests --bench store`. Knobs: STORE_BENCH_EVENTS (262_144: events per
 //! batch size), STORE_BENCH_MAX_COMMITS (1_000: fewer events for the small batches, so batch
@@ -34,6 +35,8 @@ use gateway::store::{CommitOutcome, InsertOutcome, NewEvent, PgBlocking, Store, 
 use protocol::{DeviceId, DeviceStatus, FirmwareVersion, PROTOCOL_VERSION, SensorState, UplinkBody};
 use testkit::{Postgres, PostgresOptions};
 
+/// How many turns the stores take at each batch size (see [`Stores::ingest_each`]).
+const ROUNDS: usize = 8;
 /// Batch size of the untimed prefill.
 const PREFILL_BATCH: usize = 8_192;
 /// The standby's name in the primary's `synchronous_standby_names`.
@@ -183,6 +186,7 @@ fn sensor_change(nth: u64) -> UplinkBody {
 }
 
 /// One store's run at one batch size.
+#[derive(Default)]
 struct Run {
     events: usize,
     elapsed: Duration,
@@ -195,6 +199,13 @@ struct Run {
 impl Run {
     fn events_per_s(&self) -> f64 {
         self.events as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    fn add(&mut self, other: Run) {
+        self.events += other.events;
+        self.elapsed += other.elapsed;
+        self.commits.extend(other.commits);
+        self.batches.extend(other.batches);
     }
 }
 
@@ -243,12 +254,23 @@ struct Stores {
 const STORE_NAMES: [&str; 3] = ["redb", "postgres", "postgres+sync"];
 
 impl Stores {
+    /// Every store takes `batches`, in [`ROUNDS`] turns: each store a share of the batches in
+    /// turn, the first store of each turn rotating. The disk's latency on a shared machine
+    /// drifts over seconds; taking turns spreads the drift over the three stores alike.
     fn ingest_each(&mut self, batches: &[Vec<NewEvent>], expected: InsertOutcome) -> [Run; 3] {
-        [
-            ingest(&mut self.redb, batches, expected),
-            ingest(&mut self.postgres, batches, expected),
-            ingest(&mut self.synchronous, batches, expected),
-        ]
+        let mut runs: [Run; 3] = std::array::from_fn(|_| Run::default());
+        let share = batches.len().div_ceil(ROUNDS).max(1);
+        for (round, turn) in batches.chunks(share).enumerate() {
+            for n in (0..3).map(|n| (n + round) % 3) {
+                let run = match n {
+                    0 => ingest(&mut self.redb, turn, expected),
+                    1 => ingest(&mut self.postgres, turn, expected),
+                    _ => ingest(&mut self.synchronous, turn, expected),
+                };
+                runs[n].add(run);
+            }
+        }
+        runs
     }
 
     /// Empties every store: a new redb file, PostgreSQL's events truncated (`servers`: the
@@ -433,7 +455,8 @@ fn main() {
     );
     println!(
         "each batch size starts on emptied stores (a new redb file; PostgreSQL's events truncated) \
-         filled with {} events in batches of {PREFILL_BATCH} and checkpointed, not timed",
+         filled with {} events in batches of {PREFILL_BATCH} and checkpointed, not timed; then the \
+         three stores take {ROUNDS} turns at the timed batches",
         knobs.prefill
     );
     println!("latencies in ms: commit = commit() alone; batch = begin_txn + insert_events + commit");
