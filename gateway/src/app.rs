@@ -21,12 +21,16 @@ use crate::ingest::mqtt::{Lane, MqttSessions, PerLane, mqtt_options, run_poller,
 use crate::metrics::{IngestStats, Metrics};
 use crate::reports::apply::{ImportCounts, RegisterChange};
 use crate::reports::import::LineError;
+use crate::store::PgBlocking;
+use crate::store::postgres::{PgError, PgStore, PgStoreOptions};
 use crate::store::{
     AccessChange, AccessRefusal, AlertChangesSince, AlertPage, AlertQuery, AuditEntry, Store, StoreError,
 };
-use crate::writer::committer::{Command, Committer};
+use crate::writer::backend::{CommitterStore, LeadingPg, LeaseMemory};
+use crate::writer::committer::{Command, Committer, OpenCommitterStore};
 use crate::writer::core::{AssignmentChange, Core, OperatorError};
-use crate::writer::store_slot::{OpenStore, SharedStore, StoreUnavailable};
+use crate::writer::leadership::Role;
+use crate::writer::store_slot::{SharedStore, StoreUnavailable};
 
 /// Alerts buffered for slow live-stream subscribers before they see `Lagged`.
 pub const ALERT_STREAM_CAPACITY: usize = 4096;
@@ -52,13 +56,11 @@ pub enum StartError {
     },
     #[error("startup task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
-    /// Refused rather than quietly running on redb: the PostgreSQL store is built and tested,
-    /// but the committer and the console are not wired to it yet (`docs/postgres.md`).
     #[error(
-        "store.kind = \"postgres\" is not served yet: the gateway's writer and console still run on redb \
-         (see docs/postgres.md, \"The wiring step: what is left\"); use store.kind = \"redb\""
+        "the PostgreSQL database was migrated by a newer gateway (schema version {found}, this gateway \
+         supports up to {supported}); run a gateway at least as new as the one that migrated it"
     )]
-    PostgresNotWired,
+    PostgresSchemaTooNew { found: i32, supported: i32 },
 }
 
 /// Why the shutdown was not clean. Everything committed stays committed either way.
@@ -81,6 +83,7 @@ pub struct GatewayHandle {
     outbound: PerLane<JoinHandle<()>>,
     http: JoinHandle<()>,
     shutdown_timeout: std::time::Duration,
+    lead_lost: watch::Receiver<bool>,
 }
 
 /// Starts the gateway: opens the store, rebuilds the alert engine, connects to the
@@ -92,37 +95,116 @@ pub async fn spawn(config: Config, clock: Arc<dyn Clock>) -> Result<GatewayHandl
 }
 
 /// [`spawn`] with alert-engine settings given directly (ignoring `config.alerts`).
+///
+/// On PostgreSQL this first stands by until it holds the writer lease (another gateway may
+/// lead: then this returns when that one stops or its lease runs out), and only then
+/// connects to the broker, so two gateways never share the fixed MQTT client ids.
 pub async fn spawn_with_engine(
     config: Config,
     engine_config: EngineConfig,
     clock: Arc<dyn Clock>,
 ) -> Result<GatewayHandle, StartError> {
     config.validate()?;
-    if config.store.kind == crate::config::StoreKind::Postgres {
-        return Err(StartError::PostgresNotWired);
+    let now = clock.now();
+    match config.store.kind {
+        crate::config::StoreKind::Redb => {
+            let data_dir = config.data_dir.clone();
+            let quarantine_capacity = config.ingest.quarantine_capacity;
+            // The committer opens the store again with this after a fault.
+            let open_store: OpenCommitterStore<Arc<Store>> = Arc::new(move || {
+                Store::open_in_dir(&data_dir).map(|store| Arc::new(store.with_quarantine_capacity(quarantine_capacity)))
+            });
+            let first_open = open_store.clone();
+            let data_dir = config.data_dir.clone();
+            let core = tokio::task::spawn_blocking(move || {
+                let store = first_open().map_err(|source| StartError::Store { dir: data_dir, source })?;
+                Core::open(store, engine_config, now).map_err(StartError::Engine)
+            })
+            .await??;
+            launch(config, core, open_store, clock).await
+        }
+        crate::config::StoreKind::Postgres => {
+            let pg = config.store.postgres_config()?;
+            let options = PgStoreOptions {
+                quarantine_capacity: config.ingest.quarantine_capacity,
+                ..PgStoreOptions::new(config.store.holder(), config.store.lease())
+            };
+            let memory = LeaseMemory::default();
+            let leading = stand_by_until_leading(&pg, &options, &memory).await?;
+            let core = tokio::task::spawn_blocking(move || Core::open(leading, engine_config, now))
+                .await?
+                .map_err(StartError::Engine)?;
+            let runtime = tokio::runtime::Handle::current();
+            let open_store: OpenCommitterStore<LeadingPg> =
+                Arc::new(move || LeadingPg::connect(&pg, options.clone(), memory.clone(), runtime.clone()));
+            launch(config, core, open_store, clock).await
+        }
     }
+}
+
+/// Connects to PostgreSQL and waits as a standby until this gateway holds the writer lease.
+/// An unreachable database is retried (every lease period at most), as a broker is.
+async fn stand_by_until_leading(
+    pg: &tokio_postgres::Config,
+    options: &PgStoreOptions,
+    memory: &LeaseMemory,
+) -> Result<LeadingPg, StartError> {
+    let runtime = tokio::runtime::Handle::current();
+    let retry = options.lease_ttl / 3;
+    let mut standby: Option<LeadingPg> = None;
+    loop {
+        let mut current = match standby.take() {
+            Some(current) => current,
+            None => match PgStore::connect(pg, options.clone()).await {
+                Ok(store) => LeadingPg::standing_by(
+                    PgBlocking::new(store, runtime.clone()),
+                    options.lease_ttl,
+                    memory.clone(),
+                ),
+                Err(PgError::SchemaTooNew { found, supported }) => {
+                    return Err(StartError::PostgresSchemaTooNew { found, supported });
+                }
+                Err(error) => {
+                    tracing::warn!(%error, retry_in_ms = retry.as_millis() as u64, "cannot reach PostgreSQL; retrying");
+                    tokio::time::sleep(retry).await;
+                    continue;
+                }
+            },
+        };
+        let (current, role) = tokio::task::spawn_blocking(move || {
+            let role = current.try_to_lead();
+            (current, role)
+        })
+        .await?;
+        match role {
+            Ok(Role::Leader) => return Ok(current),
+            Ok(Role::Standby) => {
+                let due = current.next_due();
+                standby = Some(current);
+                tokio::time::sleep_until(due.into()).await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, retry_in_ms = retry.as_millis() as u64, "standing by: the writer lease could not be asked for; reconnecting");
+                tokio::time::sleep(retry).await;
+            }
+        }
+    }
+}
+
+/// Starts the MQTT sessions, the committer on `core` and HTTP.
+async fn launch<S: CommitterStore>(
+    config: Config,
+    core: Core<S>,
+    open_store: OpenCommitterStore<S>,
+    clock: Arc<dyn Clock>,
+) -> Result<GatewayHandle, StartError> {
     let options = PerLane {
         telemetry: mqtt_options(&config.mqtt, Lane::Telemetry)?,
         alarms: mqtt_options(&config.mqtt, Lane::Alarms)?,
     };
-    let data_dir = config.data_dir.clone();
-    let quarantine_capacity = config.ingest.quarantine_capacity;
-    // The committer opens the store again with this after a fault.
-    let open_store: OpenStore = Arc::new(move || {
-        Store::open_in_dir(&data_dir).map(|store| store.with_quarantine_capacity(quarantine_capacity))
-    });
-    let now = clock.now();
-    let low_battery_percent = engine_config.low_battery_percent;
-    let first_open = open_store.clone();
-    let data_dir = config.data_dir.clone();
-    let core = tokio::task::spawn_blocking(move || {
-        let store = first_open()
-            .map(Arc::new)
-            .map_err(|source| StartError::Store { dir: data_dir, source })?;
-        Core::open(store, engine_config, now).map_err(StartError::Engine)
-    })
-    .await??;
-    let store = Arc::new(SharedStore::new(core.store().clone()));
+    let low_battery_percent = core.engine().config().low_battery_percent;
+    let store = Arc::new(SharedStore::default());
+    core.store().share(&store);
 
     let listener = tokio::net::TcpListener::bind(config.http)
         .await
@@ -146,6 +228,7 @@ pub async fn spawn_with_engine(
     let (commands_tx, commands_rx) = mpsc::channel(256);
     let (alerts_tx, _) = broadcast::channel(ALERT_STREAM_CAPACITY);
     let (stop_intake, stop_rx) = watch::channel(false);
+    let (lead_lost_tx, lead_lost) = watch::channel(false);
     let (outbound, outbound_task) = spawn_outbound(client.clone(), mqtt.telemetry.clone(), metrics.clone());
     let (alarm_outbound, alarm_outbound_task) =
         spawn_outbound(alarm_client.clone(), mqtt.alarms.clone(), metrics.clone());
@@ -170,6 +253,7 @@ pub async fn spawn_with_engine(
         retry_base: config.commit_retry(),
         alive: committer_alive.clone(),
         shutdown: stop_intake.subscribe(),
+        lead_lost: lead_lost_tx,
     };
     let committer_task = tokio::spawn(committer.run());
     let pollers = PerLane {
@@ -248,6 +332,7 @@ pub async fn spawn_with_engine(
         },
         http: http_task,
         shutdown_timeout: config.shutdown_timeout(),
+        lead_lost,
     })
 }
 
@@ -330,7 +415,7 @@ impl GatewayClient {
     /// read: blocking, brief; from async code call it in `spawn_blocking`.
     pub fn alert_changes_since(&self, after: u64, limit: usize) -> Result<AlertChangesSince, OperatorError> {
         let store = self.store().map_err(|e| OperatorError::Unavailable(e.to_string()))?;
-        Ok(store.alert_changes_since(after, limit)?)
+        Ok(Store::alert_changes_since(&store, after, limit)?)
     }
 
     /// One page of alerts for the operators' API (filters, order, cursor: [`AlertQuery`]).
@@ -541,6 +626,17 @@ impl GatewayClient {
 }
 
 impl GatewayHandle {
+    /// Resolves if another gateway takes the writer lease (PostgreSQL; never on redb). This
+    /// one has then stopped taking publishes and acked nothing it had not committed: shut it
+    /// down, and let a supervisor start it again as a standby.
+    pub async fn lead_lost(&self) {
+        let mut lost = self.lead_lost.clone();
+        if lost.wait_for(|lost| *lost).await.is_err() {
+            // The committer is gone without losing the lease: not this.
+            std::future::pending::<()>().await;
+        }
+    }
+
     /// A cloneable client of this gateway.
     pub fn client(&self) -> GatewayClient {
         self.client.clone()

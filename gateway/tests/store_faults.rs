@@ -19,8 +19,9 @@ use gateway::domain::{AlertChange, AlertId, Clock, SystemClock};
 use gateway::ingest::mqtt::{Incoming, Lane, Outbound, OutboundItem, PerLane};
 use gateway::metrics::Metrics;
 use gateway::store::{Store, StoreError};
+use gateway::writer::committer::OpenCommitterStore;
 use gateway::writer::committer::{Command, Committer};
-use gateway::writer::{Core, OpenStore, OperatorError, SharedStore};
+use gateway::writer::{Core, OperatorError, SharedStore};
 use protocol::{AlarmKind, DeviceStatus, FirmwareVersion, MAX_UPLINK_LEN, Uplink, UplinkBody, UplinkHeader};
 use redb::backends::FileBackend;
 use redb::{BackendError, StorageBackend};
@@ -137,7 +138,7 @@ impl StorageBackend for FaultyBackend {
     }
 }
 
-fn opener(path: PathBuf, plan: Arc<FaultPlan>) -> OpenStore {
+fn opener(path: PathBuf, plan: Arc<FaultPlan>) -> OpenCommitterStore<Arc<Store>> {
     Arc::new(move || {
         plan.fail_reads.store(false, Ordering::SeqCst);
         if FaultPlan::take(&plan.open_failures) {
@@ -158,7 +159,7 @@ fn opener(path: PathBuf, plan: Arc<FaultPlan>) -> OpenStore {
             // Open, but every read from here fails: the engine restore cannot finish.
             plan.fail_reads.store(true, Ordering::SeqCst);
         }
-        Ok(store)
+        Ok(Arc::new(store))
     })
 }
 
@@ -183,7 +184,7 @@ impl Harness {
         let plan = Arc::new(FaultPlan::default());
         let open_store = opener(dir.path().join("faulty.redb"), plan.clone());
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let core = Core::open(Arc::new(open_store().unwrap()), EngineConfig::default(), clock.now()).unwrap();
+        let core = Core::open(open_store().unwrap(), EngineConfig::default(), clock.now()).unwrap();
         let store = Arc::new(SharedStore::new(core.store().clone()));
         let (intake, intake_rx) = mpsc::channel(64);
         let (commands, commands_rx) = mpsc::channel(4);
@@ -209,6 +210,7 @@ impl Harness {
             retry_base: Duration::from_millis(2),
             alive: Arc::new(AtomicBool::new(false)),
             shutdown,
+            lead_lost: watch::channel(false).0,
         };
         let task = tokio::spawn(committer.run());
         Self {

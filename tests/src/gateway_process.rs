@@ -70,6 +70,52 @@ impl GatewayProcess {
         Ok(gateway)
     }
 
+    /// Starts the gateway without waiting for it: a standby on a shared PostgreSQL store
+    /// serves nothing until it leads ([`GatewayProcess::wait_healthy`] then).
+    pub fn start_in_background(options: GatewayOptions) -> Result<Self> {
+        let port = free_port()?;
+        let mut gateway = Self {
+            options,
+            http_addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            child: None,
+            starts: 0,
+        };
+        gateway.spawn()?;
+        Ok(gateway)
+    }
+
+    /// Starts it again (after it exited or was killed) without waiting for it.
+    pub fn respawn(&mut self) -> Result<()> {
+        if self.child.is_some() {
+            return Err(HarnessError::Other("gateway is still running".into()));
+        }
+        self.spawn()
+    }
+
+    /// SIGSTOP: the process freezes with its sockets open, as a hung or partitioned machine.
+    pub fn pause(&self) -> Result<()> {
+        let pid = self
+            .pid()
+            .ok_or_else(|| HarnessError::Other("gateway is not running".into()))?;
+        signal(pid, "STOP")
+    }
+
+    /// SIGCONT after [`GatewayProcess::pause`].
+    pub fn resume(&self) -> Result<()> {
+        let pid = self
+            .pid()
+            .ok_or_else(|| HarnessError::Other("gateway is not running".into()))?;
+        signal(pid, "CONT")
+    }
+
+    /// Waits for the process to exit by itself; its status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus> {
+        let Some(mut child) = self.child.take() else {
+            return Err(HarnessError::Other("gateway is not running".into()));
+        };
+        wait_for_exit(&mut child, timeout, "gateway")
+    }
+
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
     }

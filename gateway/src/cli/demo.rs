@@ -230,7 +230,8 @@ fn plain_broker_url(url: &str) -> Result<BrokerUrl, DemoCliError> {
 /// and the gateway, in that order.
 async fn demo_with_broker(args: &DemoArgs, broker: &BrokerUrl, data_dir: &Path) -> Result<(), DemoCliError> {
     // Listen first: a Ctrl-C during start-up must still mean a clean stop.
-    let stop = ShutdownSignals::install().wait();
+    let mut signals = ShutdownSignals::install();
+    let stop = signals.wait();
     tokio::pin!(stop);
     let rates = demo_rates(args.tempo)?;
     super::simulate::probe_broker(&broker.host, broker.port)

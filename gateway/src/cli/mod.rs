@@ -29,6 +29,9 @@ pub mod simulate;
 pub const EXIT_CONFIG: u8 = 2;
 /// Exit code for a failure at run time (store, HTTP bind, unclean shutdown).
 pub const EXIT_RUNTIME: u8 = 1;
+/// Another gateway took the PostgreSQL writer lease: this one stopped without acking
+/// anything uncommitted. A supervisor restarts it, and it stands by.
+pub const EXIT_LEAD_LOST: u8 = 3;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -194,8 +197,13 @@ fn run(args: RunArgs) -> ExitCode {
     runtime.block_on(async move {
         // Listen before starting: a SIGTERM that arrives as soon as /healthz says ok must
         // still mean a graceful shutdown, not the default (immediate) death.
-        let stop = ShutdownSignals::install();
-        let handle = match app::spawn(config, Arc::new(SystemClock)).await {
+        let mut stop = ShutdownSignals::install();
+        // On PostgreSQL a standby waits inside `spawn` until it leads; a signal ends the wait.
+        let started = tokio::select! {
+            started = app::spawn(config, Arc::new(SystemClock)) => started,
+            () = stop.wait() => return ExitCode::SUCCESS,
+        };
+        let handle = match started {
             Ok(handle) => handle,
             Err(e) => {
                 tracing::error!(error = %e, "gateway did not start");
@@ -203,9 +211,16 @@ fn run(args: RunArgs) -> ExitCode {
                 return ExitCode::from(EXIT_RUNTIME);
             }
         };
-        stop.wait().await;
+        let mut code = ExitCode::SUCCESS;
+        tokio::select! {
+            () = stop.wait() => {}
+            () = handle.lead_lost() => {
+                eprintln!("tec-gateway: another gateway took the writer lease; stopping (restart me to stand by)");
+                code = ExitCode::from(EXIT_LEAD_LOST);
+            }
+        }
         match handle.shutdown().await {
-            Ok(()) => ExitCode::SUCCESS,
+            Ok(()) => code,
             Err(e) => {
                 tracing::error!(error = %e, "unclean shutdown");
                 eprintln!("tec-gateway: {e}");
@@ -245,20 +260,20 @@ impl ShutdownSignals {
         Self {}
     }
 
-    async fn wait(self) {
+    async fn wait(&mut self) {
         #[cfg(unix)]
         {
-            async fn next(listener: Option<tokio::signal::unix::Signal>) {
+            async fn next(listener: &mut Option<tokio::signal::unix::Signal>) {
                 match listener {
-                    Some(mut listener) => {
+                    Some(listener) => {
                         listener.recv().await;
                     }
                     None => std::future::pending().await,
                 }
             }
             tokio::select! {
-                _ = next(self.terminate) => tracing::info!("SIGTERM received"),
-                _ = next(self.interrupt) => tracing::info!("SIGINT received"),
+                _ = next(&mut self.terminate) => tracing::info!("SIGTERM received"),
+                _ = next(&mut self.interrupt) => tracing::info!("SIGINT received"),
             }
         }
         #[cfg(not(unix))]

@@ -75,6 +75,11 @@ pub enum StoreError {
     #[error("the commit's outcome is unknown: {reason}")]
     CommitUnknown { reason: String },
 
+    /// An operation this gateway does not yet run on PostgreSQL (`docs/postgres.md` lists
+    /// them): refused as a whole, nothing written.
+    #[error("{what} is not yet available on the PostgreSQL store (it is on redb)")]
+    NotOnPostgres { what: &'static str },
+
     /// Any other PostgreSQL failure (a query failed, the connection is gone).
     #[error(transparent)]
     Postgres(Box<super::postgres::PgError>),

@@ -352,6 +352,10 @@ impl PgBlocking {
         Ok(runtime.block_on(store.release_lease())?)
     }
 
+    pub fn runtime(&self) -> &Handle {
+        &self.runtime
+    }
+
     /// Runs one of the store's async calls to its end.
     pub fn block_on<F: std::future::Future>(&self, work: F) -> F::Output {
         self.runtime.block_on(work)

@@ -18,8 +18,9 @@ use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
+use super::backend::CommitterStore;
 use super::core::{AssignmentChange, Committed, Core, OperatorError, Received, retry_backoff};
-use super::store_slot::{OpenStore, SharedStore, store_fault_kind};
+use super::store_slot::{SharedStore, store_fault_kind};
 use crate::alerts::{AlertEngine, Effect, EngineConfig, EngineError, ResidentRules, Resolution};
 use crate::domain::{
     Alert, AlertChange, AlertId, Assignment, CallOutcome, Clock, DeviceRecord, RejectReason, Resident, ResidentId,
@@ -31,7 +32,7 @@ use crate::reports::apply::{ImportCounts, RegisterChange};
 use crate::reports::import::LineError;
 use crate::retention::{RetentionStep, StepOutcome};
 use crate::store::{
-    AccessChange, AccessRefusal, AccessStore, AlertChangesSince, AuditEntry, MAX_ALERT_CHANGES_PAGE, StoreError,
+    AccessChange, AccessRefusal, AlertChangesSince, AuditEntry, MAX_ALERT_CHANGES_PAGE, Store, StoreError,
 };
 
 /// Longest the committer sleeps between deadline checks, so a test's manual clock (or a
@@ -123,13 +124,17 @@ pub enum Command {
     },
 }
 
+/// Opens the committer's store again after a fault (redb: the file; PostgreSQL: a new
+/// connection that takes the writer lease back). Called off the async threads.
+pub type OpenCommitterStore<S> = Arc<dyn Fn() -> Result<S, StoreError> + Send + Sync>;
+
 /// Everything the committer task owns.
-pub struct Committer {
-    pub core: Core,
+pub struct Committer<S: CommitterStore = Arc<Store>> {
+    pub core: Core<S>,
     /// Where readers find the store; the committer puts the reopened one there.
     pub store: Arc<SharedStore>,
     /// Opens the store again after a fault.
-    pub open_store: OpenStore,
+    pub open_store: OpenCommitterStore<S>,
     /// One intake per MQTT session. Whenever the alarm session's is not empty, the next batch
     /// is taken from it alone: an alarm waits for the commit under way, never for telemetry.
     pub intake: PerLane<mpsc::Receiver<Incoming>>,
@@ -147,9 +152,13 @@ pub struct Committer {
     /// Turns true when the gateway stops: a batch waiting for a faulty store is then given
     /// up unacked instead of holding the shutdown until its timeout.
     pub shutdown: watch::Receiver<bool>,
+    /// Set when another gateway took the writer lease (PostgreSQL): this committer then
+    /// stops at once without acking anything, and the gateway shuts down (a supervisor
+    /// restarts it as a standby).
+    pub lead_lost: watch::Sender<bool>,
 }
 
-impl std::fmt::Debug for Committer {
+impl<S: CommitterStore + std::fmt::Debug> std::fmt::Debug for Committer<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Committer")
             .field("core", &self.core)
@@ -169,10 +178,10 @@ impl Drop for AliveGuard {
 }
 
 /// Runs `work` on the blocking pool with the core moved in and back out.
-async fn blocking<T: Send + 'static>(
-    core: Core,
-    work: impl FnOnce(&mut Core) -> T + Send + 'static,
-) -> Result<(Core, T), tokio::task::JoinError> {
+async fn blocking<S: CommitterStore, T: Send + 'static>(
+    core: Core<S>,
+    work: impl FnOnce(&mut Core<S>) -> T + Send + 'static,
+) -> Result<(Core<S>, T), tokio::task::JoinError> {
     tokio::task::spawn_blocking(move || {
         let mut core = core;
         let result = work(&mut core);
@@ -191,7 +200,7 @@ fn received(incoming: &Incoming) -> Received {
     }
 }
 
-impl Committer {
+impl<S: CommitterStore> Committer<S> {
     /// Runs until the intake channel closes (shutdown), committing everything received,
     /// or until a shutdown finds the store down (then what is left stays unacked).
     pub async fn run(self) {
@@ -209,21 +218,15 @@ impl Committer {
             retry_base,
             alive,
             shutdown,
+            lead_lost,
         } = self;
         alive.store(true, Ordering::Release);
         let _guard = AliveGuard(alive);
         metrics.set_open_alerts(core.open_alert_count());
-        store.set(core.store().clone());
+        core.store().share(&store);
         let engine_config = core.engine().config().clone();
-        let told_seq = match core.store().last_alert_change_seq() {
-            Ok(seq) => Some(seq),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the alert change log's position");
-                None
-            }
-        };
         let mut shell = Shell {
-            told_seq,
+            told_seq: None,
             last_open: Vec::new(),
             commands,
             commands_open: true,
@@ -239,8 +242,18 @@ impl Committer {
             clock,
             retry_base,
             shutdown,
+            lead_lost,
             store_failures: 0,
             next_reopen: tokio::time::Instant::now(),
+        };
+        // Off the async threads: on PostgreSQL a store call blocks on the runtime.
+        shell.told_seq = match shell.run(|core| core.store_mut().last_alert_change_seq()).await {
+            Ok(Ok(seq)) => Some(seq),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot read the alert change log's position");
+                None
+            }
+            Err(_) => None,
         };
         let PerLane {
             telemetry: mut telemetry_intake,
@@ -254,6 +267,15 @@ impl Committer {
         let timer = tokio::time::sleep(shell.timer_sleep());
         tokio::pin!(timer);
         while telemetry_open || alarms_open {
+            if shell.lead_is_lost() {
+                let left = abandon([&mut alarm_intake, &mut telemetry_intake]);
+                shell.metrics.abandoned(left);
+                tracing::error!(
+                    queued = left,
+                    "another gateway leads: stopping without acking anything uncommitted; the broker keeps it for the leader"
+                );
+                break;
+            }
             let wanted = tokio::time::Instant::now() + shell.timer_sleep();
             if wanted < timer.deadline() {
                 timer.as_mut().reset(wanted);
@@ -288,13 +310,10 @@ impl Committer {
                 Lane::Telemetry => std::mem::replace(&mut buf, Vec::with_capacity(max_batch)),
             };
             if shell.ingest(batch, lane).await == Flow::Stop {
-                let mut left = 0u64;
-                for intake in [&mut alarm_intake, &mut telemetry_intake] {
-                    intake.close();
-                    while intake.try_recv().is_ok() {
-                        left += 1;
-                    }
+                if shell.lead_is_lost() {
+                    continue;
                 }
+                let left = abandon([&mut alarm_intake, &mut telemetry_intake]);
                 shell.metrics.abandoned(left);
                 tracing::warn!(
                     queued = left,
@@ -308,8 +327,24 @@ impl Committer {
         while let Ok(command) = shell.commands.try_recv() {
             shell.command(command).await;
         }
+        if !shell.lead_is_lost() {
+            shell.step_down().await;
+        }
         tracing::info!("committer stopped: everything acked was committed");
     }
+}
+
+/// Closes the intakes and drops what is queued in them (unacked: the broker redelivers it);
+/// how many that was.
+fn abandon(intakes: [&mut mpsc::Receiver<Incoming>; 2]) -> u64 {
+    let mut left = 0u64;
+    for intake in intakes {
+        intake.close();
+        while intake.try_recv().is_ok() {
+            left += 1;
+        }
+    }
+    left
 }
 
 /// Whether the committer goes on after a batch.
@@ -336,11 +371,11 @@ enum JobFailed {
     Panicked,
 }
 
-struct Shell {
+struct Shell<S: CommitterStore> {
     /// `None` while a blocking job holds it, and while the store is closed after a fault.
-    core: Option<Core>,
+    core: Option<Core<S>>,
     store: Arc<SharedStore>,
-    open_store: OpenStore,
+    open_store: OpenCommitterStore<S>,
     engine_config: EngineConfig,
     outbound: PerLane<Outbound>,
     alerts: broadcast::Sender<AlertChange>,
@@ -348,6 +383,7 @@ struct Shell {
     clock: Arc<dyn Clock>,
     retry_base: Duration,
     shutdown: watch::Receiver<bool>,
+    lead_lost: watch::Sender<bool>,
     /// Consecutive store faults: sets the backoff, cleared by a successful commit.
     store_failures: u32,
     /// The next reopen after a fault is not tried before this.
@@ -366,7 +402,7 @@ struct Shell {
     test_hooks: (u32, Option<(Vec<u8>, super::core::PoisonKind)>),
 }
 
-impl Shell {
+impl<S: CommitterStore> Shell<S> {
     fn timer_sleep(&self) -> Duration {
         let deadline = self.core.as_ref().and_then(|core| core.engine().next_deadline());
         match deadline {
@@ -379,27 +415,46 @@ impl Shell {
     }
 
     fn stopping(&self) -> bool {
-        *self.shutdown.borrow()
+        *self.shutdown.borrow() || self.lead_is_lost()
+    }
+
+    fn lead_is_lost(&self) -> bool {
+        *self.lead_lost.borrow()
+    }
+
+    /// At a clean stop: gives the writer lease up (PostgreSQL), so a standby takes over now
+    /// rather than when the lease runs out.
+    async fn step_down(&mut self) {
+        match self.run(|core| core.store_mut().step_down()).await {
+            Ok(Ok(())) | Err(JobFailed::NoStore) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not give up the writer lease; it runs out by itself"),
+            Err(JobFailed::Panicked) => {}
+        }
     }
 
     /// Runs blocking work on the core. If the job panicked the core is rebuilt from the
     /// store; if even that fails the core stays closed and the next use reopens the store.
     async fn run<T: Send + 'static>(
         &mut self,
-        work: impl FnOnce(&mut Core) -> T + Send + 'static,
+        work: impl FnOnce(&mut Core<S>) -> T + Send + 'static,
     ) -> Result<T, JobFailed> {
         let core = self.core.take().ok_or(JobFailed::NoStore)?;
         #[cfg(test)]
         {
             self.test_hooks = core.test_hooks();
         }
-        let store = core.store().clone();
+        let second = core.store().second_handle();
         match blocking(core, work).await {
             Ok((core, result)) => {
                 self.core = Some(core);
                 Ok(result)
             }
             Err(e) => {
+                let Some(store) = second else {
+                    // No second handle (a database connection): reopen it, then rebuild.
+                    self.note_fault("restore", &format!("committer job failed: {e}"));
+                    return Err(JobFailed::Panicked);
+                };
                 tracing::error!(error = %e, "committer job failed; rebuilding the engine from the store");
                 let config = self.engine_config.clone();
                 let now = self.clock.now();
@@ -420,7 +475,7 @@ impl Shell {
         }
     }
 
-    fn install(&mut self, core: Core) {
+    fn install(&mut self, core: Core<S>) {
         #[cfg(test)]
         let core = {
             let mut core = core;
@@ -435,6 +490,17 @@ impl Shell {
     /// A store fault: nothing is acked, /healthz and the metrics say why, and the store is
     /// closed here so the next attempt (after the backoff) reopens it.
     fn note_fault(&mut self, kind: &'static str, error: &dyn std::fmt::Display) {
+        if matches!(kind, "fenced" | "not_leader") {
+            self.metrics.store_failed(kind, &error.to_string());
+            tracing::error!(
+                kind,
+                error = %error,
+                "LOST THE WRITER LEASE: another gateway leads; nothing uncommitted is acked and this gateway stops"
+            );
+            let _ = self.lead_lost.send(true);
+            self.close_store();
+            return;
+        }
         self.store_failures = self.store_failures.saturating_add(1);
         self.metrics.store_failed(kind, &error.to_string());
         let backoff = retry_backoff(self.retry_base, self.store_failures);
@@ -482,7 +548,7 @@ impl Shell {
         let now = self.clock.now();
         let opened = tokio::task::spawn_blocking(move || {
             let store = open().map_err(|e| (store_fault_kind(&e).unwrap_or("open"), e.to_string()))?;
-            Core::open(Arc::new(store), config, now).map_err(|e| {
+            Core::open(store, config, now).map_err(|e| {
                 let kind = match &e {
                     OperatorError::Store(store) => store_fault_kind(store).unwrap_or("restore"),
                     _ => "restore",
@@ -494,7 +560,7 @@ impl Shell {
         match opened {
             Ok(Ok(core)) => {
                 self.metrics.store_reopened(true);
-                self.store.set(core.store().clone());
+                core.store().share(&self.store);
                 self.install(core);
                 tracing::info!("store reopened; alert engine rebuilt from it");
                 self.announce_in_doubt_alerts().await;
@@ -522,7 +588,7 @@ impl Shell {
         };
         loop {
             let found = self
-                .run(move |core| core.store().alert_changes_since(after, MAX_ALERT_CHANGES_PAGE))
+                .run(move |core| core.store_mut().alert_changes_since(after, MAX_ALERT_CHANGES_PAGE))
                 .await;
             let page = match found {
                 Ok(Ok(AlertChangesSince::Changes(page))) => page,
@@ -579,7 +645,7 @@ impl Shell {
         if self.core.is_some() {
             return true;
         }
-        if tokio::time::Instant::now() < self.next_reopen {
+        if self.lead_is_lost() || tokio::time::Instant::now() < self.next_reopen {
             return false;
         }
         self.reopen().await
@@ -849,6 +915,15 @@ impl Shell {
         if !self.ensure_core().await {
             return;
         }
+        // The writer lease is renewed here when the intake is idle (between batches otherwise).
+        match self.run(|core| core.store_mut().keep_leading()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                self.note_fault(store_fault_kind(&e).unwrap_or("lease"), &e);
+                return;
+            }
+            Err(_) => return,
+        }
         let now = self.clock.now();
         let due = self
             .core
@@ -886,7 +961,7 @@ impl Shell {
     async fn alert_write(
         &mut self,
         alert: AlertId,
-        write: impl FnOnce(&mut Core, Timestamp) -> Result<Committed, OperatorError> + Send + 'static,
+        write: impl FnOnce(&mut Core<S>, Timestamp) -> Result<Committed, OperatorError> + Send + 'static,
     ) -> Result<Alert, OperatorError> {
         if !self.ensure_core().await {
             return Err(self.unavailable());
@@ -920,7 +995,7 @@ impl Shell {
 
     async fn store_action<T: Send + 'static>(
         &mut self,
-        work: impl FnOnce(&mut Core) -> Result<T, StoreError> + Send + 'static,
+        work: impl FnOnce(&mut Core<S>) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, OperatorError> {
         if !self.ensure_core().await {
             return Err(self.unavailable());
@@ -1082,10 +1157,11 @@ impl Shell {
             return Err(self.unavailable());
         }
         let result = self
-            .run(move |core| crate::retention::run::apply_in_core(core, &step))
+            .run(move |core| S::apply_retention(core, &step))
             .await
             .map_err(|_| self.unavailable())?;
         match result {
+            Err(e @ StoreError::NotOnPostgres { .. }) => Err(OperatorError::Unavailable(e.to_string())),
             Ok((outcome, committed)) => {
                 self.note_healthy();
                 if committed {
@@ -1121,6 +1197,7 @@ impl Shell {
             .await
             .map_err(|_| self.unavailable())?;
         match result {
+            Err(e @ StoreError::NotOnPostgres { .. }) => Err(OperatorError::Unavailable(e.to_string())),
             Ok(applied) => {
                 self.note_healthy();
                 self.metrics.committed(0, []);
@@ -1175,8 +1252,8 @@ mod tests {
         hooks: impl FnOnce(&mut Core),
     ) -> Rig {
         let dir = dir.to_path_buf();
-        let open_store: OpenStore = Arc::new(move || Store::open_in_dir(&dir));
-        let mut core = Core::open(Arc::new(open_store().unwrap()), engine_config, clock.now()).unwrap();
+        let open_store: OpenCommitterStore<Arc<Store>> = Arc::new(move || Store::open_in_dir(&dir).map(Arc::new));
+        let mut core = Core::open(open_store().unwrap(), engine_config, clock.now()).unwrap();
         hooks(&mut core);
         let store = Arc::new(SharedStore::new(core.store().clone()));
         let (intake_tx, intake) = mpsc::channel(16);
@@ -1207,6 +1284,7 @@ mod tests {
             retry_base: Duration::from_millis(5),
             alive: Arc::new(AtomicBool::new(false)),
             shutdown,
+            lead_lost: watch::channel(false).0,
         };
         Rig {
             committer,

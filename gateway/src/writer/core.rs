@@ -127,6 +127,11 @@ impl<S: WriteStore> Core<S> {
         &self.store
     }
 
+    /// For the store's own work between transactions (the writer lease, the change log).
+    pub fn store_mut(&mut self) -> &mut S {
+        &mut self.store
+    }
+
     pub fn engine(&self) -> &AlertEngine {
         &self.engine
     }

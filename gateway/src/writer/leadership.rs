@@ -97,9 +97,11 @@ impl Leadership {
                 expires_in_ms,
             }) => {
                 tracing::debug!(%holder, epoch, expires_in_ms, "the writer lease is held: standing by");
-                // A little past the expiry, so the attempt does not find it a moment early.
+                // A little past the expiry, so the attempt does not find it a moment early; but
+                // no later than a renewal period, so a lease given up at a clean stop is taken
+                // within a third of its length rather than at its old expiry.
                 let left = Duration::from_millis(u64::try_from(expires_in_ms).unwrap_or(0));
-                self.next = now + left + self.lease / 20;
+                self.next = now + (left + self.lease / 20).min(self.renew_period());
                 Ok(Role::Standby)
             }
             Err(error) => {
@@ -107,6 +109,13 @@ impl Leadership {
                 Err(error)
             }
         }
+    }
+
+    /// Leads again on a new connection with the lease it held on the old one: the next
+    /// [`Leadership::keep`] renews it at once, which only succeeds if nobody led since.
+    pub fn resume(&mut self, now: Instant) {
+        self.role = Role::Leader;
+        self.next = now;
     }
 
     /// A write was refused (`Fenced`, `NotLeader`): stand by, and ask at the next

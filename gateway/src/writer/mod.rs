@@ -9,11 +9,13 @@
 //!   after the commit.
 //! - [`store_slot`]: the store shared with readers, reopened by the committer after a fault.
 //! - [`leadership`]: on PostgreSQL, when to renew the writer lease or try to take it.
+//! - [`backend`]: what the committer needs of its store: redb, or PostgreSQL under the lease.
 
+pub mod backend;
 pub mod committer;
 pub mod core;
 pub mod leadership;
 pub mod store_slot;
 
 pub use self::core::{Committed, Core, OperatorError, Received};
-pub use self::store_slot::{OpenStore, SharedStore, StoreUnavailable};
+pub use self::store_slot::{SharedStore, StoreUnavailable};

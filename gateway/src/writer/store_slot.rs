@@ -3,18 +3,21 @@
 //! later transaction until the database is closed and opened again; the committer does that
 //! by itself, so a fault heals without a restart once its cause is gone.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use crate::store::{Store, StoreError};
 
-/// Opens the store (again): the data directory's file in production, a fault-injecting
-/// backend in tests. Called off the async threads.
-pub type OpenStore = Arc<dyn Fn() -> Result<Store, StoreError> + Send + Sync>;
-
-/// No store is open right now: the writer closed it to reopen it after a fault.
+/// No redb store is open for reads right now.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("the store is being reopened after a fault (see /healthz); try again shortly")]
-pub struct StoreUnavailable;
+pub enum StoreUnavailable {
+    /// The writer closed it to reopen it after a fault.
+    #[error("the store is being reopened after a fault (see /healthz); try again shortly")]
+    Reopening,
+    /// The gateway writes to PostgreSQL, and this read is not served from it yet.
+    #[error("this gateway runs on the PostgreSQL store, and this view is not yet served from it (docs/postgres.md)")]
+    NotOnPostgres,
+}
 
 /// The current store, or none while the writer reopens it. Readers take an `Arc` for one
 /// query and let it go: a reader that keeps one keeps the old database open, and the
@@ -22,22 +25,32 @@ pub struct StoreUnavailable;
 #[derive(Debug, Default)]
 pub struct SharedStore {
     current: RwLock<Option<Arc<Store>>>,
+    on_postgres: AtomicBool,
 }
 
 impl SharedStore {
     pub fn new(store: Arc<Store>) -> Self {
         Self {
             current: RwLock::new(Some(store)),
+            on_postgres: AtomicBool::new(false),
         }
     }
 
     /// The open store, for reads.
     pub fn get(&self) -> Result<Arc<Store>, StoreUnavailable> {
+        if self.on_postgres.load(Ordering::Relaxed) {
+            return Err(StoreUnavailable::NotOnPostgres);
+        }
         self.current
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
-            .ok_or(StoreUnavailable)
+            .ok_or(StoreUnavailable::Reopening)
+    }
+
+    /// The gateway writes to PostgreSQL: no redb store will ever be here.
+    pub(crate) fn mark_on_postgres(&self) {
+        self.on_postgres.store(true, Ordering::Relaxed);
     }
 
     pub(crate) fn set(&self, store: Arc<Store>) {
@@ -76,7 +89,8 @@ pub fn store_fault_kind(error: &StoreError) -> Option<&'static str> {
         | StoreError::Unreadable(_)
         | StoreError::Encode { .. }
         | StoreError::OverlappingAssignment { .. }
-        | StoreError::NoActiveAssignment { .. } => None,
+        | StoreError::NoActiveAssignment { .. }
+        | StoreError::NotOnPostgres { .. } => None,
     }
 }
 

@@ -31,8 +31,8 @@ pub use migrations::PG_SCHEMA_VERSION;
 pub use write::{CommitOutcome, PgWriteBatch};
 
 use super::schema::{AlertHeader, decode_quarantine};
-use super::{AlertChangeRetention, EventRead, Unreadable};
-use crate::domain::{Alert, AlertId, DeviceRecord, EventKey, QuarantineRecord, Transition};
+use super::{AlertChangePage, AlertChangeRetention, AlertChangesSince, EventRead, MAX_ALERT_CHANGES_PAGE, Unreadable};
+use crate::domain::{Alert, AlertChange, AlertId, DeviceRecord, EventKey, QuarantineRecord, Transition};
 
 /// How a gateway uses its PostgreSQL store.
 #[derive(Debug, Clone)]
@@ -71,7 +71,9 @@ pub struct PgStore {
 impl PgStore {
     /// Connects, sets the session up and migrates the schema. A session left idle inside a
     /// transaction for a lease's length (a paused or partitioned leader) is ended by the
-    /// server, so its lock on the lease row cannot keep a standby from taking over.
+    /// server, so its lock on the lease row cannot keep a standby from taking over. Commits
+    /// are durable and wait for the synchronous standbys whatever the role or database says
+    /// (`synchronous_commit = on`): a receipt must never rest on a commit that was not.
     pub async fn connect(config: &tokio_postgres::Config, options: PgStoreOptions) -> Result<Self, PgError> {
         let (mut client, mut connection) = config.connect(NoTls).await?;
         let (notice_sender, notices) = mpsc::unbounded_channel();
@@ -93,7 +95,8 @@ impl PgStore {
         let idle_ms = options.lease_ttl.as_millis().clamp(1, i32::MAX as u128);
         client
             .batch_execute(&format!(
-                "SET idle_in_transaction_session_timeout = {idle_ms}; SET application_name = 'tec-gateway'"
+                "SET idle_in_transaction_session_timeout = {idle_ms}; SET application_name = 'tec-gateway'; \
+                 SET synchronous_commit = on"
             ))
             .await?;
         let found = migrations::migrate(&mut client).await?;
@@ -127,6 +130,13 @@ impl PgStore {
         let held = self.lease.take().ok_or(PgError::NotLeader)?;
         let renewed = lease::renew(&self.client, &held, self.options.lease_ttl).await?;
         Ok(self.lease.insert(renewed))
+    }
+
+    /// Takes back a lease this gateway held on an earlier connection (after the connection was
+    /// lost), so that a renewal, not a takeover, follows: the renewal succeeds only if the
+    /// epoch is still this one and unexpired, i.e. nobody led in between.
+    pub fn resume_lease(&mut self, lease: Lease) {
+        self.lease = Some(lease);
     }
 
     /// Gives the lease up (a clean shutdown), so a standby takes over without waiting.
@@ -304,6 +314,84 @@ impl PgStore {
         })
     }
 
+    /// Alert changes with a seq above `after`, oldest first, at most `limit` (capped at
+    /// [`MAX_ALERT_CHANGES_PAGE`]), as [`crate::store::Store::alert_changes_since`] gives them
+    /// on redb; read in one snapshot so the page and the log's bounds agree.
+    pub async fn alert_changes_since(&mut self, after: u64, limit: usize) -> Result<AlertChangesSince, PgError> {
+        let limit = limit.min(MAX_ALERT_CHANGES_PAGE);
+        let txn = self
+            .client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await?;
+        let last: i64 = txn
+            .query_opt("SELECT value FROM tec_counters WHERE name = 'alert_change_seq'", &[])
+            .await?
+            .map(|row| row.try_get(0))
+            .transpose()?
+            .unwrap_or(0);
+        let last_seq = u64::try_from(last).map_err(|_| PgError::OutOfRange {
+            what: "alert change seq",
+            value: last,
+        })?;
+        if after > last_seq {
+            return Ok(AlertChangesSince::Ahead { last_seq });
+        }
+        let oldest: Option<i64> = txn
+            .query_one("SELECT min(seq) FROM alert_changes", &[])
+            .await?
+            .try_get(0)?;
+        let oldest_kept = oldest.and_then(|seq| u64::try_from(seq).ok()).unwrap_or(last_seq + 1);
+        if after.saturating_add(1) < oldest_kept {
+            return Ok(AlertChangesSince::TooOld { oldest_kept, last_seq });
+        }
+        let mut page = AlertChangePage {
+            next_after: after,
+            last_seq,
+            ..AlertChangePage::default()
+        };
+        if limit == 0 {
+            return Ok(AlertChangesSince::Changes(page));
+        }
+        // `after` is at most `last_seq`, which came from a bigint.
+        let from = i64::try_from(after).unwrap_or(i64::MAX);
+        let rows = txn
+            .query(
+                "SELECT seq, committed_at_ms, alert::text FROM alert_changes WHERE seq > $1 ORDER BY seq LIMIT $2",
+                &[&from, &i64::try_from(limit).unwrap_or(i64::MAX)],
+            )
+            .await?;
+        for row in &rows {
+            let seq: i64 = row.try_get(0)?;
+            let committed_at: i64 = row.try_get(1)?;
+            let seq = u64::try_from(seq).map_err(|_| PgError::OutOfRange {
+                what: "alert change seq",
+                value: seq,
+            })?;
+            page.next_after = seq;
+            let read = match from_json::<AlertHeader>("alert_changes", seq, row.try_get(2)?) {
+                Ok(header) => alert_from_header(&txn, header).await,
+                Err(unreadable) => Err(PgError::Unreadable(unreadable)),
+            };
+            match read {
+                Ok(alert) => page.changes.push(AlertChange {
+                    seq,
+                    committed_at: crate::domain::Timestamp::from_millis(committed_at),
+                    alert,
+                }),
+                Err(PgError::Unreadable(unreadable)) => {
+                    tracing::error!(%unreadable, "unreadable alert change in PostgreSQL");
+                    page.unreadable.push(unreadable);
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        txn.commit().await?;
+        Ok(AlertChangesSince::Changes(page))
+    }
+
     /// The server process serving this connection (for operators and tests that need to
     /// find this session in `pg_stat_activity`).
     pub async fn backend_pid(&self) -> Result<i32, PgError> {
@@ -337,6 +425,15 @@ async fn alert_in(client: &impl GenericClient, id: AlertId) -> Result<Option<Ale
         return Ok(None);
     };
     let header: AlertHeader = from_json("alerts", id, row.try_get(0)?)?;
+    alert_from_header(client, header).await.map(Some)
+}
+
+/// The alert a header describes, with the first `transition_count` transitions of its
+/// (append-only) history.
+async fn alert_from_header(client: &impl GenericClient, header: AlertHeader) -> Result<Alert, PgError> {
+    let id = header.id;
+    // Ids beyond bigint are never stored (`put_alert` refuses them): such an alert has none.
+    let key = i64::try_from(id.0).unwrap_or(i64::MAX);
     let rows = client
         .query(
             "SELECT idx, transition::text FROM alert_transitions WHERE alert_id = $1 AND idx < $2 ORDER BY idx",
@@ -354,5 +451,5 @@ async fn alert_in(client: &impl GenericClient, id: AlertId) -> Result<Option<Ale
             )?)
         })
         .collect::<Result<Vec<_>, PgError>>()?;
-    Ok(Some(header.into_alert(transitions)))
+    Ok(header.into_alert(transitions))
 }
