@@ -1,20 +1,22 @@
 //! Durable event ingest through the store seam (`WriteStore`/`WriteTxn`), redb against
 //! PostgreSQL in the same run: the redb store in a temp dir, a private PostgreSQL cluster, and
-//! a second cluster whose every commit waits for a synchronous streaming standby. Each store
-//! takes the same fresh events (sensor changes and heartbeats over many devices, every
-//! `(device, boot, seq)` unique) in batches of each size, one durable commit per batch, then
-//! a redelivery of already stored events (the duplicates path). Each batch size starts on
-//! stores of the same size (emptied, then filled without timing), so a row does not depend
-//! on how much the rows before it stored. Prints events/s and the
-//! latency of the commit alone and of the whole batch (begin, insert, commit), p50/p99/max,
-//! and PostgreSQL's rate as a ratio of redb's for each batch size. The three stores take
-//! turns (eight a batch size), so a drift in the disk's latency touches all three alike.
+//! a second cluster whose every commit waits for a synchronous streaming standby.
+//!
+//! Each store takes the same fresh events (sensor changes and heartbeats over many devices,
+//! every `(device, boot, seq)` unique) in batches of each size, one durable commit per batch,
+//! then a redelivery of already stored events (the duplicates path). Each batch size starts on
+//! stores of the same size (emptied, then filled without timing), so a row does not depend on
+//! how much the rows before it stored; the three stores take turns (eight a batch size), so a
+//! drift in the disk's latency touches all three alike. Prints events/s, the latency of the
+//! commit alone and of the whole batch (begin, insert, commit), p50/p99/max, and PostgreSQL's
+//! rate as a ratio of redb's for each batch size.
 //!
 //! `cargo bench -p tec-tests --bench store`. Knobs: STORE_BENCH_EVENTS (262_144: events per
 //! batch size), STORE_BENCH_MAX_COMMITS (1_000: fewer events for the small batches, so batch
 //! size 1 does not take minutes), STORE_BENCH_BATCHES (1,64,1024,8192), STORE_BENCH_DEVICES
 //! (10_000), STORE_BENCH_PREFILL (262_144: events in each store before the timed ones),
-//! STORE_BENCH_DUPLICATES (65_536: events redelivered) at STORE_BENCH_DUPLICATE_BATCH (1_024). Fails if PostgreSQL is not installed. Figures go into BENCHMARKS.md.
+//! STORE_BENCH_DUPLICATES (65_536: events redelivered) at STORE_BENCH_DUPLICATE_BATCH (1_024).
+//! Fails if PostgreSQL is not installed. Figures go into BENCHMARKS.md.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
