@@ -141,36 +141,34 @@ impl ReadStore for PgReader {
 }
 
 impl AccessStore for PgReader {
-    fn user(&self, _username: &Username) -> Result<Option<UserRecord>, StoreError> {
-        Err(NOT_YET)
+    fn user(&self, username: &Username) -> Result<Option<UserRecord>, StoreError> {
+        self.read(|store| store.user(username))
     }
 
     fn users(&self) -> Result<Vec<UserRecord>, StoreError> {
-        Err(NOT_YET)
+        self.read(|store| store.users())
     }
 
-    fn session(&self, _token_hash: &str) -> Result<Option<SessionRecord>, StoreError> {
-        Err(NOT_YET)
+    fn session(&self, token_hash: &str) -> Result<Option<SessionRecord>, StoreError> {
+        self.read(|store| store.session(token_hash))
     }
 
     fn audit_raw(&self) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-        Err(NOT_YET)
+        self.read(|store| store.audit_raw())
     }
 
     fn audit_head(&self) -> Result<Option<AuditHead>, StoreError> {
-        Err(NOT_YET)
+        self.read(|store| store.audit_head())
     }
 
-    fn audit_for_resident(&self, _resident: &ResidentId) -> Result<Vec<AuditEntry>, StoreError> {
-        Err(NOT_YET)
+    fn audit_for_resident(&self, resident: &ResidentId) -> Result<Vec<AuditEntry>, StoreError> {
+        self.read(|store| store.audit_for_resident(resident))
     }
 
-    /// Writes go through the committer, never through a reader.
+    /// Access changes go through the committer (fenced by the writer lease), never a reader.
     fn apply_access(&self, _change: &AccessChange) -> Result<Result<Vec<AuditEntry>, AccessRefusal>, StoreError> {
-        Err(NOT_YET)
+        Err(StoreError::NotOnPostgres {
+            what: "an access change outside the writer",
+        })
     }
 }
-
-const NOT_YET: StoreError = StoreError::NotOnPostgres {
-    what: "user accounts and the audit chain",
-};
