@@ -43,9 +43,10 @@ impl PgReader {
         if let Some(connection) = current.as_ref() {
             return Ok(connection.clone());
         }
-        let store = self
-            .runtime
-            .block_on(PgStore::connect(&self.config, self.options.clone()))?;
+        let store = tokio::task::block_in_place(|| {
+            self.runtime
+                .block_on(PgStore::connect(&self.config, self.options.clone()))
+        })?;
         let connection = Arc::new(PgBlocking::new(store, self.runtime.clone()));
         *current = Some(connection.clone());
         Ok(connection)

@@ -448,9 +448,11 @@ impl PgBlocking {
         &self.runtime
     }
 
-    /// Runs one of the store's async calls to its end.
+    /// Runs one of the store's async calls to its end. Also from a runtime worker (an HTTP
+    /// handler reading in place, as it may from redb): that thread is handed over to blocking
+    /// work meanwhile, so the runtime's other tasks go on.
     pub fn block_on<F: std::future::Future>(&self, work: F) -> F::Output {
-        self.runtime.block_on(work)
+        tokio::task::block_in_place(|| self.runtime.block_on(work))
     }
 }
 
