@@ -24,9 +24,10 @@ use crate::reports::import::LineError;
 use crate::store::pg_reader::PgReader;
 use crate::store::postgres::{PgError, PgStore, PgStoreOptions};
 use crate::store::{
-    AccessChange, AccessRefusal, AlertChangesSince, AlertPage, AlertQuery, AuditEntry, Store, StoreError,
+    AccessChange, AccessRefusal, AlertChangesSince, AlertFilter, AlertPage, AlertQuery, AuditEntry,
+    MAX_ALERT_CHANGES_PAGE, Store, StoreError,
 };
-use crate::store::{ConsoleReads, PgBlocking};
+use crate::store::{ConsoleReads, PgBlocking, ReadStore};
 use crate::writer::backend::{CommitterStore, LeadingPg, LeaseMemory};
 use crate::writer::committer::{Command, Committer, OpenCommitterStore};
 use crate::writer::core::{AssignmentChange, Core, OperatorError};
@@ -131,16 +132,195 @@ pub async fn spawn_with_engine(
                 ..PgStoreOptions::new(config.store.holder(), config.store.lease())
             };
             let memory = LeaseMemory::default();
-            let leading = stand_by_until_leading(&pg, &options, &memory).await?;
+            let runtime = tokio::runtime::Handle::current();
+            let reader = Arc::new(PgReader::new(pg.clone(), options.clone(), runtime.clone()));
+            // While another gateway leads, this one serves the console's reads.
+            let (listener, http_addr) = bind_http(config.http).await?;
+            let standby = StandbyServer::start(
+                listener,
+                http_addr,
+                &config,
+                reader.clone(),
+                engine_config.low_battery_percent,
+                clock.clone(),
+            );
+            let leading = stand_by_until_leading(&pg, &options, &memory).await;
+            standby.stop().await;
+            let leading = leading?;
             let core = tokio::task::spawn_blocking(move || Core::open(leading, engine_config, now))
                 .await?
                 .map_err(StartError::Engine)?;
-            let runtime = tokio::runtime::Handle::current();
-            let reader = Arc::new(PgReader::new(pg.clone(), options.clone(), runtime.clone()));
             let open_store: OpenCommitterStore<LeadingPg> =
                 Arc::new(move || LeadingPg::connect(&pg, options.clone(), memory.clone(), runtime.clone()));
+            // The leader listens where the standby did (the same port, also when it was 0).
+            let config = Config {
+                http: http_addr,
+                ..config
+            };
             launch(config, core, open_store, Some(reader), clock).await
         }
+    }
+}
+
+async fn bind_http(addr: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAddr), StartError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Http { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| StartError::Http { addr, source })?;
+    Ok((listener, bound))
+}
+
+/// Why a standby refuses operator actions and logins (every write is the leader's).
+const STANDBY: &str = "this gateway is the standby: operator actions, logins and audited reads are taken by the \
+                       leading gateway; this one serves the console's other reads until it leads";
+
+/// A standby's read-only face: the console and the API read from PostgreSQL while another
+/// gateway leads. Writes (operator actions, logins, audited reads, whose audit entry is a
+/// write) are refused with 503; the live stream follows the database's alert-change log,
+/// polled every second.
+struct StandbyServer {
+    stop_http: oneshot::Sender<()>,
+    http: JoinHandle<()>,
+    answerer: JoinHandle<()>,
+    follower: JoinHandle<()>,
+}
+
+impl StandbyServer {
+    fn start(
+        listener: tokio::net::TcpListener,
+        http_addr: SocketAddr,
+        config: &Config,
+        reader: Arc<PgReader>,
+        low_battery_percent: u8,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let metrics = Arc::new(Metrics::new());
+        let mqtt = Arc::new(MqttSessions::new(config.mqtt.inflight_budget_bytes));
+        let (commands, mut refused) = mpsc::channel::<Command>(256);
+        let (alerts, _) = broadcast::channel(ALERT_STREAM_CAPACITY);
+        let store = Arc::new(SharedStore::default());
+        store.mark_on_postgres();
+        let client = GatewayClient {
+            http_addr,
+            store,
+            pg_reader: Some(reader.clone()),
+            metrics: metrics.clone(),
+            mqtt: mqtt.clone(),
+            commands,
+            alerts: alerts.clone(),
+            low_battery_percent,
+        };
+        let answerer = tokio::spawn({
+            let reader = reader.clone();
+            async move {
+                while let Some(command) = refused.recv().await {
+                    let Some(reply) = command.refuse(STANDBY) else {
+                        continue;
+                    };
+                    let reader = reader.clone();
+                    let open = tokio::task::spawn_blocking(move || {
+                        ReadStore::alerts(
+                            &*reader,
+                            &AlertFilter {
+                                open_only: true,
+                                ..AlertFilter::default()
+                            },
+                        )
+                    })
+                    .await;
+                    match open {
+                        Ok(Ok(mut open)) => {
+                            open.sort_by_key(|a| (a.priority, a.raised_at, a.id));
+                            let _ = reply.send(open);
+                        }
+                        Ok(Err(error)) => tracing::error!(%error, "standby: cannot read the open alerts"),
+                        Err(error) => tracing::error!(%error, "standby: reading the open alerts failed"),
+                    }
+                }
+            }
+        });
+        let follower = tokio::spawn(follow_change_log(reader, alerts));
+        let api = ApiState::new(client, clock, config.access.settings());
+        let app = router(
+            HttpState {
+                metrics,
+                mqtt,
+                committer_alive: Arc::new(AtomicBool::new(false)),
+            },
+            Some(api),
+        );
+        let (stop_http, stop) = oneshot::channel::<()>();
+        let http = tokio::spawn(async move {
+            let service = app.into_make_service_with_connect_info::<SocketAddr>();
+            let serve = axum::serve(listener, service).with_graceful_shutdown(async move {
+                let _ = stop.await;
+            });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "standby HTTP server failed");
+            }
+        });
+        tracing::info!(%http_addr, "standing by: serving the console's reads from PostgreSQL until this gateway leads");
+        Self {
+            stop_http,
+            http,
+            answerer,
+            follower,
+        }
+    }
+
+    /// Stops serving (live streams end: their clients reconnect, to the leader) and frees the
+    /// port for the leading gateway.
+    async fn stop(self) {
+        // Dropping the command receiver ends the live streams (`GatewayClient::stopped`).
+        self.answerer.abort();
+        self.follower.abort();
+        let _ = self.stop_http.send(());
+        let mut http = self.http;
+        if tokio::time::timeout(std::time::Duration::from_secs(5), &mut http)
+            .await
+            .is_err()
+        {
+            http.abort();
+            let _ = http.await;
+        }
+    }
+}
+
+/// Broadcasts the alert changes other gateways commit, as the committer does its own: every
+/// second, what the database's change log gained.
+async fn follow_change_log(reader: Arc<PgReader>, alerts: broadcast::Sender<AlertChange>) {
+    let mut told: Option<u64> = None;
+    loop {
+        let read = {
+            let reader = reader.clone();
+            tokio::task::spawn_blocking(move || match told {
+                None => {
+                    ReadStore::last_alert_change_seq(&*reader).map(|last_seq| AlertChangesSince::Ahead { last_seq })
+                }
+                Some(after) => ReadStore::alert_changes_since(&*reader, after, MAX_ALERT_CHANGES_PAGE),
+            })
+            .await
+        };
+        match read {
+            Ok(Ok(AlertChangesSince::Changes(page))) => {
+                told = Some(page.next_after);
+                for change in page.changes {
+                    // No subscribers is fine: the database has it.
+                    let _ = alerts.send(change);
+                }
+                if page.next_after < page.last_seq {
+                    continue;
+                }
+            }
+            Ok(Ok(AlertChangesSince::TooOld { last_seq, .. } | AlertChangesSince::Ahead { last_seq })) => {
+                told = Some(last_seq);
+            }
+            Ok(Err(error)) => tracing::warn!(%error, "standby: cannot read the alert-change log"),
+            Err(error) => tracing::warn!(%error, "standby: reading the alert-change log failed"),
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     }
 }
 
@@ -209,16 +389,7 @@ async fn launch<S: CommitterStore>(
     let store = Arc::new(SharedStore::default());
     core.store().share(&store);
 
-    let listener = tokio::net::TcpListener::bind(config.http)
-        .await
-        .map_err(|source| StartError::Http {
-            addr: config.http,
-            source,
-        })?;
-    let http_addr = listener.local_addr().map_err(|source| StartError::Http {
-        addr: config.http,
-        source,
-    })?;
+    let (listener, http_addr) = bind_http(config.http).await?;
 
     let metrics = Arc::new(Metrics::new());
     let mqtt = Arc::new(MqttSessions::new(config.mqtt.inflight_budget_bytes));

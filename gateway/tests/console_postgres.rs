@@ -1,8 +1,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 //! The operators' API on the PostgreSQL store, across a change of leader: two gateways
 //! (`app::spawn`, `store.kind = "postgres"`) share one private PostgreSQL; the first leads, the
-//! second stands by. Users created through the leader log in; the queue, one alert and the
-//! live stream are read from PostgreSQL; then the leader stops, the standby takes the lease,
+//! second stands by, serving the console's reads (and refusing operator actions). Users
+//! created through the leader log in; the queue, one alert and the live stream are read from
+//! PostgreSQL, on the standby too; then the leader stops, the standby takes the lease,
 //! the same login tokens work on it (sessions are in the database), and a live client that
 //! reconnects to it with `Last-Event-ID` gets exactly the changes it missed, numbered by the
 //! database's change log. Fails, never skips, without PostgreSQL.
@@ -245,16 +246,69 @@ async fn operators_work_from_postgres_and_their_live_stream_resumes_on_the_new_l
     .await;
     assert_eq!(live, [(4, 1, "acknowledged".into())]);
 
-    // A standby waits for the lease; the leader stops cleanly and gives it up.
-    let standby = tokio::spawn(spawn(config(&server, &data.path().join("b"), "gw-b"), clock.clone()));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // A standby waits for the lease, serving the console's reads from PostgreSQL meanwhile:
+    // the queue, and the live stream (following the database's change log); operator
+    // actions are the leader's.
+    let standby_addr = std::net::SocketAddr::from(([127, 0, 0, 1], testkit::net::free_port().unwrap()));
+    let mut standby_config = config(&server, &data.path().join("b"), "gw-b");
+    standby_config.http = standby_addr;
+    let standby = tokio::spawn(spawn(standby_config, clock.clone()));
+    let started = std::time::Instant::now();
+    let queue = loop {
+        if let Ok(Ok(mut stream)) =
+            tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(standby_addr)).await
+        {
+            drop(stream.shutdown().await);
+            break call_at(standby_addr, "GET", "/api/v1/alerts", Some(&operator), None).await;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the standby serves nothing"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(queue.status, 200, "{queue:?}");
+    assert_eq!(
+        ids_and_states(&queue.json()),
+        [(1, "acknowledged".into()), (2, "raised".into()), (3, "raised".into())]
+    );
+    let refused = call_at(
+        standby_addr,
+        "POST",
+        "/api/v1/alerts/3/acknowledge",
+        Some(&operator),
+        Some("{}"),
+    )
+    .await;
+    assert_eq!(refused.status, 503, "{refused:?}");
+    assert!(refused.error().contains("standby"), "{refused:?}");
+    let followed = stream_events(standby_addr, &manager, None, 1, async {
+        let note = call_at(
+            first.http_addr(),
+            "POST",
+            "/api/v1/alerts/2/notes",
+            Some(&operator),
+            Some(r#"{"text": "no answer"}"#),
+        )
+        .await;
+        assert_eq!(note.status, 200, "{note:?}");
+    })
+    .await;
+    assert_eq!(followed, [(5, 2, "raised".into())]);
     assert!(!standby.is_finished(), "the second gateway did not stand by");
+
+    // The leader stops cleanly and gives the lease up; the standby takes it.
     first.shutdown().await.unwrap();
     let second = tokio::time::timeout(Duration::from_secs(30), standby)
         .await
         .expect("the standby never took over")
         .unwrap()
         .unwrap();
+    assert_eq!(
+        second.http_addr(),
+        standby_addr,
+        "the leader listens where the standby did"
+    );
 
     // The same tokens work on the new leader (sessions are in the database), and its
     // operators change alerts while the live client is away.
@@ -275,7 +329,7 @@ async fn operators_work_from_postgres_and_their_live_stream_resumes_on_the_new_l
 
     // The live client reconnects to the new leader from the last change it saw: exactly the
     // missed changes, in order, then live ones.
-    let resumed = stream_events(addr, &manager, Some(4), 3, async {
+    let resumed = stream_events(addr, &manager, Some(5), 3, async {
         let note = call_at(
             addr,
             "POST",
@@ -290,9 +344,9 @@ async fn operators_work_from_postgres_and_their_live_stream_resumes_on_the_new_l
     assert_eq!(
         resumed,
         [
-            (5, 3, "acknowledged".into()),
-            (6, 1, "resolved".into()),
-            (7, 2, "raised".into())
+            (6, 3, "acknowledged".into()),
+            (7, 1, "resolved".into()),
+            (8, 2, "raised".into())
         ]
     );
     let queue = call_at(addr, "GET", "/api/v1/alerts", Some(&operator), None).await;

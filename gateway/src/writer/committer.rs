@@ -128,6 +128,35 @@ pub enum Command {
 /// connection that takes the writer lease back). Called off the async threads.
 pub type OpenCommitterStore<S> = Arc<dyn Fn() -> Result<S, StoreError> + Send + Sync>;
 
+impl Command {
+    /// Answers a command no writer will take (a standby gateway's): `Unavailable` with `why`.
+    /// `OpenAlerts` is not refused but handed back, for the caller to answer from the store:
+    /// an empty list would read as "no alarms".
+    pub fn refuse(self, why: &str) -> Option<oneshot::Sender<Vec<Alert>>> {
+        fn no<T>(why: &str) -> Result<T, OperatorError> {
+            Err(OperatorError::Unavailable(why.to_owned()))
+        }
+        match self {
+            Command::Acknowledge { reply, .. }
+            | Command::AddNote { reply, .. }
+            | Command::Resolve { reply, .. }
+            | Command::RecordResponderCall { reply, .. }
+            | Command::FollowUpDone { reply, .. } => drop(reply.send(no(why))),
+            Command::RegisterDevice { reply, .. }
+            | Command::PutResident { reply, .. }
+            | Command::ChangeAssignment { reply, .. }
+            | Command::SetResidentRules { reply, .. }
+            | Command::RunTimers { reply } => drop(reply.send(no(why))),
+            Command::CreateResident { reply, .. } => drop(reply.send(no(why))),
+            Command::ImportRegister { reply, .. } => drop(reply.send(no(why))),
+            Command::ApplyAccess { reply, .. } => drop(reply.send(no(why))),
+            Command::Retention { reply, .. } => drop(reply.send(no(why))),
+            Command::OpenAlerts { reply } => return Some(reply),
+        }
+        None
+    }
+}
+
 /// Everything the committer task owns.
 pub struct Committer<S: CommitterStore = Arc<Store>> {
     pub core: Core<S>,
