@@ -1,5 +1,11 @@
-//! `tec-gateway user ...` and `tec-gateway audit verify`: offline (gateway stopped), on the
-//! store directly, through the same [`AccessChange`] the running gateway's committer applies.
+//! `tec-gateway user ...` and `tec-gateway audit verify`: offline, on the store directly,
+//! through the same [`AccessChange`] the running gateway's committer applies.
+//!
+//! The store is the redb one in `--data DIR`, or the one a configuration file names
+//! (`--config FILE`): redb in its `data_dir`, or PostgreSQL. A change needs the store to
+//! itself, as the gateway's writer would: redb's file lock refuses a second opener while a
+//! gateway runs, and on PostgreSQL the command takes the writer lease for the change and gives
+//! it back at once (`docs/postgres.md`), so it is refused while a gateway leads.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -10,8 +16,13 @@ use clap::{Args, Subcommand};
 use crate::access::api::{Actor, disable_change, new_user, reset_change};
 use crate::access::audit::{Action, draft};
 use crate::access::{Role, Username, verify_chain};
-use crate::domain::{Clock, SystemClock};
-use crate::store::{AccessChange, AccessOp, AccessStore, STORE_FILE_NAME, Store};
+use crate::config::{Config, Overrides, StoreKind};
+use crate::domain::{Clock, SystemClock, Timestamp};
+use crate::store::postgres::{LeaseAttempt, PgStore, PgStoreOptions};
+use crate::store::{
+    AccessChange, AccessOp, AccessRefusal, AccessStore, AuditCheckpoint, AuditEntry, AuditHead, PgBlocking,
+    STORE_FILE_NAME, Store, StoreError, UserRecord,
+};
 
 /// Who the CLI's audit entries name: the person at the gateway's console.
 const CLI_ACTOR: &str = "cli";
@@ -21,6 +32,19 @@ const CLI: Actor<'static> = Actor {
     role: None,
     client: None,
 };
+
+/// Where the store is: exactly one of a data directory and a configuration file.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct StoreLocation {
+    /// The gateway's data directory (the redb store in it).
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// The gateway's configuration file: its `[store]` (PostgreSQL, or redb in its
+    /// `data_dir`), read as `tec-gateway run --config FILE` reads it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
 
 #[derive(Debug, Args)]
 pub struct UserArgs {
@@ -37,26 +61,26 @@ pub enum UserCommand {
         /// operator, care_staff, manager or admin.
         #[arg(long)]
         role: String,
-        #[arg(long, value_name = "DIR")]
-        data: PathBuf,
+        #[command(flatten)]
+        store: StoreLocation,
     },
     /// List users (never passwords).
     List {
-        #[arg(long, value_name = "DIR")]
-        data: PathBuf,
+        #[command(flatten)]
+        store: StoreLocation,
     },
     /// Disable a user and revoke their tokens.
     Disable {
         name: String,
-        #[arg(long, value_name = "DIR")]
-        data: PathBuf,
+        #[command(flatten)]
+        store: StoreLocation,
     },
     /// Give a user a new one-time password (printed; must be changed at next login) and
     /// revoke their tokens.
     Reset {
         name: String,
-        #[arg(long, value_name = "DIR")]
-        data: PathBuf,
+        #[command(flatten)]
+        store: StoreLocation,
     },
 }
 
@@ -70,8 +94,8 @@ pub struct AuditArgs {
 pub enum AuditCommand {
     /// Check the whole audit chain; exit code 1 and the first broken entry if it is broken.
     Verify {
-        #[arg(long, value_name = "DIR")]
-        data: PathBuf,
+        #[command(flatten)]
+        store: StoreLocation,
     },
 }
 
@@ -95,18 +119,251 @@ pub(crate) fn open_store(data: &Path, create: bool) -> anyhow::Result<Store> {
     Store::open(&path).with_context(|| format!("opening the store {}", path.display()))
 }
 
+/// The writer-lease holder name of this command: never a gateway's, and unique per process.
+fn cli_holder() -> String {
+    format!("tec-gateway-cli-{}", std::process::id())
+}
+
+/// What the user and audit commands read and write, on redb or PostgreSQL.
+trait AdminStore {
+    fn user(&self, username: &Username) -> Result<Option<UserRecord>, StoreError>;
+    fn users(&self) -> Result<Vec<UserRecord>, StoreError>;
+    fn audit_raw(&self) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
+    fn audit_head(&self) -> Result<Option<AuditHead>, StoreError>;
+    /// Where the chain starts, if the retention purge removed its oldest entries.
+    fn audit_checkpoint(&self) -> Result<Option<AuditCheckpoint>, StoreError>;
+    fn apply_access(&mut self, change: &AccessChange) -> Result<Result<Vec<AuditEntry>, AccessRefusal>, StoreError>;
+}
+
+impl AdminStore for Store {
+    fn user(&self, username: &Username) -> Result<Option<UserRecord>, StoreError> {
+        AccessStore::user(self, username)
+    }
+
+    fn users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        AccessStore::users(self)
+    }
+
+    fn audit_raw(&self) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        AccessStore::audit_raw(self)
+    }
+
+    fn audit_head(&self) -> Result<Option<AuditHead>, StoreError> {
+        AccessStore::audit_head(self)
+    }
+
+    fn audit_checkpoint(&self) -> Result<Option<AuditCheckpoint>, StoreError> {
+        Store::audit_checkpoint(self)
+    }
+
+    fn apply_access(&mut self, change: &AccessChange) -> Result<Result<Vec<AuditEntry>, AccessRefusal>, StoreError> {
+        AccessStore::apply_access(self, change)
+    }
+}
+
+impl AdminStore for PgBlocking {
+    fn user(&self, username: &Username) -> Result<Option<UserRecord>, StoreError> {
+        PgBlocking::user(self, username)
+    }
+
+    fn users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        PgBlocking::users(self)
+    }
+
+    fn audit_raw(&self) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        PgBlocking::audit_raw(self)
+    }
+
+    fn audit_head(&self) -> Result<Option<AuditHead>, StoreError> {
+        PgBlocking::audit_head(self)
+    }
+
+    /// None: the retention purge does not run on PostgreSQL yet, so its audit log has never
+    /// lost its oldest entries and keeps no checkpoint; the chain is checked from entry 1.
+    /// When the purge comes to PostgreSQL, its checkpoint must be read here, or a purged
+    /// chain would be reported broken.
+    fn audit_checkpoint(&self) -> Result<Option<AuditCheckpoint>, StoreError> {
+        Ok(None)
+    }
+
+    fn apply_access(&mut self, change: &AccessChange) -> Result<Result<Vec<AuditEntry>, AccessRefusal>, StoreError> {
+        PgBlocking::apply_access(self, change)
+    }
+}
+
+/// A PostgreSQL store for one command, on a runtime of its own: the commands are synchronous
+/// and run outside any async runtime (as `main` runs them).
+struct PgAdmin {
+    store: PgBlocking,
+    lease_s: u64,
+    /// Declared after `store`, so dropped after it: the connection winds down on a live runtime.
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl PgAdmin {
+    fn connect(config: &Config) -> anyhow::Result<Self> {
+        let pg = config.store.postgres_config()?;
+        // Multi-threaded: its worker drives the connection while this thread waits on a call.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?;
+        let options = PgStoreOptions::new(cli_holder(), config.store.lease());
+        let store = runtime
+            .block_on(PgStore::connect(&pg, options))
+            .context("connecting to the PostgreSQL store (store.postgres_url)")?;
+        Ok(Self {
+            store: PgBlocking::new(store, runtime.handle().clone()),
+            lease_s: config.store.lease_s,
+            _runtime: runtime,
+        })
+    }
+
+    /// Runs `change` as the store's only writer, under the writer lease, as redb's file lock
+    /// makes the offline commands wait for a stopped gateway: refused while a gateway leads.
+    /// The lease is given back afterwards whatever happened, so the gateways need not wait for
+    /// it to run out.
+    fn with_writer_lease<T>(&mut self, change: impl FnOnce(&mut PgBlocking) -> anyhow::Result<T>) -> anyhow::Result<T> {
+        let attempt = self
+            .store
+            .acquire_lease()
+            .context("asking for the PostgreSQL writer lease")?;
+        if let LeaseAttempt::HeldBy {
+            holder, expires_in_ms, ..
+        } = attempt
+        {
+            let seconds = (expires_in_ms.max(0) + 999) / 1000;
+            bail!(
+                "a gateway is running on this PostgreSQL store: {holder} holds the writer lease \
+                 (for {seconds} s more unless renewed; a gateway that stopped uncleanly keeps it until then). \
+                 Manage users through the API or the console's Users page as an administrator, \
+                 or stop the gateways first; nothing was changed"
+            );
+        }
+        let changed = change(&mut self.store);
+        let released = self.store.release_lease();
+        let lease_s = self.lease_s;
+        match (changed, released) {
+            (changed, Ok(())) => changed,
+            (Ok(_), Err(e)) => Err(anyhow::Error::from(e).context(format!(
+                "the change is made, but the writer lease could not be given back: \
+                 a gateway can lead only once it runs out (within {lease_s} s)"
+            ))),
+            (Err(e), Err(release)) => Err(anyhow::anyhow!(
+                "{e:#}; and the writer lease could not be given back ({release}): \
+                 a gateway can lead only once it runs out (within {lease_s} s)"
+            )),
+        }
+    }
+}
+
+/// The store a command works on.
+enum Opened {
+    Redb(Store),
+    Postgres(Box<PgAdmin>),
+}
+
+impl StoreLocation {
+    /// `create`: a redb store may be made in an existing data directory (a first user added
+    /// before the gateway ever ran). On PostgreSQL, connecting creates or migrates the schema
+    /// as the gateway does.
+    fn open(&self, create: bool) -> anyhow::Result<Opened> {
+        match (&self.data, &self.config) {
+            (Some(data), None) => Ok(Opened::Redb(open_store(data, create)?)),
+            (None, Some(file)) => {
+                let config = load_config(file)?;
+                match config.store.kind {
+                    StoreKind::Redb => {
+                        let store = open_store(&config.data_dir, create)
+                            .with_context(|| format!("the data_dir of --config {}", file.display()))?;
+                        Ok(Opened::Redb(store))
+                    }
+                    StoreKind::Postgres => Ok(Opened::Postgres(Box::new(PgAdmin::connect(&config)?))),
+                }
+            }
+            _ => bail!("give exactly one of --data DIR and --config FILE"),
+        }
+    }
+}
+
+/// The configuration as `tec-gateway run --config FILE` reads it: the file, then the
+/// environment, validated.
+fn load_config(file: &Path) -> anyhow::Result<Config> {
+    let env = |var: &str| std::env::var(var).ok();
+    // The error's own text, which already names its cause (its source would repeat it).
+    Config::load(Some(file), &env, &Overrides::default())
+        .map_err(|e| anyhow::anyhow!("configuration error (--config {}): {e}", file.display()))
+}
+
 fn username(name: &str) -> anyhow::Result<Username> {
     Ok(Username::new(name)?)
 }
 
+/// A user command with its input checked, before any store is opened.
+enum UserRequest {
+    Add { name: Username, role: Role },
+    List,
+    Disable(Username),
+    Reset(Username),
+}
+
+impl UserRequest {
+    fn parse(command: &UserCommand) -> anyhow::Result<(Self, &StoreLocation)> {
+        Ok(match command {
+            UserCommand::Add { name, role, store } => (
+                Self::Add {
+                    name: username(name)?,
+                    role: role.parse()?,
+                },
+                store,
+            ),
+            UserCommand::List { store } => (Self::List, store),
+            UserCommand::Disable { name, store } => (Self::Disable(username(name)?), store),
+            UserCommand::Reset { name, store } => (Self::Reset(username(name)?), store),
+        })
+    }
+
+    fn writes(&self) -> bool {
+        !matches!(self, Self::List)
+    }
+}
+
 pub fn run_user(args: &UserArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let now = SystemClock.now();
-    match &args.command {
-        UserCommand::Add { name, role, data } => {
-            let name = username(name)?;
-            let role: Role = role.parse()?;
-            let store = open_store(data, true)?;
-            let (user, password) = new_user(&name, role, now).map_err(|e| anyhow::anyhow!(e.message))?;
+    let (request, location) = UserRequest::parse(&args.command)?;
+    match location.open(matches!(request, UserRequest::Add { .. }))? {
+        Opened::Redb(mut store) => user_command(&request, &mut store, now, out),
+        Opened::Postgres(mut pg) if request.writes() => {
+            pg.with_writer_lease(|store| user_command(&request, store, now, out))
+        }
+        Opened::Postgres(mut pg) => user_command(&request, &mut pg.store, now, out),
+    }
+}
+
+/// Applies `change`; on PostgreSQL a commit whose outcome is unknown is said to be so.
+fn apply(store: &mut dyn AdminStore, change: &AccessChange) -> anyhow::Result<()> {
+    match store.apply_access(change) {
+        Ok(applied) => {
+            applied?;
+            Ok(())
+        }
+        Err(e @ StoreError::CommitUnknown { .. }) => Err(anyhow::Error::from(e).context(
+            "the change may or may not have been made: look with `user list` (reset the user's password if it was)",
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn user_command(
+    request: &UserRequest,
+    store: &mut dyn AdminStore,
+    now: Timestamp,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    match request {
+        UserRequest::Add { name, role } => {
+            let (user, password) = new_user(name, *role, now).map_err(|e| anyhow::anyhow!(e.message))?;
             let change = AccessChange {
                 ops: vec![AccessOp::CreateUser(Box::new(user))],
                 audit: vec![draft(
@@ -119,13 +376,12 @@ pub fn run_user(args: &UserArgs, out: &mut dyn Write) -> anyhow::Result<()> {
                     None,
                 )],
             };
-            store.apply_access(&change)??;
+            apply(store, &change)?;
             writeln!(out, "created user {name} ({role})")?;
             writeln!(out, "one-time password: {password}")?;
             writeln!(out, "it is shown only now, and must be changed at first login")?;
         }
-        UserCommand::List { data } => {
-            let store = open_store(data, false)?;
+        UserRequest::List => {
             writeln!(
                 out,
                 "{:<32} {:<10} {:<8} {:<12} created",
@@ -143,21 +399,17 @@ pub fn run_user(args: &UserArgs, out: &mut dyn Write) -> anyhow::Result<()> {
                 )?;
             }
         }
-        UserCommand::Disable { name, data } => {
-            let name = username(name)?;
-            let store = open_store(data, false)?;
-            let user = store.user(&name)?.with_context(|| format!("no user {name}"))?;
+        UserRequest::Disable(name) => {
+            let user = store.user(name)?.with_context(|| format!("no user {name}"))?;
             let change = disable_change(user, &CLI, now);
-            store.apply_access(&change)??;
+            apply(store, &change)?;
             writeln!(out, "disabled user {name}; their tokens are revoked")?;
         }
-        UserCommand::Reset { name, data } => {
-            let name = username(name)?;
-            let store = open_store(data, false)?;
-            let user = store.user(&name)?.with_context(|| format!("no user {name}"))?;
-            let (fresh, password) = new_user(&name, user.role, now).map_err(|e| anyhow::anyhow!(e.message))?;
+        UserRequest::Reset(name) => {
+            let user = store.user(name)?.with_context(|| format!("no user {name}"))?;
+            let (fresh, password) = new_user(name, user.role, now).map_err(|e| anyhow::anyhow!(e.message))?;
             let change = reset_change(user, fresh.password_hash, &CLI, now);
-            store.apply_access(&change)??;
+            apply(store, &change)?;
             writeln!(out, "new one-time password for {name}: {password}")?;
             writeln!(out, "it is shown only now, and must be changed at next login")?;
         }
@@ -165,25 +417,30 @@ pub fn run_user(args: &UserArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `audit verify` only reads: on PostgreSQL it needs no lease and may run beside the gateways.
 pub fn run_audit(args: &AuditArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     match &args.command {
-        AuditCommand::Verify { data } => {
-            let store = open_store(data, false)?;
-            let raw = store.audit_raw()?;
-            let checkpoint = store.audit_checkpoint()?;
-            let head = store.audit_head()?;
-            let report = verify_chain(&raw, checkpoint.as_ref(), head.as_ref());
-            match report.first_break {
-                None => {
-                    write!(out, "audit chain intact: {} entries", report.entries)?;
-                    if let Some(purged) = report.starts_after {
-                        write!(out, " (entries 1 to {purged} were removed by the retention purge)")?;
-                    }
-                    writeln!(out)?;
-                    Ok(())
-                }
-                Some(broken) => bail!("AUDIT CHAIN BROKEN at {broken} ({} entries found)", report.entries),
+        AuditCommand::Verify { store } => match store.open(false)? {
+            Opened::Redb(store) => verify(&store, out),
+            Opened::Postgres(pg) => verify(&pg.store, out),
+        },
+    }
+}
+
+fn verify(store: &dyn AdminStore, out: &mut dyn Write) -> anyhow::Result<()> {
+    let raw = store.audit_raw()?;
+    let checkpoint = store.audit_checkpoint()?;
+    let head = store.audit_head()?;
+    let report = verify_chain(&raw, checkpoint.as_ref(), head.as_ref());
+    match report.first_break {
+        None => {
+            write!(out, "audit chain intact: {} entries", report.entries)?;
+            if let Some(purged) = report.starts_after {
+                write!(out, " (entries 1 to {purged} were removed by the retention purge)")?;
             }
+            writeln!(out)?;
+            Ok(())
         }
+        Some(broken) => bail!("AUDIT CHAIN BROKEN at {broken} ({} entries found)", report.entries),
     }
 }
