@@ -6,10 +6,9 @@
 
 mod access_support;
 
-use access_support::{Gateway, Reply, T0};
+use access_support::{Gateway, Reply, T0, raised};
 use gateway::domain::*;
 use gateway::store::Store;
-use protocol::DeviceId;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -20,26 +19,6 @@ struct Staff {
     care: String,
     manager: String,
     admin: String,
-}
-
-fn raised(id: u64, kind: AlertKind, resident: &str, device: &str, at: i64) -> Alert {
-    Alert {
-        id: AlertId(id),
-        kind,
-        priority: kind.priority(),
-        state: AlertState::Raised,
-        resident: Some(ResidentId::new(resident).unwrap()),
-        device: Some(DeviceId::new(device).unwrap()),
-        unregistered_device: false,
-        raised_at: Timestamp(at),
-        late_by_ms: None,
-        escalation_level: 0,
-        affected_devices: Vec::new(),
-        transitions: vec![Transition {
-            at: Timestamp(at),
-            change: Change::Raised { event: None },
-        }],
-    }
 }
 
 /// A gateway with one user per role (passwords changed) and three raised alerts, seeded as

@@ -13,7 +13,7 @@ mod access_support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use access_support::{T0, call_at};
+use access_support::{T0, call_at, raised};
 use gateway::access::api::new_user;
 use gateway::access::audit::{Action, draft};
 use gateway::access::{Role, Username};
@@ -22,7 +22,6 @@ use gateway::config::{BrokerUrl, Config, StoreConfig, StoreKind};
 use gateway::domain::*;
 use gateway::store::postgres::{LeaseAttempt, PgStore, PgStoreOptions};
 use gateway::store::{AccessChange, AccessOp, PgBlocking, WriteStore, WriteTxn};
-use protocol::DeviceId;
 use serde_json::Value;
 use testkit::postgres::Postgres;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -45,26 +44,6 @@ fn config(server: &Postgres, data: &std::path::Path, holder: &str) -> Config {
     // Nobody listens there: the broker is retried in the background, HTTP still serves.
     config.mqtt.broker = BrokerUrl::parse("mqtt://127.0.0.1:9").unwrap();
     config
-}
-
-fn raised(id: u64, kind: AlertKind, resident: &str, device: &str, at: i64) -> Alert {
-    Alert {
-        id: AlertId(id),
-        kind,
-        priority: kind.priority(),
-        state: AlertState::Raised,
-        resident: Some(ResidentId::new(resident).unwrap()),
-        device: Some(DeviceId::new(device).unwrap()),
-        unregistered_device: false,
-        raised_at: Timestamp(at),
-        late_by_ms: None,
-        escalation_level: 0,
-        affected_devices: Vec::new(),
-        transitions: vec![Transition {
-            at: Timestamp(at),
-            change: Change::Raised { event: None },
-        }],
-    }
 }
 
 /// Three raised alerts (change seqs 1-3), written as ingest leaves them, under a lease of its

@@ -58,20 +58,13 @@ pub struct GatewayProcess {
 impl GatewayProcess {
     /// Starts the gateway and waits until /healthz says 200 (connected and subscribed).
     pub fn start(options: GatewayOptions) -> Result<Self> {
-        let port = free_port()?;
-        let mut gateway = Self {
-            options,
-            http_addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            child: None,
-            starts: 0,
-        };
-        gateway.spawn()?;
+        let mut gateway = Self::start_in_background(options)?;
         gateway.wait_healthy(gateway.options.ready_timeout)?;
         Ok(gateway)
     }
 
-    /// Starts the gateway without waiting for it: a standby on a shared PostgreSQL store
-    /// serves nothing until it leads ([`GatewayProcess::wait_healthy`] then).
+    /// Starts the gateway without waiting for it: a standby on a shared PostgreSQL store is
+    /// not healthy until it leads ([`GatewayProcess::wait_healthy`] then).
     pub fn start_in_background(options: GatewayOptions) -> Result<Self> {
         let port = free_port()?;
         let mut gateway = Self {

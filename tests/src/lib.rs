@@ -9,6 +9,7 @@ pub use testkit::{broker, error, net};
 pub mod bench;
 pub mod check;
 pub mod devices;
+pub mod fleet_drive;
 pub mod gateway_process;
 pub mod http;
 pub mod metrics;

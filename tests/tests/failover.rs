@@ -31,13 +31,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use e2e::fleet_drive::{drive_telemetry, wait_drained};
 use e2e::{Broker, BrokerAuth, BrokerOptions, GatewayOptions, GatewayProcess};
 use firmware::session::Backoff;
 use gateway::config::StoreConfig;
 use gateway::domain::{Change, EventBody, EventKey, StoredEvent};
 use gateway::store::postgres::{PgStore, PgStoreOptions};
 use gateway::store::{EventFilter, PgBlocking, ReadStore, WriteStore};
-use protocol::{AlarmKind, DeviceId, SensorState, UplinkBody};
+use protocol::{AlarmKind, DeviceId, UplinkBody};
 use simulator::{DeviceHandle, DeviceKind as SimKind, DeviceSpec, device_id, spawn_device};
 use testkit::postgres::{Postgres, PostgresOptions};
 
@@ -198,7 +199,11 @@ async fn a_standby_takes_over_from_a_failed_leader_or_database_and_nothing_is_lo
     );
     wait_drained(&devices, Duration::from_secs(60), "the devices' first connect").await;
     let running = Arc::new(AtomicBool::new(true));
-    let load = tokio::spawn(drive_telemetry(devices.clone(), running.clone()));
+    let load = tokio::spawn(drive_telemetry(
+        devices.clone(),
+        TELEMETRY_PER_DEVICE_S,
+        running.clone(),
+    ));
     let mut presses: Vec<usize> = Vec::new();
     let mut next_presser = 0usize;
     let mut press = |count: usize| {
@@ -454,54 +459,5 @@ async fn a_standby_takes_over_from_a_failed_leader_or_database_and_nothing_is_lo
     assert!(without_alert.is_empty(), "presses without an alert: {without_alert:?}");
     for device in Arc::try_unwrap(devices).ok().unwrap() {
         device.stop().await.unwrap();
-    }
-}
-
-/// Telemetry to every device in turn, each a new value (so each is an event), until stopped.
-async fn drive_telemetry(devices: Arc<Vec<DeviceHandle>>, running: Arc<AtomicBool>) {
-    let tick = Duration::from_millis(50);
-    let per_tick = TELEMETRY_PER_DEVICE_S * devices.len() as f64 * tick.as_secs_f64();
-    let mut budget = 0.0;
-    let mut cursor = 0usize;
-    let mut readings = vec![0i16; devices.len()];
-    let mut interval = tokio::time::interval(tick);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    while running.load(Ordering::SeqCst) {
-        interval.tick().await;
-        budget += per_tick;
-        while budget >= 1.0 {
-            budget -= 1.0;
-            let index = cursor % devices.len();
-            cursor += 1;
-            readings[index] = (readings[index] + 1) % 500;
-            devices[index].sensor(
-                1,
-                SensorState::Temperature {
-                    centi_celsius: 1_800 + readings[index],
-                },
-            );
-        }
-    }
-}
-
-/// Waits until every device is connected with an empty outbox (everything receipted).
-async fn wait_drained(devices: &[DeviceHandle], timeout: Duration, what: &str) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let waiting: Vec<(DeviceId, simulator::DeviceView)> = devices
-            .iter()
-            .map(|d| (d.device_id(), d.view()))
-            .filter(|(_, v)| !(v.connected && v.outbox_depth == 0))
-            .collect();
-        if waiting.is_empty() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: {} devices still not drained after {timeout:?}, the first: {:?}",
-            waiting.len(),
-            waiting.first()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -44,6 +44,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use e2e::bench::machine_info;
+use e2e::fleet_drive::{drive_telemetry, wait_drained};
 use e2e::{Broker, BrokerAuth, BrokerOptions, GatewayOptions, GatewayProcess, SentKey, check, http};
 use firmware::session::Backoff;
 use gateway::domain::{
@@ -51,7 +52,7 @@ use gateway::domain::{
     Timestamp,
 };
 use gateway::store::{AlertFilter, EventFilter};
-use protocol::{AlarmKind, DeviceId, DownlinkBody, SensorState, UplinkBody};
+use protocol::{AlarmKind, DeviceId, DownlinkBody, UplinkBody};
 use simulator::{DeviceHandle, DeviceKind as SimKind, DeviceSpec, device_id, spawn_device};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -715,56 +716,6 @@ async fn press_during_outage(
         press.held_up = true;
     }
     presses.extend(made);
-}
-
-/// Telemetry to every device in turn at `per_device_s` each, until `running` goes false.
-async fn drive_telemetry(devices: Arc<Vec<DeviceHandle>>, per_device_s: f64, running: Arc<AtomicBool>) {
-    let tick = Duration::from_millis(20);
-    let per_tick = per_device_s * devices.len() as f64 * tick.as_secs_f64();
-    let mut budget = 0.0;
-    let mut cursor = 0usize;
-    let mut readings = vec![0i16; devices.len()];
-    let mut interval = tokio::time::interval(tick);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    while running.load(Ordering::SeqCst) {
-        interval.tick().await;
-        budget += per_tick;
-        while budget >= 1.0 {
-            budget -= 1.0;
-            let index = cursor % devices.len();
-            cursor += 1;
-            // A new value every time: each reading is a change, so each is an event.
-            readings[index] = (readings[index] + 1) % 500;
-            devices[index].sensor(
-                1,
-                SensorState::Temperature {
-                    centi_celsius: 1_800 + readings[index],
-                },
-            );
-        }
-    }
-}
-
-/// Waits until every device is connected with an empty outbox.
-async fn wait_drained(devices: &[DeviceHandle], timeout: Duration, what: &str) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let waiting: Vec<(DeviceId, simulator::DeviceView)> = devices
-            .iter()
-            .map(|d| (d.device_id(), d.view()))
-            .filter(|(_, v)| !(v.connected && v.outbox_depth == 0))
-            .collect();
-        if waiting.is_empty() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: {} devices still not drained after {timeout:?}, the first: {:?}",
-            waiting.len(),
-            waiting.first()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// Polls until `/readyz` answers `status`; false if it did not within `timeout`.

@@ -17,7 +17,8 @@ use clap::Parser;
 use gateway::app::{GatewayHandle, spawn};
 use gateway::cli::access::{AuditArgs, UserArgs, run_audit, run_user};
 use gateway::config::{BrokerUrl, Config};
-use gateway::domain::{Clock, Timestamp};
+use gateway::domain::{Alert, AlertId, AlertKind, AlertState, Change, Clock, ResidentId, Timestamp, Transition};
+use protocol::DeviceId;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -406,5 +407,26 @@ impl Gateway {
             headers.push(("Content-Type", "application/json".to_owned()));
         }
         self.raw(method, path, &headers, body.unwrap_or("").as_bytes()).await
+    }
+}
+
+/// An alert just raised by `device` for `resident` at `at` (ms), as ingest stores it.
+pub fn raised(id: u64, kind: AlertKind, resident: &str, device: &str, at: i64) -> Alert {
+    Alert {
+        id: AlertId(id),
+        kind,
+        priority: kind.priority(),
+        state: AlertState::Raised,
+        resident: Some(ResidentId::new(resident).unwrap()),
+        device: Some(DeviceId::new(device).unwrap()),
+        unregistered_device: false,
+        raised_at: Timestamp(at),
+        late_by_ms: None,
+        escalation_level: 0,
+        affected_devices: Vec::new(),
+        transitions: vec![Transition {
+            at: Timestamp(at),
+            change: Change::Raised { event: None },
+        }],
     }
 }
