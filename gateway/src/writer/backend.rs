@@ -20,6 +20,9 @@ use crate::store::{
 
 /// The committer's store. `Send + 'static`: the core moves to the blocking pool for each job.
 pub trait CommitterStore: WriteStore + Send + Sized + 'static {
+    /// Whether writing needs a lease renewed in time ([`CommitterStore::keep_leading`]).
+    const LEASED: bool;
+
     /// Gives the readers (console, API, reports) this store, for those that read it through
     /// the committer's handle (redb: one file, one process).
     fn share(&self, readers: &SharedStore);
@@ -44,6 +47,8 @@ pub trait CommitterStore: WriteStore + Send + Sized + 'static {
 }
 
 impl CommitterStore for Arc<Store> {
+    const LEASED: bool = false;
+
     fn share(&self, readers: &SharedStore) {
         readers.set(self.clone());
     }
@@ -185,6 +190,8 @@ impl WriteStore for LeadingPg {
 }
 
 impl CommitterStore for LeadingPg {
+    const LEASED: bool = true;
+
     /// The console's and reports' reads are not served from PostgreSQL yet: they say so.
     fn share(&self, readers: &SharedStore) {
         readers.mark_on_postgres();

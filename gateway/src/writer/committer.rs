@@ -945,13 +945,15 @@ impl<S: CommitterStore> Shell<S> {
             return;
         }
         // The writer lease is renewed here when the intake is idle (between batches otherwise).
-        match self.run(|core| core.store_mut().keep_leading()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                self.note_fault(store_fault_kind(&e).unwrap_or("lease"), &e);
-                return;
+        if S::LEASED {
+            match self.run(|core| core.store_mut().keep_leading()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    self.note_fault(store_fault_kind(&e).unwrap_or("lease"), &e);
+                    return;
+                }
+                Err(_) => return,
             }
-            Err(_) => return,
         }
         let now = self.clock.now();
         let due = self
