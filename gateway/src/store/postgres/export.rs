@@ -19,7 +19,10 @@ use redb::ReadableDatabase;
 
 use super::write::{PgWriteBatch, to_json};
 use super::{CommitOutcome, PgError, PgStore};
-use crate::domain::{AlertChange, EventKey, ResidentId, Timestamp};
+use crate::domain::{
+    Alert, AlertChange, Assignment, DeviceRecord, EventKey, QuarantineRecord, Resident, ResidentId, Timestamp,
+};
+use crate::reports::register::PersonRecord;
 use crate::store::access::{AccessStore, AuditEntry, AuditHead, HEAD_KEY, UserRecord};
 use crate::store::schema::{AlertHeader, EVENTS, decode_event, open_envelope};
 use crate::store::{AlertChangesSince, AlertFilter, MAX_ALERT_CHANGES_PAGE, Store, StoreError, Unreadable};
@@ -59,6 +62,11 @@ pub enum ExportError {
     Source(#[from] StoreError),
     #[error("a record of the redb store cannot be read, so it cannot be copied: {0}")]
     Unreadable(#[from] Unreadable),
+    #[error(
+        "{count} record(s) of the redb store cannot be read (the first: {first}): a record that \
+         cannot be read cannot be copied as stored; nothing was written"
+    )]
+    UnreadableRecords { count: u64, first: Unreadable },
     #[error("writing to PostgreSQL: {0}")]
     Target(#[from] PgError),
     #[error("PostgreSQL refused the commit ({reason}): nothing was written")]
@@ -191,9 +199,55 @@ impl Store {
     }
 }
 
+/// What the export copies besides events, read before the transaction opens (so the
+/// transaction is never idle for long while redb is read; only event chunks are read inside).
+struct Snapshot {
+    alerts: Vec<Alert>,
+    alert_changes: Vec<AlertChange>,
+    last_alert_change_seq: u64,
+    engine_state: Vec<(String, Vec<u8>)>,
+    devices: Vec<DeviceRecord>,
+    assignments: Vec<Assignment>,
+    residents: Vec<Resident>,
+    people: Vec<PersonRecord>,
+    quarantine: Vec<QuarantineRecord>,
+    users: Vec<UserRecord>,
+    audit: Vec<(u64, Vec<u8>)>,
+    audit_head: Option<AuditHead>,
+}
+
+impl Snapshot {
+    /// Reads it all. The store's list reads leave out (and report) a record they cannot read:
+    /// any such record refuses the export, which would otherwise quietly drop it.
+    fn read(source: &Store) -> Result<Self, ExportError> {
+        let snapshot = Self {
+            alerts: source.alerts(&AlertFilter::default())?,
+            alert_changes: source.kept_alert_changes()?,
+            last_alert_change_seq: source.last_alert_change_seq()?,
+            engine_state: source.engine_state()?,
+            devices: source.devices()?,
+            assignments: source.all_assignments()?,
+            residents: source.residents()?,
+            people: source.people()?,
+            quarantine: source.quarantined(None)?,
+            users: AccessStore::users(source)?,
+            audit: AccessStore::audit_raw(source)?,
+            audit_head: AccessStore::audit_head(source)?,
+        };
+        if let Some(first) = source.unreadable().into_iter().next() {
+            return Err(ExportError::UnreadableRecords {
+                count: source.unreadable_count(),
+                first,
+            });
+        }
+        Ok(snapshot)
+    }
+}
+
 /// Copies the whole redb store `source` into the empty PostgreSQL store `target`, in one
 /// transaction. `target` must hold the writer lease; it keeps it (the caller gives it back).
 pub async fn export_redb(source: &Store, target: &mut PgStore) -> Result<ExportCounts, ExportError> {
+    let snapshot = Snapshot::read(source)?;
     let mut batch = target.begin_write().await?;
     let holdings = batch.exported_holdings().await?;
     if !holdings.is_empty() {
@@ -216,48 +270,45 @@ pub async fn export_redb(source: &Store, target: &mut PgStore) -> Result<ExportC
         counts.conflicting_copies += rows.iter().filter(|row| row.copy > 0).count() as u64;
     }
 
-    for alert in source.alerts(&AlertFilter::default())? {
-        batch.put_alert(&alert).await?;
+    for alert in &snapshot.alerts {
+        batch.put_alert(alert).await?;
         counts.alerts += 1;
         counts.alert_transitions += alert.transitions.len() as u64;
     }
-    let changes = source.kept_alert_changes()?;
-    let last_seq = source.last_alert_change_seq()?;
-    batch.insert_alert_changes_keeping_seq(&changes, last_seq).await?;
-    counts.alert_changes = changes.len() as u64;
-    counts.alert_change_seq = last_seq;
+    batch
+        .insert_alert_changes_keeping_seq(&snapshot.alert_changes, snapshot.last_alert_change_seq)
+        .await?;
+    counts.alert_changes = snapshot.alert_changes.len() as u64;
+    counts.alert_change_seq = snapshot.last_alert_change_seq;
 
-    for (key, value) in source.engine_state()? {
-        batch.put_engine_state(&key, Some(&value)).await?;
+    for (key, value) in &snapshot.engine_state {
+        batch.put_engine_state(key, Some(value)).await?;
         counts.engine_state += 1;
     }
-    let devices = source.devices()?;
-    batch.put_devices(&devices.iter().collect::<Vec<_>>()).await?;
-    counts.devices = devices.len() as u64;
-    for assignment in source.all_assignments()? {
-        batch.assign(&assignment).await?;
+    batch.put_devices(&snapshot.devices.iter().collect::<Vec<_>>()).await?;
+    counts.devices = snapshot.devices.len() as u64;
+    for assignment in &snapshot.assignments {
+        batch.assign(assignment).await?;
         counts.assignments += 1;
     }
-    for resident in source.residents()? {
-        batch.put_resident(&resident).await?;
+    for resident in &snapshot.residents {
+        batch.put_resident(resident).await?;
         counts.residents += 1;
     }
-    let people = source.people()?;
-    batch.upsert_people(&people).await?;
-    counts.people = people.len() as u64;
+    batch.upsert_people(&snapshot.people).await?;
+    counts.people = snapshot.people.len() as u64;
     // Oldest first, so PostgreSQL numbers them in the same order.
-    for record in source.quarantined(None)?.iter().rev() {
+    for record in snapshot.quarantine.iter().rev() {
         batch.quarantine(record).await?;
         counts.quarantine += 1;
     }
 
-    let users = AccessStore::users(source)?;
-    batch.insert_exported_users(&users).await?;
-    counts.users = users.len() as u64;
-    let audit = AccessStore::audit_raw(source)?;
-    let head = AccessStore::audit_head(source)?;
-    batch.insert_audit_keeping_bytes(&audit, head.as_ref()).await?;
-    counts.audit_entries = audit.len() as u64;
+    batch.insert_exported_users(&snapshot.users).await?;
+    counts.users = snapshot.users.len() as u64;
+    batch
+        .insert_audit_keeping_bytes(&snapshot.audit, snapshot.audit_head.as_ref())
+        .await?;
+    counts.audit_entries = snapshot.audit.len() as u64;
 
     match batch.commit().await {
         CommitOutcome::Committed => Ok(counts),
