@@ -24,6 +24,7 @@ pub mod progress;
 pub mod purge;
 pub mod report;
 pub mod simulate;
+pub mod store;
 
 /// Exit code for a configuration or usage error (bad file, bad value, bad flag).
 pub const EXIT_CONFIG: u8 = 2;
@@ -86,6 +87,8 @@ enum CliCommand {
     /// Provision devices with their own broker credentials, or revoke them (Mosquitto password
     /// and ACL files; offline: stop the gateway first). See docs/deployment.md.
     Device(device::DeviceArgs),
+    /// Move a stopped gateway's redb store into an empty PostgreSQL store (`store export`).
+    Store(store::StoreArgs),
 }
 
 #[derive(Debug, Args)]
@@ -151,6 +154,7 @@ pub fn main_entry() -> ExitCode {
         CliCommand::Backup(args) => inspection(|out| backup::run_backup(&args, out)),
         CliCommand::Restore(args) => inspection(|out| backup::run_restore(&args, out)),
         CliCommand::Device(args) => inspection(|out| device::run(&args, out)),
+        CliCommand::Store(args) => inspection(|out| store::run(&args, out)),
     }
 }
 

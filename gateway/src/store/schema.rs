@@ -142,7 +142,7 @@ fn envelope_into(out: &mut Vec<u8>, meta: &[u8], raw: &[u8]) {
 }
 
 /// Splits an envelope into its metadata and raw bytes.
-fn open_envelope(bytes: &[u8]) -> Result<(&[u8], &[u8]), String> {
+pub(crate) fn open_envelope(bytes: &[u8]) -> Result<(&[u8], &[u8]), String> {
     let (&format, mut rest) = bytes.split_first().ok_or("empty value")?;
     if format != ENVELOPE_FORMAT_V1 {
         return Err(format!("envelope format {format} is not one this gateway reads"));

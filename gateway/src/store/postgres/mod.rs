@@ -11,6 +11,7 @@
 
 mod access;
 mod error;
+mod export;
 mod lease;
 mod migrations;
 mod read;
@@ -28,6 +29,7 @@ use tokio_postgres::error::DbError;
 use tokio_postgres::{AsyncMessage, Client, GenericClient, NoTls};
 
 pub use error::PgError;
+pub use export::{ExportCounts, ExportError, export_redb};
 pub use lease::{Lease, LeaseAttempt};
 pub use migrations::PG_SCHEMA_VERSION;
 pub use write::{CommitOutcome, PgWriteBatch};

@@ -1,0 +1,491 @@
+//! `tec-gateway store export`: a stopped gateway's redb store copied into an empty PostgreSQL
+//! store, so a site moves to PostgreSQL without losing anything it kept.
+//!
+//! Everything is copied as stored: event payloads byte for byte with their copy numbers,
+//! receive times and residents; alerts with their whole histories; the alert-change log under
+//! its own seqs with its counter (so a console following it sees no jump); audit entries byte
+//! for byte (their hashes cover the bytes, so the chain still verifies) with the head. Login
+//! sessions are not copied: users log in again.
+//!
+//! The whole copy is one write transaction under the writer lease: the lease row stays locked
+//! until it commits, so no gateway can lead meanwhile, and a failure leaves PostgreSQL as empty
+//! as it was (the export can simply be run again). A PostgreSQL store that already holds
+//! anything is refused: the export never merges two stores.
+
+use std::ops::Bound;
+
+use protocol::DeviceId;
+use redb::ReadableDatabase;
+
+use super::write::{PgWriteBatch, to_json};
+use super::{CommitOutcome, PgError, PgStore};
+use crate::domain::{
+    Alert, AlertChange, Assignment, DeviceRecord, EventKey, QuarantineRecord, Resident, ResidentId, Timestamp,
+};
+use crate::reports::register::PersonRecord;
+use crate::store::access::{AccessStore, AuditEntry, AuditHead, HEAD_KEY, UserRecord};
+use crate::store::schema::{AlertHeader, EVENTS, decode_event, open_envelope};
+use crate::store::{AlertChangesSince, AlertFilter, MAX_ALERT_CHANGES_PAGE, Store, StoreError, Unreadable};
+
+/// Events are read from redb and inserted this many at a time (one statement each).
+const EVENT_CHUNK: usize = 1_000;
+
+/// Tables whose rows mean the PostgreSQL store is in use (the lease table aside).
+const DATA_TABLES: &[&str] = &[
+    "events",
+    "alerts",
+    "alert_transitions",
+    "alert_changes",
+    "tec_counters",
+    "engine_state",
+    "devices",
+    "assignments",
+    "quarantine",
+    "residents",
+    "people",
+    "users",
+    "sessions",
+    "audit_log",
+    "audit_head",
+];
+
+/// Why an export did not happen, or may not have.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error(
+        "the PostgreSQL store is not empty (rows in: {}): the export copies into an empty store only \
+         and never merges; nothing was written",
+        tables.join(", ")
+    )]
+    NotEmpty { tables: Vec<&'static str> },
+    #[error("reading the redb store: {0}")]
+    Source(#[from] StoreError),
+    #[error("a record of the redb store cannot be read, so it cannot be copied: {0}")]
+    Unreadable(#[from] Unreadable),
+    #[error(
+        "{count} record(s) of the redb store cannot be read (the first: {first}): a record that \
+         cannot be read cannot be copied as stored; nothing was written"
+    )]
+    UnreadableRecords { count: u64, first: Unreadable },
+    #[error("writing to PostgreSQL: {0}")]
+    Target(#[from] PgError),
+    #[error("PostgreSQL refused the commit ({reason}): nothing was written")]
+    RolledBack { reason: String },
+    #[error(
+        "the commit's outcome is unknown ({reason}): the store may or may not have been copied; \
+         run the export again: it is refused as not empty if the copy landed"
+    )]
+    Unknown { reason: String },
+}
+
+/// How many rows the export copied, per table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExportCounts {
+    /// Event rows, conflicting copies included.
+    pub events: u64,
+    /// Of those, the conflicting copies (copy > 0).
+    pub conflicting_copies: u64,
+    pub alerts: u64,
+    pub alert_transitions: u64,
+    pub alert_changes: u64,
+    /// The alert-change counter carried over (the newest seq ever committed).
+    pub alert_change_seq: u64,
+    pub engine_state: u64,
+    pub devices: u64,
+    pub assignments: u64,
+    pub residents: u64,
+    pub people: u64,
+    pub quarantine: u64,
+    pub users: u64,
+    pub audit_entries: u64,
+}
+
+impl ExportCounts {
+    /// (table, rows) in the order the export prints them.
+    pub fn lines(&self) -> Vec<(&'static str, u64)> {
+        vec![
+            ("events", self.events),
+            ("  of which conflicting copies", self.conflicting_copies),
+            ("alerts", self.alerts),
+            ("alert transitions", self.alert_transitions),
+            ("alert changes", self.alert_changes),
+            ("alert change seq", self.alert_change_seq),
+            ("engine state", self.engine_state),
+            ("devices", self.devices),
+            ("assignments", self.assignments),
+            ("residents", self.residents),
+            ("people", self.people),
+            ("quarantine", self.quarantine),
+            ("users", self.users),
+            ("audit entries", self.audit_entries),
+        ]
+    }
+}
+
+/// One stored event row of the redb store: its key and copy, what the gateway recorded on
+/// receipt, and the payload exactly as received.
+#[derive(Debug)]
+struct ExportedEvent {
+    key: EventKey,
+    copy: u32,
+    received_at: Timestamp,
+    resident: Option<ResidentId>,
+    payload: Vec<u8>,
+}
+
+/// The position of an event row in redb's key order.
+type EventPosition = (String, u32, u32, u32);
+
+impl Store {
+    /// Up to `limit` event rows after `after` in key order, with their payload bytes (the
+    /// public reads give events decoded; PostgreSQL must keep the bytes as received).
+    fn exported_events_after(
+        &self,
+        after: Option<&EventPosition>,
+        limit: usize,
+    ) -> Result<Vec<ExportedEvent>, ExportError> {
+        let txn = self.db.begin_read().map_err(StoreError::from)?;
+        let events = txn.open_table(EVENTS).map_err(StoreError::from)?;
+        let start = match after {
+            Some((device, boot, seq, copy)) => Bound::Excluded((device.as_str(), *boot, *seq, *copy)),
+            None => Bound::Unbounded,
+        };
+        let mut found = Vec::with_capacity(limit);
+        for entry in events
+            .range::<(&str, u32, u32, u32)>((start, Bound::Unbounded))
+            .map_err(StoreError::from)?
+            .take(limit)
+        {
+            let (key, value) = entry.map_err(StoreError::from)?;
+            let (device, boot, seq, copy) = key.value();
+            let bytes = value.value();
+            let name = format_args!("{device}/{boot}/{seq} copy {copy}");
+            let record = decode_event(device, boot, seq, copy, bytes)?;
+            let (_, payload) = open_envelope(bytes).map_err(|detail| Unreadable::new("events", name, detail))?;
+            let device = DeviceId::new(device).map_err(|err| Unreadable::new("events", name, err))?;
+            found.push(ExportedEvent {
+                key: EventKey { device, boot, seq },
+                copy,
+                received_at: record.received_at,
+                resident: record.resident,
+                payload: payload.to_vec(),
+            });
+        }
+        Ok(found)
+    }
+
+    /// Every alert change the log still keeps, oldest first.
+    fn kept_alert_changes(&self) -> Result<Vec<AlertChange>, ExportError> {
+        let mut changes = Vec::new();
+        let mut after = 0;
+        loop {
+            match self.alert_changes_since(after, MAX_ALERT_CHANGES_PAGE)? {
+                AlertChangesSince::Changes(page) => {
+                    if let Some(unreadable) = page.unreadable.into_iter().next() {
+                        return Err(unreadable.into());
+                    }
+                    let done = page.next_after == after || page.next_after >= page.last_seq;
+                    after = page.next_after;
+                    changes.extend(page.changes);
+                    if done {
+                        return Ok(changes);
+                    }
+                }
+                // The oldest changes were pruned by the retention: start at the oldest kept.
+                AlertChangesSince::TooOld { oldest_kept, .. } => after = oldest_kept.saturating_sub(1),
+                AlertChangesSince::Ahead { .. } => return Ok(changes),
+            }
+        }
+    }
+}
+
+/// What the export copies besides events, read before the transaction opens (so the
+/// transaction is never idle for long while redb is read; only event chunks are read inside).
+struct Snapshot {
+    alerts: Vec<Alert>,
+    alert_changes: Vec<AlertChange>,
+    last_alert_change_seq: u64,
+    engine_state: Vec<(String, Vec<u8>)>,
+    devices: Vec<DeviceRecord>,
+    assignments: Vec<Assignment>,
+    residents: Vec<Resident>,
+    people: Vec<PersonRecord>,
+    quarantine: Vec<QuarantineRecord>,
+    users: Vec<UserRecord>,
+    audit: Vec<(u64, Vec<u8>)>,
+    audit_head: Option<AuditHead>,
+}
+
+impl Snapshot {
+    /// Reads it all. The store's list reads leave out (and report) a record they cannot read:
+    /// any such record refuses the export, which would otherwise quietly drop it.
+    fn read(source: &Store) -> Result<Self, ExportError> {
+        let snapshot = Self {
+            alerts: source.alerts(&AlertFilter::default())?,
+            alert_changes: source.kept_alert_changes()?,
+            last_alert_change_seq: source.last_alert_change_seq()?,
+            engine_state: source.engine_state()?,
+            devices: source.devices()?,
+            assignments: source.all_assignments()?,
+            residents: source.residents()?,
+            people: source.people()?,
+            quarantine: source.quarantined(None)?,
+            users: AccessStore::users(source)?,
+            audit: AccessStore::audit_raw(source)?,
+            audit_head: AccessStore::audit_head(source)?,
+        };
+        if let Some(first) = source.unreadable().into_iter().next() {
+            return Err(ExportError::UnreadableRecords {
+                count: source.unreadable_count(),
+                first,
+            });
+        }
+        Ok(snapshot)
+    }
+}
+
+/// Copies the whole redb store `source` into the empty PostgreSQL store `target`, in one
+/// transaction. `target` must hold the writer lease; it keeps it (the caller gives it back).
+pub async fn export_redb(source: &Store, target: &mut PgStore) -> Result<ExportCounts, ExportError> {
+    let snapshot = Snapshot::read(source)?;
+    let mut batch = target.begin_write().await?;
+    let holdings = batch.exported_holdings().await?;
+    if !holdings.is_empty() {
+        return Err(ExportError::NotEmpty { tables: holdings });
+    }
+    let mut counts = ExportCounts::default();
+
+    let mut after: Option<EventPosition> = None;
+    loop {
+        let rows = source.exported_events_after(after.as_ref(), EVENT_CHUNK)?;
+        let Some(last) = rows.last() else { break };
+        after = Some((
+            last.key.device.as_str().to_owned(),
+            last.key.boot,
+            last.key.seq,
+            last.copy,
+        ));
+        batch.insert_exported_events(&rows).await?;
+        counts.events += rows.len() as u64;
+        counts.conflicting_copies += rows.iter().filter(|row| row.copy > 0).count() as u64;
+    }
+
+    for alert in &snapshot.alerts {
+        batch.put_alert(alert).await?;
+        counts.alerts += 1;
+        counts.alert_transitions += alert.transitions.len() as u64;
+    }
+    batch
+        .insert_alert_changes_keeping_seq(&snapshot.alert_changes, snapshot.last_alert_change_seq)
+        .await?;
+    counts.alert_changes = snapshot.alert_changes.len() as u64;
+    counts.alert_change_seq = snapshot.last_alert_change_seq;
+
+    for (key, value) in &snapshot.engine_state {
+        batch.put_engine_state(key, Some(value)).await?;
+        counts.engine_state += 1;
+    }
+    batch.put_devices(&snapshot.devices.iter().collect::<Vec<_>>()).await?;
+    counts.devices = snapshot.devices.len() as u64;
+    for assignment in &snapshot.assignments {
+        batch.assign(assignment).await?;
+        counts.assignments += 1;
+    }
+    for resident in &snapshot.residents {
+        batch.put_resident(resident).await?;
+        counts.residents += 1;
+    }
+    batch.upsert_people(&snapshot.people).await?;
+    counts.people = snapshot.people.len() as u64;
+    // Oldest first, so PostgreSQL numbers them in the same order.
+    for record in snapshot.quarantine.iter().rev() {
+        batch.quarantine(record).await?;
+        counts.quarantine += 1;
+    }
+
+    batch.insert_exported_users(&snapshot.users).await?;
+    counts.users = snapshot.users.len() as u64;
+    batch
+        .insert_audit_keeping_bytes(&snapshot.audit, snapshot.audit_head.as_ref())
+        .await?;
+    counts.audit_entries = snapshot.audit.len() as u64;
+
+    match batch.commit().await {
+        CommitOutcome::Committed => Ok(counts),
+        CommitOutcome::RolledBack { reason } => Err(ExportError::RolledBack { reason }),
+        CommitOutcome::Unknown { reason } => Err(ExportError::Unknown { reason }),
+    }
+}
+
+impl PgWriteBatch<'_> {
+    /// The data tables that hold any row.
+    async fn exported_holdings(&mut self) -> Result<Vec<&'static str>, PgError> {
+        let sql = DATA_TABLES
+            .iter()
+            .map(|table| format!("SELECT '{table}' WHERE EXISTS (SELECT 1 FROM {table})"))
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ");
+        let result = self.txn.query(&sql, &[]).await.map_err(PgError::from);
+        let rows = self.guard(result)?;
+        let mut named: Vec<&str> = Vec::with_capacity(rows.len());
+        for row in &rows {
+            named.push(row.try_get(0)?);
+        }
+        // In the list's order, whatever order the server answered in.
+        let found = DATA_TABLES
+            .iter()
+            .filter(|table| named.contains(table))
+            .copied()
+            .collect();
+        Ok(found)
+    }
+
+    /// Inserts event rows as they are, copy numbers included (the target is empty: a key
+    /// already present fails the statement rather than being skipped).
+    async fn insert_exported_events(&mut self, rows: &[ExportedEvent]) -> Result<(), PgError> {
+        let devices: Vec<&str> = rows.iter().map(|row| row.key.device.as_str()).collect();
+        let boots: Vec<i64> = rows.iter().map(|row| i64::from(row.key.boot)).collect();
+        let seqs: Vec<i64> = rows.iter().map(|row| i64::from(row.key.seq)).collect();
+        let copies: Vec<i64> = rows.iter().map(|row| i64::from(row.copy)).collect();
+        let received: Vec<i64> = rows.iter().map(|row| row.received_at.as_millis()).collect();
+        let residents: Vec<Option<&str>> = rows
+            .iter()
+            .map(|row| row.resident.as_ref().map(ResidentId::as_str))
+            .collect();
+        let payloads: Vec<&[u8]> = rows.iter().map(|row| row.payload.as_slice()).collect();
+        let result = self
+            .txn
+            .execute(
+                "INSERT INTO events (device, boot, seq, copy, received_at_ms, resident, payload)
+                 SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::int8[], $6::text[], $7::bytea[])",
+                &[&devices, &boots, &seqs, &copies, &received, &residents, &payloads],
+            )
+            .await
+            .map(drop)
+            .map_err(PgError::from);
+        self.guard(result)
+    }
+
+    /// Inserts alert changes under their own seqs and sets the counter to `last_seq` (which
+    /// may be above the newest kept change: the counter never goes back).
+    async fn insert_alert_changes_keeping_seq(
+        &mut self,
+        changes: &[AlertChange],
+        last_seq: u64,
+    ) -> Result<(), PgError> {
+        let result = self.insert_alert_changes_unguarded(changes, last_seq).await;
+        self.guard(result)
+    }
+
+    async fn insert_alert_changes_unguarded(&mut self, changes: &[AlertChange], last_seq: u64) -> Result<(), PgError> {
+        let mut seqs: Vec<i64> = Vec::with_capacity(changes.len());
+        let mut committed: Vec<i64> = Vec::with_capacity(changes.len());
+        let mut headers: Vec<String> = Vec::with_capacity(changes.len());
+        for change in changes {
+            seqs.push(bigint("alert_changes", change.seq)?);
+            committed.push(change.committed_at.as_millis());
+            headers.push(to_json("alert_changes", &AlertHeader::of(&change.alert))?);
+        }
+        if !seqs.is_empty() {
+            self.txn
+                .execute(
+                    "INSERT INTO alert_changes (seq, committed_at_ms, alert)
+                     SELECT seq, committed_at_ms, alert::jsonb
+                     FROM unnest($1::int8[], $2::int8[], $3::text[]) AS c(seq, committed_at_ms, alert)",
+                    &[&seqs, &committed, &headers],
+                )
+                .await?;
+        }
+        if last_seq > 0 {
+            self.txn
+                .execute(
+                    "INSERT INTO tec_counters (name, value) VALUES ('alert_change_seq', $1)",
+                    &[&bigint("tec_counters", last_seq)?],
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Inserts user records as they are (password hashes, roles, one-time flags).
+    async fn insert_exported_users(&mut self, users: &[UserRecord]) -> Result<(), PgError> {
+        let result = self.insert_users_unguarded(users).await;
+        self.guard(result)
+    }
+
+    async fn insert_users_unguarded(&mut self, users: &[UserRecord]) -> Result<(), PgError> {
+        if users.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<&str> = users.iter().map(|user| user.username.as_str()).collect();
+        let records = users
+            .iter()
+            .map(|user| to_json("users", user))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.txn
+            .execute(
+                "INSERT INTO users (username, record)
+                 SELECT username, record::jsonb FROM unnest($1::text[], $2::text[]) AS u(username, record)",
+                &[&names, &records],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Inserts audit entries under their seqs with their bytes untouched (the hash chain
+    /// covers them), each beside the resident it names, and the head.
+    async fn insert_audit_keeping_bytes(
+        &mut self,
+        entries: &[(u64, Vec<u8>)],
+        head: Option<&AuditHead>,
+    ) -> Result<(), PgError> {
+        let result = self.insert_audit_unguarded(entries, head).await;
+        self.guard(result)
+    }
+
+    async fn insert_audit_unguarded(
+        &mut self,
+        entries: &[(u64, Vec<u8>)],
+        head: Option<&AuditHead>,
+    ) -> Result<(), PgError> {
+        let mut seqs: Vec<i64> = Vec::with_capacity(entries.len());
+        let mut residents: Vec<Option<String>> = Vec::with_capacity(entries.len());
+        let mut bytes: Vec<&[u8]> = Vec::with_capacity(entries.len());
+        for (seq, entry) in entries {
+            seqs.push(bigint("audit_log", *seq)?);
+            // An entry that does not decode is copied all the same (verification names it);
+            // it just has no resident to be found by.
+            residents.push(
+                serde_json::from_slice::<AuditEntry>(entry)
+                    .ok()
+                    .and_then(|entry| entry.resident),
+            );
+            bytes.push(entry.as_slice());
+        }
+        if !seqs.is_empty() {
+            self.txn
+                .execute(
+                    "INSERT INTO audit_log (seq, resident, entry)
+                     SELECT * FROM unnest($1::int8[], $2::text[], $3::bytea[])",
+                    &[&seqs, &residents, &bytes],
+                )
+                .await?;
+        }
+        if let Some(head) = head {
+            self.txn
+                .execute(
+                    "INSERT INTO audit_head (name, record) VALUES ($1, $2::text::jsonb)",
+                    &[&HEAD_KEY, &to_json("audit_head", head)?],
+                )
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+fn bigint(table: &'static str, value: u64) -> Result<i64, PgError> {
+    i64::try_from(value).map_err(|_| PgError::Encode {
+        table,
+        detail: format!("{value} above the bigint range"),
+    })
+}
