@@ -197,6 +197,7 @@ impl StandbyServer {
         clock: Arc<dyn Clock>,
     ) -> Self {
         let metrics = Arc::new(Metrics::new());
+        metrics.set_standby(true);
         let mqtt = Arc::new(MqttSessions::new(config.mqtt.inflight_budget_bytes));
         let (commands, mut refused) = mpsc::channel::<Command>(256);
         let (alerts, _) = broadcast::channel(ALERT_STREAM_CAPACITY);

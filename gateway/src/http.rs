@@ -44,6 +44,10 @@ pub struct HttpState {
     pub committer_alive: Arc<AtomicBool>,
 }
 
+/// Why a standby is neither healthy nor ready: the leader takes the traffic.
+const STANDING_BY: &str =
+    "standby: another gateway holds the PostgreSQL writer lease; this one serves the console's reads only";
+
 /// `GET /readyz`'s body: what is not ready, by component (`broker`, `store`), and why.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Readiness {
@@ -56,7 +60,9 @@ impl HttpState {
     /// committing (they are kept and acknowledged). Unlike `/healthz` this names each part.
     pub fn readiness(&self) -> Readiness {
         let mut not_ready = std::collections::BTreeMap::new();
-        let store = if !self.committer_alive.load(Ordering::Acquire) {
+        let store = if self.metrics.standing_by() {
+            Some(STANDING_BY.to_owned())
+        } else if !self.committer_alive.load(Ordering::Acquire) {
             Some("committer is not running".to_owned())
         } else if let Some(fault) = self.metrics.store_fault() {
             Some(fault)
@@ -79,7 +85,9 @@ impl HttpState {
 
     /// `None` when healthy, else why not (a store fault says which, and how often).
     pub fn unhealthy_reason(&self) -> Option<String> {
-        if !self.committer_alive.load(Ordering::Acquire) {
+        if self.metrics.standing_by() {
+            Some(STANDING_BY.into())
+        } else if !self.committer_alive.load(Ordering::Acquire) {
             Some("committer is not running".into())
         } else if let Some(fault) = self.metrics.store_fault() {
             Some(fault)

@@ -116,6 +116,7 @@ pub struct Metrics {
     store_errors: Family<KindLabel, Counter>,
     store_reopens: Family<OutcomeLabel, Counter>,
     store_healthy: Gauge,
+    standby: Gauge,
     abandoned: Counter,
     retention_removed: Family<ClassLabel, Counter>,
     /// Set while the store refuses work; cleared by the next successful commit.
@@ -162,6 +163,7 @@ impl Metrics {
         let store_reopens = Family::<OutcomeLabel, Counter>::default();
         let store_healthy = Gauge::default();
         store_healthy.set(1);
+        let standby = Gauge::default();
         let abandoned = Counter::default();
         let retention_removed = Family::<ClassLabel, Counter>::default();
         // prometheus-client appends `_total` to counter names.
@@ -259,6 +261,11 @@ impl Metrics {
             store_healthy.clone(),
         );
         registry.register(
+            "tec_store_standby",
+            "1 while this gateway stands by (PostgreSQL: another holds the writer lease; reads only)",
+            standby.clone(),
+        );
+        registry.register(
             "tec_ingest_abandoned",
             "Publishes left unacked at shutdown because the store was down (redelivered by the broker)",
             abandoned.clone(),
@@ -301,6 +308,7 @@ impl Metrics {
             store_errors,
             store_reopens,
             store_healthy,
+            standby,
             abandoned,
             retention_removed,
             store_fault: Mutex::new(None),
@@ -460,6 +468,15 @@ impl Metrics {
     pub fn set_mqtt_connected(&self, connected: bool) {
         self.connected.store(connected, Ordering::Relaxed);
         self.mqtt_connected.set(i64::from(connected));
+    }
+
+    /// This gateway stands by (PostgreSQL): it serves reads and takes no publishes.
+    pub fn set_standby(&self, standby: bool) {
+        self.standby.set(i64::from(standby));
+    }
+
+    pub fn standing_by(&self) -> bool {
+        self.standby.get() == 1
     }
 
     pub fn set_alarm_session_connected(&self, connected: bool) {

@@ -251,6 +251,16 @@ async fn operators_work_from_postgres_and_their_live_stream_resumes_on_the_new_l
         ids_and_states(&queue.json()),
         [(1, "acknowledged".into()), (2, "raised".into()), (3, "raised".into())]
     );
+    // Not ready (a proxy sends operators to the leader), and it says why.
+    let readyz = call_at(standby_addr, "GET", "/readyz", None, None).await;
+    assert_eq!(readyz.status, 503, "{readyz:?}");
+    assert!(
+        readyz.json()["not_ready"]["store"]
+            .as_str()
+            .unwrap()
+            .starts_with("standby"),
+        "{readyz:?}"
+    );
     let refused = call_at(
         standby_addr,
         "POST",
