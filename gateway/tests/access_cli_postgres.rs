@@ -9,13 +9,16 @@
 
 mod access_support;
 
+mod seam_support;
+
+use seam_support::{assert_lease_free, connect, runtime};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use access_support::{audit_cmd, one_time_password, user_cmd};
 use gateway::access::Username;
 use gateway::access::password::verify_password;
-use gateway::store::postgres::{LeaseAttempt, PgStore, PgStoreOptions};
+use gateway::store::postgres::LeaseAttempt;
 use testkit::Postgres;
 
 fn err(result: anyhow::Result<String>) -> String {
@@ -34,32 +37,6 @@ fn pg_config(dir: &Path, server: &Postgres) -> PathBuf {
     )
     .unwrap();
     path
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn connect(runtime: &tokio::runtime::Runtime, server: &Postgres, holder: &str) -> PgStore {
-    let config: tokio_postgres::Config = server.connection_string("postgres").parse().unwrap();
-    runtime
-        .block_on(PgStore::connect(
-            &config,
-            PgStoreOptions::new(holder, Duration::from_secs(60)),
-        ))
-        .unwrap()
-}
-
-/// Nobody holds the writer lease now (the row, if any, has run out).
-fn assert_lease_free(server: &Postgres) {
-    let live = server
-        .psql("SELECT count(*) FROM tec_leader_lease WHERE expires_at > now()")
-        .unwrap();
-    assert_eq!(live, "0", "the writer lease is still held");
 }
 
 fn audit_entries(server: &Postgres) -> String {
@@ -124,7 +101,7 @@ fn user_and_audit_commands_on_postgres() {
 
     // What is stored is what the gateway will check a login against.
     let runtime = runtime();
-    let store = connect(&runtime, &server, "reader");
+    let store = connect(&runtime, &server, "reader", Duration::from_secs(60));
     let ada = runtime
         .block_on(store.user(&Username::new("ada").unwrap()))
         .unwrap()
@@ -157,7 +134,7 @@ fn changes_are_refused_while_a_gateway_leads() {
     user_cmd(&["add", "ada", "--role", "admin", "--config", config]).unwrap();
 
     let runtime = runtime();
-    let mut leader = connect(&runtime, &server, "gw-site-a");
+    let mut leader = connect(&runtime, &server, "gw-site-a", Duration::from_secs(60));
     let LeaseAttempt::Acquired(lease) = runtime.block_on(leader.acquire_lease()).unwrap() else {
         panic!("the gateway could not lead");
     };

@@ -8,6 +8,9 @@
 
 mod access_support;
 
+mod seam_support;
+
+use seam_support::{assert_lease_free, connect, runtime};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -16,7 +19,7 @@ use access_support::{T0, add_user, user_cmd};
 use gateway::access::verify_chain;
 use gateway::demo::{DemoConfig, write_demo};
 use gateway::domain::*;
-use gateway::store::postgres::{LeaseAttempt, PgStore, PgStoreOptions};
+use gateway::store::postgres::LeaseAttempt;
 use gateway::store::*;
 use protocol::{AlarmKind, DeviceId, UplinkBody};
 use testkit::Postgres;
@@ -56,31 +59,6 @@ fn export(data: &Path, config: &Path) -> Output {
         "--config",
         config.to_str().unwrap(),
     ])
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn connect(runtime: &tokio::runtime::Runtime, server: &Postgres, holder: &str) -> PgStore {
-    let config: tokio_postgres::Config = server.connection_string("postgres").parse().unwrap();
-    runtime
-        .block_on(PgStore::connect(
-            &config,
-            PgStoreOptions::new(holder, Duration::from_secs(60)),
-        ))
-        .unwrap()
-}
-
-fn assert_lease_free(server: &Postgres) {
-    let live = server
-        .psql("SELECT count(*) FROM tec_leader_lease WHERE expires_at > now()")
-        .unwrap();
-    assert_eq!(live, "0", "the writer lease is still held");
 }
 
 fn press(device: &str, seq: u32, device_time_ms: i64, received_ms: i64) -> NewEvent {
@@ -163,7 +141,7 @@ fn export_copies_every_read_and_the_audit_chain() {
 
     let redb = Store::open_in_dir(&data).unwrap();
     let runtime = runtime();
-    let pg = connect(&runtime, &server, "reader");
+    let pg = connect(&runtime, &server, "reader", Duration::from_secs(60));
 
     let events = redb.events(&EventFilter::default()).unwrap();
     assert!(events.unreadable.is_empty());
@@ -296,7 +274,7 @@ fn export_refuses_a_store_in_use_and_a_leading_gateway() {
     let server = Postgres::start().unwrap();
     let config = pg_config(dir.path(), &server);
     let runtime = runtime();
-    let mut leader = connect(&runtime, &server, "gateway-a");
+    let mut leader = connect(&runtime, &server, "gateway-a", Duration::from_secs(60));
     assert!(matches!(
         runtime.block_on(leader.acquire_lease()).unwrap(),
         LeaseAttempt::Acquired(_)

@@ -1,5 +1,7 @@
-//! Shared by the store-seam tests: the runtime and a leading PostgreSQL store they all start
-//! with, and a writer core whose lease another gateway has taken over.
+//! Shared by the PostgreSQL store tests: the runtime and a store they all start with (leading
+//! or not), a check that the writer lease is free, and a writer core whose lease another
+//! gateway has taken over. Not every test file uses every helper.
+#![allow(dead_code)]
 
 use std::time::Duration;
 
@@ -33,12 +35,25 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// A store on `server` as `holder`, with leases of `lease`, not holding one yet.
+pub fn connect(runtime: &tokio::runtime::Runtime, server: &Postgres, holder: &str, lease: Duration) -> PgStore {
+    let config: tokio_postgres::Config = server.connection_string("postgres").parse().unwrap();
+    runtime
+        .block_on(PgStore::connect(&config, PgStoreOptions::new(holder, lease)))
+        .unwrap()
+}
+
+/// Nobody holds the writer lease now (the row, if any, has run out).
+pub fn assert_lease_free(server: &Postgres) {
+    let live = server
+        .psql("SELECT count(*) FROM tec_leader_lease WHERE expires_at > now()")
+        .unwrap();
+    assert_eq!(live, "0", "the writer lease is still held");
+}
+
 /// A store on `server` holding the writer lease as `holder` for `lease`.
 pub fn leading_store(runtime: &tokio::runtime::Runtime, server: &Postgres, holder: &str, lease: Duration) -> PgStore {
-    let config: tokio_postgres::Config = server.connection_string("postgres").parse().unwrap();
-    let mut store = runtime
-        .block_on(PgStore::connect(&config, PgStoreOptions::new(holder, lease)))
-        .unwrap();
+    let mut store = connect(runtime, server, holder, lease);
     assert!(matches!(
         runtime.block_on(store.acquire_lease()).unwrap(),
         LeaseAttempt::Acquired(_)
@@ -52,12 +67,7 @@ pub fn fenced_core(lease: Duration, opened_at: Timestamp, while_leading: impl Fn
     let runtime = runtime();
     let server = Postgres::start().unwrap();
     let old = leading_store(&runtime, &server, "gw-old", lease);
-    let config: tokio_postgres::Config = server.connection_string("postgres").parse().unwrap();
-    let connect = |holder: &str, ttl: Duration| {
-        runtime
-            .block_on(PgStore::connect(&config, PgStoreOptions::new(holder, ttl)))
-            .unwrap()
-    };
+    let connect = |holder: &str, ttl: Duration| connect(&runtime, &server, holder, ttl);
     let mut core = Core::open(
         PgBlocking::new(old, runtime.handle().clone()),
         EngineConfig::default(),
