@@ -3,6 +3,7 @@
 //! the audit log directly in the store (one entry changed, one deleted, the newest removed).
 
 mod access_support;
+mod store_support;
 
 use access_support::{Gateway, add_user, audit_cmd, user_cmd};
 use gateway::store::{AccessStore, STORE_FILE_NAME, Store};

@@ -8,6 +8,9 @@
 //! Synchronous tests: the commands run their own runtime, as `main` runs them.
 
 mod access_support;
+/// TEC_TEST_STORE is ignored here: picks its store itself: a PostgreSQL of its own.
+#[path = "store_support/fixed.rs"]
+mod store_support;
 
 mod seam_support;
 

@@ -5,6 +5,7 @@
 //! resuming across a gateway restart with exactly the changes missed.
 
 mod access_support;
+mod store_support;
 
 use access_support::{Gateway, Reply, T0, raised};
 use gateway::domain::*;

@@ -6,6 +6,7 @@
 
 mod access_support;
 mod ingest_support;
+mod store_support;
 
 use access_support::{Gateway, Reply};
 use gateway::app::spawn;

@@ -6,6 +6,9 @@
 
 mod access_support;
 mod ingest_support;
+/// TEC_TEST_STORE is ignored here: redb only: backups are redb's (PostgreSQL has its own: pg_basebackup, WAL archiving).
+#[path = "store_support/fixed.rs"]
+mod store_support;
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -6,6 +6,7 @@
 //! that is not the API's JSON) is a clear error, never a panic.
 
 mod access_support;
+mod store_support;
 
 use std::io::{Read, Write};
 use std::path::Path;

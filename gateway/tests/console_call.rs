@@ -6,6 +6,7 @@
 //! completion, each audited, on the alert change log, and kept across a restart.
 
 mod access_support;
+mod store_support;
 
 use access_support::{Gateway, Reply, T0};
 use gateway::domain::*;

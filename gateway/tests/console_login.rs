@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 mod access_support;
+mod store_support;
 
 use access_support::{Gateway, form};
 use gateway::access::{Allowed, ApiState, Role};

@@ -9,6 +9,9 @@
 //! database's change log. Fails, never skips, without PostgreSQL.
 
 mod access_support;
+/// TEC_TEST_STORE is ignored here: picks its store itself: two gateways on a PostgreSQL of its own.
+#[path = "store_support/fixed.rs"]
+mod store_support;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 mod access_support;
+mod store_support;
 
 use access_support::{ConsoleSession, Gateway, T0};
 use gateway::domain::*;

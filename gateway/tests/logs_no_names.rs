@@ -7,6 +7,7 @@
 
 mod access_support;
 mod ingest_support;
+mod store_support;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};

@@ -5,6 +5,7 @@
 //! the uptake report reads what was imported.
 
 mod access_support;
+mod store_support;
 
 use std::path::Path;
 

@@ -13,7 +13,9 @@ use std::fmt::Write as _;
 use std::fs;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::broker::{signal, tail_of_file, wait_for_exit};
@@ -357,6 +359,84 @@ impl Postgres {
     }
 }
 
+/// One cluster for the whole test process, started on first use, and the watchdog that
+/// stops it when the process ends.
+#[derive(Debug)]
+struct ProcessCluster {
+    server: Postgres,
+    /// Never written nor dropped: the watchdog sees end of file on it only when the process
+    /// has ended, however it ended (statics are never dropped, so no `Drop` can stop the
+    /// cluster; the pipe is closed by the kernel).
+    _watchdog: ChildStdin,
+}
+
+static PROCESS_CLUSTER: OnceLock<std::result::Result<ProcessCluster, String>> = OnceLock::new();
+static NEXT_DATABASE: AtomicU64 = AtomicU64::new(1);
+
+/// The connections a shared cluster accepts: every test of a binary may run a gateway on it
+/// at once, and a gateway holds a few connections.
+const PROCESS_CLUSTER_CONNECTIONS: u32 = 200;
+
+impl Postgres {
+    /// A cluster shared by every caller in this process, started (`initdb`, 1-2 s) on the
+    /// first call; give each test its own database on it ([`Postgres::create_database`]).
+    /// It runs until the process ends: a watchdog process (`sh`, reading a pipe only this
+    /// process holds) then shuts it down and removes its directory. A start that failed
+    /// fails every later call the same way.
+    pub fn for_this_process() -> Result<&'static Postgres> {
+        let cluster = PROCESS_CLUSTER.get_or_init(|| start_process_cluster().map_err(|err| err.to_string()));
+        match cluster {
+            Ok(cluster) => Ok(&cluster.server),
+            Err(err) => Err(HarnessError::Other(format!(
+                "the shared PostgreSQL cluster did not start: {err}"
+            ))),
+        }
+    }
+
+    /// Creates a new, empty database with a name unique in this process, and returns the
+    /// name (for [`Postgres::connection_string`]).
+    pub fn create_database(&self) -> Result<String> {
+        let name = format!("tec_test_{}", NEXT_DATABASE.fetch_add(1, Ordering::Relaxed));
+        self.psql(&format!("CREATE DATABASE {name}"))?;
+        Ok(name)
+    }
+}
+
+fn start_process_cluster() -> Result<ProcessCluster> {
+    let server = Postgres::start_with(PostgresOptions {
+        extra_config: format!("max_connections = {PROCESS_CLUSTER_CONNECTIONS}\n"),
+        ..PostgresOptions::default()
+    })?;
+    let postmaster = server
+        .child
+        .as_ref()
+        .map(Child::id)
+        .ok_or_else(|| HarnessError::Other("the shared cluster has no server process".into()))?;
+    // `read` returns at end of file: when this process has ended. Then an immediate
+    // shutdown (the postmaster ends its backends), and the directory goes once it has.
+    let mut watchdog = Command::new("sh")
+        .arg("-c")
+        .arg(
+            r#"read -r _; kill -QUIT "$1" 2>/dev/null; while kill -0 "$1" 2>/dev/null; do sleep 0.1; done; rm -rf "$2""#,
+        )
+        .arg("tec-postgres-watchdog")
+        .arg(postmaster.to_string())
+        .arg(server.dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(HarnessError::io("starting the shared cluster's watchdog"))?;
+    let pipe = watchdog
+        .stdin
+        .take()
+        .ok_or_else(|| HarnessError::Other("the watchdog has no stdin".into()))?;
+    Ok(ProcessCluster {
+        server,
+        _watchdog: pipe,
+    })
+}
+
 impl Drop for Postgres {
     fn drop(&mut self) {
         // Immediate shutdown: the postmaster ends its backends too (a SIGKILL would leave them
@@ -486,6 +566,21 @@ mod tests {
         replica.psql("INSERT INTO replicated VALUES (43)")?;
         assert_eq!(replica.psql("SELECT count(*) FROM replicated")?, "2");
         assert_eq!(replica.role(), &Role::Primary);
+        Ok(())
+    }
+
+    #[test]
+    fn the_process_cluster_is_shared_and_gives_each_caller_a_fresh_database() -> Result<()> {
+        let first = Postgres::for_this_process()?;
+        let second = Postgres::for_this_process()?;
+        assert_eq!(first.port(), second.port());
+        let one = first.create_database()?;
+        let other = second.create_database()?;
+        assert_ne!(one, other);
+        let listed = first.psql(&format!(
+            "SELECT count(*) FROM pg_database WHERE datname IN ('{one}', '{other}')"
+        ))?;
+        assert_eq!(listed, "2");
         Ok(())
     }
 }

@@ -39,17 +39,22 @@ impl PgReader {
     }
 
     fn connection(&self) -> Result<Arc<PgBlocking>, StoreError> {
-        let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(connection) = current.as_ref() {
-            return Ok(connection.clone());
-        }
-        let store = tokio::task::block_in_place(|| {
-            self.runtime
-                .block_on(PgStore::connect(&self.config, self.options.clone()))
-        })?;
-        let connection = Arc::new(PgBlocking::new(store, self.runtime.clone()));
-        *current = Some(connection.clone());
-        Ok(connection)
+        // The lock is held across a connect, which needs the runtime's workers; so it is
+        // waited for in `block_in_place` too. A reader on a worker thread (the API's guard
+        // reads the session there) that blocked on it plainly would strand the tasks queued on
+        // that worker, the connect's own among them, and the connect would never finish.
+        tokio::task::block_in_place(|| {
+            let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(connection) = current.as_ref() {
+                return Ok(connection.clone());
+            }
+            let store = self
+                .runtime
+                .block_on(PgStore::connect(&self.config, self.options.clone()))?;
+            let connection = Arc::new(PgBlocking::new(store, self.runtime.clone()));
+            *current = Some(connection.clone());
+            Ok(connection)
+        })
     }
 
     /// Runs one read; a database error drops the connection, so the next read connects again

@@ -1,5 +1,7 @@
-//! Shared by the access tests: a gateway on its own data directory with a manual clock, users
-//! made with the real `user add` command, and a minimal HTTP/1.1 client over TCP (so the
+//! Shared by the access tests: a gateway on its own data directory (and, with
+//! `TEC_TEST_STORE=postgres`, its own PostgreSQL database: `store_support`, which every test
+//! file using this module declares too) with a manual clock, users made with the real
+//! `user add` command, and a minimal HTTP/1.1 client over TCP (so the
 //! client address is real, as the rate limit and the audit log see it).
 #![allow(
     dead_code,
@@ -56,21 +58,28 @@ struct AuditCli {
 pub fn user_cmd(args: &[&str]) -> anyhow::Result<String> {
     let cli = UserCli::try_parse_from([&["user"], args].concat())?;
     let mut out = Vec::new();
-    run_user(&cli.args, &mut out)?;
+    off_runtime(|| run_user(&cli.args, &mut out))?;
     Ok(String::from_utf8(out).unwrap())
+}
+
+/// Runs a command on a thread of its own, as `main` runs it: on PostgreSQL it starts an async
+/// runtime of its own, which tokio refuses inside a test's runtime.
+fn off_runtime<T: Send>(command: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|scope| scope.spawn(command).join().unwrap())
 }
 
 /// Runs `tec-gateway audit ...` (without the leading `audit`).
 pub fn audit_cmd(args: &[&str]) -> anyhow::Result<String> {
     let cli = AuditCli::try_parse_from([&["audit"], args].concat())?;
     let mut out = Vec::new();
-    run_audit(&cli.args, &mut out)?;
+    off_runtime(|| run_audit(&cli.args, &mut out))?;
     Ok(String::from_utf8(out).unwrap())
 }
 
 /// `user add NAME --role ROLE`; the printed one-time password.
 pub fn add_user(data: &Path, name: &str, role: &str) -> String {
-    let out = user_cmd(&["add", name, "--role", role, "--data", data.to_str().unwrap()]).unwrap();
+    let [flag, store] = crate::store_support::store_args(data);
+    let out = user_cmd(&["add", name, "--role", role, &flag, &store]).unwrap();
     one_time_password(&out)
 }
 
@@ -100,6 +109,7 @@ pub fn config(data: &Path) -> Config {
     };
     // Nobody listens there: the broker connection retries in the background, HTTP still serves.
     config.mqtt.broker = BrokerUrl::parse("mqtt://127.0.0.1:9").unwrap();
+    crate::store_support::place(&mut config);
     config
 }
 
@@ -158,6 +168,19 @@ impl Gateway {
 
     pub fn data(&self) -> &str {
         self.dir.path().to_str().unwrap()
+    }
+
+    /// `--data DIR` or `--config FILE`: the store of this gateway, for an offline command.
+    pub fn store_args(&self) -> [String; 2] {
+        crate::store_support::store_args(self.dir.path())
+    }
+
+    /// Reads the gateway's store (redb or PostgreSQL) through `GatewayClient::reads`.
+    pub async fn read<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&dyn gateway::store::ConsoleReads) -> T + Send + 'static,
+    ) -> T {
+        crate::store_support::read(self.handle(), read).await
     }
 
     pub async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> Reply {

@@ -1,0 +1,123 @@
+//! Which store the tests' gateways run on: redb (the default) or, with
+//! `TEC_TEST_STORE=postgres`, PostgreSQL, so the same tests check the gateway on both.
+//!
+//! On PostgreSQL every gateway gets a database of its own (`CREATE DATABASE`) on one private
+//! cluster per test binary (`testkit::Postgres::for_this_process`, started on first use and
+//! stopped when the process ends), keyed by the gateway's data directory: a gateway started
+//! again on the same directory (a restart) finds the same database. Tests stay independent and
+//! run in parallel. Without PostgreSQL installed they fail, never skip.
+//!
+//! Tests about the redb store itself (its file, backups, faults, the `--data` commands) do not
+//! use this module: they run on redb whatever the variable says (listed in `docs/postgres.md`).
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+
+use gateway::config::{Config, StoreConfig, StoreKind};
+use testkit::Postgres;
+
+/// The variable that picks the store.
+pub const VARIABLE: &str = "TEC_TEST_STORE";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TestStore {
+    Redb,
+    Postgres,
+}
+
+/// The store `TEC_TEST_STORE` names (`redb` or unset: redb; `postgres`). Any other value is a
+/// mistake worth failing on, not a silent redb run.
+pub fn test_store() -> TestStore {
+    match std::env::var(VARIABLE).as_deref() {
+        Err(std::env::VarError::NotPresent) | Ok("" | "redb") => TestStore::Redb,
+        Ok("postgres") => TestStore::Postgres,
+        Ok(other) => panic!("{VARIABLE}={other:?}: use `redb` or `postgres`"),
+        Err(err) => panic!("{VARIABLE}: {err}"),
+    }
+}
+
+pub fn on_postgres() -> bool {
+    test_store() == TestStore::Postgres
+}
+
+/// The database of each data directory, made on first use.
+fn databases() -> &'static Mutex<HashMap<PathBuf, String>> {
+    static DATABASES: OnceLock<Mutex<HashMap<PathBuf, String>>> = OnceLock::new();
+    DATABASES.get_or_init(Mutex::default)
+}
+
+/// The connection string of `data`'s database (PostgreSQL only).
+fn database_url(data: &Path) -> String {
+    let server = Postgres::for_this_process().unwrap_or_else(|err| panic!("{VARIABLE}=postgres: {err}"));
+    let mut databases = databases().lock().unwrap();
+    let name = match databases.get(data) {
+        Some(name) => name.clone(),
+        None => {
+            let name = server
+                .create_database()
+                .unwrap_or_else(|err| panic!("{VARIABLE}=postgres: {err}"));
+            databases.insert(data.to_path_buf(), name.clone());
+            name
+        }
+    };
+    server.connection_string(&name)
+}
+
+/// Puts `config`'s gateway on the test store: nothing to do on redb (the store is in
+/// `config.data_dir`); on PostgreSQL, the database of `config.data_dir`.
+pub fn place(config: &mut Config) {
+    if std::env::var("TEC_TEST_LOG").is_ok() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+            .with_test_writer()
+            .try_init();
+    }
+    if on_postgres() {
+        config.store = StoreConfig {
+            kind: StoreKind::Postgres,
+            postgres_url: Some(database_url(&config.data_dir)),
+            ..StoreConfig::default()
+        };
+    }
+}
+
+/// How an offline command (`tec-gateway user ...`, `audit verify`) names the store of the
+/// gateway on `data`: `--data DIR` on redb, `--config FILE` (a file written next to the
+/// gateway's files, naming its database) on PostgreSQL.
+pub fn store_args(data: &Path) -> [String; 2] {
+    if !on_postgres() {
+        return ["--data".into(), data.to_str().unwrap().into()];
+    }
+    let file = data.join("tec-test-postgres.toml");
+    if !file.exists() {
+        let text = format!(
+            "data_dir = {:?}\n[store]\nkind = \"postgres\"\npostgres_url = {:?}\n",
+            data.to_str().unwrap(),
+            database_url(data)
+        );
+        std::fs::write(&file, text).unwrap();
+    }
+    ["--config".into(), file.to_str().unwrap().into()]
+}
+
+/// Runs `read` on the gateway's reads (`GatewayClient::reads`: redb or PostgreSQL, whichever
+/// it runs on) on tokio's blocking pool: a PostgreSQL read blocks on the runtime.
+pub async fn read<T: Send + 'static>(
+    client: &gateway::app::GatewayClient,
+    read: impl FnOnce(&dyn gateway::store::ConsoleReads) -> T + Send + 'static,
+) -> T {
+    let reads = client.reads().unwrap();
+    tokio::task::spawn_blocking(move || read(&*reads)).await.unwrap()
+}
+
+/// For a test (or the part of one) that needs what PostgreSQL does not serve yet: true on
+/// PostgreSQL, after saying on stderr what is left out and why.
+pub fn redb_only(reason: &str) -> bool {
+    let skipped = on_postgres();
+    if skipped {
+        eprintln!("redb only ({reason}): not run on PostgreSQL");
+    }
+    skipped
+}
