@@ -9,7 +9,6 @@ mod store_support;
 
 use access_support::{Gateway, Reply, T0, raised};
 use gateway::domain::*;
-use gateway::store::Store;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -38,19 +37,15 @@ async fn staffed_with_alerts() -> (Gateway, Staff) {
         tokens.push(gw.first_login(name, one_time, NEW).await);
     }
     gw.stop().await;
-    {
-        let store = Store::open_in_dir(gw.dir.path()).unwrap();
-        let mut batch = store.begin_write().unwrap();
+    store_support::seed_offline(gw.dir.path(), |seed| {
         for alert in [
             raised(1, AlertKind::PendantPress, "R1", "pnd-1", T0 - 3_000),
             raised(2, AlertKind::Fall, "R2", "fall-2", T0 - 2_000),
             raised(3, AlertKind::Inactivity, "R3", "bed-3", T0 - 1_000),
         ] {
-            batch.put_alert(&alert).unwrap();
-            batch.record_alert_change(&alert, Timestamp(alert.raised_at.0)).unwrap();
+            seed.alert(&alert);
         }
-        batch.commit().unwrap();
-    }
+    });
     gw.restart().await;
     let mut tokens = tokens.into_iter();
     let staff = Staff {

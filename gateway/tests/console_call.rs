@@ -10,7 +10,7 @@ mod store_support;
 
 use access_support::{Gateway, Reply, T0};
 use gateway::domain::*;
-use gateway::store::{NewEvent, Store};
+use gateway::store::NewEvent;
 use protocol::{AlarmKind, DeviceId, UplinkBody};
 use serde_json::{Value, json};
 
@@ -63,11 +63,8 @@ async fn staffed() -> (Gateway, Staff) {
         tokens.push(gw.first_login(name, one_time, NEW).await);
     }
     gw.stop().await;
-    {
-        let store = Store::open_in_dir(gw.dir.path()).unwrap();
-        let mut batch = store.begin_write().unwrap();
-        batch
-            .put_resident(&Resident {
+    store_support::seed_offline(gw.dir.path(), |seed| {
+        seed.resident(&Resident {
                 id: resident_id("R1"),
                 display_name: HOSTILE_NAME.into(),
                 address: "1 Test Street, Testtown".into(),
@@ -90,19 +87,14 @@ async fn staffed() -> (Gateway, Staff) {
                     medical_summary: "type 2 diabetes".into(),
                     communication_needs: "hard of hearing: speak slowly".into(),
                 },
-            })
-            .unwrap();
-        batch
-            .put_device(&DeviceRecord::new(device_id("pnd-1"), DeviceKind::Pendant, true))
-            .unwrap();
-        batch
-            .assign(&Assignment {
+            });
+        seed.device(&DeviceRecord::new(device_id("pnd-1"), DeviceKind::Pendant, true));
+        seed.assign(&Assignment {
                 device: device_id("pnd-1"),
                 resident: resident_id("R1"),
                 from: Timestamp(T0 - 30 * 86_400_000),
                 until: None,
-            })
-            .unwrap();
+            });
         let press = StoredEvent {
             key: EventKey {
                 device: device_id("pnd-1"),
@@ -115,7 +107,7 @@ async fn staffed() -> (Gateway, Staff) {
             protocol_version: 1,
             body: EventBody::Uplink(UplinkBody::Alarm(AlarmKind::PendantPress)),
         };
-        batch.insert_events(&[NewEvent::from_event(press).unwrap()]).unwrap();
+        seed.events(&[NewEvent::from_event(press).unwrap()]);
         let mut earlier = alert(1, Some("R1"), "pnd-1", T0 - 2 * 86_400_000);
         earlier.state = AlertState::Resolved;
         earlier.transitions.push(Transition {
@@ -131,11 +123,9 @@ async fn staffed() -> (Gateway, Staff) {
             alert(2, Some("R1"), "pnd-1", T0 - 10_000),
             alert(3, None, "pnd-x", T0 - 5_000),
         ] {
-            batch.put_alert(&alert).unwrap();
-            batch.record_alert_change(&alert, alert.raised_at).unwrap();
+            seed.alert(&alert);
         }
-        batch.commit().unwrap();
-    }
+    });
     gw.restart().await;
     let mut tokens = tokens.into_iter();
     let staff = Staff {

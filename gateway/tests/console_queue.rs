@@ -9,7 +9,6 @@ mod store_support;
 
 use access_support::{ConsoleSession, Gateway, T0};
 use gateway::domain::*;
-use gateway::store::Store;
 use protocol::DeviceId;
 
 const NEW: &str = "a long enough passphrase";
@@ -120,26 +119,20 @@ async fn staffed_with_alerts(alerts: Vec<Alert>) -> (Gateway, Staff) {
         gw.first_login(name, one_time, NEW).await;
     }
     gw.stop().await;
-    {
-        let store = Store::open_in_dir(gw.dir.path()).unwrap();
-        let mut batch = store.begin_write().unwrap();
+    store_support::seed_offline(gw.dir.path(), |seed| {
         // R1 has a record (operators see the name); the others are ids only.
-        batch
-            .put_resident(&gateway::domain::Resident {
-                id: gateway::domain::ResidentId::new("R1").unwrap(),
-                display_name: "Ada <Lovelace>".into(),
-                address: "1 Street".into(),
-                access_notes: "key safe 4711".into(),
-                responders: Vec::new(),
-                care: Default::default(),
-            })
-            .unwrap();
+        seed.resident(&gateway::domain::Resident {
+            id: gateway::domain::ResidentId::new("R1").unwrap(),
+            display_name: "Ada <Lovelace>".into(),
+            address: "1 Street".into(),
+            access_notes: "key safe 4711".into(),
+            responders: Vec::new(),
+            care: Default::default(),
+        });
         for alert in &alerts {
-            batch.put_alert(alert).unwrap();
-            batch.record_alert_change(alert, alert.raised_at).unwrap();
+            seed.alert(alert);
         }
-        batch.commit().unwrap();
-    }
+    });
     gw.restart().await;
     let staff = Staff {
         operator: gw.console_login("olive", NEW).await,

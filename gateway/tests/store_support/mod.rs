@@ -121,3 +121,73 @@ pub fn redb_only(reason: &str) -> bool {
     }
     skipped
 }
+
+/// What a test writes into a stopped gateway's store before starting it again.
+pub trait Seed {
+    fn resident(&mut self, resident: &gateway::domain::Resident);
+    fn device(&mut self, device: &gateway::domain::DeviceRecord);
+    fn assign(&mut self, assignment: &gateway::domain::Assignment);
+    fn events(&mut self, events: &[gateway::store::NewEvent]);
+    /// The alert, and its change in the change log, committed at its raise time.
+    fn alert(&mut self, alert: &gateway::domain::Alert);
+}
+
+impl<T: gateway::store::WriteTxn> Seed for T {
+    fn resident(&mut self, resident: &gateway::domain::Resident) {
+        self.put_resident(resident).unwrap();
+    }
+    fn device(&mut self, device: &gateway::domain::DeviceRecord) {
+        self.put_devices(&[device]).unwrap();
+    }
+    fn assign(&mut self, assignment: &gateway::domain::Assignment) {
+        gateway::store::WriteTxn::assign(self, assignment).unwrap();
+    }
+    fn events(&mut self, events: &[gateway::store::NewEvent]) {
+        self.insert_events(events).unwrap();
+    }
+    fn alert(&mut self, alert: &gateway::domain::Alert) {
+        self.put_alert(alert).unwrap();
+        self.record_alert_change(alert, alert.raised_at).unwrap();
+    }
+}
+
+/// Writes `seed` in one transaction into the store of the (stopped) gateway on `data`, as the
+/// gateway's writer would: redb in `data`, or `data`'s PostgreSQL database under the writer
+/// lease (given back afterwards). Runs on a thread of its own (it blocks).
+pub fn seed_offline(data: &Path, seed: impl FnOnce(&mut dyn Seed) + Send) {
+    use gateway::store::{WriteStore, WriteTxn};
+    let data = data.to_path_buf();
+    std::thread::scope(|scope| {
+        scope
+            .spawn(move || {
+                if !on_postgres() {
+                    let mut store = std::sync::Arc::new(gateway::store::Store::open_in_dir(&data).unwrap());
+                    let mut txn = store.begin_txn().unwrap();
+                    seed(&mut txn);
+                    WriteTxn::commit(txn).into_result().unwrap();
+                    return;
+                }
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                let config: tokio_postgres::Config = database_url(&data).parse().unwrap();
+                let options = gateway::store::postgres::PgStoreOptions::new("test-seed", std::time::Duration::from_secs(30));
+                let store = runtime
+                    .block_on(gateway::store::postgres::PgStore::connect(&config, options))
+                    .unwrap();
+                let mut store = gateway::store::PgBlocking::new(store, runtime.handle().clone());
+                assert!(matches!(
+                    store.acquire_lease().unwrap(),
+                    gateway::store::postgres::LeaseAttempt::Acquired(_)
+                ));
+                let mut txn = store.begin_txn().unwrap();
+                seed(&mut txn);
+                txn.commit().into_result().unwrap();
+                store.release_lease().unwrap();
+            })
+            .join()
+            .unwrap();
+    });
+}
