@@ -3,6 +3,9 @@
 //! the audit log directly in the store (one entry changed, one deleted, the newest removed).
 
 mod access_support;
+/// TEC_TEST_STORE is ignored here: redb only, the `--data` commands and a redb audit log altered
+/// in place (the `--config` commands on PostgreSQL: `access_cli_postgres.rs`).
+#[path = "store_support/fixed.rs"]
 mod store_support;
 
 use access_support::{Gateway, add_user, audit_cmd, user_cmd};

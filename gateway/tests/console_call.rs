@@ -65,36 +65,36 @@ async fn staffed() -> (Gateway, Staff) {
     gw.stop().await;
     store_support::seed_offline(gw.dir.path(), |seed| {
         seed.resident(&Resident {
-                id: resident_id("R1"),
-                display_name: HOSTILE_NAME.into(),
-                address: "1 Test Street, Testtown".into(),
-                access_notes: KEY_SAFE.into(),
-                responders: vec![
-                    Responder {
-                        name: "Dawn Smith".into(),
-                        phone: "07700 900001".into(),
-                        relationship: "daughter".into(),
-                    },
-                    Responder {
-                        name: "Bob <b>Jones</b>".into(),
-                        phone: "07700 900002".into(),
-                        relationship: "neighbour".into(),
-                    },
-                ],
-                care: CareProfile {
-                    phone: "01632 960000".into(),
-                    risks: "falls; lives alone".into(),
-                    medical_summary: "type 2 diabetes".into(),
-                    communication_needs: "hard of hearing: speak slowly".into(),
+            id: resident_id("R1"),
+            display_name: HOSTILE_NAME.into(),
+            address: "1 Test Street, Testtown".into(),
+            access_notes: KEY_SAFE.into(),
+            responders: vec![
+                Responder {
+                    name: "Dawn Smith".into(),
+                    phone: "07700 900001".into(),
+                    relationship: "daughter".into(),
                 },
-            });
+                Responder {
+                    name: "Bob <b>Jones</b>".into(),
+                    phone: "07700 900002".into(),
+                    relationship: "neighbour".into(),
+                },
+            ],
+            care: CareProfile {
+                phone: "01632 960000".into(),
+                risks: "falls; lives alone".into(),
+                medical_summary: "type 2 diabetes".into(),
+                communication_needs: "hard of hearing: speak slowly".into(),
+            },
+        });
         seed.device(&DeviceRecord::new(device_id("pnd-1"), DeviceKind::Pendant, true));
         seed.assign(&Assignment {
-                device: device_id("pnd-1"),
-                resident: resident_id("R1"),
-                from: Timestamp(T0 - 30 * 86_400_000),
-                until: None,
-            });
+            device: device_id("pnd-1"),
+            resident: resident_id("R1"),
+            from: Timestamp(T0 - 30 * 86_400_000),
+            until: None,
+        });
         let press = StoredEvent {
             key: EventKey {
                 device: device_id("pnd-1"),

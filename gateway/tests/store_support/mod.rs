@@ -173,7 +173,8 @@ pub fn seed_offline(data: &Path, seed: impl FnOnce(&mut dyn Seed) + Send) {
                     .build()
                     .unwrap();
                 let config: tokio_postgres::Config = database_url(&data).parse().unwrap();
-                let options = gateway::store::postgres::PgStoreOptions::new("test-seed", std::time::Duration::from_secs(30));
+                let options =
+                    gateway::store::postgres::PgStoreOptions::new("test-seed", std::time::Duration::from_secs(30));
                 let store = runtime
                     .block_on(gateway::store::postgres::PgStore::connect(&config, options))
                     .unwrap();
