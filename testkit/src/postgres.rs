@@ -425,6 +425,9 @@ fn start_process_cluster() -> Result<ProcessCluster> {
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
+        // A process group of its own: a signal to the test run's group (a timeout, Ctrl-C)
+        // ends the tests and the server, and the watchdog still removes the directory.
+        .process_group(0)
         .spawn()
         .map_err(HarnessError::io("starting the shared cluster's watchdog"))?;
     let pipe = watchdog
