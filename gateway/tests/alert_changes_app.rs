@@ -5,6 +5,7 @@
 //! since from the store, none missing, none repeated.
 
 mod ingest_support;
+mod store_support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -36,6 +37,7 @@ fn config(data: &std::path::Path) -> Config {
     config.mqtt.broker = BrokerUrl::parse(&format!("mqtt://127.0.0.1:{}", ingest_support::free_port())).unwrap();
     config.data_dir = data.to_owned();
     config.http = "127.0.0.1:0".parse().unwrap();
+    store_support::place(&mut config);
     config
 }
 
@@ -66,17 +68,15 @@ fn raised(id: u64, kind: AlertKind, device: &str) -> Alert {
 
 /// Raised alerts as ingest would have left them (alert and its change in one transaction).
 fn seed(data: &std::path::Path) {
-    let store = Store::open_in_dir(data).unwrap();
-    let mut batch = store.begin_write().unwrap();
-    for alert in [
-        raised(1, AlertKind::PendantPress, "pnd-1"),
-        raised(2, AlertKind::Fall, "fall-2"),
-        raised(3, AlertKind::Inactivity, "bed-3"),
-    ] {
-        batch.put_alert(&alert).unwrap();
-        batch.record_alert_change(&alert, Timestamp(START)).unwrap();
-    }
-    batch.commit().unwrap();
+    store_support::seed_offline(data, |seed| {
+        for alert in [
+            raised(1, AlertKind::PendantPress, "pnd-1"),
+            raised(2, AlertKind::Fall, "fall-2"),
+            raised(3, AlertKind::Inactivity, "bed-3"),
+        ] {
+            seed.alert(&alert);
+        }
+    });
 }
 
 /// Everything the live stream has delivered so far (the client's reply comes after the
@@ -103,7 +103,7 @@ async fn a_client_that_remembered_a_seq_misses_nothing_across_a_restart() {
 
     // First run.
     let gateway = start(data.path(), &clock).await;
-    assert_eq!(gateway.store().unwrap().last_alert_change_seq().unwrap(), 3);
+    assert_eq!(gateway.reads().unwrap().last_alert_change_seq().unwrap(), 3);
     let mut stream = gateway.subscribe_alerts();
     gateway.acknowledge(AlertId(1), "op-1").await.unwrap();
     drain(&mut stream, &mut streamed);

@@ -7,6 +7,7 @@
 
 mod edge_support;
 mod ingest_support;
+mod store_support;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -37,6 +38,7 @@ async fn start(broker: &Mosquitto, data: &std::path::Path, budget: usize) -> Gat
     config.mqtt.inflight_budget_bytes = budget;
     config.data_dir = data.to_owned();
     config.http = "127.0.0.1:0".parse().unwrap();
+    store_support::place(&mut config);
     let handle = app::spawn(config, Arc::new(SystemClock)).await.unwrap();
     eventually("gateway connected and subscribed", || handle.mqtt_ready()).await;
     handle
@@ -124,7 +126,7 @@ async fn junk_and_oversize_floods_lose_no_alarm() {
     for device in &mut devices {
         wait_receipted(device, &want).await;
     }
-    let store = gateway.store().unwrap();
+    let store = gateway.reads().unwrap();
     for device in &devices {
         let stored: BTreeSet<u32> = store
             .events(&EventFilter {

@@ -6,6 +6,7 @@
 
 mod edge_support;
 mod ingest_support;
+mod store_support;
 
 use std::sync::Arc;
 
@@ -53,6 +54,7 @@ async fn start(broker: &Mosquitto, data: &std::path::Path, client_id: &str) -> G
     config.mqtt.client_id = client_id.into();
     config.data_dir = data.to_owned();
     config.http = "127.0.0.1:0".parse().unwrap();
+    store_support::place(&mut config);
     let handle = app::spawn(config, Arc::new(SystemClock)).await.unwrap();
     eventually("gateway connected and subscribed", || handle.mqtt_ready()).await;
     handle
@@ -106,7 +108,7 @@ async fn replayed_retained_presence_sends_no_time_sync_and_keeps_last_seen() {
         .wait_for("time sync for the live device", is_time_sync_for(live))
         .await;
     assert_eq!(time_syncs(&seen), vec![live], "only the live presence gets the time");
-    let store = gateway.store().unwrap();
+    let store = gateway.reads().unwrap();
     for device in &fleet {
         let record = store.device(device).unwrap().expect("replayed device recorded");
         assert_eq!(record.last_seen, None, "{device}: a replay is not a sign of life");
@@ -148,7 +150,7 @@ async fn replayed_retained_presence_sends_no_time_sync_and_keeps_last_seen() {
         .wait_for("time sync for the marker", is_time_sync_for(marker))
         .await;
     assert_eq!(time_syncs(&seen), vec![live, marker], "the resubscribe synced nobody");
-    let store = gateway.store().unwrap();
+    let store = gateway.reads().unwrap();
     for (device, last_seen) in before {
         let record = store.device(&device).unwrap().unwrap();
         assert_eq!(record.last_seen, last_seen, "{device}: last_seen moved on a replay");

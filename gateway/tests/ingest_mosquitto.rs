@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 mod ingest_support;
+mod store_support;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +25,7 @@ fn config(broker: &Mosquitto, data: &std::path::Path) -> Config {
     config.mqtt.client_id = "gw.test".into();
     config.data_dir = data.to_owned();
     config.http = "127.0.0.1:0".parse().unwrap();
+    store_support::place(&mut config);
     config
 }
 
@@ -105,11 +107,11 @@ async fn stores_receipts_quarantines_and_raises_alerts() {
         .await;
     device.expect("receipt for seq 1", |d| receipt_has(d, 1, &[1])).await;
     eventually("two events stored", || {
-        gateway.store().unwrap().event_count().unwrap() == 2
+        gateway.reads().unwrap().event_count().unwrap() == 2
     })
     .await;
     let events = gateway
-        .store()
+        .reads()
         .unwrap()
         .events(&EventFilter {
             device: Some(pendant),
@@ -119,7 +121,7 @@ async fn stores_receipts_quarantines_and_raises_alerts() {
         .into_events();
     assert_eq!(events.len(), 2);
     assert!(events.iter().all(|e| e.resident.as_ref() == Some(&resident)));
-    let record = gateway.store().unwrap().device(&pendant).unwrap().unwrap();
+    let record = gateway.reads().unwrap().device(&pendant).unwrap().unwrap();
     assert!(record.registered);
     assert_eq!(record.battery_percent, Some(87));
 
@@ -129,7 +131,7 @@ async fn stores_receipts_quarantines_and_raises_alerts() {
         .expect("receipt for the duplicate", |d| receipt_has(d, 1, &[1]))
         .await;
     eventually("duplicate counted", || gateway.stats().duplicates >= 1).await;
-    assert_eq!(gateway.store().unwrap().event_count().unwrap(), 2);
+    assert_eq!(gateway.reads().unwrap().event_count().unwrap(), 2);
 
     // Garbage and a foreign-looking payload: quarantined and counted; good traffic flows.
     device.publish_raw("tec/v1/dev/pnd-1/up", b"\x00garbage".to_vec()).await;
@@ -142,8 +144,8 @@ async fn stores_receipts_quarantines_and_raises_alerts() {
     assert_eq!(stats.rejected_for(RejectReason::BadVersion), 1);
     assert_eq!(stats.rejected_for(RejectReason::Oversize), 1);
     assert_eq!(stats.rejected_for(RejectReason::Malformed), 1);
-    assert_eq!(gateway.store().unwrap().quarantine_len().unwrap(), 3);
-    assert_eq!(gateway.store().unwrap().event_count().unwrap(), 3);
+    assert_eq!(gateway.reads().unwrap().quarantine_len().unwrap(), 3);
+    assert_eq!(gateway.reads().unwrap().event_count().unwrap(), 3);
 
     // A pendant press: alert on the live stream; acknowledge sends HelpOnTheWay.
     device.send(1, 4, UplinkBody::Alarm(AlarmKind::PendantPress)).await;
@@ -156,7 +158,7 @@ async fn stores_receipts_quarantines_and_raises_alerts() {
     assert_eq!(alert.resident.as_ref(), Some(&resident));
     assert!(!alert.unregistered_device);
     assert_eq!(
-        gateway.store().unwrap().alert(alert.id).unwrap().as_ref(),
+        gateway.reads().unwrap().alert(alert.id).unwrap().as_ref(),
         Some(&alert.alert)
     );
     device
@@ -252,7 +254,7 @@ async fn unregistered_device_alarm_is_flagged_and_survives_restart() {
     assert_eq!(alert.kind, AlertKind::Fall);
     assert_eq!(gateway.stats().unregistered, 1);
     let record = gateway
-        .store()
+        .reads()
         .unwrap()
         .device(&DeviceId::new("stray-9").unwrap())
         .unwrap()
@@ -309,21 +311,25 @@ async fn without_a_broker_health_is_503_and_shutdown_is_clean() {
     config.mqtt.broker = BrokerUrl::parse(&format!("mqtt://127.0.0.1:{}", ingest_support::free_port())).unwrap();
     config.data_dir = data.path().to_owned();
     config.http = "127.0.0.1:0".parse().unwrap();
+    store_support::place(&mut config);
     let gateway = app::spawn(config, Arc::new(SystemClock)).await.unwrap();
     let (status, body) = http(gateway.http_addr(), "GET", "/healthz").await;
     assert_eq!(status, 503);
     assert!(body.contains("not connected"), "{body}");
     assert!(!gateway.stats().mqtt_connected);
 
-    // A second gateway on the same data directory is refused with a clear reason.
-    let same_data = Config {
-        data_dir: data.path().to_owned(),
-        http: "127.0.0.1:0".parse().unwrap(),
-        ..Config::default()
-    };
-    let error = app::spawn(same_data, Arc::new(SystemClock)).await.unwrap_err();
-    assert!(matches!(error, app::StartError::Store { .. }), "{error}");
-    assert!(error.to_string().contains("in use"), "{error}");
+    // A second gateway on the same data directory is refused with a clear reason (on
+    // PostgreSQL a second gateway stands by instead: `console_postgres.rs`).
+    if !store_support::redb_only("the redb file's lock refuses a second gateway") {
+        let same_data = Config {
+            data_dir: data.path().to_owned(),
+            http: "127.0.0.1:0".parse().unwrap(),
+            ..Config::default()
+        };
+        let error = app::spawn(same_data, Arc::new(SystemClock)).await.unwrap_err();
+        assert!(matches!(error, app::StartError::Store { .. }), "{error}");
+        assert!(error.to_string().contains("in use"), "{error}");
+    }
     // So is an HTTP address already taken.
     let other_data = tempfile::tempdir().unwrap();
     let same_http = Config {
@@ -369,7 +375,7 @@ async fn a_burst_is_group_committed_and_fully_receipted() {
     let elapsed = started.elapsed();
     eventually("all stored", || gateway.stats().stored == total).await;
     let stats = gateway.stats();
-    assert_eq!(gateway.store().unwrap().event_count().unwrap(), total);
+    assert_eq!(gateway.reads().unwrap().event_count().unwrap(), total);
     assert_eq!(stats.duplicates, 0);
     eprintln!(
         "burst of {total}: {elapsed:?}, {:.1} publishes per commit, p50 {:?}, p99 {:?}",
