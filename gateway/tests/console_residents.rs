@@ -6,8 +6,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 mod access_support;
-/// TEC_TEST_STORE is ignored here: redb only for now: not converted yet (it seeds and reads the redb store directly).
-#[path = "store_support/fixed.rs"]
 mod store_support;
 
 use access_support::{ConsoleSession, Gateway, T0};
@@ -15,7 +13,7 @@ use gateway::domain::{
     Alert, AlertId, AlertKind, AlertState, Assignment, CareProfile, Change, DeviceKind, DeviceRecord, EventBody,
     EventKey, OnlineState, Outcome, Resident, ResidentId, Responder, StoredEvent, Timestamp, Transition,
 };
-use gateway::store::{AccessStore, AuditEntry, NewEvent, Store};
+use gateway::store::{AuditEntry, NewEvent};
 use protocol::{AlarmKind, DeviceId, DeviceStatus, FirmwareVersion, SensorState, UplinkBody};
 
 const NEW: &str = "a-long-enough-new-password";
@@ -120,10 +118,8 @@ fn resolved(mut alert: Alert, answered_after_ms: i64, operator: &str, outcome: O
 /// 23 Nov, one heartbeat on 1 Oct (before the chart). Alerts: 1 (R-1, resolved false alarm,
 /// answered in 65 s), 2 (R-2, resolved ambulance), 3 (R-1, open pendant press, late), 4 (hub,
 /// open key conflict), 5 (R-1 resolved auto-cleared low battery).
-fn seed(store: &Store) {
-    let mut batch = store.begin_write().unwrap();
-    batch
-        .put_resident(&Resident {
+fn seed(batch: &mut dyn store_support::Seed) {
+    batch.resident(&Resident {
             id: rid("R-1"),
             display_name: HOSTILE_NAME.to_owned(),
             address: "1 <i>Test</i> Street".to_owned(),
@@ -139,18 +135,15 @@ fn seed(store: &Store) {
                 medical_summary: "<script>x</script> diabetes".to_owned(),
                 communication_needs: "hard of hearing".to_owned(),
             },
-        })
-        .unwrap();
-    batch
-        .put_resident(&Resident {
+        });
+    batch.resident(&Resident {
             id: rid("R-2"),
             display_name: "Bea Jones".to_owned(),
             address: "2 Test Street".to_owned(),
             access_notes: String::new(),
             responders: Vec::new(),
             care: CareProfile::default(),
-        })
-        .unwrap();
+        });
     let devices = [
         ("pnd-1", DeviceKind::Pendant, OnlineState::Online, Some(80), Some("R-1")),
         (
@@ -180,16 +173,14 @@ fn seed(store: &Store) {
             minor: 0,
             patch: 2,
         });
-        batch.put_device(&record).unwrap();
+        batch.device(&record);
         if let Some(resident) = resident {
-            batch
-                .assign(&Assignment {
+            batch.assign(&Assignment {
                     device: dev(id),
                     resident: rid(resident),
                     from: Timestamp(T0 - 90 * DAY),
                     until: None,
-                })
-                .unwrap();
+                });
         }
     }
     let friday = T0 - 3 * DAY - 8 * HOUR; // Fri 20 Nov 02:00
@@ -239,7 +230,7 @@ fn seed(store: &Store) {
             state: SensorState::DoorOpen,
         },
     ));
-    batch.insert_events(&events).unwrap();
+    batch.events(&events);
     let mut late = alert(3, AlertKind::PendantPress, "R-1", "pnd-1", T0 - HOUR);
     late.late_by_ms = Some(120_000);
     let mut conflict = alert(4, AlertKind::KeyConflict, "R-1", "hub-9", T0 - 30 * 60_000);
@@ -266,10 +257,8 @@ fn seed(store: &Store) {
             Outcome::MaintenanceRequested,
         ),
     ] {
-        batch.put_alert(&alert).unwrap();
-        batch.record_alert_change(&alert, alert.raised_at).unwrap();
+        batch.alert(&alert);
     }
-    batch.commit().unwrap();
 }
 
 async fn staffed() -> Staff {
@@ -285,7 +274,7 @@ async fn staffed() -> Staff {
         tokens.push(gw.first_login(name, one_time, NEW).await);
     }
     gw.stop().await;
-    seed(&Store::open_in_dir(gw.dir.path()).unwrap());
+    store_support::seed_offline(gw.dir.path(), seed);
     gw.restart().await;
     Staff {
         olive: session(&gw, "olive").await,
@@ -384,7 +373,7 @@ async fn resident_list_searches_escapes_and_is_audited() {
     // Managers may not read residents (the API's rule): 403 page.
     assert_eq!(get(&gw, "/residents", &mona).await.status, 403);
     // Each list read is audited like the API's (no resident, target list).
-    let raw = gw.handle().client().store().unwrap().audit_raw().unwrap();
+    let raw = store_support::read(gw.handle(), |store| store.audit_raw().unwrap()).await;
     let trail: Vec<AuditEntry> = raw
         .iter()
         .map(|(_, bytes)| serde_json::from_slice(bytes).unwrap())
@@ -612,9 +601,7 @@ async fn history_pages_follow_the_cursor_with_an_outcome_filter() {
     let Staff { mut gw, olive, .. } = staffed().await;
     // 100 more resolved alerts for R-2, alternately false alarm and advice given.
     gw.stop().await;
-    {
-        let store = Store::open_in_dir(gw.dir.path()).unwrap();
-        let mut batch = store.begin_write().unwrap();
+    store_support::seed_offline(gw.dir.path(), |batch| {
         for i in 0..100i64 {
             let outcome = if i % 2 == 0 {
                 Outcome::FalseAlarm
@@ -633,10 +620,9 @@ async fn history_pages_follow_the_cursor_with_an_outcome_filter() {
                 "olive",
                 outcome,
             );
-            batch.put_alert(&alert).unwrap();
+            batch.alert(&alert);
         }
-        batch.commit().unwrap();
-    }
+    });
     gw.restart().await;
     let mut seen = Vec::new();
     let mut path = "/history?outcome=false_alarm".to_owned();
