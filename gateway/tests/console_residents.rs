@@ -120,30 +120,30 @@ fn resolved(mut alert: Alert, answered_after_ms: i64, operator: &str, outcome: O
 /// open key conflict), 5 (R-1 resolved auto-cleared low battery).
 fn seed(batch: &mut dyn store_support::Seed) {
     batch.resident(&Resident {
-            id: rid("R-1"),
-            display_name: HOSTILE_NAME.to_owned(),
-            address: "1 <i>Test</i> Street".to_owned(),
-            access_notes: KEY_SAFE.to_owned(),
-            responders: vec![Responder {
-                name: "Bob <img src=x onerror=alert(1)>".to_owned(),
-                phone: "+44 7700 900000".to_owned(),
-                relationship: "son".to_owned(),
-            }],
-            care: CareProfile {
-                phone: "01632 960000".to_owned(),
-                risks: "falls; lives alone".to_owned(),
-                medical_summary: "<script>x</script> diabetes".to_owned(),
-                communication_needs: "hard of hearing".to_owned(),
-            },
-        });
+        id: rid("R-1"),
+        display_name: HOSTILE_NAME.to_owned(),
+        address: "1 <i>Test</i> Street".to_owned(),
+        access_notes: KEY_SAFE.to_owned(),
+        responders: vec![Responder {
+            name: "Bob <img src=x onerror=alert(1)>".to_owned(),
+            phone: "+44 7700 900000".to_owned(),
+            relationship: "son".to_owned(),
+        }],
+        care: CareProfile {
+            phone: "01632 960000".to_owned(),
+            risks: "falls; lives alone".to_owned(),
+            medical_summary: "<script>x</script> diabetes".to_owned(),
+            communication_needs: "hard of hearing".to_owned(),
+        },
+    });
     batch.resident(&Resident {
-            id: rid("R-2"),
-            display_name: "Bea Jones".to_owned(),
-            address: "2 Test Street".to_owned(),
-            access_notes: String::new(),
-            responders: Vec::new(),
-            care: CareProfile::default(),
-        });
+        id: rid("R-2"),
+        display_name: "Bea Jones".to_owned(),
+        address: "2 Test Street".to_owned(),
+        access_notes: String::new(),
+        responders: Vec::new(),
+        care: CareProfile::default(),
+    });
     let devices = [
         ("pnd-1", DeviceKind::Pendant, OnlineState::Online, Some(80), Some("R-1")),
         (
@@ -176,11 +176,11 @@ fn seed(batch: &mut dyn store_support::Seed) {
         batch.device(&record);
         if let Some(resident) = resident {
             batch.assign(&Assignment {
-                    device: dev(id),
-                    resident: rid(resident),
-                    from: Timestamp(T0 - 90 * DAY),
-                    until: None,
-                });
+                device: dev(id),
+                resident: rid(resident),
+                from: Timestamp(T0 - 90 * DAY),
+                until: None,
+            });
         }
     }
     let friday = T0 - 3 * DAY - 8 * HOUR; // Fri 20 Nov 02:00
