@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 mod ingest_support;
+mod store_support;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -15,11 +16,19 @@ async fn run_serves_health_and_stops_cleanly_on_sigterm() {
     let broker = Mosquitto::start();
     let data = tempfile::tempdir().unwrap();
     let http_addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tec-gateway"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tec-gateway"));
+    command
         .args(["run", "--broker", &broker.url(), "--http", &http_addr.to_string()])
         .env("TEC_GATEWAY_DATA", data.path())
-        .env("TEC_GATEWAY_LOG_FORMAT", "json")
-        .env_remove("TEC_GATEWAY_CONFIG")
+        .env("TEC_GATEWAY_LOG_FORMAT", "json");
+    if store_support::on_postgres() {
+        // The configuration file naming the test's database (and nothing else).
+        let [_, file] = store_support::store_args(data.path());
+        command.env("TEC_GATEWAY_CONFIG", file);
+    } else {
+        command.env_remove("TEC_GATEWAY_CONFIG");
+    }
+    let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -64,6 +73,9 @@ async fn run_serves_health_and_stops_cleanly_on_sigterm() {
     let log = String::from_utf8_lossy(&output.stderr);
     assert_eq!(exit.code(), Some(0), "{log}");
     assert!(log.contains("stopped cleanly"), "{log}");
+    if store_support::on_postgres() {
+        assert!(log.contains("took the writer lease"), "on PostgreSQL: {log}");
+    }
     // JSON logs were asked for.
     assert!(
         log.lines().filter(|l| !l.is_empty()).all(|l| l.starts_with('{')),

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 mod ingest_support;
+mod store_support;
 mod tls_support;
 
 use std::path::{Path, PathBuf};
@@ -34,6 +35,7 @@ fn tls_config(broker: &Mosquitto, ca_file: PathBuf, data: &Path) -> Config {
     };
     config.mqtt.broker = BrokerUrl::parse(&format!("mqtts://127.0.0.1:{}", broker.port)).unwrap();
     config.mqtt.ca_file = Some(ca_file);
+    store_support::place(&mut config);
     config
 }
 
