@@ -7,6 +7,9 @@
 //! again on the same directory (a restart) finds the same database. Tests stay independent and
 //! run in parallel. Without PostgreSQL installed they fail, never skip.
 //!
+//! `TEC_TEST_LOG=1` prints the gateways' logs (info and up) with the test's output, to see what
+//! a gateway did when a test hangs or fails.
+//!
 //! Tests about the redb store itself (its file, backups, faults, the `--data` commands) do not
 //! use this module: they run on redb whatever the variable says (listed in `docs/postgres.md`).
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
