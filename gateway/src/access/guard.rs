@@ -478,8 +478,8 @@ pub async fn read_store<T: Send + 'static>(
     .map_err(ApiError::unavailable)?
 }
 
-/// [`read_store`] for what only the redb store keeps so far (the reports' daily activity,
-/// the unreadable-record registry): 503 naming PostgreSQL on a PostgreSQL gateway.
+/// [`read_store`] for what only the redb store keeps so far (the unreadable-record
+/// registry): 503 naming PostgreSQL on a PostgreSQL gateway.
 pub async fn read_redb_store<T: Send + 'static>(
     state: &ApiState,
     what: &'static str,

@@ -3,8 +3,10 @@
 //! readers (tokio-postgres pipelines their queries), opened on first use and opened again
 //! after any database error, so a database failover heals by itself.
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use jiff::civil::Date;
 use protocol::DeviceId;
 use tokio::runtime::Handle;
 
@@ -17,6 +19,7 @@ use super::{
 use crate::access::Username;
 use crate::domain::{Alert, AlertId, Assignment, DeviceRecord, QuarantineRecord, Resident, ResidentId, Timestamp};
 use crate::reports::register::PersonRecord;
+use crate::reports::uptake::ActivityIndex;
 
 /// Reads from PostgreSQL for the readers of a gateway (leader or standby).
 #[derive(Debug)]
@@ -138,6 +141,14 @@ impl ReadStore for PgReader {
 
     fn last_alert_change_seq(&self) -> Result<u64, StoreError> {
         self.read(|store| store.last_alert_change_seq())
+    }
+
+    fn device_days(&self, devices: &BTreeSet<DeviceId>, from: Date, to: Date) -> Result<ActivityIndex, StoreError> {
+        self.read(|store| store.device_days(devices, from, to))
+    }
+
+    fn delivery_totals(&self, from: Date, to: Date) -> Result<(u64, u64), StoreError> {
+        self.read(|store| store.delivery_totals(from, to))
     }
 }
 

@@ -9,8 +9,10 @@
 //! the core, which runs on tokio's blocking pool; [`PgBlocking`] runs the async client there
 //! with a runtime [`Handle`]. `docs/postgres.md` ("The store seam") says what is wired.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use jiff::civil::Date;
 use protocol::DeviceId;
 use tokio::runtime::Handle;
 
@@ -21,6 +23,7 @@ use super::{
 };
 use crate::domain::{Alert, AlertId, Assignment, DeviceRecord, QuarantineRecord, Resident, ResidentId, Timestamp};
 use crate::reports::register::PersonRecord;
+use crate::reports::uptake::ActivityIndex;
 
 /// How a write transaction ended, whichever the store. Only `Committed` allows a PUBACK, a
 /// receipt or anything else that tells the outside the data is stored.
@@ -143,6 +146,11 @@ pub trait ReadStore {
     /// The alert-change log after `after`, for a live client resuming (`Last-Event-ID`).
     fn alert_changes_since(&self, after: u64, limit: usize) -> Result<AlertChangesSince, StoreError>;
     fn last_alert_change_seq(&self) -> Result<u64, StoreError>;
+    /// The activity of `devices` on the report zone's days `[from, to]` (every device listed,
+    /// with or without days): what the uptake report counts, never the events themselves.
+    fn device_days(&self, devices: &BTreeSet<DeviceId>, from: Date, to: Date) -> Result<ActivityIndex, StoreError>;
+    /// Events stored and redelivered copies received on the days `[from, to]`, every device.
+    fn delivery_totals(&self, from: Date, to: Date) -> Result<(u64, u64), StoreError>;
 }
 
 impl ReadStore for Store {
@@ -217,6 +225,14 @@ impl ReadStore for Store {
     fn last_alert_change_seq(&self) -> Result<u64, StoreError> {
         Store::last_alert_change_seq(self)
     }
+
+    fn device_days(&self, devices: &BTreeSet<DeviceId>, from: Date, to: Date) -> Result<ActivityIndex, StoreError> {
+        Store::device_days(self, devices, from, to)
+    }
+
+    fn delivery_totals(&self, from: Date, to: Date) -> Result<(u64, u64), StoreError> {
+        Store::delivery_totals(self, from, to)
+    }
 }
 
 impl ReadStore for PgBlocking {
@@ -290,6 +306,14 @@ impl ReadStore for PgBlocking {
 
     fn last_alert_change_seq(&self) -> Result<u64, StoreError> {
         Ok(self.block_on(self.store.last_alert_change_seq())?)
+    }
+
+    fn device_days(&self, devices: &BTreeSet<DeviceId>, from: Date, to: Date) -> Result<ActivityIndex, StoreError> {
+        Ok(self.block_on(self.store.device_days(devices, from, to))?)
+    }
+
+    fn delivery_totals(&self, from: Date, to: Date) -> Result<(u64, u64), StoreError> {
+        Ok(self.block_on(self.store.delivery_totals(from, to))?)
     }
 }
 

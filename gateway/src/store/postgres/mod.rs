@@ -31,7 +31,7 @@ use tokio_postgres::{AsyncMessage, Client, GenericClient, NoTls};
 pub use error::PgError;
 pub use export::{ExportCounts, ExportError, export_redb};
 pub use lease::{Lease, LeaseAttempt};
-pub use migrations::PG_SCHEMA_VERSION;
+pub use migrations::{DEVICE_DAYS_FROM_EVENTS, PG_SCHEMA_VERSION};
 pub use write::{CommitOutcome, PgWriteBatch};
 
 use super::schema::{AlertHeader, decode_quarantine};

@@ -126,6 +126,62 @@ impl<'s> PgWriteBatch<'s> {
     }
 
     async fn insert_events_unguarded(&mut self, events: &[NewEvent]) -> Result<Vec<InsertOutcome>, PgError> {
+        let outcomes = self.classify_and_insert(events).await?;
+        self.record_activity(events, &outcomes).await?;
+        Ok(outcomes)
+    }
+
+    /// Adds the batch's stored events and redelivered copies to the per-device daily activity
+    /// the reports read, merged as the redb store merges them (`store/activity.rs`).
+    async fn record_activity(&self, events: &[NewEvent], outcomes: &[InsertOutcome]) -> Result<(), PgError> {
+        let with = |duplicate: bool| {
+            events
+                .iter()
+                .zip(outcomes)
+                .filter(move |(_, outcome)| (**outcome == InsertOutcome::Duplicate) == duplicate)
+                .map(|(new, _)| &new.event)
+        };
+        let (stored, redelivered) = (with(false), with(true));
+        let days = crate::store::activity::fold_batch(stored, redelivered);
+        if days.is_empty() {
+            return Ok(());
+        }
+        let mut devices = Vec::with_capacity(days.len());
+        let mut day_numbers = Vec::with_capacity(days.len());
+        let mut firsts = Vec::with_capacity(days.len());
+        let mut lasts = Vec::with_capacity(days.len());
+        let mut counts = Vec::with_capacity(days.len());
+        let mut copies = Vec::with_capacity(days.len());
+        for ((device, day), activity) in days {
+            devices.push(device);
+            day_numbers.push(day);
+            firsts.push(activity.first.as_millis());
+            lasts.push(activity.last.as_millis());
+            counts.push(i64::from(activity.events));
+            copies.push(i64::from(activity.duplicates));
+        }
+        self.txn
+            .execute(
+                // A day known only from redelivered copies has no first or last event yet.
+                "INSERT INTO device_days AS d (device, day, first_ms, last_ms, events, duplicates)
+                 SELECT * FROM unnest($1::text[], $2::int4[], $3::int8[], $4::int8[], $5::int8[], $6::int8[])
+                 ON CONFLICT (device, day) DO UPDATE SET
+                     first_ms = CASE WHEN d.events = 0 THEN EXCLUDED.first_ms
+                                     WHEN EXCLUDED.events = 0 THEN d.first_ms
+                                     ELSE least(d.first_ms, EXCLUDED.first_ms) END,
+                     last_ms = CASE WHEN d.events = 0 THEN EXCLUDED.last_ms
+                                    WHEN EXCLUDED.events = 0 THEN d.last_ms
+                                    ELSE greatest(d.last_ms, EXCLUDED.last_ms) END,
+                     events = d.events + EXCLUDED.events,
+                     duplicates = d.duplicates + EXCLUDED.duplicates",
+                &[&devices, &day_numbers, &firsts, &lasts, &counts, &copies],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Stores the events that are new or reuse a key, and classifies each.
+    async fn classify_and_insert(&mut self, events: &[NewEvent]) -> Result<Vec<InsertOutcome>, PgError> {
         let mut outcomes = vec![InsertOutcome::Duplicate; events.len()];
         // Stable: among equal keys the earliest arrival comes first, and is the one inserted.
         let mut order: Vec<(EventKey, usize)> = events.iter().enumerate().map(|(n, e)| (e.event.key, n)).collect();
