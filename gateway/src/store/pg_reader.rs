@@ -14,7 +14,7 @@ use super::postgres::{PgError, PgStore, PgStoreOptions};
 use super::seam::{PgBlocking, ReadStore};
 use super::{
     AccessChange, AccessRefusal, AccessStore, AlertChangesSince, AlertFilter, AlertPage, AlertQuery, AuditEntry,
-    AuditHead, EventFilter, EventPage, SessionRecord, StoreError, UserRecord,
+    AuditHead, EventFilter, EventPage, SessionRecord, StoreError, Unreadable, UserRecord,
 };
 use crate::access::Username;
 use crate::domain::{Alert, AlertId, Assignment, DeviceRecord, QuarantineRecord, Resident, ResidentId, Timestamp};
@@ -31,6 +31,11 @@ pub struct PgReader {
 }
 
 impl PgReader {
+    /// How many records this process found unreadable (the writer's finds included).
+    pub fn unreadable_count(&self) -> u64 {
+        self.options.problems.count()
+    }
+
     /// Connects at the first read. `runtime` must be multi-threaded (see [`PgBlocking`]).
     pub fn new(config: tokio_postgres::Config, options: PgStoreOptions, runtime: Handle) -> Self {
         Self {
@@ -149,6 +154,11 @@ impl ReadStore for PgReader {
 
     fn delivery_totals(&self, from: Date, to: Date) -> Result<(u64, u64), StoreError> {
         self.read(|store| store.delivery_totals(from, to))
+    }
+
+    /// Without a connection: the list is the process's, shared with the writer.
+    fn unreadable(&self) -> Vec<Unreadable> {
+        self.options.problems.list()
     }
 }
 

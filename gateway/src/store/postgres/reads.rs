@@ -159,7 +159,7 @@ impl PgStore {
                     alert,
                 }),
                 Err(PgError::Unreadable(unreadable)) => {
-                    tracing::error!(%unreadable, "unreadable alert change in PostgreSQL");
+                    self.problems().report(&unreadable);
                     page.unreadable.push(unreadable);
                 }
                 Err(other) => return Err(other),
@@ -198,7 +198,7 @@ impl PgStore {
                 counts,
             ) else {
                 let unreadable = Unreadable::new("device_days", format_args!("{device}/{day}"), "counts out of range");
-                tracing::error!(%unreadable, "unreadable device activity in PostgreSQL");
+                self.problems().report(&unreadable);
                 continue;
             };
             days.insert(

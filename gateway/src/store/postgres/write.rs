@@ -9,6 +9,7 @@
 //! copy and counted as a conflict.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use protocol::DeviceId;
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -19,7 +20,7 @@ use super::PgError;
 use super::lease::{Lease, WRITER_LEASE};
 use crate::domain::{Alert, EventBody, EventKey, ResidentId, StoredEvent, Timestamp};
 use crate::store::schema::AlertHeader;
-use crate::store::{AlertChangeRetention, InsertOutcome, NewEvent, Unreadable};
+use crate::store::{AlertChangeRetention, InsertOutcome, NewEvent, Problems, Unreadable};
 
 /// How a commit ended. Only [`CommitOutcome::Committed`] allows a receipt or a PUBACK.
 #[must_use = "receipts may be sent only on Committed"]
@@ -50,6 +51,8 @@ pub struct PgWriteBatch<'s> {
     notices: &'s mut UnboundedReceiver<DbError>,
     alert_change_retention: AlertChangeRetention,
     pub(super) quarantine_capacity: usize,
+    /// Where a record this transaction cannot read is listed and counted.
+    pub(super) problems: Arc<Problems>,
     /// A statement of this transaction failed: PostgreSQL has aborted it, and a COMMIT would
     /// quietly roll back. Committing it reports `RolledBack`.
     failed: bool,
@@ -94,6 +97,7 @@ impl<'s> PgWriteBatch<'s> {
                 notices,
                 alert_change_retention: options.alert_change_retention,
                 quarantine_capacity: options.quarantine_capacity,
+                problems: Arc::clone(&options.problems),
                 failed: false,
             }),
             other => {
@@ -343,6 +347,9 @@ impl<'s> PgWriteBatch<'s> {
                 continue;
             };
             let event = decode_row(*key, copy, row.try_get(4)?, row.try_get(5)?, row.try_get(6)?);
+            if let Err(unreadable) = &event {
+                self.problems.report(unreadable);
+            }
             found.entry(*key).or_default().push(StoredCopy { copy, event });
         }
         Ok(found)
@@ -546,12 +553,10 @@ fn resolve_collision(copies: &[StoredCopy], new: &NewEvent, boot_reused_since: O
     let mut duplicate = false;
     for stored in copies {
         last_copy = last_copy.max(stored.copy);
-        match &stored.event {
-            Ok(event) => {
-                let earlier_life = boot_reused_since.is_some_and(|since| event.received_at < since);
-                duplicate |= event.same_content(&new.event) && !earlier_life;
-            }
-            Err(unreadable) => tracing::warn!(error = %unreadable, "a stored copy cannot be read"),
+        // An unreadable copy was reported when it was read.
+        if let Ok(event) = &stored.event {
+            let earlier_life = boot_reused_since.is_some_and(|since| event.received_at < since);
+            duplicate |= event.same_content(&new.event) && !earlier_life;
         }
     }
     (!duplicate).then(|| last_copy.saturating_add(1))
