@@ -178,12 +178,8 @@ impl AdminStore for PgBlocking {
         PgBlocking::audit_head(self)
     }
 
-    /// None: the retention purge does not run on PostgreSQL yet, so its audit log has never
-    /// lost its oldest entries and keeps no checkpoint; the chain is checked from entry 1.
-    /// When the purge comes to PostgreSQL, its checkpoint must be read here, or a purged
-    /// chain would be reported broken.
     fn audit_checkpoint(&self) -> Result<Option<AuditCheckpoint>, StoreError> {
-        Ok(None)
+        PgBlocking::audit_checkpoint(self)
     }
 
     fn apply_access(&mut self, change: &AccessChange) -> Result<Result<Vec<AuditEntry>, AccessRefusal>, StoreError> {

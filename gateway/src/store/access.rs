@@ -15,6 +15,8 @@ use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::AuditCheckpoint;
+
 use super::schema::{
     AUDIT_BY_RESIDENT, AUDIT_HEAD, AUDIT_INDEXED_THROUGH_KEY, AUDIT_LOG, META, SESSIONS, USERS, from_json, to_json,
 };
@@ -162,6 +164,8 @@ pub trait AccessStore {
     /// The whole audit log as stored, (sequence, bytes) in sequence order, for verification.
     fn audit_raw(&self) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
     fn audit_head(&self) -> Result<Option<AuditHead>, StoreError>;
+    /// Where the chain starts once the retention purge removed its oldest entries.
+    fn audit_checkpoint(&self) -> Result<Option<AuditCheckpoint>, StoreError>;
     /// Readable entries naming `resident`, oldest first, through the resident index (entries
     /// written since the index was last caught up, normally none, are found by a scan).
     fn audit_for_resident(&self, resident: &ResidentId) -> Result<Vec<AuditEntry>, StoreError>;
@@ -223,6 +227,10 @@ impl AccessStore for Store {
             }
         }
         Ok(found)
+    }
+
+    fn audit_checkpoint(&self) -> Result<Option<AuditCheckpoint>, StoreError> {
+        Store::audit_checkpoint(self)
     }
 
     fn session(&self, token_hash: &str) -> Result<Option<SessionRecord>, StoreError> {
