@@ -16,8 +16,8 @@ use tokio::runtime::Handle;
 
 use super::postgres::{self, PgStore, PgWriteBatch};
 use super::{
-    AlertChangesSince, AlertFilter, AlertPage, AlertQuery, EventFilter, EventPage, InsertOutcome, NewEvent, Store,
-    StoreError, Unreadable, WriteBatch,
+    AlertChangesSince, AlertFilter, AlertPage, AlertQuery, AuditDraft, AuditEntry, EventFilter, EventPage,
+    InsertOutcome, NewEvent, Store, StoreError, Unreadable, WriteBatch,
 };
 use crate::domain::{Alert, AlertId, Assignment, DeviceRecord, QuarantineRecord, Resident, ResidentId, Timestamp};
 use crate::reports::register::PersonRecord;
@@ -81,6 +81,9 @@ pub trait WriteTxn {
     fn assignments(&mut self, devices: &[DeviceId]) -> Result<Vec<Vec<Assignment>>, StoreError>;
     /// Inserts or replaces the care register's records; how many were new or different.
     fn upsert_people(&mut self, people: &[PersonRecord]) -> Result<usize, StoreError>;
+    /// Appends entries to the audit chain in this transaction, so a change and the entry
+    /// recording it land together or not at all (the offline register and device commands).
+    fn append_audit(&mut self, drafts: &[AuditDraft]) -> Result<Vec<AuditEntry>, StoreError>;
     /// Commits durably and says how that ended. Never timed out or cancelled.
     fn commit(self) -> CommitOutcome;
 }
@@ -371,6 +374,10 @@ impl WriteTxn for WriteBatch<'_> {
         WriteBatch::upsert_people(self, people)
     }
 
+    fn append_audit(&mut self, drafts: &[AuditDraft]) -> Result<Vec<AuditEntry>, StoreError> {
+        WriteBatch::append_audit(self, drafts)
+    }
+
     /// redb's commit error is kept whole (the committer tells a full disk from a latched
     /// I/O error by it) as an unknown outcome.
     fn commit(self) -> CommitOutcome {
@@ -528,6 +535,10 @@ impl WriteTxn for PgTxn<'_> {
 
     fn upsert_people(&mut self, people: &[PersonRecord]) -> Result<usize, StoreError> {
         Ok(self.runtime.block_on(self.batch.upsert_people(people))?)
+    }
+
+    fn append_audit(&mut self, drafts: &[AuditDraft]) -> Result<Vec<AuditEntry>, StoreError> {
+        Ok(self.runtime.block_on(self.batch.append_audit(drafts))?)
     }
 
     fn commit(self) -> CommitOutcome {
