@@ -386,29 +386,39 @@ fn an_import_on_postgres_is_the_import_on_redb() {
     );
 }
 
+/// Imports a file on both stores that must be refused alike with nothing written (the audit
+/// log included); the refusal.
+fn refused_import(sites: &Sites, what: &str, name: &str, contents: &str) -> String {
+    let before = sites.same_contents();
+    let file = sites.input(name, contents);
+    let e = sites.both(&["import", what, &file]).unwrap_err();
+    assert!(e.contains("nothing was imported"), "{e}");
+    assert_eq!(sites.same_contents(), before, "{name}: something was written");
+    e
+}
+
 #[test]
 fn bad_files_are_refused_alike_and_write_nothing() {
     let sites = Sites::new();
-    let bad_people = sites.input(
+    let e = refused_import(
+        &sites,
+        "people",
         "bad-people.csv",
         "person_id,role,service,start_date,end_date\nR-1,user,homecare,2021-04-01,\nR-2,neighbour,homecare,2021-04-01,\n",
     );
-    let e = sites.both(&["import", "people", &bad_people]).unwrap_err();
     assert!(e.contains("line 3: ") && e.contains("neighbour"), "{e}");
-    assert!(e.contains("nothing was imported"), "{e}");
     let empty = sites.same_contents();
     assert!(empty.people.is_empty() && empty.audit.is_empty(), "{empty:?}");
 
     let people = sites.input("people.csv", PEOPLE);
     sites.both(&["import", "people", &people]).unwrap();
-    let stored = sites.same_contents();
-    let unknown = sites.input(
+    let e = refused_import(
+        &sites,
+        "assignments",
         "unknown-person.csv",
         "person_id,device_id,from,to\nR-1,dev-10,2021-04-01,\nR-9,dev-11,2021-04-01,\n",
     );
-    let e = sites.both(&["import", "assignments", &unknown]).unwrap_err();
     assert!(e.contains("line 3: unknown person R-9"), "{e}");
-    assert_eq!(sites.same_contents(), stored, "line 2 was not written either");
 
     // Refused by the store inside the transaction (the check on dates lets the line replace
     // an assignment the API started mid-morning; the store, on instants, refuses it): the
@@ -422,15 +432,13 @@ fn bad_files_are_refused_alike_and_write_nothing() {
             until: None,
         }),
     );
-    let stored = sites.same_contents();
-    let clash = sites.input(
+    let e = refused_import(
+        &sites,
+        "assignments",
         "clash.csv",
         "person_id,device_id,from,to\nR-1,dev-13,2021-06-01,\nR-1,dev-12,2021-06-01,\n",
     );
-    let e = sites.both(&["import", "assignments", &clash]).unwrap_err();
     assert!(e.contains("line 3: ") && e.contains("dev-12"), "{e}");
-    assert!(e.contains("nothing was imported"), "{e}");
-    assert_eq!(sites.same_contents(), stored);
 
     let e = sites.both(&["import", "people", "/no/such/people.csv"]).unwrap_err();
     assert!(e.contains("cannot open /no/such/people.csv"), "{e}");
@@ -444,57 +452,24 @@ fn devices_provisioned_on_postgres_are_as_on_redb() {
 
     // Bad input: refused alike, nothing written anywhere, and on PostgreSQL the lease
     // (taken for the checks) given back.
-    let e = sites
-        .both(&[
-            "device",
-            "provision",
-            "pend-1",
-            "--kind",
-            "pendant",
-            "--resident",
-            "R-404",
-        ])
-        .unwrap_err();
+    let pend_1 = ["device", "provision", "pend-1", "--kind", "pendant"];
+    let pend_1_with = |extra: &[&'static str]| [&pend_1[..], extra].concat();
+    let e = sites.both(&pend_1_with(&["--resident", "R-404"])).unwrap_err();
     assert_eq!(e, "no resident R-404 in the register");
-    let e = sites
-        .both(&["device", "provision", "pend-1", "--kind", "pendant", "--rotate"])
-        .unwrap_err();
+    let e = sites.both(&pend_1_with(&["--rotate"])).unwrap_err();
     assert!(e.contains("not provisioned"), "{e}");
     assert_eq!(sites.same_contents(), before);
     assert!(sites.same_broker_files().is_empty());
 
-    let out = sites
-        .both(&[
-            "device",
-            "provision",
-            "pend-1",
-            "--kind",
-            "pendant",
-            "--resident",
-            "R-1",
-        ])
-        .unwrap();
+    let out = sites.both(&pend_1_with(&["--resident", "R-1"])).unwrap();
     assert_eq!(
         out,
         "device pend-1 provisioned; its password (shown once): ...\n\
          reload the broker to apply: systemctl reload mosquitto (or kill -HUP <mosquitto pid>)"
     );
-    let e = sites
-        .both(&["device", "provision", "pend-1", "--kind", "pendant"])
-        .unwrap_err();
+    let e = sites.both(&pend_1).unwrap_err();
     assert!(e.contains("already provisioned") && e.contains("--rotate"), "{e}");
-    sites
-        .both(&[
-            "device",
-            "provision",
-            "pend-1",
-            "--kind",
-            "pendant",
-            "--resident",
-            "R-1",
-            "--rotate",
-        ])
-        .unwrap();
+    sites.both(&pend_1_with(&["--resident", "R-1", "--rotate"])).unwrap();
 
     let delivery = sites.input(
         "delivery.csv",

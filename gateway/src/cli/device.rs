@@ -145,7 +145,14 @@ pub fn run(args: &DeviceArgs, out: &mut dyn Write) -> anyhow::Result<()> {
                     .transpose()?,
                 serial: None,
             };
-            let cards = provision(&[row], *rotate, targets, None, now)?.map_err(|rows| {
+            let run = Provisioning {
+                rows: &[row],
+                rotate: *rotate,
+                targets,
+                sheet_target: None,
+                now,
+            };
+            let cards = provision(&run)?.map_err(|rows| {
                 anyhow::anyhow!(
                     "{}",
                     rows.problems
@@ -185,8 +192,14 @@ pub fn run(args: &DeviceArgs, out: &mut dyn Write) -> anyhow::Result<()> {
                 path: sheet_path,
                 broker: broker.as_deref(),
             };
-            let cards = provision(&rows, *rotate, targets, Some(&sheet), now)?
-                .map_err(|rows| anyhow::anyhow!("{}:\n{rows}", csv.display()))?;
+            let run = Provisioning {
+                rows: &rows,
+                rotate: *rotate,
+                targets,
+                sheet_target: Some(&sheet),
+                now,
+            };
+            let cards = provision(&run)?.map_err(|rows| anyhow::anyhow!("{}:\n{rows}", csv.display()))?;
             writeln!(out, "{} devices provisioned", cards.len())?;
             writeln!(
                 out,
@@ -258,29 +271,33 @@ struct SheetTarget<'a> {
 /// sheet first (new passwords are never lost: a later failure leaves a sheet of passwords not
 /// yet in force, and says so), then the store in one transaction with the audit entries, then
 /// each broker file once. `Ok(Err(rows))`: rows refused, nothing written.
-fn provision(
-    rows: &[DeliveryRow],
-    rotate: bool,
-    targets: &Targets,
-    sheet_target: Option<&SheetTarget<'_>>,
-    now: Timestamp,
-) -> anyhow::Result<Result<Vec<Card>, BatchRefused>> {
-    match targets.store.open(false)? {
-        Opened::Redb(store) => provision_in_store(&mut Arc::new(store), rows, rotate, targets, sheet_target, now),
-        Opened::Postgres(mut pg) => pg.with_writer_lease(DEVICES_INSTEAD, |store| {
-            provision_in_store(store, rows, rotate, targets, sheet_target, now)
-        }),
+fn provision(run: &Provisioning<'_>) -> anyhow::Result<Result<Vec<Card>, BatchRefused>> {
+    match run.targets.store.open(false)? {
+        Opened::Redb(store) => provision_in_store(&mut Arc::new(store), run),
+        Opened::Postgres(mut pg) => pg.with_writer_lease(DEVICES_INSTEAD, |store| provision_in_store(store, run)),
     }
+}
+
+/// One provisioning run: its rows and where they go.
+struct Provisioning<'a> {
+    rows: &'a [DeliveryRow],
+    rotate: bool,
+    targets: &'a Targets,
+    sheet_target: Option<&'a SheetTarget<'a>>,
+    now: Timestamp,
 }
 
 fn provision_in_store(
     store: &mut impl OfflineStore,
-    rows: &[DeliveryRow],
-    rotate: bool,
-    targets: &Targets,
-    sheet_target: Option<&SheetTarget<'_>>,
-    now: Timestamp,
+    run: &Provisioning<'_>,
 ) -> anyhow::Result<Result<Vec<Card>, BatchRefused>> {
+    let Provisioning {
+        rows,
+        rotate,
+        targets,
+        sheet_target,
+        now,
+    } = *run;
     let mut passwords = PasswordFile::parse(&read_or_empty(&targets.password_file)?)
         .with_context(|| targets.password_file.display().to_string())?;
     let mut acl =
