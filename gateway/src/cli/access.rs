@@ -323,6 +323,15 @@ impl Opened {
     }
 }
 
+impl StoreLocation {
+    /// Runs `read` on the store, for the commands that only read (the reports). PostgreSQL is
+    /// read without the writer lease, so a report runs beside the gateways and never holds
+    /// them up; redb's file lock needs the gateway stopped.
+    pub(crate) fn read<T>(&self, read: impl FnOnce(&dyn ReadStore) -> Result<T, StoreError>) -> anyhow::Result<T> {
+        read(self.open(false)?.reads()).context("reading the store")
+    }
+}
+
 /// The configuration as `tec-gateway run --config FILE` reads it: the file, then the
 /// environment, validated.
 fn load_config(file: &Path) -> anyhow::Result<Config> {
