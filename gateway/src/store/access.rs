@@ -324,6 +324,17 @@ impl AccessStore for Store {
     }
 }
 
+/// The audit chain in a write batch, beside the batch's other writes.
+impl super::WriteBatch<'_> {
+    /// Appends the drafts to the chain (and its resident index) in this batch's transaction:
+    /// committed with its other writes, or not at all.
+    pub fn append_audit(&mut self, drafts: &[AuditDraft]) -> Result<Vec<AuditEntry>, StoreError> {
+        let appended = append_audit(&self.txn, drafts)?;
+        catch_up_audit_index(&self.txn)?;
+        Ok(appended)
+    }
+}
+
 fn apply_ops(txn: &WriteTransaction, ops: &[AccessOp]) -> Result<Result<(), AccessRefusal>, StoreError> {
     let mut users = txn.open_table(USERS)?;
     let mut sessions = txn.open_table(SESSIONS)?;

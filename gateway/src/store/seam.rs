@@ -18,8 +18,8 @@ use tokio::runtime::Handle;
 
 use super::postgres::{self, PgStore, PgWriteBatch};
 use super::{
-    AlertChangesSince, AlertFilter, AlertPage, AlertQuery, CompactedEvents, ErasureStep, EventFilter, EventPage,
-    InsertOutcome, NewEvent, Progress, Store, StoreError, Unreadable, WriteBatch,
+    AlertChangesSince, AlertFilter, AlertPage, AlertQuery, AuditDraft, AuditEntry, CompactedEvents, ErasureStep,
+    EventFilter, EventPage, InsertOutcome, NewEvent, Progress, Store, StoreError, Unreadable, WriteBatch,
 };
 use crate::domain::{Alert, AlertId, Assignment, DeviceRecord, QuarantineRecord, Resident, ResidentId, Timestamp};
 use crate::reports::register::PersonRecord;
@@ -106,6 +106,9 @@ pub trait WriteTxn {
     fn purge_quarantine(&mut self, before: Timestamp, limit: usize) -> Result<Progress<()>, StoreError>;
     /// One step of removing everything held about `person`.
     fn erase_person_step(&mut self, person: &ResidentId, limit: usize) -> Result<ErasureStep, StoreError>;
+    /// Appends entries to the audit chain in this transaction, so a change and the entry
+    /// recording it land together or not at all (the offline register and device commands).
+    fn append_audit(&mut self, drafts: &[AuditDraft]) -> Result<Vec<AuditEntry>, StoreError>;
     /// Commits durably and says how that ended. Never timed out or cancelled.
     fn commit(self) -> CommitOutcome;
 }
@@ -459,6 +462,10 @@ impl WriteTxn for WriteBatch<'_> {
         WriteBatch::erase_person_step(self, person, limit)
     }
 
+    fn append_audit(&mut self, drafts: &[AuditDraft]) -> Result<Vec<AuditEntry>, StoreError> {
+        WriteBatch::append_audit(self, drafts)
+    }
+
     /// redb's commit error is kept whole (the committer tells a full disk from a latched
     /// I/O error by it) as an unknown outcome.
     fn commit(self) -> CommitOutcome {
@@ -661,6 +668,10 @@ impl WriteTxn for PgTxn<'_> {
 
     fn erase_person_step(&mut self, person: &ResidentId, limit: usize) -> Result<ErasureStep, StoreError> {
         Ok(self.runtime.block_on(self.batch.erase_person_step(person, limit))?)
+    }
+
+    fn append_audit(&mut self, drafts: &[AuditDraft]) -> Result<Vec<AuditEntry>, StoreError> {
+        Ok(self.runtime.block_on(self.batch.append_audit(drafts))?)
     }
 
     fn commit(self) -> CommitOutcome {

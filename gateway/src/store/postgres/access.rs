@@ -183,6 +183,16 @@ impl PgStore {
     }
 }
 
+/// The audit chain in a write batch, beside the batch's other writes.
+impl super::PgWriteBatch<'_> {
+    /// Appends the drafts to the chain in this fenced transaction: committed with its other
+    /// writes, or not at all.
+    pub async fn append_audit(&mut self, drafts: &[AuditDraft]) -> Result<Vec<AuditEntry>, PgError> {
+        let result = append_audit(&self.txn, drafts).await;
+        self.guard(result)
+    }
+}
+
 /// The access records on PostgreSQL for synchronous callers (the committer's core runs on
 /// tokio's blocking pool): [`crate::store::AccessStore`]'s calls, except that applying a
 /// change takes `&mut self`, since it holds the store's one connection for its transaction.
