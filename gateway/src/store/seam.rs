@@ -9,18 +9,21 @@
 //! the core, which runs on tokio's blocking pool; [`PgBlocking`] runs the async client there
 //! with a runtime [`Handle`]. `docs/postgres.md` ("The store seam") says what is wired.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use jiff::civil::Date;
 use protocol::DeviceId;
 use tokio::runtime::Handle;
 
 use super::postgres::{self, PgStore, PgWriteBatch};
 use super::{
-    AlertChangesSince, AlertFilter, AlertPage, AlertQuery, EventFilter, EventPage, InsertOutcome, NewEvent, Store,
-    StoreError, Unreadable, WriteBatch,
+    AlertChangesSince, AlertFilter, AlertPage, AlertQuery, AuditDraft, AuditEntry, CompactedEvents, ErasureStep,
+    EventFilter, EventPage, InsertOutcome, NewEvent, Progress, Store, StoreError, Unreadable, WriteBatch,
 };
 use crate::domain::{Alert, AlertId, Assignment, DeviceRecord, QuarantineRecord, Resident, ResidentId, Timestamp};
 use crate::reports::register::PersonRecord;
+use crate::reports::uptake::ActivityIndex;
 
 /// How a write transaction ended, whichever the store. Only `Committed` allows a PUBACK, a
 /// receipt or anything else that tells the outside the data is stored.
@@ -81,6 +84,31 @@ pub trait WriteTxn {
     fn assignments(&mut self, devices: &[DeviceId]) -> Result<Vec<Vec<Assignment>>, StoreError>;
     /// Inserts or replaces the care register's records; how many were new or different.
     fn upsert_people(&mut self, people: &[PersonRecord]) -> Result<usize, StoreError>;
+    /// Retention (`store/retention.rs` says the rules): telemetry received before
+    /// `telemetry_before` and other events before `alarms_before`, about `limit` examined
+    /// after `resume`; where the next step resumes.
+    fn compact_events(
+        &mut self,
+        telemetry_before: Timestamp,
+        alarms_before: Timestamp,
+        resume: Option<(i64, u64)>,
+        limit: usize,
+    ) -> Result<(CompactedEvents, Option<(i64, u64)>), StoreError>;
+    /// Resolved alerts closed before `before`, up to `limit` examined after id `resume`.
+    fn purge_closed_alerts(
+        &mut self,
+        before: Timestamp,
+        resume: u64,
+        limit: usize,
+    ) -> Result<Progress<u64>, StoreError>;
+    /// The oldest audit entries written before `before`, moving the chain's checkpoint.
+    fn purge_audit(&mut self, before: Timestamp, now: Timestamp, limit: usize) -> Result<Progress<()>, StoreError>;
+    fn purge_quarantine(&mut self, before: Timestamp, limit: usize) -> Result<Progress<()>, StoreError>;
+    /// One step of removing everything held about `person`.
+    fn erase_person_step(&mut self, person: &ResidentId, limit: usize) -> Result<ErasureStep, StoreError>;
+    /// Appends entries to the audit chain in this transaction, so a change and the entry
+    /// recording it land together or not at all (the offline register and device commands).
+    fn append_audit(&mut self, drafts: &[AuditDraft]) -> Result<Vec<AuditEntry>, StoreError>;
     /// Commits durably and says how that ended. Never timed out or cancelled.
     fn commit(self) -> CommitOutcome;
 }
@@ -143,6 +171,14 @@ pub trait ReadStore {
     /// The alert-change log after `after`, for a live client resuming (`Last-Event-ID`).
     fn alert_changes_since(&self, after: u64, limit: usize) -> Result<AlertChangesSince, StoreError>;
     fn last_alert_change_seq(&self) -> Result<u64, StoreError>;
+    /// The activity of `devices` on the report zone's days `[from, to]` (every device listed,
+    /// with or without days): what the uptake report counts, never the events themselves.
+    fn device_days(&self, devices: &BTreeSet<DeviceId>, from: Date, to: Date) -> Result<ActivityIndex, StoreError>;
+    /// Events stored and redelivered copies received on the days `[from, to]`, every device.
+    fn delivery_totals(&self, from: Date, to: Date) -> Result<(u64, u64), StoreError>;
+    /// The records found unreadable since the process started (each listed once), for a
+    /// human to see: no query that skipped one may hide it.
+    fn unreadable(&self) -> Vec<Unreadable>;
 }
 
 impl ReadStore for Store {
@@ -217,79 +253,103 @@ impl ReadStore for Store {
     fn last_alert_change_seq(&self) -> Result<u64, StoreError> {
         Store::last_alert_change_seq(self)
     }
+
+    fn device_days(&self, devices: &BTreeSet<DeviceId>, from: Date, to: Date) -> Result<ActivityIndex, StoreError> {
+        Store::device_days(self, devices, from, to)
+    }
+
+    fn delivery_totals(&self, from: Date, to: Date) -> Result<(u64, u64), StoreError> {
+        Store::delivery_totals(self, from, to)
+    }
+
+    fn unreadable(&self) -> Vec<Unreadable> {
+        Store::unreadable(self)
+    }
 }
 
 impl ReadStore for PgBlocking {
     fn alert_page(&self, query: &AlertQuery) -> Result<AlertPage, StoreError> {
-        Ok(self.block_on(self.store.alert_page(query))?)
+        self.read(self.store.alert_page(query))
     }
 
     fn events(&self, filter: &EventFilter) -> Result<EventPage, StoreError> {
-        Ok(self.block_on(self.store.events(filter))?)
+        self.read(self.store.events(filter))
     }
 
     fn device(&self, id: &DeviceId) -> Result<Option<DeviceRecord>, StoreError> {
-        Ok(self.block_on(self.store.device(id))?)
+        self.read(self.store.device(id))
     }
 
     fn devices(&self) -> Result<Vec<DeviceRecord>, StoreError> {
-        Ok(self.block_on(self.store.devices())?)
+        self.read(self.store.devices())
     }
 
     fn resident(&self, id: &ResidentId) -> Result<Option<Resident>, StoreError> {
-        Ok(self.block_on(self.store.resident(id))?)
+        self.read(self.store.resident(id))
     }
 
     fn residents(&self) -> Result<Vec<Resident>, StoreError> {
-        Ok(self.block_on(self.store.residents())?)
+        self.read(self.store.residents())
     }
 
     fn assignments(&self, device: &DeviceId) -> Result<Vec<Assignment>, StoreError> {
-        Ok(self.block_on(self.store.assignments(device))?)
+        self.read(self.store.assignments(device))
     }
 
     fn all_assignments(&self) -> Result<Vec<Assignment>, StoreError> {
-        Ok(self.block_on(self.store.all_assignments())?)
+        self.read(self.store.all_assignments())
     }
 
     fn people(&self) -> Result<Vec<PersonRecord>, StoreError> {
-        Ok(self.block_on(self.store.people())?)
+        self.read(self.store.people())
     }
 
     fn resident_for(&self, device: &DeviceId, at: Timestamp) -> Result<Option<ResidentId>, StoreError> {
-        Ok(self.block_on(self.store.resident_for(device, at))?)
+        self.read(self.store.resident_for(device, at))
     }
 
     fn alert(&self, id: AlertId) -> Result<Option<Alert>, StoreError> {
-        Ok(self.block_on(self.store.alert(id))?)
+        self.read(self.store.alert(id))
     }
 
     fn alerts(&self, filter: &AlertFilter) -> Result<Vec<Alert>, StoreError> {
-        Ok(self.block_on(self.store.alerts(filter))?)
+        self.read(self.store.alerts(filter))
     }
 
     fn residents_with_open_alerts(&self) -> Result<Vec<ResidentId>, StoreError> {
-        Ok(self.block_on(self.store.residents_with_open_alerts())?)
+        self.read(self.store.residents_with_open_alerts())
     }
 
     fn quarantined(&self, limit: Option<usize>) -> Result<Vec<QuarantineRecord>, StoreError> {
-        Ok(self.block_on(self.store.quarantined(limit))?)
+        self.read(self.store.quarantined(limit))
     }
 
     fn quarantine_len(&self) -> Result<u64, StoreError> {
-        Ok(self.block_on(self.store.quarantine_len())?)
+        self.read(self.store.quarantine_len())
     }
 
     fn event_count(&self) -> Result<u64, StoreError> {
-        Ok(self.block_on(self.store.event_count())?)
+        self.read(self.store.event_count())
     }
 
     fn alert_changes_since(&self, after: u64, limit: usize) -> Result<AlertChangesSince, StoreError> {
-        Ok(self.block_on(self.store.alert_changes_since(after, limit))?)
+        self.read(self.store.alert_changes_since(after, limit))
     }
 
     fn last_alert_change_seq(&self) -> Result<u64, StoreError> {
-        Ok(self.block_on(self.store.last_alert_change_seq())?)
+        self.read(self.store.last_alert_change_seq())
+    }
+
+    fn device_days(&self, devices: &BTreeSet<DeviceId>, from: Date, to: Date) -> Result<ActivityIndex, StoreError> {
+        self.read(self.store.device_days(devices, from, to))
+    }
+
+    fn delivery_totals(&self, from: Date, to: Date) -> Result<(u64, u64), StoreError> {
+        self.read(self.store.delivery_totals(from, to))
+    }
+
+    fn unreadable(&self) -> Vec<Unreadable> {
+        self.store.problems().list()
     }
 }
 
@@ -369,6 +429,41 @@ impl WriteTxn for WriteBatch<'_> {
 
     fn upsert_people(&mut self, people: &[PersonRecord]) -> Result<usize, StoreError> {
         WriteBatch::upsert_people(self, people)
+    }
+
+    fn compact_events(
+        &mut self,
+        telemetry_before: Timestamp,
+        alarms_before: Timestamp,
+        resume: Option<(i64, u64)>,
+        limit: usize,
+    ) -> Result<(CompactedEvents, Option<(i64, u64)>), StoreError> {
+        WriteBatch::compact_events(self, telemetry_before, alarms_before, resume, limit)
+    }
+
+    fn purge_closed_alerts(
+        &mut self,
+        before: Timestamp,
+        resume: u64,
+        limit: usize,
+    ) -> Result<Progress<u64>, StoreError> {
+        WriteBatch::purge_closed_alerts(self, before, resume, limit)
+    }
+
+    fn purge_audit(&mut self, before: Timestamp, now: Timestamp, limit: usize) -> Result<Progress<()>, StoreError> {
+        WriteBatch::purge_audit(self, before, now, limit)
+    }
+
+    fn purge_quarantine(&mut self, before: Timestamp, limit: usize) -> Result<Progress<()>, StoreError> {
+        WriteBatch::purge_quarantine(self, before, limit)
+    }
+
+    fn erase_person_step(&mut self, person: &ResidentId, limit: usize) -> Result<ErasureStep, StoreError> {
+        WriteBatch::erase_person_step(self, person, limit)
+    }
+
+    fn append_audit(&mut self, drafts: &[AuditDraft]) -> Result<Vec<AuditEntry>, StoreError> {
+        WriteBatch::append_audit(self, drafts)
     }
 
     /// redb's commit error is kept whole (the committer tells a full disk from a latched
@@ -454,6 +549,15 @@ impl PgBlocking {
     pub fn block_on<F: std::future::Future>(&self, work: F) -> F::Output {
         tokio::task::block_in_place(|| self.runtime.block_on(work))
     }
+
+    /// [`PgBlocking::block_on`] for a read, listing a record it met that does not decode.
+    fn read<T>(&self, work: impl std::future::Future<Output = Result<T, postgres::PgError>>) -> Result<T, StoreError> {
+        let result = self.block_on(work);
+        if let Err(postgres::PgError::Unreadable(unreadable)) = &result {
+            self.store.problems().report(unreadable);
+        }
+        Ok(result?)
+    }
 }
 
 /// A fenced PostgreSQL write transaction, driven synchronously.
@@ -528,6 +632,46 @@ impl WriteTxn for PgTxn<'_> {
 
     fn upsert_people(&mut self, people: &[PersonRecord]) -> Result<usize, StoreError> {
         Ok(self.runtime.block_on(self.batch.upsert_people(people))?)
+    }
+
+    fn compact_events(
+        &mut self,
+        telemetry_before: Timestamp,
+        alarms_before: Timestamp,
+        resume: Option<(i64, u64)>,
+        limit: usize,
+    ) -> Result<(CompactedEvents, Option<(i64, u64)>), StoreError> {
+        Ok(self.runtime.block_on(
+            self.batch
+                .compact_events(telemetry_before, alarms_before, resume, limit),
+        )?)
+    }
+
+    fn purge_closed_alerts(
+        &mut self,
+        before: Timestamp,
+        resume: u64,
+        limit: usize,
+    ) -> Result<Progress<u64>, StoreError> {
+        Ok(self
+            .runtime
+            .block_on(self.batch.purge_closed_alerts(before, resume, limit))?)
+    }
+
+    fn purge_audit(&mut self, before: Timestamp, now: Timestamp, limit: usize) -> Result<Progress<()>, StoreError> {
+        Ok(self.runtime.block_on(self.batch.purge_audit(before, now, limit))?)
+    }
+
+    fn purge_quarantine(&mut self, before: Timestamp, limit: usize) -> Result<Progress<()>, StoreError> {
+        Ok(self.runtime.block_on(self.batch.purge_quarantine(before, limit))?)
+    }
+
+    fn erase_person_step(&mut self, person: &ResidentId, limit: usize) -> Result<ErasureStep, StoreError> {
+        Ok(self.runtime.block_on(self.batch.erase_person_step(person, limit))?)
+    }
+
+    fn append_audit(&mut self, drafts: &[AuditDraft]) -> Result<Vec<AuditEntry>, StoreError> {
+        Ok(self.runtime.block_on(self.batch.append_audit(drafts))?)
     }
 
     fn commit(self) -> CommitOutcome {

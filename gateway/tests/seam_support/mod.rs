@@ -1,5 +1,6 @@
 //! Shared by the PostgreSQL store tests: the runtime and a store they all start with (leading
-//! or not), a check that the writer lease is free, and a writer core whose lease another
+//! or not), a configuration file for the offline commands, a check that the writer lease is
+//! free, and a writer core whose lease another
 //! gateway has taken over. Not every test file uses every helper.
 #![allow(dead_code)]
 
@@ -41,6 +42,18 @@ pub fn connect(runtime: &tokio::runtime::Runtime, server: &Postgres, holder: &st
     runtime
         .block_on(PgStore::connect(&config, PgStoreOptions::new(holder, lease)))
         .unwrap()
+}
+
+/// A gateway configuration file for `server` in `dir`, for the offline commands' `--config`.
+pub fn pg_config(dir: &std::path::Path, server: &Postgres) -> std::path::PathBuf {
+    let path = dir.join("gateway.toml");
+    let url = server.connection_string("postgres");
+    std::fs::write(
+        &path,
+        format!("[store]\nkind = \"postgres\"\npostgres_url = \"{url}\"\nlease_s = 30\n"),
+    )
+    .unwrap();
+    path
 }
 
 /// Nobody holds the writer lease now (the row, if any, has run out).

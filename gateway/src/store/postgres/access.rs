@@ -19,12 +19,22 @@ use super::{PgError, PgStore, from_json};
 use crate::access::Username;
 use crate::domain::{ResidentId, Timestamp};
 use crate::store::access::{HEAD_KEY, chain_entry};
+use crate::store::retention::CHECKPOINT_KEY;
 use crate::store::{
-    AUDIT_GENESIS_HASH, AccessChange, AccessOp, AccessRefusal, AuditDraft, AuditEntry, AuditHead, PgBlocking,
-    SessionRecord, StoreError, Unreadable, UserRecord,
+    AUDIT_GENESIS_HASH, AccessChange, AccessOp, AccessRefusal, AuditCheckpoint, AuditDraft, AuditEntry, AuditHead,
+    PgBlocking, SessionRecord, StoreError, Unreadable, UserRecord,
 };
 
 impl PgStore {
+    /// Reports a record that does not decode (by table and key, never its content) and
+    /// passes the result on.
+    fn reported<T>(&self, decoded: Result<T, Unreadable>) -> Result<T, Unreadable> {
+        if let Err(unreadable) = &decoded {
+            self.problems().report(unreadable);
+        }
+        decoded
+    }
+
     /// The user's record; `Unreadable` if it does not decode.
     pub async fn user(&self, username: &Username) -> Result<Option<UserRecord>, PgError> {
         let row = self
@@ -35,7 +45,7 @@ impl PgStore {
             )
             .await?;
         match row {
-            Some(row) => Ok(Some(reported(from_json("users", username, row.try_get(0)?))?)),
+            Some(row) => Ok(Some(self.reported(from_json("users", username, row.try_get(0)?))?)),
             None => Ok(None),
         }
     }
@@ -49,7 +59,7 @@ impl PgStore {
         let mut found = Vec::with_capacity(rows.len());
         for row in &rows {
             let username: &str = row.try_get(0)?;
-            if let Ok(user) = reported(from_json("users", username, row.try_get(1)?)) {
+            if let Ok(user) = self.reported(from_json("users", username, row.try_get(1)?)) {
                 found.push(user);
             }
         }
@@ -67,7 +77,7 @@ impl PgStore {
             )
             .await?;
         match row {
-            Some(row) => Ok(Some(reported(from_json(
+            Some(row) => Ok(Some(self.reported(from_json(
                 "sessions",
                 session_key(token_hash),
                 row.try_get(0)?,
@@ -95,7 +105,31 @@ impl PgStore {
             .query_opt("SELECT record::text FROM audit_head WHERE name = $1", &[&HEAD_KEY])
             .await?;
         match row {
-            Some(row) => Ok(Some(reported(from_json("audit_head", HEAD_KEY, row.try_get(0)?))?)),
+            Some(row) => Ok(Some(self.reported(from_json(
+                "audit_head",
+                HEAD_KEY,
+                row.try_get(0)?,
+            ))?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Where the chain starts once the retention purge removed its oldest entries;
+    /// `Unreadable` if it does not decode.
+    pub async fn audit_checkpoint(&self) -> Result<Option<AuditCheckpoint>, PgError> {
+        let row = self
+            .client
+            .query_opt(
+                "SELECT record::text FROM audit_head WHERE name = $1",
+                &[&CHECKPOINT_KEY],
+            )
+            .await?;
+        match row {
+            Some(row) => Ok(Some(self.reported(from_json(
+                "audit_head",
+                CHECKPOINT_KEY,
+                row.try_get(0)?,
+            ))?)),
             None => Ok(None),
         }
     }
@@ -115,7 +149,7 @@ impl PgStore {
         for row in &rows {
             let seq = stored_seq(row.try_get(0)?)?;
             let decoded = crate::store::schema::from_json::<AuditEntry>("audit_log", seq, row.try_get(1)?);
-            match reported(decoded) {
+            match self.reported(decoded) {
                 Ok(entry) if entry.resident.as_deref() == Some(resident.as_str()) => found.push(entry),
                 Ok(_) | Err(_) => {}
             }
@@ -149,6 +183,16 @@ impl PgStore {
     }
 }
 
+/// The audit chain in a write batch, beside the batch's other writes.
+impl super::PgWriteBatch<'_> {
+    /// Appends the drafts to the chain in this fenced transaction: committed with its other
+    /// writes, or not at all.
+    pub async fn append_audit(&mut self, drafts: &[AuditDraft]) -> Result<Vec<AuditEntry>, PgError> {
+        let result = append_audit(&self.txn, drafts).await;
+        self.guard(result)
+    }
+}
+
 /// The access records on PostgreSQL for synchronous callers (the committer's core runs on
 /// tokio's blocking pool): [`crate::store::AccessStore`]'s calls, except that applying a
 /// change takes `&mut self`, since it holds the store's one connection for its transaction.
@@ -177,6 +221,10 @@ impl PgBlocking {
         Ok(self.block_on(self.store().audit_for_resident(resident))?)
     }
 
+    pub fn audit_checkpoint(&self) -> Result<Option<AuditCheckpoint>, StoreError> {
+        Ok(self.block_on(self.store().audit_checkpoint())?)
+    }
+
     pub fn apply_access(
         &mut self,
         change: &AccessChange,
@@ -186,25 +234,12 @@ impl PgBlocking {
     }
 }
 
-/// Logs a record that does not decode (by table and key, never its content) and passes the
-/// result on.
-fn reported<T>(decoded: Result<T, Unreadable>) -> Result<T, Unreadable> {
-    if let Err(unreadable) = &decoded {
-        tracing::error!(
-            table = unreadable.table,
-            key = %unreadable.key,
-            "unreadable record in PostgreSQL"
-        );
-    }
-    decoded
-}
-
 /// A session's key is a token hash: it is named by a prefix only.
 fn session_key(token_hash: &str) -> &str {
     token_hash.get(..8).unwrap_or_default()
 }
 
-fn stored_seq(seq: i64) -> Result<u64, PgError> {
+pub(super) fn stored_seq(seq: i64) -> Result<u64, PgError> {
     u64::try_from(seq).map_err(|_| PgError::OutOfRange {
         what: "audit seq",
         value: seq,
