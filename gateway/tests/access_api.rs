@@ -523,9 +523,6 @@ async fn managers_read_a_residents_audit_trail_and_verify_the_chain() {
         let reply = gw.call("GET", bad, Some(&mona), None).await;
         assert_eq!(reply.status, 400, "{bad}: {reply:?}");
     }
-    if store_support::redb_only("GET /api/v1/audit/verify reads the audit checkpoint, kept on redb only") {
-        return;
-    }
     let report = gw.call("GET", "/api/v1/audit/verify", Some(&mona), None).await;
     assert_eq!(report.status, 200);
     let report = report.json();

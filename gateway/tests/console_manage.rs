@@ -354,10 +354,8 @@ async fn the_worklist_lists_what_needs_doing_most_overdue_first() {
     let reply = gw.page("GET", "/worklist", Some(&carl.cookie), None).await;
     assert_eq!(reply.status, 200);
     assert!(reply.body.contains("Alert 5") && !reply.body.contains("href=\"/alerts/5\""));
-    // (A session is enough for a GET; a manager's pages are not all served on PostgreSQL.)
-    let (login, mona) = gw.console_login_reply("mona", NEW).await;
-    assert_eq!(login.status, 303, "{login:?}");
-    let reply = gw.page("GET", "/worklist", mona.as_deref(), None).await;
+    let mona = console_at(&gw, "mona", "/audit").await;
+    let reply = gw.page("GET", "/worklist", Some(&mona.cookie), None).await;
     assert_eq!(reply.status, 403);
     assert!(reply.body.contains("cannot open this page"));
 }
@@ -631,9 +629,6 @@ fn trail_by_scan(store: &dyn gateway::store::ConsoleReads, resident: &str) -> Ve
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_audit_page_pages_a_residents_trail_and_checks_the_chain() {
-    if store_support::redb_only("the audit page checks the chain from the audit checkpoint; redb's resident index") {
-        return;
-    }
     let (mut gw, tokens) = staffed().await;
     let (olive, carl, mona) = (&tokens[0], &tokens[1], &tokens[2]);
     let client = gw.handle().client();
@@ -737,7 +732,7 @@ async fn the_audit_page_pages_a_residents_trail_and_checks_the_chain() {
 
     // The trail through the index equals a scan of the log.
     {
-        let store = gw.handle().client().store().unwrap();
+        let store = gw.handle().client().reads().unwrap();
         for resident in ["R1", "R2", "R9"] {
             assert_eq!(
                 store.audit_for_resident(&res(resident)).unwrap(),
@@ -747,6 +742,10 @@ async fn the_audit_page_pages_a_residents_trail_and_checks_the_chain() {
         }
     }
 
+    // The rest alters redb's file: its resident index, then an entry of the log.
+    if store_support::redb_only("redb's resident index rebuilt on open, an entry altered in its file") {
+        return;
+    }
     // A store written before the index (no index table, no high-water mark) is caught up on
     // open and reads the same.
     gw.stop().await;
