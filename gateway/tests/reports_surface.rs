@@ -4,7 +4,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 mod access_support;
-/// TEC_TEST_STORE is ignored here: redb only for now: the manager's reports are not yet served from PostgreSQL.
+/// TEC_TEST_STORE is ignored here: redb only for now: it seeds redb's file and runs `report --data`
+/// (the reports on PostgreSQL are compared with redb's in `reports_postgres.rs`).
 #[path = "store_support/fixed.rs"]
 mod store_support;
 
