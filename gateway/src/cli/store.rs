@@ -11,7 +11,7 @@ use clap::{Args, Subcommand};
 
 use super::access::open_store;
 use crate::config::{Config, Overrides, StoreKind};
-use crate::store::postgres::{LeaseAttempt, PgStore, PgStoreOptions, export_redb};
+use crate::store::postgres::{LeaseAttempt, PgStore, export_redb};
 
 #[derive(Debug, Args)]
 pub struct StoreArgs {
@@ -65,7 +65,7 @@ fn export(data: &Path, file: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     let lease_s = config.store.lease_s;
     runtime.block_on(async {
-        let mut options = PgStoreOptions::new(export_holder(), config.store.lease());
+        let mut options = config.store.postgres_options(export_holder())?;
         // Every quarantined record the redb store kept is copied; the gateway applies its own
         // bound when it next quarantines one.
         options.quarantine_capacity = usize::MAX;
