@@ -120,7 +120,7 @@ pub(crate) fn open_store(data: &Path, create: bool) -> anyhow::Result<Store> {
 }
 
 /// The writer-lease holder name of this command: never a gateway's, and unique per process.
-fn cli_holder() -> String {
+pub(crate) fn cli_holder() -> String {
     format!("tec-gateway-cli-{}", std::process::id())
 }
 

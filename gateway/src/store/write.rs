@@ -231,7 +231,7 @@ impl<'s> WriteBatch<'s> {
     }
 
     /// Adds the stored events to the time and resident indexes.
-    fn write_indexes(&mut self, stored: &[(&StoredEvent, u32)]) -> Result<(), StoreError> {
+    pub(super) fn write_indexes(&mut self, stored: &[(&StoredEvent, u32)]) -> Result<(), StoreError> {
         let mut by_time: Vec<(i64, &StoredEvent, u32)> = stored
             .iter()
             .map(|(e, copy)| (e.received_at.as_millis(), *e, *copy))
