@@ -11,8 +11,8 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 
 use super::access::{cli_holder, open_store};
-use crate::store::Store;
 use crate::config::{Config, Overrides, StoreKind};
+use crate::store::Store;
 use crate::store::postgres::{CopyCounts, LeaseAttempt, PgStore, PgStoreOptions, export_redb, import_to_redb};
 
 #[derive(Debug, Args)]
@@ -56,7 +56,11 @@ pub fn run(args: &StoreArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         }
         StoreCommand::Import { config, data } => {
             let counts = under_lease(config, Copy::Import(data))?;
-            print_counts(out, &format!("imported the PostgreSQL store into {}:", data.display()), &counts)
+            print_counts(
+                out,
+                &format!("imported the PostgreSQL store into {}:", data.display()),
+                &counts,
+            )
         }
     }
 }
@@ -87,7 +91,12 @@ impl Copy<'_> {
     }
 
     /// Runs the copy with `store` holding the writer lease.
-    async fn run(&self, store: &mut PgStore, pg: &tokio_postgres::Config, config: &Config) -> anyhow::Result<CopyCounts> {
+    async fn run(
+        &self,
+        store: &mut PgStore,
+        pg: &tokio_postgres::Config,
+        config: &Config,
+    ) -> anyhow::Result<CopyCounts> {
         match self {
             Self::Export(source) => Ok(export_redb(source, store).await?),
             Self::Import(data) => {

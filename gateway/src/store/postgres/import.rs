@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use protocol::DeviceId;
-use redb::{Database, Durability, ReadableDatabase};
+use redb::{Durability, ReadOnlyDatabase, ReadableDatabase};
 use serde::de::DeserializeOwned;
 use tokio_postgres::{IsolationLevel, Row, Transaction};
 
@@ -140,9 +140,10 @@ struct Target {
     partial: PathBuf,
     /// The directory did not exist: removed again if the import fails.
     created_dir: Option<PathBuf>,
-    /// An empty store already at the final name, held open (redb locks it) so that no gateway
-    /// starts on it before the new one replaces it.
-    empty_store: Option<Database>,
+    /// An empty store already at the final name, held open read-only (a shared lock, which a
+    /// gateway's exclusive one waits for) so that no gateway starts on it before the new one
+    /// replaces it. Read-only, so a refused directory is left byte for byte as it was.
+    empty_store: Option<ReadOnlyDatabase>,
 }
 
 impl Target {
@@ -155,7 +156,7 @@ impl Target {
         };
         let final_path = data_dir.join(STORE_FILE_NAME);
         let empty_store = if final_path.exists() {
-            let existing = Database::open(&final_path).map_err(StoreError::from)?;
+            let existing = ReadOnlyDatabase::open(&final_path).map_err(StoreError::from)?;
             let holding = tables_with_rows(&existing.begin_read().map_err(StoreError::from)?)?;
             if !holding.is_empty() {
                 return Err(ImportError::NotEmpty {
@@ -396,7 +397,12 @@ async fn read_snapshot(txn: &Transaction<'_>) -> Result<Snapshot, ImportError> {
         .query("SELECT seq, record FROM quarantine ORDER BY seq DESC", &[])
         .await?
         .iter()
-        .map(|row| Ok(decode_quarantine(stored_seq("quarantine", row.try_get(0)?)?, row.try_get(1)?)?))
+        .map(|row| {
+            Ok(decode_quarantine(
+                stored_seq("quarantine", row.try_get(0)?)?,
+                row.try_get(1)?,
+            )?)
+        })
         .collect::<Result<Vec<_>, ImportError>>()?;
     let audit = txn
         .query("SELECT seq, entry FROM audit_log ORDER BY seq", &[])
@@ -423,7 +429,13 @@ async fn read_snapshot(txn: &Transaction<'_>) -> Result<Snapshot, ImportError> {
             |row| Ok(format!("{}@{}", row.try_get::<_, &str>(0)?, row.try_get::<_, i64>(1)?)),
         )
         .await?,
-        residents: records(txn, "residents", "SELECT id, record::text FROM residents ORDER BY id", key).await?,
+        residents: records(
+            txn,
+            "residents",
+            "SELECT id, record::text FROM residents ORDER BY id",
+            key,
+        )
+        .await?,
         people: records(
             txn,
             "people",
@@ -432,7 +444,13 @@ async fn read_snapshot(txn: &Transaction<'_>) -> Result<Snapshot, ImportError> {
         )
         .await?,
         quarantine,
-        users: records(txn, "users", "SELECT username, record::text FROM users ORDER BY username", key).await?,
+        users: records(
+            txn,
+            "users",
+            "SELECT username, record::text FROM users ORDER BY username",
+            key,
+        )
+        .await?,
         audit,
         audit_head,
     })
@@ -458,10 +476,17 @@ async fn read_alerts(txn: &Transaction<'_>) -> Result<Vec<Alert>, ImportError> {
             )
             .into());
         }
-        history.push(from_json("alert_transitions", format_args!("{id}/{index}"), row.try_get(2)?)?);
+        history.push(from_json(
+            "alert_transitions",
+            format_args!("{id}/{index}"),
+            row.try_get(2)?,
+        )?);
     }
     let mut alerts = Vec::new();
-    for row in txn.query("SELECT id, header::text FROM alerts ORDER BY id", &[]).await? {
+    for row in txn
+        .query("SELECT id, header::text FROM alerts ORDER BY id", &[])
+        .await?
+    {
         let id: i64 = row.try_get(0)?;
         let header: AlertHeader = from_json("alerts", id, row.try_get(1)?)?;
         let mut history = histories.remove(&id).unwrap_or_default();
@@ -554,7 +579,11 @@ impl WriteBatch<'_> {
 
     /// Stores audit entries under their seqs with their bytes untouched (the hash chain covers
     /// them) and the head, then indexes them by resident as the store does.
-    fn insert_audit_keeping_bytes(&mut self, entries: &[(u64, Vec<u8>)], head: Option<&AuditHead>) -> Result<(), StoreError> {
+    fn insert_audit_keeping_bytes(
+        &mut self,
+        entries: &[(u64, Vec<u8>)],
+        head: Option<&AuditHead>,
+    ) -> Result<(), StoreError> {
         {
             let mut log = self.txn.open_table(AUDIT_LOG)?;
             for (seq, entry) in entries {

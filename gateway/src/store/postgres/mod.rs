@@ -30,8 +30,8 @@ use tokio::sync::mpsc;
 use tokio_postgres::error::DbError;
 use tokio_postgres::{AsyncMessage, Client, GenericClient, NoTls};
 
-pub use error::PgError;
 pub use copy::CopyCounts;
+pub use error::PgError;
 pub use export::{ExportError, export_redb};
 pub use import::{ImportError, import_to_redb};
 pub use lease::{Lease, LeaseAttempt};
