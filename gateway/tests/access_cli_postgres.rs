@@ -11,8 +11,7 @@ mod access_support;
 
 mod seam_support;
 
-use seam_support::{assert_lease_free, connect, runtime};
-use std::path::{Path, PathBuf};
+use seam_support::{assert_lease_free, connect, pg_config, runtime};
 use std::time::Duration;
 
 use access_support::{audit_cmd, one_time_password, user_cmd};
@@ -23,20 +22,6 @@ use testkit::Postgres;
 
 fn err(result: anyhow::Result<String>) -> String {
     format!("{:#}", result.unwrap_err())
-}
-
-/// A gateway configuration file on `server`, in `dir`.
-fn pg_config(dir: &Path, server: &Postgres) -> PathBuf {
-    let path = dir.join("gateway.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[store]\nkind = \"postgres\"\npostgres_url = \"{}\"\nlease_s = 30\n",
-            server.connection_string("postgres")
-        ),
-    )
-    .unwrap();
-    path
 }
 
 fn audit_entries(server: &Postgres) -> String {

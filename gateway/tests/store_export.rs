@@ -18,8 +18,8 @@ use gateway::domain::*;
 use gateway::store::postgres::LeaseAttempt;
 use gateway::store::*;
 use protocol::DeviceId;
-use seam_support::{assert_lease_free, connect, runtime};
-use store_copy_support::{export, pg_config, press, realistic_store, text};
+use seam_support::{assert_lease_free, connect, pg_config, runtime};
+use store_copy_support::{export, press, realistic_store, text};
 use testkit::Postgres;
 
 #[test]

@@ -19,8 +19,8 @@ use gateway::domain::*;
 use gateway::store::*;
 use jiff::civil::date;
 use protocol::DeviceId;
-use seam_support::{assert_lease_free, connect, leading_store, runtime};
-use store_copy_support::{export, import, pg_config, press, realistic_store, tec_gateway, text};
+use seam_support::{assert_lease_free, connect, leading_store, pg_config, runtime};
+use store_copy_support::{export, exported_store, import, press, realistic_store, tec_gateway, text};
 use testkit::Postgres;
 
 /// Everything a redb store answers, for comparing two of them.
@@ -115,13 +115,7 @@ fn assert_nothing_written(data: &Path) {
 #[test]
 fn a_redb_store_exported_and_imported_back_reads_the_same() {
     let dir = tempfile::tempdir().unwrap();
-    let original = dir.path().join("original");
-    std::fs::create_dir(&original).unwrap();
-    realistic_store(&original);
-    let server = Postgres::start().unwrap();
-    let config = pg_config(dir.path(), &server);
-    let out = export(&original, &config);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (original, server, config) = exported_store(dir.path());
 
     // Into a directory that does not exist yet.
     let imported = dir.path().join("imported");
@@ -290,13 +284,7 @@ fn data_written_on_postgres_reads_the_same_once_imported() {
 #[test]
 fn a_directory_whose_store_holds_data_is_refused_and_left_as_it_was() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    std::fs::create_dir(&data).unwrap();
-    realistic_store(&data);
-    let server = Postgres::start().unwrap();
-    let config = pg_config(dir.path(), &server);
-    let out = export(&data, &config);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (data, server, config) = exported_store(dir.path());
 
     let store_file = data.join(STORE_FILE_NAME);
     let bytes = std::fs::read(&store_file).unwrap();
@@ -383,13 +371,7 @@ fn a_leading_gateway_or_an_unreachable_database_refuses_the_import() {
 #[test]
 fn a_row_that_cannot_be_read_stops_the_import_with_nothing_written() {
     let dir = tempfile::tempdir().unwrap();
-    let original = dir.path().join("original");
-    std::fs::create_dir(&original).unwrap();
-    realistic_store(&original);
-    let server = Postgres::start().unwrap();
-    let config = pg_config(dir.path(), &server);
-    let out = export(&original, &config);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (_original, server, config) = exported_store(dir.path());
     let data = dir.path().join("data");
     std::fs::create_dir(&data).unwrap();
 

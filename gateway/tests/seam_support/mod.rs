@@ -1,8 +1,10 @@
 //! Shared by the PostgreSQL store tests: the runtime and a store they all start with (leading
-//! or not), a check that the writer lease is free, and a writer core whose lease another
-//! gateway has taken over. Not every test file uses every helper.
+//! or not), a gateway configuration file naming the cluster, a check that the writer lease is
+//! free, and a writer core whose lease another gateway has taken over. Not every test file
+//! uses every helper.
 #![allow(dead_code)]
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use gateway::alerts::EngineConfig;
@@ -41,6 +43,20 @@ pub fn connect(runtime: &tokio::runtime::Runtime, server: &Postgres, holder: &st
     runtime
         .block_on(PgStore::connect(&config, PgStoreOptions::new(holder, lease)))
         .unwrap()
+}
+
+/// A gateway configuration file on `server`, in `dir`.
+pub fn pg_config(dir: &Path, server: &Postgres) -> PathBuf {
+    let path = dir.join("gateway.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[store]\nkind = \"postgres\"\npostgres_url = \"{}\"\nlease_s = 30\n",
+            server.connection_string("postgres")
+        ),
+    )
+    .unwrap();
+    path
 }
 
 /// Nobody holds the writer lease now (the row, if any, has run out).

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use crate::access_support::{T0, add_user, user_cmd};
+use crate::seam_support::pg_config;
 use gateway::demo::{DemoConfig, write_demo};
 use gateway::domain::*;
 use gateway::store::*;
@@ -32,29 +33,36 @@ pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// A gateway configuration file on `server`, in `dir`.
-pub fn pg_config(dir: &Path, server: &Postgres) -> PathBuf {
-    let path = dir.join("gateway.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[store]\nkind = \"postgres\"\npostgres_url = \"{}\"\nlease_s = 30\n",
-            server.connection_string("postgres")
-        ),
-    )
-    .unwrap();
-    path
+pub fn export(data: &Path, config: &Path) -> Output {
+    store_cmd("export", data, config)
 }
 
-pub fn export(data: &Path, config: &Path) -> Output {
+pub fn import(config: &Path, data: &Path) -> Output {
+    store_cmd("import", data, config)
+}
+
+fn store_cmd(command: &str, data: &Path, config: &Path) -> Output {
     tec_gateway(&[
         "store",
-        "export",
+        command,
         "--data",
         data.to_str().unwrap(),
         "--config",
         config.to_str().unwrap(),
     ])
+}
+
+/// A realistic redb store in `dir/original`, exported to a new PostgreSQL cluster: the
+/// store's directory, the cluster and a configuration file naming it.
+pub fn exported_store(dir: &Path) -> (PathBuf, Postgres, PathBuf) {
+    let original = dir.join("original");
+    std::fs::create_dir(&original).unwrap();
+    realistic_store(&original);
+    let server = Postgres::start().unwrap();
+    let config = pg_config(dir, &server);
+    let out = export(&original, &config);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    (original, server, config)
 }
 
 pub fn press(device: &str, seq: u32, device_time_ms: i64, received_ms: i64) -> NewEvent {
@@ -114,15 +122,4 @@ pub fn realistic_store(data: &Path) {
     add_user(data, "ada", "admin");
     add_user(data, "olive", "operator");
     user_cmd(&["disable", "olive", "--data", data.to_str().unwrap()]).unwrap();
-}
-
-pub fn import(config: &Path, data: &Path) -> Output {
-    tec_gateway(&[
-        "store",
-        "import",
-        "--config",
-        config.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-    ])
 }
