@@ -415,3 +415,65 @@ fn a_row_that_cannot_be_read_stops_the_import_with_nothing_written() {
     assert_nothing_written(&data);
     assert_lease_free(&server);
 }
+
+#[test]
+fn the_lease_is_renewed_while_an_import_outlasts_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_original, server, _) = exported_store(dir.path());
+    // The shortest lease the configuration allows.
+    let config = dir.path().join("short-lease.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[store]\nkind = \"postgres\"\npostgres_url = \"{}\"\nlease_s = 3\n",
+            server.connection_string("postgres")
+        ),
+    )
+    .unwrap();
+    let runtime = runtime();
+    // Another session locks a table the import reads, so the import waits for it.
+    let (locker, connection) = runtime
+        .block_on(
+            server
+                .connection_string("postgres")
+                .parse::<tokio_postgres::Config>()
+                .unwrap()
+                .connect(tokio_postgres::NoTls),
+        )
+        .unwrap();
+    runtime.spawn(connection);
+    runtime
+        .block_on(locker.batch_execute("BEGIN; LOCK TABLE alert_changes IN ACCESS EXCLUSIVE MODE"))
+        .unwrap();
+
+    let data = dir.path().join("imported");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_tec-gateway"))
+        .args(["store", "import", "--config", config.to_str().unwrap(), "--data"])
+        .arg(&data)
+        .env_remove("TEC_GATEWAY_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once the import holds the lease, wait twice its length: unrenewed, it would run out.
+    while !server
+        .psql("SELECT holder FROM tec_leader_lease WHERE expires_at > now()")
+        .unwrap()
+        .starts_with("tec-gateway-cli-")
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_secs(6));
+    let mut standby = connect(&runtime, &server, "gateway-b", Duration::from_secs(3));
+    match runtime.block_on(standby.acquire_lease()).unwrap() {
+        gateway::store::postgres::LeaseAttempt::HeldBy { holder, .. } => {
+            assert!(holder.starts_with("tec-gateway-cli-"), "{holder}");
+        }
+        taken => panic!("a gateway took the lease during the import: {taken:?}"),
+    }
+    runtime.block_on(locker.batch_execute("COMMIT")).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert_lease_free(&server);
+    assert!(Store::open_in_dir(&data).unwrap().event_count().unwrap() > 100);
+}

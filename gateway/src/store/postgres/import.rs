@@ -6,8 +6,9 @@
 //! head. Login sessions are not copied: users log in again.
 //!
 //! - **A quiet source, one snapshot.** The caller holds the writer lease (on its own
-//!   connection, renewed here while the copy runs), so no gateway leads meanwhile, and every
-//!   table is read in one `REPEATABLE READ READ ONLY` transaction on a second connection.
+//!   connection, renewed here while the copy runs, and checked still held at the end), so no
+//!   gateway leads meanwhile, and every table is read in one `REPEATABLE READ READ ONLY`
+//!   transaction on a second connection.
 //! - **A new target, all or nothing.** The store is written to `tec-gateway.redb.partial`
 //!   beside its final name and renamed into place only once complete and durable: a rename
 //!   within one directory is atomic, so the data directory holds the whole store or none,
@@ -20,7 +21,6 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use protocol::DeviceId;
 use redb::{Durability, ReadOnlyDatabase, ReadableDatabase};
@@ -119,7 +119,7 @@ pub async fn import_to_redb(
 ) -> Result<CopyCounts, ImportError> {
     let target = Target::prepare(data_dir)?;
     let copied = match Store::open(&target.partial) {
-        Ok(store) => copy_into(lease, reader, store.with_quarantine_capacity(usize::MAX)).await,
+        Ok(store) => while_renewing(lease, copy_into(reader, store.with_quarantine_capacity(usize::MAX))).await,
         Err(err) => Err(err.into()),
     };
     match copied {
@@ -212,42 +212,32 @@ impl Target {
     }
 }
 
-/// Renews the writer lease once a third of it has passed, so no gateway can take over while
-/// the copy runs.
-struct LeaseKeeper<'a> {
-    store: &'a mut PgStore,
-    renewed: Instant,
-    every: Duration,
+/// Runs `work` while renewing the writer lease every third of its length (so no gateway can
+/// take over however long the copy takes), then renews it once more: that succeeds only if
+/// the lease never ran out, proof that no gateway led at any time during the copy. A renewal
+/// runs to its end before `work` goes on (never cancelled halfway, which would leave it
+/// unknown whether the lease is still held).
+async fn while_renewing<T>(
+    lease: &mut PgStore,
+    work: impl Future<Output = Result<T, ImportError>>,
+) -> Result<T, ImportError> {
+    let mut work = std::pin::pin!(work);
+    let every = lease.options.lease_ttl / 3;
+    let mut due = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    due.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let done = loop {
+        tokio::select! {
+            done = &mut work => break done?,
+            _ = due.tick() => {
+                lease.renew_lease().await.map_err(ImportError::LeaseLost)?;
+            }
+        }
+    };
+    lease.renew_lease().await.map_err(ImportError::LeaseLost)?;
+    Ok(done)
 }
 
-impl<'a> LeaseKeeper<'a> {
-    fn new(store: &'a mut PgStore) -> Self {
-        let every = store.options.lease_ttl / 3;
-        Self {
-            store,
-            renewed: Instant::now(),
-            every,
-        }
-    }
-
-    async fn renew_if_due(&mut self) -> Result<(), ImportError> {
-        if self.renewed.elapsed() >= self.every {
-            self.renew().await?;
-        }
-        Ok(())
-    }
-
-    /// Succeeds only if the lease never ran out since it was taken: proof that no gateway
-    /// led at any time during the copy.
-    async fn renew(&mut self) -> Result<(), ImportError> {
-        self.store.renew_lease().await.map_err(ImportError::LeaseLost)?;
-        self.renewed = Instant::now();
-        Ok(())
-    }
-}
-
-async fn copy_into(lease: &mut PgStore, reader: &mut PgStore, store: Store) -> Result<CopyCounts, ImportError> {
-    let mut keeper = LeaseKeeper::new(lease);
+async fn copy_into(reader: &mut PgStore, store: Store) -> Result<CopyCounts, ImportError> {
     let txn = reader
         .client
         .build_transaction()
@@ -256,7 +246,6 @@ async fn copy_into(lease: &mut PgStore, reader: &mut PgStore, store: Store) -> R
         .start()
         .await?;
     let snapshot = read_snapshot(&txn).await?;
-    keeper.renew_if_due().await?;
     let mut counts = CopyCounts::default();
 
     let portal = txn
@@ -283,7 +272,6 @@ async fn copy_into(lease: &mut PgStore, reader: &mut PgStore, store: Store) -> R
             batch.commit()?;
             batch = bulk_batch(&store)?;
         }
-        keeper.renew_if_due().await?;
     }
     drop(portal);
     txn.commit().await?;
@@ -318,7 +306,6 @@ async fn copy_into(lease: &mut PgStore, reader: &mut PgStore, store: Store) -> R
         .set_durability(Durability::Immediate)
         .map_err(|err| StoreError::from(redb::Error::from(err)))?;
     batch.commit()?;
-    keeper.renew().await?;
     Ok(counts)
 }
 
