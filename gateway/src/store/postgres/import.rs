@@ -122,16 +122,11 @@ pub async fn import_to_redb(
         Ok(store) => while_renewing(lease, copy_into(reader, store.with_quarantine_capacity(usize::MAX))).await,
         Err(err) => Err(err.into()),
     };
-    match copied {
-        Ok(counts) => {
-            target.place()?;
-            Ok(counts)
-        }
-        Err(err) => {
-            target.discard();
-            Err(err)
-        }
+    let placed = copied.and_then(|counts| target.place().map(|()| counts));
+    if placed.is_err() {
+        target.discard();
     }
+    placed
 }
 
 /// Where the new store goes, and what was there before.
@@ -185,25 +180,23 @@ impl Target {
     /// Gives the complete store its name: it replaces an empty store held open, and otherwise
     /// is linked under the name only if nothing took the name meanwhile (never replacing a
     /// store a gateway created in between).
-    fn place(self) -> Result<(), ImportError> {
+    fn place(&self) -> Result<(), ImportError> {
         // Opening it as a store proves the gateway will start on it (and, its markers being
         // right, changes nothing).
         drop(Store::open(&self.partial)?);
         if self.empty_store.is_some() {
             std::fs::rename(&self.partial, &self.final_path).map_err(io(&self.final_path))?;
         } else {
-            if let Err(err) = std::fs::hard_link(&self.partial, &self.final_path) {
-                let _ = std::fs::remove_file(&self.partial);
-                return Err(io(&self.final_path)(err));
-            }
-            std::fs::remove_file(&self.partial).map_err(io(&self.partial))?;
+            std::fs::hard_link(&self.partial, &self.final_path).map_err(io(&self.final_path))?;
+            // The store is in place; a second name left behind would be replaced next time.
+            let _ = std::fs::remove_file(&self.partial);
         }
         sync_parent(&self.final_path)?;
-        drop(self.empty_store);
         Ok(())
     }
 
-    fn discard(self) {
+    /// Removes what the import made.
+    fn discard(&self) {
         let _ = std::fs::remove_file(&self.partial);
         if let Some(dir) = &self.created_dir {
             // Only if empty: never more than this import made.
