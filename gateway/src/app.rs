@@ -242,7 +242,7 @@ impl StandbyServer {
                 }
             }
         });
-        let follower = tokio::spawn(follow_change_log(reader, alerts));
+        let follower = tokio::spawn(follow_change_log(reader, alerts, metrics.clone()));
         let api = ApiState::new(client, clock, config.access.settings());
         let app = router(
             HttpState {
@@ -290,10 +290,12 @@ impl StandbyServer {
 }
 
 /// Broadcasts the alert changes other gateways commit, as the committer does its own: every
-/// second, what the database's change log gained.
-async fn follow_change_log(reader: Arc<PgReader>, alerts: broadcast::Sender<AlertChange>) {
+/// second, what the database's change log gained; and keeps the unreadable-record metric.
+async fn follow_change_log(reader: Arc<PgReader>, alerts: broadcast::Sender<AlertChange>, metrics: Arc<Metrics>) {
     let mut told: Option<u64> = None;
     loop {
+        // What the standby's readers met: a damaged record is counted here too.
+        metrics.set_unreadable_records(reader.unreadable_count());
         let read = {
             let reader = reader.clone();
             tokio::task::spawn_blocking(move || match told {

@@ -271,6 +271,21 @@ async fn operators_work_from_postgres_and_their_live_stream_resumes_on_the_new_l
     .await;
     assert_eq!(refused.status, 503, "{refused:?}");
     assert!(refused.error().contains("standby"), "{refused:?}");
+    // The manager's KPI report, on the leader and on the standby: the three alerts raised.
+    let today = jiff::Zoned::now().in_tz("Europe/London").unwrap().date();
+    let kpi = format!(
+        "/api/v1/reports/kpi?from={}&to={}",
+        today.yesterday().unwrap(),
+        today.tomorrow().unwrap()
+    );
+    for addr in [first.http_addr(), standby_addr] {
+        let report = call_at(addr, "GET", &kpi, Some(&manager), None).await;
+        assert_eq!(
+            (report.status, &report.json()["alerts"]),
+            (200, &Value::from(3)),
+            "{report:?}"
+        );
+    }
     let followed = stream_events(standby_addr, &manager, None, 1, async {
         let note = call_at(
             first.http_addr(),

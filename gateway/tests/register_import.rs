@@ -374,7 +374,7 @@ async fn the_admin_api_imports_through_the_writer() {
         4,
         "refused files are not audited: {audit}"
     );
-    let report = uptake_from_store(&store, date(2020, 4, 1), date(2021, 3, 31), date(2021, 3, 31)).unwrap();
+    let report = uptake_from_store(&*store, date(2020, 4, 1), date(2021, 3, 31), date(2021, 3, 31)).unwrap();
     assert_eq!(report.in_year.people, 2003);
     assert_eq!(report.in_year.issued, 3);
 }

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use gateway::domain::*;
 use gateway::store::postgres::{CommitOutcome, LeaseAttempt, PgError, PgStore, PgStoreOptions};
-use gateway::store::{AlertChangeRetention, InsertOutcome, NewEvent, Store};
+use gateway::store::{
+    AlertChangeRetention, EventFilter, InsertOutcome, NewEvent, PgBlocking, ReadStore, Store, StoreError,
+};
 use protocol::{AlarmKind, DeviceId, UplinkBody};
 use testkit::{Postgres, PostgresOptions};
 use tokio_postgres::NoTls;
@@ -117,7 +119,7 @@ async fn a_batch_stored_twice_is_stored_once_and_then_reported_duplicate() {
         server
             .psql("SELECT string_agg(version::text, ',' ORDER BY version) FROM tec_schema_migrations")
             .unwrap(),
-        "1,2,3,4"
+        "1,2,3,4,5"
     );
     // A database migrated by a newer gateway is refused, not misread.
     server
@@ -544,4 +546,45 @@ async fn batch_insert_rate_is_printed() {
         events / redelivered.as_secs_f64(),
         redelivered.as_secs_f64() * 1000.0 / f64::from(BATCHES),
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damaged_records_are_listed_once_and_counted_across_the_process_connections() {
+    let server = tokio::task::block_in_place(Postgres::start).unwrap();
+    let options = PgStoreOptions::new("gw-a", LONG_LEASE);
+    let writer = PgStore::connect(&config(&server), options.clone()).await.unwrap();
+    // A second connection of the same process (the readers'), sharing the list.
+    let reader = PgBlocking::new(
+        PgStore::connect(&config(&server), options.clone()).await.unwrap(),
+        tokio::runtime::Handle::current(),
+    );
+    let damage = "INSERT INTO devices (id, record) VALUES ('pnd-1', '{\"no\": \"device\"}');
+         INSERT INTO quarantine (record) VALUES ('\\x00ff'::bytea);
+         INSERT INTO events (device, boot, seq, copy, received_at_ms, resident, payload)
+             VALUES ('pnd-2', 1, 1, 0, 1000, NULL, '\\x00ff'::bytea);";
+    tokio::task::block_in_place(|| server.psql(damage)).unwrap();
+
+    // Lists skip them, single reads name them; each is listed once however often it is met.
+    assert_eq!(reader.devices().unwrap(), []);
+    assert!(matches!(reader.device(&dev("pnd-1")), Err(StoreError::Unreadable(_))));
+    assert!(matches!(reader.device(&dev("pnd-1")), Err(StoreError::Unreadable(_))));
+    assert_eq!(reader.quarantined(None).unwrap(), []);
+    let page = reader.events(&EventFilter::default()).unwrap();
+    assert_eq!((page.events.len(), page.unreadable.len()), (0, 1));
+    let mut listed: Vec<(&str, String)> = reader
+        .unreadable()
+        .into_iter()
+        .map(|unreadable| (unreadable.table, unreadable.key))
+        .collect();
+    listed.sort();
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    assert_eq!(
+        listed.iter().map(|(table, _)| *table).collect::<Vec<_>>(),
+        ["devices", "events", "quarantine"]
+    );
+    // The writer's connection counts what the readers met: one metric for the process.
+    assert_eq!(writer.problems().count(), 3);
+    // Another process starts with its own list.
+    let elsewhere = connect(&server, "gw-b", LONG_LEASE).await;
+    assert_eq!(elsewhere.problems().count(), 0);
 }

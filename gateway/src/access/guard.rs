@@ -477,22 +477,3 @@ pub async fn read_store<T: Send + 'static>(
     .await
     .map_err(ApiError::unavailable)?
 }
-
-/// [`read_store`] for what only the redb store keeps so far (the reports' daily activity,
-/// the unreadable-record registry): 503 naming PostgreSQL on a PostgreSQL gateway.
-pub async fn read_redb_store<T: Send + 'static>(
-    state: &ApiState,
-    what: &'static str,
-    query: impl FnOnce(&crate::store::Store) -> Result<T, crate::store::StoreError> + Send + 'static,
-) -> Result<T, ApiError> {
-    let client = state.client.clone();
-    tokio::task::spawn_blocking(move || {
-        let store = client.store().map_err(ApiError::unavailable)?;
-        query(&store).map_err(|e| {
-            tracing::error!(error = %e, what, "store read failed");
-            ApiError::unavailable(e)
-        })
-    })
-    .await
-    .map_err(ApiError::unavailable)?
-}

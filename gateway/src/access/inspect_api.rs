@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::alerts_api::{device_param, resident_param, rfc3339};
 use super::audit::Action;
-use super::guard::{ApiError, read_redb_store, read_store};
+use super::guard::{ApiError, read_store};
 use super::residents_api::{EventPosition as Position, decode_cursor, encode_cursor, events_after};
 use super::{ApiState, Caller};
 use crate::domain::{QuarantineRecord, ResidentId, StoredEvent};
@@ -208,7 +208,7 @@ pub async fn inspect_quarantine(
                 ))
             })?,
     };
-    let (records, kept, unreadable) = read_redb_store(&state, "inspection", move |store| {
+    let (records, kept, unreadable) = read_store(&state, "inspection", move |store| {
         let records = store.quarantined(Some(limit))?;
         let kept = store.quarantine_len()?;
         // The shared store lists every unreadable record it met since the gateway started:

@@ -14,7 +14,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::guard::{ApiError, read_redb_store};
+use super::guard::{ApiError, read_store};
 use super::{ApiState, Caller};
 use crate::reports::render::{By, KpiExport, Period, UptakeExport, export_kpi, export_uptake, kpi_csv, uptake_csv};
 use crate::reports::source::{kpi_from_store, uptake_from_store};
@@ -92,7 +92,7 @@ pub async fn read_uptake(
         snapshot = %period.snapshot,
         "uptake report read"
     );
-    let report = read_redb_store(state, "report", move |store| {
+    let report = read_store(state, "report", move |store| {
         uptake_from_store(store, period.from, period.to, period.snapshot)
     })
     .await?;
@@ -103,7 +103,7 @@ pub async fn read_uptake(
 pub async fn read_kpi(state: &ApiState, caller: &Caller, period: Period) -> Result<KpiExport, ApiError> {
     tracing::info!(user = %caller.username, from = %period.from, to = %period.to, "KPI report read");
     let now = state.clock.now();
-    let report = read_redb_store(state, "report", move |store| {
+    let report = read_store(state, "report", move |store| {
         kpi_from_store(store, period.from, period.to, now)
     })
     .await?;

@@ -20,7 +20,7 @@ use crate::config::{Config, Overrides, StoreKind};
 use crate::domain::{Clock, SystemClock, Timestamp};
 use crate::store::postgres::{LeaseAttempt, PgStore, PgStoreOptions};
 use crate::store::{
-    AccessChange, AccessOp, AccessRefusal, AccessStore, AuditCheckpoint, AuditEntry, AuditHead, PgBlocking,
+    AccessChange, AccessOp, AccessRefusal, AccessStore, AuditCheckpoint, AuditEntry, AuditHead, PgBlocking, ReadStore,
     STORE_FILE_NAME, Store, StoreError, UserRecord,
 };
 
@@ -34,7 +34,7 @@ const CLI: Actor<'static> = Actor {
 };
 
 /// Where the store is: exactly one of a data directory and a configuration file.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 #[group(required = true, multiple = false)]
 pub struct StoreLocation {
     /// The gateway's data directory (the redb store in it).
@@ -284,6 +284,19 @@ impl StoreLocation {
             }
             _ => bail!("give exactly one of --data DIR and --config FILE"),
         }
+    }
+}
+
+impl StoreLocation {
+    /// Runs `read` on the store, for the commands that only read (the reports). PostgreSQL is
+    /// read without the writer lease, so a report runs beside the gateways and never holds
+    /// them up; redb's file lock needs the gateway stopped.
+    pub(crate) fn read<T>(&self, read: impl FnOnce(&dyn ReadStore) -> Result<T, StoreError>) -> anyhow::Result<T> {
+        let result = match self.open(false)? {
+            Opened::Redb(store) => read(&store),
+            Opened::Postgres(pg) => read(&pg.store),
+        };
+        result.context("reading the store")
     }
 }
 

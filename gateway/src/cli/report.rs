@@ -1,17 +1,17 @@
-//! `tec-gateway report uptake|kpi --data DIR --from DATE --to DATE`: the managers' reports
-//! from the store, the gateway stopped (it holds the store locked; a running gateway answers
-//! the same reports at `GET /api/v1/reports/...`). Printed by `reports::render`, the code the
-//! API and the console use, so every output agrees.
+//! `tec-gateway report uptake|kpi --data DIR|--config FILE --from DATE --to DATE`: the
+//! managers' reports from the store. On redb the gateway must be stopped (it holds the store
+//! locked; a running gateway answers the same reports at `GET /api/v1/reports/...`); on
+//! PostgreSQL they are read beside the running gateways. Printed by `reports::render`, the
+//! code the API and the console use, so every output agrees.
 //!
 //! A table on a manager's terminal is as much an export as a CSV file: small counts are
 //! suppressed in every format unless `--no-suppress` (internal use only, said on the output).
 
 use std::io::Write;
-use std::path::PathBuf;
 
 use anyhow::Context;
 
-use super::inspect::open_existing;
+use super::access::StoreLocation;
 use crate::domain::{Clock, SystemClock, Timestamp};
 use crate::reports::render::{By, Period, export_kpi, export_uptake, kpi_csv, kpi_table, uptake_csv, uptake_table};
 use crate::reports::source::{kpi_from_store, uptake_from_store};
@@ -44,9 +44,8 @@ pub enum ReportCommand {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct PeriodArgs {
-    /// The gateway's data directory (holding tec-gateway.redb); the gateway must be stopped.
-    #[arg(long, value_name = "DIR")]
-    pub data: PathBuf,
+    #[command(flatten)]
+    pub store: StoreLocation,
     /// First day of the period, YYYY-MM-DD (a financial year starts 2020-04-01).
     #[arg(long, value_name = "DATE")]
     pub from: String,
@@ -112,8 +111,10 @@ pub fn run_uptake(args: &UptakeArgs, out: &mut dyn Write) -> anyhow::Result<()> 
         (Some(text), false) => Some(parse_rule(text)?),
         (None, false) => Some(SuppressionRule::default()),
     };
-    let store = open_existing(&args.period.data)?;
-    let report = uptake_from_store(&store, period.from, period.to, period.snapshot).context("reading the store")?;
+    let report = args
+        .period
+        .store
+        .read(|store| uptake_from_store(store, period.from, period.to, period.snapshot))?;
     let export = export_uptake(&report, rule, args.by);
     match args.period.format {
         ReportFormat::Table => out.write_all(uptake_table(&export).as_bytes())?,
@@ -126,8 +127,10 @@ pub fn run_uptake(args: &UptakeArgs, out: &mut dyn Write) -> anyhow::Result<()> 
 /// The KPI report as known at `now` (calls still waiting are judged against it).
 pub fn run_kpi_at(args: &KpiArgs, now: Timestamp, out: &mut dyn Write) -> anyhow::Result<()> {
     let period = period(&args.period, None)?;
-    let store = open_existing(&args.period.data)?;
-    let report = kpi_from_store(&store, period.from, period.to, now).context("reading the store")?;
+    let report = args
+        .period
+        .store
+        .read(|store| kpi_from_store(store, period.from, period.to, now))?;
     let export = export_kpi(report, period);
     match args.period.format {
         ReportFormat::Table => out.write_all(kpi_table(&export).as_bytes())?,

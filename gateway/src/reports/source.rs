@@ -5,15 +5,21 @@ use std::collections::BTreeSet;
 use jiff::ToSpan;
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
+use protocol::DeviceId;
 
 use super::kpi::{KpiReport, kpi};
 use super::uptake::{AssignmentSpan, SNAPSHOT_USAGE_DAYS, UptakeInput, UptakeReport, uptake};
 use crate::domain::Timestamp;
-use crate::store::{AlertFilter, REPORT_TIMEZONE, Store, StoreError};
+use crate::store::{AlertFilter, REPORT_TIMEZONE, ReadStore, StoreError};
 
 /// The uptake report for `[from, to]` with the snapshot on `snapshot`, from the register,
 /// the assignments and the per-day device activity (never the events themselves).
-pub fn uptake_from_store(store: &Store, from: Date, to: Date, snapshot: Date) -> Result<UptakeReport, StoreError> {
+pub fn uptake_from_store(
+    store: &(impl ReadStore + ?Sized),
+    from: Date,
+    to: Date,
+    snapshot: Date,
+) -> Result<UptakeReport, StoreError> {
     let people = store.people()?;
     let ids: BTreeSet<_> = people.iter().map(|p| p.id.clone()).collect();
     let assignments: Vec<AssignmentSpan> = store
@@ -27,7 +33,7 @@ pub fn uptake_from_store(store: &Store, from: Date, to: Date, snapshot: Date) ->
             until: a.until,
         })
         .collect();
-    let devices: BTreeSet<_> = assignments.iter().map(|a| a.device).collect();
+    let devices: BTreeSet<DeviceId> = assignments.iter().map(|a| a.device).collect();
     let usage_start = snapshot
         .checked_sub((SNAPSHOT_USAGE_DAYS - 1).days())
         .unwrap_or(snapshot);
@@ -43,7 +49,12 @@ pub fn uptake_from_store(store: &Store, from: Date, to: Date, snapshot: Date) ->
 }
 
 /// The KPI report over the alerts raised on the London days `[from, to]`, as known `now`.
-pub fn kpi_from_store(store: &Store, from: Date, to: Date, now: Timestamp) -> Result<KpiReport, StoreError> {
+pub fn kpi_from_store(
+    store: &(impl ReadStore + ?Sized),
+    from: Date,
+    to: Date,
+    now: Timestamp,
+) -> Result<KpiReport, StoreError> {
     let start = day_start(from);
     let end = to.tomorrow().ok().map_or(Timestamp(i64::MAX), day_start);
     let alerts = store.alerts(&AlertFilter {

@@ -204,8 +204,25 @@ pub(crate) fn record_duplicates<'e>(
     txn: &WriteTransaction,
     events: impl Iterator<Item = &'e StoredEvent>,
 ) -> Result<(), StoreError> {
+    let mut days = BTreeMap::new();
+    fold_duplicates(&mut days, events);
+    merge(txn, days)
+}
+
+/// A batch's activity per (device, day): its stored events and its redelivered copies, as
+/// both stores record it in the batch's transaction.
+pub(crate) fn fold_batch<'e>(
+    stored: impl Iterator<Item = &'e StoredEvent>,
+    redelivered: impl Iterator<Item = &'e StoredEvent>,
+) -> BTreeMap<(&'e str, i32), DeviceDay> {
+    let mut days = fold(stored);
+    fold_duplicates(&mut days, redelivered);
+    days
+}
+
+/// Adds redelivered copies to folded activity (a day with only copies has no events).
+fn fold_duplicates<'e>(days: &mut BTreeMap<(&'e str, i32), DeviceDay>, events: impl Iterator<Item = &'e StoredEvent>) {
     let mut calendar = DayCalendar::new();
-    let mut days: BTreeMap<(&'e str, i32), DeviceDay> = BTreeMap::new();
     for event in events {
         let Some(day) = calendar.day_of(event.received_at) else {
             continue;
@@ -219,7 +236,6 @@ pub(crate) fn record_duplicates<'e>(
             })
             .duplicates += 1;
     }
-    merge(txn, days)
 }
 
 /// Builds the table from the events of a store written before it existed (once, at open).

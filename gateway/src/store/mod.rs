@@ -51,7 +51,7 @@ pub use schema::SCHEMA_VERSION;
 pub use seam::{CommitOutcome, ConsoleReads, PgBlocking, PgTxn, ReadStore, WriteStore, WriteTxn};
 pub use write::{InsertOutcome, NewEvent, WriteBatch};
 
-use problems::Problems;
+pub use problems::Problems;
 use schema::*;
 
 /// File name of the store inside the gateway's data directory.

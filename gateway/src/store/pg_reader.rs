@@ -3,8 +3,10 @@
 //! readers (tokio-postgres pipelines their queries), opened on first use and opened again
 //! after any database error, so a database failover heals by itself.
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use jiff::civil::Date;
 use protocol::DeviceId;
 use tokio::runtime::Handle;
 
@@ -12,11 +14,12 @@ use super::postgres::{PgError, PgStore, PgStoreOptions};
 use super::seam::{PgBlocking, ReadStore};
 use super::{
     AccessChange, AccessRefusal, AccessStore, AlertChangesSince, AlertFilter, AlertPage, AlertQuery, AuditEntry,
-    AuditHead, EventFilter, EventPage, SessionRecord, StoreError, UserRecord,
+    AuditHead, EventFilter, EventPage, SessionRecord, StoreError, Unreadable, UserRecord,
 };
 use crate::access::Username;
 use crate::domain::{Alert, AlertId, Assignment, DeviceRecord, QuarantineRecord, Resident, ResidentId, Timestamp};
 use crate::reports::register::PersonRecord;
+use crate::reports::uptake::ActivityIndex;
 
 /// Reads from PostgreSQL for the readers of a gateway (leader or standby).
 #[derive(Debug)]
@@ -28,6 +31,11 @@ pub struct PgReader {
 }
 
 impl PgReader {
+    /// How many records this process found unreadable (the writer's finds included).
+    pub fn unreadable_count(&self) -> u64 {
+        self.options.problems.count()
+    }
+
     /// Connects at the first read. `runtime` must be multi-threaded (see [`PgBlocking`]).
     pub fn new(config: tokio_postgres::Config, options: PgStoreOptions, runtime: Handle) -> Self {
         Self {
@@ -138,6 +146,19 @@ impl ReadStore for PgReader {
 
     fn last_alert_change_seq(&self) -> Result<u64, StoreError> {
         self.read(|store| store.last_alert_change_seq())
+    }
+
+    fn device_days(&self, devices: &BTreeSet<DeviceId>, from: Date, to: Date) -> Result<ActivityIndex, StoreError> {
+        self.read(|store| store.device_days(devices, from, to))
+    }
+
+    fn delivery_totals(&self, from: Date, to: Date) -> Result<(u64, u64), StoreError> {
+        self.read(|store| store.delivery_totals(from, to))
+    }
+
+    /// Without a connection: the list is the process's, shared with the writer.
+    fn unreadable(&self) -> Vec<Unreadable> {
+        self.options.problems.list()
     }
 }
 

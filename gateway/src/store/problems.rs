@@ -10,8 +10,10 @@ use super::Unreadable;
 /// Distinct records kept in the list; beyond it they are still counted and logged.
 const LISTED_MAX: usize = 10_000;
 
+/// Shared by a process's PostgreSQL connections (the writer's and the readers'), so the
+/// metric and the inspection list cover every read; the redb store keeps its own.
 #[derive(Debug, Default)]
-pub(crate) struct Problems {
+pub struct Problems {
     listed: Mutex<BTreeSet<(&'static str, String)>>,
     details: Mutex<Vec<Unreadable>>,
     count: AtomicU64,
@@ -19,7 +21,7 @@ pub(crate) struct Problems {
 
 impl Problems {
     /// Records `unreadable` (once per table and key).
-    pub(crate) fn report(&self, unreadable: &Unreadable) {
+    pub fn report(&self, unreadable: &Unreadable) {
         let Ok(mut listed) = self.listed.lock() else { return };
         if listed.contains(&(unreadable.table, unreadable.key.clone())) {
             return;
@@ -39,11 +41,11 @@ impl Problems {
         }
     }
 
-    pub(crate) fn list(&self) -> Vec<Unreadable> {
+    pub fn list(&self) -> Vec<Unreadable> {
         self.details.lock().map(|details| details.clone()).unwrap_or_default()
     }
 
-    pub(crate) fn count(&self) -> u64 {
+    pub fn count(&self) -> u64 {
         self.count.load(Ordering::Relaxed)
     }
 }

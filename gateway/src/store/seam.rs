@@ -9,8 +9,10 @@
 //! the core, which runs on tokio's blocking pool; [`PgBlocking`] runs the async client there
 //! with a runtime [`Handle`]. `docs/postgres.md` ("The store seam") says what is wired.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use jiff::civil::Date;
 use protocol::DeviceId;
 use tokio::runtime::Handle;
 
@@ -21,6 +23,7 @@ use super::{
 };
 use crate::domain::{Alert, AlertId, Assignment, DeviceRecord, QuarantineRecord, Resident, ResidentId, Timestamp};
 use crate::reports::register::PersonRecord;
+use crate::reports::uptake::ActivityIndex;
 
 /// How a write transaction ended, whichever the store. Only `Committed` allows a PUBACK, a
 /// receipt or anything else that tells the outside the data is stored.
@@ -143,6 +146,14 @@ pub trait ReadStore {
     /// The alert-change log after `after`, for a live client resuming (`Last-Event-ID`).
     fn alert_changes_since(&self, after: u64, limit: usize) -> Result<AlertChangesSince, StoreError>;
     fn last_alert_change_seq(&self) -> Result<u64, StoreError>;
+    /// The activity of `devices` on the report zone's days `[from, to]` (every device listed,
+    /// with or without days): what the uptake report counts, never the events themselves.
+    fn device_days(&self, devices: &BTreeSet<DeviceId>, from: Date, to: Date) -> Result<ActivityIndex, StoreError>;
+    /// Events stored and redelivered copies received on the days `[from, to]`, every device.
+    fn delivery_totals(&self, from: Date, to: Date) -> Result<(u64, u64), StoreError>;
+    /// The records found unreadable since the process started (each listed once), for a
+    /// human to see: no query that skipped one may hide it.
+    fn unreadable(&self) -> Vec<Unreadable>;
 }
 
 impl ReadStore for Store {
@@ -217,79 +228,103 @@ impl ReadStore for Store {
     fn last_alert_change_seq(&self) -> Result<u64, StoreError> {
         Store::last_alert_change_seq(self)
     }
+
+    fn device_days(&self, devices: &BTreeSet<DeviceId>, from: Date, to: Date) -> Result<ActivityIndex, StoreError> {
+        Store::device_days(self, devices, from, to)
+    }
+
+    fn delivery_totals(&self, from: Date, to: Date) -> Result<(u64, u64), StoreError> {
+        Store::delivery_totals(self, from, to)
+    }
+
+    fn unreadable(&self) -> Vec<Unreadable> {
+        Store::unreadable(self)
+    }
 }
 
 impl ReadStore for PgBlocking {
     fn alert_page(&self, query: &AlertQuery) -> Result<AlertPage, StoreError> {
-        Ok(self.block_on(self.store.alert_page(query))?)
+        self.read(self.store.alert_page(query))
     }
 
     fn events(&self, filter: &EventFilter) -> Result<EventPage, StoreError> {
-        Ok(self.block_on(self.store.events(filter))?)
+        self.read(self.store.events(filter))
     }
 
     fn device(&self, id: &DeviceId) -> Result<Option<DeviceRecord>, StoreError> {
-        Ok(self.block_on(self.store.device(id))?)
+        self.read(self.store.device(id))
     }
 
     fn devices(&self) -> Result<Vec<DeviceRecord>, StoreError> {
-        Ok(self.block_on(self.store.devices())?)
+        self.read(self.store.devices())
     }
 
     fn resident(&self, id: &ResidentId) -> Result<Option<Resident>, StoreError> {
-        Ok(self.block_on(self.store.resident(id))?)
+        self.read(self.store.resident(id))
     }
 
     fn residents(&self) -> Result<Vec<Resident>, StoreError> {
-        Ok(self.block_on(self.store.residents())?)
+        self.read(self.store.residents())
     }
 
     fn assignments(&self, device: &DeviceId) -> Result<Vec<Assignment>, StoreError> {
-        Ok(self.block_on(self.store.assignments(device))?)
+        self.read(self.store.assignments(device))
     }
 
     fn all_assignments(&self) -> Result<Vec<Assignment>, StoreError> {
-        Ok(self.block_on(self.store.all_assignments())?)
+        self.read(self.store.all_assignments())
     }
 
     fn people(&self) -> Result<Vec<PersonRecord>, StoreError> {
-        Ok(self.block_on(self.store.people())?)
+        self.read(self.store.people())
     }
 
     fn resident_for(&self, device: &DeviceId, at: Timestamp) -> Result<Option<ResidentId>, StoreError> {
-        Ok(self.block_on(self.store.resident_for(device, at))?)
+        self.read(self.store.resident_for(device, at))
     }
 
     fn alert(&self, id: AlertId) -> Result<Option<Alert>, StoreError> {
-        Ok(self.block_on(self.store.alert(id))?)
+        self.read(self.store.alert(id))
     }
 
     fn alerts(&self, filter: &AlertFilter) -> Result<Vec<Alert>, StoreError> {
-        Ok(self.block_on(self.store.alerts(filter))?)
+        self.read(self.store.alerts(filter))
     }
 
     fn residents_with_open_alerts(&self) -> Result<Vec<ResidentId>, StoreError> {
-        Ok(self.block_on(self.store.residents_with_open_alerts())?)
+        self.read(self.store.residents_with_open_alerts())
     }
 
     fn quarantined(&self, limit: Option<usize>) -> Result<Vec<QuarantineRecord>, StoreError> {
-        Ok(self.block_on(self.store.quarantined(limit))?)
+        self.read(self.store.quarantined(limit))
     }
 
     fn quarantine_len(&self) -> Result<u64, StoreError> {
-        Ok(self.block_on(self.store.quarantine_len())?)
+        self.read(self.store.quarantine_len())
     }
 
     fn event_count(&self) -> Result<u64, StoreError> {
-        Ok(self.block_on(self.store.event_count())?)
+        self.read(self.store.event_count())
     }
 
     fn alert_changes_since(&self, after: u64, limit: usize) -> Result<AlertChangesSince, StoreError> {
-        Ok(self.block_on(self.store.alert_changes_since(after, limit))?)
+        self.read(self.store.alert_changes_since(after, limit))
     }
 
     fn last_alert_change_seq(&self) -> Result<u64, StoreError> {
-        Ok(self.block_on(self.store.last_alert_change_seq())?)
+        self.read(self.store.last_alert_change_seq())
+    }
+
+    fn device_days(&self, devices: &BTreeSet<DeviceId>, from: Date, to: Date) -> Result<ActivityIndex, StoreError> {
+        self.read(self.store.device_days(devices, from, to))
+    }
+
+    fn delivery_totals(&self, from: Date, to: Date) -> Result<(u64, u64), StoreError> {
+        self.read(self.store.delivery_totals(from, to))
+    }
+
+    fn unreadable(&self) -> Vec<Unreadable> {
+        self.store.problems().list()
     }
 }
 
@@ -453,6 +488,15 @@ impl PgBlocking {
     /// work meanwhile, so the runtime's other tasks go on.
     pub fn block_on<F: std::future::Future>(&self, work: F) -> F::Output {
         tokio::task::block_in_place(|| self.runtime.block_on(work))
+    }
+
+    /// [`PgBlocking::block_on`] for a read, listing a record it met that does not decode.
+    fn read<T>(&self, work: impl std::future::Future<Output = Result<T, postgres::PgError>>) -> Result<T, StoreError> {
+        let result = self.block_on(work);
+        if let Err(postgres::PgError::Unreadable(unreadable)) = &result {
+            self.store.problems().report(unreadable);
+        }
+        Ok(result?)
     }
 }
 

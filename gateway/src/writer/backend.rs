@@ -207,10 +207,9 @@ impl CommitterStore for LeadingPg {
             .block_on(self.store.store().alert_changes_since(after, limit))?)
     }
 
-    /// The PostgreSQL store reports an unreadable record with the read that met it (an error
-    /// naming table and key); it keeps no count of its own yet.
+    /// Shared with this process's readers: the metric counts what either met.
     fn unreadable_count(&self) -> u64 {
-        0
+        self.store.store().problems().count()
     }
 
     fn second_handle(&self) -> Option<Self> {

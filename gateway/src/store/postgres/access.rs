@@ -25,6 +25,15 @@ use crate::store::{
 };
 
 impl PgStore {
+    /// Reports a record that does not decode (by table and key, never its content) and
+    /// passes the result on.
+    fn reported<T>(&self, decoded: Result<T, Unreadable>) -> Result<T, Unreadable> {
+        if let Err(unreadable) = &decoded {
+            self.problems().report(unreadable);
+        }
+        decoded
+    }
+
     /// The user's record; `Unreadable` if it does not decode.
     pub async fn user(&self, username: &Username) -> Result<Option<UserRecord>, PgError> {
         let row = self
@@ -35,7 +44,7 @@ impl PgStore {
             )
             .await?;
         match row {
-            Some(row) => Ok(Some(reported(from_json("users", username, row.try_get(0)?))?)),
+            Some(row) => Ok(Some(self.reported(from_json("users", username, row.try_get(0)?))?)),
             None => Ok(None),
         }
     }
@@ -49,7 +58,7 @@ impl PgStore {
         let mut found = Vec::with_capacity(rows.len());
         for row in &rows {
             let username: &str = row.try_get(0)?;
-            if let Ok(user) = reported(from_json("users", username, row.try_get(1)?)) {
+            if let Ok(user) = self.reported(from_json("users", username, row.try_get(1)?)) {
                 found.push(user);
             }
         }
@@ -67,7 +76,7 @@ impl PgStore {
             )
             .await?;
         match row {
-            Some(row) => Ok(Some(reported(from_json(
+            Some(row) => Ok(Some(self.reported(from_json(
                 "sessions",
                 session_key(token_hash),
                 row.try_get(0)?,
@@ -95,7 +104,11 @@ impl PgStore {
             .query_opt("SELECT record::text FROM audit_head WHERE name = $1", &[&HEAD_KEY])
             .await?;
         match row {
-            Some(row) => Ok(Some(reported(from_json("audit_head", HEAD_KEY, row.try_get(0)?))?)),
+            Some(row) => Ok(Some(self.reported(from_json(
+                "audit_head",
+                HEAD_KEY,
+                row.try_get(0)?,
+            ))?)),
             None => Ok(None),
         }
     }
@@ -115,7 +128,7 @@ impl PgStore {
         for row in &rows {
             let seq = stored_seq(row.try_get(0)?)?;
             let decoded = crate::store::schema::from_json::<AuditEntry>("audit_log", seq, row.try_get(1)?);
-            match reported(decoded) {
+            match self.reported(decoded) {
                 Ok(entry) if entry.resident.as_deref() == Some(resident.as_str()) => found.push(entry),
                 Ok(_) | Err(_) => {}
             }
@@ -184,19 +197,6 @@ impl PgBlocking {
         let runtime = self.runtime().clone();
         runtime.block_on(self.store_mut().apply_access(change))
     }
-}
-
-/// Logs a record that does not decode (by table and key, never its content) and passes the
-/// result on.
-fn reported<T>(decoded: Result<T, Unreadable>) -> Result<T, Unreadable> {
-    if let Err(unreadable) = &decoded {
-        tracing::error!(
-            table = unreadable.table,
-            key = %unreadable.key,
-            "unreadable record in PostgreSQL"
-        );
-    }
-    decoded
 }
 
 /// A session's key is a token hash: it is named by a prefix only.

@@ -22,6 +22,7 @@ mod register;
 mod write;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use protocol::DeviceId;
@@ -35,11 +36,11 @@ pub use error::PgError;
 pub use export::{ExportError, export_redb};
 pub use import::{ImportError, import_to_redb};
 pub use lease::{Lease, LeaseAttempt};
-pub use migrations::PG_SCHEMA_VERSION;
+pub use migrations::{DEVICE_DAYS_FROM_EVENTS, PG_SCHEMA_VERSION};
 pub use write::{CommitOutcome, PgWriteBatch};
 
 use super::schema::{AlertHeader, decode_quarantine};
-use super::{AlertChangeRetention, EventRead, Unreadable};
+use super::{AlertChangeRetention, EventRead, Problems, Unreadable};
 use crate::domain::{Alert, AlertId, DeviceRecord, EventKey, QuarantineRecord, Transition};
 
 /// How a gateway uses its PostgreSQL store.
@@ -54,6 +55,8 @@ pub struct PgStoreOptions {
     pub alert_change_retention: AlertChangeRetention,
     /// The quarantine keeps this many of the newest records (the redb store's rule).
     pub quarantine_capacity: usize,
+    /// Where records that do not decode are listed and counted (share one per process).
+    pub problems: Arc<Problems>,
 }
 
 impl PgStoreOptions {
@@ -63,6 +66,7 @@ impl PgStoreOptions {
             lease_ttl,
             alert_change_retention: AlertChangeRetention::default(),
             quarantine_capacity: super::DEFAULT_QUARANTINE_CAPACITY,
+            problems: Arc::default(),
         }
     }
 }
@@ -115,6 +119,11 @@ impl PgStore {
             options,
             lease: None,
         })
+    }
+
+    /// The records this process found unreadable, with every connection sharing the list.
+    pub fn problems(&self) -> &Arc<Problems> {
+        &self.options.problems
     }
 
     /// The lease this gateway holds, as of its last acquire or renewal.
@@ -291,7 +300,7 @@ impl PgStore {
             })?;
             match decode_quarantine(seq, row.try_get(1)?) {
                 Ok(record) => found.push(record),
-                Err(unreadable) => tracing::warn!(error = %unreadable, "a quarantined record cannot be read"),
+                Err(unreadable) => self.problems().report(&unreadable),
             }
         }
         Ok(found)

@@ -58,7 +58,7 @@ impl PgStore {
                         }
                     }
                     Err(unreadable) => {
-                        tracing::warn!(error = %unreadable, "an alert cannot be read; left out of the page");
+                        self.problems().report(&unreadable);
                         page.unreadable.push(unreadable);
                     }
                 }
@@ -114,7 +114,7 @@ impl PgStore {
             let Ok(key) = u64::try_from(id) else { continue };
             match from_json::<Transition>("alert_transitions", format_args!("{id}/{index}"), row.try_get(2)?) {
                 Ok(transition) => histories.entry(key).or_default().push(transition),
-                Err(unreadable) => tracing::warn!(error = %unreadable, "an alert transition cannot be read"),
+                Err(unreadable) => self.problems().report(&unreadable),
             }
         }
         Ok(histories)
@@ -162,7 +162,7 @@ impl PgStore {
                             format_args!("{device}/{boot}/{seq} copy {copy}"),
                             err,
                         );
-                        tracing::warn!(error = %unreadable, "an event cannot be read");
+                        self.problems().report(&unreadable);
                         page.unreadable.push(unreadable);
                         continue;
                     }
@@ -170,7 +170,7 @@ impl PgStore {
                 match decode_row(key, copy, row.try_get(4)?, row.try_get(5)?, row.try_get(6)?) {
                     Ok(event) => page.events.push(EventRead { copy, event }),
                     Err(unreadable) => {
-                        tracing::warn!(error = %unreadable, "an event cannot be read");
+                        self.problems().report(&unreadable);
                         page.unreadable.push(unreadable);
                     }
                 }

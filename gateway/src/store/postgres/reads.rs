@@ -4,12 +4,19 @@
 //! live client resumes from. Each runs on the store's connection with `&self`, so readers can
 //! share one connection (tokio-postgres pipelines their queries).
 
-use super::{PgError, PgStore, alert_from_header, from_json};
+use std::collections::{BTreeMap, BTreeSet};
+
+use jiff::civil::Date;
 use protocol::DeviceId;
 
+use super::{PgError, PgStore, alert_from_header, from_json};
+
 use crate::domain::{Alert, AlertChange, ResidentId, Timestamp};
+use crate::reports::uptake::{ActivityIndex, DeviceDay};
 use crate::store::schema::AlertHeader;
-use crate::store::{AlertChangePage, AlertChangesSince, AlertFilter, MAX_ALERT_CHANGES_PAGE};
+use crate::store::{
+    AlertChangePage, AlertChangesSince, AlertFilter, MAX_ALERT_CHANGES_PAGE, Unreadable, date_of_day, day_number,
+};
 
 impl PgStore {
     /// The resident the device was assigned to at `at`, if any.
@@ -152,7 +159,7 @@ impl PgStore {
                     alert,
                 }),
                 Err(PgError::Unreadable(unreadable)) => {
-                    tracing::error!(%unreadable, "unreadable alert change in PostgreSQL");
+                    self.problems().report(&unreadable);
                     page.unreadable.push(unreadable);
                 }
                 Err(other) => return Err(other),
@@ -160,4 +167,73 @@ impl PgStore {
         }
         Ok(AlertChangesSince::Changes(page))
     }
+
+    /// The activity of `devices` on the local days `[from, to]`, as
+    /// [`crate::store::Store::device_days`] gives it: every device listed, with or without
+    /// days. A record with counts no store writes is reported and left out.
+    pub async fn device_days(
+        &self,
+        devices: &BTreeSet<DeviceId>,
+        from: Date,
+        to: Date,
+    ) -> Result<ActivityIndex, PgError> {
+        let names: Vec<&str> = devices.iter().map(DeviceId::as_str).collect();
+        let (first, last) = (day_number(from), day_number(to));
+        let rows = self
+            .client
+            .query(
+                "SELECT device, day, first_ms, last_ms, events, duplicates FROM device_days
+                 WHERE device = ANY($1) AND day BETWEEN $2 AND $3",
+                &[&names, &first, &last],
+            )
+            .await?;
+        let mut index: ActivityIndex = devices.iter().map(|device| (*device, BTreeMap::new())).collect();
+        for row in &rows {
+            let device: &str = row.try_get(0)?;
+            let day: i32 = row.try_get(1)?;
+            let counts = (count(row.try_get(4)?), count(row.try_get(5)?));
+            let (Some(days), Some(date), (Some(events), Some(duplicates))) = (
+                DeviceId::new(device).ok().and_then(|id| index.get_mut(&id)),
+                date_of_day(day),
+                counts,
+            ) else {
+                let unreadable = Unreadable::new("device_days", format_args!("{device}/{day}"), "counts out of range");
+                self.problems().report(&unreadable);
+                continue;
+            };
+            days.insert(
+                date,
+                DeviceDay {
+                    first: Timestamp::from_millis(row.try_get(2)?),
+                    last: Timestamp::from_millis(row.try_get(3)?),
+                    events,
+                    duplicates,
+                },
+            );
+        }
+        Ok(index)
+    }
+
+    /// Events stored and redelivered copies received on the local days `[from, to]`, over
+    /// every device.
+    pub async fn delivery_totals(&self, from: Date, to: Date) -> Result<(u64, u64), PgError> {
+        let row = self
+            .client
+            .query_one(
+                "SELECT coalesce(sum(events), 0)::bigint, coalesce(sum(duplicates), 0)::bigint
+                 FROM device_days WHERE day BETWEEN $1 AND $2",
+                &[&day_number(from), &day_number(to)],
+            )
+            .await?;
+        let total = |column: usize, what: &'static str| -> Result<u64, PgError> {
+            let value: i64 = row.try_get(column)?;
+            u64::try_from(value).map_err(|_| PgError::OutOfRange { what, value })
+        };
+        Ok((total(0, "events stored")?, total(1, "redelivered copies")?))
+    }
+}
+
+/// A stored count as the reports hold it: saturated as redb saturates, `None` if negative.
+fn count(value: i64) -> Option<u32> {
+    (value >= 0).then(|| u32::try_from(value).unwrap_or(u32::MAX))
 }

@@ -17,7 +17,7 @@ use super::{PgError, PgStore};
 use crate::domain::{Alert, AlertId, Assignment, DeviceRecord, QuarantineRecord, Resident, ResidentId, Timestamp};
 use crate::reports::register::PersonRecord;
 use crate::store::schema::encode_quarantine;
-use crate::store::{QUARANTINE_PAYLOAD_LIMIT, StoreError, Unreadable};
+use crate::store::{Problems, QUARANTINE_PAYLOAD_LIMIT, StoreError, Unreadable};
 
 impl PgWriteBatch<'_> {
     /// The devices' records as this transaction sees them, in the order asked; a record that
@@ -49,10 +49,14 @@ impl PgWriteBatch<'_> {
         Ok(ids
             .iter()
             .map(|id| {
-                found
+                let record = found
                     .get(id.as_str())
                     .map(|text| super::from_json::<DeviceRecord>("devices", id, text))
-                    .transpose()
+                    .transpose();
+                if let Err(unreadable) = &record {
+                    self.problems.report(unreadable);
+                }
+                record
             })
             .collect())
     }
@@ -109,7 +113,7 @@ impl PgWriteBatch<'_> {
             ) {
                 Ok(existing) => existing,
                 Err(unreadable) => {
-                    tracing::warn!(error = %unreadable, "an assignment cannot be read; left out");
+                    self.problems.report(&unreadable);
                     continue;
                 }
             };
@@ -176,7 +180,7 @@ impl PgWriteBatch<'_> {
             };
             match super::from_json::<Assignment>("assignments", format_args!("{device}@{from_ms}"), row.try_get(2)?) {
                 Ok(assignment) => *slot = assignment.covers(*instant).then_some(assignment.resident),
-                Err(unreadable) => tracing::warn!(error = %unreadable, "an assignment cannot be read; no resident"),
+                Err(unreadable) => self.problems.report(&unreadable),
             }
         }
         Ok(found)
@@ -233,7 +237,8 @@ impl PgWriteBatch<'_> {
                 {
                     Ok(assignment) => assignment.covers(at).then_some(assignment),
                     Err(unreadable) => {
-                        tracing::warn!(error = %unreadable, "an assignment cannot be read; it covers nothing");
+                        // It covers nothing.
+                        self.problems.report(&unreadable);
                         None
                     }
                 }
@@ -280,7 +285,7 @@ impl PgWriteBatch<'_> {
             let from_ms: i64 = row.try_get(1)?;
             match super::from_json::<Assignment>("assignments", format_args!("{device}@{from_ms}"), row.try_get(2)?) {
                 Ok(assignment) => by_device.entry(device).or_default().push(assignment),
-                Err(unreadable) => tracing::warn!(error = %unreadable, "an assignment cannot be read; left out"),
+                Err(unreadable) => self.problems.report(&unreadable),
             }
         }
         Ok(devices
@@ -432,7 +437,12 @@ impl PgStore {
             .client
             .query("SELECT id, record::text FROM devices ORDER BY id COLLATE \"C\"", &[])
             .await?;
-        readable(&rows, "devices", |row| Ok(row.try_get::<_, String>(0)?))
+        readable(
+            self.problems(),
+            &rows,
+            "devices",
+            |row| Ok(row.try_get::<_, String>(0)?),
+        )
     }
 
     /// The resident's record; `Unreadable` if it does not decode.
@@ -453,7 +463,9 @@ impl PgStore {
             .client
             .query("SELECT id, record::text FROM residents ORDER BY id COLLATE \"C\"", &[])
             .await?;
-        readable(&rows, "residents", |row| Ok(row.try_get::<_, String>(0)?))
+        readable(self.problems(), &rows, "residents", |row| {
+            Ok(row.try_get::<_, String>(0)?)
+        })
     }
 
     /// The device's readable assignments, earliest first.
@@ -465,7 +477,7 @@ impl PgStore {
                 &[&device.as_str()],
             )
             .await?;
-        readable(&rows, "assignments", assignment_key)
+        readable(self.problems(), &rows, "assignments", assignment_key)
     }
 
     /// Every readable assignment, of every device, by device and start.
@@ -477,7 +489,7 @@ impl PgStore {
                 &[],
             )
             .await?;
-        readable(&rows, "assignments", assignment_key)
+        readable(self.problems(), &rows, "assignments", assignment_key)
     }
 
     /// Every readable care-register record, by person id and role code.
@@ -489,7 +501,7 @@ impl PgStore {
                 &[],
             )
             .await?;
-        readable(&rows, "people", |row| {
+        readable(self.problems(), &rows, "people", |row| {
             Ok(format!("{}/{}", row.try_get::<_, &str>(0)?, row.try_get::<_, &str>(1)?))
         })
     }
@@ -499,9 +511,10 @@ fn assignment_key(row: &tokio_postgres::Row) -> Result<String, PgError> {
     Ok(format!("{}@{}", row.try_get::<_, &str>(0)?, row.try_get::<_, i64>(1)?))
 }
 
-/// The rows' records (JSON text in the last column) that decode; the others are logged by
+/// The rows' records (JSON text in the last column) that decode; the others are reported by
 /// their key (`key_of`) and left out.
 fn readable<T: serde::de::DeserializeOwned>(
+    problems: &Problems,
     rows: &[tokio_postgres::Row],
     table: &'static str,
     key_of: impl Fn(&tokio_postgres::Row) -> Result<String, PgError>,
@@ -511,7 +524,7 @@ fn readable<T: serde::de::DeserializeOwned>(
         let last = row.len().saturating_sub(1);
         match super::from_json::<T>(table, key_of(row)?, row.try_get(last)?) {
             Ok(record) => found.push(record),
-            Err(unreadable) => tracing::warn!(error = %unreadable, "a record cannot be read; left out"),
+            Err(unreadable) => problems.report(&unreadable),
         }
     }
     Ok(found)

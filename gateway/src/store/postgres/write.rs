@@ -9,6 +9,7 @@
 //! copy and counted as a conflict.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use protocol::DeviceId;
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -19,7 +20,7 @@ use super::PgError;
 use super::lease::{Lease, WRITER_LEASE};
 use crate::domain::{Alert, EventBody, EventKey, ResidentId, StoredEvent, Timestamp};
 use crate::store::schema::AlertHeader;
-use crate::store::{AlertChangeRetention, InsertOutcome, NewEvent, Unreadable};
+use crate::store::{AlertChangeRetention, InsertOutcome, NewEvent, Problems, Unreadable};
 
 /// How a commit ended. Only [`CommitOutcome::Committed`] allows a receipt or a PUBACK.
 #[must_use = "receipts may be sent only on Committed"]
@@ -50,6 +51,8 @@ pub struct PgWriteBatch<'s> {
     notices: &'s mut UnboundedReceiver<DbError>,
     alert_change_retention: AlertChangeRetention,
     pub(super) quarantine_capacity: usize,
+    /// Where a record this transaction cannot read is listed and counted.
+    pub(super) problems: Arc<Problems>,
     /// A statement of this transaction failed: PostgreSQL has aborted it, and a COMMIT would
     /// quietly roll back. Committing it reports `RolledBack`.
     failed: bool,
@@ -94,6 +97,7 @@ impl<'s> PgWriteBatch<'s> {
                 notices,
                 alert_change_retention: options.alert_change_retention,
                 quarantine_capacity: options.quarantine_capacity,
+                problems: Arc::clone(&options.problems),
                 failed: false,
             }),
             other => {
@@ -126,6 +130,62 @@ impl<'s> PgWriteBatch<'s> {
     }
 
     async fn insert_events_unguarded(&mut self, events: &[NewEvent]) -> Result<Vec<InsertOutcome>, PgError> {
+        let outcomes = self.classify_and_insert(events).await?;
+        self.record_activity(events, &outcomes).await?;
+        Ok(outcomes)
+    }
+
+    /// Adds the batch's stored events and redelivered copies to the per-device daily activity
+    /// the reports read, merged as the redb store merges them (`store/activity.rs`).
+    async fn record_activity(&self, events: &[NewEvent], outcomes: &[InsertOutcome]) -> Result<(), PgError> {
+        let with = |duplicate: bool| {
+            events
+                .iter()
+                .zip(outcomes)
+                .filter(move |(_, outcome)| (**outcome == InsertOutcome::Duplicate) == duplicate)
+                .map(|(new, _)| &new.event)
+        };
+        let (stored, redelivered) = (with(false), with(true));
+        let days = crate::store::activity::fold_batch(stored, redelivered);
+        if days.is_empty() {
+            return Ok(());
+        }
+        let mut devices = Vec::with_capacity(days.len());
+        let mut day_numbers = Vec::with_capacity(days.len());
+        let mut firsts = Vec::with_capacity(days.len());
+        let mut lasts = Vec::with_capacity(days.len());
+        let mut counts = Vec::with_capacity(days.len());
+        let mut copies = Vec::with_capacity(days.len());
+        for ((device, day), activity) in days {
+            devices.push(device);
+            day_numbers.push(day);
+            firsts.push(activity.first.as_millis());
+            lasts.push(activity.last.as_millis());
+            counts.push(i64::from(activity.events));
+            copies.push(i64::from(activity.duplicates));
+        }
+        self.txn
+            .execute(
+                // A day known only from redelivered copies has no first or last event yet.
+                "INSERT INTO device_days AS d (device, day, first_ms, last_ms, events, duplicates)
+                 SELECT * FROM unnest($1::text[], $2::int4[], $3::int8[], $4::int8[], $5::int8[], $6::int8[])
+                 ON CONFLICT (device, day) DO UPDATE SET
+                     first_ms = CASE WHEN d.events = 0 THEN EXCLUDED.first_ms
+                                     WHEN EXCLUDED.events = 0 THEN d.first_ms
+                                     ELSE least(d.first_ms, EXCLUDED.first_ms) END,
+                     last_ms = CASE WHEN d.events = 0 THEN EXCLUDED.last_ms
+                                    WHEN EXCLUDED.events = 0 THEN d.last_ms
+                                    ELSE greatest(d.last_ms, EXCLUDED.last_ms) END,
+                     events = d.events + EXCLUDED.events,
+                     duplicates = d.duplicates + EXCLUDED.duplicates",
+                &[&devices, &day_numbers, &firsts, &lasts, &counts, &copies],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Stores the events that are new or reuse a key, and classifies each.
+    async fn classify_and_insert(&mut self, events: &[NewEvent]) -> Result<Vec<InsertOutcome>, PgError> {
         let mut outcomes = vec![InsertOutcome::Duplicate; events.len()];
         // Stable: among equal keys the earliest arrival comes first, and is the one inserted.
         let mut order: Vec<(EventKey, usize)> = events.iter().enumerate().map(|(n, e)| (e.event.key, n)).collect();
@@ -287,6 +347,9 @@ impl<'s> PgWriteBatch<'s> {
                 continue;
             };
             let event = decode_row(*key, copy, row.try_get(4)?, row.try_get(5)?, row.try_get(6)?);
+            if let Err(unreadable) = &event {
+                self.problems.report(unreadable);
+            }
             found.entry(*key).or_default().push(StoredCopy { copy, event });
         }
         Ok(found)
@@ -490,12 +553,10 @@ fn resolve_collision(copies: &[StoredCopy], new: &NewEvent, boot_reused_since: O
     let mut duplicate = false;
     for stored in copies {
         last_copy = last_copy.max(stored.copy);
-        match &stored.event {
-            Ok(event) => {
-                let earlier_life = boot_reused_since.is_some_and(|since| event.received_at < since);
-                duplicate |= event.same_content(&new.event) && !earlier_life;
-            }
-            Err(unreadable) => tracing::warn!(error = %unreadable, "a stored copy cannot be read"),
+        // An unreadable copy was reported when it was read.
+        if let Ok(event) = &stored.event {
+            let earlier_life = boot_reused_since.is_some_and(|since| event.received_at < since);
+            duplicate |= event.same_content(&new.event) && !earlier_life;
         }
     }
     (!duplicate).then(|| last_copy.saturating_add(1))
