@@ -124,6 +124,18 @@ fn export_copies_every_read_and_the_audit_chain() {
     let report = verify_chain(&pg_raw, None, pg_head.as_ref());
     assert_eq!((report.first_break, report.entries), (None, 3));
 
+    // The activity as counted on ingest, the redelivery included.
+    let (first, last) = (jiff::civil::date(2000, 1, 1), jiff::civil::date(2100, 1, 1));
+    let totals = redb.delivery_totals(first, last).unwrap();
+    assert_eq!(totals.1, 1);
+    assert_eq!(runtime.block_on(pg.delivery_totals(first, last)).unwrap(), totals);
+    let devices: std::collections::BTreeSet<DeviceId> =
+        events.events.iter().map(|read| read.event.key.device).collect();
+    assert_eq!(
+        runtime.block_on(pg.device_days(&devices, first, last)).unwrap(),
+        redb.device_days(&devices, first, last).unwrap()
+    );
+
     // Exporting again would merge: refused, nothing more written, the lease given back.
     drop(redb);
     let again = export(&data, &config);

@@ -23,6 +23,16 @@ use seam_support::{assert_lease_free, connect, leading_store, pg_config, runtime
 use store_copy_support::{export, exported_store, import, press, realistic_store, tec_gateway, text};
 use testkit::Postgres;
 
+/// Wide enough for every day the tests' events fall on.
+const FIRST_DAY: jiff::civil::Date = date(2000, 1, 1);
+const LAST_DAY: jiff::civil::Date = date(2100, 1, 1);
+
+/// Every device that has events, for the activity reads.
+fn every_device(store: &Store) -> std::collections::BTreeSet<DeviceId> {
+    let events = store.events(&EventFilter::default()).unwrap().events;
+    events.iter().map(|read| read.event.key.device).collect()
+}
+
 /// Everything a redb store answers, for comparing two of them.
 #[derive(Debug, PartialEq)]
 struct Reads {
@@ -43,7 +53,9 @@ struct Reads {
     users: Vec<UserRecord>,
     audit: Vec<(u64, Vec<u8>)>,
     audit_head: Option<AuditHead>,
-    stored_events_per_day: u64,
+    /// (events stored, redelivered copies) over every day.
+    delivery_totals: (u64, u64),
+    device_days: gateway::reports::uptake::ActivityIndex,
 }
 
 fn reads(store: &Store) -> Reads {
@@ -69,7 +81,8 @@ fn reads(store: &Store) -> Reads {
         users: AccessStore::users(store).unwrap(),
         audit: AccessStore::audit_raw(store).unwrap(),
         audit_head: AccessStore::audit_head(store).unwrap(),
-        stored_events_per_day: store.delivery_totals(date(2000, 1, 1), date(2100, 1, 1)).unwrap().0,
+        delivery_totals: store.delivery_totals(FIRST_DAY, LAST_DAY).unwrap(),
+        device_days: store.device_days(&every_device(store), FIRST_DAY, LAST_DAY).unwrap(),
     };
     assert_eq!(store.unreadable_count(), 0, "{:?}", store.unreadable());
     reads
@@ -92,6 +105,7 @@ fn pg_rows(server: &Postgres) -> Vec<String> {
         "SELECT username, record FROM users ORDER BY username",
         "SELECT seq, resident, encode(entry, 'hex') FROM audit_log ORDER BY seq",
         "SELECT name, record FROM audit_head ORDER BY name",
+        "SELECT device, day, first_ms, last_ms, events, duplicates FROM device_days ORDER BY 1, 2",
     ]
     .iter()
     .map(|sql| server.psql(sql).unwrap())
@@ -135,6 +149,8 @@ fn a_redb_store_exported_and_imported_back_reads_the_same() {
     let after = Store::open_in_dir(&imported).unwrap();
     let expected = reads(&before);
     assert!(expected.events.events.len() > 100 && expected.alerts.len() >= 3);
+    // Counted on ingest, not from the events: the redelivery is only known from the count.
+    assert_eq!(expected.delivery_totals.1, 1);
     assert!(!expected.people.is_empty() && !expected.quarantine.is_empty() && expected.users.len() == 2);
     assert_eq!(expected.last_alert_change_seq, 4);
     assert!(
@@ -275,6 +291,16 @@ fn data_written_on_postgres_reads_the_same_once_imported() {
         assert_eq!(redb.users.len(), 2);
         assert_eq!(pg.audit_raw().await.unwrap(), redb.audit, "audit entries byte for byte");
         assert_eq!(pg.audit_head().await.unwrap(), redb.audit_head);
+        assert_eq!(
+            pg.delivery_totals(FIRST_DAY, LAST_DAY).await.unwrap(),
+            redb.delivery_totals
+        );
+        assert_eq!(redb.delivery_totals.1, 1, "the redelivery counted on PostgreSQL");
+        let devices = every_device(&imported);
+        assert_eq!(
+            pg.device_days(&devices, FIRST_DAY, LAST_DAY).await.unwrap(),
+            redb.device_days
+        );
     });
     assert_eq!(redb.audit.len(), 3);
     drop(imported);

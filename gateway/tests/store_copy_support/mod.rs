@@ -98,6 +98,9 @@ pub fn realistic_store(data: &Path) {
             ])
             .unwrap();
         assert_eq!(outcomes[1], InsertOutcome::Conflict { copy: 1 });
+        // A redelivery: nothing stored, counted in the device's day.
+        let outcomes = batch.insert_events(&[press("pnd-exp", 7, T0, T0 + 80_000)]).unwrap();
+        assert_eq!(outcomes, [InsertOutcome::Duplicate]);
         // The alert-change log: the demo's alerts as they are now, one of them twice.
         let alerts = store.alerts(&AlertFilter::default()).unwrap();
         assert!(alerts.len() >= 3, "the demo raised {} alerts", alerts.len());

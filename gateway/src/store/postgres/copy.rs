@@ -7,10 +7,13 @@
 use crate::domain::{Alert, Assignment, DeviceRecord, EventKey, QuarantineRecord, Resident, ResidentId, Timestamp};
 use crate::reports::register::PersonRecord;
 use crate::store::access::{AuditHead, UserRecord};
+use crate::store::activity::StoredDeviceDay;
 use crate::store::schema::AlertHeader;
 
 /// Events are read from one store and written to the other this many at a time.
 pub(super) const EVENT_CHUNK: usize = 1_000;
+/// Device days (small fixed-size rows, up to millions) are written this many at a time.
+pub(super) const DEVICE_DAY_CHUNK: usize = 10_000;
 
 /// One stored event row: its key and copy, what the gateway recorded on receipt, and the
 /// payload exactly as received.
@@ -51,6 +54,9 @@ pub(super) struct Snapshot {
     /// (seq, the entry's bytes exactly as hashed).
     pub audit: Vec<(u64, Vec<u8>)>,
     pub audit_head: Option<AuditHead>,
+    /// Each device's activity per day, as counted on ingest (redelivered copies included,
+    /// which the events alone cannot tell), in (device, day) order.
+    pub device_days: Vec<StoredDeviceDay>,
 }
 
 impl Snapshot {
@@ -69,6 +75,7 @@ impl Snapshot {
         counts.quarantine = rows(self.quarantine.len());
         counts.users = rows(self.users.len());
         counts.audit_entries = rows(self.audit.len());
+        counts.device_days = rows(self.device_days.len());
     }
 }
 
@@ -92,6 +99,7 @@ pub struct CopyCounts {
     pub quarantine: u64,
     pub users: u64,
     pub audit_entries: u64,
+    pub device_days: u64,
 }
 
 impl CopyCounts {
@@ -118,6 +126,7 @@ impl CopyCounts {
             ("quarantine", self.quarantine),
             ("users", self.users),
             ("audit entries", self.audit_entries),
+            ("device days", self.device_days),
         ]
     }
 }

@@ -17,11 +17,12 @@ use std::ops::Bound;
 use protocol::DeviceId;
 use redb::ReadableDatabase;
 
-use super::copy::{CopiedEvent, CopyCounts, EVENT_CHUNK, LoggedChange, Snapshot};
+use super::copy::{CopiedEvent, CopyCounts, DEVICE_DAY_CHUNK, EVENT_CHUNK, LoggedChange, Snapshot};
 use super::write::{PgWriteBatch, to_json};
 use super::{CommitOutcome, PgError, PgStore};
 use crate::domain::{EventKey, ResidentId};
 use crate::store::access::{AccessStore, AuditEntry, AuditHead, HEAD_KEY, UserRecord};
+use crate::store::activity::StoredDeviceDay;
 use crate::store::schema::{AlertHeader, EVENTS, decode_event, open_envelope};
 use crate::store::{AlertChangesSince, AlertFilter, MAX_ALERT_CHANGES_PAGE, Store, StoreError, Unreadable};
 
@@ -42,6 +43,7 @@ const DATA_TABLES: &[&str] = &[
     "sessions",
     "audit_log",
     "audit_head",
+    "device_days",
 ];
 
 /// Why an export did not happen, or may not have.
@@ -162,6 +164,7 @@ impl Snapshot {
             users: AccessStore::users(source)?,
             audit: AccessStore::audit_raw(source)?,
             audit_head: AccessStore::audit_head(source)?,
+            device_days: source.all_device_days()?,
         };
         if let Some(first) = source.unreadable().into_iter().next() {
             return Err(ExportError::UnreadableRecords {
@@ -223,6 +226,9 @@ pub async fn export_redb(source: &Store, target: &mut PgStore) -> Result<CopyCou
     batch
         .insert_audit_keeping_bytes(&snapshot.audit, snapshot.audit_head.as_ref())
         .await?;
+    for days in snapshot.device_days.chunks(DEVICE_DAY_CHUNK) {
+        batch.insert_exported_device_days(days).await?;
+    }
     snapshot.count_into(&mut counts);
 
     match batch.commit().await {
@@ -320,6 +326,15 @@ impl PgWriteBatch<'_> {
                 .await?;
         }
         Ok(())
+    }
+
+    /// Inserts activity records as they are (the target is empty: nothing to merge with).
+    async fn insert_exported_device_days(&mut self, days: &[StoredDeviceDay]) -> Result<(), PgError> {
+        let rows = days
+            .iter()
+            .map(|(device, day, activity)| (device.as_str(), *day, activity));
+        let result = self.merge_device_days(rows).await;
+        self.guard(result)
     }
 
     /// Inserts user records as they are (password hashes, roles, one-time flags).

@@ -31,7 +31,9 @@ use super::copy::{CopiedEvent, CopyCounts, EVENT_CHUNK, LoggedChange, Snapshot};
 use super::write::decode_row;
 use super::{PgError, PgStore, from_json};
 use crate::domain::{Alert, EventKey, StoredEvent, Timestamp, Transition};
+use crate::reports::uptake::DeviceDay;
 use crate::store::access::{AuditHead, HEAD_KEY, catch_up_audit_index};
+use crate::store::activity::put_device_days;
 use crate::store::alert_changes::AlertChangeRecord;
 use crate::store::backup::{BackupError, partial_path, sync_parent, tables_with_rows};
 use crate::store::schema::{
@@ -292,6 +294,7 @@ async fn copy_into(reader: &mut PgStore, store: Store) -> Result<CopyCounts, Imp
     }
     batch.insert_imported_users(&snapshot.users)?;
     batch.insert_audit_keeping_bytes(&snapshot.audit, snapshot.audit_head.as_ref())?;
+    put_device_days(&batch.txn, &snapshot.device_days)?;
     snapshot.count_into(&mut counts);
     // The last commit makes every earlier one durable too.
     batch
@@ -395,6 +398,28 @@ async fn read_snapshot(txn: &Transaction<'_>) -> Result<Snapshot, ImportError> {
         .await?
         .map(|row| Ok::<AuditHead, ImportError>(from_json("audit_head", HEAD_KEY, row.try_get(0)?)?))
         .transpose()?;
+    let device_days = txn
+        .query(
+            "SELECT device, day, first_ms, last_ms, events, duplicates FROM device_days ORDER BY device, day",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|row| {
+            let (device, day): (String, i32) = (row.try_get(0)?, row.try_get(1)?);
+            let count = |value: i64| {
+                u32::try_from(value)
+                    .map_err(|_| Unreadable::new("device_days", format_args!("{device}/{day}"), "counts out of range"))
+            };
+            let activity = DeviceDay {
+                first: Timestamp::from_millis(row.try_get(2)?),
+                last: Timestamp::from_millis(row.try_get(3)?),
+                events: count(row.try_get(4)?)?,
+                duplicates: count(row.try_get(5)?)?,
+            };
+            Ok((device, day, activity))
+        })
+        .collect::<Result<Vec<_>, ImportError>>()?;
     let key = |row: &Row| row.try_get::<_, String>(0);
     Ok(Snapshot {
         alerts: read_alerts(txn).await?,
@@ -433,6 +458,7 @@ async fn read_snapshot(txn: &Transaction<'_>) -> Result<Snapshot, ImportError> {
         .await?,
         audit,
         audit_head,
+        device_days,
     })
 }
 
@@ -509,7 +535,7 @@ fn stored_seq(table: &'static str, seq: i64) -> Result<u64, Unreadable> {
 
 impl WriteBatch<'_> {
     /// Stores event rows under their own keys and copy numbers, with the time and resident
-    /// indexes and the per-device activity, as ingest would have.
+    /// indexes as ingest would have (the per-device activity is copied as it was counted).
     fn insert_imported_events(&mut self, rows: &[(CopiedEvent, StoredEvent)]) -> Result<(), StoreError> {
         let mut encoder = EventEncoder::default();
         {
@@ -526,7 +552,7 @@ impl WriteBatch<'_> {
             }
         }
         let stored: Vec<(&StoredEvent, u32)> = rows.iter().map(|(row, event)| (event, row.copy)).collect();
-        self.write_indexes(&stored)
+        self.write_lookup_indexes(&stored)
     }
 
     /// Stores alert changes under their own seqs and sets the counter to `last_seq` (which may
