@@ -407,9 +407,10 @@ async fn read_snapshot(txn: &Transaction<'_>) -> Result<Snapshot, ImportError> {
         .iter()
         .map(|row| {
             let (device, day): (String, i32) = (row.try_get(0)?, row.try_get(1)?);
+            // Read as the gateway reads them (saturated at u32, as redb keeps them).
             let count = |value: i64| {
-                u32::try_from(value)
-                    .map_err(|_| Unreadable::new("device_days", format_args!("{device}/{day}"), "counts out of range"))
+                super::reads::count(value)
+                    .ok_or_else(|| Unreadable::new("device_days", format_args!("{device}/{day}"), "a negative count"))
             };
             let activity = DeviceDay {
                 first: Timestamp::from_millis(row.try_get(2)?),
