@@ -7,6 +7,7 @@
 mod access_support;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use access_support::{Gateway, add_user};
 use clap::Parser;
@@ -267,7 +268,8 @@ fn a_refusal_at_write_time_aborts_the_whole_import() {
     let file = b"person_id,device_id,from,to\nP1,dev-5,2020-01-01,\nP2,dev-6,2020-01-01,\n";
     let change = prepare_assignments(file, &known, &store.all_assignments().unwrap()).unwrap();
     assert!(matches!(&change, RegisterChange::Assignments(lines) if lines.len() == 2));
-    let refused = apply_register(&store, &change).unwrap().unwrap_err();
+    let mut store = Arc::new(store);
+    let refused = apply_register(&mut store, &change, &[]).unwrap().unwrap_err();
     assert_eq!(refused.line, 3, "{refused:?}");
     assert!(refused.reason.contains("dev-6"), "{refused:?}");
     assert!(

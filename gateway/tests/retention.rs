@@ -11,12 +11,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use gateway::config::{BrokerUrl, Config, ConfigError};
+use gateway::config::{BrokerUrl, Config, ConfigError, StoreConfig, StoreKind};
 use gateway::demo::{DemoConfig, write_demo};
 use gateway::domain::*;
 use gateway::reports::register::{Equality, PersonRecord, PersonRole, ServiceType};
 use gateway::reports::source::{kpi_from_store, uptake_from_store};
 use gateway::retention::{PurgeCounts, RetentionPolicy, purge_offline};
+use gateway::store::postgres::{PgStore, PgStoreOptions};
 use gateway::store::*;
 use jiff::civil::{Date, date};
 use protocol::{AlarmKind, DeviceId, SensorState, UplinkBody};
@@ -609,4 +610,105 @@ fn the_purge_command_prints_counts_per_batch_and_a_dry_run_says_would() {
         text.contains("retention purge removed: telemetry events 5, alarm events 2, alerts 2"),
         "{text}"
     );
+}
+
+/// The same history on PostgreSQL (exported from a seeded redb store), purged by a leading
+/// gateway's daily run through its fenced writer, ends as the redb store purged offline does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_on_postgres_purges_what_redb_purges() {
+    let (_reference_dir, reference) = seeded();
+    purge(&reference, false);
+    let (_source_dir, source) = seeded();
+    let server = tokio::task::block_in_place(testkit::Postgres::start).unwrap();
+    let mut pg_config = StoreConfig {
+        kind: StoreKind::Postgres,
+        postgres_url: Some(server.connection_string("postgres")),
+        lease_s: 3,
+        ..StoreConfig::default()
+    };
+    {
+        let mut target = PgStore::connect(
+            &pg_config.postgres_config().unwrap(),
+            PgStoreOptions::new("export", Duration::from_secs(30)),
+        )
+        .await
+        .unwrap();
+        target.acquire_lease().await.unwrap();
+        tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(gateway::store::postgres::export_redb(&source, &mut target))
+        })
+        .unwrap();
+        target.release_lease().await.unwrap();
+    }
+    drop(source);
+
+    let clock = Arc::new(ManualClock(AtomicI64::new(now().plus_ms(-60_000).as_millis())));
+    let data = tempfile::tempdir().unwrap();
+    pg_config.holder = Some("gw-retention".into());
+    let mut config = Config {
+        data_dir: data.path().to_path_buf(),
+        http: "127.0.0.1:0".parse().unwrap(),
+        store: pg_config,
+        ..Config::default()
+    };
+    config.mqtt.broker = BrokerUrl::parse("mqtt://127.0.0.1:9").unwrap();
+    config.retention.batch_size = 100;
+    let handle = gateway::app::spawn(config, clock.clone()).await.unwrap();
+    let client = handle.client();
+    let rules = gateway::alerts::ResidentRules {
+        bed_return_within_min: Some(30),
+        movement_expected_by: None,
+    };
+    client.set_resident_rules(res("GONE"), rules).await.unwrap();
+    clock.0.fetch_add(120_000, Ordering::SeqCst);
+    let reads = client.reads().unwrap();
+    let mut waited = 0;
+    while !String::from_utf8(reads.audit_raw().unwrap().last().unwrap().1.clone())
+        .unwrap()
+        .contains("retention_purged")
+    {
+        assert!(
+            waited < 150,
+            "the purge did not run: {} events",
+            reads.event_count().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        waited += 1;
+    }
+
+    let keys = |store: &dyn ReadStore| -> Vec<String> {
+        let page = store.events(&EventFilter::default()).unwrap();
+        page.events.iter().map(|read| read.event.key.to_string()).collect()
+    };
+    let ids = |store: &dyn ReadStore| -> Vec<u64> {
+        store
+            .alerts(&AlertFilter::default())
+            .unwrap()
+            .iter()
+            .map(|a| a.id.0)
+            .collect()
+    };
+    assert_eq!(keys(&*reads), keys(&reference));
+    assert_eq!(keys(&reference).len(), 3, "the reference purged something");
+    assert_eq!(ids(&*reads), ids(&reference));
+    assert_eq!(reads.people().unwrap(), reference.people().unwrap());
+    assert_eq!(reads.residents().unwrap(), reference.residents().unwrap());
+    assert_eq!(reads.all_assignments().unwrap(), reference.all_assignments().unwrap());
+    assert_eq!(reads.quarantine_len().unwrap(), reference.quarantine_len().unwrap());
+    assert!(reads.resident(&res("GONE")).unwrap().is_none());
+    // The chain verifies from the same checkpoint on both.
+    let report = verify_chain(
+        &reads.audit_raw().unwrap(),
+        reads.audit_checkpoint().unwrap().as_ref(),
+        reads.audit_head().unwrap().as_ref(),
+    );
+    assert!(report.intact, "{:?}", report.first_break);
+    assert_eq!(report.starts_after, chain_intact(&reference).2);
+    assert!(report.starts_after.is_some());
+    // The erasure left no engine state behind.
+    let state = server
+        .psql("SELECT count(*) FROM engine_state WHERE key LIKE '%GONE%'")
+        .unwrap();
+    assert_eq!(state, "0");
+    handle.shutdown().await.unwrap();
 }

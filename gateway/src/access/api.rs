@@ -9,12 +9,12 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::audit::{Action, ChainReport, draft, verify_chain};
-use super::guard::{ApiError, ApiJson, ClientAddr};
+use super::guard::{ApiError, ApiJson, ClientAddr, read_store};
 use super::password::{check_new_password, dummy_hash, hash_password, one_time_password, verify_password};
 use super::token::{new_token, token_hash};
 use super::{ApiState, Caller, Role, Username};
 use crate::domain::{ResidentId, Timestamp};
-use crate::store::{AccessChange, AccessOp, AccessRefusal, AccessStore, AuditEntry, SessionRecord, UserRecord};
+use crate::store::{AccessChange, AccessOp, AccessRefusal, AuditEntry, SessionRecord, UserRecord};
 use crate::writer::core::OperatorError;
 
 const BAD_LOGIN: &str = "invalid username or password";
@@ -772,14 +772,13 @@ pub async fn audit_verify(
 /// Checks the whole chain (a break is logged as an error), then records that it was checked.
 /// The API and the audit page.
 pub async fn check_audit_chain(state: &ApiState, caller: &Caller) -> Result<ChainReport, ApiError> {
-    let report = {
-        // The retention's audit checkpoint is kept on redb only so far.
-        let store = state.client.store().map_err(ApiError::unavailable)?;
-        let raw = store.audit_raw().map_err(ApiError::unavailable)?;
-        let checkpoint = store.audit_checkpoint().map_err(ApiError::unavailable)?;
-        let head = store.audit_head().map_err(ApiError::unavailable)?;
-        verify_chain(&raw, checkpoint.as_ref(), head.as_ref())
-    };
+    let report = read_store(state, "audit chain", |store| {
+        let raw = store.audit_raw()?;
+        let checkpoint = store.audit_checkpoint()?;
+        let head = store.audit_head()?;
+        Ok(verify_chain(&raw, checkpoint.as_ref(), head.as_ref()))
+    })
+    .await?;
     if let Some(broken) = &report.first_break {
         tracing::error!(seq = broken.seq, "AUDIT CHAIN BROKEN: {broken}");
     }

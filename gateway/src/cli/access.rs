@@ -9,6 +9,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
@@ -21,7 +22,7 @@ use crate::domain::{Clock, SystemClock, Timestamp};
 use crate::store::postgres::{LeaseAttempt, PgStore, PgStoreOptions};
 use crate::store::{
     AccessChange, AccessOp, AccessRefusal, AccessStore, AuditCheckpoint, AuditEntry, AuditHead, PgBlocking, ReadStore,
-    STORE_FILE_NAME, Store, StoreError, UserRecord,
+    STORE_FILE_NAME, Store, StoreError, UserRecord, WriteStore,
 };
 
 /// Who the CLI's audit entries name: the person at the gateway's console.
@@ -119,6 +120,10 @@ pub(crate) fn open_store(data: &Path, create: bool) -> anyhow::Result<Store> {
     Store::open(&path).with_context(|| format!("opening the store {}", path.display()))
 }
 
+/// What to do instead of a user change while a gateway leads.
+const USERS_INSTEAD: &str =
+    "Manage users through the API or the console's Users page as an administrator, or stop the gateways first";
+
 /// The writer-lease holder name of this command: never a gateway's, and unique per process.
 pub(crate) fn cli_holder() -> String {
     format!("tec-gateway-cli-{}", std::process::id())
@@ -178,12 +183,8 @@ impl AdminStore for PgBlocking {
         PgBlocking::audit_head(self)
     }
 
-    /// None: the retention purge does not run on PostgreSQL yet, so its audit log has never
-    /// lost its oldest entries and keeps no checkpoint; the chain is checked from entry 1.
-    /// When the purge comes to PostgreSQL, its checkpoint must be read here, or a purged
-    /// chain would be reported broken.
     fn audit_checkpoint(&self) -> Result<Option<AuditCheckpoint>, StoreError> {
-        Ok(None)
+        PgBlocking::audit_checkpoint(self)
     }
 
     fn apply_access(&mut self, change: &AccessChange) -> Result<Result<Vec<AuditEntry>, AccessRefusal>, StoreError> {
@@ -191,10 +192,28 @@ impl AdminStore for PgBlocking {
     }
 }
 
+/// Either store as the offline register and device commands write it: its write
+/// transactions, and its reads (the checks before the write).
+pub(crate) trait OfflineStore: WriteStore {
+    fn reads(&self) -> &dyn ReadStore;
+}
+
+impl OfflineStore for Arc<Store> {
+    fn reads(&self) -> &dyn ReadStore {
+        &**self
+    }
+}
+
+impl OfflineStore for PgBlocking {
+    fn reads(&self) -> &dyn ReadStore {
+        self
+    }
+}
+
 /// A PostgreSQL store for one command, on a runtime of its own: the commands are synchronous
 /// and run outside any async runtime (as `main` runs them).
-struct PgAdmin {
-    store: PgBlocking,
+pub(crate) struct PgAdmin {
+    pub(crate) store: PgBlocking,
     lease_s: u64,
     /// Declared after `store`, so dropped after it: the connection winds down on a live runtime.
     _runtime: tokio::runtime::Runtime,
@@ -221,10 +240,14 @@ impl PgAdmin {
     }
 
     /// Runs `change` as the store's only writer, under the writer lease, as redb's file lock
-    /// makes the offline commands wait for a stopped gateway: refused while a gateway leads.
-    /// The lease is given back afterwards whatever happened, so the gateways need not wait for
-    /// it to run out.
-    fn with_writer_lease<T>(&mut self, change: impl FnOnce(&mut PgBlocking) -> anyhow::Result<T>) -> anyhow::Result<T> {
+    /// makes the offline commands wait for a stopped gateway: refused while a gateway leads
+    /// (`instead` says what to do then). The lease is given back afterwards whatever happened,
+    /// so the gateways need not wait for it to run out.
+    pub(crate) fn with_writer_lease<T>(
+        &mut self,
+        instead: &str,
+        change: impl FnOnce(&mut PgBlocking) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
         let attempt = self
             .store
             .acquire_lease()
@@ -237,8 +260,7 @@ impl PgAdmin {
             bail!(
                 "a gateway is running on this PostgreSQL store: {holder} holds the writer lease \
                  (for {seconds} s more unless renewed; a gateway that stopped uncleanly keeps it until then). \
-                 Manage users through the API or the console's Users page as an administrator, \
-                 or stop the gateways first; nothing was changed"
+                 {instead}; nothing was changed"
             );
         }
         let changed = change(&mut self.store);
@@ -259,7 +281,7 @@ impl PgAdmin {
 }
 
 /// The store a command works on.
-enum Opened {
+pub(crate) enum Opened {
     Redb(Store),
     Postgres(Box<PgAdmin>),
 }
@@ -268,7 +290,7 @@ impl StoreLocation {
     /// `create`: a redb store may be made in an existing data directory (a first user added
     /// before the gateway ever ran). On PostgreSQL, connecting creates or migrates the schema
     /// as the gateway does.
-    fn open(&self, create: bool) -> anyhow::Result<Opened> {
+    pub(crate) fn open(&self, create: bool) -> anyhow::Result<Opened> {
         match (&self.data, &self.config) {
             (Some(data), None) => Ok(Opened::Redb(open_store(data, create)?)),
             (None, Some(file)) => {
@@ -287,16 +309,22 @@ impl StoreLocation {
     }
 }
 
+impl Opened {
+    /// What a command reads, from either store.
+    pub(crate) fn reads(&self) -> &dyn ReadStore {
+        match self {
+            Opened::Redb(store) => store,
+            Opened::Postgres(pg) => &pg.store,
+        }
+    }
+}
+
 impl StoreLocation {
     /// Runs `read` on the store, for the commands that only read (the reports). PostgreSQL is
     /// read without the writer lease, so a report runs beside the gateways and never holds
     /// them up; redb's file lock needs the gateway stopped.
     pub(crate) fn read<T>(&self, read: impl FnOnce(&dyn ReadStore) -> Result<T, StoreError>) -> anyhow::Result<T> {
-        let result = match self.open(false)? {
-            Opened::Redb(store) => read(&store),
-            Opened::Postgres(pg) => read(&pg.store),
-        };
-        result.context("reading the store")
+        read(self.open(false)?.reads()).context("reading the store")
     }
 }
 
@@ -348,7 +376,7 @@ pub fn run_user(args: &UserArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     match location.open(matches!(request, UserRequest::Add { .. }))? {
         Opened::Redb(mut store) => user_command(&request, &mut store, now, out),
         Opened::Postgres(mut pg) if request.writes() => {
-            pg.with_writer_lease(|store| user_command(&request, store, now, out))
+            pg.with_writer_lease(USERS_INSTEAD, |store| user_command(&request, store, now, out))
         }
         Opened::Postgres(mut pg) => user_command(&request, &mut pg.store, now, out),
     }

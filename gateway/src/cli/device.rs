@@ -1,36 +1,48 @@
 //! `tec-gateway device provision|provision-batch|revoke|broker-account`: a device's register
 //! entry and its broker credential, in one step.
 //!
-//! Offline like `import` and `user add` (`--data DIR`, the gateway stopped): the store is
-//! opened exclusively, which also keeps two provisioning runs from interleaving their edits of
-//! the broker files. The store is written first (one transaction with its audit entry), then
-//! the password file, then the ACL file, each replaced atomically (temp file + fsync + rename),
-//! so the broker never reads half a file. Mosquitto rereads both on SIGHUP.
+//! Offline like `import` and `user add` (`--data DIR` or `--config FILE`, the gateways
+//! stopped): the command is the store's only writer from before it reads the broker files
+//! until it has written them, which also keeps two provisioning runs from interleaving their
+//! edits of those files. The store is written first (one transaction with its audit entries),
+//! then the two broker files, in the order that never grants a login without its rights, each
+//! replaced atomically (temp file + fsync + rename), so the broker never reads half a file.
+//! Mosquitto rereads both on SIGHUP.
+//!
+//! On redb the store's file lock makes the command the only writer. On PostgreSQL it holds the
+//! writer lease for that whole span (refused while a gateway leads, nothing written) and gives
+//! it back at the end, whatever happened. The lease is not renewed: a run takes far less than
+//! its length. Should it run out all the same, the store transaction is fenced (refused, nothing
+//! stored) and the broker files are not touched; so a broker file is only ever written after
+//! the store holds what it grants, under a lease still this command's when it committed.
 
 use std::fs;
 use std::io::{Read as _, Write};
 use std::num::NonZeroU32;
 use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use protocol::DeviceId;
 
-use super::access::open_store;
+use super::access::{OfflineStore, Opened, StoreLocation};
 use crate::access::audit::{Action, draft};
 use crate::domain::{Assignment, Clock, DeviceRecord, ResidentId, SystemClock, Timestamp};
 use crate::provision::batch::{BatchRefused, DeliveryRow, RowProblem, parse_delivery, parse_kind};
 use crate::provision::credential::new_password;
 use crate::provision::mosquitto::{AclFile, ITERATIONS, PasswordFile, SALT_LEN, hash_password};
 use crate::provision::sheet::{self, Card};
-use crate::store::{AccessChange, AccessStore, Store};
+use crate::store::{AuditDraft, CommitOutcome, ReadStore, StoreError, WriteTxn};
 
 /// Who the audit entry names: the person at the gateway's console.
 const CLI_ACTOR: &str = "cli";
 /// Largest delivery file read.
 const MAX_CSV_BYTES: u64 = 4 * 1024 * 1024;
 const RELOAD_HINT: &str = "reload the broker to apply: systemctl reload mosquitto (or kill -HUP <mosquitto pid>)";
+/// What to do instead while a gateway leads: the broker files are written only here.
+const DEVICES_INSTEAD: &str = "Stop the gateways first, then run the command again";
 
 #[derive(Debug, Args)]
 pub struct DeviceArgs {
@@ -41,9 +53,9 @@ pub struct DeviceArgs {
 /// Where the register and the broker's files are.
 #[derive(Debug, Clone, Args)]
 pub struct Targets {
-    /// The gateway's data directory; the gateway must be stopped (the store is opened exclusively).
-    #[arg(long, value_name = "DIR")]
-    pub data: PathBuf,
+    /// The store (the gateways must be stopped: the command is its only writer).
+    #[command(flatten)]
+    pub store: StoreLocation,
     /// Mosquitto's `password_file` (created if missing).
     #[arg(long, value_name = "PATH")]
     pub password_file: PathBuf,
@@ -133,16 +145,22 @@ pub fn run(args: &DeviceArgs, out: &mut dyn Write) -> anyhow::Result<()> {
                     .transpose()?,
                 serial: None,
             };
-            let cards = provision(&[row], *rotate, targets, None, now).map_err(|refused| match refused {
-                Refusal::Rows(rows) => anyhow::anyhow!(
+            let run = Provisioning {
+                rows: &[row],
+                rotate: *rotate,
+                targets,
+                sheet_target: None,
+                now,
+            };
+            let cards = provision(&run)?.map_err(|rows| {
+                anyhow::anyhow!(
                     "{}",
                     rows.problems
                         .iter()
                         .map(|p| p.reason.as_str())
                         .collect::<Vec<_>>()
                         .join("\n")
-                ),
-                Refusal::Other(e) => e,
+                )
             })?;
             for card in &cards {
                 writeln!(
@@ -174,10 +192,14 @@ pub fn run(args: &DeviceArgs, out: &mut dyn Write) -> anyhow::Result<()> {
                 path: sheet_path,
                 broker: broker.as_deref(),
             };
-            let cards = provision(&rows, *rotate, targets, Some(&sheet), now).map_err(|refused| match refused {
-                Refusal::Rows(rows) => anyhow::anyhow!("{}:\n{rows}", csv.display()),
-                Refusal::Other(e) => e,
-            })?;
+            let run = Provisioning {
+                rows: &rows,
+                rotate: *rotate,
+                targets,
+                sheet_target: Some(&sheet),
+                now,
+            };
+            let cards = provision(&run)?.map_err(|rows| anyhow::anyhow!("{}:\n{rows}", csv.display()))?;
             writeln!(out, "{} devices provisioned", cards.len())?;
             writeln!(
                 out,
@@ -245,28 +267,37 @@ struct SheetTarget<'a> {
     broker: Option<&'a str>,
 }
 
-enum Refusal {
-    Rows(BatchRefused),
-    Other(anyhow::Error),
-}
-
-impl From<anyhow::Error> for Refusal {
-    fn from(e: anyhow::Error) -> Self {
-        Refusal::Other(e)
+/// Checks every row against the store and the broker files, then writes all of them: the
+/// sheet first (new passwords are never lost: a later failure leaves a sheet of passwords not
+/// yet in force, and says so), then the store in one transaction with the audit entries, then
+/// each broker file once. `Ok(Err(rows))`: rows refused, nothing written.
+fn provision(run: &Provisioning<'_>) -> anyhow::Result<Result<Vec<Card>, BatchRefused>> {
+    match run.targets.store.open(false)? {
+        Opened::Redb(store) => provision_in_store(&mut Arc::new(store), run),
+        Opened::Postgres(mut pg) => pg.with_writer_lease(DEVICES_INSTEAD, |store| provision_in_store(store, run)),
     }
 }
 
-/// Checks every row against the store and the broker files, then writes all of them: the
-/// sheet first (new passwords are never lost: a later failure leaves a sheet of passwords not
-/// yet in force, and says so), then the store in one transaction, then each broker file once.
-fn provision(
-    rows: &[DeliveryRow],
+/// One provisioning run: its rows and where they go.
+struct Provisioning<'a> {
+    rows: &'a [DeliveryRow],
     rotate: bool,
-    targets: &Targets,
-    sheet_target: Option<&SheetTarget<'_>>,
+    targets: &'a Targets,
+    sheet_target: Option<&'a SheetTarget<'a>>,
     now: Timestamp,
-) -> Result<Vec<Card>, Refusal> {
-    let store = open_store(&targets.data, false)?;
+}
+
+fn provision_in_store(
+    store: &mut impl OfflineStore,
+    run: &Provisioning<'_>,
+) -> anyhow::Result<Result<Vec<Card>, BatchRefused>> {
+    let Provisioning {
+        rows,
+        rotate,
+        targets,
+        sheet_target,
+        now,
+    } = *run;
     let mut passwords = PasswordFile::parse(&read_or_empty(&targets.password_file)?)
         .with_context(|| targets.password_file.display().to_string())?;
     let mut acl =
@@ -274,12 +305,12 @@ fn provision(
 
     let mut problems = Vec::new();
     for row in rows {
-        if let Err(reason) = check_row(&store, &passwords, &acl, row, rotate, now) {
+        if let Err(reason) = check_row(store.reads(), &passwords, &acl, row, rotate, now) {
             problems.push(RowProblem { line: row.line, reason });
         }
     }
     if !problems.is_empty() {
-        return Err(Refusal::Rows(BatchRefused { problems }));
+        return Ok(Err(BatchRefused { problems }));
     }
 
     let mut cards = Vec::with_capacity(rows.len());
@@ -298,28 +329,57 @@ fn provision(
     if let Some(target) = sheet_target {
         write_new(target.path, sheet::render(&cards, target.broker).as_bytes(), 0o600)?;
     }
-    let entries = rows
+    let entries: Vec<_> = rows
         .iter()
         .map(|row| {
             let verb = if rotate { "credential rotated" } else { "provisioned" };
             let target = format!("device {} ({}) {verb}", row.device, sheet::kind_name(row.kind));
-            (Action::DeviceProvisioned, row.resident.clone(), target)
+            audit_draft(Action::DeviceProvisioned, row.resident.as_ref(), &target, now)
         })
         .collect();
-    audit(&store, entries, now)?;
-    register(&store, rows, now).context("writing the register")?;
+    let stored = store
+        .begin_txn()
+        .and_then(|mut txn| {
+            txn.append_audit(&entries)?;
+            register(&mut txn, rows, now)?;
+            Ok(txn.commit())
+        })
+        .context("writing the register")
+        .and_then(committed);
+    if let (Err(e), Some(target)) = (&stored, sheet_target) {
+        bail!(
+            "{e:#}\n{} holds passwords not in force: delete it, and give the next run a new --sheet",
+            target.path.display()
+        );
+    }
+    stored?;
     // The ACL first: a device block without a password line lets nobody in, and a re-run
     // (without --rotate) completes it. The other order would leave a login with no rights
     // that the checks then refuse to touch.
     replace_file(&targets.acl_file, acl.render().as_bytes())?;
     replace_file(&targets.password_file, passwords.render().as_bytes())?;
     tracing::info!(devices = rows.len(), rotate, "devices provisioned");
-    Ok(cards)
+    Ok(Ok(cards))
+}
+
+/// Only a commit known to have happened lets the broker files change; otherwise they are
+/// left as they were, and the error says whether the store may hold the change.
+fn committed(outcome: CommitOutcome) -> anyhow::Result<()> {
+    match outcome {
+        CommitOutcome::Committed => Ok(()),
+        CommitOutcome::RolledBack(e) => {
+            Err(anyhow::Error::from(e).context("nothing was stored; the broker files are unchanged"))
+        }
+        CommitOutcome::Unknown(e) => Err(anyhow::Error::from(e).context(
+            "the store may or may not hold the change; the broker files are unchanged: \
+             run the command again (its store write is idempotent)",
+        )),
+    }
 }
 
 /// Why a row cannot be provisioned, if it cannot.
 fn check_row(
-    store: &Store,
+    store: &dyn ReadStore,
     passwords: &PasswordFile,
     acl: &AclFile,
     row: &DeliveryRow,
@@ -364,21 +424,24 @@ fn check_row(
 }
 
 /// Registers every row (keeping what ingest learnt of known devices) and starts the new
-/// assignments, in one transaction.
-fn register(store: &Store, rows: &[DeliveryRow], now: Timestamp) -> anyhow::Result<()> {
-    let mut txn = store.begin_write()?;
-    for row in rows {
-        let record = match txn.device(&row.device)? {
+/// assignments, in `txn`.
+fn register(txn: &mut impl WriteTxn, rows: &[DeliveryRow], now: Timestamp) -> Result<(), StoreError> {
+    let ids: Vec<DeviceId> = rows.iter().map(|row| row.device).collect();
+    let known = txn.devices(&ids)?;
+    let at: Vec<(DeviceId, Timestamp)> = ids.iter().map(|id| (*id, now)).collect();
+    let current = txn.residents_for(&at)?;
+    let mut records = Vec::with_capacity(rows.len());
+    for ((row, known), current) in rows.iter().zip(known).zip(current) {
+        records.push(match known.map_err(StoreError::Unreadable)? {
             Some(mut known) => {
                 known.kind = row.kind;
                 known.registered = true;
                 known
             }
             None => DeviceRecord::new(row.device, row.kind, true),
-        };
-        txn.put_device(&record)?;
+        });
         if let Some(resident) = &row.resident
-            && txn.resident_for(&row.device, now)?.as_ref() != Some(resident)
+            && current.as_ref() != Some(resident)
         {
             txn.assign(&Assignment {
                 device: row.device,
@@ -388,42 +451,53 @@ fn register(store: &Store, rows: &[DeliveryRow], now: Timestamp) -> anyhow::Resu
             })?;
         }
     }
-    txn.commit()?;
-    Ok(())
+    txn.put_devices(&records.iter().collect::<Vec<_>>())
 }
 
+/// Revokes as the store's only writer (see the module's comment).
 fn revoke(device: &DeviceId, targets: &Targets, now: Timestamp) -> anyhow::Result<()> {
-    let store = open_store(&targets.data, false)?;
+    match targets.store.open(false)? {
+        Opened::Redb(store) => revoke_in_store(&mut Arc::new(store), device, targets, now),
+        Opened::Postgres(mut pg) => {
+            pg.with_writer_lease(DEVICES_INSTEAD, |store| revoke_in_store(store, device, targets, now))
+        }
+    }
+}
+
+fn revoke_in_store(
+    store: &mut impl OfflineStore,
+    device: &DeviceId,
+    targets: &Targets,
+    now: Timestamp,
+) -> anyhow::Result<()> {
     let mut passwords = PasswordFile::parse(&read_or_empty(&targets.password_file)?)
         .with_context(|| targets.password_file.display().to_string())?;
     let mut acl =
         AclFile::parse(&read_or_empty(&targets.acl_file)?).with_context(|| targets.acl_file.display().to_string())?;
-    let known = store.device(device)?;
+    let known = store.reads().device(device)?;
     if !acl.contains(device) && known.is_none() {
         bail!("no device {device} in the ACL file or the register");
     }
     if passwords.contains(device.as_str()) && !acl.contains(device) {
         bail!("{device} has a password line but no device block in the ACL file: not a provisioned device, left alone");
     }
-    let resident = store.resident_for(device, now)?;
-    audit(
-        &store,
-        vec![(
-            Action::DeviceRevoked,
-            resident.clone(),
-            format!("device {device} revoked"),
-        )],
+    let resident = store.reads().resident_for(device, now)?;
+    let entry = audit_draft(
+        Action::DeviceRevoked,
+        resident.as_ref(),
+        &format!("device {device} revoked"),
         now,
-    )?;
+    );
+    let mut txn = store.begin_txn()?;
+    txn.append_audit(&[entry])?;
     if let Some(mut record) = known {
-        let mut txn = store.begin_write()?;
         record.registered = false;
-        txn.put_device(&record)?;
+        txn.put_devices(&[&record])?;
         if resident.is_some() {
             txn.end_assignment(device, now)?;
         }
-        txn.commit()?;
     }
+    committed(txn.commit())?;
     // The password line first: without it the device cannot log in, whatever the ACL says.
     passwords.remove(device.as_str());
     replace_file(&targets.password_file, passwords.render().as_bytes())?;
@@ -433,20 +507,10 @@ fn revoke(device: &DeviceId, targets: &Targets, now: Timestamp) -> anyhow::Resul
     Ok(())
 }
 
-/// One entry per device, naming its resident (if any), so the resident's audit trail shows
-/// which device was given to them.
-fn audit(store: &Store, entries: Vec<(Action, Option<ResidentId>, String)>, now: Timestamp) -> anyhow::Result<()> {
-    let drafts = entries
-        .iter()
-        .map(|(action, resident, target)| draft(now, CLI_ACTOR, None, *action, resident.as_ref(), Some(target), None))
-        .collect();
-    store
-        .apply_access(&AccessChange {
-            ops: Vec::new(),
-            audit: drafts,
-        })?
-        .map_err(|refusal| anyhow::anyhow!("audit entry refused: {refusal}"))?;
-    Ok(())
+/// An entry naming the device's resident (if any), so the resident's audit trail shows which
+/// device was given to them.
+fn audit_draft(action: Action, resident: Option<&ResidentId>, target: &str, now: Timestamp) -> AuditDraft {
+    draft(now, CLI_ACTOR, None, action, resident, Some(target), None)
 }
 
 fn new_hash(password: &str) -> anyhow::Result<String> {

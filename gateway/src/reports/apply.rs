@@ -17,7 +17,7 @@ use protocol::DeviceId;
 use super::import::{ImportError, LineError, parse_assignment_lines, parse_people};
 use super::register::{PersonRecord, RegisterAssignment};
 use crate::domain::{Assignment, ResidentId, Timestamp};
-use crate::store::{REPORT_TIMEZONE, Store, StoreError, WriteTxn};
+use crate::store::{AuditDraft, CommitOutcome, REPORT_TIMEZONE, StoreError, WriteStore, WriteTxn};
 
 /// One register file, checked and ready to write in one transaction.
 #[derive(Debug, Clone, PartialEq)]
@@ -101,24 +101,30 @@ pub fn prepare_assignments(
     to_instants(checked, &tz).map(RegisterChange::Assignments)
 }
 
-/// Writes the change in one transaction: `Ok(Ok(counts))` when committed, `Ok(Err(line))`
-/// when the store refused a line (an assignment overlapping one stored since the file was
-/// checked); then nothing was written.
-pub fn apply_register(store: &Store, change: &RegisterChange) -> Result<Result<ImportCounts, LineError>, StoreError> {
-    let mut txn = store.begin_write()?;
+/// Writes the change and `audit` (the entries recording it) in one transaction of either
+/// store, the one path for the admin API's import (through the writer's `Core`) and the
+/// offline command. `Ok(Err(line))`: the store refused a line (an assignment overlapping one
+/// stored since the file was checked), and nothing was written, the audit entries neither.
+/// Otherwise the counts and how the commit ended: only `Committed` means stored.
+pub fn apply_register<S: WriteStore>(
+    store: &mut S,
+    change: &RegisterChange,
+    audit: &[AuditDraft],
+) -> Result<Result<(ImportCounts, CommitOutcome), LineError>, StoreError> {
+    let mut txn = store.begin_txn()?;
     let counts = match write_register(&mut txn, change)? {
         Ok(counts) => counts,
         // Dropping `txn` unwritten aborts it: nothing of this import is stored.
         Err(line) => return Ok(Err(line)),
     };
-    txn.commit()?;
-    Ok(Ok(counts))
+    txn.append_audit(audit)?;
+    Ok(Ok((counts, txn.commit())))
 }
 
 /// Writes the change into `txn` (of either store), which the caller commits only on
 /// `Ok(Ok(counts))`; on `Ok(Err(line))` (a line the store refused) it must be dropped, so
 /// nothing of the file is stored.
-pub fn write_register(
+fn write_register(
     txn: &mut impl WriteTxn,
     change: &RegisterChange,
 ) -> Result<Result<ImportCounts, LineError>, StoreError> {

@@ -17,7 +17,7 @@ use crate::access::Action;
 use crate::access::audit::draft;
 use crate::app::GatewayClient;
 use crate::domain::{Clock, Timestamp};
-use crate::store::{AccessChange, AccessStore, AuditDraft, Store, StoreError, WriteBatch};
+use crate::store::{AccessChange, AccessStore, AuditDraft, ReadStore, Store, StoreError, WriteStore, WriteTxn};
 use crate::writer::{Core, OperatorError};
 
 /// Who the purge's audit entries name as the actor.
@@ -45,7 +45,7 @@ pub enum PurgeError {
 }
 
 /// Applies one step inside `batch` (the caller commits, or aborts for a dry run).
-pub fn apply_step(batch: &mut WriteBatch<'_>, step: &RetentionStep) -> Result<StepOutcome, StoreError> {
+pub fn apply_step(batch: &mut impl WriteTxn, step: &RetentionStep) -> Result<StepOutcome, StoreError> {
     let cut = &step.cutoffs;
     let limit = step.limit;
     Ok(match &step.step {
@@ -63,25 +63,27 @@ pub fn apply_step(batch: &mut WriteBatch<'_>, step: &RetentionStep) -> Result<St
 /// One step in the writer, in its own transaction, committed only if it removed something
 /// (whether it did is the second value). Before a person's records go, the alert engine
 /// drops their rules, so it never writes them back.
-pub fn apply_in_core(core: &mut Core, step: &RetentionStep) -> Result<(StepOutcome, bool), StoreError> {
+pub fn apply_in_core<S: WriteStore>(
+    core: &mut Core<S>,
+    step: &RetentionStep,
+) -> Result<(StepOutcome, bool), StoreError> {
     if let PurgeStep::Erase(person) = &step.step
         && core.engine().resident_rules(person).is_some()
     {
         core.set_resident_rules(person.clone(), Default::default(), step.now)?;
     }
-    let mut batch = core.store().begin_write()?;
-    let outcome = apply_step(&mut batch, step)?;
+    let mut txn = core.store_mut().begin_txn()?;
+    let outcome = apply_step(&mut txn, step)?;
     let wrote = outcome.wrote();
     if wrote {
-        batch.commit()?;
-    } else {
-        batch.abort()?;
+        txn.commit().into_result()?;
     }
+    // Otherwise dropped: rolled back, nothing written.
     Ok((outcome, wrote))
 }
 
 /// The plan's inputs, read from the store.
-fn plan(store: &Store, now: Timestamp, policy: &RetentionPolicy) -> Result<Purge, StoreError> {
+fn plan(store: &(impl ReadStore + ?Sized), now: Timestamp, policy: &RetentionPolicy) -> Result<Purge, StoreError> {
     let cutoffs = Cutoffs::at(now, policy);
     let open: BTreeSet<_> = store.residents_with_open_alerts()?.into_iter().collect();
     let erase = people_to_erase(&store.people()?, &store.all_assignments()?, &open, &cutoffs);
@@ -198,9 +200,9 @@ pub async fn purge_online(
     now: Timestamp,
 ) -> Result<PurgeCounts, PurgeError> {
     let mut purge = {
-        let store = client.store().map_err(|e| OperatorError::Unavailable(e.to_string()))?;
+        let store = client.reads().map_err(|e| OperatorError::Unavailable(e.to_string()))?;
         let policy = policy.clone();
-        tokio::task::spawn_blocking(move || plan(&store, now, &policy))
+        tokio::task::spawn_blocking(move || plan(&*store, now, &policy))
             .await
             .map_err(|e| OperatorError::Unavailable(format!("planning the purge failed: {e}")))??
     };

@@ -15,6 +15,8 @@ use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::AuditCheckpoint;
+
 use super::schema::{
     AUDIT_BY_RESIDENT, AUDIT_HEAD, AUDIT_INDEXED_THROUGH_KEY, AUDIT_LOG, META, SESSIONS, USERS, from_json, to_json,
 };
@@ -162,6 +164,8 @@ pub trait AccessStore {
     /// The whole audit log as stored, (sequence, bytes) in sequence order, for verification.
     fn audit_raw(&self) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
     fn audit_head(&self) -> Result<Option<AuditHead>, StoreError>;
+    /// Where the chain starts once the retention purge removed its oldest entries.
+    fn audit_checkpoint(&self) -> Result<Option<AuditCheckpoint>, StoreError>;
     /// Readable entries naming `resident`, oldest first, through the resident index (entries
     /// written since the index was last caught up, normally none, are found by a scan).
     fn audit_for_resident(&self, resident: &ResidentId) -> Result<Vec<AuditEntry>, StoreError>;
@@ -223,6 +227,10 @@ impl AccessStore for Store {
             }
         }
         Ok(found)
+    }
+
+    fn audit_checkpoint(&self) -> Result<Option<AuditCheckpoint>, StoreError> {
+        Store::audit_checkpoint(self)
     }
 
     fn session(&self, token_hash: &str) -> Result<Option<SessionRecord>, StoreError> {
@@ -313,6 +321,17 @@ impl AccessStore for Store {
         catch_up_audit_index(&txn)?;
         txn.commit()?;
         Ok(Ok(appended))
+    }
+}
+
+/// The audit chain in a write batch, beside the batch's other writes.
+impl super::WriteBatch<'_> {
+    /// Appends the drafts to the chain (and its resident index) in this batch's transaction:
+    /// committed with its other writes, or not at all.
+    pub fn append_audit(&mut self, drafts: &[AuditDraft]) -> Result<Vec<AuditEntry>, StoreError> {
+        let appended = append_audit(&self.txn, drafts)?;
+        catch_up_audit_index(&self.txn)?;
+        Ok(appended)
     }
 }
 

@@ -13,8 +13,8 @@ use tokio::runtime::Handle;
 use super::postgres::{PgError, PgStore, PgStoreOptions};
 use super::seam::{PgBlocking, ReadStore};
 use super::{
-    AccessChange, AccessRefusal, AccessStore, AlertChangesSince, AlertFilter, AlertPage, AlertQuery, AuditEntry,
-    AuditHead, EventFilter, EventPage, SessionRecord, StoreError, Unreadable, UserRecord,
+    AccessChange, AccessRefusal, AccessStore, AlertChangesSince, AlertFilter, AlertPage, AlertQuery, AuditCheckpoint,
+    AuditEntry, AuditHead, EventFilter, EventPage, SessionRecord, StoreError, Unreadable, UserRecord,
 };
 use crate::access::Username;
 use crate::domain::{Alert, AlertId, Assignment, DeviceRecord, QuarantineRecord, Resident, ResidentId, Timestamp};
@@ -181,6 +181,10 @@ impl AccessStore for PgReader {
 
     fn audit_head(&self) -> Result<Option<AuditHead>, StoreError> {
         self.read(|store| store.audit_head())
+    }
+
+    fn audit_checkpoint(&self) -> Result<Option<AuditCheckpoint>, StoreError> {
+        self.read(|store| store.audit_checkpoint())
     }
 
     fn audit_for_resident(&self, resident: &ResidentId) -> Result<Vec<AuditEntry>, StoreError> {

@@ -26,7 +26,7 @@ use super::{StoreError, WriteBatch, queries};
 use crate::domain::{AlertState, Assignment, EventBody, ResidentId, Timestamp, Transition};
 
 /// Key of the checkpoint in the `audit_head` table (beside the head).
-const CHECKPOINT_KEY: &str = "checkpoint";
+pub(crate) const CHECKPOINT_KEY: &str = "checkpoint";
 
 /// Where the audit chain starts once its oldest entries were removed: the last removed
 /// entry's seq and hash. The first kept entry must be `seq + 1` with `prev_hash == hash`.
@@ -79,7 +79,7 @@ pub enum ErasureState {
 
 /// An event that may be compacted after the short (telemetry) period: status and sensor
 /// readings. Alarms, cancels and bodies this gateway cannot read are kept as long as alerts.
-fn is_telemetry(body: &EventBody) -> bool {
+pub(crate) fn is_telemetry(body: &EventBody) -> bool {
     matches!(
         body,
         EventBody::Uplink(

@@ -18,8 +18,8 @@ use tokio::runtime::Handle;
 
 use super::postgres::{self, PgStore, PgWriteBatch};
 use super::{
-    AlertChangesSince, AlertFilter, AlertPage, AlertQuery, EventFilter, EventPage, InsertOutcome, NewEvent, Store,
-    StoreError, Unreadable, WriteBatch,
+    AlertChangesSince, AlertFilter, AlertPage, AlertQuery, AuditDraft, AuditEntry, CompactedEvents, ErasureStep,
+    EventFilter, EventPage, InsertOutcome, NewEvent, Progress, Store, StoreError, Unreadable, WriteBatch,
 };
 use crate::domain::{Alert, AlertId, Assignment, DeviceRecord, QuarantineRecord, Resident, ResidentId, Timestamp};
 use crate::reports::register::PersonRecord;
@@ -84,6 +84,31 @@ pub trait WriteTxn {
     fn assignments(&mut self, devices: &[DeviceId]) -> Result<Vec<Vec<Assignment>>, StoreError>;
     /// Inserts or replaces the care register's records; how many were new or different.
     fn upsert_people(&mut self, people: &[PersonRecord]) -> Result<usize, StoreError>;
+    /// Retention (`store/retention.rs` says the rules): telemetry received before
+    /// `telemetry_before` and other events before `alarms_before`, about `limit` examined
+    /// after `resume`; where the next step resumes.
+    fn compact_events(
+        &mut self,
+        telemetry_before: Timestamp,
+        alarms_before: Timestamp,
+        resume: Option<(i64, u64)>,
+        limit: usize,
+    ) -> Result<(CompactedEvents, Option<(i64, u64)>), StoreError>;
+    /// Resolved alerts closed before `before`, up to `limit` examined after id `resume`.
+    fn purge_closed_alerts(
+        &mut self,
+        before: Timestamp,
+        resume: u64,
+        limit: usize,
+    ) -> Result<Progress<u64>, StoreError>;
+    /// The oldest audit entries written before `before`, moving the chain's checkpoint.
+    fn purge_audit(&mut self, before: Timestamp, now: Timestamp, limit: usize) -> Result<Progress<()>, StoreError>;
+    fn purge_quarantine(&mut self, before: Timestamp, limit: usize) -> Result<Progress<()>, StoreError>;
+    /// One step of removing everything held about `person`.
+    fn erase_person_step(&mut self, person: &ResidentId, limit: usize) -> Result<ErasureStep, StoreError>;
+    /// Appends entries to the audit chain in this transaction, so a change and the entry
+    /// recording it land together or not at all (the offline register and device commands).
+    fn append_audit(&mut self, drafts: &[AuditDraft]) -> Result<Vec<AuditEntry>, StoreError>;
     /// Commits durably and says how that ended. Never timed out or cancelled.
     fn commit(self) -> CommitOutcome;
 }
@@ -406,6 +431,41 @@ impl WriteTxn for WriteBatch<'_> {
         WriteBatch::upsert_people(self, people)
     }
 
+    fn compact_events(
+        &mut self,
+        telemetry_before: Timestamp,
+        alarms_before: Timestamp,
+        resume: Option<(i64, u64)>,
+        limit: usize,
+    ) -> Result<(CompactedEvents, Option<(i64, u64)>), StoreError> {
+        WriteBatch::compact_events(self, telemetry_before, alarms_before, resume, limit)
+    }
+
+    fn purge_closed_alerts(
+        &mut self,
+        before: Timestamp,
+        resume: u64,
+        limit: usize,
+    ) -> Result<Progress<u64>, StoreError> {
+        WriteBatch::purge_closed_alerts(self, before, resume, limit)
+    }
+
+    fn purge_audit(&mut self, before: Timestamp, now: Timestamp, limit: usize) -> Result<Progress<()>, StoreError> {
+        WriteBatch::purge_audit(self, before, now, limit)
+    }
+
+    fn purge_quarantine(&mut self, before: Timestamp, limit: usize) -> Result<Progress<()>, StoreError> {
+        WriteBatch::purge_quarantine(self, before, limit)
+    }
+
+    fn erase_person_step(&mut self, person: &ResidentId, limit: usize) -> Result<ErasureStep, StoreError> {
+        WriteBatch::erase_person_step(self, person, limit)
+    }
+
+    fn append_audit(&mut self, drafts: &[AuditDraft]) -> Result<Vec<AuditEntry>, StoreError> {
+        WriteBatch::append_audit(self, drafts)
+    }
+
     /// redb's commit error is kept whole (the committer tells a full disk from a latched
     /// I/O error by it) as an unknown outcome.
     fn commit(self) -> CommitOutcome {
@@ -572,6 +632,46 @@ impl WriteTxn for PgTxn<'_> {
 
     fn upsert_people(&mut self, people: &[PersonRecord]) -> Result<usize, StoreError> {
         Ok(self.runtime.block_on(self.batch.upsert_people(people))?)
+    }
+
+    fn compact_events(
+        &mut self,
+        telemetry_before: Timestamp,
+        alarms_before: Timestamp,
+        resume: Option<(i64, u64)>,
+        limit: usize,
+    ) -> Result<(CompactedEvents, Option<(i64, u64)>), StoreError> {
+        Ok(self.runtime.block_on(
+            self.batch
+                .compact_events(telemetry_before, alarms_before, resume, limit),
+        )?)
+    }
+
+    fn purge_closed_alerts(
+        &mut self,
+        before: Timestamp,
+        resume: u64,
+        limit: usize,
+    ) -> Result<Progress<u64>, StoreError> {
+        Ok(self
+            .runtime
+            .block_on(self.batch.purge_closed_alerts(before, resume, limit))?)
+    }
+
+    fn purge_audit(&mut self, before: Timestamp, now: Timestamp, limit: usize) -> Result<Progress<()>, StoreError> {
+        Ok(self.runtime.block_on(self.batch.purge_audit(before, now, limit))?)
+    }
+
+    fn purge_quarantine(&mut self, before: Timestamp, limit: usize) -> Result<Progress<()>, StoreError> {
+        Ok(self.runtime.block_on(self.batch.purge_quarantine(before, limit))?)
+    }
+
+    fn erase_person_step(&mut self, person: &ResidentId, limit: usize) -> Result<ErasureStep, StoreError> {
+        Ok(self.runtime.block_on(self.batch.erase_person_step(person, limit))?)
+    }
+
+    fn append_audit(&mut self, drafts: &[AuditDraft]) -> Result<Vec<AuditEntry>, StoreError> {
+        Ok(self.runtime.block_on(self.batch.append_audit(drafts))?)
     }
 
     fn commit(self) -> CommitOutcome {

@@ -235,9 +235,8 @@ impl CommitterStore for LeadingPg {
         self.store.apply_access(change)
     }
 
-    fn apply_retention(_core: &mut Core<Self>, _step: &RetentionStep) -> Result<(StepOutcome, bool), StoreError> {
-        Err(StoreError::NotOnPostgres {
-            what: "the retention purge",
-        })
+    /// Fenced like any write: a replaced leader purges nothing.
+    fn apply_retention(core: &mut Core<Self>, step: &RetentionStep) -> Result<(StepOutcome, bool), StoreError> {
+        crate::retention::run::apply_in_core(core, step)
     }
 }

@@ -17,7 +17,7 @@ use crate::domain::{
     RejectReason, Resident, ResidentId, StoredEvent, Timestamp,
 };
 use crate::ingest::classify::{Classified, Reject, classify};
-use crate::reports::apply::{ImportCounts, RegisterChange, write_register};
+use crate::reports::apply::{ImportCounts, RegisterChange, apply_register};
 use crate::reports::import::LineError;
 use crate::store::{InsertOutcome, NewEvent, Store, StoreError, WriteStore, WriteTxn};
 
@@ -548,15 +548,15 @@ impl<S: WriteStore> Core<S> {
     }
 
     /// Imports one register file in one transaction (`Ok(Err(line))`: refused, nothing written).
+    /// The API records the import in the audit log before asking (`register_api`).
     pub fn import_register(&mut self, change: &RegisterChange) -> Result<Result<ImportCounts, LineError>, StoreError> {
-        let mut txn = self.store.begin_txn()?;
-        let counts = match write_register(&mut txn, change)? {
-            Ok(counts) => counts,
-            // Dropped uncommitted: nothing of the file is stored.
-            Err(line) => return Ok(Err(line)),
-        };
-        txn.commit().into_result()?;
-        Ok(Ok(counts))
+        match apply_register(&mut self.store, change, &[])? {
+            Ok((counts, commit)) => {
+                commit.into_result()?;
+                Ok(Ok(counts))
+            }
+            Err(line) => Ok(Err(line)),
+        }
     }
 
     /// Creates the resident if the id is free; `false` (nothing written) if it is taken.

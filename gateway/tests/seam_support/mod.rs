@@ -1,10 +1,9 @@
 //! Shared by the PostgreSQL store tests: the runtime and a store they all start with (leading
-//! or not), a gateway configuration file naming the cluster, a check that the writer lease is
-//! free, and a writer core whose lease another gateway has taken over. Not every test file
-//! uses every helper.
+//! or not), a configuration file for the offline commands, a check that the writer lease is
+//! free, and a writer core whose lease another
+//! gateway has taken over. Not every test file uses every helper.
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use gateway::alerts::EngineConfig;
@@ -45,15 +44,13 @@ pub fn connect(runtime: &tokio::runtime::Runtime, server: &Postgres, holder: &st
         .unwrap()
 }
 
-/// A gateway configuration file on `server`, in `dir`.
-pub fn pg_config(dir: &Path, server: &Postgres) -> PathBuf {
+/// A gateway configuration file for `server` in `dir`, for the offline commands' `--config`.
+pub fn pg_config(dir: &std::path::Path, server: &Postgres) -> std::path::PathBuf {
     let path = dir.join("gateway.toml");
+    let url = server.connection_string("postgres");
     std::fs::write(
         &path,
-        format!(
-            "[store]\nkind = \"postgres\"\npostgres_url = \"{}\"\nlease_s = 30\n",
-            server.connection_string("postgres")
-        ),
+        format!("[store]\nkind = \"postgres\"\npostgres_url = \"{url}\"\nlease_s = 30\n"),
     )
     .unwrap();
     path

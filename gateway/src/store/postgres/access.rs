@@ -19,9 +19,10 @@ use super::{PgError, PgStore, from_json};
 use crate::access::Username;
 use crate::domain::{ResidentId, Timestamp};
 use crate::store::access::{HEAD_KEY, chain_entry};
+use crate::store::retention::CHECKPOINT_KEY;
 use crate::store::{
-    AUDIT_GENESIS_HASH, AccessChange, AccessOp, AccessRefusal, AuditDraft, AuditEntry, AuditHead, PgBlocking,
-    SessionRecord, StoreError, Unreadable, UserRecord,
+    AUDIT_GENESIS_HASH, AccessChange, AccessOp, AccessRefusal, AuditCheckpoint, AuditDraft, AuditEntry, AuditHead,
+    PgBlocking, SessionRecord, StoreError, Unreadable, UserRecord,
 };
 
 impl PgStore {
@@ -113,6 +114,26 @@ impl PgStore {
         }
     }
 
+    /// Where the chain starts once the retention purge removed its oldest entries;
+    /// `Unreadable` if it does not decode.
+    pub async fn audit_checkpoint(&self) -> Result<Option<AuditCheckpoint>, PgError> {
+        let row = self
+            .client
+            .query_opt(
+                "SELECT record::text FROM audit_head WHERE name = $1",
+                &[&CHECKPOINT_KEY],
+            )
+            .await?;
+        match row {
+            Some(row) => Ok(Some(self.reported(from_json(
+                "audit_head",
+                CHECKPOINT_KEY,
+                row.try_get(0)?,
+            ))?)),
+            None => Ok(None),
+        }
+    }
+
     /// Readable entries naming `resident`, oldest first. An entry whose stored content names
     /// someone else (altered after it was written) is left out, as on redb; the chain check
     /// names the alteration.
@@ -162,6 +183,16 @@ impl PgStore {
     }
 }
 
+/// The audit chain in a write batch, beside the batch's other writes.
+impl super::PgWriteBatch<'_> {
+    /// Appends the drafts to the chain in this fenced transaction: committed with its other
+    /// writes, or not at all.
+    pub async fn append_audit(&mut self, drafts: &[AuditDraft]) -> Result<Vec<AuditEntry>, PgError> {
+        let result = append_audit(&self.txn, drafts).await;
+        self.guard(result)
+    }
+}
+
 /// The access records on PostgreSQL for synchronous callers (the committer's core runs on
 /// tokio's blocking pool): [`crate::store::AccessStore`]'s calls, except that applying a
 /// change takes `&mut self`, since it holds the store's one connection for its transaction.
@@ -190,6 +221,10 @@ impl PgBlocking {
         Ok(self.block_on(self.store().audit_for_resident(resident))?)
     }
 
+    pub fn audit_checkpoint(&self) -> Result<Option<AuditCheckpoint>, StoreError> {
+        Ok(self.block_on(self.store().audit_checkpoint())?)
+    }
+
     pub fn apply_access(
         &mut self,
         change: &AccessChange,
@@ -204,7 +239,7 @@ fn session_key(token_hash: &str) -> &str {
     token_hash.get(..8).unwrap_or_default()
 }
 
-fn stored_seq(seq: i64) -> Result<u64, PgError> {
+pub(super) fn stored_seq(seq: i64) -> Result<u64, PgError> {
     u64::try_from(seq).map_err(|_| PgError::OutOfRange {
         what: "audit seq",
         value: seq,

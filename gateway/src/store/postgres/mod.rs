@@ -19,6 +19,7 @@ mod migrations;
 mod read;
 mod reads;
 mod register;
+mod retention;
 mod write;
 
 use std::collections::HashMap;
