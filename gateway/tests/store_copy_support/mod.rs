@@ -1,7 +1,7 @@
 //! Shared by the `store export` and `store import` tests: the real binary, a configuration
 //! file naming a private PostgreSQL cluster, and a redb store with a realistic history (a demo
 //! borough's register, events and alerts; a conflicting copy; alert changes; engine state; a
-//! quarantined payload; users with their audit entries).
+//! quarantined payload; users with their audit entries, the oldest purged to a checkpoint).
 #![allow(
     dead_code,
     clippy::unwrap_used,
@@ -125,4 +125,14 @@ pub fn realistic_store(data: &Path) {
     add_user(data, "ada", "admin");
     add_user(data, "olive", "operator");
     user_cmd(&["disable", "olive", "--data", data.to_str().unwrap()]).unwrap();
+    // The retention purge removed the oldest audit entry: the chain starts at a checkpoint.
+    let store = Store::open_in_dir(data).unwrap();
+    let mut batch = store.begin_write().unwrap();
+    let far = Timestamp(i64::MAX);
+    batch.purge_audit(far, Timestamp(T0 + 200_000), 1).unwrap();
+    batch.commit().unwrap();
+    assert_eq!(
+        store.audit_checkpoint().unwrap().map(|checkpoint| checkpoint.seq),
+        Some(1)
+    );
 }

@@ -6,6 +6,7 @@
 
 use crate::domain::{Alert, Assignment, DeviceRecord, EventKey, QuarantineRecord, Resident, ResidentId, Timestamp};
 use crate::reports::register::PersonRecord;
+use crate::store::AuditCheckpoint;
 use crate::store::access::{AuditHead, UserRecord};
 use crate::store::activity::StoredDeviceDay;
 use crate::store::schema::AlertHeader;
@@ -54,6 +55,8 @@ pub(super) struct Snapshot {
     /// (seq, the entry's bytes exactly as hashed).
     pub audit: Vec<(u64, Vec<u8>)>,
     pub audit_head: Option<AuditHead>,
+    /// Where the chain starts once the retention purge removed its oldest entries.
+    pub audit_checkpoint: Option<AuditCheckpoint>,
     /// Each device's activity per day, as counted on ingest (redelivered copies included,
     /// which the events alone cannot tell), in (device, day) order.
     pub device_days: Vec<StoredDeviceDay>,

@@ -23,8 +23,11 @@ use super::{CommitOutcome, PgError, PgStore};
 use crate::domain::{EventKey, ResidentId};
 use crate::store::access::{AccessStore, AuditEntry, AuditHead, HEAD_KEY, UserRecord};
 use crate::store::activity::StoredDeviceDay;
+use crate::store::retention::CHECKPOINT_KEY;
 use crate::store::schema::{AlertHeader, EVENTS, decode_event, open_envelope};
-use crate::store::{AlertChangesSince, AlertFilter, MAX_ALERT_CHANGES_PAGE, Store, StoreError, Unreadable};
+use crate::store::{
+    AlertChangesSince, AlertFilter, AuditCheckpoint, MAX_ALERT_CHANGES_PAGE, Store, StoreError, Unreadable,
+};
 
 /// Tables whose rows mean the PostgreSQL store is in use (the lease table aside).
 const DATA_TABLES: &[&str] = &[
@@ -164,6 +167,7 @@ impl Snapshot {
             users: AccessStore::users(source)?,
             audit: AccessStore::audit_raw(source)?,
             audit_head: AccessStore::audit_head(source)?,
+            audit_checkpoint: source.audit_checkpoint()?,
             device_days: source.all_device_days()?,
         };
         if let Some(first) = source.unreadable().into_iter().next() {
@@ -224,7 +228,11 @@ pub async fn export_redb(source: &Store, target: &mut PgStore) -> Result<CopyCou
     }
     batch.insert_exported_users(&snapshot.users).await?;
     batch
-        .insert_audit_keeping_bytes(&snapshot.audit, snapshot.audit_head.as_ref())
+        .insert_audit_keeping_bytes(
+            &snapshot.audit,
+            snapshot.audit_head.as_ref(),
+            snapshot.audit_checkpoint.as_ref(),
+        )
         .await?;
     for days in snapshot.device_days.chunks(DEVICE_DAY_CHUNK) {
         batch.insert_exported_device_days(days).await?;
@@ -368,8 +376,9 @@ impl PgWriteBatch<'_> {
         &mut self,
         entries: &[(u64, Vec<u8>)],
         head: Option<&AuditHead>,
+        checkpoint: Option<&AuditCheckpoint>,
     ) -> Result<(), PgError> {
-        let result = self.insert_audit_unguarded(entries, head).await;
+        let result = self.insert_audit_unguarded(entries, head, checkpoint).await;
         self.guard(result)
     }
 
@@ -377,6 +386,7 @@ impl PgWriteBatch<'_> {
         &mut self,
         entries: &[(u64, Vec<u8>)],
         head: Option<&AuditHead>,
+        checkpoint: Option<&AuditCheckpoint>,
     ) -> Result<(), PgError> {
         let mut seqs: Vec<i64> = Vec::with_capacity(entries.len());
         let mut residents: Vec<Option<String>> = Vec::with_capacity(entries.len());
@@ -401,13 +411,19 @@ impl PgWriteBatch<'_> {
                 )
                 .await?;
         }
-        if let Some(head) = head {
-            self.txn
-                .execute(
-                    "INSERT INTO audit_head (name, record) VALUES ($1, $2::text::jsonb)",
-                    &[&HEAD_KEY, &to_json("audit_head", head)?],
-                )
-                .await?;
+        let head = head.map(|head| to_json("audit_head", head)).transpose()?;
+        let checkpoint = checkpoint
+            .map(|checkpoint| to_json("audit_head", checkpoint))
+            .transpose()?;
+        for (name, record) in [(HEAD_KEY, head), (CHECKPOINT_KEY, checkpoint)] {
+            if let Some(record) = record {
+                self.txn
+                    .execute(
+                        "INSERT INTO audit_head (name, record) VALUES ($1, $2::text::jsonb)",
+                        &[&name, &record],
+                    )
+                    .await?;
+            }
         }
         Ok(())
     }

@@ -36,11 +36,12 @@ use crate::store::access::{AuditHead, HEAD_KEY, catch_up_audit_index};
 use crate::store::activity::put_device_days;
 use crate::store::alert_changes::AlertChangeRecord;
 use crate::store::backup::{BackupError, partial_path, sync_parent, tables_with_rows};
+use crate::store::retention::CHECKPOINT_KEY;
 use crate::store::schema::{
     ALERT_CHANGE_NEXT_SEQ_KEY, ALERT_CHANGES, AUDIT_HEAD, AUDIT_LOG, AlertHeader, EVENTS, EventEncoder, META, USERS,
     decode_quarantine, to_json,
 };
-use crate::store::{STORE_FILE_NAME, Store, StoreError, Unreadable, WriteBatch};
+use crate::store::{AuditCheckpoint, STORE_FILE_NAME, Store, StoreError, Unreadable, WriteBatch};
 
 /// Event chunks written per redb commit of the partial file.
 const CHUNKS_PER_COMMIT: usize = 50;
@@ -293,7 +294,11 @@ async fn copy_into(reader: &mut PgStore, store: Store) -> Result<CopyCounts, Imp
         batch.quarantine(record)?;
     }
     batch.insert_imported_users(&snapshot.users)?;
-    batch.insert_audit_keeping_bytes(&snapshot.audit, snapshot.audit_head.as_ref())?;
+    batch.insert_audit_keeping_bytes(
+        &snapshot.audit,
+        snapshot.audit_head.as_ref(),
+        snapshot.audit_checkpoint.as_ref(),
+    )?;
     put_device_days(&batch.txn, &snapshot.device_days)?;
     snapshot.count_into(&mut counts);
     // The last commit makes every earlier one durable too.
@@ -393,11 +398,8 @@ async fn read_snapshot(txn: &Transaction<'_>) -> Result<Snapshot, ImportError> {
         .iter()
         .map(|row| Ok((stored_seq("audit_log", row.try_get(0)?)?, row.try_get(1)?)))
         .collect::<Result<Vec<_>, ImportError>>()?;
-    let audit_head = txn
-        .query_opt("SELECT record::text FROM audit_head WHERE name = $1", &[&HEAD_KEY])
-        .await?
-        .map(|row| Ok::<AuditHead, ImportError>(from_json("audit_head", HEAD_KEY, row.try_get(0)?)?))
-        .transpose()?;
+    let audit_head: Option<AuditHead> = audit_record(txn, HEAD_KEY).await?;
+    let audit_checkpoint: Option<AuditCheckpoint> = audit_record(txn, CHECKPOINT_KEY).await?;
     let device_days = txn
         .query(
             "SELECT device, day, first_ms, last_ms, events, duplicates FROM device_days ORDER BY device, day",
@@ -459,8 +461,20 @@ async fn read_snapshot(txn: &Transaction<'_>) -> Result<Snapshot, ImportError> {
         .await?,
         audit,
         audit_head,
+        audit_checkpoint,
         device_days,
     })
+}
+
+/// The head or the checkpoint (`audit_head` rows, by name).
+async fn audit_record<T: DeserializeOwned>(txn: &Transaction<'_>, name: &str) -> Result<Option<T>, ImportError> {
+    let row = txn
+        .query_opt("SELECT record::text FROM audit_head WHERE name = $1", &[&name])
+        .await?;
+    match row {
+        Some(row) => Ok(Some(from_json("audit_head", name, row.try_get(0)?)?)),
+        None => Ok(None),
+    }
 }
 
 /// Every alert with its whole history, in id order.
@@ -585,11 +599,12 @@ impl WriteBatch<'_> {
     }
 
     /// Stores audit entries under their seqs with their bytes untouched (the hash chain covers
-    /// them) and the head, then indexes them by resident as the store does.
+    /// them), the head and the checkpoint, then indexes them by resident as the store does.
     fn insert_audit_keeping_bytes(
         &mut self,
         entries: &[(u64, Vec<u8>)],
         head: Option<&AuditHead>,
+        checkpoint: Option<&AuditCheckpoint>,
     ) -> Result<(), StoreError> {
         {
             let mut log = self.txn.open_table(AUDIT_LOG)?;
@@ -597,10 +612,14 @@ impl WriteBatch<'_> {
                 log.insert(*seq, entry.as_slice())?;
             }
         }
-        if let Some(head) = head {
-            self.txn
-                .open_table(AUDIT_HEAD)?
-                .insert(HEAD_KEY, to_json("audit_head", head)?.as_slice())?;
+        {
+            let mut heads = self.txn.open_table(AUDIT_HEAD)?;
+            if let Some(head) = head {
+                heads.insert(HEAD_KEY, to_json("audit_head", head)?.as_slice())?;
+            }
+            if let Some(checkpoint) = checkpoint {
+                heads.insert(CHECKPOINT_KEY, to_json("audit_head", checkpoint)?.as_slice())?;
+            }
         }
         catch_up_audit_index(&self.txn)?;
         Ok(())
