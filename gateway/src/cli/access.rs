@@ -125,7 +125,7 @@ const USERS_INSTEAD: &str =
     "Manage users through the API or the console's Users page as an administrator, or stop the gateways first";
 
 /// The writer-lease holder name of this command: never a gateway's, and unique per process.
-fn cli_holder() -> String {
+pub(crate) fn cli_holder() -> String {
     format!("tec-gateway-cli-{}", std::process::id())
 }
 

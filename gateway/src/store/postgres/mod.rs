@@ -10,8 +10,10 @@
 //! synchronous standby was cancelled.
 
 mod access;
+mod copy;
 mod error;
 mod export;
+mod import;
 mod lease;
 mod migrations;
 mod read;
@@ -30,8 +32,10 @@ use tokio::sync::mpsc;
 use tokio_postgres::error::DbError;
 use tokio_postgres::{AsyncMessage, Client, GenericClient, NoTls};
 
+pub use copy::CopyCounts;
 pub use error::PgError;
-pub use export::{ExportCounts, ExportError, export_redb};
+pub use export::{ExportError, export_redb};
+pub use import::{ImportError, import_to_redb};
 pub use lease::{Lease, LeaseAttempt};
 pub use migrations::{DEVICE_DAYS_FROM_EVENTS, PG_SCHEMA_VERSION};
 pub use write::{CommitOutcome, PgWriteBatch};
