@@ -129,7 +129,7 @@ pub async fn spawn_with_engine(
             let pg = config.store.postgres_config()?;
             let options = PgStoreOptions {
                 quarantine_capacity: config.ingest.quarantine_capacity,
-                ..PgStoreOptions::new(config.store.holder(), config.store.lease())
+                ..config.store.postgres_options(config.store.holder())?
             };
             let memory = LeaseMemory::default();
             let runtime = tokio::runtime::Handle::current();

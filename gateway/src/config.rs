@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::store::postgres::{PgStoreOptions, PgTls};
+
 /// Default broker: a Mosquitto on the same machine.
 pub const DEFAULT_BROKER: &str = "mqtt://127.0.0.1:1883";
 /// Default data directory, relative to the working directory.
@@ -39,6 +41,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("TEC_GATEWAY_MQTT_USERNAME", "mqtt.username"),
     ("TEC_GATEWAY_MQTT_PASSWORD", "mqtt.password"),
     ("TEC_GATEWAY_MQTT_CA_FILE", "mqtt.ca_file"),
+    ("TEC_GATEWAY_STORE_POSTGRES_CA_FILE", "store.postgres_ca_file"),
     ("TEC_GATEWAY_MAX_BATCH", "ingest.max_batch"),
     ("TEC_GATEWAY_LOG_LEVEL", "log.level (RUST_LOG, if set, wins)"),
     ("TEC_GATEWAY_LOG_FORMAT", "log.format (text or json)"),
@@ -426,6 +429,11 @@ pub struct StoreConfig {
     /// This gateway's name in the writer lease; unique per running process. Default:
     /// the host name and the process id.
     pub holder: Option<String>,
+    /// PEM file of the certificate authority that signed the PostgreSQL server's certificate.
+    /// Set, every connection to PostgreSQL is TLS (whatever the URL's `sslmode`), and the
+    /// server must show a certificate from it for the URL's host name: the database may be on
+    /// another site, and the connection carries residents' records.
+    pub postgres_ca_file: Option<PathBuf>,
 }
 
 impl Default for StoreConfig {
@@ -435,6 +443,7 @@ impl Default for StoreConfig {
             postgres_url: None,
             lease_s: DEFAULT_LEASE_S,
             holder: None,
+            postgres_ca_file: None,
         }
     }
 }
@@ -459,8 +468,45 @@ impl StoreConfig {
             .as_deref()
             .ok_or_else(|| invalid("store.postgres_url", "is needed with store.kind = \"postgres\""))?;
         // The parser's message never quotes the text, so it cannot leak the password.
-        url.parse()
-            .map_err(|e| invalid("store.postgres_url", format!("not a PostgreSQL connection string: {e}")))
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| invalid("store.postgres_url", format!("not a PostgreSQL connection string: {e}")))?;
+        match (&self.postgres_ca_file, config.get_ssl_mode()) {
+            // Never `prefer`: a server (or someone in between) refusing TLS must not get
+            // the connection in the clear.
+            (Some(_), _) => {
+                config.ssl_mode(tokio_postgres::config::SslMode::Require);
+            }
+            (None, tokio_postgres::config::SslMode::Require) => {
+                return Err(invalid(
+                    "store.postgres_ca_file",
+                    "is needed with sslmode=require: the server's certificate is always checked, \
+                     against this certificate authority",
+                ));
+            }
+            (None, _) => {
+                // Without a certificate authority to check the server against, no TLS.
+                config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+            }
+        }
+        Ok(config)
+    }
+
+    /// The connection options of a PostgreSQL store held by `holder`: the lease's length and,
+    /// with `postgres_ca_file`, the TLS connector (its certificate authority read now).
+    pub fn postgres_options(&self, holder: impl Into<String>) -> Result<PgStoreOptions, ConfigError> {
+        let mut options = PgStoreOptions::new(holder, self.lease());
+        if let Some(path) = &self.postgres_ca_file {
+            let pem = std::fs::read(path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            options.tls = Some(
+                PgTls::with_authority(&pem)
+                    .map_err(|message| invalid("store.postgres_ca_file", format!("{}: {message}", path.display())))?,
+            );
+        }
+        Ok(options)
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -478,6 +524,7 @@ impl StoreConfig {
         match self.kind {
             StoreKind::Postgres => {
                 self.postgres_config()?;
+                self.postgres_options("validation")?;
             }
             StoreKind::Redb => {
                 if self.postgres_url.is_some() {
@@ -499,6 +546,7 @@ impl fmt::Debug for StoreConfig {
             .field("postgres_url", &self.postgres_url.as_deref().map(redact_postgres_url))
             .field("lease_s", &self.lease_s)
             .field("holder", &self.holder)
+            .field("postgres_ca_file", &self.postgres_ca_file)
             .finish()
     }
 }
@@ -887,6 +935,9 @@ impl Config {
         if let Some(v) = get("TEC_GATEWAY_MQTT_CA_FILE") {
             self.mqtt.ca_file = Some(PathBuf::from(v));
         }
+        if let Some(v) = get("TEC_GATEWAY_STORE_POSTGRES_CA_FILE") {
+            self.store.postgres_ca_file = Some(PathBuf::from(v));
+        }
         if let Some(v) = get("TEC_GATEWAY_MAX_BATCH") {
             self.ingest.max_batch = v.parse().map_err(|e| ConfigError::Env {
                 var: "TEC_GATEWAY_MAX_BATCH",
@@ -1274,6 +1325,10 @@ pub const FIELD_DOCS: &[FieldDoc] = &[
     FieldDoc {
         path: "store.lease_s",
         meaning: "PostgreSQL writer lease in seconds (3 to 300): a standby takes over this long after the leader's last renewal",
+    },
+    FieldDoc {
+        path: "store.postgres_ca_file",
+        meaning: "PEM certificate authority of the PostgreSQL server: set, every connection is TLS and the server's certificate is checked",
     },
     FieldDoc {
         path: "store.holder",

@@ -41,6 +41,7 @@ fn config(server: &Postgres, data: &std::path::Path, holder: &str) -> Config {
             postgres_url: Some(server.connection_string("postgres")),
             lease_s: LEASE_S,
             holder: Some(holder.into()),
+            ..StoreConfig::default()
         },
         ..Config::default()
     };

@@ -8,7 +8,6 @@
 //! the activity table from stored events (migration 5) counts days as the ingest does.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -171,20 +170,6 @@ fn reported(store: &dyn ReadStore) -> Reported {
     }
 }
 
-/// A gateway configuration file naming the PostgreSQL store on `server`.
-fn pg_config(dir: &Path, server: &Postgres) -> String {
-    let path = dir.join("gateway.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[store]\nkind = \"postgres\"\npostgres_url = \"{}\"\nlease_s = 30\n",
-            server.connection_string("postgres")
-        ),
-    )
-    .unwrap();
-    path.to_str().unwrap().to_owned()
-}
-
 #[derive(Debug, Parser)]
 struct ReportCli {
     #[command(flatten)]
@@ -246,7 +231,8 @@ fn the_reports_read_alike_from_redb_and_postgres() {
     assert_eq!(in_postgres, in_redb);
 
     // The command line: `--config` reads PostgreSQL beside the leading writer (no lease).
-    let config = pg_config(dir.path(), &server);
+    let config = seam_support::pg_config(dir.path(), &server);
+    let config = config.to_str().unwrap();
     let uptake = [
         "uptake",
         "--from",
@@ -256,7 +242,7 @@ fn the_reports_read_alike_from_redb_and_postgres() {
         "--format",
         "json",
     ];
-    let from_postgres = report_cmd(&[&uptake[..], &["--config", &config]].concat());
+    let from_postgres = report_cmd(&[&uptake[..], &["--config", config]].concat());
     drop(on_redb);
     drop(redb);
     let from_redb = report_cmd(&[&uptake[..], &["--data", dir.path().to_str().unwrap()]].concat());

@@ -10,118 +10,20 @@ mod access_support;
 /// TEC_TEST_STORE is ignored here: picks its stores itself: a redb store exported to a PostgreSQL of its own.
 #[path = "store_support/fixed.rs"]
 mod store_support;
-
 mod seam_support;
+mod store_copy_support;
 
-use seam_support::{assert_lease_free, connect, runtime};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::time::Duration;
 
-use access_support::{T0, add_user, user_cmd};
+use access_support::{T0, user_cmd};
 use gateway::access::verify_chain;
-use gateway::demo::{DemoConfig, write_demo};
 use gateway::domain::*;
 use gateway::store::postgres::LeaseAttempt;
 use gateway::store::*;
-use protocol::{AlarmKind, DeviceId, UplinkBody};
+use protocol::DeviceId;
+use seam_support::{assert_lease_free, connect, pg_config, runtime};
+use store_copy_support::{export, press, realistic_store, text};
 use testkit::Postgres;
-
-fn tec_gateway(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tec-gateway"))
-        .args(args)
-        .env_remove("TEC_GATEWAY_CONFIG")
-        .output()
-        .unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// A gateway configuration file on `server`, in `dir`.
-fn pg_config(dir: &Path, server: &Postgres) -> PathBuf {
-    let path = dir.join("gateway.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[store]\nkind = \"postgres\"\npostgres_url = \"{}\"\nlease_s = 30\n",
-            server.connection_string("postgres")
-        ),
-    )
-    .unwrap();
-    path
-}
-
-fn export(data: &Path, config: &Path) -> Output {
-    tec_gateway(&[
-        "store",
-        "export",
-        "--data",
-        data.to_str().unwrap(),
-        "--config",
-        config.to_str().unwrap(),
-    ])
-}
-
-fn press(device: &str, seq: u32, device_time_ms: i64, received_ms: i64) -> NewEvent {
-    NewEvent::from_event(StoredEvent {
-        key: EventKey {
-            device: DeviceId::new(device).unwrap(),
-            boot: 1,
-            seq,
-        },
-        resident: None,
-        received_at: Timestamp(received_ms),
-        device_time: Some(Timestamp(device_time_ms)),
-        protocol_version: 1,
-        body: EventBody::Uplink(UplinkBody::Alarm(AlarmKind::PendantPress)),
-    })
-    .unwrap()
-}
-
-/// A redb store in `data` with a demo borough and what the demo does not write.
-fn realistic_store(data: &Path) {
-    {
-        let store = Store::open_in_dir(data).unwrap();
-        let mut config = DemoConfig::new(7, jiff::civil::date(2020, 6, 30), Timestamp(T0));
-        config.people_scale = 0.01;
-        write_demo(&store, &config, &mut |_| {}).unwrap();
-
-        let mut batch = store.begin_write().unwrap();
-        // A reused key with other content: kept as copy 1.
-        let outcomes = batch
-            .insert_events(&[
-                press("pnd-exp", 7, T0, T0 + 5),
-                press("pnd-exp", 7, T0 + 60_000, T0 + 70_000),
-            ])
-            .unwrap();
-        assert_eq!(outcomes[1], InsertOutcome::Conflict { copy: 1 });
-        // The alert-change log: the demo's alerts as they are now, one of them twice.
-        let alerts = store.alerts(&AlertFilter::default()).unwrap();
-        assert!(alerts.len() >= 3, "the demo raised {} alerts", alerts.len());
-        assert!(alerts.iter().any(|alert| alert.transitions.len() > 1));
-        for alert in alerts.iter().take(3).chain(alerts.first()) {
-            batch.record_alert_change(alert, Timestamp(T0 + 100_000)).unwrap();
-        }
-        batch.put_engine_state("export-test", Some(&[1, 2, 3, 0xff])).unwrap();
-        batch
-            .quarantine(&QuarantineRecord {
-                received_at: Timestamp(T0 + 1),
-                topic: "tec/v1/dev/pnd-exp/up".to_owned(),
-                payload: vec![0xde, 0xad],
-                original_len: 2,
-                reason: RejectReason::ForeignTopic,
-                detail: "export test".to_owned(),
-            })
-            .unwrap();
-        batch.commit().unwrap();
-    }
-    // Users and their audit entries, made as an administrator makes them.
-    add_user(data, "ada", "admin");
-    add_user(data, "olive", "operator");
-    user_cmd(&["disable", "olive", "--data", data.to_str().unwrap()]).unwrap();
-}
 
 #[test]
 fn export_copies_every_read_and_the_audit_chain() {
@@ -217,13 +119,28 @@ fn export_copies_every_read_and_the_audit_chain() {
     assert_eq!(runtime.block_on(pg.users()).unwrap(), users);
     let raw = AccessStore::audit_raw(&redb).unwrap();
     let head = AccessStore::audit_head(&redb).unwrap();
-    assert_eq!(raw.len(), 3);
+    assert_eq!(raw.len(), 2);
+    let checkpoint = redb.audit_checkpoint().unwrap();
+    assert!(checkpoint.is_some());
+    assert_eq!(runtime.block_on(pg.audit_checkpoint()).unwrap(), checkpoint);
     let pg_raw = runtime.block_on(pg.audit_raw()).unwrap();
     assert_eq!(pg_raw, raw, "audit entries byte for byte");
     let pg_head = runtime.block_on(pg.audit_head()).unwrap();
     assert_eq!(pg_head, head);
-    let report = verify_chain(&pg_raw, None, pg_head.as_ref());
-    assert_eq!((report.first_break, report.entries), (None, 3));
+    let report = verify_chain(&pg_raw, checkpoint.as_ref(), pg_head.as_ref());
+    assert_eq!((report.first_break, report.entries), (None, 2));
+
+    // The activity as counted on ingest, the redelivery included.
+    let (first, last) = (jiff::civil::date(2000, 1, 1), jiff::civil::date(2100, 1, 1));
+    let totals = redb.delivery_totals(first, last).unwrap();
+    assert_eq!(totals.1, 1);
+    assert_eq!(runtime.block_on(pg.delivery_totals(first, last)).unwrap(), totals);
+    let devices: std::collections::BTreeSet<DeviceId> =
+        events.events.iter().map(|read| read.event.key.device).collect();
+    assert_eq!(
+        runtime.block_on(pg.device_days(&devices, first, last)).unwrap(),
+        redb.device_days(&devices, first, last).unwrap()
+    );
 
     // Exporting again would merge: refused, nothing more written, the lease given back.
     drop(redb);

@@ -37,6 +37,15 @@ pub struct PostgresOptions {
     pub synchronous_standby_names: Option<String>,
     /// Lines appended to the server's configuration after the harness's own (later lines win).
     pub extra_config: String,
+    /// TLS for clients that ask for it (`ssl = on`) with this certificate and key (PEM).
+    pub tls: Option<ServerTls>,
+}
+
+/// The server's certificate (PEM, chain first) and its private key (PEM).
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    pub cert_pem: String,
+    pub key_pem: String,
 }
 
 /// Which part a server plays.
@@ -84,6 +93,11 @@ impl Postgres {
             .output()
             .map_err(HarnessError::io("running initdb"))?;
         check_output("initdb", &initdb)?;
+        if let Some(tls) = &options.tls {
+            server.write_server_file("server.crt", &tls.cert_pem)?;
+            // PostgreSQL refuses a key others can read.
+            server.write_server_file("server.key", &tls.key_pem)?;
+        }
         server.append_config(&options, None)?;
         server.spawn()?;
         Ok(server)
@@ -262,6 +276,16 @@ impl Postgres {
         command
     }
 
+    /// Writes `name` into the data directory, readable by the server's user only.
+    fn write_server_file(&self, name: &str, contents: &str) -> Result<()> {
+        use std::os::unix::fs::PermissionsExt as _;
+        let path = self.data_dir().join(name);
+        fs::write(&path, contents).map_err(HarnessError::io(format!("writing {name}")))?;
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600))
+            .map_err(HarnessError::io(format!("restricting {name}")))?;
+        self.chown_to_server_user(&path)
+    }
+
     fn chown_to_server_user(&self, path: &Path) -> Result<()> {
         if let Some((uid, gid)) = self.run_as {
             std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(HarnessError::io(format!(
@@ -288,6 +312,11 @@ impl Postgres {
         let _ = writeln!(conf, "hot_standby = on");
         let sync_names = options.synchronous_standby_names.as_deref().unwrap_or("");
         let _ = writeln!(conf, "synchronous_standby_names = '{}'", sync_names.replace('\'', "''"));
+        if options.tls.is_some() {
+            let _ = writeln!(conf, "ssl = on");
+            let _ = writeln!(conf, "ssl_cert_file = 'server.crt'");
+            let _ = writeln!(conf, "ssl_key_file = 'server.key'");
+        }
         if let Some(conninfo) = primary_conninfo {
             let _ = writeln!(conf, "primary_conninfo = '{}'", conninfo.replace('\'', "''"));
         }

@@ -412,6 +412,7 @@ fn main() {
     let primary = Postgres::start_with(PostgresOptions {
         synchronous_standby_names: Some(STANDBY_NAME.into()),
         extra_config: format!("{SHARED_BUFFERS}synchronous_commit = on\n"),
+        ..PostgresOptions::default()
     })
     .unwrap();
     let standby = primary

@@ -19,7 +19,7 @@ use crate::access::audit::{Action, draft};
 use crate::access::{Role, Username, verify_chain};
 use crate::config::{Config, Overrides, StoreKind};
 use crate::domain::{Clock, SystemClock, Timestamp};
-use crate::store::postgres::{LeaseAttempt, PgStore, PgStoreOptions};
+use crate::store::postgres::{LeaseAttempt, PgStore};
 use crate::store::{
     AccessChange, AccessOp, AccessRefusal, AccessStore, AuditCheckpoint, AuditEntry, AuditHead, PgBlocking, ReadStore,
     STORE_FILE_NAME, Store, StoreError, UserRecord, WriteStore,
@@ -125,7 +125,7 @@ const USERS_INSTEAD: &str =
     "Manage users through the API or the console's Users page as an administrator, or stop the gateways first";
 
 /// The writer-lease holder name of this command: never a gateway's, and unique per process.
-fn cli_holder() -> String {
+pub(crate) fn cli_holder() -> String {
     format!("tec-gateway-cli-{}", std::process::id())
 }
 
@@ -228,7 +228,7 @@ impl PgAdmin {
             .enable_all()
             .build()
             .context("starting the async runtime")?;
-        let options = PgStoreOptions::new(cli_holder(), config.store.lease());
+        let options = config.store.postgres_options(cli_holder())?;
         let store = runtime
             .block_on(PgStore::connect(&pg, options))
             .context("connecting to the PostgreSQL store (store.postgres_url)")?;

@@ -270,7 +270,33 @@ pub(crate) fn build_if_missing(txn: &WriteTransaction) -> Result<(), StoreError>
     Ok(())
 }
 
+/// One device's activity on one day, keyed as stored: (device, day number).
+pub(super) type StoredDeviceDay = (String, i32, DeviceDay);
+
+/// Stores activity records as they are (an import into a new store: nothing to merge with).
+pub(super) fn put_device_days(txn: &WriteTransaction, days: &[StoredDeviceDay]) -> Result<(), StoreError> {
+    let mut table = txn.open_table(DEVICE_DAYS)?;
+    for (device, day, activity) in days {
+        table.insert((device.as_str(), *day), encode(activity).as_slice())?;
+    }
+    Ok(())
+}
+
 impl Store {
+    /// Every activity record in key order; one that does not decode is an error (for the
+    /// export, which copies records as stored or not at all).
+    pub(super) fn all_device_days(&self) -> Result<Vec<StoredDeviceDay>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(DEVICE_DAYS)?;
+        let mut found = Vec::new();
+        for entry in table.iter()? {
+            let (key, value) = entry?;
+            let (device, day) = key.value();
+            found.push((device.to_owned(), day, decode(device, day, value.value())?));
+        }
+        Ok(found)
+    }
+
     /// Events stored and redelivered copies received on the local days `[from, to]`, over
     /// every device (a scan of the per-day table: a year of 5,000 devices is ~2M rows).
     pub fn delivery_totals(&self, from: Date, to: Date) -> Result<(u64, u64), StoreError> {

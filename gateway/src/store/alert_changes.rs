@@ -51,9 +51,9 @@ impl Default for AlertChangeRetention {
 
 /// The stored form of one change (JSON: the rules in `store/schema.rs` apply).
 #[derive(Debug, Serialize, Deserialize)]
-struct AlertChangeRecord {
-    committed_at: Timestamp,
-    alert: AlertHeader,
+pub(super) struct AlertChangeRecord {
+    pub(super) committed_at: Timestamp,
+    pub(super) alert: AlertHeader,
 }
 
 /// What [`Store::alert_changes_since`] found.

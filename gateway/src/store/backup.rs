@@ -493,7 +493,7 @@ fn copy_file(from: &Path, to: &Path, total: u64, progress: Progress<'_>) -> Resu
     target.sync_all().map_err(BackupError::io(to))
 }
 
-fn partial_path(path: &Path) -> PathBuf {
+pub(super) fn partial_path(path: &Path) -> PathBuf {
     let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
     name.push(".partial");
     path.with_file_name(name)
@@ -507,7 +507,7 @@ fn remove_if_exists(path: &Path) -> Result<(), BackupError> {
 }
 
 /// Makes a rename durable: the directory entry is on disk too.
-fn sync_parent(path: &Path) -> Result<(), BackupError> {
+pub(super) fn sync_parent(path: &Path) -> Result<(), BackupError> {
     #[cfg(unix)]
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::File::open(dir)
@@ -517,6 +517,28 @@ fn sync_parent(path: &Path) -> Result<(), BackupError> {
     #[cfg(not(unix))]
     let _ = path;
     Ok(())
+}
+
+/// The store's tables that hold any row, `meta` aside (a new, empty store has its markers), in
+/// [`every_table!`] order. A store's own tables are created when it is opened, but a file made
+/// by an older gateway may lack some: a missing table holds nothing.
+pub(super) fn tables_with_rows(txn: &ReadTransaction) -> Result<Vec<&'static str>, StoreError> {
+    let mut holding = Vec::new();
+    macro_rules! look {
+        ($($table:expr),*) => {
+            $(
+                if $table.name() != META.name() {
+                    match txn.open_table($table) {
+                        Ok(table) if table.len()? > 0 => holding.push($table.name()),
+                        Ok(_) | Err(redb::TableError::TableDoesNotExist(_)) => {}
+                        Err(other) => return Err(other.into()),
+                    }
+                }
+            )*
+        };
+    }
+    every_table!(look);
+    Ok(holding)
 }
 
 /// Creates every table of the store in `txn` (on open, so readers never meet a missing one).

@@ -232,12 +232,18 @@ impl<'s> WriteBatch<'s> {
 
     /// Adds the stored events to the time and resident indexes.
     fn write_indexes(&mut self, stored: &[(&StoredEvent, u32)]) -> Result<(), StoreError> {
+        self.write_lookup_indexes(stored)?;
+        super::activity::record_events(&self.txn, stored.iter().map(|(e, _)| *e))
+    }
+
+    /// Adds the stored events to the time and resident indexes (not to the activity, which an
+    /// import copies as it was counted).
+    pub(super) fn write_lookup_indexes(&mut self, stored: &[(&StoredEvent, u32)]) -> Result<(), StoreError> {
         let mut by_time: Vec<(i64, &StoredEvent, u32)> = stored
             .iter()
             .map(|(e, copy)| (e.received_at.as_millis(), *e, *copy))
             .collect();
         self.write_time_index(&mut by_time)?;
-        super::activity::record_events(&self.txn, stored.iter().map(|(e, _)| *e))?;
         let mut by_resident: Vec<(&str, i64, &str, u32, u32, u32)> = stored
             .iter()
             .filter_map(|(e, copy)| {

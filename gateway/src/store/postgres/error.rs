@@ -3,9 +3,11 @@
 
 #[derive(Debug, thiserror::Error)]
 pub enum PgError {
-    /// The query failed or the connection is gone (tokio-postgres says which).
-    #[error("PostgreSQL: {0}")]
-    Db(#[from] tokio_postgres::Error),
+    /// The query failed or the connection is gone (tokio-postgres says which). Shown with
+    /// its causes: the client's own text is only the kind ("db error", "error performing
+    /// TLS handshake"), the server's message and the certificate problem are in the causes.
+    #[error("PostgreSQL: {}", with_causes(.0))]
+    Db(tokio_postgres::Error),
 
     /// The writer lease was taken over (or ran out) since this gateway last held it: it is no
     /// longer the leader and must not write or receipt anything. The transaction was rolled back.
@@ -46,4 +48,21 @@ pub enum PgError {
     /// stored as bigint: PostgreSQL has no unsigned types).
     #[error("stored {what} = {value} is out of range")]
     OutOfRange { what: &'static str, value: i64 },
+}
+
+impl From<tokio_postgres::Error> for PgError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        Self::Db(error)
+    }
+}
+
+fn with_causes(error: &tokio_postgres::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = std::error::Error::source(error);
+    while let Some(inner) = cause {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    text
 }

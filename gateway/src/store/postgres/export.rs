@@ -17,18 +17,17 @@ use std::ops::Bound;
 use protocol::DeviceId;
 use redb::ReadableDatabase;
 
+use super::copy::{CopiedEvent, CopyCounts, DEVICE_DAY_CHUNK, EVENT_CHUNK, LoggedChange, Snapshot};
 use super::write::{PgWriteBatch, to_json};
 use super::{CommitOutcome, PgError, PgStore};
-use crate::domain::{
-    Alert, AlertChange, Assignment, DeviceRecord, EventKey, QuarantineRecord, Resident, ResidentId, Timestamp,
-};
-use crate::reports::register::PersonRecord;
+use crate::domain::{EventKey, ResidentId};
 use crate::store::access::{AccessStore, AuditEntry, AuditHead, HEAD_KEY, UserRecord};
+use crate::store::activity::StoredDeviceDay;
+use crate::store::retention::CHECKPOINT_KEY;
 use crate::store::schema::{AlertHeader, EVENTS, decode_event, open_envelope};
-use crate::store::{AlertChangesSince, AlertFilter, MAX_ALERT_CHANGES_PAGE, Store, StoreError, Unreadable};
-
-/// Events are read from redb and inserted this many at a time (one statement each).
-const EVENT_CHUNK: usize = 1_000;
+use crate::store::{
+    AlertChangesSince, AlertFilter, AuditCheckpoint, MAX_ALERT_CHANGES_PAGE, Store, StoreError, Unreadable,
+};
 
 /// Tables whose rows mean the PostgreSQL store is in use (the lease table aside).
 const DATA_TABLES: &[&str] = &[
@@ -47,6 +46,7 @@ const DATA_TABLES: &[&str] = &[
     "sessions",
     "audit_log",
     "audit_head",
+    "device_days",
 ];
 
 /// Why an export did not happen, or may not have.
@@ -78,61 +78,6 @@ pub enum ExportError {
     Unknown { reason: String },
 }
 
-/// How many rows the export copied, per table.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ExportCounts {
-    /// Event rows, conflicting copies included.
-    pub events: u64,
-    /// Of those, the conflicting copies (copy > 0).
-    pub conflicting_copies: u64,
-    pub alerts: u64,
-    pub alert_transitions: u64,
-    pub alert_changes: u64,
-    /// The alert-change counter carried over (the newest seq ever committed).
-    pub alert_change_seq: u64,
-    pub engine_state: u64,
-    pub devices: u64,
-    pub assignments: u64,
-    pub residents: u64,
-    pub people: u64,
-    pub quarantine: u64,
-    pub users: u64,
-    pub audit_entries: u64,
-}
-
-impl ExportCounts {
-    /// (table, rows) in the order the export prints them.
-    pub fn lines(&self) -> Vec<(&'static str, u64)> {
-        vec![
-            ("events", self.events),
-            ("  of which conflicting copies", self.conflicting_copies),
-            ("alerts", self.alerts),
-            ("alert transitions", self.alert_transitions),
-            ("alert changes", self.alert_changes),
-            ("alert change seq", self.alert_change_seq),
-            ("engine state", self.engine_state),
-            ("devices", self.devices),
-            ("assignments", self.assignments),
-            ("residents", self.residents),
-            ("people", self.people),
-            ("quarantine", self.quarantine),
-            ("users", self.users),
-            ("audit entries", self.audit_entries),
-        ]
-    }
-}
-
-/// One stored event row of the redb store: its key and copy, what the gateway recorded on
-/// receipt, and the payload exactly as received.
-#[derive(Debug)]
-struct ExportedEvent {
-    key: EventKey,
-    copy: u32,
-    received_at: Timestamp,
-    resident: Option<ResidentId>,
-    payload: Vec<u8>,
-}
-
 /// The position of an event row in redb's key order.
 type EventPosition = (String, u32, u32, u32);
 
@@ -143,7 +88,7 @@ impl Store {
         &self,
         after: Option<&EventPosition>,
         limit: usize,
-    ) -> Result<Vec<ExportedEvent>, ExportError> {
+    ) -> Result<Vec<CopiedEvent>, ExportError> {
         let txn = self.db.begin_read().map_err(StoreError::from)?;
         let events = txn.open_table(EVENTS).map_err(StoreError::from)?;
         let start = match after {
@@ -163,7 +108,7 @@ impl Store {
             let record = decode_event(device, boot, seq, copy, bytes)?;
             let (_, payload) = open_envelope(bytes).map_err(|detail| Unreadable::new("events", name, detail))?;
             let device = DeviceId::new(device).map_err(|err| Unreadable::new("events", name, err))?;
-            found.push(ExportedEvent {
+            found.push(CopiedEvent {
                 key: EventKey { device, boot, seq },
                 copy,
                 received_at: record.received_at,
@@ -175,7 +120,7 @@ impl Store {
     }
 
     /// Every alert change the log still keeps, oldest first.
-    fn kept_alert_changes(&self) -> Result<Vec<AlertChange>, ExportError> {
+    fn kept_alert_changes(&self) -> Result<Vec<LoggedChange>, ExportError> {
         let mut changes = Vec::new();
         let mut after = 0;
         loop {
@@ -186,7 +131,11 @@ impl Store {
                     }
                     let done = page.next_after == after || page.next_after >= page.last_seq;
                     after = page.next_after;
-                    changes.extend(page.changes);
+                    changes.extend(page.changes.into_iter().map(|change| LoggedChange {
+                        seq: change.seq,
+                        committed_at: change.committed_at,
+                        header: AlertHeader::of(&change.alert),
+                    }));
                     if done {
                         return Ok(changes);
                     }
@@ -199,27 +148,12 @@ impl Store {
     }
 }
 
-/// What the export copies besides events, read before the transaction opens (so the
-/// transaction is never idle for long while redb is read; only event chunks are read inside).
-struct Snapshot {
-    alerts: Vec<Alert>,
-    alert_changes: Vec<AlertChange>,
-    last_alert_change_seq: u64,
-    engine_state: Vec<(String, Vec<u8>)>,
-    devices: Vec<DeviceRecord>,
-    assignments: Vec<Assignment>,
-    residents: Vec<Resident>,
-    people: Vec<PersonRecord>,
-    quarantine: Vec<QuarantineRecord>,
-    users: Vec<UserRecord>,
-    audit: Vec<(u64, Vec<u8>)>,
-    audit_head: Option<AuditHead>,
-}
-
+/// The export reads the snapshot before its transaction opens (so the transaction is never
+/// idle for long while redb is read; only event chunks are read inside).
 impl Snapshot {
     /// Reads it all. The store's list reads leave out (and report) a record they cannot read:
     /// any such record refuses the export, which would otherwise quietly drop it.
-    fn read(source: &Store) -> Result<Self, ExportError> {
+    fn read_redb(source: &Store) -> Result<Self, ExportError> {
         let snapshot = Self {
             alerts: source.alerts(&AlertFilter::default())?,
             alert_changes: source.kept_alert_changes()?,
@@ -233,6 +167,8 @@ impl Snapshot {
             users: AccessStore::users(source)?,
             audit: AccessStore::audit_raw(source)?,
             audit_head: AccessStore::audit_head(source)?,
+            audit_checkpoint: source.audit_checkpoint()?,
+            device_days: source.all_device_days()?,
         };
         if let Some(first) = source.unreadable().into_iter().next() {
             return Err(ExportError::UnreadableRecords {
@@ -246,14 +182,14 @@ impl Snapshot {
 
 /// Copies the whole redb store `source` into the empty PostgreSQL store `target`, in one
 /// transaction. `target` must hold the writer lease; it keeps it (the caller gives it back).
-pub async fn export_redb(source: &Store, target: &mut PgStore) -> Result<ExportCounts, ExportError> {
-    let snapshot = Snapshot::read(source)?;
+pub async fn export_redb(source: &Store, target: &mut PgStore) -> Result<CopyCounts, ExportError> {
+    let snapshot = Snapshot::read_redb(source)?;
     let mut batch = target.begin_write().await?;
     let holdings = batch.exported_holdings().await?;
     if !holdings.is_empty() {
         return Err(ExportError::NotEmpty { tables: holdings });
     }
-    let mut counts = ExportCounts::default();
+    let mut counts = CopyCounts::default();
 
     let mut after: Option<EventPosition> = None;
     loop {
@@ -266,49 +202,42 @@ pub async fn export_redb(source: &Store, target: &mut PgStore) -> Result<ExportC
             last.copy,
         ));
         batch.insert_exported_events(&rows).await?;
-        counts.events += rows.len() as u64;
-        counts.conflicting_copies += rows.iter().filter(|row| row.copy > 0).count() as u64;
+        counts.add_events(&rows);
     }
 
     for alert in &snapshot.alerts {
         batch.put_alert(alert).await?;
-        counts.alerts += 1;
-        counts.alert_transitions += alert.transitions.len() as u64;
     }
     batch
         .insert_alert_changes_keeping_seq(&snapshot.alert_changes, snapshot.last_alert_change_seq)
         .await?;
-    counts.alert_changes = snapshot.alert_changes.len() as u64;
-    counts.alert_change_seq = snapshot.last_alert_change_seq;
-
     for (key, value) in &snapshot.engine_state {
         batch.put_engine_state(key, Some(value)).await?;
-        counts.engine_state += 1;
     }
     batch.put_devices(&snapshot.devices.iter().collect::<Vec<_>>()).await?;
-    counts.devices = snapshot.devices.len() as u64;
     for assignment in &snapshot.assignments {
         batch.assign(assignment).await?;
-        counts.assignments += 1;
     }
     for resident in &snapshot.residents {
         batch.put_resident(resident).await?;
-        counts.residents += 1;
     }
     batch.upsert_people(&snapshot.people).await?;
-    counts.people = snapshot.people.len() as u64;
     // Oldest first, so PostgreSQL numbers them in the same order.
     for record in snapshot.quarantine.iter().rev() {
         batch.quarantine(record).await?;
-        counts.quarantine += 1;
     }
-
     batch.insert_exported_users(&snapshot.users).await?;
-    counts.users = snapshot.users.len() as u64;
     batch
-        .insert_audit_keeping_bytes(&snapshot.audit, snapshot.audit_head.as_ref())
+        .insert_audit_keeping_bytes(
+            &snapshot.audit,
+            snapshot.audit_head.as_ref(),
+            snapshot.audit_checkpoint.as_ref(),
+        )
         .await?;
-    counts.audit_entries = snapshot.audit.len() as u64;
+    for days in snapshot.device_days.chunks(DEVICE_DAY_CHUNK) {
+        batch.insert_exported_device_days(days).await?;
+    }
+    snapshot.count_into(&mut counts);
 
     match batch.commit().await {
         CommitOutcome::Committed => Ok(counts),
@@ -342,7 +271,7 @@ impl PgWriteBatch<'_> {
 
     /// Inserts event rows as they are, copy numbers included (the target is empty: a key
     /// already present fails the statement rather than being skipped).
-    async fn insert_exported_events(&mut self, rows: &[ExportedEvent]) -> Result<(), PgError> {
+    async fn insert_exported_events(&mut self, rows: &[CopiedEvent]) -> Result<(), PgError> {
         let devices: Vec<&str> = rows.iter().map(|row| row.key.device.as_str()).collect();
         let boots: Vec<i64> = rows.iter().map(|row| i64::from(row.key.boot)).collect();
         let seqs: Vec<i64> = rows.iter().map(|row| i64::from(row.key.seq)).collect();
@@ -370,21 +299,21 @@ impl PgWriteBatch<'_> {
     /// may be above the newest kept change: the counter never goes back).
     async fn insert_alert_changes_keeping_seq(
         &mut self,
-        changes: &[AlertChange],
+        changes: &[LoggedChange],
         last_seq: u64,
     ) -> Result<(), PgError> {
         let result = self.insert_alert_changes_unguarded(changes, last_seq).await;
         self.guard(result)
     }
 
-    async fn insert_alert_changes_unguarded(&mut self, changes: &[AlertChange], last_seq: u64) -> Result<(), PgError> {
+    async fn insert_alert_changes_unguarded(&mut self, changes: &[LoggedChange], last_seq: u64) -> Result<(), PgError> {
         let mut seqs: Vec<i64> = Vec::with_capacity(changes.len());
         let mut committed: Vec<i64> = Vec::with_capacity(changes.len());
         let mut headers: Vec<String> = Vec::with_capacity(changes.len());
         for change in changes {
             seqs.push(bigint("alert_changes", change.seq)?);
             committed.push(change.committed_at.as_millis());
-            headers.push(to_json("alert_changes", &AlertHeader::of(&change.alert))?);
+            headers.push(to_json("alert_changes", &change.header)?);
         }
         if !seqs.is_empty() {
             self.txn
@@ -405,6 +334,15 @@ impl PgWriteBatch<'_> {
                 .await?;
         }
         Ok(())
+    }
+
+    /// Inserts activity records as they are (the target is empty: nothing to merge with).
+    async fn insert_exported_device_days(&mut self, days: &[StoredDeviceDay]) -> Result<(), PgError> {
+        let rows = days
+            .iter()
+            .map(|(device, day, activity)| (device.as_str(), *day, activity));
+        let result = self.merge_device_days(rows).await;
+        self.guard(result)
     }
 
     /// Inserts user records as they are (password hashes, roles, one-time flags).
@@ -438,8 +376,9 @@ impl PgWriteBatch<'_> {
         &mut self,
         entries: &[(u64, Vec<u8>)],
         head: Option<&AuditHead>,
+        checkpoint: Option<&AuditCheckpoint>,
     ) -> Result<(), PgError> {
-        let result = self.insert_audit_unguarded(entries, head).await;
+        let result = self.insert_audit_unguarded(entries, head, checkpoint).await;
         self.guard(result)
     }
 
@@ -447,6 +386,7 @@ impl PgWriteBatch<'_> {
         &mut self,
         entries: &[(u64, Vec<u8>)],
         head: Option<&AuditHead>,
+        checkpoint: Option<&AuditCheckpoint>,
     ) -> Result<(), PgError> {
         let mut seqs: Vec<i64> = Vec::with_capacity(entries.len());
         let mut residents: Vec<Option<String>> = Vec::with_capacity(entries.len());
@@ -471,13 +411,19 @@ impl PgWriteBatch<'_> {
                 )
                 .await?;
         }
-        if let Some(head) = head {
-            self.txn
-                .execute(
-                    "INSERT INTO audit_head (name, record) VALUES ($1, $2::text::jsonb)",
-                    &[&HEAD_KEY, &to_json("audit_head", head)?],
-                )
-                .await?;
+        let head = head.map(|head| to_json("audit_head", head)).transpose()?;
+        let checkpoint = checkpoint
+            .map(|checkpoint| to_json("audit_head", checkpoint))
+            .transpose()?;
+        for (name, record) in [(HEAD_KEY, head), (CHECKPOINT_KEY, checkpoint)] {
+            if let Some(record) = record {
+                self.txn
+                    .execute(
+                        "INSERT INTO audit_head (name, record) VALUES ($1, $2::text::jsonb)",
+                        &[&name, &record],
+                    )
+                    .await?;
+            }
         }
         Ok(())
     }

@@ -10,8 +10,10 @@
 //! synchronous standby was cancelled.
 
 mod access;
+mod copy;
 mod error;
 mod export;
+mod import;
 mod lease;
 mod migrations;
 mod read;
@@ -30,8 +32,10 @@ use tokio::sync::mpsc;
 use tokio_postgres::error::DbError;
 use tokio_postgres::{AsyncMessage, Client, GenericClient, NoTls};
 
+pub use copy::CopyCounts;
 pub use error::PgError;
-pub use export::{ExportCounts, ExportError, export_redb};
+pub use export::{ExportError, export_redb};
+pub use import::{ImportError, import_to_redb};
 pub use lease::{Lease, LeaseAttempt};
 pub use migrations::{DEVICE_DAYS_FROM_EVENTS, PG_SCHEMA_VERSION};
 pub use write::{CommitOutcome, PgWriteBatch};
@@ -54,6 +58,47 @@ pub struct PgStoreOptions {
     pub quarantine_capacity: usize,
     /// Where records that do not decode are listed and counted (share one per process).
     pub problems: Arc<Problems>,
+    /// TLS to the server (`store.postgres_ca_file`); `None`: in the clear (loopback, or a
+    /// tunnel between sites).
+    pub tls: Option<PgTls>,
+}
+
+/// TLS to PostgreSQL on rustls with the aws-lc-rs provider (the MQTT stack's), trusting only
+/// the configured certificate authority.
+#[derive(Clone)]
+pub struct PgTls(tokio_postgres_rustls::MakeRustlsConnect);
+
+impl PgTls {
+    /// Trusting the certificates in `ca_pem` (PEM); why not, as text, if it holds none or
+    /// one that does not parse.
+    pub fn with_authority(ca_pem: &[u8]) -> Result<Self, String> {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(ca_pem) {
+            let cert = cert.map_err(|e| format!("not a PEM certificate file: {e}"))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("a certificate cannot be used: {e}"))?;
+        }
+        if roots.is_empty() {
+            return Err("holds no PEM certificate".into());
+        }
+        // This provider explicitly: the process has two (see `crate::tls`).
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS setup: {e}"))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(Self(tokio_postgres_rustls::MakeRustlsConnect::new(config)))
+    }
+}
+
+impl std::fmt::Debug for PgTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PgTls(rustls)")
+    }
 }
 
 impl PgStoreOptions {
@@ -64,6 +109,7 @@ impl PgStoreOptions {
             alert_change_retention: AlertChangeRetention::default(),
             quarantine_capacity: super::DEFAULT_QUARANTINE_CAPACITY,
             problems: Arc::default(),
+            tls: None,
         }
     }
 }
@@ -84,23 +130,10 @@ impl PgStore {
     /// are durable and wait for the synchronous standbys whatever the role or database says
     /// (`synchronous_commit = on`): a receipt must never rest on a commit that was not.
     pub async fn connect(config: &tokio_postgres::Config, options: PgStoreOptions) -> Result<Self, PgError> {
-        let (mut client, mut connection) = config.connect(NoTls).await?;
-        let (notice_sender, notices) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
-                match message {
-                    Ok(AsyncMessage::Notice(notice)) => {
-                        // The store gone: nobody to tell; the connection still winds down.
-                        let _ = notice_sender.send(notice);
-                    }
-                    Ok(_) => {}
-                    Err(err) => {
-                        tracing::warn!(error = %err, "PostgreSQL connection lost");
-                        break;
-                    }
-                }
-            }
-        });
+        let (mut client, notices) = match &options.tls {
+            Some(PgTls(tls)) => drive(config.connect(tls.clone()).await?),
+            None => drive(config.connect(NoTls).await?),
+        };
         let idle_ms = options.lease_ttl.as_millis().clamp(1, i32::MAX as u128);
         client
             .batch_execute(&format!(
@@ -337,6 +370,32 @@ impl PgStore {
             .await?
             .try_get(0)?)
     }
+}
+
+/// Drives the connection on the runtime, forwarding the server's notices to the store.
+fn drive<T>(
+    (client, mut connection): (Client, tokio_postgres::Connection<tokio_postgres::Socket, T>),
+) -> (Client, mpsc::UnboundedReceiver<DbError>)
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (notice_sender, notices) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+            match message {
+                Ok(AsyncMessage::Notice(notice)) => {
+                    // The store gone: nobody to tell; the connection still winds down.
+                    let _ = notice_sender.send(notice);
+                }
+                Ok(_) => {}
+                Err(err) => {
+                    tracing::warn!(error = %err, "PostgreSQL connection lost");
+                    break;
+                }
+            }
+        }
+    });
+    (client, notices)
 }
 
 fn from_json<T: serde::de::DeserializeOwned>(

@@ -234,6 +234,6 @@ impl PgStore {
 }
 
 /// A stored count as the reports hold it: saturated as redb saturates, `None` if negative.
-fn count(value: i64) -> Option<u32> {
+pub(super) fn count(value: i64) -> Option<u32> {
     (value >= 0).then(|| u32::try_from(value).unwrap_or(u32::MAX))
 }

@@ -147,7 +147,16 @@ impl<'s> PgWriteBatch<'s> {
         };
         let (stored, redelivered) = (with(false), with(true));
         let days = crate::store::activity::fold_batch(stored, redelivered);
-        if days.is_empty() {
+        self.merge_device_days(days.iter().map(|((device, day), activity)| (*device, *day, activity)))
+            .await
+    }
+
+    /// Merges per-device daily activity into `device_days` as the redb store merges it.
+    pub(super) async fn merge_device_days<'d>(
+        &self,
+        days: impl ExactSizeIterator<Item = (&'d str, i32, &'d crate::reports::uptake::DeviceDay)>,
+    ) -> Result<(), PgError> {
+        if days.len() == 0 {
             return Ok(());
         }
         let mut devices = Vec::with_capacity(days.len());
@@ -156,7 +165,7 @@ impl<'s> PgWriteBatch<'s> {
         let mut lasts = Vec::with_capacity(days.len());
         let mut counts = Vec::with_capacity(days.len());
         let mut copies = Vec::with_capacity(days.len());
-        for ((device, day), activity) in days {
+        for (device, day, activity) in days {
             devices.push(device);
             day_numbers.push(day);
             firsts.push(activity.first.as_millis());
