@@ -7,11 +7,11 @@
 //! anything, and while a gateway leads.
 
 mod access_support;
+mod seam_support;
+mod store_copy_support;
 /// TEC_TEST_STORE is ignored here: picks its stores itself: a redb store exported to a PostgreSQL of its own.
 #[path = "store_support/fixed.rs"]
 mod store_support;
-mod seam_support;
-mod store_copy_support;
 
 use std::time::Duration;
 

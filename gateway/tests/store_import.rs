@@ -8,11 +8,11 @@
 //! cannot be read.
 
 mod access_support;
+mod seam_support;
+mod store_copy_support;
 /// TEC_TEST_STORE is ignored here: picks its stores itself: a PostgreSQL of its own imported into redb.
 #[path = "store_support/fixed.rs"]
 mod store_support;
-mod seam_support;
-mod store_copy_support;
 
 use std::path::Path;
 use std::time::Duration;
