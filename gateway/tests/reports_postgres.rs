@@ -23,9 +23,7 @@ use gateway::store::postgres::DEVICE_DAYS_FROM_EVENTS;
 use gateway::store::{PgBlocking, ReadStore, Store, WriteStore};
 use gateway::writer::{Core, Received};
 use jiff::civil::{Date, date};
-use protocol::{
-    AlarmKind, DeviceId, DeviceStatus, FirmwareVersion, MAX_UPLINK_LEN, Uplink, UplinkBody, UplinkHeader, encode_uplink,
-};
+use protocol::{AlarmKind, DeviceId, MAX_UPLINK_LEN, Uplink, UplinkBody, UplinkHeader, encode_uplink};
 use testkit::Postgres;
 
 mod seam_support;
@@ -60,23 +58,6 @@ fn uplink(device: &str, seq: u32, body: UplinkBody, received_at: Timestamp) -> R
     }
 }
 
-fn heartbeat(uptime_s: u32) -> UplinkBody {
-    UplinkBody::Heartbeat(DeviceStatus {
-        battery_mv: 2900,
-        battery_percent: 80,
-        rssi_dbm: -60,
-        uptime_s,
-        firmware: FirmwareVersion {
-            major: 1,
-            minor: 2,
-            patch: 3,
-        },
-        heartbeat_interval_s: 300,
-        outbox_depth: 0,
-        events_dropped: 0,
-    })
-}
-
 const PEOPLE: &str = "\
 person_id,role,service,start_date,end_date,age_band,sex,ethnicity,disability
 P1,user,homecare,2025-01-01,,85+,female,white,yes
@@ -103,12 +84,12 @@ fn scenario<S: WriteStore>(core: &mut Core<S>, reads: fn(&S) -> &dyn ReadStore) 
     core.import_register(&assignments).unwrap().unwrap();
 
     let march = vec![
-        uplink("pnd-2", 1, heartbeat(1), at("2026-03-15T10:00:00Z")),
+        uplink("pnd-2", 1, seam_support::heartbeat(1), at("2026-03-15T10:00:00Z")),
         // 23:30 GMT: still the 28th in London.
-        uplink("pnd-1", 1, heartbeat(1), at("2026-03-28T23:30:00Z")),
+        uplink("pnd-1", 1, seam_support::heartbeat(1), at("2026-03-28T23:30:00Z")),
         // 23:30 UTC on the 29th is 00:30 BST on the 30th: no event on the 29th.
-        uplink("pnd-1", 2, heartbeat(2), at("2026-03-29T23:30:00Z")),
-        uplink("pnd-9", 1, heartbeat(1), at("2026-03-29T23:45:00Z")),
+        uplink("pnd-1", 2, seam_support::heartbeat(2), at("2026-03-29T23:30:00Z")),
+        uplink("pnd-9", 1, seam_support::heartbeat(1), at("2026-03-29T23:45:00Z")),
     ];
     core.ingest(&march, at("2026-03-29T23:46:00Z")).unwrap();
     // Redelivered whole (a lost PUBACK): copies counted, nothing stored twice.
@@ -133,8 +114,8 @@ fn scenario<S: WriteStore>(core: &mut Core<S>, reads: fn(&S) -> &dyn ReadStore) 
 
     let later = vec![
         // The key of an earlier heartbeat with other content: kept as a second copy.
-        uplink("pnd-1", 1, heartbeat(99), at("2026-04-20T12:00:00Z")),
-        uplink("pnd-1", 4, heartbeat(4), at("2026-04-20T12:00:01Z")),
+        uplink("pnd-1", 1, seam_support::heartbeat(99), at("2026-04-20T12:00:00Z")),
+        uplink("pnd-1", 4, seam_support::heartbeat(4), at("2026-04-20T12:00:01Z")),
         // 23:30 UTC on 30 June is 1 July in London, after pnd-2 went back.
         uplink(
             "pnd-2",

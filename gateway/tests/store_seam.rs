@@ -16,8 +16,8 @@ use gateway::store::{
 };
 use gateway::writer::{Committed, Core, Received};
 use protocol::{
-    AlarmKind, DeviceId, DeviceStatus, DownlinkBody, FirmwareVersion, MAX_STATUS_LEN, MAX_UPLINK_LEN, Presence,
-    StatusMessage, Uplink, UplinkBody, UplinkHeader, encode_status, encode_uplink,
+    AlarmKind, DeviceId, DownlinkBody, MAX_STATUS_LEN, MAX_UPLINK_LEN, Presence, StatusMessage, Uplink, UplinkBody,
+    UplinkHeader, encode_status, encode_uplink,
 };
 use testkit::Postgres;
 
@@ -53,23 +53,6 @@ fn online(device: &str, boot: u32, at: i64) -> Received {
         .unwrap()
         .to_vec();
     publish(format!("tec/v1/dev/{device}/status"), bytes, at)
-}
-
-fn heartbeat() -> UplinkBody {
-    UplinkBody::Heartbeat(DeviceStatus {
-        battery_mv: 2900,
-        battery_percent: 80,
-        rssi_dbm: -60,
-        uptime_s: 10,
-        firmware: FirmwareVersion {
-            major: 1,
-            minor: 2,
-            patch: 3,
-        },
-        heartbeat_interval_s: 300,
-        outbox_depth: 0,
-        events_dropped: 0,
-    })
 }
 
 fn press() -> UplinkBody {
@@ -116,7 +99,7 @@ const DEVICES: [&str; 3] = ["pnd-1", "pnd-2", "pnd-3"];
 fn scenario<S: WriteStore>(core: &mut Core<S>) -> Vec<Asked> {
     let first = vec![
         online("pnd-2", 1, 1_000),
-        uplink("pnd-1", 1, 1, heartbeat(), 1_001),
+        uplink("pnd-1", 1, 1, seam_support::heartbeat(10), 1_001),
         uplink("pnd-1", 1, 2, press(), 1_002),
         uplink("pnd-1", 1, 2, press(), 1_003),
         publish("tec/v1/dev/pnd-1/up".into(), b"junk".to_vec(), 1_004),
@@ -126,7 +109,7 @@ fn scenario<S: WriteStore>(core: &mut Core<S>) -> Vec<Asked> {
         uplink("pnd-1", 1, 2, press(), 3_000),
         // The key of the heartbeat with other content: a reused key.
         uplink("pnd-1", 1, 1, press(), 3_001),
-        uplink("pnd-2", 1, 1, heartbeat(), 3_002),
+        uplink("pnd-2", 1, 1, seam_support::heartbeat(10), 3_002),
     ];
     let mut outcomes = vec![
         core.ingest(&first, Timestamp(1_010)).unwrap().into(),

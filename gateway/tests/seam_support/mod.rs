@@ -11,6 +11,7 @@ use gateway::domain::Timestamp;
 use gateway::store::PgBlocking;
 use gateway::store::postgres::{Lease, LeaseAttempt, PgStore, PgStoreOptions};
 use gateway::writer::Core;
+use protocol::{DeviceStatus, FirmwareVersion, UplinkBody};
 use testkit::Postgres;
 
 pub struct Fenced {
@@ -102,4 +103,22 @@ pub fn fenced_core(lease: Duration, opened_at: Timestamp, while_leading: impl Fn
         runtime,
         server,
     }
+}
+
+/// A heartbeat as a pendant sends it, `uptime_s` telling heartbeats of one boot apart.
+pub fn heartbeat(uptime_s: u32) -> UplinkBody {
+    UplinkBody::Heartbeat(DeviceStatus {
+        battery_mv: 2900,
+        battery_percent: 80,
+        rssi_dbm: -60,
+        uptime_s,
+        firmware: FirmwareVersion {
+            major: 1,
+            minor: 2,
+            patch: 3,
+        },
+        heartbeat_interval_s: 300,
+        outbox_depth: 0,
+        events_dropped: 0,
+    })
 }
