@@ -4,9 +4,9 @@
 //! the fencing of every write) is the store's (`store/postgres/lease.rs`); this decides when
 //! to talk to it. Time is passed in, so tests step through a lease's life without waiting.
 //!
-//! The committer is to call [`Leadership::keep`] between batches and on a standby's timer,
-//! consume from the broker only as [`Role::Leader`], and call [`Leadership::lost`] when a
-//! write is refused as `Fenced` or `NotLeader` (`docs/postgres.md`, "The wiring step").
+//! The committer calls [`Leadership::keep`] between batches and on a standby's timer,
+//! consumes from the broker only as [`Role::Leader`], and calls [`Leadership::lost`] when a
+//! write is refused as `Fenced` or `NotLeader` (`docs/postgres.md`, "Leader and standby").
 
 use std::time::{Duration, Instant};
 
