@@ -129,6 +129,15 @@ pub(crate) fn cli_holder() -> String {
     format!("tec-gateway-cli-{}", std::process::id())
 }
 
+/// Why an offline command cannot have the writer lease: who holds it, and for how long.
+pub(crate) fn lease_held(holder: &str, expires_in_ms: i64) -> String {
+    let seconds = (expires_in_ms.max(0) + 999) / 1000;
+    format!(
+        "a gateway is running on this PostgreSQL store: {holder} holds the writer lease \
+         (for {seconds} s more unless renewed; a gateway that stopped uncleanly keeps it until then)"
+    )
+}
+
 /// What the user and audit commands read and write, on redb or PostgreSQL.
 trait AdminStore {
     fn user(&self, username: &Username) -> Result<Option<UserRecord>, StoreError>;
@@ -256,12 +265,7 @@ impl PgAdmin {
             holder, expires_in_ms, ..
         } = attempt
         {
-            let seconds = (expires_in_ms.max(0) + 999) / 1000;
-            bail!(
-                "a gateway is running on this PostgreSQL store: {holder} holds the writer lease \
-                 (for {seconds} s more unless renewed; a gateway that stopped uncleanly keeps it until then). \
-                 {instead}; nothing was changed"
-            );
+            bail!("{}. {instead}; nothing was changed", lease_held(&holder, expires_in_ms));
         }
         let changed = change(&mut self.store);
         let released = self.store.release_lease();

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 
-use super::access::{cli_holder, open_store};
+use super::access::{cli_holder, lease_held, open_store};
 use crate::config::{Config, Overrides, StoreKind};
 use crate::store::Store;
 use crate::store::postgres::{CopyCounts, LeaseAttempt, PgStore, export_redb, import_to_redb};
@@ -148,10 +148,9 @@ fn under_lease(file: &Path, copy: Copy<'_>) -> anyhow::Result<CopyCounts> {
             holder, expires_in_ms, ..
         } = attempt
         {
-            let seconds = (expires_in_ms.max(0) + 999) / 1000;
             bail!(
-                "a gateway is running on this PostgreSQL store: {holder} holds the writer lease \
-                 (for {seconds} s more unless renewed). Stop the gateways first; nothing was written"
+                "{}. Stop the gateways first; nothing was written",
+                lease_held(&holder, expires_in_ms)
             );
         }
         let done = copy.run(&mut store, &pg, &config).await;
